@@ -1,0 +1,82 @@
+"""The bus contract, shared by the Kafka and the embedded backends.
+
+A record is produced under a key; records with one key are consumed in the
+order they were produced. A consumer belongs to a group; the group's committed
+offset moves only when `commit()` is called with records whose effects are
+durable, so a consumer that dies before committing has those records
+delivered again (at-least-once; the router dedupes by envelope id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Topics:
+    """Topic names under the configured prefix (default `omni.`)."""
+
+    prefix: str = "omni."
+
+    @property
+    def inbound(self) -> str:
+        return f"{self.prefix}inbound"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    def outbound(self, channel: str) -> str:
+        return f"{self.prefix}outbound.{channel}"
+
+    def agent(self, sink: str) -> str:
+        return f"{self.prefix}agent.{sink}"
+
+
+class Consumer(Protocol):
+    """One member of a consumer group."""
+
+    async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+        """Return the next records (possibly none after `timeout` seconds)."""
+        ...
+
+    async def commit(self, records: Sequence[Record]) -> None:
+        """Mark these records, and everything before them per partition, as done."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    """A durable, partitioned log with consumer groups."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ensure_topics(self, names: Sequence[str]) -> None:
+        """Create the topics that do not exist yet (configured partitions)."""
+        ...
+
+    async def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        """Append one record; returns once it is durable (acks=all / fsync'd commit)."""
+        ...
+
+    async def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+        """Join `group` on `topics`; uncommitted records are delivered again."""
+        ...
+
+    async def ping(self) -> bool:
+        """True when the backend is reachable (used by /readyz)."""
+        ...

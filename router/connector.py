@@ -1,0 +1,82 @@
+"""The connector contract and the registry the daemon finds connectors by.
+
+The routing core imports no connector. Each connector package declares a
+`ConnectorSpec` and registers it under the entry-point group
+`omnirouter.connectors` with the `type:` name used in channels.yaml
+(see pyproject.toml). A connector is two small things: an intake that yields
+envelopes with their ack, and a sender that takes an envelope and returns a
+typed result. The daemon owns lifecycle, reconnection and backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel
+
+from router.envelope import Envelope
+
+ENTRY_POINT_GROUP = "omnirouter.connectors"
+
+Ack = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """An envelope taken in from a channel, and how to tell the channel it is safe."""
+
+    envelope: Envelope
+    ack: Ack  # called once the envelope is durably on the bus
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SendResult:
+    status: Literal["sent", "retry", "failed"]
+    detail: str = ""
+    native_id: str | None = None
+
+
+class Intake(Protocol):
+    def receive(self) -> AsyncIterator[Incoming]: ...
+
+
+class Sender(Protocol):
+    async def send(self, envelope: Envelope) -> SendResult: ...
+
+
+class Connector(Intake, Sender, Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ConnectorSpec:
+    """What a connector package declares about itself."""
+
+    type: str
+    description: str
+    config: type[BaseModel]  # the model for the channel's `<type>:` block
+    # Builds a running connector from a channel name and its validated block.
+    # None while the connector's runtime is not part of this build.
+    factory: Callable[[str, Any], Connector] | None = None
+
+
+class DuplicateConnectorError(RuntimeError):
+    pass
+
+
+def load_registry() -> dict[str, ConnectorSpec]:
+    """All installed connectors by type; two packages claiming one type is an error."""
+    registry: dict[str, ConnectorSpec] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        spec = ep.load()
+        if not isinstance(spec, ConnectorSpec):
+            raise TypeError(f"entry point {ep.name!r} is not a ConnectorSpec")
+        if spec.type in registry:
+            raise DuplicateConnectorError(f"two connectors register type {spec.type!r}")
+        registry[spec.type] = spec
+    return registry

@@ -1,0 +1,3 @@
+"""Real-service fixtures live in tests/harness/, one module per service."""
+
+pytest_plugins = ["tests.harness.kafka", "tests.harness.postgres"]
