@@ -10,6 +10,7 @@ typed result. The daemon owns lifecycle, reconnection and backoff.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -59,7 +60,7 @@ class ConnectorSpec:
 
     type: str
     description: str
-    config: type[BaseModel]  # the model for the channel's `<type>:` block
+    config: builtins.type[BaseModel]  # the model for the channel's `<type>:` block
     # Builds a running connector from a channel name and its validated block.
     # None while the connector's runtime is not part of this build.
     factory: Callable[[str, Any], Connector] | None = None

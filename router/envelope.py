@@ -50,7 +50,7 @@ class Envelope(_Strict):
     call's duration and disposition, a command's name and arguments).
     """
 
-    v: Literal[1] = VERSION
+    v: Literal[1] = 1
     id: str = Field(min_length=1)
     kind: Kind
     direction: Direction

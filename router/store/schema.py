@@ -1,0 +1,293 @@
+"""The store's schema: every table, key, index and constraint, in one place.
+
+This module is the target the migrations are checked against (a test compares
+the schema the migrations build with this metadata, on both engines). Change a
+table here and add a migration under `migrations/versions/` in the same change.
+
+Conventions:
+- ids are text: envelope ids, configured agent ids, and generated ids
+  (uuid4 hex) for customers and conversations; counters (assignments, timers,
+  incidents) are integers the database assigns.
+- every timestamp is timezone-aware UTC (`UTCDateTime`), on both engines.
+- closed vocabularies (conversation status, incident kind, ...) are text with
+  a CHECK constraint, not native enums: adding a value is a one-line migration.
+- JSON columns are JSONB on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware datetime, stored as UTC, read back aware in UTC.
+
+    SQLite has no time zone type: the value is stored as naive UTC text and
+    given its zone back on read. PostgreSQL uses `timestamptz`. Naive values
+    are refused: a time without a zone is a bug waiting to happen.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware times only")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> sa.types.TypeEngine[Any]:
+    """JSON on SQLite, JSONB on PostgreSQL."""
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def big_id() -> sa.types.TypeEngine[int]:
+    """A 64-bit autoincrement key (plain INTEGER on SQLite, where that is the rowid)."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({quoted})"
+
+
+CONVERSATION_STATUSES = ("open", "pending", "resolved", "closed")
+AGENT_STATUSES = ("available", "away", "offline")
+INCIDENT_KINDS = ("complaint", "sla_breach", "bad_satisfaction", "delivery_failure")
+MESSAGE_KINDS = ("message", "reply", "call", "command", "timer")
+DIRECTIONS = ("in", "out")
+SENDER_ROLES = ("customer", "agent", "system")
+
+# --- customers and who they are -------------------------------------------------------
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("display_name", sa.Text, nullable=True),
+    sa.Column("tier", sa.Text, nullable=False, default="standard"),
+    sa.Column("tags", json_type(), nullable=False, default=list),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+identities = sa.Table(
+    "identities",
+    metadata,
+    # email | phone (E.164) | telegram (user id) | webchat (visitor id) | ...
+    sa.Column("kind", sa.Text, primary_key=True),
+    # normalized: lower-cased address, E.164 number, numeric id as text
+    sa.Column("value", sa.Text, primary_key=True),
+    sa.Column(
+        "customer_id",
+        sa.Text,
+        sa.ForeignKey("customers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # where the link came from: config | import | agent | auto
+    sa.Column("source", sa.Text, nullable=False, default="auto"),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Index(None, "customer_id"),
+)
+
+# --- agents and their live load ---------------------------------------------------------
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # the agent id from channels.yaml
+    sa.Column("status", sa.Text, nullable=False, default="offline"),
+    sa.Column("status_since", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("last_assigned_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint(_in("status", AGENT_STATUSES), name="status"),
+)
+
+agent_load = sa.Table(
+    "agent_load",
+    metadata,
+    sa.Column(
+        "agent_id",
+        sa.Text,
+        sa.ForeignKey("agents.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("channel_type", sa.Text, primary_key=True),
+    sa.Column("open_count", sa.Integer, nullable=False, default=0),
+    sa.CheckConstraint("open_count >= 0", name="open_count_non_negative"),
+)
+
+# --- conversations and their messages ---------------------------------------------------
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("channel", sa.Text, nullable=False),  # channel instance name
+    sa.Column("channel_type", sa.Text, nullable=False),  # email | telegram | ...
+    sa.Column("thread_key", sa.Text, nullable=False),
+    sa.Column("customer_id", sa.Text, sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("status", sa.Text, nullable=False, default="open"),
+    sa.Column("priority", sa.Integer, nullable=False, default=0),
+    sa.Column("queue", sa.Text, nullable=True),
+    sa.Column("owner_agent_id", sa.Text, sa.ForeignKey("agents.id"), nullable=True),
+    sa.Column("sla_due_at", UTCDateTime, nullable=True),
+    sa.Column("opened_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    sa.Column("first_response_at", UTCDateTime, nullable=True),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("channel", "thread_key"),
+    sa.CheckConstraint(_in("status", CONVERSATION_STATUSES), name="status"),
+    # the customer's conversations, newest first (context for the agent)
+    sa.Index(None, "customer_id", "updated_at"),
+    # the waiting queue: by queue, then priority
+    sa.Index(None, "status", "queue", "priority"),
+    sa.Index(None, "owner_agent_id", "status"),
+)
+
+messages = sa.Table(
+    "messages",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),  # the envelope id: dedupe key
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=True),
+    sa.Column("channel", sa.Text, nullable=False),
+    sa.Column("channel_type", sa.Text, nullable=False),
+    sa.Column("thread_key", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
+    sa.Column("sender_address", sa.Text, nullable=False),
+    sa.Column("sender_name", sa.Text, nullable=True),
+    sa.Column("sender_role", sa.Text, nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("subject", sa.Text, nullable=True),
+    sa.Column("text", sa.Text, nullable=False, default=""),
+    sa.Column("envelope", json_type(), nullable=False),  # the whole envelope, as JSON
+    sa.Column("stored_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.CheckConstraint(_in("kind", MESSAGE_KINDS), name="kind"),
+    sa.CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+    sa.CheckConstraint(_in("sender_role", SENDER_ROLES), name="sender_role"),
+    # a conversation's transcript, in order
+    sa.Index(None, "conversation_id", "received_at"),
+    # messages of one thread (linking them to their conversation)
+    sa.Index(None, "channel", "thread_key", "received_at"),
+)
+
+# --- routing decisions and timers -------------------------------------------------------
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("agent_id", sa.Text, sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("reason", json_type(), nullable=False),  # why this agent: explainable routing
+    sa.Column("assigned_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("accepted_at", UTCDateTime, nullable=True),
+    sa.Column("ended_at", UTCDateTime, nullable=True),
+    # resolved | transferred | timeout | ...
+    sa.Column("end_reason", sa.Text, nullable=True),
+    sa.Index(None, "conversation_id", "assigned_at"),
+    sa.Index(None, "agent_id", "assigned_at"),
+    # one conversation, one owner: at most one active assignment
+    sa.Index(
+        "uq_assignments_active_conversation",
+        "conversation_id",
+        unique=True,
+        sqlite_where=sa.text("ended_at IS NULL"),
+        postgresql_where=sa.text("ended_at IS NULL"),
+    ),
+)
+
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    # scheduling the same key twice is refused: a timer is scheduled once
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=True),
+    # ack | first_response | sla_warning | accept_timeout | follow_up | ...
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("fired_at", UTCDateTime, nullable=True),
+    sa.Column("cancelled_at", UTCDateTime, nullable=True),
+    sa.Column("payload", json_type(), nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.UniqueConstraint("key"),
+    sa.Index(None, "conversation_id"),
+    # the timer wheel: pending timers by due time
+    sa.Index(
+        "ix_timers_pending_due_at",
+        "due_at",
+        sqlite_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
+        postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
+    ),
+)
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=True),
+    sa.Column("customer_id", sa.Text, sa.ForeignKey("customers.id"), nullable=True),
+    sa.Column("cause", sa.Text, nullable=False),
+    sa.Column("details", json_type(), nullable=False, default=dict),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.CheckConstraint(_in("kind", INCIDENT_KINDS), name="kind"),
+    sa.Index(None, "kind", "created_at"),
+    sa.Index(None, "conversation_id"),
+    sa.Index(None, "customer_id"),
+)
+
+# --- delivery bookkeeping ---------------------------------------------------------------
+
+processed = sa.Table(
+    "processed",
+    metadata,
+    # which consumer applied the record (router, a sink, ...): each dedupes on its own
+    sa.Column("consumer", sa.Text, primary_key=True),
+    sa.Column("envelope_id", sa.Text, primary_key=True),
+    sa.Column("processed_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("connector", sa.Text, primary_key=True),  # channel instance name
+    sa.Column("key", sa.Text, primary_key=True),  # e.g. "INBOX"
+    sa.Column("value", sa.Text, nullable=False),  # e.g. "<uidvalidity>:<last uid>"
+    sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+TABLES = tuple(metadata.sorted_tables)

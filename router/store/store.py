@@ -1,0 +1,298 @@
+"""The data-access layer: one `Store` over SQLite (default) or PostgreSQL.
+
+Everything goes through `Store.transaction()`, a unit of work that commits on
+exit and rolls back on error; SQLAlchemy and driver errors leave it as
+`StoreError` with `retriable` set (see `wrap.py`). The small helpers here
+(`record_message`, checkpoints, `mark_processed`) each run in their own
+transaction, or inside the caller's when given `conn=`, so an effect and its
+bookkeeping can commit together.
+
+SQLite specifics: WAL journal, foreign keys on, `synchronous=FULL` (an
+accepted message survives power loss), a busy timeout, and write
+transactions that start with `BEGIN IMMEDIATE` so two writers queue on the
+lock instead of failing on a stale snapshot. Read-only units of work
+(`transaction(readonly=True)`) start a deferred transaction and never wait for
+writers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Self
+
+import orjson
+import structlog
+from alembic.util.exc import CommandError
+from sqlalchemy import event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.schema import Table
+
+from router.envelope import Envelope
+from router.errors import StoreError
+from router.store import migrate as migrations
+from router.store.schema import checkpoints, messages, processed, utcnow
+from router.store.url import Backend, StoreURL, parse
+from router.store.wrap import wrap
+
+log = structlog.get_logger(__name__)
+
+_READONLY = "omnirouter_readonly"
+
+
+async def open_store(url: str, *, migrate: bool = True, lock_timeout: float = 5.0) -> Store:
+    """Connect to the store at `url` and, unless `migrate=False`, migrate it to head.
+
+    `lock_timeout` (seconds) bounds every wait for a lock (SQLite busy timeout,
+    PostgreSQL `lock_timeout`); running out raises a retriable `StoreError`.
+    """
+    parsed = parse(url)
+    path = parsed.sqlite_path
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"store: cannot create the directory {str(path.parent)!r} for {parsed.safe}: {exc}",
+                retriable=False,
+            ) from exc
+    store = Store(_create_engine(parsed, lock_timeout), parsed)
+    if migrate:
+        try:
+            await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+    return store
+
+
+class Store:
+    """The connection pool and the units of work on it. Create with `open_store`."""
+
+    PING_TIMEOUT = 2.0  # seconds
+
+    def __init__(self, engine: AsyncEngine, url: StoreURL) -> None:
+        self._engine = engine
+        self._url = url
+        self._closed = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    @property
+    def backend(self) -> Backend:
+        return self._url.backend
+
+    @property
+    def url(self) -> str:
+        """The store URL with its password hidden."""
+        return self._url.safe
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    async def close(self) -> None:
+        """Close every pooled connection. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def ping(self) -> bool:
+        """True if the database answers within `PING_TIMEOUT` seconds. Never raises."""
+        if self._closed:
+            return False
+        try:
+            async with asyncio.timeout(self.PING_TIMEOUT), self._engine.connect() as conn:
+                await conn.execution_options(**{_READONLY: True})
+                await conn.execute(text("SELECT 1"))
+        except Exception as exc:  # a readiness probe reports, it does not raise
+            log.debug("store.ping_failed", url=self.url, error=type(exc).__name__)
+            return False
+        return True
+
+    # --- schema -----------------------------------------------------------------------
+
+    async def migrate(self) -> None:
+        """Migrate the database to the packaged head revision (a no-op when there)."""
+        try:
+            async with self.transaction() as conn:
+                before = await conn.run_sync(migrations.current)
+                await conn.run_sync(migrations.upgrade)
+                after = await conn.run_sync(migrations.current)
+        except CommandError as exc:
+            raise StoreError(
+                f"store: cannot migrate {self.url}: {exc} (was it migrated by a newer omnirouter?)",
+                retriable=False,
+            ) from exc
+        if before != after:
+            log.info("store.migrated", url=self.url, before=before, after=after)
+
+    async def schema_version(self) -> str | None:
+        """The schema revision of the database (None: never migrated)."""
+        async with self.transaction(readonly=True) as conn:
+            return await conn.run_sync(migrations.current)
+
+    # --- units of work ----------------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A unit of work: commits when the block ends, rolls back if it raises.
+
+        Database errors raised inside come out as `StoreError`; anything else
+        the block raises passes through unchanged (after the rollback).
+        """
+        if self._closed:
+            raise StoreError("store: closed", retriable=False)
+        try:
+            async with self._engine.connect() as conn:
+                if readonly:
+                    await conn.execution_options(**{_READONLY: True, "postgresql_readonly": True})
+                async with conn.begin():
+                    yield conn
+        except (SQLAlchemyError, OSError) as exc:
+            raise wrap(exc) from exc
+
+    @asynccontextmanager
+    async def _unit(
+        self, conn: AsyncConnection | None, *, readonly: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        if conn is not None:
+            yield conn
+            return
+        async with self.transaction(readonly=readonly) as own:
+            yield own
+
+    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        if self.backend == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # --- messages and dedupe ----------------------------------------------------------
+
+    async def record_message(
+        self, envelope: Envelope, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Store a message once, keyed by its envelope id: True if new, False if seen.
+
+        A non-null `envelope.conversation_id` must name a stored conversation.
+        """
+        row: dict[str, Any] = {
+            "id": envelope.id,
+            "conversation_id": envelope.conversation_id,
+            "channel": envelope.channel,
+            "channel_type": envelope.channel_type,
+            "thread_key": envelope.thread_key,
+            "kind": envelope.kind,
+            "direction": envelope.direction,
+            "sender_address": envelope.sender.address,
+            "sender_name": envelope.sender.name,
+            "sender_role": envelope.sender.role,
+            "sent_at": envelope.sent_at,
+            "received_at": envelope.received_at,
+            "subject": envelope.subject,
+            "text": envelope.text,
+            "envelope": envelope.model_dump(mode="json"),
+            "stored_at": utcnow(),
+        }
+        stmt = (
+            self._insert(messages)
+            .values(row)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(messages.c.id)
+        )
+        async with self._unit(conn) as c:
+            inserted = (await c.execute(stmt)).first()
+        return inserted is not None
+
+    async def mark_processed(
+        self, consumer: str, envelope_id: str, *, conn: AsyncConnection | None = None
+    ) -> bool:
+        """Note that `consumer` applied `envelope_id`: True the first time, then False.
+
+        Call it in the same transaction as the record's effects, so a record
+        redelivered after a crash is recognised and skipped.
+        """
+        stmt = (
+            self._insert(processed)
+            .values(consumer=consumer, envelope_id=envelope_id, processed_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
+            .returning(processed.c.envelope_id)
+        )
+        async with self._unit(conn) as c:
+            inserted = (await c.execute(stmt)).first()
+        return inserted is not None
+
+    # --- connector checkpoints --------------------------------------------------------
+
+    async def get_checkpoint(
+        self, name: str, key: str, *, conn: AsyncConnection | None = None
+    ) -> str | None:
+        """The value connector `name` saved under `key`, or None."""
+        stmt = select(checkpoints.c.value).where(
+            checkpoints.c.connector == name, checkpoints.c.key == key
+        )
+        async with self._unit(conn, readonly=True) as c:
+            value = await c.scalar(stmt)
+        return value if value is None else str(value)
+
+    async def set_checkpoint(
+        self, name: str, key: str, value: str, *, conn: AsyncConnection | None = None
+    ) -> None:
+        """Save (insert or replace) connector `name`'s `key`."""
+        now = utcnow()
+        stmt = self._insert(checkpoints).values(
+            connector=name, key=key, value=value, updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["connector", "key"], set_={"value": value, "updated_at": now}
+        )
+        async with self._unit(conn) as c:
+            await c.execute(stmt)
+
+
+def _create_engine(url: StoreURL, lock_timeout: float) -> AsyncEngine:
+    def dumps(obj: object) -> str:
+        return orjson.dumps(obj).decode()
+
+    common: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": orjson.loads}
+    if url.backend == "postgresql":
+        connect_args: dict[str, Any] = {"connect_timeout": 10}
+        if "application_name" not in url.url.query:
+            connect_args["application_name"] = "omnirouter"
+        if "options" not in url.url.query:
+            connect_args["options"] = f"-c lock_timeout={int(lock_timeout * 1000)}"
+        return create_async_engine(url.url, pool_pre_ping=True, connect_args=connect_args, **common)
+    engine = create_async_engine(url.url, connect_args={"timeout": lock_timeout}, **common)
+    _sqlite_events(engine, busy_timeout_ms=int(lock_timeout * 1000))
+    return engine
+
+
+def _sqlite_events(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let us emit BEGIN ourselves (the driver's implicit BEGIN is deferred and late).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        readonly = conn.get_execution_options().get(_READONLY, False)
+        conn.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
