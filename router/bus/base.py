@@ -47,7 +47,7 @@ class Topics:
 class Consumer(Protocol):
     """One member of a consumer group."""
 
-    async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:
+    async def fetch(self, max_records: int = 500, timeout: float = 1.0) -> list[Record]:  # noqa: ASYNC109
         """Return the next records (possibly none after `timeout` seconds)."""
         ...
 

@@ -1,0 +1,102 @@
+"""The one consume loop: fetch, handle in order, commit what is durable.
+
+Offsets are committed only after a record's effects are durable. A retriable
+failure is retried with backoff (the record is not skipped, so order per key
+holds); a record that can never succeed is dead-lettered and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+
+from router.bus.base import Bus, Record, Topics
+from router.dlq import dead_letter
+from router.errors import OmniError
+from router.metrics import Metrics
+from router.retry import Backoff
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Record], Awaitable[None]]
+
+
+class ConsumeLoop:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        topics: Topics,
+        group: str,
+        subscribe: Sequence[str],
+        handler: Handler,
+        metrics: Metrics,
+        backoff: Backoff = Backoff(base=0.2, cap=10.0),
+    ) -> None:
+        self._bus = bus
+        self._topics = topics
+        self._group = group
+        self._subscribe = list(subscribe)
+        self._handler = handler
+        self._metrics = metrics
+        self._backoff = backoff
+        self._stopping = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the record in hand, commit, and return from `run()`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        consumer = await self._bus.consumer(self._group, self._subscribe)
+        self.started.set()
+        log.info("consumer started", group=self._group, topics=self._subscribe)
+        try:
+            while not self._stopping.is_set():
+                records = await consumer.fetch(max_records=200, timeout=0.5)
+                done: list[Record] = []
+                for record in records:
+                    if not await self._process(record):
+                        break  # stopping during a retry: leave it for redelivery
+                    done.append(record)
+                if done:
+                    await consumer.commit(done)
+        finally:
+            await consumer.close()
+            log.info("consumer stopped", group=self._group)
+
+    async def _process(self, record: Record) -> bool:
+        delays = self._backoff.delays()
+        while True:
+            try:
+                await self._handler(record)
+                return True
+            except OmniError as exc:
+                if not exc.retriable:
+                    await self._reject(record, f"{type(exc).__name__}: {exc}")
+                    return True
+                error = exc
+            except Exception as exc:  # a bug must not stop the daemon or lose the record
+                log.exception("handler failed", topic=record.topic, offset=record.offset)
+                await self._reject(record, f"unexpected {type(exc).__name__}: {exc}")
+                return True
+            delay = next(delays, 1.0)
+            log.warning(
+                "retrying record",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                error=str(error),
+                delay=round(delay, 3),
+            )
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                return False
+            except TimeoutError:
+                continue
+
+    async def _reject(self, record: Record, reason: str) -> None:
+        self._metrics.dead_letters.labels(source=record.topic).inc()
+        await dead_letter(self._bus, self._topics, record, reason)

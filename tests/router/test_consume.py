@@ -1,0 +1,132 @@
+"""The consume loop's delivery policy, on the embedded bus."""
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from router.bus import EmbeddedBus
+from router.bus.base import Record, Topics
+from router.consume import ConsumeLoop
+from router.errors import EnvelopeError, StoreError
+from router.metrics import Metrics
+from router.retry import Backoff
+
+TOPICS = Topics(prefix="t.")
+
+
+@pytest.fixture
+async def bus(tmp_path: Path):
+    b = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=2)
+    await b.start()
+    await b.ensure_topics([TOPICS.inbound, TOPICS.dlq])
+    yield b
+    await b.stop()
+
+
+async def drain(bus: EmbeddedBus, topic: str, group: str, want: int) -> list[Record]:
+    consumer = await bus.consumer(group, [topic])
+    got: list[Record] = []
+    try:
+        for _ in range(20):
+            got += await consumer.fetch(timeout=0.2)
+            if len(got) >= want:
+                break
+    finally:
+        await consumer.close()
+    return got
+
+
+async def run_until(loop: ConsumeLoop, done: asyncio.Event) -> None:
+    task = asyncio.create_task(loop.run())
+    await asyncio.wait_for(done.wait(), 10)
+    loop.stop()
+    await asyncio.wait_for(task, 10)
+
+
+def make_loop(bus: EmbeddedBus, handler, group: str = "g") -> ConsumeLoop:
+    return ConsumeLoop(
+        bus=bus, topics=TOPICS, group=group, subscribe=[TOPICS.inbound], handler=handler,
+        metrics=Metrics(), backoff=Backoff(base=0.01, cap=0.02),
+    )
+
+
+async def test_processed_records_are_committed(bus: EmbeddedBus) -> None:
+    for i in range(5):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    seen: list[bytes] = []
+    done = asyncio.Event()
+
+    async def handler(r: Record) -> None:
+        seen.append(r.value)
+        if len(seen) == 5:
+            done.set()
+
+    await run_until(make_loop(bus, handler), done)
+    assert seen == [b"0", b"1", b"2", b"3", b"4"]
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+
+
+async def test_retriable_failure_is_retried_in_place(bus: EmbeddedBus) -> None:
+    for i in range(3):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    seen: list[bytes] = []
+    failures = {b"1": 3}
+    done = asyncio.Event()
+
+    async def handler(r: Record) -> None:
+        if failures.get(r.value, 0) > 0:
+            failures[r.value] -= 1
+            raise StoreError("database is locked")
+        seen.append(r.value)
+        if len(seen) == 3:
+            done.set()
+
+    await run_until(make_loop(bus, handler), done)
+    assert seen == [b"0", b"1", b"2"]  # order kept, nothing skipped
+    assert await drain(bus, TOPICS.dlq, "dlq-reader", 1) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [(EnvelopeError("kind: bad"), "EnvelopeError: kind: bad"), (KeyError("boom"), "unexpected KeyError")],
+)
+async def test_hopeless_record_is_dead_lettered_and_the_loop_goes_on(
+    bus: EmbeddedBus, error: Exception, reason: str
+) -> None:
+    await bus.produce(TOPICS.inbound, b"k", b"poison")
+    await bus.produce(TOPICS.inbound, b"k", b"fine")
+    seen: list[bytes] = []
+    done = asyncio.Event()
+
+    async def handler(r: Record) -> None:
+        if r.value == b"poison":
+            raise error
+        seen.append(r.value)
+        done.set()
+
+    await run_until(make_loop(bus, handler), done)
+    assert seen == [b"fine"]
+    [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
+    body = orjson.loads(dead.value)
+    assert reason in body["reason"]
+    assert body["value"] == "poison"
+    assert body["source"]["topic"] == TOPICS.inbound
+
+
+async def test_stop_during_retry_leaves_record_for_redelivery(bus: EmbeddedBus) -> None:
+    await bus.produce(TOPICS.inbound, b"k", b"stuck")
+    attempts = 0
+    tried = asyncio.Event()
+
+    async def failing(r: Record) -> None:
+        nonlocal attempts
+        attempts += 1
+        tried.set()
+        raise StoreError("connection lost")
+
+    await run_until(make_loop(bus, failing), tried)
+    assert attempts >= 1
+    [again] = await drain(bus, TOPICS.inbound, "g", 1)
+    assert again.value == b"stuck"
