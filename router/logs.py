@@ -64,9 +64,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def redact_personal_data(
-    _logger: WrappedLogger, _name: str, event_dict: EventDict
-) -> EventDict:
+def redact_personal_data(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: redact every value of the event."""
     redacted = _redact(event_dict)
     assert isinstance(redacted, dict)

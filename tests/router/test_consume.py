@@ -47,8 +47,13 @@ async def run_until(loop: ConsumeLoop, done: asyncio.Event) -> None:
 
 def make_loop(bus: EmbeddedBus, handler, group: str = "g") -> ConsumeLoop:
     return ConsumeLoop(
-        bus=bus, topics=TOPICS, group=group, subscribe=[TOPICS.inbound], handler=handler,
-        metrics=Metrics(), backoff=Backoff(base=0.01, cap=0.02),
+        bus=bus,
+        topics=TOPICS,
+        group=group,
+        subscribe=[TOPICS.inbound],
+        handler=handler,
+        metrics=Metrics(),
+        backoff=Backoff(base=0.01, cap=0.02),
     )
 
 
@@ -90,7 +95,10 @@ async def test_retriable_failure_is_retried_in_place(bus: EmbeddedBus) -> None:
 
 @pytest.mark.parametrize(
     ("error", "reason"),
-    [(EnvelopeError("kind: bad"), "EnvelopeError: kind: bad"), (KeyError("boom"), "unexpected KeyError")],
+    [
+        (EnvelopeError("kind: bad"), "EnvelopeError: kind: bad"),
+        (KeyError("boom"), "unexpected KeyError"),
+    ],
 )
 async def test_hopeless_record_is_dead_lettered_and_the_loop_goes_on(
     bus: EmbeddedBus, error: Exception, reason: str

@@ -10,8 +10,11 @@ from router.errors import EnvelopeError
 
 text = st.text(max_size=40)
 aware = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1),
-    timezones=st.sampled_from([UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=9, minutes=30))]),
+    min_value=datetime(1971, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=9, minutes=30))]
+    ),
 )
 json_scalars = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | text
 json_values = st.recursive(
@@ -38,8 +41,12 @@ envelopes = st.builds(
     channel_type=st.sampled_from(["email", "telegram", "webchat", "phone"]),
     thread_key=st.text(min_size=1, max_size=40),
     conversation_id=st.none() | text,
-    sender=st.builds(Sender, address=text, name=st.none() | text,
-                     role=st.sampled_from(["customer", "agent", "system"])),
+    sender=st.builds(
+        Sender,
+        address=text,
+        name=st.none() | text,
+        role=st.sampled_from(["customer", "agent", "system"]),
+    ),
     sent_at=st.none() | aware,
     received_at=aware,
     subject=st.none() | text,
@@ -52,12 +59,21 @@ envelopes = st.builds(
 
 def sample(**over: object) -> dict[str, object]:
     base: dict[str, object] = {
-        "v": 1, "id": "abc", "kind": "message", "direction": "in",
-        "channel": "support-email", "channel_type": "email", "thread_key": "<root@x>",
+        "v": 1,
+        "id": "abc",
+        "kind": "message",
+        "direction": "in",
+        "channel": "support-email",
+        "channel_type": "email",
+        "thread_key": "<root@x>",
         "conversation_id": None,
         "sender": {"address": "ana@example.com", "name": "Ana Pérez", "role": "customer"},
-        "sent_at": "2026-11-23T10:00:00+01:00", "received_at": "2026-11-23T09:00:01Z",
-        "subject": "Order 42", "text": "Where is it?", "html": None, "attachments": [],
+        "sent_at": "2026-11-23T10:00:00+01:00",
+        "received_at": "2026-11-23T09:00:01Z",
+        "subject": "Order 42",
+        "text": "Where is it?",
+        "html": None,
+        "attachments": [],
         "meta": {"message_id": "<m1@x>"},
     }
     base.update(over)
@@ -102,8 +118,20 @@ def test_valid_sample_decodes() -> None:
         ({"received_at": "2026-11-23T09:00:01"}, "received_at"),  # no timezone
         ({"surprise": True}, "surprise"),
         ({"sender": {"address": "a@b", "role": "robot"}}, "sender.role"),
-        ({"attachments": [{"name": "x", "content_type": "a/b", "size": -1,
-                           "sha256": "0" * 64, "ref": "blob://x"}]}, "attachments.0.size"),
+        (
+            {
+                "attachments": [
+                    {
+                        "name": "x",
+                        "content_type": "a/b",
+                        "size": -1,
+                        "sha256": "0" * 64,
+                        "ref": "blob://x",
+                    }
+                ]
+            },
+            "attachments.0.size",
+        ),
     ],
 )
 def test_invalid_fields_are_named(change: dict[str, object], field: str) -> None:

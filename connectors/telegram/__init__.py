@@ -1,0 +1,13 @@
+"""Telegram connector: a bot, by long polling or webhook (secret token checked)."""
+
+from connectors.telegram.config import TelegramChannelConfig
+from router.connector import ConnectorSpec
+
+spec = ConnectorSpec(
+    type="telegram",
+    description="A Telegram bot customers write to; replies go to the same chat.",
+    config=TelegramChannelConfig,
+    factory=None,
+)
+
+__all__ = ["TelegramChannelConfig", "spec"]

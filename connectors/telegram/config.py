@@ -1,0 +1,105 @@
+"""The `telegram:` block of a channel: one bot, by webhook or long polling."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from router.config.types import Duration, Secret, SecretFile, Section, fail
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as secret_token
+
+
+class TelegramWebhookConfig(Section):
+    """Telegram calls us: needs a public HTTPS URL reaching the HTTP listener."""
+
+    path: str = Field(
+        "/telegram/webhook",
+        pattern=r"^/[A-Za-z0-9/_.-]*$",
+        description="Path on the HTTP listener that receives updates (unique per channel).",
+    )
+    public_url: str = Field(
+        description="HTTPS URL Telegram posts to (registered with setWebhook); it must"
+        " reach `path` through your proxy.",
+    )
+    secret_token: Secret | None = Field(
+        None,
+        description="Value Telegram sends in X-Telegram-Bot-Api-Secret-Token;"
+        " 1-256 characters A-Z a-z 0-9 _ -.",
+    )
+    secret_token_file: SecretFile | None = Field(
+        None,
+        description="File holding the secret token (instead of `secret_token`).",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if urlsplit(value).scheme != "https":
+            raise ValueError("Telegram only calls https:// URLs")
+        return value
+
+    @model_validator(mode="after")
+    def _token(self) -> TelegramWebhookConfig:
+        if self.secret_token is None and self.secret_token_file is None:
+            raise fail(
+                type(self).__name__,
+                ("secret_token",),
+                "a webhook needs secret_token or secret_token_file, so forged updates are refused",
+            )
+        value = "" if self.secret_token is None else self.secret_token.get_secret_value()
+        if value and not value.startswith("${") and not _TOKEN.fullmatch(value):
+            raise fail(
+                type(self).__name__,
+                ("secret_token",),
+                "must be 1-256 characters of A-Z a-z 0-9 _ -",
+            )
+        return self
+
+
+class TelegramPollingConfig(Section):
+    """We call Telegram (getUpdates): works behind NAT, no public URL needed."""
+
+    timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="Long-poll timeout of each getUpdates call.",
+    )
+
+
+class TelegramChannelConfig(Section):
+    """A Telegram channel: one bot customers write to."""
+
+    bot_token: Secret | None = Field(None, description="Bot token from @BotFather.")
+    bot_token_file: SecretFile | None = Field(
+        None,
+        description="File holding the bot token (instead of `bot_token`).",
+    )
+    mode: Literal["polling", "webhook"] = Field(
+        "polling",
+        description="`polling` (getUpdates) or `webhook` (Telegram calls us).",
+    )
+    webhook: TelegramWebhookConfig | None = Field(
+        None,
+        description="Webhook settings; required with `mode: webhook`.",
+    )
+    polling: TelegramPollingConfig = Field(
+        default_factory=TelegramPollingConfig,
+        description="Polling settings.",
+    )
+    api_url: str = Field(
+        "https://api.telegram.org",
+        description="Bot API base URL (a local Bot API server or a test fake).",
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> TelegramChannelConfig:
+        title = type(self).__name__
+        if self.bot_token is None and self.bot_token_file is None:
+            raise fail(title, ("bot_token",), "bot_token or bot_token_file is required")
+        if self.mode == "webhook" and self.webhook is None:
+            raise fail(title, ("webhook",), "mode: webhook needs a webhook block")
+        return self

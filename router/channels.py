@@ -1,0 +1,117 @@
+"""Running one channel's connector: its intake into `omni.inbound`, its outbound topic out.
+
+The daemon owns the lifecycle: a connector that fails is stopped, and started
+again after a capped, jittered backoff; the rest of the daemon keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from router.bus.base import Bus, Record, Topics
+from router.connector import Connector
+from router.consume import ConsumeLoop
+from router.envelope import decode, encode
+from router.errors import ConnectorError, OmniError
+from router.metrics import Metrics
+from router.retry import Backoff, retry
+
+log = structlog.get_logger(__name__)
+
+
+class ChannelRunner:
+    def __init__(
+        self,
+        *,
+        name: str,
+        connector: Connector,
+        bus: Bus,
+        topics: Topics,
+        metrics: Metrics,
+        backoff: Backoff = Backoff(base=0.5, cap=60.0),
+    ) -> None:
+        self.name = name
+        self._connector = connector
+        self._bus = bus
+        self._topics = topics
+        self._metrics = metrics
+        self._backoff = backoff
+        self._intake_task: asyncio.Task[None] | None = None
+        self.outbound = ConsumeLoop(
+            bus=bus,
+            topics=topics,
+            group=f"omnirouter-out-{name}",
+            subscribe=[topics.outbound(name)],
+            handler=self._send,
+            metrics=metrics,
+        )
+
+    def start_intake(self) -> asyncio.Task[None]:
+        self._intake_task = asyncio.create_task(self._supervise(), name=f"intake:{self.name}")
+        return self._intake_task
+
+    async def stop_intake(self) -> None:
+        task = self._intake_task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+        try:
+            await self._connector.stop()
+        except Exception:
+            log.exception("connector stop failed", channel=self.name)
+        self._metrics.connector_up.labels(channel=self.name).set(0)
+
+    async def _supervise(self) -> None:
+        delays = self._backoff.delays()
+        while True:
+            try:
+                await self._connector.start()
+                self._metrics.connector_up.labels(channel=self.name).set(1)
+                log.info("connector started", channel=self.name)
+                delays = self._backoff.delays()  # a good start resets the backoff
+                async for incoming in self._connector.receive():
+                    env = incoming.envelope
+                    payload = encode(env)
+
+                    async def publish(key: bytes = env.bus_key(), value: bytes = payload) -> None:
+                        await self._bus.produce(self._topics.inbound, key, value)
+
+                    await retry(publish, backoff=self._backoff, what="publish inbound")
+                    # Only now is the message safe: let the channel forget it.
+                    await incoming.ack()
+                log.warning("connector intake ended; restarting", channel=self.name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "connector failed",
+                    channel=self.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retriable=getattr(exc, "retriable", None),
+                )
+            self._metrics.connector_up.labels(channel=self.name).set(0)
+            try:
+                await self._connector.stop()
+            except Exception:
+                log.exception("connector stop failed", channel=self.name)
+            await asyncio.sleep(next(delays, self._backoff.cap))
+
+    async def _send(self, record: Record) -> None:
+        envelope = decode(record.value)
+        try:
+            result = await self._connector.send(envelope)
+        except OmniError:
+            raise
+        except Exception as exc:  # library errors should stop at the connector; be safe
+            raise ConnectorError(f"send failed: {exc}", retriable=True) from exc
+        self._metrics.messages_out.labels(channel=self.name, result=result.status).inc()
+        if result.status == "retry":
+            raise ConnectorError(f"send deferred: {result.detail}", retriable=True)
+        if result.status == "failed":
+            raise ConnectorError(f"send failed: {result.detail}", retriable=False)
+        log.info("message sent", channel=self.name, record_id=envelope.id)

@@ -1,0 +1,187 @@
+"""The `channels:` section: `type: <connector>` plus a block of that name.
+
+The block is validated by the connector's own model, found in the connector
+registry, and exposed as `ChannelConfig.settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+
+from router.config.source import Unresolved
+from router.config.types import (
+    DocType,
+    Name,
+    Section,
+)
+from router.connector import ConnectorSpec, load_registry
+
+
+@cache
+def default_registry() -> dict[str, ConnectorSpec]:
+    """The installed connectors, loaded once (the loader passes its own)."""
+    return load_registry()
+
+
+def registry_of(info: ValidationInfo) -> dict[str, ConnectorSpec]:
+    context = info.context or {}
+    registry = context.get("registry")
+    return registry if isinstance(registry, dict) else default_registry()
+
+
+@cache
+def _block_model(type_name: str, config: type[BaseModel]) -> type[BaseModel]:
+    """A wrapper so a channel block's errors are located under its `<type>:` key."""
+    return create_model(
+        "ChannelBlock_" + re.sub(r"\W", "_", type_name),
+        __config__=ConfigDict(extra="ignore"),
+        block=(config, Field(alias=type_name)),
+    )
+
+
+def reraise(title: str, errors: list[ErrorDetails]) -> ValidationError:
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError(e["type"], e["msg"]),
+                loc=e["loc"],
+                input=e["input"],
+            )
+            for e in errors
+        ],
+    )
+
+
+class ChannelConfig(Section):
+    """One channel instance: `type: email` plus an `email:` block with its settings."""
+
+    name: Name = Field(
+        description="Unique channel name; appears in topic names (`omni.outbound.<name>`),"
+        " envelopes and metrics.",
+    )
+    type: str = Field(description="Connector type; the settings go in a block of that name.")
+    enabled: bool = Field(
+        True,
+        description="A disabled channel is validated but not started; unset `${VAR}`s"
+        " inside its block are not errors.",
+    )
+    description: str = Field("", description="Free text for operators.")
+    business_hours: Name | None = Field(
+        None,
+        description="Business hours this channel's SLA clock runs on"
+        " (default: `sla.business_hours`).",
+    )
+    acknowledge: Name | None = Field(
+        None,
+        description="Template sent to the customer as soon as a new conversation"
+        " arrives, with the expected response time; null sends none.",
+    )
+    settings: Annotated[BaseModel | None, DocType("(the `<type>:` block)")] = Field(
+        None,
+        exclude=True,
+        description="The validated `<type>:` block (set by the loader, not written in YAML).",
+    )
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str, info: ValidationInfo) -> str:
+        registry = registry_of(info)
+        if value not in registry:
+            raise PydanticCustomError(
+                "channel_type",
+                "unknown channel type {type}; known types: {known}",
+                {"type": repr(value), "known": ", ".join(sorted(registry)) or "(none installed)"},
+            )
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_block(
+        cls,
+        data: Any,
+        handler: ModelWrapValidatorHandler[ChannelConfig],
+        info: ValidationInfo,
+    ) -> ChannelConfig:
+        if not isinstance(data, dict):
+            return handler(data)
+        registry = registry_of(info)
+        rest = dict(data)
+        errors: list[ErrorDetails] = []
+        if "settings" in rest:
+            errors.append(
+                error_detail(
+                    ("settings",),
+                    "unknown key: write the settings in the block named after the type",
+                    rest.pop("settings"),
+                )
+            )
+        type_name = rest.get("type")
+        block: Any = None
+        if isinstance(type_name, str) and type_name not in cls.model_fields:
+            block = rest.pop(type_name, None)  # an unknown type's block is not also "extra"
+        spec = registry.get(type_name) if isinstance(type_name, str) else None
+        enabled = _truthy(rest.get("enabled", True))
+        base: ChannelConfig | None = None
+        try:
+            base = handler(rest)
+        except ValidationError as exc:
+            errors.extend(exc.errors())
+        settings: BaseModel | None = None
+        if spec is not None and type_name is not None:
+            wrapper = _block_model(type_name, spec.config)
+            context = {**(info.context or {}), "channel_enabled": enabled}
+            try:
+                parsed = wrapper.model_validate(
+                    {type_name: {} if block is None else block}, context=context
+                )
+                settings = parsed.block  # type: ignore[attr-defined]
+            except ValidationError as exc:
+                block_errors = exc.errors()
+                # A disabled channel may be waiting for its variables; only those fail.
+                if enabled or not all(isinstance(e["input"], Unresolved) for e in block_errors):
+                    errors.extend(block_errors)
+            if enabled and spec.factory is None:
+                errors.append(
+                    error_detail(
+                        ("enabled",) if "enabled" in data else ("type",),
+                        f"the {type_name} connector's runtime is not in this build yet;"
+                        " set enabled: false",
+                        data.get("enabled", type_name),
+                    )
+                )
+        if errors or base is None:
+            raise reraise(cls.__name__, errors)
+        return base.model_copy(update={"settings": settings})
+
+
+def error_detail(
+    loc: tuple[str | int, ...],
+    message: str,
+    value: Any,
+    kind: str = "config",
+) -> ErrorDetails:
+    return {"type": kind, "loc": loc, "msg": message, "input": value}
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return value.strip().lower() not in {"false", "no", "off", "0", "n", "f"}
+    return True

@@ -1,0 +1,308 @@
+"""Loading channels.yaml: parse, interpolate, validate, and report every problem.
+
+Problems are collected, not raised one at a time: a YAML syntax error stops
+at once (there is nothing to validate), otherwise every validation error,
+unset variable and bad reference is reported with its file, line and key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import sys
+import types
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, TextIO, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from router.config.channels import ChannelConfig
+from router.config.model import Config
+from router.config.references import names_in_data, reference_problems
+from router.config.source import Source, Unresolved, join_path, read_source
+from router.connector import ConnectorSpec, load_registry
+from router.errors import ConfigError, ConfigProblem
+
+Loc = tuple[str | int, ...]
+
+# Parts pydantic adds to error locations that are not keys in the file.
+_INTERNAL = re.compile(
+    r"\[key\]|function-(?:before|after|wrap|plain)\[.*\]|[a-z-]+\[.*\]"
+    r"|str|int|float|bool|list|dict|none|nullable|union|chain|constrained-\w+",
+)
+
+
+def load_config(
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    registry: Mapping[str, ConnectorSpec] | None = None,
+) -> Config:
+    """Load and validate a config file; raises `ConfigError` listing every problem.
+
+    `env` defaults to the process environment; `registry` to the installed connectors.
+    """
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigProblem(file, None, "", "not UTF-8 text")]) from None
+    return parse_config(text, file=file, env=env, registry=registry)
+
+
+def parse_config(
+    text: str,
+    *,
+    file: str = "<config>",
+    env: Mapping[str, str] | None = None,
+    registry: Mapping[str, ConnectorSpec] | None = None,
+) -> Config:
+    """Like `load_config`, from text; `file` is the name used in problems."""
+    src = read_source(text, file=file, env=os.environ if env is None else env)
+    if src.fatal:
+        raise ConfigError(src.problems)
+    specs = dict(load_registry() if registry is None else registry)
+    context = {"registry": specs, "strict_secrets": True}
+    problems = list(src.problems)
+    config: Config | None = None
+    try:
+        config = Config.model_validate(src.data, context=context)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # An unset variable is reported once, as such, not again by the field it broke
+        # (and in a disabled channel's block it is no error at all).
+        reported = [e for e in errors if not isinstance(e["input"], Unresolved)]
+        if not reported and not problems:
+            reported = errors  # never fail without saying why
+        problems.extend(_problem(src, e, specs) for e in reported)
+        # References are checked only once every section is valid; check them anyway.
+        if any(e["type"] != "reference" for e in errors):
+            problems.extend(_salvaged_reference_problems(src, context, specs))
+    if problems:
+        raise ConfigError(_sorted_unique(problems))
+    assert config is not None
+    return config
+
+
+def check(
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """`omnirouter check`: 0 and a summary when valid, 2 and every problem otherwise."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        config = load_config(path, env)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        count = len(exc.problems)
+        print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=err)
+        return 2
+    enabled = len(config.enabled_channels)
+    print(
+        f"ok: {path} ({len(config.channels)} channels, {enabled} enabled;"
+        f" {len(config.agents)} agents; {len(config.queues)} queues;"
+        f" {len(config.routing.rules)} rules; bus: {config.bus.backend})",
+        file=out,
+    )
+    return 0
+
+
+# --- error locations ------------------------------------------------------------------
+
+
+def _path(loc: Loc, src: Source) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, str) and _INTERNAL.fullmatch(part):
+            if join_path(path, part) not in src.lines:
+                continue
+        path = join_path(path, part)
+    return path
+
+
+def _problem(
+    src: Source,
+    error: ErrorDetails,
+    registry: Mapping[str, ConnectorSpec],
+) -> ConfigProblem:
+    loc = error["loc"]
+    path = _path(loc, src)
+    message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if error["type"] == "extra_forbidden":
+        message = _unknown_key(loc, src, registry)
+    elif error["type"] == "missing":
+        message = "required key is missing"
+    return src.problem(path, message)
+
+
+def _unknown_key(loc: Loc, src: Source, registry: Mapping[str, ConnectorSpec]) -> str:
+    model = _model_at(
+        [p for p in loc[:-1] if not (isinstance(p, str) and _INTERNAL.fullmatch(p))], registry
+    )
+    if model is None or not loc or not isinstance(loc[-1], str):
+        return "unknown key"
+    allowed = [n for n, f in model.model_fields.items() if not f.exclude]
+    if model is ChannelConfig:
+        allowed.append("<type>")
+    close = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key (did you mean {close[0]!r}?)"
+    return f"unknown key; expected one of: {', '.join(allowed)}"
+
+
+def _model_at(
+    loc: list[str | int],
+    registry: Mapping[str, ConnectorSpec],
+) -> type[BaseModel] | None:
+    """The model class that validates the mapping at `loc`, if it is one."""
+    tp: Any = Config
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp is ChannelConfig and isinstance(part, str) and part in registry:
+                tp = registry[part].config
+            elif isinstance(part, str) and part in tp.model_fields:
+                tp = tp.model_fields[part].annotation
+            else:
+                return None
+        elif get_origin(tp) is list and isinstance(part, int):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict and isinstance(part, str):
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = _unwrap(tp)
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _sorted_unique(problems: list[ConfigProblem]) -> list[ConfigProblem]:
+    seen: set[tuple[int | None, str, str]] = set()
+    result: list[ConfigProblem] = []
+    for p in sorted(problems, key=lambda p: (p.line or 0, p.path)):
+        key = (p.line, p.path, p.message)
+        if key not in seen:
+            seen.add(key)
+            result.append(p)
+    return result
+
+
+# --- references despite other errors --------------------------------------------------
+
+
+def _salvaged_reference_problems(
+    src: Source,
+    context: dict[str, Any],
+    registry: Mapping[str, ConnectorSpec],
+) -> list[ConfigProblem]:
+    """Drop the invalid items, validate the rest, and check its references.
+
+    Indices of dropped list items are remembered so the problems found point
+    at the original positions in the file.
+    """
+    data = _copy(src.data)
+    kept: dict[Loc, list[int]] = {}  # list location -> original index of each item left
+    for _ in range(100):
+        try:
+            config = Config.model_validate(data, context={**context, "check_references": False})
+        except ValidationError as exc:
+            if not _prune(data, [e["loc"] for e in exc.errors()], kept):
+                return []
+            continue
+        problems = reference_problems(config, registry, names_in_data(src.data))
+        result: list[ConfigProblem] = []
+        for loc, message in problems:
+            original = _original_loc(loc, kept)
+            result.append(src.problem(_path(original, src), message))
+        return result
+    return []
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _prune(data: dict[str, Any], locs: list[Loc], kept: dict[Loc, list[int]]) -> bool:
+    """Remove what each error is in: its list item, or its section. False if stuck."""
+    items: dict[Loc, set[int]] = {}
+    keys: set[Loc] = set()
+    for loc in locs:
+        first_index = next((k for k, p in enumerate(loc) if isinstance(p, int)), None)
+        if first_index is not None and first_index > 0:
+            items.setdefault(loc[:first_index], set()).add(int(loc[first_index]))
+        elif (
+            len(loc) >= 2
+            and isinstance(_get(data, loc[:1]), dict)
+            and _get(data, loc[:2]) is not None
+        ):
+            keys.add(loc[:2])
+        elif loc and loc[0] in data and loc[0] != "version":
+            keys.add(loc[:1])
+        elif loc[:1] == ("version",):
+            data["version"] = 1
+        else:
+            return False
+    changed = False
+    for list_loc, indices in items.items():
+        container = _get(data, list_loc)
+        if not isinstance(container, list):
+            keys.add(list_loc[:1])
+            continue
+        original = kept.setdefault(list_loc, list(range(len(container))))
+        for index in sorted(indices, reverse=True):
+            if index < len(container):
+                del container[index]
+                del original[index]
+                changed = True
+    for key_loc in sorted(keys, key=len, reverse=True):
+        parent = _get(data, key_loc[:-1])
+        if isinstance(parent, dict) and key_loc[-1] in parent:
+            del parent[key_loc[-1]]
+            changed = True
+    return changed or ("version",) in {loc[:1] for loc in locs}
+
+
+def _get(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _original_loc(loc: Loc, kept: dict[Loc, list[int]]) -> Loc:
+    for list_loc, original in kept.items():
+        n = len(list_loc)
+        if loc[:n] == list_loc and len(loc) > n and isinstance(loc[n], int):
+            return (*list_loc, original[int(loc[n])], *loc[n + 1 :])
+    return loc

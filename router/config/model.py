@@ -1,0 +1,82 @@
+"""The typed model of channels.yaml: `Config`, assembled from the section models.
+
+Every field carries a description; docs/configuration.md is generated from
+them (`python -m router.config.reference`). Names that other sections refer
+to are checked in `router.config.references` once every section is valid.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import (
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+
+from router.config.channels import ChannelConfig, error_detail, registry_of, reraise
+from router.config.infra import BlobsConfig, BusConfig, HttpConfig, LoggingConfig, StoreConfig
+from router.config.people import AgentConfig, BusinessHoursConfig, QueueConfig, SkillConfig
+from router.config.routing import RoutingConfig, SlaConfig, TemplateText
+from router.config.types import (
+    Language,
+    Name,
+    Section,
+)
+
+
+class Config(Section):
+    """The whole of channels.yaml."""
+
+    version: Literal[1] = Field(description="Format version of this file; always 1.")
+    bus: BusConfig = Field(default_factory=BusConfig, description="The message bus.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="The database.")
+    http: HttpConfig = Field(default_factory=HttpConfig, description="The HTTP listener.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="Logs.")
+    blobs: BlobsConfig = Field(default_factory=BlobsConfig, description="Attachment storage.")
+    channels: list[ChannelConfig] = Field(
+        default_factory=list,
+        description="Channel instances.",
+    )
+    skills: list[SkillConfig] = Field(default_factory=list, description="Skills.")
+    queues: list[QueueConfig] = Field(default_factory=list, description="Queues.")
+    agents: list[AgentConfig] = Field(default_factory=list, description="Agents.")
+    business_hours: dict[Name, BusinessHoursConfig] = Field(
+        default_factory=dict,
+        description="Named opening hours.",
+    )
+    routing: RoutingConfig = Field(
+        default_factory=RoutingConfig,
+        description="Classification and assignment.",
+    )
+    sla: SlaConfig = Field(default_factory=SlaConfig, description="Service levels.")
+    templates: dict[Name, dict[Language, TemplateText]] = Field(
+        default_factory=dict,
+        description="Messages to customers by name and language. Placeholders:"
+        " {customer_name}, {expected_response}, {conversation_ref}, {agent_name}.",
+    )
+
+    @model_validator(mode="after")
+    def _references(self, info: ValidationInfo) -> Config:
+        context = info.context or {}
+        if context.get("check_references", True):
+            from router.config.references import reference_problems
+
+            problems = reference_problems(self, registry_of(info))
+            if problems:
+                raise reraise(
+                    type(self).__name__,
+                    [error_detail(loc, message, None, "reference") for loc, message in problems],
+                )
+        return self
+
+    @property
+    def enabled_channels(self) -> list[ChannelConfig]:
+        return [c for c in self.channels if c.enabled]
+
+    def channel(self, name: str) -> ChannelConfig:
+        for c in self.channels:
+            if c.name == name:
+                return c
+        raise KeyError(name)

@@ -1,0 +1,223 @@
+"""Skills, queues, agents (and how each is reached), and business hours."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from datetime import date, time
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from router.config.types import (
+    DocType,
+    Duration,
+    LanguageList,
+    Level,
+    Name,
+    NameList,
+    Secret,
+    SecretFile,
+    Section,
+    TimeZone,
+    check_timezone,
+    fail,
+)
+
+
+class SkillConfig(Section):
+    """A skill agents can have and conversations can require."""
+
+    name: Name = Field(description="Skill name, used in queues, agents and rules.")
+    description: str = Field("", description="What the skill covers.")
+
+
+class QueueConfig(Section):
+    """Where conversations wait for a qualified agent."""
+
+    name: Name = Field(description="Queue name, used by rules and overflow.")
+    description: str = Field("", description="What the queue is for.")
+    skills: dict[Name, Level] = Field(
+        default_factory=dict,
+        description="Skills (with minimum level) an agent needs to take from this queue.",
+    )
+    overflow: Name | None = Field(
+        None,
+        description="Queue that takes over when a conversation waits too long here.",
+    )
+    overflow_after: Duration | None = Field(
+        None,
+        description="Wait before moving to `overflow` (default: at the SLA warning).",
+    )
+
+
+class SinkConfig(Section):
+    """How an agent receives conversations and replies: the tool the agent already uses."""
+
+    type: Literal["email", "telegram", "webhook"] = Field(
+        description="`email` (notification with a signed Reply-To), `telegram` (direct"
+        " messages from the bot) or `webhook` (JSON POST to Slack, Teams or any tool).",
+    )
+    channel: Name | None = Field(
+        None,
+        description="For `email` and `telegram`: the channel (of that type) used to"
+        " reach the agent.",
+    )
+    address: str | None = Field(
+        None,
+        description="For `email`: the agent's address (replies from it are"
+        " authenticated as this agent). For `telegram`: the agent's numeric user id.",
+    )
+    url: str | None = Field(None, description="For `webhook`: the URL to POST to.")
+    secret: Secret | None = Field(
+        None,
+        description="For `webhook`: key that signs the requests (HMAC-SHA256).",
+    )
+    secret_file: SecretFile | None = Field(
+        None,
+        description="File holding the webhook signing key (instead of `secret`).",
+    )
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> SinkConfig:
+        title = type(self).__name__
+        if self.type in ("email", "telegram"):
+            for key in ("channel", "address"):
+                if getattr(self, key) is None:
+                    raise fail(title, (key,), f"a {self.type} sink needs {key}")
+            if self.type == "telegram" and not (self.address or "").lstrip("-").isdigit():
+                raise fail(
+                    title,
+                    ("address",),
+                    "a telegram sink's address is the agent's numeric Telegram user id",
+                )
+            if self.type == "email" and "@" not in (self.address or ""):
+                raise fail(title, ("address",), "expected the agent's email address")
+        else:
+            if self.url is None:
+                raise fail(title, ("url",), "a webhook sink needs url")
+            if urlsplit(self.url).scheme not in ("http", "https"):
+                raise fail(title, ("url",), "expected an http:// or https:// URL")
+        return self
+
+
+class AgentConfig(Section):
+    """A support agent."""
+
+    id: Name = Field(description="Stable agent id (kept in the store; do not reuse).")
+    name: str = Field(min_length=1, description="Display name, shown to customers.")
+    skills: dict[Name, Level] = Field(
+        default_factory=dict,
+        description="Skills and levels, 1 (basic) to 5 (expert).",
+    )
+    languages: LanguageList = Field(
+        default_factory=lambda: ["en"],
+        description="Languages the agent answers in.",
+    )
+    channels: NameList = Field(
+        default_factory=list,
+        description="Channels the agent serves (empty: every channel).",
+    )
+    capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="Open conversations at once per channel type; types not listed use"
+        " `routing.default_capacity`.",
+    )
+    schedule: Name | None = Field(
+        None,
+        description="Business hours the agent works (null: whenever available).",
+    )
+    timezone: TimeZone | None = Field(
+        None,
+        description="The agent's time zone (default: the schedule's).",
+    )
+    status: Literal["available", "away", "offline"] = Field(
+        "available",
+        description="Status at start, until the agent sends a command.",
+    )
+    supervisor: bool = Field(
+        False,
+        description="Receives SLA escalations and may transfer any conversation.",
+    )
+    sink: SinkConfig = Field(description="How conversations reach this agent.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str | None) -> str | None:
+        return check_timezone(value)
+
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class TimeRange(BaseModel):
+    """Opening hours within one day, written `"09:00-18:00"` (end may be 24:00)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: time
+    end: time | None  # None: until midnight ("24:00")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        m = re.fullmatch(r"\s*(\d\d):(\d\d)\s*-\s*(\d\d):(\d\d)\s*", value)
+        if m is None:
+            raise PydanticCustomError("time_range", "expected a range such as 09:00-18:00")
+        h1, m1, h2, m2 = (int(g) for g in m.groups())
+        if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+            raise PydanticCustomError("time_range", "not a time of day")
+        start, end = time(h1, m1), (None if h2 == 24 else time(h2, m2))
+        if end is not None and end <= start:
+            raise PydanticCustomError(
+                "time_range",
+                "the range ends before it starts (split ranges across midnight)",
+            )
+        return {"start": start, "end": end}
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{'24:00' if self.end is None else f'{self.end:%H:%M}'}"
+
+
+class BusinessHoursConfig(Section):
+    """Opening hours: when SLA clocks run and when agents on this schedule work."""
+
+    timezone: TimeZone = Field(description="IANA time zone of the hours, e.g. Europe/Madrid.")
+    weekly: dict[Day, list[Annotated[TimeRange, DocType('"HH:MM-HH:MM"')]]] = Field(
+        default_factory=dict,
+        description="Open ranges per weekday (`mon`...`sun`); days not listed are closed.",
+    )
+    holidays: list[date] = Field(
+        default_factory=list,
+        description="Closed dates (YYYY-MM-DD).",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str | None:
+        return check_timezone(value)
+
+    @field_validator("weekly")
+    @classmethod
+    def _no_overlap(cls, value: dict[str, list[TimeRange]]) -> dict[str, list[TimeRange]]:
+        for day in _DAYS:
+            ranges = sorted(value.get(day, []), key=lambda r: r.start)
+            for a, b in itertools.pairwise(ranges):
+                if a.end is None or a.end > b.start:
+                    raise PydanticCustomError(
+                        "overlap",
+                        "{day}: {a} overlaps {b}",
+                        {"day": day, "a": str(a), "b": str(b)},
+                    )
+        return value

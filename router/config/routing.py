@@ -1,0 +1,242 @@
+"""Routing rules, complaint detection, SLA targets and customer templates."""
+
+from __future__ import annotations
+
+import re
+import string
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+)
+from pydantic_core import PydanticCustomError
+
+from router.config.types import (
+    DocType,
+    Duration,
+    Language,
+    LanguageList,
+    Level,
+    Name,
+    NameList,
+    Priority,
+    Section,
+    StrList,
+)
+
+
+def _regex(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            re.compile(value, re.IGNORECASE)
+        except re.error as exc:
+            raise PydanticCustomError(
+                "regex",
+                "invalid regular expression: {error}",
+                {"error": str(exc)},
+            ) from None
+    return value
+
+
+Regex = Annotated[str, BeforeValidator(_regex), DocType("regular expression")]
+
+
+class MatchConfig(Section):
+    """Conditions of a rule; all given conditions must hold (an empty match always holds)."""
+
+    channel: NameList = Field(default_factory=list, description="Any of these channels.")
+    channel_type: StrList = Field(
+        default_factory=list,
+        description="Any of these channel types.",
+    )
+    keywords: StrList = Field(
+        default_factory=list,
+        description="Any of these words or phrases in the subject or text (case-insensitive).",
+    )
+    regex: Regex | None = Field(
+        None,
+        description="Regular expression searched in the subject and text (case-insensitive).",
+    )
+    language: LanguageList = Field(
+        default_factory=list,
+        description="Any of these detected languages.",
+    )
+    tier: StrList = Field(default_factory=list, description="Any of these customer tiers.")
+    tags: StrList = Field(
+        default_factory=list,
+        description="The customer has any of these tags.",
+    )
+
+    def pattern(self) -> re.Pattern[str] | None:
+        return None if self.regex is None else re.compile(self.regex, re.IGNORECASE)
+
+
+class ThenConfig(Section):
+    """What a matching rule does to the conversation."""
+
+    skills: dict[Name, Level] = Field(
+        default_factory=dict,
+        description="Skills (with minimum level) the agent needs.",
+    )
+    queue: Name | None = Field(None, description="Queue the conversation waits in.")
+    priority: Priority | None = Field(
+        None,
+        description="Priority: `urgent`, `high`, `normal` or `low`.",
+    )
+    tags: StrList = Field(default_factory=list, description="Tags added to the conversation.")
+
+
+class RuleConfig(Section):
+    """A classification rule. Rules apply in file order; later ones override queue and priority."""
+
+    name: Name = Field(description="Rule name, shown in routing explanations.")
+    match: MatchConfig = Field(
+        default_factory=MatchConfig,
+        description="When the rule applies.",
+    )
+    then: ThenConfig = Field(description="What it sets.")
+    stop: bool = Field(False, description="Stop evaluating further rules when this one matches.")
+
+
+class ComplaintsConfig(Section):
+    """Complaint detection: complaints go only to agents qualified for them."""
+
+    skill: Name = Field("complaints", description="Skill a complaint requires.")
+    min_level: Level = Field(3, description="Minimum level of that skill.")
+    priority: Priority = Field("high", description="Priority given to complaints.")
+    keywords: dict[Language, list[str]] = Field(
+        default_factory=dict,
+        description="Words and phrases that mark a message as a complaint, per language"
+        " (no keywords: detection is off).",
+    )
+
+
+def _default_capacity() -> dict[str, int]:
+    return {"email": 10, "telegram": 5, "webchat": 3, "phone": 1}
+
+
+class RoutingConfig(Section):
+    """How conversations are classified and assigned."""
+
+    default_queue: Name | None = Field(
+        None,
+        description="Queue for conversations no rule puts in a queue (null: any qualified agent).",
+    )
+    default_priority: Priority = Field("normal", description="Priority when no rule sets one.")
+    default_language: Language = Field(
+        "en",
+        description="Language used when detection fails; every template needs it.",
+    )
+    default_capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=_default_capacity,
+        description="Open conversations per agent and channel type, unless the agent says"
+        " otherwise.",
+    )
+    last_agent_wait: Duration = Field(
+        timedelta(minutes=2),
+        description="How long to wait for the customer's previous agent"
+        " before widening to any qualified agent.",
+    )
+    assignment_timeout: Duration = Field(
+        timedelta(seconds=90),
+        description="Reassign when an agent has not taken an"
+        " assignment within this time (where the tool can tell).",
+    )
+    aging_step: Duration = Field(
+        timedelta(minutes=10),
+        description="A waiting conversation gains one priority level per step.",
+    )
+    rules: list[RuleConfig] = Field(default_factory=list, description="Classification rules.")
+    complaints: ComplaintsConfig = Field(
+        default_factory=ComplaintsConfig,
+        description="Complaint detection.",
+    )
+
+
+class TargetsConfig(Section):
+    """First-response targets per priority; missing priorities use `normal`."""
+
+    urgent: Duration | None = Field(None, description="Target for urgent conversations.")
+    high: Duration | None = Field(None, description="Target for high-priority conversations.")
+    normal: Duration = Field(description="Target for normal conversations.")
+    low: Duration | None = Field(None, description="Target for low-priority conversations.")
+
+    def for_priority(self, priority: Priority) -> timedelta:
+        value: timedelta | None = getattr(self, priority)
+        return self.normal if value is None else value
+
+
+def _default_targets() -> dict[str, TargetsConfig]:
+    m, h = timedelta(minutes=1), timedelta(hours=1)
+    return {
+        "webchat": TargetsConfig(urgent=m, high=2 * m, normal=5 * m, low=15 * m),
+        "telegram": TargetsConfig(urgent=5 * m, high=15 * m, normal=h, low=4 * h),
+        "phone": TargetsConfig(urgent=15 * m, high=30 * m, normal=h, low=4 * h),
+        "email": TargetsConfig(urgent=h, high=4 * h, normal=24 * h, low=48 * h),
+    }
+
+
+class SlaConfig(Section):
+    """Service levels: first-response targets, warnings and follow-up."""
+
+    business_hours: Name | None = Field(
+        None,
+        description="Business hours the SLA clocks run on (null: around the clock).",
+    )
+    first_response: dict[str, TargetsConfig] = Field(
+        default_factory=_default_targets,
+        description="First-response targets per channel type and priority.",
+    )
+    warning_at: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description="Fraction of the target after which the customer is"
+        " told we are on it and the conversation is escalated.",
+    )
+    warning_template: Name | None = Field(
+        None,
+        description="Template sent to the customer at the warning (null: none).",
+    )
+    follow_up_after: Duration | None = Field(
+        timedelta(hours=24),
+        description="After resolution, ask for satisfaction after this long (null: never).",
+    )
+    follow_up_template: Name | None = Field(
+        None,
+        description="Template of the follow-up question (null: no follow-up).",
+    )
+
+
+TEMPLATE_FIELDS = frozenset(
+    {"customer_name", "expected_response", "conversation_ref", "agent_name"}
+)
+
+
+def _template_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+    except ValueError as exc:
+        raise PydanticCustomError(
+            "template",
+            "bad placeholder: {error} (double a brace to write it literally)",
+            {"error": str(exc)},
+        ) from None
+    unknown = sorted(n for n in names if n not in TEMPLATE_FIELDS)
+    if unknown:
+        raise PydanticCustomError(
+            "template",
+            "unknown placeholder {names}; known: {known}",
+            {
+                "names": ", ".join("{" + n + "}" for n in unknown),
+                "known": ", ".join("{" + n + "}" for n in sorted(TEMPLATE_FIELDS)),
+            },
+        )
+    return value
+
+
+TemplateText = Annotated[str, BeforeValidator(_template_text), DocType("template text")]

@@ -1,0 +1,265 @@
+"""The daemon: wires config, store, bus, the router's consumer, connectors and HTTP.
+
+Start: store, bus and topics, HTTP, the router's consume loop, then the
+channels. Stop (SIGTERM/SIGINT): intake first, then the consume loops finish
+the record in hand and commit, then bus, store and HTTP close.
+Reload (SIGHUP): validate the file, then swap; an invalid file changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import ssl
+from collections.abc import Collection
+from pathlib import Path
+
+import structlog
+from pydantic import BaseModel
+
+from router.bus import EmbeddedBus, KafkaBus
+from router.bus.base import Bus, Topics
+from router.channels import ChannelRunner
+from router.config import Config, load_config
+from router.connector import ConnectorSpec, load_registry
+from router.consume import ConsumeLoop
+from router.errors import ConfigError, ConfigProblem
+from router.http import HttpListener, build_app
+from router.inbound import InboundProcessor
+from router.metrics import Metrics
+from router.store import Store, open_store
+
+log = structlog.get_logger(__name__)
+
+ROUTER = "router"
+STOP_GRACE_SECONDS = 8.0
+# Sections that are read once at start-up; a change to them needs a restart.
+RESTART_SECTIONS = ("bus", "store", "http", "channels")
+
+
+def open_bus(config: Config) -> Bus:
+    bus = config.bus
+    if bus.backend == "kafka":
+        k = bus.kafka
+        return KafkaBus(
+            k.bootstrap_servers,
+            partitions=bus.partitions,
+            replication_factor=k.replication_factor,
+            client_id=k.client_id,
+            security_protocol=k.security_protocol,
+            ssl_context=ssl.create_default_context() if "SSL" in k.security_protocol else None,
+            sasl_mechanism=k.sasl_mechanism or "PLAIN",
+            sasl_plain_username=k.sasl_username,
+            sasl_plain_password=(
+                k.sasl_password.get_secret_value() if k.sasl_password is not None else None
+            ),
+        )
+    path = Path(bus.embedded.path)
+    return EmbeddedBus(path, partitions=bus.partitions)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        only: Collection[str] | None = None,
+        http_host: str | None = None,
+        http_port: int | None = None,
+        registry: dict[str, ConnectorSpec] | None = None,
+    ) -> None:
+        self.config = config
+        self.config_path = Path(config_path) if config_path else None
+        self.only = set(only) if only else None
+        self.http_host = http_host or config.http.host
+        self.http_port = config.http.port if http_port is None else http_port
+        self.registry = registry if registry is not None else load_registry()
+        self.metrics = Metrics()
+        self.topics = Topics(prefix=config.bus.topic_prefix)
+        self.bus: Bus | None = None
+        self.store: Store | None = None
+        self.http: HttpListener | None = None
+        self.router_loop: ConsumeLoop | None = None
+        self.channels: list[ChannelRunner] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._ready = False
+
+    # -- selection ---------------------------------------------------------
+
+    def _wanted(self, name: str) -> bool:
+        return self.only is None or name in self.only
+
+    def _enabled_channels(self) -> list[tuple[str, ConnectorSpec, BaseModel | None]]:
+        chosen: list[tuple[str, ConnectorSpec, BaseModel | None]] = []
+        for channel in self.config.channels:
+            if not channel.enabled or not self._wanted(channel.name):
+                continue
+            spec = self.registry.get(channel.type)
+            if spec is None or spec.factory is None:
+                # load_config refuses this already; a registry given by a caller may differ.
+                where = str(self.config_path or "<config>")
+                problem = ConfigProblem(
+                    where,
+                    None,
+                    f"channels.{channel.name}",
+                    f"no runtime for connector type {channel.type!r} in this build",
+                )
+                raise ConfigError([problem])
+            chosen.append((channel.name, spec, channel.settings))
+        return chosen
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def readiness(self) -> list[str]:
+        missing = []
+        if not self._ready:
+            missing.append("startup")
+        if self.bus is None or not await self.bus.ping():
+            missing.append("bus")
+        if self.store is None or not await self.store.ping():
+            missing.append("store")
+        return missing
+
+    def request_stop(self) -> None:
+        if not self._stop.is_set():
+            log.info("stop requested")
+        self._stop.set()
+
+    async def run(self, *, install_signals: bool = True) -> int:
+        loop = asyncio.get_running_loop()
+        if install_signals:
+            loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+            loop.add_signal_handler(signal.SIGINT, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            app = build_app(self.metrics, self.readiness)
+            self.http = HttpListener(app, self.http_host, self.http_port)
+            await self.http.start()
+            await self._start()
+            self._ready = True
+            log.info("daemon ready", bus=self.config.bus.backend, store=self.store_backend)
+            await self._stop.wait()
+        finally:
+            self._ready = False
+            await self._shutdown()
+            if install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+        log.info("daemon stopped")
+        return 0
+
+    @property
+    def store_backend(self) -> str:
+        return self.store.backend if self.store is not None else "none"
+
+    async def _start(self) -> None:
+        self.store = await open_store(self.config.store.dsn())
+        self.bus = open_bus(self.config)
+        await self.bus.start()
+        channels = self._enabled_channels()
+        await self.bus.ensure_topics(
+            [self.topics.inbound, self.topics.dlq]
+            + [self.topics.outbound(c.name) for c in self.config.channels]
+        )
+        if self._wanted(ROUTER):
+            processor = InboundProcessor(
+                bus=self.bus, topics=self.topics, store=self.store, metrics=self.metrics
+            )
+            self.router_loop = ConsumeLoop(
+                bus=self.bus,
+                topics=self.topics,
+                group=self.config.bus.kafka.group_id,
+                subscribe=[self.topics.inbound],
+                handler=processor.handle,
+                metrics=self.metrics,
+            )
+            self._spawn(self.router_loop.run(), "router")
+            await self._started(self.router_loop)
+        for name, spec, settings in channels:
+            assert spec.factory is not None
+            runner = ChannelRunner(
+                name=name,
+                connector=spec.factory(name, settings),
+                bus=self.bus,
+                topics=self.topics,
+                metrics=self.metrics,
+            )
+            self.channels.append(runner)
+            self._spawn(runner.outbound.run(), f"outbound:{name}")
+            self._tasks.append(runner.start_intake())
+
+    async def _started(self, loop: ConsumeLoop) -> None:
+        waiter = asyncio.ensure_future(loop.started.wait())
+        await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            waiter.cancel()
+            for task in self._tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+
+    def _spawn(self, coro: object, name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro  # type: ignore[misc]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # A consume loop only dies on a bus failure it could not ride out.
+                log.exception("component failed; stopping the daemon", component=name)
+                self.request_stop()
+                raise
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    async def _shutdown(self) -> None:
+        # 1. Stop intake so no new work arrives.
+        for runner in self.channels:
+            await runner.stop_intake()
+        # 2. Let the consume loops finish the record in hand and commit.
+        loops = [r.outbound for r in self.channels]
+        if self.router_loop is not None:
+            loops.append(self.router_loop)
+        for consume_loop in loops:
+            consume_loop.stop()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)
+            for task in pending:
+                log.warning("component did not stop in time; cancelling", component=task.get_name())
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # 3. Close the backends.
+        if self.bus is not None:
+            await self.bus.stop()
+        if self.store is not None:
+            await self.store.close()
+        if self.http is not None:
+            await self.http.stop()
+
+    # -- reload ------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Validate the config file again and swap it in; keep the old one if invalid."""
+        if self.config_path is None:
+            log.warning("reload requested but the daemon has no config file")
+            return False
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path, registry=self.registry)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels(result="invalid").inc()
+            log.error(
+                "config reload rejected; keeping the running config",
+                file=str(self.config_path),
+                problems=[str(p) for p in exc.problems],
+            )
+            return False
+        needs_restart = [
+            section
+            for section in RESTART_SECTIONS
+            if getattr(new, section) != getattr(self.config, section)
+        ]
+        self.config = new
+        self.metrics.config_reloads.labels(result="ok").inc()
+        log.info("config reloaded", file=str(self.config_path), needs_restart=needs_restart)
+        return True

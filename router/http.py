@@ -1,0 +1,65 @@
+"""The daemon's HTTP listener: health, readiness and Prometheus metrics.
+
+Connectors that take webhooks (Telegram, phone CDRs) and the web chat add
+their routes to the same application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from router.metrics import Metrics
+
+log = structlog.get_logger(__name__)
+
+# Returns the names of the parts that are not ready; empty when all are.
+ReadinessCheck = Callable[[], Awaitable[list[str]]]
+
+
+def build_app(metrics: Metrics, readiness: ReadinessCheck) -> web.Application:
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        missing = await readiness()
+        if missing:
+            return web.json_response({"status": "not ready", "waiting_for": missing}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def prometheus(_: web.Request) -> web.Response:
+        resp = web.Response(body=metrics.render())
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", prometheus)
+    return app
+
+
+class HttpListener:
+    def __init__(self, app: web.Application, host: str, port: int) -> None:
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        self.host = host
+        self.port = port
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        # Port 0 asks the OS for a free port; report the real one.
+        for server in self._runner.addresses:
+            if isinstance(server, tuple):
+                self.port = int(server[1])
+                break
+        log.info("http listening", host=self.host, port=self.port)
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()

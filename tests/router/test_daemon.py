@@ -1,0 +1,292 @@
+"""The daemon in-process, with an in-memory connector registered under `type: memory`."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+
+from router.bus import EmbeddedBus
+from router.config import parse_config
+from router.connector import ConnectorSpec, Incoming, SendResult, load_registry
+from router.daemon import Daemon
+from router.envelope import Envelope, Sender, encode, envelope_id
+from router.store import open_store
+
+
+class MemoryChannelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    fail_sends: bool = False
+
+
+class MemoryConnector:
+    """Our own in-memory channel: a queue in, a list out."""
+
+    def __init__(self, name: str, settings: MemoryChannelConfig) -> None:
+        self.name = name
+        self.settings = settings
+        self.inbox: asyncio.Queue[Envelope | Exception] = asyncio.Queue()
+        self.acked: list[str] = []
+        self.sent: list[Envelope] = []
+        self.starts = 0
+        self.stops = 0
+
+    async def start(self) -> None:
+        self.starts += 1
+
+    async def stop(self) -> None:
+        self.stops += 1
+
+    async def receive(self) -> AsyncIterator[Incoming]:
+        while True:
+            item = await self.inbox.get()
+            if isinstance(item, Exception):
+                raise item
+
+            async def ack(env_id: str = item.id) -> None:
+                self.acked.append(env_id)
+
+            yield Incoming(envelope=item, ack=ack)
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        self.sent.append(envelope)
+        if self.settings.fail_sends:
+            return SendResult(status="failed", detail="550 mailbox unavailable")
+        return SendResult(status="sent", native_id=f"native-{len(self.sent)}")
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.built: dict[str, MemoryConnector] = {}
+        self.specs = {
+            **load_registry(),  # the installed connectors, plus ours
+            "memory": ConnectorSpec(
+                type="memory",
+                description="in-memory test channel",
+                config=MemoryChannelConfig,
+                factory=self.build,
+            ),
+        }
+
+    def build(self, name: str, settings: Any) -> MemoryConnector:
+        self.built[name] = MemoryConnector(name, settings)
+        return self.built[name]
+
+
+def message(channel: str, native: str, thread: str = "t1") -> Envelope:
+    return Envelope(
+        id=envelope_id(channel, native),
+        kind="message",
+        direction="in",
+        channel=channel,
+        channel_type="memory",
+        thread_key=thread,
+        sender=Sender(address="visitor-1", name="Ana"),
+        received_at=datetime.now(UTC),
+        text=f"hello {native}",
+    )
+
+
+def config_text(tmp: Path, *, fail_sends: bool = False) -> str:
+    return f"""
+version: 1
+bus:
+  backend: embedded
+  embedded: {{path: "{tmp}/bus.sqlite3"}}
+store:
+  url: "sqlite:///{tmp}/store.sqlite3"
+http: {{host: 127.0.0.1, port: 0}}
+channels:
+  - name: chat
+    type: memory
+    memory: {{fail_sends: {str(fail_sends).lower()}}}
+"""
+
+
+async def eventually(check, seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+class Running:
+    def __init__(self, tmp: Path, registry: Registry, **kw: Any) -> None:
+        fail = kw.pop("fail_sends", False)
+        cfg = parse_config(config_text(tmp, fail_sends=fail), registry=registry.specs)
+        self.daemon = Daemon(cfg, registry=registry.specs, **kw)
+        self.task: asyncio.Task[int] | None = None
+
+    async def __aenter__(self) -> Daemon:
+        self.task = asyncio.create_task(self.daemon.run(install_signals=False))
+        await eventually(lambda: self.daemon._ready or self.task.done())
+        if self.task.done():
+            self.task.result()
+        return self.daemon
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.daemon.request_stop()
+        assert self.task is not None
+        assert await asyncio.wait_for(self.task, 15) == 0
+
+
+async def stored_ids(tmp: Path) -> set[str]:
+    store = await open_store(f"sqlite:///{tmp}/store.sqlite3")
+    try:
+        async with store.transaction(readonly=True) as conn:
+            rows = await conn.execute(sa.text("SELECT id FROM messages"))
+            return {r[0] for r in rows}
+    finally:
+        await store.close()
+
+
+async def test_intake_reaches_the_store_and_is_acked_after_publish(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg) as daemon:
+        chat = reg.built["chat"]
+        first, dup = message("chat", "m1"), message("chat", "m1")
+        await chat.inbox.put(first)
+        await chat.inbox.put(dup)  # the channel re-delivered it
+        await eventually(lambda: len(chat.acked) == 2)
+        await eventually(
+            lambda: (
+                daemon.metrics.messages_in.labels(channel="chat", kind="message")._value.get() == 2
+            )
+        )
+        assert daemon.metrics.duplicates._value.get() == 1
+    assert await stored_ids(tmp_path) == {first.id}
+
+
+async def test_outbound_topic_is_sent_on_the_channel(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg) as daemon:
+        reply = message("chat", "r1").model_copy(update={"kind": "reply", "direction": "out"})
+        assert daemon.bus is not None
+        await daemon.bus.produce(daemon.topics.outbound("chat"), reply.bus_key(), encode(reply))
+        chat = reg.built["chat"]
+        await eventually(lambda: len(chat.sent) == 1)
+        assert chat.sent[0] == reply
+
+
+async def test_failed_send_is_dead_lettered_not_retried(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg, fail_sends=True) as daemon:
+        reply = message("chat", "r2").model_copy(update={"kind": "reply", "direction": "out"})
+        assert daemon.bus is not None
+        await daemon.bus.produce(daemon.topics.outbound("chat"), reply.bus_key(), encode(reply))
+        await eventually(
+            lambda: (
+                daemon.metrics.dead_letters.labels(source="omni.outbound.chat")._value.get() == 1
+            )
+        )
+        await asyncio.sleep(0.3)
+        assert len(reg.built["chat"].sent) == 1
+    dlq = await read_topic(tmp_path, "omni.dlq")
+    assert len(dlq) == 1
+    assert "550 mailbox unavailable" in orjson.loads(dlq[0])["reason"]
+
+
+async def test_bad_inbound_record_goes_to_dlq_and_router_keeps_going(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg) as daemon:
+        assert daemon.bus is not None
+        await daemon.bus.produce(daemon.topics.inbound, b"k", b'{"v": 1, "kind": "message"}')
+        good = message("chat", "after-bad")
+        await reg.built["chat"].inbox.put(good)
+        await eventually(lambda: reg.built["chat"].acked == [good.id])
+        await eventually(
+            lambda: (
+                daemon.metrics.messages_in.labels(channel="chat", kind="message")._value.get() == 1
+            )
+        )
+    [dead] = await read_topic(tmp_path, "omni.dlq")
+    body = orjson.loads(dead)
+    assert body["reason"].startswith("invalid envelope")
+    assert "thread_key" in body["reason"]
+    assert body["value"] == '{"v": 1, "kind": "message"}'
+    assert await stored_ids(tmp_path) == {good.id}
+
+
+async def test_failing_connector_is_restarted_and_daemon_stays_up(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg) as daemon:
+        chat = reg.built["chat"]
+        await chat.inbox.put(ConnectionResetError("peer went away"))
+        await eventually(lambda: chat.starts >= 2)
+        later = message("chat", "after-restart")
+        await chat.inbox.put(later)
+        await eventually(lambda: chat.acked == [later.id])
+        assert await daemon.readiness() == []
+
+
+async def test_only_router_runs_no_connector(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg, only=["router"]) as daemon:
+        assert reg.built == {}
+        assert daemon.router_loop is not None
+
+
+async def test_only_a_channel_runs_no_router(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg, only=["chat"]) as daemon:
+        assert daemon.router_loop is None
+        assert "chat" in reg.built
+
+
+async def test_http_endpoints(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg) as daemon:
+        assert daemon.http is not None
+        base = f"http://127.0.0.1:{daemon.http.port}"
+
+        def get(path: str) -> tuple[int, bytes]:
+            with urllib.request.urlopen(base + path, timeout=5) as resp:
+                return resp.status, resp.read()
+
+        assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
+        status, body = await asyncio.to_thread(get, "/readyz")
+        assert status == 200 and orjson.loads(body)["status"] == "ready"
+        status, body = await asyncio.to_thread(get, "/metrics")
+        assert b"omnirouter_connector_up" in body
+
+
+async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path: Path) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(config_text(tmp_path))
+    async with Running(tmp_path, reg, config_path=path) as daemon:
+        before = daemon.config
+        path.write_text(config_text(tmp_path) + "surprise: 1\n")
+        assert await daemon.reload() is False
+        assert daemon.config is before
+        path.write_text(config_text(tmp_path, fail_sends=True))
+        assert await daemon.reload() is True
+        assert daemon.config is not before
+        assert daemon.metrics.config_reloads.labels(result="invalid")._value.get() == 1
+
+
+async def read_topic(tmp: Path, topic: str) -> list[bytes]:
+    bus = EmbeddedBus(tmp / "bus.sqlite3", partitions=6)
+    await bus.start()
+    try:
+        consumer = await bus.consumer("test-reader", [topic])
+        out: list[bytes] = []
+        for _ in range(5):
+            out += [r.value for r in await consumer.fetch(timeout=0.2)]
+        await consumer.close()
+        return out
+    finally:
+        await bus.stop()
+
+
+@pytest.fixture(autouse=True)
+def _quiet_structlog():
+    yield

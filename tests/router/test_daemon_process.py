@@ -1,0 +1,94 @@
+"""The daemon as operators run it: `omnirouter run` in its own process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.harness.daemon import ROOT, DaemonProcess, get, wait_for
+
+SHIPPED = ROOT / "config" / "channels.yaml"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path):
+    started: list[DaemonProcess] = []
+
+    def start(
+        config: Path = SHIPPED, *extra: str, env: dict[str, str] | None = None
+    ) -> DaemonProcess:
+        d = DaemonProcess(config, tmp_path, *extra, env=env)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.kill()
+
+
+def test_shipped_config_runs_and_stops_cleanly(daemon, tmp_path: Path) -> None:
+    d = daemon()
+    took = wait_for(d.base + "/healthz", 200, 15)
+    assert took < 15
+    wait_for(d.base + "/readyz", 200, 15)
+    status, body = get(d.base + "/metrics")
+    assert status == 200
+    assert b"omnirouter_messages_in_total" in body
+    # The shipped config keeps its state under var/ relative to where it runs.
+    assert (tmp_path / "var").is_dir()
+    code, took = d.stop(signal.SIGTERM)
+    assert code == 0, d.output()
+    assert took < 10
+    assert '"daemon stopped"' in d.output()
+
+
+def test_sigint_also_stops_cleanly(daemon) -> None:
+    d = daemon()
+    wait_for(d.base + "/readyz", 200, 15)
+    code, _ = d.stop(signal.SIGINT)
+    assert code == 0, d.output()
+
+
+def test_sighup_with_invalid_file_keeps_running(daemon, tmp_path: Path) -> None:
+    config = tmp_path / "channels.yaml"
+    config.write_text(SHIPPED.read_text())
+    d = daemon(config)
+    wait_for(d.base + "/readyz", 200, 15)
+
+    config.write_text(SHIPPED.read_text() + "\nno_such_section: true\n")
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "config reload rejected" not in d.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "config reload rejected" in d.output()
+    assert "no_such_section" in d.output()
+    assert get(d.base + "/readyz")[0] == 200
+
+    config.write_text(SHIPPED.read_text())
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while '"config reloaded"' not in d.output() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert '"config reloaded"' in d.output()
+    code, _ = d.stop()
+    assert code == 0, d.output()
+
+
+def test_invalid_config_refuses_to_start(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nbus:\n  backend: carrier-pigeon\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "router.cli", "run", "-c", str(bad)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2
+    assert "bus.backend" in proc.stderr
+    assert f"{bad}:3" in proc.stderr
