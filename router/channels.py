@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import structlog
 
 from router.bus.base import Bus, Record, Topics
-from router.connector import Connector
+from router.connector import Connector, Rejected
 from router.consume import ConsumeLoop
-from router.envelope import decode, encode
+from router.envelope import decode, encode, now_utc
 from router.errors import ConnectorError, OmniError
 from router.metrics import Metrics
 from router.retry import Backoff, retry
@@ -75,6 +76,9 @@ class ChannelRunner:
                 log.info("connector started", channel=self.name)
                 delays = self._backoff.delays()  # a good start resets the backoff
                 async for incoming in self._connector.receive():
+                    if isinstance(incoming, Rejected):
+                        await self._reject(incoming)
+                        continue
                     env = incoming.envelope
                     payload = encode(env)
 
@@ -100,6 +104,30 @@ class ChannelRunner:
             except Exception:
                 log.exception("connector stop failed", channel=self.name)
             await asyncio.sleep(next(delays, self._backoff.cap))
+
+    async def _reject(self, rejected: Rejected) -> None:
+        body = {
+            "reason": rejected.reason,
+            "channel": self.name,
+            "native_id": rejected.native_id,
+            "raw_ref": rejected.raw_ref,
+            "dead_lettered_at": now_utc().isoformat(),
+        }
+        key = f"{self.name}\x1f{rejected.native_id or ''}".encode()
+
+        async def publish() -> None:
+            await self._bus.produce(self._topics.dlq, key, orjson.dumps(body))
+
+        await retry(publish, backoff=self._backoff, what="dead-letter rejected input")
+        self._metrics.dead_letters.labels(source=self.name).inc()
+        log.warning(
+            "input rejected",
+            channel=self.name,
+            native_id=rejected.native_id,
+            reason=rejected.reason,
+            raw_ref=rejected.raw_ref,
+        )
+        await rejected.ack()
 
     async def _send(self, record: Record) -> None:
         envelope = decode(record.value)

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel
 
+from router.blobs import BlobStore
 from router.envelope import Envelope
 
 ENTRY_POINT_GROUP = "omnirouter.connectors"
@@ -34,6 +35,21 @@ class Incoming:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Rejected:
+    """Input the connector could not turn into an envelope.
+
+    The daemon dead-letters it with the reason, then acks, so the channel does
+    not offer it again and nothing is lost silently. Large raw input is put in
+    the blob store first and referenced by `raw_ref`.
+    """
+
+    reason: str
+    ack: Ack
+    native_id: str | None = None
+    raw_ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SendResult:
     status: Literal["sent", "retry", "failed"]
     detail: str = ""
@@ -41,7 +57,7 @@ class SendResult:
 
 
 class Intake(Protocol):
-    def receive(self) -> AsyncIterator[Incoming]: ...
+    def receive(self) -> AsyncIterator[Incoming | Rejected]: ...
 
 
 class Sender(Protocol):
@@ -61,9 +77,26 @@ class ConnectorSpec:
     type: str
     description: str
     config: builtins.type[BaseModel]  # the model for the channel's `<type>:` block
-    # Builds a running connector from a channel name and its validated block.
+    # Builds a running connector from the channel's name, its validated block
+    # and the services the daemon shares with connectors.
     # None while the connector's runtime is not part of this build.
-    factory: Callable[[str, Any], Connector] | None = None
+    factory: Callable[[str, Any, Services], Connector] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Services:
+    """What the daemon lends a connector: the blob store and its checkpoint store."""
+
+    blobs: BlobStore
+    checkpoints: Checkpoints
+
+
+class Checkpoints(Protocol):
+    """Durable per-connector positions (e.g. IMAP mailbox, UIDVALIDITY, last UID)."""
+
+    async def get_checkpoint(self, name: str, key: str) -> str | None: ...
+
+    async def set_checkpoint(self, name: str, key: str, value: str) -> None: ...
 
 
 class DuplicateConnectorError(RuntimeError):

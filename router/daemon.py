@@ -17,11 +17,12 @@ from pathlib import Path
 import structlog
 from pydantic import BaseModel
 
+from router.blobs import BlobStore
 from router.bus import EmbeddedBus, KafkaBus
 from router.bus.base import Bus, Topics
 from router.channels import ChannelRunner
 from router.config import Config, load_config
-from router.connector import ConnectorSpec, load_registry
+from router.connector import ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
 from router.errors import ConfigError, ConfigProblem
 from router.http import HttpListener, build_app
@@ -177,11 +178,12 @@ class Daemon:
             )
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
+        services = Services(blobs=BlobStore(self.config.blobs.path), checkpoints=self.store)
         for name, spec, settings in channels:
             assert spec.factory is not None
             runner = ChannelRunner(
                 name=name,
-                connector=spec.factory(name, settings),
+                connector=spec.factory(name, settings, services),
                 bus=self.bus,
                 topics=self.topics,
                 metrics=self.metrics,

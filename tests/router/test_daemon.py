@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from router.bus import EmbeddedBus
 from router.config import parse_config
-from router.connector import ConnectorSpec, Incoming, SendResult, load_registry
+from router.connector import ConnectorSpec, Incoming, Rejected, SendResult, load_registry
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.store import open_store
@@ -33,7 +33,7 @@ class MemoryConnector:
     def __init__(self, name: str, settings: MemoryChannelConfig) -> None:
         self.name = name
         self.settings = settings
-        self.inbox: asyncio.Queue[Envelope | Exception] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Envelope | Exception | str] = asyncio.Queue()
         self.acked: list[str] = []
         self.sent: list[Envelope] = []
         self.starts = 0
@@ -50,6 +50,13 @@ class MemoryConnector:
             item = await self.inbox.get()
             if isinstance(item, Exception):
                 raise item
+            if isinstance(item, str):  # input the channel could not understand
+
+                async def ack_rejected(native: str = item) -> None:
+                    self.acked.append(native)
+
+                yield Rejected(reason=f"cannot parse {item}", native_id=item, ack=ack_rejected)
+                continue
 
             async def ack(env_id: str = item.id) -> None:
                 self.acked.append(env_id)
@@ -76,7 +83,7 @@ class Registry:
             ),
         }
 
-    def build(self, name: str, settings: Any) -> MemoryConnector:
+    def build(self, name: str, settings: Any, services: Any) -> MemoryConnector:
         self.built[name] = MemoryConnector(name, settings)
         return self.built[name]
 
@@ -213,6 +220,19 @@ async def test_bad_inbound_record_goes_to_dlq_and_router_keeps_going(tmp_path: P
     assert "thread_key" in body["reason"]
     assert body["value"] == '{"v": 1, "kind": "message"}'
     assert await stored_ids(tmp_path) == {good.id}
+
+
+async def test_rejected_input_is_dead_lettered_then_acked(tmp_path: Path) -> None:
+    reg = Registry()
+    async with Running(tmp_path, reg):
+        chat = reg.built["chat"]
+        await chat.inbox.put("native-77")
+        await eventually(lambda: chat.acked == ["native-77"])
+    [dead] = await read_topic(tmp_path, "omni.dlq")
+    body = orjson.loads(dead)
+    assert body["reason"] == "cannot parse native-77"
+    assert body["channel"] == "chat"
+    assert body["native_id"] == "native-77"
 
 
 async def test_failing_connector_is_restarted_and_daemon_stays_up(tmp_path: Path) -> None:
