@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from router import __version__
 
@@ -43,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--http", type=_host_port, help="HTTP listener HOST:PORT (overrides config)")
 
+    norm = sub.add_parser(
+        "normalize",
+        help="turn one raw channel input into an envelope (JSON on stdout; exit 2 with a reason)",
+    )
+    norm.add_argument("--type", required=True, help="connector type, e.g. email")
+    norm.add_argument("--channel", help="channel name for the envelope (default: the type)")
+    norm.add_argument("--blobs", help="blob store directory (default: a temporary one)")
+    norm.add_argument("file", help="the raw input, e.g. a .eml file ('-' for stdin)")
+
     check = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
     return parser
@@ -75,10 +85,45 @@ def _run(args: argparse.Namespace) -> int:
         return 2
 
 
+def _normalize(args: argparse.Namespace) -> int:
+    import tempfile
+
+    import orjson
+
+    from router.blobs import BlobStore
+    from router.connector import load_registry
+    from router.envelope import encode
+    from router.errors import OmniError
+
+    spec = load_registry().get(args.type)
+    if spec is None or spec.normalize is None:
+        known = sorted(t for t, s in load_registry().items() if s.normalize is not None)
+        print(f"no normalizer for type {args.type!r}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        print(f"cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="omnirouter-blobs-") as tmp:
+        blobs = BlobStore(args.blobs or tmp)
+        try:
+            envelope = spec.normalize(raw, args.channel or args.type, blobs)
+        except OmniError as exc:
+            print(f"cannot normalize {args.file}: {exc}", file=sys.stderr)
+            return 2
+    pretty = orjson.dumps(orjson.loads(encode(envelope)), option=orjson.OPT_INDENT_2)
+    sys.stdout.buffer.write(pretty)
+    sys.stdout.buffer.write(b"\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
+    if args.command == "normalize":
+        return _normalize(args)
     if args.command == "check":
         from router.config import check
 

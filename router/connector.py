@@ -81,6 +81,10 @@ class ConnectorSpec:
     # and the services the daemon shares with connectors.
     # None while the connector's runtime is not part of this build.
     factory: Callable[[str, Any, Services], Connector] | None = None
+    # Turns one raw channel input (an .eml file, a webhook body) into an envelope
+    # for `omnirouter normalize`; raises EnvelopeError or ConnectorError with the
+    # reason when it cannot. Arguments: raw bytes, channel name, blob store.
+    normalize: Callable[[bytes, str, BlobStore], Envelope] | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
