@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("--blobs", help="blob store directory (default: a temporary one)")
     norm.add_argument("file", help="the raw input, e.g. a .eml file ('-' for stdin)")
 
+    sim = sub.add_parser(
+        "simulate", help="run events through the routing code; one JSON decision per line"
+    )
+    sim.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    sim.add_argument("events", help="JSON lines: messages, agent commands and replies ('-': stdin)")
+
     check = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
     return parser
@@ -118,12 +124,41 @@ def _normalize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from router.config import load_config
+    from router.errors import ConfigError, OmniError
+    from router.logs import setup_logging
+    from router.simulate import run
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    # Decisions go to stdout; keep the log quiet and out of the way.
+    setup_logging(level="warning", fmt="console", stream=sys.stderr)
+    try:
+        if args.events == "-":
+            return asyncio.run(run(config, sys.stdin, sys.stdout))
+        with open(args.events, encoding="utf-8") as events:
+            return asyncio.run(run(config, events, sys.stdout))
+    except OSError as exc:
+        print(f"cannot read {args.events}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OmniError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
         return _run(args)
     if args.command == "normalize":
         return _normalize(args)
+    if args.command == "simulate":
+        return _simulate(args)
     if args.command == "check":
         from router.config import check
 

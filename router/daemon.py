@@ -24,16 +24,20 @@ from router.channels import ChannelRunner
 from router.config import Config, load_config
 from router.connector import ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
-from router.errors import ConfigError, ConfigProblem
+from router.envelope import now_utc
+from router.errors import ConfigError, ConfigProblem, OmniError
 from router.http import HttpListener, build_app
 from router.inbound import InboundProcessor
 from router.metrics import Metrics
+from router.outbox import OutboxPublisher
+from router.routing.engine import Engine
 from router.store import Store, open_store
 
 log = structlog.get_logger(__name__)
 
 ROUTER = "router"
 STOP_GRACE_SECONDS = 8.0
+CLOCK_SECONDS = 1.0
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
 
@@ -82,6 +86,8 @@ class Daemon:
         self.store: Store | None = None
         self.http: HttpListener | None = None
         self.router_loop: ConsumeLoop | None = None
+        self.engine: Engine | None = None
+        self.outbox: OutboxPublisher | None = None
         self.channels: list[ChannelRunner] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -165,8 +171,16 @@ class Daemon:
             + [self.topics.outbound(c.name) for c in self.config.channels]
         )
         if self._wanted(ROUTER):
+            self.engine = Engine(self.config, self.store, self.topics)
+            await self.engine.start(now_utc())
+            self.outbox = OutboxPublisher(self.store, self.bus)
+            await self.outbox.flush()  # outputs a previous run committed but did not publish
             processor = InboundProcessor(
-                bus=self.bus, topics=self.topics, store=self.store, metrics=self.metrics
+                bus=self.bus,
+                topics=self.topics,
+                engine=self.engine,
+                outbox=self.outbox,
+                metrics=self.metrics,
             )
             self.router_loop = ConsumeLoop(
                 bus=self.bus,
@@ -178,6 +192,7 @@ class Daemon:
             )
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
+            self._spawn(self._clock(), "clock")
         services = Services(blobs=BlobStore(self.config.blobs.path), checkpoints=self.store)
         for name, spec, settings in channels:
             assert spec.factory is not None
@@ -191,6 +206,23 @@ class Daemon:
             self.channels.append(runner)
             self._spawn(runner.outbound.run(), f"outbound:{name}")
             self._tasks.append(runner.start_intake())
+
+    async def _clock(self) -> None:
+        """Fire due timers and notice shift starts, about once a second."""
+        assert self.engine is not None and self.outbox is not None
+        while not self._stop.is_set():
+            try:
+                now = now_utc()
+                await self.engine.clock_tick(now)
+                if await self.engine.fire_due_timers(now):
+                    await self.outbox.flush()
+                self.metrics.queue_depth.set(await self.engine.waiting_count())
+            except OmniError as exc:
+                log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=CLOCK_SECONDS)
+            except TimeoutError:
+                pass
 
     async def _started(self, loop: ConsumeLoop) -> None:
         waiter = asyncio.ensure_future(loop.started.wait())
@@ -262,6 +294,8 @@ class Daemon:
             if getattr(new, section) != getattr(self.config, section)
         ]
         self.config = new
+        if self.engine is not None:
+            self.engine.configure(new)
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", file=str(self.config_path), needs_restart=needs_restart)
         return True

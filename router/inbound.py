@@ -1,8 +1,9 @@
 """The router's handling of one inbound record.
 
-Foundation step: decode strictly (bad records go to the DLQ with the reason),
-dedupe by envelope id, and make the message durable in the store. The routing
-engine (customers, conversations, agents) plugs in after the message is stored.
+Decode strictly (bad records go to the DLQ with the reason), hand the envelope
+to the routing engine (which dedupes by envelope id and writes its effects and
+outputs in one store transaction), then publish the outputs. The consume loop
+commits the record's offset only after all of that.
 """
 
 from __future__ import annotations
@@ -13,32 +14,43 @@ import structlog
 
 from router.bus.base import Bus, Record, Topics
 from router.dlq import dead_letter
-from router.envelope import decode
+from router.envelope import decode, now_utc
 from router.errors import EnvelopeError
 from router.metrics import Metrics
-from router.store import Store
+from router.outbox import OutboxPublisher
+from router.routing.engine import Engine
 
 log = structlog.get_logger(__name__)
 
 
 class InboundProcessor:
-    def __init__(self, *, bus: Bus, topics: Topics, store: Store, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        topics: Topics,
+        engine: Engine,
+        outbox: OutboxPublisher,
+        metrics: Metrics,
+    ) -> None:
         self._bus = bus
         self._topics = topics
-        self._store = store
+        self._engine = engine
+        self._outbox = outbox
         self._metrics = metrics
 
     async def handle(self, record: Record) -> None:
         started = time.perf_counter()
         try:
             envelope = decode(record.value)
+            decisions = await self._engine.handle(envelope, now_utc())
         except EnvelopeError as exc:
             self._metrics.dead_letters.labels(source=record.topic).inc()
             await dead_letter(self._bus, self._topics, record, f"invalid envelope: {exc}")
             return
-        is_new = await self._store.record_message(envelope)
         self._metrics.messages_in.labels(channel=envelope.channel, kind=envelope.kind).inc()
-        if not is_new:
+        duplicate = any(d.action == "duplicate" for d in decisions)
+        if duplicate:
             self._metrics.duplicates.inc()
         log.info(
             "inbound record consumed",
@@ -47,6 +59,20 @@ class InboundProcessor:
             kind=envelope.kind,
             partition=record.partition,
             offset=record.offset,
-            duplicate=not is_new,
+            duplicate=duplicate,
         )
+        for decision in decisions:
+            self._metrics.decisions.labels(action=decision.action).inc()
+            log.info(
+                "routing decision",
+                record_id=envelope.id,
+                action=decision.action,
+                conversation_id=decision.conversation_id,
+                agent=decision.agent,
+                queue=decision.queue,
+                priority=decision.priority,
+                reason=dict(decision.reason),
+            )
+        # Outputs of this record (and any a crash left unsent) go out before the commit.
+        await self._outbox.flush()
         self._metrics.routing_seconds.observe(time.perf_counter() - started)

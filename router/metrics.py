@@ -31,6 +31,17 @@ class Metrics:
             ["source"],
             registry=self.registry,
         )
+        self.decisions = Counter(
+            "omnirouter_routing_decisions_total",
+            "Routing decisions, by action (assign, queue, ack, reply_out, escalate...).",
+            ["action"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "omnirouter_queue_depth",
+            "Conversations waiting for an agent.",
+            registry=self.registry,
+        )
         self.routing_seconds = Histogram(
             "omnirouter_routing_seconds",
             "Time from consuming an inbound record to its durable effect.",

@@ -22,6 +22,8 @@ from router.config.types import (
     Name,
     NameList,
     Priority,
+    Secret,
+    SecretFile,
     Section,
     StrList,
 )
@@ -148,6 +150,27 @@ class RoutingConfig(Section):
         timedelta(minutes=10),
         description="A waiting conversation gains one priority level per step.",
     )
+    last_agent_window: Duration = Field(
+        timedelta(days=30),
+        description="How far back the customer's previous agent counts as theirs.",
+    )
+    context_days: int = Field(
+        30,
+        ge=0,
+        description="The customer's other conversations of this many days travel with"
+        " each delivery to an agent.",
+    )
+    signing_key: Secret | None = Field(
+        None,
+        description="Key that signs conversation tokens in agent notifications (agents'"
+        " replies must carry a valid one). Unset: a random key is generated once and"
+        " kept in the store; set it when several deployments must accept each"
+        " other's tokens.",
+    )
+    signing_key_file: SecretFile | None = Field(
+        None,
+        description="File holding the signing key (instead of `signing_key`).",
+    )
     rules: list[RuleConfig] = Field(default_factory=list, description="Classification rules.")
     complaints: ComplaintsConfig = Field(
         default_factory=ComplaintsConfig,
@@ -208,6 +231,20 @@ class SlaConfig(Section):
         None,
         description="Template of the follow-up question (null: no follow-up).",
     )
+    satisfied_keywords: dict[Language, list[str]] = Field(
+        default_factory=lambda: {
+            "en": ["thanks", "thank you", "all good", "solved", "perfect", "great"],
+            "es": ["gracias", "todo bien", "resuelto", "perfecto", "genial"],
+        },
+        description="An answer to the follow-up with one of these (or a score of 4-5)"
+        " closes the conversation; any other answer reopens it to a senior agent.",
+    )
+    senior_skill: Name | None = Field(
+        None,
+        description="Skill a reopened conversation (bad follow-up answer) requires"
+        " (null: the complaints skill).",
+    )
+    senior_level: Level = Field(4, description="Minimum level of `senior_skill`.")
 
 
 TEMPLATE_FIELDS = frozenset(

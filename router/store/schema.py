@@ -100,6 +100,7 @@ customers = sa.Table(
     sa.Column("tags", json_type(), nullable=False, default=list),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+    sa.Column("language", sa.Text, nullable=True),  # last language detected or stated
 )
 
 identities = sa.Table(
@@ -166,13 +167,28 @@ conversations = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
     sa.Column("first_response_at", UTCDateTime, nullable=True),
     sa.Column("resolved_at", UTCDateTime, nullable=True),
+    # The short reference customers and agents quote ("[#K7Q2M9]").
+    sa.Column("ref", sa.Text, nullable=True),
+    sa.Column("language", sa.Text, nullable=True),
+    sa.Column("skills", json_type(), nullable=False, default=dict),  # required: skill -> level
+    sa.Column("tags", json_type(), nullable=False, default=list),
+    sa.Column("complaint", sa.Boolean, nullable=False, default=False),
+    # Waiting for an agent since (null: not waiting); aging counts from here.
+    sa.Column("waiting_since", UTCDateTime, nullable=True),
+    # The customer's previous agent, waited for until prefer_until before widening.
+    sa.Column("preferred_agent_id", sa.Text, nullable=True),
+    sa.Column("prefer_until", UTCDateTime, nullable=True),
+    # Channel-native facts needed to answer in thread (e.g. last Message-ID, References).
+    sa.Column("thread_meta", json_type(), nullable=False, default=dict),
     sa.UniqueConstraint("channel", "thread_key"),
+    sa.UniqueConstraint("ref"),
     sa.CheckConstraint(_in("status", CONVERSATION_STATUSES), name="status"),
     # the customer's conversations, newest first (context for the agent)
     sa.Index(None, "customer_id", "updated_at"),
     # the waiting queue: by queue, then priority
     sa.Index(None, "status", "queue", "priority"),
     sa.Index(None, "owner_agent_id", "status"),
+    sa.Index(None, "waiting_since"),
 )
 
 messages = sa.Table(
@@ -288,6 +304,43 @@ checkpoints = sa.Table(
     sa.Column("key", sa.Text, primary_key=True),  # e.g. "INBOX"
     sa.Column("value", sa.Text, nullable=False),  # e.g. "<uidvalidity>:<last uid>"
     sa.Column("updated_at", UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow),
+)
+
+# Records to publish, written in the transaction of the effect that produced
+# them and published after it commits (the transactional outbox): a crash
+# between the two leaves them here, and the next run publishes them.
+outbox = sa.Table(
+    "outbox",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.LargeBinary, nullable=False),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("sent_at", UTCDateTime, nullable=True),
+    sa.Index(
+        "ix_outbox_unsent",
+        "id",
+        sqlite_where=sa.text("sent_at IS NULL"),
+        postgresql_where=sa.text("sent_at IS NULL"),
+    ),
+)
+
+# A link an automatic rule or an agent proposed between an identity and a
+# customer while the identity already belonged to another customer: never
+# merged silently, shown to agents instead.
+link_suggestions = sa.Table(
+    "link_suggestions",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("current_customer_id", sa.Text, sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("proposed_customer_id", sa.Text, sa.ForeignKey("customers.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+    sa.UniqueConstraint("kind", "value", "proposed_customer_id"),
 )
 
 TABLES = tuple(metadata.sorted_tables)

@@ -26,6 +26,8 @@ from router.store.schema import (
 
 EXPECTED_TABLES = {
     "customers",
+    "outbox",
+    "link_suggestions",
     "identities",
     "agents",
     "agent_load",

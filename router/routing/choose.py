@@ -1,0 +1,174 @@
+"""Choosing the agent: a pure function of the agents' state and what the conversation needs.
+
+Order (DESIGN, "The router" step 4): the conversation's current owner; the
+agent who last served the customer, if qualified and free, within a bounded
+wait; otherwise the best qualified free agent — required skills at level,
+speaks the language, serves the channel, on shift, available, capacity left
+on this channel type — least occupied first, then longest idle. Nobody: queue.
+Every outcome says why, so `simulate` and the agent can see the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+# Agents skipped, named in the reason, at most this many (the reason stays small).
+MAX_EXPLAINED = 8
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentView:
+    """What the choice needs to know of one agent, at one moment."""
+
+    id: str
+    skills: Mapping[str, int]
+    languages: frozenset[str]
+    channels: frozenset[str]  # empty: every channel
+    capacity: Mapping[str, int]  # channel type -> open conversations at once
+    load: Mapping[str, int]  # channel type -> open conversations now
+    status: str  # available | away | offline
+    on_shift: bool
+    last_assigned_at: datetime | None = None
+    supervisor: bool = False
+
+    def capacity_for(self, channel_type: str) -> int:
+        return self.capacity.get(channel_type, 0)
+
+    def load_for(self, channel_type: str) -> int:
+        return self.load.get(channel_type, 0)
+
+    def occupancy(self) -> float:
+        """Share of total capacity in use, across channel types."""
+        total = sum(self.capacity.values())
+        return sum(self.load.values()) / total if total else 1.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Need:
+    """What a conversation needs of its agent."""
+
+    channel: str
+    channel_type: str
+    skills: Mapping[str, int] = field(default_factory=dict)
+    language: str | None = None
+
+
+Rule = Literal["current_owner", "last_agent", "best_available", "queued", "waiting_for_last_agent"]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Choice:
+    agent_id: str | None
+    rule: Rule
+    reason: dict[str, Any]
+
+
+def unqualified_because(agent: AgentView, need: Need) -> str | None:
+    """Why this agent may never take the conversation (skills, language, channel)."""
+    for skill, level in sorted(need.skills.items()):
+        have = agent.skills.get(skill, 0)
+        if have < level:
+            return f"needs {skill}>={level}, has {have}"
+    if need.language and need.language not in agent.languages:
+        return f"does not speak {need.language}"
+    if agent.channels and need.channel not in agent.channels:
+        return f"does not serve channel {need.channel}"
+    return None
+
+
+def unavailable_because(agent: AgentView, need: Need) -> str | None:
+    """Why a qualified agent cannot take it now (presence, shift, capacity)."""
+    if agent.status != "available":
+        return f"status {agent.status}"
+    if not agent.on_shift:
+        return "off shift"
+    capacity = agent.capacity_for(need.channel_type)
+    if agent.load_for(need.channel_type) >= capacity:
+        return f"at capacity on {need.channel_type} ({capacity})"
+    return None
+
+
+def can_take(agent: AgentView, need: Need) -> bool:
+    return unqualified_because(agent, need) is None and unavailable_because(agent, need) is None
+
+
+def _idle_key(agent: AgentView) -> tuple[float, float, str]:
+    # Least occupied first; then the one idle longest (never assigned = idlest).
+    idle_since = agent.last_assigned_at.timestamp() if agent.last_assigned_at else float("-inf")
+    return (agent.occupancy(), idle_since, agent.id)
+
+
+def choose_agent(
+    agents: Iterable[AgentView],
+    need: Need,
+    *,
+    last_agent_id: str | None = None,
+    wait_for_last_agent: bool = False,
+) -> Choice:
+    """The agent for a conversation that has no owner, or None with the reason to queue.
+
+    `last_agent_id` is the agent who last served this customer (any channel);
+    while `wait_for_last_agent` is true (the bounded wait has not run out) and
+    that agent is qualified but busy, the conversation waits for them.
+    """
+    skipped: dict[str, str] = {}
+    best: AgentView | None = None
+    last: AgentView | None = None
+    candidates = 0
+    for agent in agents:
+        if agent.id == last_agent_id:
+            last = agent
+        why = unqualified_because(agent, need) or unavailable_because(agent, need)
+        if why is not None:
+            if len(skipped) < MAX_EXPLAINED:
+                skipped[agent.id] = why
+            continue
+        candidates += 1
+        if best is None or _idle_key(agent) < _idle_key(best):
+            best = agent
+    need_info: dict[str, Any] = {"skills": dict(need.skills), "language": need.language}
+    if last is not None and unqualified_because(last, need) is None:
+        busy = unavailable_because(last, need)
+        if busy is None:
+            return Choice(
+                agent_id=last.id,
+                rule="last_agent",
+                reason={"rule": "last_agent", "detail": "served this customer before", **need_info},
+            )
+        if wait_for_last_agent:
+            return Choice(
+                agent_id=None,
+                rule="waiting_for_last_agent",
+                reason={
+                    "rule": "waiting_for_last_agent",
+                    "agent": last.id,
+                    "detail": f"previous agent busy ({busy}); waiting for them before widening",
+                    **need_info,
+                },
+            )
+    if best is not None:
+        return Choice(
+            agent_id=best.id,
+            rule="best_available",
+            reason={
+                "rule": "best_available",
+                "detail": "least occupied qualified agent, then longest idle",
+                "candidates": candidates,
+                "occupancy": round(best.occupancy(), 3),
+                "skipped": skipped,
+                **need_info,
+            },
+        )
+    return Choice(
+        agent_id=None,
+        rule="queued",
+        reason={
+            "rule": "queued",
+            "detail": "no qualified agent free",
+            "skipped": skipped,
+            **need_info,
+        },
+    )

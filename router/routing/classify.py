@@ -1,0 +1,236 @@
+"""Classification: what a message needs (skills, queue, priority, language) by the rules.
+
+`classify` applies `routing.rules` in file order: every condition a rule's
+`match` gives must hold; a matching rule merges its skills (highest level
+wins), overrides queue and priority, adds its tags, and `stop: true` ends the
+evaluation. Complaint keywords (every configured language, whatever the
+detected one) then mark a complaint: its skill is required, the priority is
+raised to at least the complaint priority, and the tag `complaint` is added.
+
+Keywords match whole words and phrases, ignoring case and accents, in the
+subject and text together. A rule's regex is searched (case-insensitively) in
+the text as written and in its accent-free form, so `devolucion` matches
+`devolución` either way. Every step leaves a human-readable reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+
+from router.config.routing import MatchConfig, RoutingConfig
+from router.config.types import PRIORITIES, Priority
+from router.envelope import Envelope
+from router.routing.language import LanguageDetector, default_detector, primary
+
+COMPLAINT_TAG = "complaint"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerFacts:
+    """What the store knows about the customer that rules may match on."""
+
+    tier: str | None = None
+    tags: frozenset[str] = frozenset()
+    language: str | None = None  # known from earlier messages; used when detection is unsure
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """What a conversation needs, and why."""
+
+    skills: Mapping[str, int]  # skill -> minimum level
+    queue: str | None
+    priority: Priority
+    tags: tuple[str, ...]
+    language: str
+    complaint: bool
+    rules: tuple[str, ...]  # names of the matched rules, in order
+    reasons: tuple[str, ...] = field(default=())
+
+
+def fold(text: str) -> str:
+    """Case- and accent-insensitive form: `Devolución` -> `devolucion`."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@functools.lru_cache(maxsize=4096)
+def _keyword_pattern(keyword: str) -> re.Pattern[str] | None:
+    words = fold(keyword).split()
+    if not words:
+        return None
+    body = r"\s+".join(re.escape(w) for w in words)
+    return re.compile(rf"(?<!\w){body}(?!\w)")
+
+
+@functools.lru_cache(maxsize=1024)
+def _regex(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.IGNORECASE)
+
+
+def find_keyword(keywords: Iterable[str], folded_text: str) -> str | None:
+    """The first of `keywords` found as a whole word or phrase in `folded_text` (see `fold`)."""
+    for keyword in keywords:
+        pattern = _keyword_pattern(keyword)
+        if pattern is not None and pattern.search(folded_text):
+            return keyword
+    return None
+
+
+def _same_language(language: str, wanted: Collection[str]) -> bool:
+    return language in wanted or primary(language) in {primary(w) for w in wanted}
+
+
+def _raise_to(priority: Priority, floor: Priority) -> Priority:
+    return priority if PRIORITIES.index(priority) <= PRIORITIES.index(floor) else floor
+
+
+class _Message:
+    """The parts of an envelope the rules read, computed once."""
+
+    __slots__ = ("envelope", "folded", "raw")
+
+    def __init__(self, envelope: Envelope) -> None:
+        self.envelope = envelope
+        self.raw = "\n".join(p for p in (envelope.subject, envelope.text) if p)
+        self.folded = fold(self.raw)
+
+
+def _match(
+    match: MatchConfig, msg: _Message, customer: CustomerFacts, language: str
+) -> list[str] | None:
+    """Why `match` holds (one phrase per condition), or None when it does not."""
+    why: list[str] = []
+    env = msg.envelope
+    if match.channel:
+        if env.channel not in match.channel:
+            return None
+        why.append(f"channel {env.channel}")
+    if match.channel_type:
+        if env.channel_type not in match.channel_type:
+            return None
+        why.append(f"channel type {env.channel_type}")
+    if match.keywords:
+        keyword = find_keyword(match.keywords, msg.folded)
+        if keyword is None:
+            return None
+        why.append(f"keyword {keyword!r}")
+    if match.regex is not None:
+        pattern = _regex(match.regex)
+        found = pattern.search(msg.raw) or pattern.search(msg.folded)
+        if found is None:
+            return None
+        why.append(f"regex /{match.regex}/ on {found.group(0)!r}")
+    if match.language:
+        if not _same_language(language, match.language):
+            return None
+        why.append(f"language {language}")
+    if match.tier:
+        if customer.tier is None or customer.tier not in match.tier:
+            return None
+        why.append(f"tier {customer.tier}")
+    if match.tags:
+        common = sorted(customer.tags.intersection(match.tags))
+        if not common:
+            return None
+        why.append(f"customer tag {common[0]!r}")
+    return why
+
+
+def detect_language(
+    text: str,
+    customer: CustomerFacts,
+    routing: RoutingConfig,
+    *,
+    languages: Collection[str],
+    detector: LanguageDetector | None = None,
+) -> tuple[str, str]:
+    """The message's language and why: detected, else the customer's, else the default."""
+    if text.strip() and languages:
+        found = (detector or default_detector()).detect(text, languages)
+        if found is not None:
+            return found, f"language {found} detected"
+    if customer.language is not None:
+        return customer.language, f"language {customer.language} known from earlier messages"
+    default = routing.default_language
+    return default, f"language {default} by default (not detected)"
+
+
+def classify(
+    envelope: Envelope,
+    customer: CustomerFacts,
+    routing: RoutingConfig,
+    *,
+    languages: Collection[str],
+    now: datetime,
+    detector: LanguageDetector | None = None,
+) -> Classification:
+    """Classify one customer message by `routing`'s rules and complaint keywords.
+
+    `languages` are those the configuration knows (agents' and templates');
+    detection chooses among them. `now` is the time of the decision (for
+    time-of-day conditions; the config has none yet).
+    """
+    del now  # no time-of-day condition in MatchConfig yet
+    msg = _Message(envelope)
+    language, language_reason = detect_language(
+        msg.raw, customer, routing, languages=languages, detector=detector
+    )
+    reasons = [language_reason]
+    skills: dict[str, int] = {}
+    queue = routing.default_queue
+    priority: Priority = routing.default_priority
+    tags: list[str] = []
+    matched: list[str] = []
+
+    for rule in routing.rules:
+        why = _match(rule.match, msg, customer, language)
+        if why is None:
+            continue
+        matched.append(rule.name)
+        reasons.append(f"rule {rule.name} matched " + (", ".join(why) or "(no conditions)"))
+        then = rule.then
+        for skill, level in then.skills.items():
+            skills[skill] = max(level, skills.get(skill, 0))
+        if then.queue is not None:
+            queue = then.queue
+        if then.priority is not None:
+            priority = then.priority
+        tags.extend(t for t in then.tags if t not in tags)
+        if rule.stop:
+            reasons.append(f"rule {rule.name} stops further rules")
+            break
+
+    complaints = routing.complaints
+    complaint = False
+    for lang, keywords in complaints.keywords.items():
+        keyword = find_keyword(keywords, msg.folded)
+        if keyword is not None:
+            complaint = True
+            reasons.append(f"complaint keyword {keyword!r} ({lang})")
+            break
+    if complaint:
+        skills[complaints.skill] = max(complaints.min_level, skills.get(complaints.skill, 0))
+        raised = _raise_to(priority, complaints.priority)
+        if raised != priority:
+            reasons.append(f"complaint raises priority {priority} -> {raised}")
+            priority = raised
+        if COMPLAINT_TAG not in tags:
+            tags.append(COMPLAINT_TAG)
+
+    return Classification(
+        skills=MappingProxyType(skills),
+        queue=queue,
+        priority=priority,
+        tags=tuple(tags),
+        language=language,
+        complaint=complaint,
+        rules=tuple(matched),
+        reasons=tuple(reasons),
+    )

@@ -1,0 +1,24 @@
+"""Queue order: priority with aging, so nobody waits forever behind newer urgent work."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+PRIORITY_LEVELS: dict[str, int] = {"low": 0, "normal": 1, "high": 2, "urgent": 3}
+LEVEL_NAMES = {v: k for k, v in PRIORITY_LEVELS.items()}
+
+
+def effective_priority(
+    level: int, waiting_since: datetime, now: datetime, aging_step: timedelta
+) -> float:
+    """The base level plus one for every `aging_step` waited (fractional, so ties are rare)."""
+    waited = max((now - waiting_since).total_seconds(), 0.0)
+    step = aging_step.total_seconds()
+    return level + (waited / step if step > 0 else 0.0)
+
+
+def queue_key(
+    level: int, waiting_since: datetime, now: datetime, aging_step: timedelta
+) -> tuple[float, float]:
+    """Sort key: highest effective priority first, then who waited longest."""
+    return (-effective_priority(level, waiting_since, now, aging_step), waiting_since.timestamp())

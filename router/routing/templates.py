@@ -1,0 +1,136 @@
+"""Customer-facing messages: templates in the customer's language, and wait phrases.
+
+`render` fills a configured template; `describe_wait` writes the promise that
+goes in its `{expected_response}`: plain, positive, and never more precise
+than we can keep ("within 5 minutes", "within 2 hours", "by Monday 09:30").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from router.routing.language import primary
+
+# Promises under an hour are rounded up to one of these (minutes).
+MINUTE_STEPS = (1, 2, 5, 10, 15, 30)
+
+
+class _Blank(dict[str, str]):
+    """Format fields: a missing one renders as an empty string."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
+def render(
+    templates: Mapping[str, Mapping[str, str]],
+    name: str,
+    language: str,
+    *,
+    default_language: str,
+    **fields: str,
+) -> tuple[str, str]:
+    """(language used, text) of template `name` in `language`, else in `default_language`.
+
+    `pt-BR` falls back to `pt` before the default. Missing fields render as
+    empty strings. An unknown template name, or one with neither language, is
+    a `KeyError` (config validation prevents both).
+    """
+    try:
+        versions = templates[name]
+    except KeyError:
+        known = ", ".join(sorted(templates)) or "none"
+        raise KeyError(f"no template named {name!r} (known: {known})") from None
+    for candidate in (language, primary(language), default_language):
+        text = versions.get(candidate)
+        if text is not None:
+            return candidate, text.format_map(_Blank(fields))
+    raise KeyError(
+        f"template {name!r} has neither {language!r} nor the default language {default_language!r}"
+    )
+
+
+_WEEKDAYS = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+}
+_MONTHS = {
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "es": (
+        "enero",
+        "febrero",
+        "marzo",
+        "abril",
+        "mayo",
+        "junio",
+        "julio",
+        "agosto",
+        "septiembre",
+        "octubre",
+        "noviembre",
+        "diciembre",
+    ),
+}
+
+
+def describe_wait(due: datetime, now: datetime, language: str, *, tz: str | None = None) -> str:
+    """The expected-response phrase for `due`, seen from `now`, in English or Spanish.
+
+    Under an hour: "within 5 minutes" (rounded up to 1, 2, 5, 10, 15, 30
+    minutes, else "within 1 hour"); later the same day: "within 2 hours"
+    (rounded up); tomorrow: "by tomorrow 09:30"; within a week: "by Monday
+    09:30"; further: "by 12 January 09:30". Days and times are read in `tz`
+    (default: `due`'s own zone). Languages other than Spanish get English.
+    """
+    if due.tzinfo is None or now.tzinfo is None:
+        raise ValueError("due and now must be timezone-aware")
+    lang = "es" if primary(language) == "es" else "en"
+    zone = ZoneInfo(tz) if tz is not None else due.tzinfo
+    wait = max(due.astimezone(UTC) - now.astimezone(UTC), timedelta(0))
+    local_due, local_now = due.astimezone(zone), now.astimezone(zone)
+
+    if wait <= timedelta(hours=1):
+        minutes = math.ceil(wait / timedelta(minutes=1))
+        step = next((s for s in MINUTE_STEPS if minutes <= s), None)
+        if step is None:
+            return "en menos de 1 hora" if lang == "es" else "within 1 hour"
+        if lang == "es":
+            return f"en menos de {step} minuto{'s' if step > 1 else ''}"
+        return f"within {step} minute{'s' if step > 1 else ''}"
+
+    days_ahead = (local_due.date() - local_now.date()).days
+    if days_ahead <= 0:
+        hours = math.ceil(wait / timedelta(hours=1))
+        if lang == "es":
+            return f"en {hours} hora{'s' if hours > 1 else ''}"
+        return f"within {hours} hour{'s' if hours > 1 else ''}"
+
+    clock = f"{local_due:%H:%M}"
+    if lang == "es":
+        at = f"a la {clock}" if local_due.hour == 1 else f"a las {clock}"
+        if days_ahead == 1:
+            return f"mañana {at}"
+        if days_ahead < 7:
+            return f"el {_WEEKDAYS['es'][local_due.weekday()]} {at}"
+        return f"el {local_due.day} de {_MONTHS['es'][local_due.month - 1]} {at}"
+    if days_ahead == 1:
+        return f"by tomorrow {clock}"
+    if days_ahead < 7:
+        return f"by {_WEEKDAYS['en'][local_due.weekday()]} {clock}"
+    return f"by {local_due.day} {_MONTHS['en'][local_due.month - 1]} {clock}"

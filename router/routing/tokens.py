@@ -1,0 +1,36 @@
+"""Signed conversation tokens: proof that a reply comes from the notification we sent.
+
+A token is `<conversation id>.<signature>`; the signature is an HMAC-SHA256 of
+the conversation and the agent it was issued to, so a token leaked from one
+agent's mailbox is worthless to another. Checked in constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+
+def _signature(key: bytes, conversation_id: str, agent_id: str) -> str:
+    mac = hmac.new(key, f"{conversation_id}\x1f{agent_id}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(mac[:15]).decode("ascii").lower()
+
+
+def issue(key: bytes, conversation_id: str, agent_id: str) -> str:
+    return f"{conversation_id}.{_signature(key, conversation_id, agent_id)}"
+
+
+def conversation_of(token: str) -> str | None:
+    """The conversation a token names (not yet verified)."""
+    conversation_id, sep, signature = token.partition(".")
+    return conversation_id if sep and conversation_id and signature else None
+
+
+def verify(key: bytes, token: str, agent_id: str) -> str | None:
+    """The conversation id when `token` was issued to `agent_id`; None otherwise."""
+    conversation_id = conversation_of(token)
+    if conversation_id is None:
+        return None
+    expected = issue(key, conversation_id, agent_id)
+    return conversation_id if hmac.compare_digest(expected, token) else None

@@ -1,0 +1,500 @@
+"""Data access for the routing engine: every query it runs, on either engine.
+
+Each function takes the caller's connection, so one record's effects commit
+together. Rows that several router processes may change at once are locked
+(`FOR UPDATE` on PostgreSQL; SQLite serialises writers with BEGIN IMMEDIATE).
+Capacity is taken with a conditional UPDATE, so two processes can never push
+an agent past it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.store.schema import (
+    agent_load,
+    agents,
+    assignments,
+    conversations,
+    customers,
+    identities,
+    incidents,
+    link_suggestions,
+    messages,
+    outbox,
+    timers,
+)
+
+# A result row (SQLAlchemy 2.1 types rows by their column tuple; these vary by query).
+Row = Any
+# Conversation references customers quote: no 0/O or 1/I to misread.
+_REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+def new_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_ref() -> str:
+    return "".join(secrets.choice(_REF_ALPHABET) for _ in range(7))
+
+
+def _insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def _locked(conn: AsyncConnection, stmt: sa.Select[Any]) -> sa.Select[Any]:
+    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
+
+
+# --- customers and identities ---------------------------------------------------------
+
+
+async def identity_owner(conn: AsyncConnection, kind: str, value: str) -> str | None:
+    stmt = sa.select(identities.c.customer_id).where(
+        identities.c.kind == kind, identities.c.value == value
+    )
+    owner = await conn.scalar(stmt)
+    return None if owner is None else str(owner)
+
+
+async def create_customer(conn: AsyncConnection, name: str | None, now: datetime) -> str:
+    cid = new_id()
+    await conn.execute(
+        customers.insert().values(
+            id=cid, display_name=name, tier="standard", tags=[], created_at=now, updated_at=now
+        )
+    )
+    return cid
+
+
+async def add_identity(
+    conn: AsyncConnection, kind: str, value: str, customer_id: str, source: str, now: datetime
+) -> str:
+    """Link an identity to a customer unless it is linked already; return its owner."""
+    stmt = (
+        _insert(conn, identities)
+        .values(kind=kind, value=value, customer_id=customer_id, source=source, created_at=now)
+        .on_conflict_do_nothing(index_elements=["kind", "value"])
+    )
+    await conn.execute(stmt)
+    owner = await identity_owner(conn, kind, value)
+    assert owner is not None
+    return owner
+
+
+async def remove_identity(conn: AsyncConnection, kind: str, value: str, customer_id: str) -> bool:
+    result = await conn.execute(
+        identities.delete().where(
+            identities.c.kind == kind,
+            identities.c.value == value,
+            identities.c.customer_id == customer_id,
+        )
+    )
+    return bool(result.rowcount)
+
+
+async def suggest_link(
+    conn: AsyncConnection,
+    kind: str,
+    value: str,
+    current: str,
+    proposed: str,
+    source: str,
+    now: datetime,
+) -> bool:
+    stmt = (
+        _insert(conn, link_suggestions)
+        .values(
+            kind=kind,
+            value=value,
+            current_customer_id=current,
+            proposed_customer_id=proposed,
+            source=source,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["kind", "value", "proposed_customer_id"])
+        .returning(link_suggestions.c.id)
+    )
+    return (await conn.execute(stmt)).first() is not None
+
+
+async def customer(conn: AsyncConnection, customer_id: str) -> Row:
+    row = (await conn.execute(sa.select(customers).where(customers.c.id == customer_id))).one()
+    return row
+
+
+async def customer_identities(conn: AsyncConnection, customer_id: str) -> list[Row]:
+    stmt = (
+        sa.select(identities.c.kind, identities.c.value, identities.c.source)
+        .where(identities.c.customer_id == customer_id)
+        .order_by(identities.c.kind, identities.c.value)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def pending_suggestions(conn: AsyncConnection, customer_id: str) -> list[Row]:
+    stmt = sa.select(link_suggestions).where(
+        link_suggestions.c.resolved_at.is_(None),
+        sa.or_(
+            link_suggestions.c.current_customer_id == customer_id,
+            link_suggestions.c.proposed_customer_id == customer_id,
+        ),
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def set_customer_language(conn: AsyncConnection, customer_id: str, language: str) -> None:
+    await conn.execute(
+        customers.update().where(customers.c.id == customer_id).values(language=language)
+    )
+
+
+# --- conversations and messages --------------------------------------------------------
+
+
+async def conversation_by_thread(
+    conn: AsyncConnection, channel: str, thread_key: str
+) -> Row | None:
+    stmt = sa.select(conversations).where(
+        conversations.c.channel == channel, conversations.c.thread_key == thread_key
+    )
+    return (await conn.execute(_locked(conn, stmt))).first()
+
+
+async def conversation(conn: AsyncConnection, conversation_id: str) -> Row | None:
+    stmt = sa.select(conversations).where(conversations.c.id == conversation_id)
+    return (await conn.execute(_locked(conn, stmt))).first()
+
+
+async def reload(conn: AsyncConnection, conversation_id: str) -> Row:
+    """A conversation known to exist, read again after a change."""
+    row = await conversation(conn, conversation_id)
+    assert row is not None, conversation_id
+    return row
+
+
+async def create_conversation(conn: AsyncConnection, values: Mapping[str, Any]) -> Row:
+    cid = new_id()
+    for _ in range(5):  # a reference collision is rare; draw again
+        ref = new_ref()
+        taken = await conn.scalar(sa.select(conversations.c.id).where(conversations.c.ref == ref))
+        if taken is None:
+            break
+    await conn.execute(conversations.insert().values(id=cid, ref=ref, **values))
+    row = await conversation(conn, cid)
+    assert row is not None
+    return row
+
+
+async def update_conversation(conn: AsyncConnection, conversation_id: str, **values: Any) -> None:
+    await conn.execute(
+        conversations.update().where(conversations.c.id == conversation_id).values(**values)
+    )
+
+
+async def transcript(conn: AsyncConnection, conversation_id: str, limit: int) -> list[Row]:
+    stmt = (
+        sa.select(messages.c.id, messages.c.kind, messages.c.direction, messages.c.envelope)
+        .where(messages.c.conversation_id == conversation_id)
+        .order_by(messages.c.received_at, messages.c.stored_at)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def recent_conversations(
+    conn: AsyncConnection, customer_id: str, since: datetime, exclude: str, limit: int = 20
+) -> list[Row]:
+    stmt = (
+        sa.select(conversations)
+        .where(
+            conversations.c.customer_id == customer_id,
+            conversations.c.updated_at >= since,
+            conversations.c.id != exclude,
+        )
+        .order_by(conversations.c.updated_at.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def last_text(conn: AsyncConnection, conversation_id: str) -> str:
+    stmt = (
+        sa.select(messages.c.text)
+        .where(messages.c.conversation_id == conversation_id)
+        .order_by(messages.c.received_at.desc())
+        .limit(1)
+    )
+    value = await conn.scalar(stmt)
+    return "" if value is None else str(value)
+
+
+async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:
+    """Conversations waiting for an agent, oldest first (the caller applies aging)."""
+    stmt = (
+        sa.select(conversations)
+        .where(conversations.c.waiting_since.is_not(None), conversations.c.status == "open")
+        .order_by(conversations.c.waiting_since)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
+async def waiting_count(conn: AsyncConnection) -> int:
+    stmt = sa.select(sa.func.count()).where(conversations.c.waiting_since.is_not(None))
+    return int(await conn.scalar(stmt) or 0)
+
+
+# --- agents, load and assignments ----------------------------------------------------
+
+
+async def ensure_agents(
+    conn: AsyncConnection, initial_status: Mapping[str, str], now: datetime
+) -> None:
+    """Create rows for configured agents; an existing agent keeps its live status."""
+    for agent_id, status in initial_status.items():
+        await conn.execute(
+            _insert(conn, agents)
+            .values(id=agent_id, status=status, status_since=now)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+
+
+async def agent_rows(conn: AsyncConnection, ids: Iterable[str] | None = None) -> dict[str, Row]:
+    stmt = sa.select(agents)
+    if ids is not None:
+        stmt = stmt.where(agents.c.id.in_(list(ids)))
+    return {r.id: r for r in (await conn.execute(stmt)).all()}
+
+
+async def loads(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for row in (await conn.execute(sa.select(agent_load))).all():
+        out.setdefault(row.agent_id, {})[row.channel_type] = int(row.open_count)
+    return out
+
+
+async def set_agent_status(
+    conn: AsyncConnection, agent_id: str, status: str, now: datetime
+) -> bool:
+    result = await conn.execute(
+        agents.update()
+        .where(agents.c.id == agent_id, agents.c.status != status)
+        .values(status=status, status_since=now)
+    )
+    return bool(result.rowcount)
+
+
+async def take_capacity(
+    conn: AsyncConnection, agent_id: str, channel_type: str, capacity: int, now: datetime
+) -> bool:
+    """Count one more open conversation for the agent, only if it stays within capacity."""
+    await conn.execute(
+        _insert(conn, agent_load)
+        .values(agent_id=agent_id, channel_type=channel_type, open_count=0)
+        .on_conflict_do_nothing(index_elements=["agent_id", "channel_type"])
+    )
+    result = await conn.execute(
+        agent_load.update()
+        .where(
+            agent_load.c.agent_id == agent_id,
+            agent_load.c.channel_type == channel_type,
+            agent_load.c.open_count < capacity,
+        )
+        .values(open_count=agent_load.c.open_count + 1)
+    )
+    if not result.rowcount:
+        return False
+    await conn.execute(agents.update().where(agents.c.id == agent_id).values(last_assigned_at=now))
+    return True
+
+
+async def release_capacity(conn: AsyncConnection, agent_id: str, channel_type: str) -> None:
+    await conn.execute(
+        agent_load.update()
+        .where(
+            agent_load.c.agent_id == agent_id,
+            agent_load.c.channel_type == channel_type,
+            agent_load.c.open_count > 0,
+        )
+        .values(open_count=agent_load.c.open_count - 1)
+    )
+
+
+async def start_assignment(
+    conn: AsyncConnection,
+    conversation_id: str,
+    agent_id: str,
+    reason: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        assignments.insert().values(
+            conversation_id=conversation_id,
+            agent_id=agent_id,
+            reason=dict(reason),
+            assigned_at=now,
+        )
+    )
+
+
+async def end_assignment(
+    conn: AsyncConnection, conversation_id: str, why: str, now: datetime
+) -> str | None:
+    """End the active assignment; return the agent it was with (None: there was none)."""
+    stmt = (
+        assignments.update()
+        .where(assignments.c.conversation_id == conversation_id, assignments.c.ended_at.is_(None))
+        .values(ended_at=now, end_reason=why)
+        .returning(assignments.c.agent_id)
+    )
+    agent = (await conn.execute(stmt)).scalar()
+    return None if agent is None else str(agent)
+
+
+async def accept_assignment(conn: AsyncConnection, conversation_id: str, now: datetime) -> None:
+    await conn.execute(
+        assignments.update()
+        .where(
+            assignments.c.conversation_id == conversation_id,
+            assignments.c.ended_at.is_(None),
+            assignments.c.accepted_at.is_(None),
+        )
+        .values(accepted_at=now)
+    )
+
+
+async def last_agent_of(conn: AsyncConnection, customer_id: str, since: datetime) -> str | None:
+    """The agent most recently assigned to any conversation of this customer since `since`."""
+    stmt = (
+        sa.select(assignments.c.agent_id)
+        .join(conversations, conversations.c.id == assignments.c.conversation_id)
+        .where(conversations.c.customer_id == customer_id, assignments.c.assigned_at >= since)
+        .order_by(assignments.c.assigned_at.desc(), assignments.c.id.desc())
+        .limit(1)
+    )
+    agent = await conn.scalar(stmt)
+    return None if agent is None else str(agent)
+
+
+# --- timers, incidents and the outbox ----------------------------------------------
+
+
+async def schedule_timer(
+    conn: AsyncConnection,
+    key: str,
+    conversation_id: str | None,
+    kind: str,
+    due: datetime,
+    payload: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    """Schedule once: a timer key already scheduled (even fired) is left alone."""
+    await conn.execute(
+        _insert(conn, timers)
+        .values(
+            key=key,
+            conversation_id=conversation_id,
+            kind=kind,
+            due_at=due,
+            payload=dict(payload),
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["key"])
+    )
+
+
+async def cancel_timers(
+    conn: AsyncConnection, conversation_id: str, kinds: Sequence[str], now: datetime
+) -> None:
+    await conn.execute(
+        timers.update()
+        .where(
+            timers.c.conversation_id == conversation_id,
+            timers.c.kind.in_(list(kinds)),
+            timers.c.fired_at.is_(None),
+            timers.c.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=now)
+    )
+
+
+async def claim_due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[Row]:
+    """Pending timers due by `now`, marked fired; other processes skip the locked ones."""
+    stmt = (
+        sa.select(timers)
+        .where(timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None), timers.c.due_at <= now)
+        .order_by(timers.c.due_at, timers.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows = list((await conn.execute(stmt)).all())
+    if rows:
+        await conn.execute(
+            timers.update().where(timers.c.id.in_([r.id for r in rows])).values(fired_at=now)
+        )
+    return rows
+
+
+async def next_timer_due(conn: AsyncConnection) -> datetime | None:
+    stmt = sa.select(sa.func.min(timers.c.due_at)).where(
+        timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None)
+    )
+    value = await conn.scalar(stmt)
+    return value if isinstance(value, datetime) else None
+
+
+async def record_incident(
+    conn: AsyncConnection,
+    kind: str,
+    conversation_id: str | None,
+    customer_id: str | None,
+    cause: str,
+    details: Mapping[str, Any],
+    now: datetime,
+) -> None:
+    await conn.execute(
+        incidents.insert().values(
+            kind=kind,
+            conversation_id=conversation_id,
+            customer_id=customer_id,
+            cause=cause,
+            details=dict(details),
+            created_at=now,
+        )
+    )
+
+
+async def list_incidents(conn: AsyncConnection, limit: int, kind: str | None = None) -> list[Row]:
+    stmt = sa.select(incidents).order_by(incidents.c.created_at.desc(), incidents.c.id.desc())
+    if kind:
+        stmt = stmt.where(incidents.c.kind == kind)
+    return list((await conn.execute(stmt.limit(limit))).all())
+
+
+async def add_outbox(
+    conn: AsyncConnection, topic: str, key: bytes, value: bytes, now: datetime
+) -> None:
+    await conn.execute(outbox.insert().values(topic=topic, key=key, value=value, created_at=now))
+
+
+async def unsent(conn: AsyncConnection, limit: int) -> list[Row]:
+    stmt = sa.select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list((await conn.execute(stmt)).all())
+
+
+async def mark_sent(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
+    await conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now))
