@@ -67,6 +67,8 @@ class Simulation:
         self.engine = Engine(config, store, self.topics)
         self.clock = DEFAULT_START
         self.channel_types = {c.name: c.type for c in config.channels}
+        # Everything the router published, in order: (topic, envelope).
+        self.published: list[tuple[str, Envelope]] = []
 
     async def start(self, at: datetime | None) -> None:
         self.clock = at or DEFAULT_START
@@ -99,8 +101,10 @@ class Simulation:
                     return decisions
                 await db.mark_sent(conn, [r.id for r in rows], self.clock)
             for row in rows:
+                env = decode(row.value)
+                self.published.append((row.topic, env))
                 if row.topic == self.topics.inbound:
-                    decisions += await self.engine.handle(decode(row.value), self.clock)
+                    decisions += await self.engine.handle(env, self.clock)
 
     async def step(self, number: int, obj: dict[str, Any]) -> list[Decision]:
         decisions: list[Decision] = []

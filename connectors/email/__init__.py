@@ -1,13 +1,87 @@
-"""Email connector: customer mail in over IMAP IDLE, replies out over SMTP in-thread."""
+"""Email connector: customer mail in over IMAP IDLE, replies out over SMTP in-thread.
+
+Modules: `config` (the `email:` block), `imap` (intake and checkpoint),
+`normalize` (MIME → envelope), `text` (HTML to text, sanitizing, quoted
+history), `threads` (thread keys and conversation tokens), `noise` (loop
+protection and bounces), `smtp` (sending), `connector` (the contract),
+`errors`.
+
+Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
+---------------------------------------------------------------------------------
+- `id`: `envelope_id(channel, Message-ID)`, or of `sha256:<hex of the raw
+  bytes>` when the message has no Message-ID.
+- `thread_key`: the thread's root Message-ID (`<id@host>`): first of
+  References, else In-Reply-To, else the root recorded for the conversation
+  token (only when the mail comes from the address the token was sent to),
+  else the message's own Message-ID.
+- `sender`: From (else Sender, Reply-To, Return-Path), role `customer`.
+- `text`: the new text, quoted history and signature stripped (text/plain,
+  or text extracted from HTML when there is none); `html`: sanitized (nh3).
+- `attachments`: every non-body part, inline images and forwarded
+  `message/rfc822` parts included, in the blob store.
+
+`meta` keys (always present unless marked *optional*):
+
+| key | value |
+| --- | --- |
+| `message_id` | `<id@host>` or null |
+| `in_reply_to` | first Message-ID of In-Reply-To, or null |
+| `references` | list of Message-IDs (root first; at most 100) |
+| `to`, `cc` | lists of addresses |
+| `thread_source` | `references`, `in_reply_to`, `token` or `message_id` (a new thread) |
+| `auto` | true: a machine sent it (see `noise`): no acknowledgement, no new conversation |
+| `auto_reasons` | *optional*: why `auto` is true, e.g. `["precedence: bulk"]` |
+| `auto_submitted` | the Auto-Submitted header, or null |
+| `is_auto_reply` | true: an out-of-office reply: keep it, but no SLA reset, no ack |
+| `is_bounce` | true: a delivery-status report |
+| `bounce` | *optional*: `{original_message_id, recipients: [...]}` (each: address, |
+|  | action, status, diagnostic): match it to our message and record the failure |
+| `size` | raw size in bytes |
+| `native_id` | *optional*: `sha256:<hex>` when there is no Message-ID |
+| `reply_to` | *optional*: Reply-To addresses |
+| `conversation_ref` | *optional*: the `[#ref]` token found in the subject or our plus-address |
+| `full_text` | *optional*: the whole body text, when `text` had history stripped |
+| `skipped_parts` | *optional*: `[{name, content_type, size?, reason}]` parts not kept |
+| `charset_problems` | *optional*: charsets that were unknown or wrong, and how it was read |
+| `truncated` | *optional*: true when a body was longer than `limits.max_text_chars` |
+| `defects` | *optional*: number of MIME/header defects the parser tolerated |
+
+Outbound envelopes (on `omni.outbound.<channel>`; what the router sends)
+-------------------------------------------------------------------------
+`kind="reply"` (or `"message"` for a notice we start), `direction="out"`,
+`channel`, `thread_key` (the conversation's root Message-ID), `subject` (the
+conversation's subject; `Re:` is added when it answers something),
+`text` (required), `html` (optional: sent as multipart/alternative),
+`sender` (the agent or `role="system"`), and in `meta`:
+
+- `to`: required, list of addresses (the first is the customer);
+- `cc`: optional list;
+- `in_reply_to`: the Message-ID answered (usually the customer's latest);
+- `references`: list of the thread's Message-IDs (the root is put first if missing);
+- `conversation_ref`: optional, 4-32 letters/digits: written as `[#ref]` in the
+  subject and as `from+ref@domain` in Reply-To; once sent, the connector
+  records ref → (thread_key, first `to`) in the checkpoint store, so a reply
+  that lost its headers still finds the thread;
+- `auto`: true for automatic messages (acknowledgements, notices): sent with
+  `Auto-Submitted: auto-replied`, at most one per address per
+  `auto_reply_window`; further ones are answered `sent` with detail
+  `suppressed: ...` and not sent.
+
+The email's Message-ID is `<omni.<envelope id>@<from domain>>`, so it is the
+same on every retry and is returned as `SendResult.native_id`.
+"""
 
 from connectors.email.config import EmailChannelConfig
+from connectors.email.connector import build
+from connectors.email.normalize import normalize_cli
 from router.connector import ConnectorSpec
 
 spec = ConnectorSpec(
     type="email",
     description="A support mailbox: IMAP IDLE in, SMTP out, replies kept in the thread.",
     config=EmailChannelConfig,
-    factory=None,
+    factory=build,
+    normalize=normalize_cli,
 )
 
 __all__ = ["EmailChannelConfig", "spec"]

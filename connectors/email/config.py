@@ -56,6 +56,33 @@ class ImapConfig(Section):
         timedelta(seconds=60),
         description="How often to poll when the server lacks IDLE.",
     )
+    first_start: Literal["unseen", "all", "new"] = Field(
+        "unseen",
+        description="What the very first start takes in (no checkpoint yet): `unseen`"
+        " (messages without the \\Seen flag), `all` (everything in the folder) or `new`"
+        " (only mail that arrives from now on). Later starts resume from the checkpoint.",
+    )
+    processed: Literal["flag", "move", "delete", "none"] = Field(
+        "flag",
+        description="What happens to a message once it is safely on the bus: `flag` (set"
+        " `processed_flag`), `move` (to `processed_folder`), `delete` (expunge it; only"
+        " if you keep copies elsewhere) or `none`. The checkpoint, not the flag, decides"
+        " what has been taken in.",
+    )
+    processed_flag: str = Field(
+        "\\Seen",
+        min_length=1,
+        description="Flag or keyword set on processed messages, with `processed: flag`.",
+    )
+    processed_folder: str | None = Field(
+        None,
+        description="Folder processed messages are moved to, with `processed: move`.",
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=30),
+        description="How long one IMAP command may take before the connection is"
+        " considered dead and opened again.",
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> ImapConfig:
@@ -73,6 +100,8 @@ class ImapConfig(Section):
                 "security: none would send the password in clear"
                 " text; use tls or starttls (none is allowed for localhost only)",
             )
+        if self.processed == "move" and not self.processed_folder:
+            raise fail(title, ("processed_folder",), "processed: move needs processed_folder")
         return self
 
 
@@ -96,6 +125,16 @@ class SmtpConfig(Section):
         description="Address replies are sent from (usually the mailbox's own).",
     )
     from_name: str | None = Field(None, description="Display name of the sender.")
+    reply_to_tokens: bool = Field(
+        True,
+        description="Put the conversation token in the Reply-To address as a plus-address"
+        " (`support+ref@example.com`); turn off if your server does not deliver"
+        " plus-addresses to the mailbox.",
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=60),
+        description="How long one SMTP exchange may take before it is retried later.",
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> SmtpConfig:
@@ -112,6 +151,38 @@ class SmtpConfig(Section):
         return self
 
 
+class EmailLimits(Section):
+    """Tolerance limits for incoming mail (every one has a reason in the DLQ or the envelope)."""
+
+    max_message_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="Largest message taken in; larger ones are dead-lettered unread.",
+    )
+    max_header_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description="Largest header block; a message with more is dead-lettered.",
+    )
+    max_parts: int = Field(
+        500,
+        ge=1,
+        description="MIME parts looked at; the rest are recorded as skipped.",
+    )
+    max_depth: int = Field(
+        20,
+        ge=1,
+        le=100,
+        description="Deepest MIME nesting looked at; deeper parts are recorded as skipped.",
+    )
+    max_text_chars: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Longest text or HTML body kept in the envelope; the rest is cut"
+        " and `meta.truncated` is set (the full message stays on the IMAP server).",
+    )
+
+
 class EmailChannelConfig(Section):
     """An email channel: a support mailbox."""
 
@@ -124,5 +195,17 @@ class EmailChannelConfig(Section):
     max_attachment_bytes: int | None = Field(
         None,
         ge=1,
-        description="Largest attachment kept (null: `blobs.max_attachment_bytes`).",
+        description="Largest attachment kept; larger ones are recorded in the envelope"
+        " as skipped, with the reason (null: 25 MiB, the default of"
+        " `blobs.max_attachment_bytes`).",
+    )
+    limits: EmailLimits = Field(
+        default_factory=EmailLimits,
+        description="How much malformed or absurd mail is tolerated before a message"
+        " is dead-lettered (or a part skipped) with the reason.",
+    )
+    auto_reply_window: Duration = Field(
+        timedelta(hours=1),
+        description="At most one automatic message (acknowledgement, notice) per"
+        " customer address in this window; more are suppressed.",
     )

@@ -56,17 +56,31 @@ class Classification:
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form: `Devolución` -> `devolucion`."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    if text.isascii():
+        return text.lower()
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold()))
 
 
-@functools.lru_cache(maxsize=4096)
-def _keyword_pattern(keyword: str) -> re.Pattern[str] | None:
-    words = fold(keyword).split()
-    if not words:
-        return None
-    body = r"\s+".join(re.escape(w) for w in words)
-    return re.compile(rf"(?<!\w){body}(?!\w)")
+# The combining-mark blocks: what is left of accents after NFKD decomposition.
+_COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
+
+
+@functools.lru_cache(maxsize=1024)
+def _keywords(keywords: tuple[str, ...]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    """One pattern for a keyword list, and each folded phrase's keyword as written."""
+    phrases: dict[str, str] = {}
+    for keyword in keywords:
+        words = fold(keyword).split()
+        if words:
+            phrases.setdefault(" ".join(words), keyword)
+    if not phrases:
+        return None, phrases
+    # Longest first, so that "refund now" is reported rather than "refund".
+    bodies = (
+        r"\s+".join(re.escape(w) for w in phrase.split())
+        for phrase in sorted(phrases, key=len, reverse=True)
+    )
+    return re.compile(r"(?<!\w)(?:" + "|".join(bodies) + r")(?!\w)"), phrases
 
 
 @functools.lru_cache(maxsize=1024)
@@ -75,12 +89,12 @@ def _regex(source: str) -> re.Pattern[str]:
 
 
 def find_keyword(keywords: Iterable[str], folded_text: str) -> str | None:
-    """The first of `keywords` found as a whole word or phrase in `folded_text` (see `fold`)."""
-    for keyword in keywords:
-        pattern = _keyword_pattern(keyword)
-        if pattern is not None and pattern.search(folded_text):
-            return keyword
-    return None
+    """The keyword found first in `folded_text` (see `fold`) as a whole word or phrase."""
+    pattern, phrases = _keywords(tuple(keywords))
+    if pattern is None:
+        return None
+    found = pattern.search(folded_text)
+    return None if found is None else phrases[" ".join(found.group(0).split())]
 
 
 def _same_language(language: str, wanted: Collection[str]) -> bool:

@@ -208,36 +208,50 @@ class Engine:
     # --- customers ---------------------------------------------------------------------
 
     async def _resolve_customer(self, unit: _Unit, env: Envelope) -> str:
+        """The customer behind the sender; links only what is safe to link.
+
+        A new sender identity joins the customer that owns an identity the
+        sender stated themselves (their own Telegram contact, a chat form);
+        two customers that both exist already are never merged: a conflicting
+        link becomes a suggestion for agents.
+        """
+        conn, now = unit.conn, unit.now
         region = self._default_region(env.channel)
         ident = sender_identity(env, default_region=region)
-        owner = await db.identity_owner(unit.conn, ident.kind, ident.value)
+        owner = await db.identity_owner(conn, ident.kind, ident.value)
+        stated = [
+            (s, await db.identity_owner(conn, s.kind, s.value))
+            for s in stated_identities(env, default_region=region)
+            if s != ident
+        ]
         if owner is None:
-            owner = await db.create_customer(unit.conn, env.sender.name, unit.now)
-            owner = await db.add_identity(
-                unit.conn, ident.kind, ident.value, owner, "auto", unit.now
-            )
-        for stated in stated_identities(env, default_region=region):
-            current = await db.identity_owner(unit.conn, stated.kind, stated.value)
-            if current is None:
-                await db.add_identity(
-                    unit.conn, stated.kind, stated.value, owner, "stated", unit.now
-                )
+            known = sorted({o for _, o in stated if o is not None})
+            if len(known) == 1:
+                owner = known[0]
                 unit.decide(
                     "link",
-                    reason={"identity": stated.kind, "source": "stated by the customer"},
+                    reason={
+                        "identity": ident.kind,
+                        "source": "sender stated an identity of a known customer",
+                    },
                 )
-            elif current != owner:
-                # Never merge two customers silently: show it to the agents instead.
-                if await db.suggest_link(
-                    unit.conn, stated.kind, stated.value, current, owner, "stated", unit.now
-                ):
-                    unit.decide(
-                        "suggest_link",
-                        reason={
-                            "identity": stated.kind,
-                            "detail": "identity belongs to another customer; agents decide",
-                        },
-                    )
+            else:
+                owner = await db.create_customer(conn, env.sender.name, now)
+            owner = await db.add_identity(conn, ident.kind, ident.value, owner, "auto", now)
+        for s, current in stated:
+            if current is None:
+                await db.add_identity(conn, s.kind, s.value, owner, "stated", now)
+                unit.decide("link", reason={"identity": s.kind, "source": "stated by the customer"})
+            elif current != owner and await db.suggest_link(
+                conn, s.kind, s.value, current, owner, "stated", now
+            ):
+                unit.decide(
+                    "suggest_link",
+                    reason={
+                        "identity": s.kind,
+                        "detail": "identity belongs to another customer; agents decide",
+                    },
+                )
         return owner
 
     def _default_region(self, channel: str) -> str | None:

@@ -244,7 +244,13 @@ async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:
     stmt = (
         sa.select(conversations)
         .where(conversations.c.waiting_since.is_not(None), conversations.c.status == "open")
-        .order_by(conversations.c.waiting_since)
+        # Ties broken by stable facts, never by random ids: the same traffic, the same order.
+        .order_by(
+            conversations.c.waiting_since,
+            conversations.c.opened_at,
+            conversations.c.channel,
+            conversations.c.thread_key,
+        )
         .limit(limit)
     )
     return list((await conn.execute(stmt)).all())

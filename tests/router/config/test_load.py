@@ -341,9 +341,13 @@ def test_enabled_channel_exposes_its_validated_block(registry):
 
 
 def test_enabled_channel_without_a_runtime_is_an_error():
-    problem = find(problems(EMAIL_CHANNEL, {"IMAP_PASSWORD": "x"}), "channels[0].type")
+    text = (
+        "version: 1\nchannels:\n  - name: line\n    type: phone\n    phone:\n"
+        "      webhook_path: /phone/cdr\n      hmac_secret: ${S}\n"
+    )
+    problem = find(problems(text, {"S": "x"}), "channels[0].type")
     assert problem.message == (
-        "the email connector's runtime is not in this build yet; set enabled: false"
+        "the phone connector's runtime is not in this build yet; set enabled: false"
     )
 
 

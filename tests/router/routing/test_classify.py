@@ -10,7 +10,7 @@ import yaml
 
 from router.config.routing import RoutingConfig
 from router.envelope import Envelope, Sender
-from router.routing.classify import Classification, CustomerFacts, classify, fold
+from router.routing.classify import Classification, CustomerFacts, classify, find_keyword, fold
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 LANGS = ("en", "es")
@@ -233,9 +233,12 @@ def test_language_fallbacks() -> None:
     routing = RoutingConfig(default_language="es")
     unsure = Fixed(None)
     # detected
-    assert classify(
-        message("hi"), NOBODY, routing, languages=LANGS, now=NOW, detector=Fixed("en")
-    ).language == "en"
+    assert (
+        classify(
+            message("hi"), NOBODY, routing, languages=LANGS, now=NOW, detector=Fixed("en")
+        ).language
+        == "en"
+    )
     # unsure: the customer's known language
     known = CustomerFacts(language="en")
     result = classify(message("ok"), known, routing, languages=LANGS, now=NOW, detector=unsure)
@@ -261,7 +264,7 @@ def test_default_detector_is_used() -> None:
 
 
 def test_reasons_explain_every_match() -> None:
-    result = run(message("Refund now, this is unacceptable"), customer=CustomerFacts(tier="gold"))
+    result = run(message("This is unacceptable: refund now"), customer=CustomerFacts(tier="gold"))
     assert result.reasons == (
         "language en detected",
         "rule billing matched keyword 'refund'",
@@ -274,3 +277,18 @@ def test_reasons_explain_every_match() -> None:
 
 def test_fold() -> None:
     assert fold("Devolución ÀÉÎÕÜ Straße") == "devolucion aeiou strasse"
+
+
+@pytest.mark.parametrize(
+    ("keywords", "text", "expected"),
+    [
+        (["refund", "refund now"], "I want a REFUND  now", "refund now"),
+        (["refund", "refund now"], "refund please", "refund"),
+        (["queja", "abogado"], "llamaré a mi abogado, es una queja", "abogado"),
+        (["", "  "], "anything", None),
+    ],
+)
+def test_find_keyword_reports_the_phrase_found(
+    keywords: list[str], text: str, expected: str | None
+) -> None:
+    assert find_keyword(keywords, fold(text)) == expected

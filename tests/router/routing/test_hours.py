@@ -21,7 +21,9 @@ MADRID = ZoneInfo("Europe/Madrid")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 
 
-def hours(weekly: dict[str, list[str]], tz: str = "Europe/Madrid", **kw: Any) -> BusinessHoursConfig:
+def hours(
+    weekly: dict[str, list[str]], tz: str = "Europe/Madrid", **kw: Any
+) -> BusinessHoursConfig:
     return BusinessHoursConfig.model_validate({"timezone": tz, "weekly": weekly, **kw})
 
 
@@ -73,9 +75,7 @@ def test_is_open(schedule: BusinessHoursConfig | None, at: datetime, expected: b
         (None, mad(2025, 11, 8, 3, 0), mad(2025, 11, 8, 3, 0)),
     ],
 )
-def test_next_open(
-    schedule: BusinessHoursConfig | None, at: datetime, expected: datetime
-) -> None:
+def test_next_open(schedule: BusinessHoursConfig | None, at: datetime, expected: datetime) -> None:
     assert next_open(schedule, at) == expected
 
 
@@ -170,7 +170,7 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="negative"):
         add_business_time(OFFICE, mad(2025, 11, 7, 10, 0), timedelta(seconds=-1))
     with pytest.raises(ValueError, match="timezone-aware"):
-        is_open(OFFICE, datetime(2025, 11, 7, 10, 0))  # noqa: DTZ001
+        is_open(OFFICE, datetime(2025, 11, 7, 10, 0))
 
 
 SCHEDULES = {

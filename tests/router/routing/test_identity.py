@@ -168,7 +168,9 @@ def test_stated_identities_webchat_form_with_region() -> None:
 
 
 def test_contact_share_only_counts_on_telegram() -> None:
-    env = envelope("webchat", "42", meta={"contact": {"phone_number": "34600112233", "user_id": 42}})
+    env = envelope(
+        "webchat", "42", meta={"contact": {"phone_number": "34600112233", "user_id": 42}}
+    )
     assert stated_identities(env) == []
 
 

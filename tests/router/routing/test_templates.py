@@ -91,4 +91,4 @@ def test_describe_wait_across_dst_counts_real_time() -> None:
 
 def test_describe_wait_needs_aware_datetimes() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        describe_wait(datetime(2025, 1, 1), NOW, "en")  # noqa: DTZ001
+        describe_wait(datetime(2025, 1, 1), NOW, "en")

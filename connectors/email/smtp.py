@@ -1,0 +1,208 @@
+"""Sending: one outbound envelope becomes one threaded email over SMTP (aiosmtplib).
+
+The outbound topic is the durable outbox; this module only answers, for each
+envelope, `sent`, `retry` or `failed` (see the package docstring for the
+envelope convention):
+
+- a connection error, a timeout, an authentication failure or any 4xx reply
+  → `retry` (the daemon retries with backoff; the message keeps its
+  Message-ID, derived from the envelope id, so a retry after an ambiguous
+  timeout is recognizable as the same message);
+- a 5xx reply for the sender, the data or every recipient → `failed`, with
+  each recipient's reply in the detail (the daemon dead-letters it and the
+  router records the delivery failure);
+- some recipients accepted and some refused → `sent` (never send twice to
+  the ones who got it), with the refused ones in the detail;
+- an automatic message (`meta.auto`) to an address that already had one
+  within `auto_reply_window` → `sent` with detail `suppressed: ...`: nothing
+  goes out, and nothing is retried.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr
+
+import aiosmtplib
+import structlog
+
+from connectors.email.config import SmtpConfig
+from connectors.email.threads import (
+    parse_msgids,
+    plus_address,
+    remember_ref,
+    reply_subject,
+    with_token,
+)
+from router.connector import Checkpoints, SendResult
+from router.envelope import Envelope
+
+log = structlog.get_logger(__name__)
+
+_TOKEN = re.compile(r"^[A-Za-z0-9]{4,32}$")
+
+
+class OutboundError(ValueError):
+    """The envelope does not follow the outbound email convention."""
+
+
+def message_id_for(envelope: Envelope, from_address: str) -> str:
+    """The stable Message-ID of the email made from `envelope`: same envelope, same id."""
+    domain = from_address.rpartition("@")[2] or "omnirouter.invalid"
+    return f"<omni.{envelope.id}@{domain}>"
+
+
+def _str_list(value: object, what: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise OutboundError(f"meta.{what} must be a list of strings")
+
+
+def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
+    """The email for an outbound envelope; raises `OutboundError` if the envelope is unusable."""
+    if envelope.direction != "out":
+        raise OutboundError(f"not an outbound envelope (direction {envelope.direction!r})")
+    meta = envelope.meta
+    to = _str_list(meta.get("to"), "to")
+    if not to:
+        raise OutboundError("meta.to names no recipient")
+    cc = _str_list(meta.get("cc"), "cc")
+    in_reply_to = meta.get("in_reply_to")
+    if in_reply_to is not None and not isinstance(in_reply_to, str):
+        raise OutboundError("meta.in_reply_to must be a string")
+    ref = meta.get("conversation_ref")
+    if ref is not None and (not isinstance(ref, str) or not _TOKEN.match(ref)):
+        raise OutboundError("meta.conversation_ref must be 4-32 letters and digits")
+
+    references: list[str] = []
+    for mid in [envelope.thread_key, *_str_list(meta.get("references"), "references")]:
+        references.extend(parse_msgids(mid))
+    if in_reply_to:
+        references.extend(parse_msgids(in_reply_to))
+    references = list(dict.fromkeys(references))  # order kept, duplicates dropped
+
+    subject = envelope.subject or ""
+    if in_reply_to or meta.get("references"):
+        subject = reply_subject(subject)
+    if ref:
+        subject = with_token(subject, ref)
+
+    msg = EmailMessage()
+    msg["From"] = formataddr((cfg.from_name or "", cfg.from_address))
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    if ref and cfg.reply_to_tokens:
+        msg["Reply-To"] = formataddr((cfg.from_name or "", plus_address(cfg.from_address, ref)))
+    msg["Subject"] = subject or "(no subject)"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id_for(envelope, cfg.from_address)
+    if in_reply_to:
+        ids = parse_msgids(in_reply_to)
+        if ids:
+            msg["In-Reply-To"] = ids[0]
+    if references:
+        msg["References"] = " ".join(references)
+    if meta.get("auto") is True:
+        msg["Auto-Submitted"] = "auto-replied"
+        msg["X-Auto-Response-Suppress"] = "All"  # asks Exchange not to answer our robot
+    msg.set_content(envelope.text or "")
+    if envelope.html:
+        msg.add_alternative(envelope.html, subtype="html")
+    return msg
+
+
+class SmtpSender:
+    """Sends outbound envelopes for one channel."""
+
+    def __init__(
+        self, channel: str, cfg: SmtpConfig, checkpoints: Checkpoints, auto_window: timedelta
+    ) -> None:
+        self.channel = channel
+        self.cfg = cfg
+        self.checkpoints = checkpoints
+        self.auto_window = auto_window
+
+    def _client(self) -> aiosmtplib.SMTP:
+        cfg = self.cfg
+        password = None
+        if cfg.username is not None and cfg.password is not None:
+            password = cfg.password.get_secret_value()
+        return aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            username=cfg.username,
+            password=password,
+            use_tls=cfg.security == "tls",
+            start_tls=cfg.security == "starttls",
+            validate_certs=cfg.verify_certificate,
+            timeout=cfg.timeout.total_seconds(),
+        )
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        try:
+            msg = build_message(envelope, self.cfg)
+        except OutboundError as exc:
+            return SendResult(status="failed", detail=f"unusable outbound envelope: {exc}")
+        message_id = str(msg["Message-ID"])
+        to = _str_list(envelope.meta.get("to"), "to")
+        auto = envelope.meta.get("auto") is True
+        if auto and await self._recently_auto(to[0]):
+            log.info("automatic message suppressed", channel=self.channel, record_id=envelope.id)
+            return SendResult(
+                status="sent",
+                detail=f"suppressed: {to[0]} had an automatic message within {self.auto_window}",
+            )
+        recipients = to + _str_list(envelope.meta.get("cc"), "cc")
+        result = await self._deliver(msg, recipients)
+        if result.status != "sent":
+            return result
+        ref = envelope.meta.get("conversation_ref")
+        if isinstance(ref, str):
+            await remember_ref(self.checkpoints, self.channel, ref, envelope.thread_key, to[0])
+        if auto:
+            now = datetime.now(UTC).isoformat()
+            await self.checkpoints.set_checkpoint(self.channel, f"auto:{to[0].lower()}", now)
+        return SendResult(status="sent", detail=result.detail, native_id=message_id)
+
+    async def _recently_auto(self, address: str) -> bool:
+        last = await self.checkpoints.get_checkpoint(self.channel, f"auto:{address.lower()}")
+        if last is None:
+            return False
+        try:
+            when = datetime.fromisoformat(last)
+        except ValueError:
+            return False
+        return datetime.now(UTC) - when < self.auto_window
+
+    async def _deliver(self, msg: EmailMessage, recipients: list[str]) -> SendResult:
+        try:
+            async with self._client() as smtp:
+                refused, _ = await smtp.send_message(
+                    msg, sender=self.cfg.from_address, recipients=recipients
+                )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            temporary = any(400 <= r.code < 500 for r in exc.recipients)
+            return SendResult(status="retry" if temporary else "failed", detail=detail)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # The credentials, not this message: keep it in the outbox until they are fixed.
+            return SendResult(status="retry", detail=f"authentication failed: {exc.code}")
+        except aiosmtplib.SMTPResponseException as exc:
+            if 500 <= exc.code < 600:
+                return SendResult(status="failed", detail=f"{exc.code} {exc.message}")
+            return SendResult(status="retry", detail=f"{exc.code} {exc.message}")
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            return SendResult(status="retry", detail=f"{type(exc).__name__}: {exc}")
+        if refused:
+            detail = "refused: " + "; ".join(
+                f"{addr}: {resp.code} {resp.message}" for addr, resp in refused.items()
+            )
+            return SendResult(status="sent", detail=detail)
+        return SendResult(status="sent", detail="accepted: " + ", ".join(recipients))

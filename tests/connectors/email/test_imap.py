@@ -1,0 +1,254 @@
+"""The IMAP intake against a real Dovecot: IDLE, checkpoints, restarts, UIDVALIDITY, rejects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.email.connector import EmailConnector
+from router.blobs import BlobStore
+from router.connector import Incoming, Rejected, Services
+from tests.connectors.email.helpers import MemoryCheckpoints, email_config, mail
+from tests.harness.dovecot import ImapAccount
+
+pytestmark = pytest.mark.imap
+
+
+def connector(
+    account: ImapAccount, tmp: Path, checkpoints: MemoryCheckpoints, **imap: Any
+) -> EmailConnector:
+    cfg = email_config(
+        imap_port=account.port, user=account.username, password=account.password, imap=imap
+    )
+    services = Services(blobs=BlobStore(tmp / "blobs"), checkpoints=checkpoints)
+    return EmailConnector("support-email", cfg, services)
+
+
+async def take(gen: AsyncIterator[Incoming | Rejected], n: int, seconds: float = 10) -> list[Any]:
+    """The next `n` items, each acked (as the daemon does once it is on the bus)."""
+    items = []
+    async with asyncio.timeout(seconds):
+        while len(items) < n:
+            item = await anext(gen)
+            await item.ack()
+            items.append(item)
+    return items
+
+
+async def stop(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def ids(items: list[Any]) -> list[str]:
+    return [i.envelope.meta["message_id"] for i in items]
+
+
+async def test_idle_delivers_within_seconds_and_flags(imap_account: ImapAccount, tmp_path: Path):
+    imap_account.append(mail(1))
+    conn = connector(imap_account, tmp_path, MemoryCheckpoints())
+    await conn.start()
+    gen = conn.receive()
+    try:
+        assert ids(await take(gen, 1)) == ["<m1@example.net>"]
+        waiting = asyncio.ensure_future(take(gen, 1))
+        await asyncio.sleep(0.5)  # the intake is in IDLE now
+        start = time.monotonic()
+        await asyncio.to_thread(imap_account.append, mail(2))
+        got = await waiting
+        assert ids(got) == ["<m2@example.net>"]
+        assert time.monotonic() - start < 5
+        waiting = asyncio.ensure_future(take(gen, 1))  # flags are set before the next wait
+        await asyncio.sleep(0.5)
+        with imap_account.client() as c:
+            c.select("INBOX")
+            _, data = c.uid("search", None, "SEEN")
+        assert data[0].split() == [b"1", b"2"]
+        await stop(waiting)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+
+
+async def test_checkpoint_survives_restart_without_loss_or_duplicate(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    imap_account.append(*(mail(i) for i in range(5)))
+    checkpoints = MemoryCheckpoints()
+    conn = connector(imap_account, tmp_path, checkpoints)
+    gen = conn.receive()
+    first = await take(gen, 3)
+    unacked = await anext(gen)  # on the bus but the daemon died before ack
+    await gen.aclose()
+    await conn.stop()
+    imap_account.append(mail(5))
+    conn = connector(imap_account, tmp_path, checkpoints)
+    gen = conn.receive()
+    try:
+        rest = await take(gen, 3)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    assert ids(first) == [f"<m{i}@example.net>" for i in range(3)]
+    assert unacked.envelope.meta["message_id"] == "<m3@example.net>"
+    assert ids(rest) == [f"<m{i}@example.net>" for i in (3, 4, 5)]
+
+
+async def test_killing_the_intake_repeatedly_loses_and_duplicates_nothing(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    total = 2000
+    checkpoints = MemoryCheckpoints()
+    published: list[str] = []
+    kills = 0
+    rng = random.Random(7)
+
+    def appender() -> None:
+        with imap_account.client() as c:
+            for i in range(total):
+                c.append("INBOX", None, None, mail(i))
+
+    feeder = threading.Thread(target=appender)
+    feeder.start()
+
+    async def run_once() -> None:
+        conn = connector(imap_account, tmp_path, checkpoints)
+        gen = conn.receive()
+        try:
+            async for item in gen:
+                assert isinstance(item, Incoming)
+                published.append(item.envelope.meta["message_id"])
+                if rng.random() < 0.01:
+                    return  # crash between publish and ack
+                await item.ack()
+        finally:
+            await gen.aclose()
+            await conn.stop()
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        task = asyncio.ensure_future(run_once())
+        await asyncio.wait([task], timeout=rng.uniform(0.05, 0.6))
+        if not task.done():
+            task.cancel()  # killed wherever it was
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        kills += 1
+        if not feeder.is_alive() and len(set(published)) == total:
+            break
+    await asyncio.to_thread(feeder.join)
+    expected = {f"<m{i}@example.net>" for i in range(total)}
+    assert set(published) == expected
+    duplicates = len(published) - len(set(published))
+    assert kills > 10
+    assert duplicates <= kills  # only what was published and not yet acked comes again
+
+
+async def test_new_uidvalidity_resyncs_without_duplicates_or_misses(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    folder = "Support"
+    imap_account.create(folder)
+    no_id = b"From: x@example.net\r\nSubject: no id\r\n\r\nhash me\r\n"
+    imap_account.append(*(mail(i) for i in range(4)), no_id, folder=folder)
+    checkpoints = MemoryCheckpoints()
+    conn = connector(imap_account, tmp_path, checkpoints, folder=folder)
+    gen = conn.receive()
+    before = await take(gen, 5)
+    await gen.aclose()
+    await conn.stop()
+
+    imap_account.recreate(folder)  # same messages come back under a new UIDVALIDITY
+    imap_account.append(*(mail(i) for i in range(4)), no_id, mail(10), mail(11), folder=folder)
+    conn = connector(imap_account, tmp_path, checkpoints, folder=folder)
+    gen = conn.receive()
+    try:
+        after = await take(gen, 2)
+        with pytest.raises(TimeoutError):
+            await take(gen, 1, seconds=1.5)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    assert len({i.envelope.id for i in before}) == 5
+    assert ids(after) == ["<m10@example.net>", "<m11@example.net>"]
+
+
+async def test_unparseable_mail_is_rejected_with_raw_ref_and_intake_goes_on(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    imap_account.append(b"Subject: no sender\r\n\r\nwho am I\r\n", mail(1))
+    conn = connector(imap_account, tmp_path, MemoryCheckpoints())
+    gen = conn.receive()
+    try:
+        rejected, good = await take(gen, 2)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    assert isinstance(rejected, Rejected)
+    assert "no sender" in rejected.reason
+    assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref).startswith(b"Subject: no sender")
+    assert ids([good]) == ["<m1@example.net>"]
+
+
+async def test_processed_mail_is_moved(imap_account: ImapAccount, tmp_path: Path):
+    imap_account.create("Done")
+    imap_account.append(mail(1), mail(2))
+    conn = connector(
+        imap_account, tmp_path, MemoryCheckpoints(), processed="move", processed_folder="Done"
+    )
+    gen = conn.receive()
+    try:
+        await take(gen, 2)
+        waiting = asyncio.ensure_future(take(gen, 1))
+        await asyncio.sleep(0.5)
+        await stop(waiting)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    with imap_account.client() as c:
+        assert c.select("INBOX")[1] == [b"0"]
+        assert c.select("Done")[1] == [b"2"]
+
+
+async def test_token_threads_a_reply_that_lost_its_headers_only_for_its_customer(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    checkpoints = MemoryCheckpoints()
+    await checkpoints.set_checkpoint(
+        "support-email", "ref:k7m2q9ta", '{"root": "<root@x>", "address": "ana@example.net"}'
+    )
+    imap_account.append(
+        mail(1, subject="still broken [#k7m2q9ta]"),
+        mail(2, subject="me too [#k7m2q9ta]", sender="mallory@example.org"),
+    )
+    conn = connector(imap_account, tmp_path, checkpoints)
+    gen = conn.receive()
+    try:
+        ana, mallory = await take(gen, 2)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    assert ana.envelope.thread_key == "<root@x>"
+    assert ana.envelope.meta["thread_source"] == "token"
+    assert mallory.envelope.thread_key == "<m2@example.net>"
+
+
+async def test_wrong_password_is_a_clear_error(imap_account: ImapAccount, tmp_path: Path):
+    imap_account.password = "wrong"
+    conn = connector(imap_account, tmp_path, MemoryCheckpoints())
+    from connectors.email.errors import ImapError
+
+    with pytest.raises(ImapError, match="login"):
+        await conn.start()
+    await conn.stop()

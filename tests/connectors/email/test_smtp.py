@@ -1,0 +1,125 @@
+"""Sending against a real SMTP server (aiosmtpd): threading headers, retries, failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from connectors.email.smtp import SmtpSender, build_message
+from router.envelope import Envelope, Sender, envelope_id
+from tests.connectors.email.helpers import MemoryCheckpoints, email_config
+from tests.harness.smtp import CapturingSmtp
+
+
+def reply(n: str = "r1", **meta: object) -> Envelope:
+    return Envelope(
+        id=envelope_id("support-email", n),
+        kind="reply",
+        direction="out",
+        channel="support-email",
+        channel_type="email",
+        thread_key="<root@example.net>",
+        sender=Sender(address="ana.agent@shop.example", name="Ana", role="agent"),
+        received_at=datetime.now(UTC),
+        subject="Your order #10442",
+        text="We are sending the mug today.",
+        html="<p>We are sending the <b>mug</b> today.</p>",
+        meta={
+            "to": ["customer@example.net"],
+            "in_reply_to": "<latest@example.net>",
+            "references": ["<root@example.net>", "<ours@shop.example>"],
+            "conversation_ref": "k7m2q9ta",
+            **meta,
+        },
+    )
+
+
+def sender_for(server: CapturingSmtp, checkpoints: MemoryCheckpoints | None = None) -> SmtpSender:
+    cfg = email_config(smtp_port=server.port)
+    return SmtpSender(
+        "support-email", cfg.smtp, checkpoints or MemoryCheckpoints(), timedelta(hours=1)
+    )
+
+
+def test_reply_threads_in_the_customers_client() -> None:
+    cfg = email_config()
+    msg = build_message(reply(), cfg.smtp)
+    assert msg["Subject"] == "Re: Your order #10442 [#k7m2q9ta]"
+    assert msg["In-Reply-To"] == "<latest@example.net>"
+    assert msg["References"] == "<root@example.net> <ours@shop.example> <latest@example.net>"
+    assert msg["Reply-To"] == "Shop Support <support+k7m2q9ta@shop.example>"
+    assert msg["From"] == "Shop Support <support@shop.example>"
+    assert msg.get_content_type() == "multipart/alternative"
+    assert msg["Auto-Submitted"] is None
+    # the same envelope always makes the same Message-ID
+    assert msg["Message-ID"] == build_message(reply(), cfg.smtp)["Message-ID"]
+    assert msg["Message-ID"] != build_message(reply("r2"), cfg.smtp)["Message-ID"]
+
+
+async def test_delivered_and_ref_remembered(smtp_server: CapturingSmtp) -> None:
+    checkpoints = MemoryCheckpoints()
+    result = await sender_for(smtp_server, checkpoints).send(reply())
+    assert result.status == "sent"
+    [got] = smtp_server.messages
+    assert got.recipients == ["customer@example.net"]
+    assert got.message["Message-ID"] == result.native_id
+    assert got.message.get_body(("plain",)).get_content().strip() == (
+        "We are sending the mug today."
+    )
+    ref = checkpoints.values[("support-email", "ref:k7m2q9ta")]
+    assert "customer@example.net" in ref and "<root@example.net>" in ref
+
+
+async def test_451_then_250_delivers_exactly_once(smtp_server: CapturingSmtp) -> None:
+    smtp_server.data_replies.extend(["451 4.3.0 Try again later"] * 3)
+    sender = sender_for(smtp_server)
+    results = []
+    for _ in range(10):  # what the daemon does: retry while the answer is "retry"
+        result = await sender.send(reply())
+        results.append(result.status)
+        if result.status != "retry":
+            break
+    assert results == ["retry", "retry", "retry", "sent"]
+    assert len(smtp_server.messages) == 1
+    assert smtp_server.data_attempts == 4
+
+
+async def test_550_fails_without_retry_and_names_the_recipient(
+    smtp_server: CapturingSmtp,
+) -> None:
+    smtp_server.rcpt_replies["customer@example.net"] = "550 5.1.1 User unknown"
+    result = await sender_for(smtp_server).send(reply())
+    assert result.status == "failed"
+    assert "customer@example.net: 550" in result.detail
+    assert smtp_server.messages == []
+
+
+async def test_partial_refusal_is_sent_with_detail(smtp_server: CapturingSmtp) -> None:
+    smtp_server.rcpt_replies["gone@example.net"] = "550 5.1.1 User unknown"
+    result = await sender_for(smtp_server).send(reply(cc=["gone@example.net"]))
+    assert result.status == "sent"
+    assert "gone@example.net: 550" in result.detail
+    assert smtp_server.messages[0].recipients == ["customer@example.net"]
+
+
+async def test_connection_refused_is_retry() -> None:
+    server = CapturingSmtp(port=1)  # nothing listens there
+    result = await sender_for(server).send(reply())
+    assert result.status == "retry"
+
+
+async def test_automatic_messages_are_marked_and_rate_limited(smtp_server: CapturingSmtp) -> None:
+    sender = sender_for(smtp_server)
+    first = await sender.send(reply("ack1", auto=True, in_reply_to=None, references=[]))
+    second = await sender.send(reply("ack2", auto=True, in_reply_to=None, references=[]))
+    assert first.status == "sent" and first.native_id
+    assert second.status == "sent" and second.detail.startswith("suppressed")
+    [got] = smtp_server.messages
+    assert got.message["Auto-Submitted"] == "auto-replied"
+    assert not got.message["Subject"].startswith("Re:")
+    human = await sender.send(reply("r3"))  # people's replies are never limited
+    assert human.status == "sent" and len(smtp_server.messages) == 2
+
+
+async def test_unusable_envelope_fails(smtp_server: CapturingSmtp) -> None:
+    result = await sender_for(smtp_server).send(reply(to=[]))
+    assert result.status == "failed" and "no recipient" in result.detail

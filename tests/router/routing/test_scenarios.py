@@ -1,0 +1,285 @@
+"""Routing scenarios through `simulate`'s engine: one per behaviour of the router issue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from router.config import load_config
+from router.envelope import Envelope
+from router.routing.engine import Decision
+from router.simulate import Simulation
+from router.store import open_store
+from router.store.schema import incidents
+
+CONFIG = Path(__file__).with_name("scenario.yaml")
+T0 = "2026-03-02T10:00:00+00:00"
+
+
+def at(minutes: float) -> str:
+    from datetime import datetime, timedelta
+
+    return (datetime.fromisoformat(T0) + timedelta(minutes=minutes)).isoformat()
+
+
+@dataclass
+class Run:
+    sim: Simulation
+    decisions: list[Decision]
+
+    def actions(self, action: str) -> list[Decision]:
+        return [d for d in self.decisions if d.action == action]
+
+    def out(self, topic_suffix: str) -> list[Envelope]:
+        return [e for t, e in self.sim.published if t.endswith(topic_suffix)]
+
+    async def step(self, **event: Any) -> list[Decision]:
+        new = await self.sim.step(0, dict(event))
+        self.decisions += new
+        return new
+
+    async def incidents(self) -> list[Any]:
+        async with self.sim.store.transaction(readonly=True) as conn:
+            return list((await conn.execute(sa.select(incidents))).all())
+
+
+@pytest.fixture
+async def run(tmp_path: Path):
+    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    from datetime import datetime
+
+    sim = Simulation(load_config(CONFIG, env={}), store)
+    await sim.start(datetime.fromisoformat(T0))
+    yield Run(sim, [])
+    await store.close()
+
+
+def mail(sender: str, thread: str, text: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "channel": "mail",
+        "from": sender,
+        "name": sender.split("@")[0].title(),
+        "thread": thread,
+        "subject": kw.pop("subject", "Hello"),
+        "text": text,
+        "message_id": thread,
+        **kw,
+    }
+
+
+async def test_new_message_is_acknowledged_on_its_channel_and_assigned(run: Run) -> None:
+    await run.step(**mail("eva@shop.test", "<t1@x>", "My invoice is wrong, please refund"))
+    [assign] = run.actions("assign")
+    assert assign.agent == "ana"  # ben has billing 2 but the billing queue needs... both do;
+    assert assign.reason["rule"] == "best_available"
+    [ack] = run.out("outbound.mail")
+    assert ack.thread_key == "<t1@x>" and ack.channel == "mail"
+    assert ack.meta["to"] == ["eva@shop.test"] and ack.meta["auto"] is True
+    assert "within" in ack.text and ack.meta["in_reply_to"] == "<t1@x>"
+    [delivery] = run.out("agent.mail")
+    ctx = delivery.meta["delivery"]["context"]
+    assert ctx["customer"]["identities"] == [{"kind": "email", "value": "eva@shop.test"}]
+    assert ctx["transcript"][0]["text"] == "My invoice is wrong, please refund"
+    assert delivery.meta["delivery"]["reason"]["rule"] == "best_available"
+
+
+async def test_same_envelope_twice_has_one_effect(run: Run) -> None:
+    event = mail("eva@shop.test", "<t1@x>", "refund please", id="native-1")
+    await run.step(**event)
+    published = len(run.sim.published)
+    again = await run.step(**event)
+    assert [d.action for d in again] == ["duplicate"]
+    assert len(run.sim.published) == published
+
+
+async def test_complaint_skips_free_unqualified_agent_for_busy_qualified_one(run: Run) -> None:
+    # Ana (the only complaints-qualified agent) is busy with an email.
+    await run.step(**mail("first@shop.test", "<a@x>", "refund for my invoice"))
+    assert run.actions("assign")[0].agent == "ana"
+    await run.step(**mail("angry@shop.test", "<b@x>", "This is unacceptable, I want to complain"))
+    [classified] = [d for d in run.actions("classify") if d.reason["complaint"]]
+    [queued] = run.actions("queue")
+    assert queued.reason["skipped"]["ben"].startswith("needs complaints")
+    assert queued.reason["skipped"]["ana"].startswith("at capacity")
+    assert [i.kind for i in await run.incidents()] == ["complaint"]
+    # Ana resolves her first conversation: the complaint goes to her, not to free Ben.
+    await run.step(agent="ana", command="resolve", conversation="mail/<a@x>")
+    drained = [d for d in run.actions("assign") if d.conversation_id == classified.conversation_id]
+    assert [d.agent for d in drained] == ["ana"]
+
+
+async def test_same_customer_on_email_then_telegram_reaches_the_same_agent(run: Run) -> None:
+    await run.step(**mail("eva@shop.test", "<t1@x>", "question about my invoice"))
+    conv = run.actions("assign")[0]
+    assert conv.agent == "ana"
+    await run.step(
+        agent="ana", command="link", args=["phone", "+34 600 111 222"], conversation="mail/<t1@x>"
+    )
+    assert run.actions("link")
+    await run.step(
+        at=at(5),
+        channel="tg",
+        **{
+            "from": "777",
+            "name": "Eva",
+            "thread": "777",
+            "text": "hola, soy Eva",
+            "meta": {"contact": {"phone_number": "+34600111222", "user_id": 777}},
+        },
+    )
+    second = [d for d in run.actions("assign") if d.conversation_id != conv.conversation_id]
+    assert [d.agent for d in second] == ["ana"]
+    assert second[0].reason["rule"] == "last_agent"
+    # One customer, two conversations, each on its own channel.
+    delivery = run.out("agent.mail")[-1].meta["delivery"]["context"]
+    assert {i["kind"] for i in delivery["customer"]["identities"]} == {"email", "phone", "telegram"}
+    assert [o["channel"] for o in delivery["other_conversations"]] == ["mail"]
+
+
+async def test_waits_for_previous_agent_then_widens(run: Run) -> None:
+    await run.step(**mail("eva@shop.test", "<t1@x>", "invoice question"))
+    assert run.actions("assign")[-1].agent == "ana"
+    await run.step(agent="ana", command="resolve", conversation="mail/<t1@x>")
+    # Ana becomes busy on the chat with someone else (Ben is away meanwhile).
+    await run.step(agent="ben", command="away")
+    await run.step(channel="chat", **{"from": "visitor-1", "thread": "s1", "text": "hello"})
+    assert run.actions("assign")[-1].agent == "ana"
+    await run.step(agent="ben", command="available")
+    # Eva comes back on the chat, stating her email in the pre-chat form.
+    await run.step(
+        at=at(1),
+        channel="chat",
+        **{
+            "from": "visitor-9",
+            "thread": "s9",
+            "text": "hi again about my invoice",
+            "meta": {"form": {"email": "eva@shop.test"}},
+        },
+    )
+    waiting = run.actions("queue")[-1]
+    assert waiting.reason["rule"] == "waiting_for_last_agent"
+    assert waiting.reason["agent"] == "ana"
+    # After the bounded wait (2m), anyone qualified with capacity on the chat takes it.
+    await run.step(at=at(5))
+    assert run.actions("widen")
+    assert run.actions("assign")[-1].agent == "ben"
+    assert run.actions("assign")[-1].conversation_id == waiting.conversation_id
+
+
+async def test_aging_lets_an_old_normal_item_overtake_a_newer_high_one(run: Run) -> None:
+    # Both agents busy on email.
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    await run.step(at=at(0), **mail("old@shop.test", "<old@x>", "refund"))
+    await run.step(at=at(15), **mail("new@shop.test", "<new@x>", "urgent refund"))
+    old_id = run.actions("queue")[0].conversation_id
+    new_id = run.actions("queue")[1].conversation_id
+    assert run.actions("queue")[1].priority == "high"
+    await run.step(at=at(25))
+    await run.step(agent="ben", command="resolve", conversation="mail/<b@x>")
+    assert run.actions("assign")[-1].conversation_id == old_id  # 1 + 25/10 > 2 + 10/10
+    await run.step(agent="ana", command="resolve", conversation="mail/<a@x>")
+    assert run.actions("assign")[-1].conversation_id == new_id
+
+
+async def test_high_priority_goes_first_before_aging_catches_up(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    await run.step(at=at(1), **mail("old@shop.test", "<old@x>", "refund"))
+    await run.step(at=at(3), **mail("new@shop.test", "<new@x>", "urgent refund"))
+    new_id = run.actions("queue")[1].conversation_id
+    await run.step(at=at(4), agent="ben", command="resolve", conversation="mail/<b@x>")
+    assert run.actions("assign")[-1].conversation_id == new_id
+
+
+async def test_sla_warning_tells_customer_escalates_and_breach_is_an_incident(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    await run.step(**mail("c@shop.test", "<c@x>", "refund"))  # waits: nobody free
+    await run.step(at=at(31))  # warning at 50% of 1h: no answer in any of the three yet
+    escalations = run.actions("escalate")
+    assert len(escalations) == 3
+    assert all(e.reason["supervisors"] == ["ana"] for e in escalations)
+    assert any(
+        e.meta["purpose"] == "on_it" and e.thread_key == "<c@x>" for e in run.out("outbound.mail")
+    )
+    await run.step(at=at(61))
+    assert [i.kind for i in await run.incidents()] == ["sla_breach", "sla_breach", "sla_breach"]
+
+
+async def test_first_reply_stops_the_sla_clock(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(at=at(2), agent="ana", reply="Done, refunded.", conversation="mail/<a@x>")
+    [reply] = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
+    assert reply.text == "Done, refunded." and reply.thread_key == "<a@x>"
+    assert reply.meta["in_reply_to"] == "<a@x>" and reply.subject == "Re: Hello"
+    await run.step(at=at(120))
+    assert not run.actions("escalate") and not run.actions("breach")
+
+
+async def test_reply_from_another_agent_or_with_a_forged_token_is_rejected(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(agent="ben", reply="I'll take it", conversation="mail/<a@x>")
+    await run.step(agent="ana", reply="hi", token="deadbeef.forged")
+    assert [d.reason["detail"] for d in run.actions("reject")] == [
+        "conversation is owned by another agent",
+        "missing or invalid conversation token",
+    ]
+    assert not [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
+    notices = [e for e in run.out("agent.mail") if e.meta["delivery"]["event"] == "rejected"]
+    assert len(notices) == 2
+
+
+async def test_transfer_tells_customer_once_and_carries_the_note(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund please"))
+    await run.step(
+        agent="ana",
+        command="transfer",
+        args=["ben", "customer", "wants", "tech"],
+        conversation="mail/<a@x>",
+    )
+    assert run.actions("assign")[-1].agent == "ben"
+    told = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "transfer"]
+    assert len(told) == 1 and "specialist" in told[0].text
+    note = run.out("agent.mail")[-1].meta["delivery"]
+    assert note["agent"]["id"] == "ben" and note["note"] == "customer wants tech"
+
+
+async def test_bad_follow_up_answer_reopens_to_a_senior_agent(run: Run) -> None:
+    await run.step(**mail("x@shop.test", "<x@x>", "refund"))
+    await run.step(**mail("y@shop.test", "<y@x>", "refund"))
+    assert [d.agent for d in run.actions("assign")] == ["ana", "ben"]
+    await run.step(agent="ana", command="resolve", conversation="mail/<x@x>")
+    await run.step(agent="ben", command="resolve", conversation="mail/<y@x>")
+    await run.step(at=at(61))
+    followups = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "followup"]
+    assert sorted(e.thread_key for e in followups) == ["<x@x>", "<y@x>"]
+    assert "(Ben)" in next(e.text for e in followups if e.thread_key == "<y@x>")
+    await run.step(at=at(70), **mail("y@shop.test", "<y@x>", "No, I was charged again"))
+    reopened = run.actions("reopen")[-1]
+    assert reopened.reason["skills"]["complaints"] == 4
+    assert reopened.priority == "high"
+    last = run.actions("assign")[-1]
+    assert (last.agent, last.conversation_id) == ("ana", reopened.conversation_id)
+    assert "bad_satisfaction" in [i.kind for i in await run.incidents()]
+
+
+async def test_good_follow_up_answer_closes(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(agent="ana", command="resolve", conversation="mail/<a@x>")
+    await run.step(at=at(61))
+    await run.step(at=at(62), **mail("a@shop.test", "<a@x>", "Thanks, all good!"))
+    assert run.actions("close")
+
+
+async def test_away_agent_gets_nothing_and_gets_queue_on_return(run: Run) -> None:
+    await run.step(agent="ana", command="away")
+    await run.step(agent="ben", command="away")
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    assert run.actions("queue") and not run.actions("assign")
+    await run.step(agent="ben", command="available")
+    assert run.actions("assign")[-1].agent == "ben"
