@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from router.config import load_config
+from router.routing.assign import agent_views, need_of
 from router.routing.choose import unqualified_because
 from router.simulate import Simulation
 from router.store import open_store
@@ -83,7 +84,7 @@ class RouterMachine(RuleBasedStateMachine):
                 continue
             assert self.status[d.agent] == "available", (d.agent, self.status[d.agent])
             conv = self.run(self._conversation(d.conversation_id))
-            need = self.sim.engine._need(conv)
+            need = need_of(self.sim.engine.ctx, conv)
             agent = next(v for v in self.run(self._views()) if v.id == d.agent)
             assert unqualified_because(agent, need) is None
 
@@ -94,7 +95,7 @@ class RouterMachine(RuleBasedStateMachine):
 
     async def _views(self) -> Any:
         async with self.store.transaction(readonly=True) as conn:
-            return await self.sim.engine._agent_views(conn, self.sim.clock)
+            return await agent_views(self.sim.engine.ctx, conn, self.sim.clock)
 
     @rule(who=st.sampled_from(CUSTOMERS), thread=st.integers(0, 2), text=st.sampled_from(TEXTS))
     def customer_writes(self, who: tuple[str, str], thread: int, text: str) -> None:

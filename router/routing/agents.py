@@ -1,0 +1,299 @@
+"""Agents' replies and commands: authenticated, then applied on the customer's own channel.
+
+An agent is known by the address of their configured sink (their mailbox,
+their Telegram id); acting on a conversation also needs the signed token from
+the notification they received, issued to them. Anything else is rejected
+with a logged reason and a short notice back to the sender.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from router.envelope import Envelope, Sender, encode, envelope_id
+from router.routing import tokens
+from router.routing.assign import drain, route
+from router.routing.context import Routing, Unit
+from router.routing.delivery import deliver, specialist_text, to_customer
+from router.routing.identity import IdentityError, normalize_identity
+from router.routing.timers import SLA_TIMERS
+from router.store import routing as db
+
+log = structlog.get_logger(__name__)
+
+COMMANDS = frozenset(
+    {"available", "away", "offline", "resolve", "transfer", "note", "link", "unlink", "reopen"}
+)
+
+
+async def authorised(ctx: Routing, unit: Unit, env: Envelope, agent_id: str) -> Any | None:
+    """The conversation this agent may act on, from a valid token; None after rejecting."""
+    token = env.meta.get("token")
+    conv_id = tokens.verify(ctx.signing_key, token, agent_id) if isinstance(token, str) else None
+    conv = await db.conversation(unit.conn, conv_id) if conv_id else None
+    if conv is None:
+        await reject(ctx, unit, agent_id, "missing or invalid conversation token")
+        return None
+    agent = ctx.agents[agent_id]
+    if conv.owner_agent_id not in (None, agent_id) and not agent.supervisor:
+        await reject(ctx, unit, agent_id, "conversation is owned by another agent")
+        return None
+    return conv
+
+
+async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str) -> None:
+    log.warning("agent input rejected", record_id=unit.input_id, agent=agent_id, reason=why)
+    unit.decide("reject", agent=agent_id, reason={"detail": why})
+    agent = ctx.agents.get(agent_id) if agent_id else None
+    if agent is None:
+        return
+    notice = Envelope(
+        id=envelope_id(f"agent:{agent.id}", f"{unit.input_id}:rejected"),
+        kind="message",
+        direction="out",
+        channel=agent.sink.channel or agent.sink.type,
+        channel_type=agent.sink.type,
+        thread_key=f"notice:{agent.id}",
+        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
+        received_at=unit.now,
+        subject="Not delivered",
+        text=f"Your message was not delivered to the customer: {why}.",
+        meta={
+            "delivery": {
+                "event": "rejected",
+                "agent": {"id": agent.id, "name": agent.name},
+                "sink": {
+                    "type": agent.sink.type,
+                    "address": agent.sink.address,
+                    "url": agent.sink.url,
+                },
+                "reason": {"detail": why},
+                "in_reply_to": unit.input_id,
+            }
+        },
+    )
+    await db.add_outbox(
+        unit.conn,
+        ctx.topics.agent(agent.sink.channel or agent.sink.type),
+        notice.bus_key(),
+        encode(notice),
+        unit.now,
+    )
+
+
+async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
+    agent_id = ctx.agent_of(env)
+    if agent_id is None:
+        await reject(ctx, unit, None, "sender is not a configured agent")
+        return
+    conv = await authorised(ctx, unit, env, agent_id)
+    if conv is None:
+        return
+    await ctx.store.record_message(
+        env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn
+    )
+    agent = ctx.agents[agent_id]
+    await to_customer(ctx, unit, conv, env.text, purpose="reply", auto=False, agent=agent)
+    if conv.first_response_at is None:
+        await db.update_conversation(unit.conn, conv.id, first_response_at=unit.now)
+        await db.cancel_timers(unit.conn, conv.id, SLA_TIMERS, unit.now)
+    await db.accept_assignment(unit.conn, conv.id, unit.now)
+    unit.decide(
+        "reply_out",
+        conversation_id=conv.id,
+        agent=agent_id,
+        reason={"channel": conv.channel, "thread_key": conv.thread_key},
+    )
+
+
+async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
+    agent_id = ctx.agent_of(env)
+    command = env.meta.get("command") or {}
+    name = str(command.get("name", "")).lower()
+    args = [str(a) for a in command.get("args", [])]
+    if agent_id is None:
+        await reject(ctx, unit, None, "sender is not a configured agent")
+        return
+    if name not in COMMANDS:
+        await reject(ctx, unit, agent_id, f"unknown command {name!r}")
+        return
+    if name in ("available", "away", "offline"):
+        changed = await db.set_agent_status(unit.conn, agent_id, name, unit.now)
+        unit.decide("presence", agent=agent_id, reason={"status": name, "changed": changed})
+        if name == "available":
+            await drain(ctx, unit, [agent_id])
+        return
+    conv = await authorised(ctx, unit, env, agent_id)
+    if conv is None:
+        return
+    await ctx.store.record_message(
+        env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn
+    )
+    if name == "resolve":
+        await resolve(ctx, unit, conv, agent_id)
+    elif name == "transfer":
+        await transfer(ctx, unit, conv, agent_id, args)
+    elif name == "note":
+        unit.decide(
+            "note", conversation_id=conv.id, agent=agent_id, reason={"note": " ".join(args)}
+        )
+    elif name == "reopen":
+        await db.update_conversation(unit.conn, conv.id, status="open", resolved_at=None)
+        conv = await db.reload(unit.conn, conv.id)
+        unit.decide("reopen", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
+        if conv.owner_agent_id is None:
+            await route(ctx, unit, conv, widen=True)
+    elif name in ("link", "unlink"):
+        await link(ctx, unit, conv, agent_id, name, args)
+
+
+async def release(ctx: Routing, unit: Unit, conv: Any, why: str) -> str | None:
+    agent_id = await db.end_assignment(unit.conn, conv.id, why, unit.now)
+    if agent_id is not None:
+        await db.release_capacity(unit.conn, agent_id, conv.channel_type)
+    await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
+    return agent_id
+
+
+async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
+    owner = await release(ctx, unit, conv, "resolved")
+    await db.update_conversation(
+        unit.conn, conv.id, status="resolved", resolved_at=unit.now, waiting_since=None
+    )
+    await db.cancel_timers(unit.conn, conv.id, (*SLA_TIMERS, "widen"), unit.now)
+    after = ctx.config.sla.follow_up_after
+    if after is not None and ctx.config.sla.follow_up_template:
+        await db.schedule_timer(
+            unit.conn,
+            f"followup:{conv.id}:{unit.now.isoformat()}",
+            conv.id,
+            "followup",
+            unit.now + after,
+            {"agent": owner or agent_id},
+            unit.now,
+        )
+    unit.decide("resolve", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
+    if owner is not None:
+        await drain(ctx, unit, [owner])
+
+
+async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: list[str]) -> None:
+    target = args[0] if args else ""
+    note = " ".join(args[1:]) or None
+    if target not in ctx.queues and target not in ctx.agents:
+        await reject(
+            ctx,
+            unit,
+            agent_id,
+            f"transfer target {target!r} is neither a queue nor an agent",
+        )
+        return
+    previous = await release(ctx, unit, conv, f"transferred to {target}")
+    if target in ctx.queues:
+        await db.update_conversation(
+            unit.conn,
+            conv.id,
+            queue=target,
+            preferred_agent_id=None,
+            prefer_until=None,
+            waiting_since=None,
+        )
+    else:
+        await db.update_conversation(
+            unit.conn,
+            conv.id,
+            preferred_agent_id=target,
+            prefer_until=unit.now + ctx.config.routing.last_agent_wait,
+            waiting_since=None,
+        )
+    conv = await db.reload(unit.conn, conv.id)
+    await to_customer(
+        ctx,
+        unit,
+        conv,
+        specialist_text(conv.language),
+        purpose="transfer",
+        auto=True,
+        language=conv.language,
+    )
+    unit.decide(
+        "transfer",
+        conversation_id=conv.id,
+        agent=agent_id,
+        reason={"to": target, "from": previous, "note": note},
+    )
+    assigned = await route(ctx, unit, conv, widen=target in ctx.queues)
+    if assigned and note:
+        conv = await db.reload(unit.conn, conv.id)
+        await deliver(
+            ctx,
+            unit,
+            conv,
+            conv.owner_agent_id,
+            "transfer_note",
+            {"rule": "transfer", "from": previous},
+            note=note,
+        )
+    if previous is not None:
+        await drain(ctx, unit, [previous])
+
+
+async def link(
+    ctx: Routing, unit: Unit, conv: Any, agent_id: str, name: str, args: list[str]
+) -> None:
+    if len(args) != 2:
+        await reject(
+            ctx,
+            unit,
+            agent_id,
+            f"usage: {name} <email|phone|telegram|webchat> <value>",
+        )
+        return
+    try:
+        ident = normalize_identity(
+            args[0], args[1], default_region=ctx.default_region(conv.channel)
+        )
+    except IdentityError as exc:
+        await reject(ctx, unit, agent_id, str(exc))
+        return
+    if name == "unlink":
+        removed = await db.remove_identity(unit.conn, ident.kind, ident.value, conv.customer_id)
+        unit.decide(
+            "unlink",
+            conversation_id=conv.id,
+            agent=agent_id,
+            reason={"identity": ident.kind, "removed": removed},
+        )
+        return
+    owner = await db.identity_owner(unit.conn, ident.kind, ident.value)
+    if owner is None:
+        await db.add_identity(
+            unit.conn, ident.kind, ident.value, conv.customer_id, f"agent:{agent_id}", unit.now
+        )
+        unit.decide(
+            "link",
+            conversation_id=conv.id,
+            agent=agent_id,
+            reason={"identity": ident.kind, "source": f"agent {agent_id}"},
+        )
+    elif owner != conv.customer_id:
+        await db.suggest_link(
+            unit.conn,
+            ident.kind,
+            ident.value,
+            owner,
+            conv.customer_id,
+            f"agent:{agent_id}",
+            unit.now,
+        )
+        unit.decide(
+            "suggest_link",
+            conversation_id=conv.id,
+            agent=agent_id,
+            reason={
+                "identity": ident.kind,
+                "detail": "belongs to another customer; not merged",
+            },
+        )

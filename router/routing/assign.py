@@ -1,0 +1,156 @@
+"""Assigning: gather the agents' state, ask the pure choice, apply it, or wait in the queue."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.routing.choose import AgentView, Choice, Need, can_take, choose_agent
+from router.routing.context import Routing, Unit
+from router.routing.delivery import deliver
+from router.routing.hours import on_shift
+from router.routing.queueing import LEVEL_NAMES, queue_key
+from router.store import routing as db
+
+DRAIN_SCAN = 500  # waiting conversations considered per drain pass
+
+
+async def agent_views(ctx: Routing, conn: AsyncConnection, now: datetime) -> list[AgentView]:
+    rows = await db.agent_rows(conn)
+    load = await db.loads(conn)
+    views = []
+    for a in ctx.config.agents:
+        row = rows.get(a.id)
+        capacity = {**ctx.config.routing.default_capacity, **a.capacity}
+        views.append(
+            AgentView(
+                id=a.id,
+                skills=a.skills,
+                languages=frozenset(a.languages),
+                channels=frozenset(a.channels),
+                capacity=capacity,
+                load=load.get(a.id, {}),
+                status=row.status if row is not None else a.status,
+                on_shift=on_shift(a, ctx.config.business_hours, now),
+                last_assigned_at=row.last_assigned_at if row is not None else None,
+                supervisor=a.supervisor,
+            )
+        )
+    return views
+
+
+def need_of(ctx: Routing, conv: Any) -> Need:
+    skills = dict(conv.skills or {})
+    queue = ctx.queues.get(conv.queue) if conv.queue else None
+    if queue is not None:
+        for skill, level in queue.skills.items():
+            skills[skill] = max(level, skills.get(skill, 0))
+    language = conv.language if conv.language in ctx.spoken else None
+    return Need(
+        channel=conv.channel, channel_type=conv.channel_type, skills=skills, language=language
+    )
+
+
+async def route(ctx: Routing, unit: Unit, conv: Any, *, widen: bool = False) -> bool:
+    """Assign the conversation or leave it waiting; True when assigned."""
+    conn, now = unit.conn, unit.now
+    views = await agent_views(ctx, conn, now)
+    need = need_of(ctx, conv)
+    waiting_allowed = not widen and conv.prefer_until is not None and now < conv.prefer_until
+    choice = choose_agent(
+        views, need, last_agent_id=conv.preferred_agent_id, wait_for_last_agent=waiting_allowed
+    )
+    if choice.agent_id is not None and await assign(ctx, unit, conv, choice, views):
+        return True
+    await wait(ctx, unit, conv, choice)
+    return False
+
+
+async def assign(
+    ctx: Routing, unit: Unit, conv: Any, choice: Choice, views: Sequence[AgentView]
+) -> bool:
+    agent_id = choice.agent_id
+    assert agent_id is not None
+    view = next(v for v in views if v.id == agent_id)
+    capacity = view.capacity_for(conv.channel_type)
+    if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, unit.now):
+        return False  # another router process took the last slot; queue instead
+    await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
+    await db.update_conversation(
+        unit.conn,
+        conv.id,
+        owner_agent_id=agent_id,
+        waiting_since=None,
+        preferred_agent_id=None,
+        prefer_until=None,
+        updated_at=unit.now,
+    )
+    conv = await db.reload(unit.conn, conv.id)
+    await deliver(ctx, unit, conv, agent_id, "assigned", choice.reason)
+    unit.decide(
+        "assign",
+        conversation_id=conv.id,
+        agent=agent_id,
+        queue=conv.queue,
+        priority=LEVEL_NAMES[conv.priority],
+        reason=choice.reason,
+    )
+    return True
+
+
+async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:
+    since = conv.waiting_since or unit.now
+    await db.update_conversation(unit.conn, conv.id, waiting_since=since)
+    if choice.rule == "waiting_for_last_agent" and conv.prefer_until is not None:
+        await db.schedule_timer(
+            unit.conn,
+            f"widen:{conv.id}:{conv.prefer_until.isoformat()}",
+            conv.id,
+            "widen",
+            conv.prefer_until,
+            {},
+            unit.now,
+        )
+    unit.decide(
+        "queue",
+        conversation_id=conv.id,
+        queue=conv.queue,
+        priority=LEVEL_NAMES[conv.priority],
+        reason=choice.reason,
+    )
+
+
+async def drain(ctx: Routing, unit: Unit, agent_ids: Sequence[str] | None = None) -> None:
+    """Give waiting conversations to agents with capacity, best queue position first."""
+    conn, now = unit.conn, unit.now
+    rows = await db.waiting(conn, DRAIN_SCAN)
+    if not rows:
+        return
+    step = ctx.config.routing.aging_step
+    rows.sort(key=lambda r: queue_key(r.priority, r.waiting_since, now, step))
+    for conv in rows:
+        views = await agent_views(ctx, conn, now)
+        if agent_ids is not None:
+            eligible = [v for v in views if v.id in agent_ids]
+            if not any(sum(v.capacity.values()) > sum(v.load.values()) for v in eligible):
+                return
+        need = need_of(ctx, conv)
+        waiting_allowed = conv.prefer_until is not None and now < conv.prefer_until
+        choice = choose_agent(
+            views,
+            need,
+            last_agent_id=conv.preferred_agent_id,
+            wait_for_last_agent=waiting_allowed,
+        )
+        if choice.agent_id is None:
+            continue
+        if (
+            agent_ids is not None
+            and choice.agent_id not in agent_ids
+            and not any(can_take(v, need) for v in views if v.id in agent_ids)
+        ):
+            continue
+        await assign(ctx, unit, conv, choice, views)

@@ -1,0 +1,100 @@
+"""What every routing step shares: config lookups, the store, one record's unit of work."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from router.bus.base import Topics
+from router.config import AgentConfig, Config
+from router.envelope import Envelope
+from router.store import Store
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decision:
+    """One thing the router decided, as `simulate` prints it and the log records it."""
+
+    input: str
+    action: str
+    conversation_id: str | None = None
+    agent: str | None = None
+    queue: str | None = None
+    priority: str | None = None
+    reason: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "input": self.input,
+            "conversation_id": self.conversation_id,
+            "action": self.action,
+            "agent": self.agent,
+            "queue": self.queue,
+            "priority": self.priority,
+            "reason": dict(self.reason),
+        }
+
+
+class Unit:
+    """One record's unit of work: the connection, the clock, and what it decided."""
+
+    def __init__(self, conn: AsyncConnection, now: datetime, input_id: str) -> None:
+        self.conn = conn
+        self.now = now
+        self.input_id = input_id
+        self.decisions: list[Decision] = []
+        self.outputs = 0  # outputs written so far; part of each output's stable id
+
+    def decide(self, action: str, **kw: Any) -> None:
+        self.decisions.append(Decision(input=self.input_id, action=action, **kw))
+
+
+class Routing:
+    """The engine's shared state: config lookups built once per (re)load, store, topics, key."""
+
+    def __init__(self, config: Config, store: Store, topics: Topics) -> None:
+        self.store = store
+        self.topics = topics
+        self.signing_key = b""
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Take a (re)loaded config; state in the store is untouched."""
+        self.config = config
+        self.agents: dict[str, AgentConfig] = {a.id: a for a in config.agents}
+        self.by_address: dict[str, str] = {}
+        for a in config.agents:
+            if a.sink.address:
+                self.by_address[a.sink.address.casefold()] = a.id
+        self.queues = {q.name: q for q in config.queues}
+        self.channels = {c.name: c for c in config.channels}
+        self.languages = sorted(
+            {lang for a in config.agents for lang in a.languages}
+            | {lang for t in config.templates.values() for lang in t}
+            | {config.routing.default_language}
+        )
+        self.spoken = {lang for a in config.agents for lang in a.languages}
+        key = config.routing.signing_key
+        if key is not None:
+            self.signing_key = key.get_secret_value().encode()
+
+    def default_region(self, channel: str) -> str | None:
+        ch = self.channels.get(channel)
+        region = getattr(ch.settings, "default_region", None) if ch is not None else None
+        return region if isinstance(region, str) else None
+
+    def hours_for(self, channel: str) -> Any:
+        ch = self.channels.get(channel)
+        name = (ch.business_hours if ch is not None else None) or self.config.sla.business_hours
+        return self.config.business_hours.get(name) if name else None
+
+    def tz_for(self, channel: str) -> str | None:
+        hours = self.hours_for(channel)
+        return hours.timezone if hours is not None else None
+
+    def agent_of(self, env: Envelope) -> str | None:
+        return self.by_address.get(env.sender.address.casefold())

@@ -1,0 +1,223 @@
+"""What the router sends: deliveries to agents, with full context, and messages to customers.
+
+A delivery carries everything the agent needs so they never ask the customer
+something the system knew: who the customer is and all their identities, the
+transcript, their other recent conversations on every channel, tags, the SLA
+due time and why this agent got it. Messages to customers always go out on
+the conversation's own channel and thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from router.config import AgentConfig
+from router.envelope import Envelope, Sender, encode, envelope_id
+from router.routing import tokens
+from router.routing.context import Routing, Unit
+from router.routing.queueing import LEVEL_NAMES
+from router.store import routing as db
+
+TRANSCRIPT_LIMIT = 200
+
+
+async def deliver(
+    ctx: Routing,
+    unit: Unit,
+    conv: Any,
+    agent_id: str,
+    event: str,
+    reason: Mapping[str, Any],
+    note: str | None = None,
+) -> None:
+    agent = ctx.agents.get(agent_id)
+    if agent is None:
+        return
+    conn = unit.conn
+    cust = await db.customer(conn, conv.customer_id)
+    idents = await db.customer_identities(conn, conv.customer_id)
+    since = unit.now - timedelta(days=ctx.config.routing.context_days)
+    others = []
+    for other in await db.recent_conversations(conn, conv.customer_id, since, conv.id):
+        others.append(
+            {
+                "conversation_id": other.id,
+                "ref": other.ref,
+                "channel": other.channel,
+                "channel_type": other.channel_type,
+                "status": other.status,
+                "owner": other.owner_agent_id,
+                "updated_at": other.updated_at.isoformat(),
+                "extract": (await db.last_text(conn, other.id))[:160],
+            }
+        )
+    transcript = []
+    for row in await db.transcript(conn, conv.id, TRANSCRIPT_LIMIT):
+        e = row.envelope
+        transcript.append(
+            {
+                "id": row.id,
+                "kind": row.kind,
+                "direction": row.direction,
+                "from": e.get("sender", {}),
+                "at": e.get("received_at"),
+                "subject": e.get("subject"),
+                "text": e.get("text", ""),
+                "attachments": e.get("attachments", []),
+            }
+        )
+    suggestions = [
+        {
+            "identity": s.kind,
+            "current_customer": s.current_customer_id,
+            "proposed_customer": s.proposed_customer_id,
+            "source": s.source,
+        }
+        for s in await db.pending_suggestions(conn, conv.customer_id)
+    ]
+    context: dict[str, Any] = {
+        "customer": {
+            "id": cust.id,
+            "name": cust.display_name,
+            "tier": cust.tier,
+            "tags": list(cust.tags or ()),
+            "language": cust.language,
+            "identities": [{"kind": i.kind, "value": i.value} for i in idents],
+            "link_suggestions": suggestions,
+        },
+        "conversation": {
+            "id": conv.id,
+            "ref": conv.ref,
+            "channel": conv.channel,
+            "channel_type": conv.channel_type,
+            "status": conv.status,
+            "priority": LEVEL_NAMES[conv.priority],
+            "queue": conv.queue,
+            "tags": list(conv.tags or ()),
+            "complaint": conv.complaint,
+            "language": conv.language,
+            "sla_due_at": conv.sla_due_at.isoformat() if conv.sla_due_at else None,
+            "subject": (conv.thread_meta or {}).get("subject"),
+        },
+        "transcript": transcript,
+        "other_conversations": others,
+    }
+    sink = agent.sink
+    sink_name = sink.channel or sink.type
+    subject = f"[#{conv.ref}] {context['conversation']['subject'] or 'Conversation'}"
+    env = Envelope(
+        id=envelope_id(f"agent:{agent_id}", f"{unit.input_id}:{event}:{unit.outputs}"),
+        kind="message",
+        direction="out",
+        channel=sink_name,
+        channel_type=sink.type,
+        thread_key=conv.id,
+        conversation_id=conv.id,
+        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
+        received_at=unit.now,
+        subject=subject,
+        text=summary(context, reason, event, note),
+        meta={
+            "delivery": {
+                "event": event,
+                "agent": {"id": agent.id, "name": agent.name},
+                "sink": {"type": sink.type, "address": sink.address, "url": sink.url},
+                "token": tokens.issue(ctx.signing_key, conv.id, agent.id),
+                "reason": dict(reason),
+                "note": note,
+                "context": context,
+            }
+        },
+    )
+    unit.outputs += 1
+    await db.add_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), encode(env), unit.now)
+
+
+async def to_customer(
+    ctx: Routing,
+    unit: Unit,
+    conv: Any,
+    text: str,
+    *,
+    purpose: str,
+    auto: bool,
+    template: str | None = None,
+    language: str | None = None,
+    agent: AgentConfig | None = None,
+) -> None:
+    meta = dict(conv.thread_meta or {})
+    subject = meta.get("subject") or ""
+    if subject and not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    env = Envelope(
+        id=envelope_id(conv.channel, f"out:{unit.input_id}:{purpose}:{unit.outputs}"),
+        kind="reply",
+        direction="out",
+        channel=conv.channel,
+        channel_type=conv.channel_type,
+        thread_key=conv.thread_key,
+        conversation_id=conv.id,
+        sender=Sender(
+            address=agent.id if agent else "omnirouter",
+            name=agent.name if agent else None,
+            role="agent" if agent else "system",
+        ),
+        received_at=unit.now,
+        subject=subject or None,
+        text=text,
+        meta={
+            "to": [meta.get("customer_address")],
+            "in_reply_to": meta.get("last_message_id"),
+            "references": meta.get("references", []),
+            "conversation_ref": conv.ref,
+            "auto": auto,
+            "purpose": purpose,
+            "template": template,
+            "language": language,
+        },
+    )
+    unit.outputs += 1
+    await ctx.store.record_message(env, conn=unit.conn)
+    await db.add_outbox(
+        unit.conn, ctx.topics.outbound(conv.channel), env.bus_key(), encode(env), unit.now
+    )
+
+
+def specialist_text(language: str | None) -> str:
+    if language == "es":
+        return (
+            "Un especialista de nuestro equipo continúa con tu caso; ya tiene toda la conversación."
+        )
+    return "A specialist on our team is taking over your case, with the whole conversation in hand."
+
+
+def summary(
+    context: Mapping[str, Any], reason: Mapping[str, Any], event: str, note: str | None
+) -> str:
+    """The delivery as plain text, for sinks that show text (email, Telegram)."""
+    c, conv = context["customer"], context["conversation"]
+    lines = [
+        f"{event.replace('_', ' ').capitalize()}: conversation #{conv['ref']} on {conv['channel']}",
+        f"Customer: {c['name'] or '(no name)'} — tier {c['tier']}"
+        + (f", tags {', '.join(c['tags'])}" if c["tags"] else ""),
+        "Identities: " + ", ".join(f"{i['kind']} {i['value']}" for i in c["identities"]),
+        f"Priority: {conv['priority']}"
+        + (" — COMPLAINT" if conv["complaint"] else "")
+        + (f" — answer by {conv['sla_due_at']}" if conv["sla_due_at"] else ""),
+        f"Why you: {reason.get('rule', '')} {reason.get('detail', '')}".rstrip(),
+    ]
+    if note:
+        lines.append(f"Note: {note}")
+    lines.append("")
+    lines.append("Transcript:")
+    for m in context["transcript"][-20:]:
+        who = (m["from"] or {}).get("name") or (m["from"] or {}).get("role", "")
+        lines.append(f"  [{m['at']}] {who}: {m['text']}")
+    if context["other_conversations"]:
+        lines.append("")
+        lines.append("Other recent conversations:")
+        for o in context["other_conversations"]:
+            lines.append(f"  #{o['ref']} {o['channel']} ({o['status']}): {o['extract']}")
+    return "\n".join(lines)

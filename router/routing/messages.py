@@ -1,0 +1,244 @@
+"""Customer messages: who the customer is, which conversation, how it is classified, routed.
+
+A conversation is (channel, thread key) and lives on the channel it started
+on; a new message from the same customer elsewhere opens a conversation there,
+linked to the same customer, whose routing sees the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from router.envelope import Envelope
+from router.errors import EnvelopeError
+from router.routing.assign import route
+from router.routing.classify import CustomerFacts, classify
+from router.routing.context import Routing, Unit
+from router.routing.delivery import deliver, to_customer
+from router.routing.identity import IdentityError, sender_identity, stated_identities
+from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
+from router.routing.templates import describe_wait, render
+from router.routing.timers import satisfaction_answer, schedule_sla, sla_due
+from router.store import routing as db
+
+
+async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
+    """The customer behind the sender; links only what is safe to link.
+
+    A new sender identity joins the customer that owns an identity the
+    sender stated themselves (their own Telegram contact, a chat form);
+    two customers that both exist already are never merged: a conflicting
+    link becomes a suggestion for agents.
+    """
+    conn, now = unit.conn, unit.now
+    region = ctx.default_region(env.channel)
+    ident = sender_identity(env, default_region=region)
+    owner = await db.identity_owner(conn, ident.kind, ident.value)
+    stated = [
+        (s, await db.identity_owner(conn, s.kind, s.value))
+        for s in stated_identities(env, default_region=region)
+        if s != ident
+    ]
+    if owner is None:
+        known = sorted({o for _, o in stated if o is not None})
+        if len(known) == 1:
+            owner = known[0]
+            unit.decide(
+                "link",
+                reason={
+                    "identity": ident.kind,
+                    "source": "sender stated an identity of a known customer",
+                },
+            )
+        else:
+            owner = await db.create_customer(conn, env.sender.name, now)
+        owner = await db.add_identity(conn, ident.kind, ident.value, owner, "auto", now)
+    for s, current in stated:
+        if current is None:
+            await db.add_identity(conn, s.kind, s.value, owner, "stated", now)
+            unit.decide("link", reason={"identity": s.kind, "source": "stated by the customer"})
+        elif current != owner and await db.suggest_link(
+            conn, s.kind, s.value, current, owner, "stated", now
+        ):
+            unit.decide(
+                "suggest_link",
+                reason={
+                    "identity": s.kind,
+                    "detail": "identity belongs to another customer; agents decide",
+                },
+            )
+    return owner
+
+
+async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
+    try:
+        customer_id = await resolve_customer(ctx, unit, env)
+    except IdentityError as exc:
+        raise EnvelopeError(f"sender: {exc}") from exc
+    conn, now = unit.conn, unit.now
+    conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
+    thread_meta = merged_thread_meta(ctx, env, conv.thread_meta if conv is not None else {})
+    fresh = conv is None
+    if conv is None:
+        conv = await db.create_conversation(
+            conn,
+            {
+                "channel": env.channel,
+                "channel_type": env.channel_type,
+                "thread_key": env.thread_key,
+                "customer_id": customer_id,
+                "status": "open",
+                "priority": PRIORITY_LEVELS[ctx.config.routing.default_priority],
+                "opened_at": now,
+                "updated_at": now,
+                "skills": {},
+                "tags": [],
+                "complaint": False,
+                "thread_meta": thread_meta,
+            },
+        )
+    else:
+        await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
+    await ctx.store.record_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
+
+    if conv.status in ("resolved", "closed"):
+        if await satisfaction_answer(ctx, unit, conv, env):
+            return
+        await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
+        unit.decide("reopen", conversation_id=conv.id, reason={"detail": "customer wrote again"})
+        conv = await db.reload(conn, conv.id)
+        fresh = True
+    if env.meta.get("is_auto_reply") or env.meta.get("auto_submitted"):
+        # Out-of-office and similar: kept in the transcript, no ack, no SLA reset.
+        unit.decide(
+            "transcript_only", conversation_id=conv.id, reason={"detail": "automatic reply"}
+        )
+        return
+    if conv.owner_agent_id is not None:
+        await deliver(
+            ctx,
+            unit,
+            conv,
+            conv.owner_agent_id,
+            "message",
+            {"rule": "current_owner", "detail": "one conversation, one owner"},
+        )
+        unit.decide(
+            "deliver",
+            conversation_id=conv.id,
+            agent=conv.owner_agent_id,
+            reason={"rule": "current_owner"},
+        )
+        return
+    if conv.waiting_since is not None and not fresh:
+        unit.decide(
+            "queued",
+            conversation_id=conv.id,
+            queue=conv.queue,
+            priority=LEVEL_NAMES[conv.priority],
+            reason={"detail": "already waiting; message added to the transcript"},
+        )
+        return
+    await classify_and_route(ctx, unit, conv, env, customer_id)
+
+
+def merged_thread_meta(ctx: Routing, env: Envelope, current: Mapping[str, Any]) -> dict[str, Any]:
+    meta = dict(current)
+    meta.setdefault("customer_address", env.sender.address)
+    meta.setdefault("subject", env.subject)
+    if env.meta.get("message_id"):
+        meta["last_message_id"] = env.meta["message_id"]
+        refs = list(env.meta.get("references") or [])
+        if env.meta["message_id"] not in refs:
+            refs.append(env.meta["message_id"])
+        meta["references"] = refs[-20:]  # enough to thread; bounded
+    return meta
+
+
+async def classify_and_route(
+    ctx: Routing, unit: Unit, conv: Any, env: Envelope, customer_id: str
+) -> None:
+    conn, now = unit.conn, unit.now
+    cust = await db.customer(conn, customer_id)
+    facts = CustomerFacts(tier=cust.tier, tags=frozenset(cust.tags or ()), language=cust.language)
+    result = classify(env, facts, ctx.config.routing, languages=ctx.languages, now=now)
+    if result.language and result.language != cust.language:
+        await db.set_customer_language(conn, customer_id, result.language)
+    level = PRIORITY_LEVELS[result.priority]
+    due = sla_due(ctx, conv.channel, conv.channel_type, result.priority, now)
+    await db.update_conversation(
+        conn,
+        conv.id,
+        skills=dict(result.skills),
+        language=result.language,
+        tags=sorted(set(conv.tags or ()) | set(result.tags)),
+        complaint=result.complaint,
+        priority=level,
+        queue=result.queue,
+        sla_due_at=due,
+    )
+    unit.decide(
+        "classify",
+        conversation_id=conv.id,
+        queue=result.queue,
+        priority=result.priority,
+        reason={
+            "rules": list(result.rules),
+            "why": list(result.reasons),
+            "skills": dict(result.skills),
+            "language": result.language,
+            "complaint": result.complaint,
+        },
+    )
+    if result.complaint:
+        await db.record_incident(
+            conn,
+            "complaint",
+            conv.id,
+            customer_id,
+            "complaint detected",
+            {"reasons": list(result.reasons)},
+            now,
+        )
+    if due is not None and conv.first_response_at is None:
+        await schedule_sla(ctx, unit, conv, now, due)
+    conv = await db.reload(conn, conv.id)
+    await acknowledge(ctx, unit, conv, cust, due)
+    window_start = now - ctx.config.routing.last_agent_window
+    last = await db.last_agent_of(conn, customer_id, window_start)
+    prefer_until = now + ctx.config.routing.last_agent_wait if last else None
+    await db.update_conversation(conn, conv.id, preferred_agent_id=last, prefer_until=prefer_until)
+    conv = await db.reload(conn, conv.id)
+    await route(ctx, unit, conv)
+
+
+async def acknowledge(ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datetime | None) -> None:
+    channel = ctx.channels.get(conv.channel)
+    template = channel.acknowledge if channel is not None else None
+    if template is None or template not in ctx.config.templates:
+        return
+    language = conv.language or ctx.config.routing.default_language
+    expected = describe_wait(due, unit.now, language, tz=ctx.tz_for(conv.channel)) if due else ""
+    used, text = render(
+        ctx.config.templates,
+        template,
+        language,
+        default_language=ctx.config.routing.default_language,
+        customer_name=cust.display_name or "",
+        expected_response=expected,
+        conversation_ref=conv.ref or "",
+    )
+    await to_customer(
+        ctx, unit, conv, text, purpose="ack", auto=True, template=template, language=used
+    )
+    unit.decide(
+        "ack",
+        conversation_id=conv.id,
+        reason={
+            "template": template,
+            "language": used,
+            "due": due.isoformat() if due else None,
+        },
+    )

@@ -1,0 +1,237 @@
+"""Promises kept: SLA warnings and breaches, the wait for a previous agent, and follow-ups.
+
+Timers live in the store (each scheduled once, under a unique key) and come
+back through the inbound topic as `timer` records, so they are processed in
+order with the conversation's messages and survive restarts.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from router.envelope import Envelope
+from router.routing.assign import route
+from router.routing.context import Routing, Unit
+from router.routing.delivery import deliver, to_customer
+from router.routing.hours import add_business_time
+from router.routing.queueing import LEVEL_NAMES
+from router.routing.templates import render
+from router.store import routing as db
+
+SLA_TIMERS = ("sla_warning", "sla_breach")
+_SCORE = re.compile(r"^\s*([1-5])(\s*/\s*5)?\b")
+
+
+def sla_due(
+    ctx: Routing, channel: str, channel_type: str, priority: str, now: datetime
+) -> datetime | None:
+    targets = ctx.config.sla.first_response.get(channel_type)
+    if targets is None:
+        return None
+    hours = ctx.hours_for(channel)
+    return add_business_time(hours, now, targets.for_priority(priority))  # type: ignore[arg-type]
+
+
+async def schedule_sla(ctx: Routing, unit: Unit, conv: Any, start: datetime, due: datetime) -> None:
+    warning = start + (due - start) * ctx.config.sla.warning_at
+    base = f"{conv.id}:{start.isoformat()}"
+    await db.schedule_timer(
+        unit.conn,
+        f"sla_warning:{base}",
+        conv.id,
+        "sla_warning",
+        warning,
+        {"due": due.isoformat()},
+        unit.now,
+    )
+    await db.schedule_timer(
+        unit.conn,
+        f"sla_breach:{base}",
+        conv.id,
+        "sla_breach",
+        due,
+        {"due": due.isoformat()},
+        unit.now,
+    )
+
+
+async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
+    kind = env.meta.get("timer")
+    conv = await db.conversation(unit.conn, env.conversation_id) if env.conversation_id else None
+    if conv is None:
+        unit.decide("ignore", reason={"detail": f"timer {kind} without conversation"})
+        return
+    if kind == "sla_warning":
+        await sla_warning(ctx, unit, conv)
+    elif kind == "sla_breach":
+        if conv.first_response_at is None and conv.status == "open":
+            await db.record_incident(
+                unit.conn,
+                "sla_breach",
+                conv.id,
+                conv.customer_id,
+                "first-response target missed",
+                {
+                    "due": env.meta.get("payload", {}).get("due"),
+                    "owner": conv.owner_agent_id,
+                    "queue": conv.queue,
+                },
+                unit.now,
+            )
+            unit.decide(
+                "breach",
+                conversation_id=conv.id,
+                agent=conv.owner_agent_id,
+                queue=conv.queue,
+                reason={"detail": "first-response target missed"},
+            )
+    elif kind == "widen":
+        if conv.owner_agent_id is None and conv.waiting_since is not None:
+            await db.update_conversation(
+                unit.conn, conv.id, preferred_agent_id=None, prefer_until=None
+            )
+            conv = await db.reload(unit.conn, conv.id)
+            unit.decide(
+                "widen",
+                conversation_id=conv.id,
+                reason={"detail": "previous agent still busy; any qualified agent"},
+            )
+            await route(ctx, unit, conv, widen=True)
+    elif kind == "followup":
+        await follow_up(ctx, unit, conv, env)
+    else:
+        unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"unknown timer {kind}"})
+
+
+async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
+    if conv.first_response_at is not None or conv.status != "open":
+        return
+    sla = ctx.config.sla
+    if sla.warning_template and sla.warning_template in ctx.config.templates:
+        cust = await db.customer(unit.conn, conv.customer_id)
+        used, text = render(
+            ctx.config.templates,
+            sla.warning_template,
+            conv.language or ctx.config.routing.default_language,
+            default_language=ctx.config.routing.default_language,
+            customer_name=cust.display_name or "",
+            conversation_ref=conv.ref or "",
+        )
+        await to_customer(
+            ctx,
+            unit,
+            conv,
+            text,
+            purpose="on_it",
+            auto=True,
+            template=sla.warning_template,
+            language=used,
+        )
+    reason = {
+        "rule": "sla_warning",
+        "detail": "first-response target close",
+        "due": conv.sla_due_at.isoformat() if conv.sla_due_at else None,
+    }
+    for sup in (a for a in ctx.config.agents if a.supervisor):
+        await deliver(ctx, unit, conv, sup.id, "escalation", reason)
+    queue = ctx.queues.get(conv.queue) if conv.queue else None
+    rerouted = None
+    if conv.owner_agent_id is None and queue is not None and queue.overflow:
+        await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
+        conv = await db.reload(unit.conn, conv.id)
+        rerouted = queue.overflow
+    unit.decide(
+        "escalate",
+        conversation_id=conv.id,
+        agent=conv.owner_agent_id,
+        queue=conv.queue,
+        reason={
+            **reason,
+            "overflow": rerouted,
+            "supervisors": [a.id for a in ctx.config.agents if a.supervisor],
+        },
+    )
+    if rerouted:
+        await route(ctx, unit, conv, widen=True)
+
+
+async def follow_up(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
+    template = ctx.config.sla.follow_up_template
+    if conv.status != "resolved" or template is None or template not in ctx.config.templates:
+        return
+    agent = ctx.agents.get(str(env.meta.get("payload", {}).get("agent", "")))
+    cust = await db.customer(unit.conn, conv.customer_id)
+    used, text = render(
+        ctx.config.templates,
+        template,
+        conv.language or ctx.config.routing.default_language,
+        default_language=ctx.config.routing.default_language,
+        customer_name=cust.display_name or "",
+        agent_name=agent.name if agent else "",
+        conversation_ref=conv.ref or "",
+    )
+    meta = dict(conv.thread_meta or {})
+    meta["awaiting_satisfaction"] = True
+    await db.update_conversation(unit.conn, conv.id, thread_meta=meta)
+    conv = await db.reload(unit.conn, conv.id)
+    await to_customer(
+        ctx, unit, conv, text, purpose="followup", auto=True, template=template, language=used
+    )
+    unit.decide("followup", conversation_id=conv.id, reason={"template": template})
+
+
+async def satisfaction_answer(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> bool:
+    meta = dict(conv.thread_meta or {})
+    if not meta.pop("awaiting_satisfaction", False):
+        return False
+    await db.update_conversation(unit.conn, conv.id, thread_meta=meta)
+    if satisfied(ctx, env.text):
+        await db.update_conversation(unit.conn, conv.id, status="closed")
+        unit.decide("close", conversation_id=conv.id, reason={"detail": "customer satisfied"})
+        return True
+    sla = ctx.config.sla
+    skill = sla.senior_skill or ctx.config.routing.complaints.skill
+    skills = dict(conv.skills or {})
+    skills[skill] = max(sla.senior_level, skills.get(skill, 0))
+    await db.record_incident(
+        unit.conn,
+        "bad_satisfaction",
+        conv.id,
+        conv.customer_id,
+        "customer not satisfied after resolution",
+        {"answer": env.text[:500]},
+        unit.now,
+    )
+    await db.update_conversation(
+        unit.conn,
+        conv.id,
+        status="open",
+        resolved_at=None,
+        skills=skills,
+        priority=max(conv.priority, 2),
+        preferred_agent_id=None,
+        prefer_until=None,
+    )
+    conv = await db.reload(unit.conn, conv.id)
+    unit.decide(
+        "reopen",
+        conversation_id=conv.id,
+        priority=LEVEL_NAMES[conv.priority],
+        reason={"detail": "bad satisfaction answer; senior agent", "skills": skills},
+    )
+    await route(ctx, unit, conv, widen=True)
+    return True
+
+
+def satisfied(ctx: Routing, text: str) -> bool:
+    score = _SCORE.match(text)
+    if score:
+        return int(score.group(1)) >= 4
+    folded = text.casefold()
+    return any(
+        re.search(rf"\b{re.escape(word.casefold())}\b", folded)
+        for words in ctx.config.sla.satisfied_keywords.values()
+        for word in words
+    )
