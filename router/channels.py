@@ -14,7 +14,7 @@ import structlog
 from router.bus.base import Bus, Record, Topics
 from router.connector import Connector, Rejected
 from router.consume import ConsumeLoop
-from router.envelope import decode, encode, now_utc
+from router.envelope import Envelope, Sender, decode, encode, envelope_id, now_utc
 from router.errors import ConnectorError, OmniError
 from router.metrics import Metrics
 from router.retry import Backoff, retry
@@ -129,6 +129,33 @@ class ChannelRunner:
         )
         await rejected.ack()
 
+    async def _report_failure(self, envelope: Envelope, detail: str) -> None:
+        """Tell the router (an incident, a note to the owning agent) through the bus."""
+        event = Envelope(
+            id=envelope_id(self.name, f"delivery_failed:{envelope.id}"),
+            kind="command",
+            direction="in",
+            channel=envelope.channel,
+            channel_type=envelope.channel_type,
+            thread_key=envelope.thread_key,
+            conversation_id=envelope.conversation_id,
+            sender=Sender(address="omnirouter", role="system"),
+            received_at=now_utc(),
+            meta={
+                "command": {"name": "delivery_failed", "args": []},
+                "failed": {
+                    "envelope_id": envelope.id,
+                    "detail": detail,
+                    "purpose": envelope.meta.get("purpose"),
+                },
+            },
+        )
+
+        async def publish() -> None:
+            await self._bus.produce(self._topics.inbound, event.bus_key(), encode(event))
+
+        await retry(publish, backoff=self._backoff, what="report delivery failure")
+
     async def _send(self, record: Record) -> None:
         envelope = decode(record.value)
         try:
@@ -141,5 +168,6 @@ class ChannelRunner:
         if result.status == "retry":
             raise ConnectorError(f"send deferred: {result.detail}", retriable=True)
         if result.status == "failed":
+            await self._report_failure(envelope, result.detail)
             raise ConnectorError(f"send failed: {result.detail}", retriable=False)
         log.info("message sent", channel=self.name, record_id=envelope.id)

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from router import __version__
 
@@ -58,6 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
     sim.add_argument("events", help="JSON lines: messages, agent commands and replies ('-': stdin)")
+
+    inc = sub.add_parser("incidents", help="list the incident register (newest first)")
+    inc.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
+    inc.add_argument("--json", action="store_true", help="one JSON object per line")
+    inc.add_argument(
+        "--kind", choices=["complaint", "sla_breach", "bad_satisfaction", "delivery_failure"]
+    )
+    inc.add_argument("--limit", type=int, default=100)
+
+    imp = sub.add_parser("import-customers", help="import known customers from CSV or YAML")
+    imp.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
+    imp.add_argument("--default-region", help="region for national phone numbers, e.g. ES")
+    imp.add_argument("file", help="customers.csv or customers.yaml")
 
     check = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
@@ -151,6 +165,80 @@ def _simulate(args: argparse.Namespace) -> int:
         return 2
 
 
+def _with_store(args: argparse.Namespace, action: Any) -> int:
+    from router.config import load_config
+    from router.errors import ConfigError, OmniError
+    from router.store import open_store
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        store = await open_store(config.store.dsn())
+        try:
+            code: int = await action(args, store)
+            return code
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(go())
+    except OmniError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+async def _incidents(args: argparse.Namespace, store: Any) -> int:
+    import orjson
+
+    from router.store import routing as db
+
+    async with store.transaction(readonly=True) as conn:
+        rows = await db.list_incidents(conn, args.limit, args.kind)
+    if args.json:
+        for r in rows:
+            obj = {
+                "id": r.id,
+                "kind": r.kind,
+                "created_at": r.created_at.isoformat(),
+                "conversation_id": r.conversation_id,
+                "customer_id": r.customer_id,
+                "cause": r.cause,
+                "details": r.details,
+            }
+            sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+        return 0
+    if not rows:
+        print("no incidents")
+        return 0
+    print(f"{'ID':>5}  {'WHEN (UTC)':<19}  {'KIND':<17}  {'CONVERSATION':<32}  CAUSE")
+    for r in rows:
+        when = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{r.id:>5}  {when:<19}  {r.kind:<17}  {r.conversation_id or '-':<32}  {r.cause}")
+    return 0
+
+
+async def _import_customers(args: argparse.Namespace, store: Any) -> int:
+    from router.customers import ImportReport, import_customers, parse_rows, read_file
+    from router.envelope import now_utc
+
+    report = ImportReport()
+    records = read_file(Path(args.file))
+    rows = parse_rows(records, default_region=args.default_region, report=report)
+    await import_customers(store, rows, now_utc(), report)
+    for problem in report.problems:
+        print(problem, file=sys.stderr)
+    print(
+        f"created {report.created}, updated {report.updated}, identities linked "
+        f"{report.linked}, conflicts suggested {report.suggested}"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -159,6 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _normalize(args)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "incidents":
+        return _with_store(args, _incidents)
+    if args.command == "import-customers":
+        return _with_store(args, _import_customers)
     if args.command == "check":
         from router.config import check
 

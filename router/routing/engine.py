@@ -17,7 +17,8 @@ the store and apply their results:
 - `assign`: choosing, assigning, queueing and draining;
 - `agents`: agents' replies and commands;
 - `timers`: SLA warnings and breaches, widening, follow-ups;
-- `delivery`: what goes to agents (with context) and to customers.
+- `delivery`: what goes to agents (with context) and to customers;
+- `failures`: delivery failures and bounces, recorded and told to the owner.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
 from router.envelope import Envelope, Sender, encode, envelope_id
-from router.routing import agents, messages, timers
+from router.routing import agents, failures, messages, timers
 from router.routing.assign import drain
 from router.routing.context import Decision, Routing, Unit
 from router.routing.hours import on_shift
@@ -87,6 +88,8 @@ class Engine:
                 await messages.customer_message(ctx, unit, envelope)
             elif envelope.kind == "reply" and envelope.sender.role == "agent":
                 await agents.agent_reply(ctx, unit, envelope)
+            elif envelope.kind == "command" and envelope.sender.role == "system":
+                await failures.system_event(ctx, unit, envelope)
             elif envelope.kind == "command":
                 await agents.command(ctx, unit, envelope)
             elif envelope.kind == "timer":

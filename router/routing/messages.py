@@ -13,6 +13,7 @@ from typing import Any
 
 from router.envelope import Envelope
 from router.errors import EnvelopeError
+from router.routing import failures
 from router.routing.assign import route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
@@ -73,6 +74,20 @@ async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
 
 
 async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
+    if env.meta.get("is_bounce"):
+        # A delivery report, not a customer: an incident for the message it bounces.
+        await ctx.store.record_message(env, conn=unit.conn)
+        if not await failures.bounce(ctx, unit, env):
+            unit.decide("ignore", reason={"detail": "bounce of a message that is not ours"})
+        return
+    if env.meta.get("auto") and not env.meta.get("is_auto_reply"):
+        # Lists, bulk and other machine mail: no conversation, no acknowledgement (no loops).
+        await ctx.store.record_message(env, conn=unit.conn)
+        unit.decide(
+            "ignore",
+            reason={"detail": "automatic mail", "why": list(env.meta.get("auto_reasons") or [])},
+        )
+        return
     try:
         customer_id = await resolve_customer(ctx, unit, env)
     except IdentityError as exc:

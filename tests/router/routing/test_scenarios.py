@@ -283,3 +283,73 @@ async def test_away_agent_gets_nothing_and_gets_queue_on_return(run: Run) -> Non
     assert run.actions("queue") and not run.actions("assign")
     await run.step(agent="ben", command="available")
     assert run.actions("assign")[-1].agent == "ben"
+
+
+async def test_bounce_of_our_mail_is_a_delivery_incident_told_to_the_owner(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    [ack] = run.out("outbound.mail")
+    await run.step(
+        channel="mail",
+        **{
+            "from": "mailer-daemon@shop.test",
+            "thread": "<dsn1@x>",
+            "text": "Delivery failed",
+            "meta": {
+                "is_bounce": True,
+                "auto": True,
+                "bounce": {
+                    "original_message_id": f"<omni.{ack.id}@corp.test>",
+                    "recipients": [
+                        {"address": "a@shop.test", "status": "5.1.1", "diagnostic": "no such user"}
+                    ],
+                },
+            },
+        },
+    )
+    [failed] = run.actions("delivery_failed")
+    assert failed.agent == "ana" and "5.1.1" in failed.reason["detail"]
+    assert [i.kind for i in await run.incidents()] == ["delivery_failure"]
+    told = run.out("agent.mail")[-1].meta["delivery"]
+    assert told["event"] == "delivery_failed" and told["agent"]["id"] == "ana"
+    # The bounce opened no conversation and sent no acknowledgement.
+    assert len(run.out("outbound.mail")) == 1
+
+
+async def test_connector_reported_failure_is_an_incident(run: Run) -> None:
+    from router.envelope import Sender, envelope_id
+
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    [ack] = run.out("outbound.mail")
+    event = Envelope(
+        id=envelope_id("mail", f"delivery_failed:{ack.id}"),
+        kind="command",
+        direction="in",
+        channel="mail",
+        channel_type="email",
+        thread_key="<a@x>",
+        conversation_id=ack.conversation_id,
+        sender=Sender(address="omnirouter", role="system"),
+        received_at=run.sim.clock,
+        meta={
+            "command": {"name": "delivery_failed", "args": []},
+            "failed": {"envelope_id": ack.id, "detail": "550 mailbox unavailable"},
+        },
+    )
+    run.decisions += await run.sim.engine.handle(event, run.sim.clock)
+    [failed] = run.actions("delivery_failed")
+    assert failed.conversation_id == ack.conversation_id
+    [incident] = await run.incidents()
+    assert incident.kind == "delivery_failure" and "550" in incident.cause
+
+
+async def test_list_mail_opens_no_conversation_and_gets_no_ack(run: Run) -> None:
+    await run.step(
+        **mail(
+            "news@shop.test",
+            "<n@x>",
+            "Our newsletter",
+            meta={"auto": True, "auto_reasons": ["List-Id"]},
+        )
+    )
+    assert [d.action for d in run.decisions] == ["ignore"]
+    assert run.out("outbound.mail") == []
