@@ -179,6 +179,11 @@ def reference_problems(
         for skill in rule.then.skills:
             need((*loc, "then", "skills", skill), "skill", skill, names.skills)
         need((*loc, "then", "queue"), "queue", rule.then.queue, names.queues)
+        for key in ("during", "outside"):
+            hours = getattr(rule.match, key)
+            need((*loc, "match", key), "business hours", hours, names.business_hours)
+    sla_senior = config.sla.senior_skill
+    need(("sla", "senior_skill"), "skill", sla_senior, names.skills)
     complaints = routing.complaints
     if complaints.keywords:  # detection is off without keywords
         need(("routing", "complaints", "skill"), "skill", complaints.skill, names.skills)

@@ -70,6 +70,14 @@ class MatchConfig(Section):
         default_factory=list,
         description="The customer has any of these tags.",
     )
+    during: Name | None = Field(
+        None,
+        description="Only while these business hours are open (e.g. office hours).",
+    )
+    outside: Name | None = Field(
+        None,
+        description="Only while these business hours are closed (e.g. nights, weekends).",
+    )
 
     def pattern(self) -> re.Pattern[str] | None:
         return None if self.regex is None else re.compile(self.regex, re.IGNORECASE)

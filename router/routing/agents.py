@@ -24,7 +24,18 @@ from router.store import routing as db
 log = structlog.get_logger(__name__)
 
 COMMANDS = frozenset(
-    {"available", "away", "offline", "resolve", "transfer", "note", "link", "unlink", "reopen"}
+    {
+        "available",
+        "away",
+        "offline",
+        "accept",
+        "resolve",
+        "transfer",
+        "note",
+        "link",
+        "unlink",
+        "reopen",
+    }
 )
 
 
@@ -131,7 +142,11 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
     await ctx.store.record_message(
         env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn
     )
-    if name == "resolve":
+    if name == "accept":
+        await db.accept_assignment(unit.conn, conv.id, unit.now)
+        await db.cancel_timers(unit.conn, conv.id, ("assignment_timeout",), unit.now)
+        unit.decide("accept", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
+    elif name == "resolve":
         await resolve(ctx, unit, conv, agent_id)
     elif name == "transfer":
         await transfer(ctx, unit, conv, agent_id, args)

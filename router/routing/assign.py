@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +16,9 @@ from router.routing.queueing import LEVEL_NAMES, queue_key
 from router.store import routing as db
 
 DRAIN_SCAN = 500  # waiting conversations considered per drain pass
+# Agent tools that can say "I take it" (a button, a command); an agent on one
+# of these who does not within routing.assignment_timeout is passed over.
+ACKNOWLEDGING_SINKS = frozenset({"webhook", "telegram"})
 
 
 async def agent_views(ctx: Routing, conn: AsyncConnection, now: datetime) -> list[AgentView]:
@@ -54,14 +57,20 @@ def need_of(ctx: Routing, conv: Any) -> Need:
     )
 
 
-async def route(ctx: Routing, unit: Unit, conv: Any, *, widen: bool = False) -> bool:
+async def route(
+    ctx: Routing, unit: Unit, conv: Any, *, widen: bool = False, exclude: Collection[str] = ()
+) -> bool:
     """Assign the conversation or leave it waiting; True when assigned."""
     conn, now = unit.conn, unit.now
     views = await agent_views(ctx, conn, now)
     need = need_of(ctx, conv)
     waiting_allowed = not widen and conv.prefer_until is not None and now < conv.prefer_until
     choice = choose_agent(
-        views, need, last_agent_id=conv.preferred_agent_id, wait_for_last_agent=waiting_allowed
+        views,
+        need,
+        last_agent_id=conv.preferred_agent_id,
+        wait_for_last_agent=waiting_allowed,
+        exclude=exclude,
     )
     if choice.agent_id is not None and await assign(ctx, unit, conv, choice, views):
         return True
@@ -89,6 +98,17 @@ async def assign(
         updated_at=unit.now,
     )
     conv = await db.reload(unit.conn, conv.id)
+    agent = ctx.agents.get(agent_id)
+    if agent is not None and agent.sink.type in ACKNOWLEDGING_SINKS:
+        await db.schedule_timer(
+            unit.conn,
+            f"assignment_timeout:{conv.id}:{unit.now.isoformat()}",
+            conv.id,
+            "assignment_timeout",
+            unit.now + ctx.config.routing.assignment_timeout,
+            {"agent": agent_id},
+            unit.now,
+        )
     await deliver(ctx, unit, conv, agent_id, "assigned", choice.reason)
     unit.decide(
         "assign",

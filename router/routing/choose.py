@@ -10,7 +10,7 @@ Every outcome says why, so `simulate` and the agent can see the reason.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -107,18 +107,24 @@ def choose_agent(
     *,
     last_agent_id: str | None = None,
     wait_for_last_agent: bool = False,
+    exclude: Collection[str] = (),
 ) -> Choice:
     """The agent for a conversation that has no owner, or None with the reason to queue.
 
     `last_agent_id` is the agent who last served this customer (any channel);
     while `wait_for_last_agent` is true (the bounded wait has not run out) and
     that agent is qualified but busy, the conversation waits for them.
+    `exclude` names agents not to offer it to again (they let it time out).
     """
     skipped: dict[str, str] = {}
     best: AgentView | None = None
     last: AgentView | None = None
     candidates = 0
     for agent in agents:
+        if agent.id in exclude:
+            if len(skipped) < MAX_EXPLAINED:
+                skipped[agent.id] = "did not take it in time"
+            continue
         if agent.id == last_agent_id:
             last = agent
         why = unqualified_because(agent, need) or unavailable_because(agent, need)

@@ -23,9 +23,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
 
+from router.config.people import BusinessHoursConfig
 from router.config.routing import MatchConfig, RoutingConfig
 from router.config.types import PRIORITIES, Priority
 from router.envelope import Envelope
+from router.routing.hours import is_open
 from router.routing.language import LanguageDetector, default_detector, primary
 
 COMPLAINT_TAG = "complaint"
@@ -117,7 +119,12 @@ class _Message:
 
 
 def _match(
-    match: MatchConfig, msg: _Message, customer: CustomerFacts, language: str
+    match: MatchConfig,
+    msg: _Message,
+    customer: CustomerFacts,
+    language: str,
+    now: datetime,
+    hours: Mapping[str, BusinessHoursConfig],
 ) -> list[str] | None:
     """Why `match` holds (one phrase per condition), or None when it does not."""
     why: list[str] = []
@@ -154,6 +161,14 @@ def _match(
         if not common:
             return None
         why.append(f"customer tag {common[0]!r}")
+    if match.during is not None:
+        if not is_open(hours[match.during], now):
+            return None
+        why.append(f"during {match.during} hours")
+    if match.outside is not None:
+        if is_open(hours[match.outside], now):
+            return None
+        why.append(f"outside {match.outside} hours")
     return why
 
 
@@ -184,14 +199,14 @@ def classify(
     languages: Collection[str],
     now: datetime,
     detector: LanguageDetector | None = None,
+    hours: Mapping[str, BusinessHoursConfig] | None = None,
 ) -> Classification:
     """Classify one customer message by `routing`'s rules and complaint keywords.
 
     `languages` are those the configuration knows (agents' and templates');
-    detection chooses among them. `now` is the time of the decision (for
-    time-of-day conditions; the config has none yet).
+    detection chooses among them. `now` is the time of the decision, for the
+    `during` / `outside` conditions on the named business `hours`.
     """
-    del now  # no time-of-day condition in MatchConfig yet
     msg = _Message(envelope)
     language, language_reason = detect_language(
         msg.raw, customer, routing, languages=languages, detector=detector
@@ -204,7 +219,7 @@ def classify(
     matched: list[str] = []
 
     for rule in routing.rules:
-        why = _match(rule.match, msg, customer, language)
+        why = _match(rule.match, msg, customer, language, now, hours or {})
         if why is None:
             continue
         matched.append(rule.name)

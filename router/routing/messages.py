@@ -178,7 +178,14 @@ async def classify_and_route(
     conn, now = unit.conn, unit.now
     cust = await db.customer(conn, customer_id)
     facts = CustomerFacts(tier=cust.tier, tags=frozenset(cust.tags or ()), language=cust.language)
-    result = classify(env, facts, ctx.config.routing, languages=ctx.languages, now=now)
+    result = classify(
+        env,
+        facts,
+        ctx.config.routing,
+        languages=ctx.languages,
+        now=now,
+        hours=ctx.config.business_hours,
+    )
     if result.language and result.language != cust.language:
         await db.set_customer_language(conn, customer_id, result.language)
     level = PRIORITY_LEVELS[result.priority]

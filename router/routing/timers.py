@@ -99,10 +99,32 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
                 reason={"detail": "previous agent still busy; any qualified agent"},
             )
             await route(ctx, unit, conv, widen=True)
+    elif kind == "assignment_timeout":
+        await assignment_timeout(ctx, unit, conv, env)
     elif kind == "followup":
         await follow_up(ctx, unit, conv, env)
     else:
         unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"unknown timer {kind}"})
+
+
+async def assignment_timeout(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
+    """The agent's tool could acknowledge and they did not: offer it to someone else."""
+    agent_id = str(env.meta.get("payload", {}).get("agent", ""))
+    active = await db.active_assignment(unit.conn, conv.id)
+    if active is None or active.agent_id != agent_id or active.accepted_at is not None:
+        return  # taken, replied, transferred or resolved meanwhile
+    await db.end_assignment(unit.conn, conv.id, "not taken in time", unit.now)
+    await db.release_capacity(unit.conn, agent_id, conv.channel_type)
+    await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
+    conv = await db.reload(unit.conn, conv.id)
+    timeout = ctx.config.routing.assignment_timeout.total_seconds()
+    unit.decide(
+        "reassign",
+        conversation_id=conv.id,
+        agent=agent_id,
+        reason={"detail": f"not taken within {timeout:g}s", "from": agent_id},
+    )
+    await route(ctx, unit, conv, widen=True, exclude={agent_id})
 
 
 async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:

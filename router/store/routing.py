@@ -380,6 +380,13 @@ async def accept_assignment(conn: AsyncConnection, conversation_id: str, now: da
     )
 
 
+async def active_assignment(conn: AsyncConnection, conversation_id: str) -> Row | None:
+    stmt = sa.select(assignments).where(
+        assignments.c.conversation_id == conversation_id, assignments.c.ended_at.is_(None)
+    )
+    return (await conn.execute(stmt)).first()
+
+
 async def last_agent_of(conn: AsyncConnection, customer_id: str, since: datetime) -> str | None:
     """The agent most recently assigned to any conversation of this customer since `since`."""
     stmt = (

@@ -292,3 +292,51 @@ def test_find_keyword_reports_the_phrase_found(
     keywords: list[str], text: str, expected: str | None
 ) -> None:
     assert find_keyword(keywords, fold(text)) == expected
+
+
+def test_during_and_outside_business_hours_conditions() -> None:
+    from router.config import parse_config
+
+    config = parse_config(
+        "version: 1\n"
+        "business_hours:\n"
+        "  office: {timezone: Europe/Madrid, weekly: {mon: ['09:00-18:00']}}\n"
+        "queues: [{name: night}, {name: day}]\n"
+        "routing:\n"
+        "  rules:\n"
+        "    - {name: nights, match: {outside: office}, then: {queue: night}}\n"
+        "    - {name: days, match: {during: office}, then: {queue: day, tags: [office]}}\n",
+        env={},
+    )
+    env = message(text="hello there, my order")
+    monday_noon = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)  # 12:00 in Madrid
+    monday_night = datetime(2026, 3, 2, 22, 0, tzinfo=UTC)
+    day = classify(
+        env,
+        CustomerFacts(),
+        config.routing,
+        languages=["en"],
+        now=monday_noon,
+        hours=config.business_hours,
+    )
+    night = classify(
+        env,
+        CustomerFacts(),
+        config.routing,
+        languages=["en"],
+        now=monday_night,
+        hours=config.business_hours,
+    )
+    assert (day.queue, day.rules) == ("day", ("days",))
+    assert "rule days matched during office hours" in day.reasons
+    assert (night.queue, night.rules) == ("night", ("nights",))
+
+
+def test_unknown_business_hours_in_a_rule_is_a_config_error() -> None:
+    from router.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=r"routing.rules\[0\].match.during"):
+        parse_config(
+            "version: 1\nrouting:\n  rules:\n    - {name: r, match: {during: nope}, then: {}}\n",
+            env={},
+        )

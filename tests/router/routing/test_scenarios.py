@@ -353,3 +353,31 @@ async def test_list_mail_opens_no_conversation_and_gets_no_ack(run: Run) -> None
     )
     assert [d.action for d in run.decisions] == ["ignore"]
     assert run.out("outbound.mail") == []
+
+
+def tg(sender: str, text: str) -> dict[str, Any]:
+    return {"channel": "tg", "from": sender, "thread": sender, "text": text}
+
+
+async def test_assignment_not_taken_in_time_goes_to_someone_else(run: Run) -> None:
+    await run.step(agent="ben", command="away")
+    await run.step(**tg("901", "the app shows an error and crashes"))
+    first = run.actions("assign")[-1]
+    assert first.agent == "cy"
+    await run.step(agent="ben", command="available")  # Ben is back, but Cy owns it now
+    await run.step(at=at(2))  # routing.assignment_timeout: 90s
+    [reassign] = run.actions("reassign")
+    assert reassign.agent == "cy"
+    last = run.actions("assign")[-1]
+    assert (last.agent, last.conversation_id) == ("ben", first.conversation_id)
+    assert last.reason["skipped"]["cy"] == "did not take it in time"
+
+
+async def test_accepted_assignment_stays(run: Run) -> None:
+    await run.step(agent="ben", command="away")
+    await run.step(**tg("902", "error on login"))
+    assert run.actions("assign")[-1].agent == "cy"
+    await run.step(agent="cy", command="accept", conversation="tg/902")
+    await run.step(at=at(5))
+    assert not run.actions("reassign")
+    assert run.actions("accept")
