@@ -169,6 +169,8 @@ class Daemon:
         await self.bus.ensure_topics(
             [self.topics.inbound, self.topics.dlq]
             + [self.topics.outbound(c.name) for c in self.config.channels]
+            # Agents' tools: where deliveries go (one topic per sink channel or type).
+            + sorted({self.topics.agent(a.sink.channel or a.sink.type) for a in self.config.agents})
         )
         if self._wanted(ROUTER):
             self.engine = Engine(self.config, self.store, self.topics)

@@ -12,7 +12,7 @@ from router.routing.choose import AgentView, Choice, Need, can_take, choose_agen
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver
 from router.routing.hours import on_shift
-from router.routing.queueing import LEVEL_NAMES, queue_key
+from router.routing.queueing import LEVEL_NAMES, queue_rank
 from router.store import routing as db
 
 DRAIN_SCAN = 500  # waiting conversations considered per drain pass
@@ -93,6 +93,7 @@ async def assign(
         conv.id,
         owner_agent_id=agent_id,
         waiting_since=None,
+        queue_rank=None,
         preferred_agent_id=None,
         prefer_until=None,
         updated_at=unit.now,
@@ -123,7 +124,8 @@ async def assign(
 
 async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:
     since = conv.waiting_since or unit.now
-    await db.update_conversation(unit.conn, conv.id, waiting_since=since)
+    rank = queue_rank(conv.priority, since, ctx.config.routing.aging_step)
+    await db.update_conversation(unit.conn, conv.id, waiting_since=since, queue_rank=rank)
     if choice.rule == "waiting_for_last_agent" and conv.prefer_until is not None:
         await db.schedule_timer(
             unit.conn,
@@ -146,13 +148,11 @@ async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:
 async def drain(ctx: Routing, unit: Unit, agent_ids: Sequence[str] | None = None) -> None:
     """Give waiting conversations to agents with capacity, best queue position first."""
     conn, now = unit.conn, unit.now
-    rows = await db.waiting(conn, DRAIN_SCAN)
+    rows = await db.waiting(conn, DRAIN_SCAN)  # in queue order
     if not rows:
         return
-    step = ctx.config.routing.aging_step
-    rows.sort(key=lambda r: queue_key(r.priority, r.waiting_since, now, step))
+    views = await agent_views(ctx, conn, now)
     for conv in rows:
-        views = await agent_views(ctx, conn, now)
         if agent_ids is not None:
             eligible = [v for v in views if v.id in agent_ids]
             if not any(sum(v.capacity.values()) > sum(v.load.values()) for v in eligible):
@@ -173,4 +173,5 @@ async def drain(ctx: Routing, unit: Unit, agent_ids: Sequence[str] | None = None
             and not any(can_take(v, need) for v in views if v.id in agent_ids)
         ):
             continue
-        await assign(ctx, unit, conv, choice, views)
+        if await assign(ctx, unit, conv, choice, views):
+            views = await agent_views(ctx, conn, now)  # loads changed

@@ -54,6 +54,11 @@ class Need:
     channel_type: str
     skills: Mapping[str, int] = field(default_factory=dict)
     language: str | None = None
+    # The skills in a fixed order, computed once: checked against every agent.
+    ordered_skills: tuple[tuple[str, int], ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ordered_skills", tuple(sorted(self.skills.items())))
 
 
 Rule = Literal["current_owner", "last_agent", "best_available", "queued", "waiting_for_last_agent"]
@@ -68,7 +73,7 @@ class Choice:
 
 def unqualified_because(agent: AgentView, need: Need) -> str | None:
     """Why this agent may never take the conversation (skills, language, channel)."""
-    for skill, level in sorted(need.skills.items()):
+    for skill, level in need.ordered_skills:
         have = agent.skills.get(skill, 0)
         if have < level:
             return f"needs {skill}>={level}, has {have}"
@@ -118,6 +123,7 @@ def choose_agent(
     """
     skipped: dict[str, str] = {}
     best: AgentView | None = None
+    best_key: tuple[float, float, str] | None = None
     last: AgentView | None = None
     candidates = 0
     for agent in agents:
@@ -127,14 +133,21 @@ def choose_agent(
             continue
         if agent.id == last_agent_id:
             last = agent
-        why = unqualified_because(agent, need) or unavailable_because(agent, need)
+        # Presence and capacity first: cheaper than skills, and most agents fail there.
+        busy = unavailable_because(agent, need)
+        if busy is not None:
+            if len(skipped) < MAX_EXPLAINED:
+                skipped[agent.id] = unqualified_because(agent, need) or busy
+            continue
+        why = unqualified_because(agent, need)
         if why is not None:
             if len(skipped) < MAX_EXPLAINED:
                 skipped[agent.id] = why
             continue
         candidates += 1
-        if best is None or _idle_key(agent) < _idle_key(best):
-            best = agent
+        key = _idle_key(agent)
+        if best_key is None or key < best_key:
+            best, best_key = agent, key
     need_info: dict[str, Any] = {"skills": dict(need.skills), "language": need.language}
     if last is not None and unqualified_because(last, need) is None:
         busy = unavailable_because(last, need)

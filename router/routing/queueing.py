@@ -22,3 +22,14 @@ def queue_key(
 ) -> tuple[float, float]:
     """Sort key: highest effective priority first, then who waited longest."""
     return (-effective_priority(level, waiting_since, now, aging_step), waiting_since.timestamp())
+
+
+def queue_rank(level: int, waiting_since: datetime, aging_step: timedelta) -> float:
+    """A clock-free sort key, stored with a waiting conversation (ascending = served first).
+
+    effective priority = level + (now - since) / step, so ordering by it
+    (descending) at any one moment is ordering by `since - level * step`
+    (ascending): `now` is the same for every conversation and drops out. The
+    queue's head is then an index lookup, whatever the queue's length.
+    """
+    return waiting_since.timestamp() - level * aging_step.total_seconds()

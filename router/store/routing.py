@@ -240,12 +240,13 @@ async def last_text(conn: AsyncConnection, conversation_id: str) -> str:
 
 
 async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:
-    """Conversations waiting for an agent, oldest first (the caller applies aging)."""
+    """Conversations waiting for an agent, best queue position (priority with aging) first."""
     stmt = (
         sa.select(conversations)
         .where(conversations.c.waiting_since.is_not(None), conversations.c.status == "open")
-        # Ties broken by stable facts, never by random ids: the same traffic, the same order.
+        # Best position first; ties broken by stable facts, never by random ids.
         .order_by(
+            conversations.c.queue_rank,
             conversations.c.waiting_since,
             conversations.c.opened_at,
             conversations.c.channel,

@@ -175,6 +175,8 @@ conversations = sa.Table(
     sa.Column("complaint", sa.Boolean, nullable=False, default=False),
     # Waiting for an agent since (null: not waiting); aging counts from here.
     sa.Column("waiting_since", UTCDateTime, nullable=True),
+    # Queue position with aging, independent of the clock (router.routing.queueing).
+    sa.Column("queue_rank", sa.Float, nullable=True),
     # The customer's previous agent, waited for until prefer_until before widening.
     sa.Column("preferred_agent_id", sa.Text, nullable=True),
     sa.Column("prefer_until", UTCDateTime, nullable=True),
@@ -189,6 +191,7 @@ conversations = sa.Table(
     sa.Index(None, "status", "queue", "priority"),
     sa.Index(None, "owner_agent_id", "status"),
     sa.Index(None, "waiting_since"),
+    sa.Index(None, "queue_rank"),
 )
 
 messages = sa.Table(

@@ -337,6 +337,9 @@ def test_two_routers_one_killed_midstream_lose_and_repeat_nothing(
         ]
         records, agent_partitions = asyncio.run(read_all(kafka_bootstrap, topics))
         assert records[f"{prefix}dlq"] == [], "records were dead-lettered"
+        # Every topic, the agents' included, was created by the daemon with the
+        # configured partitions (not auto-created by the broker with its defaults).
+        assert set(agent_partitions.values()) == {4}, agent_partitions
         outputs = {t: [decode(v) for v in vs] for t, vs in records.items()}
 
         # Dedupe by envelope id: a republished output carries the same id and the same content.
@@ -378,6 +381,21 @@ def test_two_routers_one_killed_midstream_lose_and_repeat_nothing(
         owner_of = {cid: agent for cid, _, agent in active}
         for cid, owner, _ in convs.values():
             assert owner_of.get(cid) == owner, f"conversation {cid}: owner column and assignment"
+        # capacity bookkeeping, shared by both processes, matches the active assignments
+        load = {
+            (agent, ctype): n
+            for agent, ctype, n in query(
+                fresh_postgres_url,
+                "SELECT agent_id, channel_type, open_count FROM agent_load WHERE open_count > 0",
+            )
+        }
+        owned = query(
+            fresh_postgres_url,
+            "SELECT a.agent_id, c.channel_type, count(*) FROM assignments a"
+            " JOIN conversations c ON c.id = a.conversation_id"
+            " WHERE a.ended_at IS NULL GROUP BY a.agent_id, c.channel_type",
+        )
+        assert load == {(agent, ctype): n for agent, ctype, n in owned}
 
         # --- acknowledgements: exactly one per new thread, on its own channel and thread
         acks: dict[tuple[str, str], list[Envelope]] = defaultdict(list)
@@ -392,6 +410,8 @@ def test_two_routers_one_killed_midstream_lose_and_repeat_nothing(
         assert not twice, f"threads acknowledged more than once: {twice}"
         for key, (cid, _, _) in convs.items():
             assert acks[key][0].conversation_id == cid
+        stored_out = query(fresh_postgres_url, "SELECT id FROM messages WHERE direction = 'out'")
+        assert sorted(r[0] for r in stored_out) == sorted(v[0].id for v in acks.values())
 
         # --- agent deliveries: exactly one per input, to the conversation's owner, full context
         raw_deliveries = outputs[f"{prefix}agent.{SINK}"]
