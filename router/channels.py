@@ -32,6 +32,7 @@ class ChannelRunner:
         topics: Topics,
         metrics: Metrics,
         backoff: Backoff = Backoff(base=0.5, cap=60.0),
+        serves_agents: bool = False,
     ) -> None:
         self.name = name
         self._connector = connector
@@ -44,7 +45,9 @@ class ChannelRunner:
             bus=bus,
             topics=topics,
             group=f"omnirouter-out-{name}",
-            subscribe=[topics.outbound(name)],
+            # Customers' messages on this channel, and (when agents' tools are
+            # reached through it) deliveries to agents: both are sent the same way.
+            subscribe=[topics.outbound(name)] + ([topics.agent(name)] if serves_agents else []),
             handler=self._send,
             metrics=metrics,
         )

@@ -204,6 +204,7 @@ class Daemon:
                 bus=self.bus,
                 topics=self.topics,
                 metrics=self.metrics,
+                serves_agents=any(a.sink.channel == name for a in self.config.agents),
             )
             self.channels.append(runner)
             self._spawn(runner.outbound.run(), f"outbound:{name}")

@@ -310,3 +310,36 @@ async def read_topic(tmp: Path, topic: str) -> list[bytes]:
 @pytest.fixture(autouse=True)
 def _quiet_structlog():
     yield
+
+
+async def test_channel_serving_agents_sends_their_deliveries_too(tmp_path: Path) -> None:
+    from router.bus.base import Topics
+    from router.channels import ChannelRunner
+    from router.metrics import Metrics
+
+    bus = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=2)
+    await bus.start()
+    topics = Topics(prefix="omni.")
+    connector = MemoryConnector("chat", MemoryChannelConfig())
+    runner = ChannelRunner(
+        name="chat",
+        connector=connector,
+        bus=bus,
+        topics=topics,
+        metrics=Metrics(),
+        serves_agents=True,
+    )
+    task = asyncio.create_task(runner.outbound.run())
+    try:
+        to_customer = message("chat", "c1").model_copy(update={"kind": "reply", "direction": "out"})
+        to_agent = message("chat", "a1").model_copy(
+            update={"direction": "out", "meta": {"delivery": {"event": "assigned"}}}
+        )
+        await bus.produce(topics.outbound("chat"), to_customer.bus_key(), encode(to_customer))
+        await bus.produce(topics.agent("chat"), to_agent.bus_key(), encode(to_agent))
+        await eventually(lambda: len(connector.sent) == 2)
+        assert {e.id for e in connector.sent} == {to_customer.id, to_agent.id}
+    finally:
+        runner.outbound.stop()
+        await asyncio.wait_for(task, 10)
+        await bus.stop()
