@@ -34,6 +34,7 @@ class ConsumeLoop:
         handler: Handler,
         metrics: Metrics,
         backoff: Backoff = Backoff(base=0.2, cap=10.0),
+        after_batch: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._bus = bus
         self._topics = topics
@@ -42,6 +43,9 @@ class ConsumeLoop:
         self._handler = handler
         self._metrics = metrics
         self._backoff = backoff
+        # Runs after a batch is handled and before its offsets are committed
+        # (the router publishes its outbox here).
+        self._after_batch = after_batch
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
 
@@ -61,11 +65,31 @@ class ConsumeLoop:
                     if not await self._process(record):
                         break  # stopping during a retry: leave it for redelivery
                     done.append(record)
+                if done and self._after_batch is not None and not await self._finish_batch():
+                    break  # stopping while the bus is down: records come again
                 if done:
                     await consumer.commit(done)
         finally:
             await consumer.close()
             log.info("consumer stopped", group=self._group)
+
+    async def _finish_batch(self) -> bool:
+        assert self._after_batch is not None
+        delays = self._backoff.delays()
+        while True:
+            try:
+                await self._after_batch()
+                return True
+            except OmniError as exc:
+                if not exc.retriable:
+                    raise
+                delay = next(delays, 1.0)
+                log.warning("after-batch step failed; retrying", error=str(exc), delay=delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                return False
+            except TimeoutError:
+                continue
 
     async def _process(self, record: Record) -> bool:
         delays = self._backoff.delays()

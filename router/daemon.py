@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 ROUTER = "router"
 STOP_GRACE_SECONDS = 8.0
 CLOCK_SECONDS = 1.0
+PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
 
@@ -191,6 +192,7 @@ class Daemon:
                 subscribe=[self.topics.inbound],
                 handler=processor.handle,
                 metrics=self.metrics,
+                after_batch=processor.after_batch,
             )
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
@@ -213,6 +215,7 @@ class Daemon:
     async def _clock(self) -> None:
         """Fire due timers and notice shift starts, about once a second."""
         assert self.engine is not None and self.outbox is not None
+        ticks = 0
         while not self._stop.is_set():
             try:
                 now = now_utc()
@@ -220,6 +223,9 @@ class Daemon:
                 if await self.engine.fire_due_timers(now):
                     await self.outbox.flush()
                 self.metrics.queue_depth.set(await self.engine.waiting_count())
+                if ticks % PRUNE_EVERY_TICKS == 0:
+                    await self.outbox.prune(now)
+                ticks += 1
             except OmniError as exc:
                 log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
             try:

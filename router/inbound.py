@@ -2,8 +2,8 @@
 
 Decode strictly (bad records go to the DLQ with the reason), hand the envelope
 to the routing engine (which dedupes by envelope id and writes its effects and
-outputs in one store transaction), then publish the outputs. The consume loop
-commits the record's offset only after all of that.
+outputs in one store transaction). After each batch the outputs are published,
+and only then does the consume loop commit the batch's offsets.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class InboundProcessor:
                 priority=decision.priority,
                 reason=dict(decision.reason),
             )
-        # Outputs of this record (and any a crash left unsent) go out before the commit.
-        await self._outbox.flush()
         self._metrics.routing_seconds.observe(time.perf_counter() - started)
+
+    async def after_batch(self) -> None:
+        """Publish the batch's outputs (and any a crash left unsent) before the commit."""
+        await self._outbox.flush()

@@ -512,3 +512,15 @@ async def unsent(conn: AsyncConnection, limit: int) -> list[Row]:
 
 async def mark_sent(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
     await conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now))
+
+
+async def prune_outbox(conn: AsyncConnection, sent_before: datetime, limit: int) -> int:
+    """Delete published rows older than `sent_before` (at most `limit`); return how many."""
+    oldest = (
+        sa.select(outbox.c.id)
+        .where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < sent_before)
+        .order_by(outbox.c.id)
+        .limit(limit)
+    )
+    result = await conn.execute(outbox.delete().where(outbox.c.id.in_(oldest.scalar_subquery())))
+    return int(result.rowcount or 0)

@@ -138,3 +138,66 @@ async def test_stop_during_retry_leaves_record_for_redelivery(bus: EmbeddedBus) 
     assert attempts >= 1
     [again] = await drain(bus, TOPICS.inbound, "g", 1)
     assert again.value == b"stuck"
+
+
+async def test_after_batch_runs_before_commit_and_is_retried(bus: EmbeddedBus) -> None:
+    from router.errors import BusError
+
+    for i in range(3):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    seen: list[bytes] = []
+    calls = 0
+    done = asyncio.Event()
+
+    async def handler(r: Record) -> None:
+        seen.append(r.value)
+
+    async def after_batch() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise BusError("broker unreachable")
+        if len(seen) == 3:
+            done.set()
+
+    loop = ConsumeLoop(
+        bus=bus,
+        topics=TOPICS,
+        group="g",
+        subscribe=[TOPICS.inbound],
+        handler=handler,
+        metrics=Metrics(),
+        backoff=Backoff(base=0.01, cap=0.02),
+        after_batch=after_batch,
+    )
+    await run_until(loop, done)
+    assert calls >= 2
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []  # committed after the retry
+
+
+async def test_stop_while_after_batch_fails_commits_nothing(bus: EmbeddedBus) -> None:
+    from router.errors import BusError
+
+    await bus.produce(TOPICS.inbound, b"k", b"x")
+    tried = asyncio.Event()
+
+    async def handler(r: Record) -> None:
+        pass
+
+    async def after_batch() -> None:
+        tried.set()
+        raise BusError("broker unreachable")
+
+    loop = ConsumeLoop(
+        bus=bus,
+        topics=TOPICS,
+        group="g",
+        subscribe=[TOPICS.inbound],
+        handler=handler,
+        metrics=Metrics(),
+        backoff=Backoff(base=0.01, cap=0.02),
+        after_batch=after_batch,
+    )
+    await run_until(loop, tried)
+    [again] = await drain(bus, TOPICS.inbound, "g", 1)
+    assert again.value == b"x"

@@ -336,3 +336,21 @@ async def test_ping_and_close(store_url: str) -> None:
 
 async def test_backend(store: Store, store_url: str) -> None:
     assert store.backend == store_url.split(":", 1)[0]
+
+
+async def test_published_outbox_rows_are_pruned_after_they_age(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from router.store import routing as db
+
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    async with store.transaction() as conn:
+        for i in range(5):
+            await db.add_outbox(conn, "t", b"k", b"%d" % i, t0)
+        rows = await db.unsent(conn, 10)
+        await db.mark_sent(conn, [r.id for r in rows[:3]], t0)
+    async with store.transaction() as conn:
+        assert await db.prune_outbox(conn, t0 - timedelta(seconds=1), 100) == 0
+        assert await db.prune_outbox(conn, t0 + timedelta(seconds=1), 2) == 2
+        assert await db.prune_outbox(conn, t0 + timedelta(seconds=1), 100) == 1
+        assert [bytes(r.value) for r in await db.unsent(conn, 10)] == [b"3", b"4"]
