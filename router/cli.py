@@ -78,17 +78,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(args: argparse.Namespace) -> int:
+def _config_or_none(path: str) -> Any:
+    """The loaded config, or None after printing every problem (the caller exits 2)."""
     from router.config import load_config
+    from router.errors import ConfigError
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return None
+
+
+def _print_problems(exc: Any) -> None:
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
     from router.daemon import Daemon
     from router.errors import ConfigError
     from router.logs import setup_logging
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = _config_or_none(args.config)
+    if config is None:
         return 2
     setup_logging(
         level=config.logging.level,
@@ -100,8 +113,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(daemon.run())
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        _print_problems(exc)
         return 2
 
 
@@ -139,16 +151,12 @@ def _normalize(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from router.config import load_config
-    from router.errors import ConfigError, OmniError
+    from router.errors import OmniError
     from router.logs import setup_logging
     from router.simulate import run
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = _config_or_none(args.config)
+    if config is None:
         return 2
     # Decisions go to stdout; keep the log quiet and out of the way.
     setup_logging(level="warning", fmt="console", stream=sys.stderr)
@@ -166,15 +174,11 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _with_store(args: argparse.Namespace, action: Any) -> int:
-    from router.config import load_config
-    from router.errors import ConfigError, OmniError
+    from router.errors import OmniError
     from router.store import open_store
 
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    config = _config_or_none(args.config)
+    if config is None:
         return 2
 
     async def go() -> int:
