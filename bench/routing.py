@@ -896,10 +896,15 @@ async def router_e2e(
         first = last = 0.0
 
         async def handle(record: Record) -> None:
-            nonlocal seen, first, last
+            nonlocal seen, first
             first = first or time.perf_counter()
             await processor.handle(record)
             seen += 1
+
+        async def after_batch() -> None:
+            # The daemon publishes the outbox once per fetched batch, before the commit.
+            nonlocal last
+            await processor.after_batch()
             last = time.perf_counter()
             if seen >= len(envelopes):
                 done.set()
@@ -911,6 +916,7 @@ async def router_e2e(
             subscribe=[topics.inbound],
             handler=handle,
             metrics=metrics,
+            after_batch=after_batch,
         )
         task = asyncio.create_task(loop.run())
         with contextlib.suppress(TimeoutError):
