@@ -109,8 +109,10 @@ def _run(args: argparse.Namespace) -> int:
         redact=config.logging.redact_personal_data,
     )
     host, port = args.http if args.http else (None, None)
-    daemon = Daemon(config, config_path=args.config, only=args.only, http_host=host, http_port=port)
     try:
+        daemon = Daemon(
+            config, config_path=args.config, only=args.only, http_host=host, http_port=port
+        )
         return asyncio.run(daemon.run())
     except ConfigError as exc:
         _print_problems(exc)

@@ -78,6 +78,22 @@ class Daemon:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
         self.only = set(only) if only else None
+        if self.only is not None:
+            known = {ROUTER} | {c.name for c in config.channels}
+            unknown = sorted(self.only - known)
+            if unknown:
+                where = str(config_path or "<config>")
+                raise ConfigError(
+                    [
+                        ConfigProblem(
+                            where,
+                            None,
+                            "--only",
+                            f"unknown part {name!r}; known: {', '.join(sorted(known))}",
+                        )
+                        for name in unknown
+                    ]
+                )
         self.http_host = http_host or config.http.host
         self.http_port = config.http.port if http_port is None else http_port
         self.registry = registry if registry is not None else load_registry()

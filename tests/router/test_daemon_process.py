@@ -92,3 +92,16 @@ def test_invalid_config_refuses_to_start(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "bus.backend" in proc.stderr
     assert f"{bad}:3" in proc.stderr
+
+
+def test_only_with_an_unknown_part_is_refused(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "router.cli", "run", "-c", str(SHIPPED), "--only", "routr"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 2
+    assert "--only: unknown part 'routr'; known: main-line, router," in proc.stderr
