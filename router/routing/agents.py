@@ -155,8 +155,7 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
             "note", conversation_id=conv.id, agent=agent_id, reason={"note": " ".join(args)}
         )
     elif name == "reopen":
-        await db.update_conversation(unit.conn, conv.id, status="open", resolved_at=None)
-        conv = await db.reload(unit.conn, conv.id)
+        conv = await db.update_conversation(unit.conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
         if conv.owner_agent_id is None:
             await route(ctx, unit, conv, widen=True)
@@ -216,14 +215,13 @@ async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: lis
             waiting_since=None,
         )
     else:
-        await db.update_conversation(
+        conv = await db.update_conversation(
             unit.conn,
             conv.id,
             preferred_agent_id=target,
             prefer_until=unit.now + ctx.config.routing.last_agent_wait,
             waiting_since=None,
         )
-    conv = await db.reload(unit.conn, conv.id)
     await to_customer(
         ctx,
         unit,

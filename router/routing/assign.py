@@ -88,7 +88,7 @@ async def assign(
     if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, unit.now):
         return False  # another router process took the last slot; queue instead
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
-    await db.update_conversation(
+    conv = await db.update_conversation(
         unit.conn,
         conv.id,
         owner_agent_id=agent_id,
@@ -98,7 +98,6 @@ async def assign(
         prefer_until=None,
         updated_at=unit.now,
     )
-    conv = await db.reload(unit.conn, conv.id)
     agent = ctx.agents.get(agent_id)
     if agent is not None and agent.sink.type in ACKNOWLEDGING_SINKS:
         await db.schedule_timer(

@@ -115,15 +115,14 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
             },
         )
     else:
-        await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
+        conv = await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
     await ctx.store.record_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
 
     if conv.status in ("resolved", "closed"):
         if await satisfaction_answer(ctx, unit, conv, env):
             return
-        await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
+        conv = await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, reason={"detail": "customer wrote again"})
-        conv = await db.reload(conn, conv.id)
         fresh = True
     if env.meta.get("is_auto_reply") or env.meta.get("auto_submitted"):
         # Out-of-office and similar: kept in the transcript, no ack, no SLA reset.
@@ -190,7 +189,7 @@ async def classify_and_route(
         await db.set_customer_language(conn, customer_id, result.language)
     level = PRIORITY_LEVELS[result.priority]
     due = sla_due(ctx, conv.channel, conv.channel_type, result.priority, now)
-    await db.update_conversation(
+    conv = await db.update_conversation(
         conn,
         conv.id,
         skills=dict(result.skills),
@@ -226,13 +225,13 @@ async def classify_and_route(
         )
     if due is not None and conv.first_response_at is None:
         await schedule_sla(ctx, unit, conv, now, due)
-    conv = await db.reload(conn, conv.id)
     await acknowledge(ctx, unit, conv, cust, due)
     window_start = now - ctx.config.routing.last_agent_window
     last = await db.last_agent_of(conn, customer_id, window_start)
     prefer_until = now + ctx.config.routing.last_agent_wait if last else None
-    await db.update_conversation(conn, conv.id, preferred_agent_id=last, prefer_until=prefer_until)
-    conv = await db.reload(conn, conv.id)
+    conv = await db.update_conversation(
+        conn, conv.id, preferred_agent_id=last, prefer_until=prefer_until
+    )
     await route(ctx, unit, conv)
 
 

@@ -89,10 +89,9 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
             )
     elif kind == "widen":
         if conv.owner_agent_id is None and conv.waiting_since is not None:
-            await db.update_conversation(
+            conv = await db.update_conversation(
                 unit.conn, conv.id, preferred_agent_id=None, prefer_until=None
             )
-            conv = await db.reload(unit.conn, conv.id)
             unit.decide(
                 "widen",
                 conversation_id=conv.id,
@@ -115,8 +114,7 @@ async def assignment_timeout(ctx: Routing, unit: Unit, conv: Any, env: Envelope)
         return  # taken, replied, transferred or resolved meanwhile
     await db.end_assignment(unit.conn, conv.id, "not taken in time", unit.now)
     await db.release_capacity(unit.conn, agent_id, conv.channel_type)
-    await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
-    conv = await db.reload(unit.conn, conv.id)
+    conv = await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
     timeout = ctx.config.routing.assignment_timeout.total_seconds()
     unit.decide(
         "reassign",
@@ -161,8 +159,7 @@ async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
     queue = ctx.queues.get(conv.queue) if conv.queue else None
     rerouted = None
     if conv.owner_agent_id is None and queue is not None and queue.overflow:
-        await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
-        conv = await db.reload(unit.conn, conv.id)
+        conv = await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
         rerouted = queue.overflow
     unit.decide(
         "escalate",
@@ -196,8 +193,7 @@ async def follow_up(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
     )
     meta = dict(conv.thread_meta or {})
     meta["awaiting_satisfaction"] = True
-    await db.update_conversation(unit.conn, conv.id, thread_meta=meta)
-    conv = await db.reload(unit.conn, conv.id)
+    conv = await db.update_conversation(unit.conn, conv.id, thread_meta=meta)
     await to_customer(
         ctx, unit, conv, text, purpose="followup", auto=True, template=template, language=used
     )
@@ -226,7 +222,7 @@ async def satisfaction_answer(ctx: Routing, unit: Unit, conv: Any, env: Envelope
         {"answer": env.text[:500]},
         unit.now,
     )
-    await db.update_conversation(
+    conv = await db.update_conversation(
         unit.conn,
         conv.id,
         status="open",
@@ -236,7 +232,6 @@ async def satisfaction_answer(ctx: Routing, unit: Unit, conv: Any, env: Envelope
         preferred_agent_id=None,
         prefer_until=None,
     )
-    conv = await db.reload(unit.conn, conv.id)
     unit.decide(
         "reopen",
         conversation_id=conv.id,

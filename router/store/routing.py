@@ -196,10 +196,15 @@ async def create_conversation(conn: AsyncConnection, values: Mapping[str, Any]) 
     return row
 
 
-async def update_conversation(conn: AsyncConnection, conversation_id: str, **values: Any) -> None:
-    await conn.execute(
-        conversations.update().where(conversations.c.id == conversation_id).values(**values)
+async def update_conversation(conn: AsyncConnection, conversation_id: str, **values: Any) -> Row:
+    """Change a conversation and return it as it now is (one statement, no re-read)."""
+    stmt = (
+        conversations.update()
+        .where(conversations.c.id == conversation_id)
+        .values(**values)
+        .returning(*conversations.c)
     )
+    return (await conn.execute(stmt)).one()
 
 
 async def transcript(conn: AsyncConnection, conversation_id: str, limit: int) -> list[Row]:
