@@ -1,10 +1,12 @@
-"""Email connector: customer mail in over IMAP IDLE, replies out over SMTP in-thread.
+"""Email connector: customer mail in over IMAP IDLE, replies out over SMTP in-thread,
+and agents who work from their own mailbox.
 
 Modules: `config` (the `email:` block), `imap` (intake and checkpoint),
 `normalize` (MIME → envelope), `text` (HTML to text, sanitizing, quoted
 history), `threads` (thread keys and conversation tokens), `noise` (loop
-protection and bounces), `smtp` (sending), `connector` (the contract),
-`errors`.
+protection and bounces), `smtp` (sending), `agentmail` (agents' reply
+addresses and their mail turned into `reply`/`command` envelopes), `notify`
+(deliveries to agents as emails), `connector` (the contract), `errors`.
 
 Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
 ---------------------------------------------------------------------------------
@@ -39,6 +41,7 @@ Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
 | `size` | raw size in bytes |
 | `native_id` | *optional*: `sha256:<hex>` when there is no Message-ID |
 | `reply_to` | *optional*: Reply-To addresses |
+| `delivered_to` | *optional*: Delivered-To, X-Original-To and Envelope-To addresses |
 | `conversation_ref` | *optional*: the `[#ref]` token found in the subject or our plus-address |
 | `full_text` | *optional*: the whole body text, when `text` had history stripped |
 | `skipped_parts` | *optional*: `[{name, content_type, size?, reason}]` parts not kept |
@@ -69,6 +72,29 @@ conversation's subject; `Re:` is added when it answers something),
 
 The email's Message-ID is `<omni.<envelope id>@<from domain>>`, so it is the
 same on every retry and is returned as `SendResult.native_id`.
+
+Agents in their mailbox
+-----------------------
+Deliveries to an agent whose sink is `{type: email, channel: <this channel>}`
+reach `send()` too (the router's `omni.agent.<channel>`): an envelope with
+`meta.delivery` is sent to `delivery.sink.address` as a notification
+(`notify`): the router's subject (`[#REF] ...`), its plain summary plus an
+HTML layout of the context, `Auto-Submitted: auto-generated`, and Reply-To
+`<reply local part>+<token>@<domain>`: the agents' reply address
+(`agents.reply_address`, default `smtp.from_address`) with the signed
+conversation token written in 50 address-safe characters.
+
+Mail sent to that address (found in To, Cc, Delivered-To, X-Original-To or
+Envelope-To), or anything in the agents' folder (`agents.folder`), is an
+agent's: it becomes a `kind="reply"` envelope (the new text, the quoted
+notification cut off) and/or a `kind="command"` one (a leading `#resolve`,
+`#transfer billing ...`, `#note ...` line, as `meta.command = {name, args}`),
+with `sender = {address: From lowercased, role: "agent"}` and `meta.token`
+(null when the mail carried none; the router rejects it). Ids derive from the
+mail's Message-ID (`agent-reply:` / `agent-command:`), the thread key is the
+token's conversation id. Automatic mail to that address (out-of-office,
+bounces) and mail with nothing new in it are rejected to `omni.dlq` with the
+reason: nothing reaches a customer. See `agentmail` for the exact rules.
 """
 
 from connectors.email.config import EmailChannelConfig

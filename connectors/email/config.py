@@ -11,6 +11,8 @@ from router.config.types import Duration, EmailAddress, Secret, SecretFile, Sect
 
 Security = Literal["tls", "starttls", "none"]
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+TOKEN_CHARS = 50  # a conversation token as a plus-address (see `agentmail.encode_token`)
+MAX_REPLY_LOCAL = 64 - 1 - TOKEN_CHARS
 
 
 class ImapConfig(Section):
@@ -43,11 +45,6 @@ class ImapConfig(Section):
         " (instead of `oauth2_token`).",
     )
     folder: str = Field("INBOX", min_length=1, description="Folder customer mail arrives in.")
-    agent_reply_folder: str | None = Field(
-        None,
-        description="Folder where agents' replies to notifications arrive, when they"
-        " use this mailbox (null: the same as `folder`).",
-    )
     idle_renew: Duration = Field(
         timedelta(minutes=25),
         description="Re-issue IDLE this often (servers drop it at 30m).",
@@ -151,6 +148,31 @@ class SmtpConfig(Section):
         return self
 
 
+class AgentMailConfig(Section):
+    """Agents whose tool is their own mailbox: notifications out, their replies back in."""
+
+    reply_address: EmailAddress | None = Field(
+        None,
+        description="Address agents reply to; each notification's Reply-To is its"
+        " plus-address carrying the signed conversation token"
+        " (`support+<token>@example.com`). Mail to it must reach this IMAP account"
+        " (null: `smtp.from_address`, the support mailbox itself). Its local part"
+        f" may be at most {MAX_REPLY_LOCAL} characters, so that local part, `+` and the"
+        " 50-character token fit the 64 characters SMTP allows.",
+    )
+    folder: str | None = Field(
+        None,
+        description="A second folder of this account to read agents' replies from, when"
+        " a server rule files them apart (null: they arrive in `imap.folder` with"
+        " customer mail and are told apart by the address they were sent to).",
+    )
+    from_name: str = Field(
+        "omnirouter",
+        min_length=1,
+        description="Display name on notifications to agents (the address is `smtp.from_address`).",
+    )
+
+
 class EmailLimits(Section):
     """Tolerance limits for incoming mail (every one has a reason in the DLQ or the envelope)."""
 
@@ -204,8 +226,40 @@ class EmailChannelConfig(Section):
         description="How much malformed or absurd mail is tolerated before a message"
         " is dead-lettered (or a part skipped) with the reason.",
     )
+    agents: AgentMailConfig = Field(
+        default_factory=AgentMailConfig,
+        description="Agents who work from their mailbox (agents with an `email` sink"
+        " on this channel).",
+    )
     auto_reply_window: Duration = Field(
         timedelta(hours=1),
         description="At most one automatic message (acknowledgement, notice) per"
         " customer address in this window; more are suppressed.",
     )
+
+    @property
+    def agent_reply_address(self) -> str:
+        """Where agents' replies go (before the `+token`)."""
+        return self.agents.reply_address or self.smtp.from_address
+
+    @model_validator(mode="after")
+    def _reply_address_fits(self) -> EmailChannelConfig:
+        local = self.agent_reply_address.partition("@")[0]
+        if "+" in local:
+            raise fail(
+                type(self).__name__,
+                ("agents", "reply_address"),
+                "the agent reply address must not contain '+': the token is added after it",
+            )
+        if len(local) > MAX_REPLY_LOCAL:
+            where = "agents.reply_address" if self.agents.reply_address else "smtp.from_address"
+            raise fail(
+                type(self).__name__,
+                ("agents", "reply_address"),
+                f"{where} {self.agent_reply_address!r} is the agents' reply address; its"
+                f" part before the @ has {len(local)} characters, and with '+' and the"
+                f" {TOKEN_CHARS}-character conversation token it would pass the 64"
+                " characters SMTP allows: set agents.reply_address to an alias of this"
+                f" mailbox with at most {MAX_REPLY_LOCAL} characters before the @",
+            )
+        return self

@@ -131,6 +131,16 @@ class _Headers:
             return []
         return [(n.strip(), a.strip()) for n, a in pairs if "@" in a and " " not in a.strip()]
 
+    def every_address(self, name: str, limit: int = 20) -> list[str]:
+        """The addresses in every copy of a header that may repeat (Delivered-To)."""
+        try:
+            values = [str(v) for v in (self.msg.get_all(name) or [])[:limit]]
+            pairs = getaddresses([_CONTROL.sub(" ", v)[: self.max_len] for v in values])
+        except Exception:
+            self.defects += 1
+            return []
+        return [a.strip() for _, a in pairs if "@" in a and " " not in a.strip()]
+
 
 # --- the walk over MIME parts -----------------------------------------------------------
 
@@ -371,6 +381,13 @@ def _normalize(
     to = [a for _, a in header.addresses("to")]
     cc = [a for _, a in header.addresses("cc")]
     reply_to = [a for _, a in header.addresses("reply-to")]
+    delivered_to = list(
+        dict.fromkeys(
+            a
+            for name in ("delivered-to", "x-original-to", "envelope-to")
+            for a in header.every_address(name)
+        )
+    )
     token = subject_token(subject) or plus_token(to + cc, opts.own_address)
 
     body = _walk(msg, blobs, opts)
@@ -400,6 +417,8 @@ def _normalize(
         meta["native_id"] = native
     if reply_to:
         meta["reply_to"] = reply_to
+    if delivered_to:
+        meta["delivered_to"] = delivered_to
     if token:
         meta["conversation_ref"] = token
     if noise.reasons:

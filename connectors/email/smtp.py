@@ -160,7 +160,7 @@ class SmtpSender:
                 detail=f"suppressed: {to[0]} had an automatic message within {self.auto_window}",
             )
         recipients = to + _str_list(envelope.meta.get("cc"), "cc")
-        result = await self._deliver(msg, recipients)
+        result = await self.deliver(msg, recipients)
         if result.status != "sent":
             return result
         ref = envelope.meta.get("conversation_ref")
@@ -181,7 +181,8 @@ class SmtpSender:
             return False
         return datetime.now(UTC) - when < self.auto_window
 
-    async def _deliver(self, msg: EmailMessage, recipients: list[str]) -> SendResult:
+    async def deliver(self, msg: EmailMessage, recipients: list[str]) -> SendResult:
+        """Send a built message; the outcome as a `SendResult` (see the module docstring)."""
         try:
             async with self._client() as smtp:
                 refused, _ = await smtp.send_message(

@@ -51,8 +51,13 @@ _FORWARD = re.compile(
 )
 
 
-def strip_quoted(text: str) -> str:
-    """The new part of a reply: quoted history and signature removed."""
+def strip_quoted(text: str, *, keep_whole: bool = True) -> str:
+    """The new part of a reply: quoted history and signature removed.
+
+    When that leaves nothing, the whole text is returned (`keep_whole`, for a
+    customer's mail: better too much than nothing) or "" (for an agent's reply,
+    which must never send the quoted notification to the customer).
+    """
     lines = text.splitlines()
     cut = len(lines)
     forwarded = False
@@ -93,7 +98,7 @@ def strip_quoted(text: str) -> str:
     if not forwarded and any(line.lstrip().startswith(">") for line in kept[end:]):
         kept = kept[:end]
     result = "\n".join(kept).strip()
-    return result or text.strip()
+    return result or (text.strip() if keep_whole else "")
 
 
 def _next_is_outlook_header(lines: list[str], start: int) -> bool:
