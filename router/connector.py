@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
+from aiohttp import web
 from pydantic import BaseModel
 
 from router.blobs import BlobStore
@@ -87,12 +88,25 @@ class ConnectorSpec:
     normalize: Callable[[bytes, str, BlobStore], Envelope] | None = None
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HttpRoutes(Protocol):
+    """Where a connector adds its endpoints (webhooks, web chat) on the daemon's listener."""
+
+    def add(self, method: str, path: str, handler: Handler) -> None: ...
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Services:
-    """What the daemon lends a connector: the blob store and its checkpoint store."""
+    """What the daemon lends a connector: blob store, checkpoint store, HTTP routes.
+
+    A connector adds its HTTP routes in its factory (before the listener starts).
+    """
 
     blobs: BlobStore
     checkpoints: Checkpoints
+    http: HttpRoutes | None = None
 
 
 class Checkpoints(Protocol):

@@ -22,11 +22,11 @@ from router.bus import EmbeddedBus, KafkaBus
 from router.bus.base import Bus, Topics
 from router.channels import ChannelRunner
 from router.config import Config, load_config
-from router.connector import ConnectorSpec, Services, load_registry
+from router.connector import Connector, ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
 from router.envelope import now_utc
 from router.errors import ConfigError, ConfigProblem, OmniError
-from router.http import HttpListener, build_app
+from router.http import HttpListener, Routes, build_app
 from router.inbound import InboundProcessor
 from router.metrics import Metrics
 from router.outbox import OutboxPublisher
@@ -106,6 +106,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.outbox: OutboxPublisher | None = None
         self.channels: list[ChannelRunner] = []
+        self._connectors: list[tuple[str, Connector]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._ready = False
@@ -159,6 +160,8 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         try:
             app = build_app(self.metrics, self.readiness)
+            self.store = await open_store(self.config.store.dsn())
+            self._build_connectors(Routes(app))  # they add their routes before it starts
             self.http = HttpListener(app, self.http_host, self.http_port)
             await self.http.start()
             await self._start()
@@ -178,11 +181,19 @@ class Daemon:
     def store_backend(self) -> str:
         return self.store.backend if self.store is not None else "none"
 
+    def _build_connectors(self, routes: Routes) -> None:
+        assert self.store is not None
+        services = Services(
+            blobs=BlobStore(self.config.blobs.path), checkpoints=self.store, http=routes
+        )
+        for name, spec, settings in self._enabled_channels():
+            assert spec.factory is not None
+            self._connectors.append((name, spec.factory(name, settings, services)))
+
     async def _start(self) -> None:
-        self.store = await open_store(self.config.store.dsn())
+        assert self.store is not None
         self.bus = open_bus(self.config)
         await self.bus.start()
-        channels = self._enabled_channels()
         await self.bus.ensure_topics(
             [self.topics.inbound, self.topics.dlq]
             + [self.topics.outbound(c.name) for c in self.config.channels]
@@ -213,12 +224,10 @@ class Daemon:
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
             self._spawn(self._clock(), "clock")
-        services = Services(blobs=BlobStore(self.config.blobs.path), checkpoints=self.store)
-        for name, spec, settings in channels:
-            assert spec.factory is not None
+        for name, connector in self._connectors:
             runner = ChannelRunner(
                 name=name,
-                connector=spec.factory(name, settings, services),
+                connector=connector,
                 bus=self.bus,
                 topics=self.topics,
                 metrics=self.metrics,

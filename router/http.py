@@ -42,6 +42,26 @@ def build_app(metrics: Metrics, readiness: ReadinessCheck) -> web.Application:
     return app
 
 
+class Routes:
+    """`router.connector.HttpRoutes` on the daemon's application; one handler per route."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._app = app
+        self._taken: set[tuple[str, str]] = set()
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> None:
+        key = (method.upper(), path)
+        if key in self._taken or path in ("/healthz", "/readyz", "/metrics"):
+            raise ValueError(f"HTTP route {method.upper()} {path} is already taken")
+        self._taken.add(key)
+        self._app.router.add_route(method, path, handler)
+
+
 class HttpListener:
     def __init__(self, app: web.Application, host: str, port: int) -> None:
         self._runner = web.AppRunner(

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from router.bus import EmbeddedBus
@@ -85,6 +86,12 @@ class Registry:
 
     def build(self, name: str, settings: Any, services: Any) -> MemoryConnector:
         self.built[name] = MemoryConnector(name, settings)
+        if services.http is not None:  # a connector's own endpoint on the daemon's listener
+
+            async def ping(_request: web.Request) -> web.Response:
+                return web.Response(text=f"pong from {name}")
+
+            services.http.add("GET", f"/memory/{name}/ping", ping)
         return self.built[name]
 
 
@@ -276,6 +283,8 @@ async def test_http_endpoints(tmp_path: Path) -> None:
         assert status == 200 and orjson.loads(body)["status"] == "ready"
         status, body = await asyncio.to_thread(get, "/metrics")
         assert b"omnirouter_connector_up" in body
+        status, body = await asyncio.to_thread(get, "/memory/chat/ping")
+        assert (status, body) == (200, b"pong from chat")
 
 
 async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path: Path) -> None:
