@@ -238,10 +238,20 @@ class ImapIntake:
             try:
                 if self.client is None or self._lost:
                     await self.connect()
-                async for item in self._drain():
+                highest = 0
+                async for item, uid in self._drain():
+                    highest = max(highest, uid)
                     yield item
                 await self._flush_done()
                 delays = self.reconnect.delays()  # a full pass: the connection is good
+                # Mail that arrived while we worked may have been announced in the
+                # answer to one of our commands, not again in IDLE: look before idling.
+                # (Dovecot announces a message that lands during a FETCH with
+                # EXISTS in that FETCH's answer, and only RECENT in the next IDLE.)
+                if self.position is not None and await self._arrived_after(
+                    max(highest, self.position.last_uid)
+                ):
+                    continue
                 await self._wait()
             except (_Lost, *_CONNECTION_ERRORS, ImapError) as exc:
                 if isinstance(exc, ImapError) and not exc.retriable:
@@ -295,11 +305,14 @@ class ImapIntake:
                 found.append((int(uid), int(size)))
         return sorted(found)
 
-    async def _drain(self) -> AsyncIterator[Incoming | Rejected]:
+    async def _drain(self) -> AsyncIterator[tuple[Incoming | Rejected, int]]:
         for uid, size in await self._pending():
             item = await self._take(uid, size)
             if item is not None:
-                yield item
+                yield item, uid
+
+    async def _arrived_after(self, uid: int) -> bool:
+        return any(u > uid for u, _ in await self._sizes(f"{uid + 1}:*"))
 
     async def _take(self, uid: int, size: int) -> Incoming | Rejected | None:
         validity = self.uidvalidity
@@ -432,7 +445,7 @@ class ImapIntake:
                 lines = [line for line in push if isinstance(line, bytes)]
                 if any(line.startswith(b"BYE") for line in lines):
                     raise _Lost("server said BYE")
-                if any(line.endswith(b"EXISTS") for line in lines):
+                if any(line.endswith((b"EXISTS", b"RECENT")) for line in lines):
                     break
         finally:
             if not self._lost and client.has_pending_idle():
