@@ -82,7 +82,10 @@ def envelope_id(channel: str, native_id: str) -> str:
 
 
 def encode(envelope: Envelope) -> bytes:
-    return orjson.dumps(envelope.model_dump(mode="python"))
+    try:
+        return orjson.dumps(envelope.model_dump(mode="python"))
+    except TypeError as exc:  # e.g. a string with lone surrogates: not valid UTF-8
+        raise EnvelopeError(f"cannot encode envelope {envelope.id}: {exc}") from exc
 
 
 def decode(data: bytes | bytearray | memoryview | str) -> Envelope:

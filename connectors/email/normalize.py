@@ -443,13 +443,28 @@ def _normalize(
         direction="in",
         channel=channel,
         channel_type="email",
-        thread_key=thread.key,
-        sender=Sender(address=address, name=display or None, role="customer"),
+        thread_key=_utf8(thread.key),
+        sender=Sender(address=_utf8(address), name=_utf8(display) or None, role="customer"),
         sent_at=_sent_at(header("date")),
         received_at=received_at,
-        subject=subject,
-        text=text,
-        html=html,
+        subject=_utf8(subject),
+        text=_utf8(text),
+        html=_utf8(html),
         attachments=body.attachments,
-        meta=meta,
+        meta=_utf8(meta),
     )
+
+
+def _utf8(value: Any) -> Any:
+    """Strings made valid UTF-8: raw bytes the parser kept as surrogates become U+FFFD."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, dict):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    return value

@@ -156,3 +156,9 @@ def test_bus_key_separates_threads() -> None:
     a = decode(orjson.dumps(sample(thread_key="t1")))
     b = decode(orjson.dumps(sample(thread_key="t2")))
     assert a.bus_key() != b.bus_key()
+
+
+def test_encoding_invalid_text_is_an_envelope_error() -> None:
+    env = decode(orjson.dumps(sample())).model_copy(update={"text": "bad \udc80 byte"})
+    with pytest.raises(EnvelopeError, match="cannot encode envelope abc"):
+        encode(env)

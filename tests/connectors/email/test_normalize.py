@@ -342,3 +342,11 @@ _HEADER_JUNK = st.sampled_from(
 @given(tokens=st.lists(st.one_of(_HEADER_JUNK, st.binary(max_size=12)), max_size=80))
 def test_fuzz_mime_shaped_junk(tokens: list[bytes], blobs: BlobStore) -> None:
     _check_outcome(b"From: a@example.com\r\n" + b"".join(tokens), blobs)
+
+
+def test_undecodable_header_bytes_become_replacement_characters(blobs: BlobStore) -> None:
+    # Found by the fuzzer: a raw 0x80 in an address header reached the envelope as a
+    # lone surrogate, and the envelope could not be encoded for the bus.
+    _check_outcome(
+        b"From: a@example.com\r\nTo: Content-Type: multipart/mixed; boundary=@\x80", blobs
+    )
