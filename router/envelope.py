@@ -22,6 +22,22 @@ Kind = Literal["message", "reply", "call", "command", "timer"]
 Direction = Literal["in", "out"]
 Role = Literal["customer", "agent", "system"]
 
+# What an agent's `command` envelope may ask (`meta.command = {"name", "args"}`).
+AGENT_COMMANDS = frozenset(
+    {
+        "available",
+        "away",
+        "offline",
+        "accept",
+        "resolve",
+        "transfer",
+        "note",
+        "link",
+        "unlink",
+        "reopen",
+    }
+)
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

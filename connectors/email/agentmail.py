@@ -47,23 +47,10 @@ from typing import Any, Literal
 
 from connectors.email.config import EmailChannelConfig
 from connectors.email.text import strip_quoted
+from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import Envelope, Sender, envelope_id
 
 REPLY_MARKER = "## Reply above this line to answer the customer ##"
-COMMANDS = frozenset(
-    {
-        "available",
-        "away",
-        "offline",
-        "accept",
-        "resolve",
-        "transfer",
-        "note",
-        "link",
-        "unlink",
-        "reopen",
-    }
-)
 MAX_CUSTOMER_REF = 32  # customer conversation refs are 4-32 characters (see `threads`)
 
 _ROUTER_TOKEN = re.compile(r"^([0-9a-f]{32})\.([a-z2-7]{24})$")

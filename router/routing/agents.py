@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.routing import tokens
 from router.routing.assign import drain, route
@@ -22,21 +23,6 @@ from router.routing.timers import SLA_TIMERS
 from router.store import routing as db
 
 log = structlog.get_logger(__name__)
-
-COMMANDS = frozenset(
-    {
-        "available",
-        "away",
-        "offline",
-        "accept",
-        "resolve",
-        "transfer",
-        "note",
-        "link",
-        "unlink",
-        "reopen",
-    }
-)
 
 
 async def authorised(ctx: Routing, unit: Unit, env: Envelope, agent_id: str) -> Any | None:
