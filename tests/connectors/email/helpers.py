@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from connectors.email.config import EmailChannelConfig
@@ -62,3 +63,35 @@ def mail(
         f"Subject: {subject or f'message {n}'}\r\nMessage-ID: <m{n}@example.net>\r\n"
         f"Date: Mon, 3 Mar 2025 10:00:00 +0000\r\n{extra}\r\nbody {n}\r\n"
     ).encode()
+
+
+def daemon_config(
+    tmp: Path, account: Any, smtp: Any, *, smtp_extra: str = "", rest: str = ""
+) -> str:
+    """A daemon config with one enabled email channel on the harness's Dovecot and SMTP."""
+    return f"""
+version: 1
+bus:
+  backend: embedded
+  embedded: {{path: "{tmp}/bus.sqlite3"}}
+store:
+  url: "sqlite:///{tmp}/store.sqlite3"
+blobs: {{path: "{tmp}/blobs"}}
+http: {{host: 127.0.0.1, port: 0}}
+channels:
+  - name: support-email
+    type: email
+    email:
+      imap:
+        host: 127.0.0.1
+        port: {account.port}
+        security: none
+        username: {account.username}
+        password: ${{TEST_IMAP_PASSWORD}}
+        first_start: all
+      smtp:
+        host: 127.0.0.1
+        port: {smtp.port}
+        security: none
+        from_address: support@shop.example
+{smtp_extra}{rest}"""

@@ -26,6 +26,7 @@ from connectors.email.agentmail import REPLY_MARKER, decode_token, encode_token
 from router.config import parse_config
 from router.daemon import Daemon
 from router.store import open_store
+from tests.connectors.email.helpers import daemon_config
 from tests.harness.dovecot import ImapAccount
 from tests.harness.smtp import Captured, CapturingSmtp
 
@@ -36,33 +37,12 @@ AGENT = "ana@corp.example"
 
 
 def config_text(tmp: Path, account: ImapAccount, smtp: CapturingSmtp) -> str:
-    return f"""
-version: 1
-bus:
-  backend: embedded
-  embedded: {{path: "{tmp}/bus.sqlite3"}}
-store:
-  url: "sqlite:///{tmp}/store.sqlite3"
-blobs: {{path: "{tmp}/blobs"}}
-http: {{host: 127.0.0.1, port: 0}}
-channels:
-  - name: support-email
-    type: email
-    email:
-      imap:
-        host: 127.0.0.1
-        port: {account.port}
-        security: none
-        username: {account.username}
-        password: ${{TEST_IMAP_PASSWORD}}
-        first_start: all
-      smtp:
-        host: 127.0.0.1
-        port: {smtp.port}
-        security: none
-        from_address: support@shop.example
-        from_name: Shop Support
-skills:
+    return daemon_config(
+        tmp,
+        account,
+        smtp,
+        smtp_extra="        from_name: Shop Support\n",
+        rest=f"""skills:
   - name: billing
 agents:
   - id: ana
@@ -75,7 +55,8 @@ routing:
     - name: billing
       match: {{keywords: [invoice, refund]}}
       then: {{skills: {{billing: 2}}}}
-"""
+""",
+    )
 
 
 def customer_mail() -> bytes:

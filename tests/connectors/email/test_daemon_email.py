@@ -13,7 +13,7 @@ from router.config import parse_config
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.store import open_store
-from tests.connectors.email.helpers import mail
+from tests.connectors.email.helpers import daemon_config, mail
 from tests.harness.dovecot import ImapAccount
 from tests.harness.smtp import CapturingSmtp
 
@@ -21,32 +21,7 @@ pytestmark = pytest.mark.imap
 
 
 def config_text(tmp: Path, account: ImapAccount, smtp: CapturingSmtp) -> str:
-    return f"""
-version: 1
-bus:
-  backend: embedded
-  embedded: {{path: "{tmp}/bus.sqlite3"}}
-store:
-  url: "sqlite:///{tmp}/store.sqlite3"
-blobs: {{path: "{tmp}/blobs"}}
-http: {{host: 127.0.0.1, port: 0}}
-channels:
-  - name: support-email
-    type: email
-    email:
-      imap:
-        host: 127.0.0.1
-        port: {account.port}
-        security: none
-        username: {account.username}
-        password: ${{TEST_IMAP_PASSWORD}}
-        first_start: all
-      smtp:
-        host: 127.0.0.1
-        port: {smtp.port}
-        security: none
-        from_address: support@shop.example
-"""
+    return daemon_config(tmp, account, smtp)
 
 
 async def eventually(check, seconds: float = 10.0) -> None:
