@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
-from router.bus.base import Bus, Record, Topics
+from router.bus.base import Bus, Consumer, Record, Topics
 from router.dlq import dead_letter
 from router.errors import OmniError
 from router.metrics import Metrics
@@ -47,6 +47,7 @@ class ConsumeLoop:
         # (the router publishes its outbox here).
         self._after_batch = after_batch
         self._stopping = asyncio.Event()
+        self._consumer: Consumer | None = None
         self.started = asyncio.Event()
 
     def stop(self) -> None:
@@ -55,6 +56,7 @@ class ConsumeLoop:
 
     async def run(self) -> None:
         consumer = await self._bus.consumer(self._group, self._subscribe)
+        self._consumer = consumer
         self.started.set()
         log.info("consumer started", group=self._group, topics=self._subscribe)
         try:
@@ -70,8 +72,18 @@ class ConsumeLoop:
                 if done:
                     await consumer.commit(done)
         finally:
+            self._consumer = None
             await consumer.close()
             log.info("consumer stopped", group=self._group)
+
+    @property
+    def group(self) -> str:
+        return self._group
+
+    async def lag(self) -> int:
+        """Records this member's partitions hold beyond the group's commits."""
+        consumer = self._consumer
+        return sum((await consumer.lag()).values()) if consumer is not None else 0
 
     async def _finish_batch(self) -> bool:
         assert self._after_batch is not None

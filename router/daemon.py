@@ -39,6 +39,7 @@ ROUTER = "router"
 STOP_GRACE_SECONDS = 8.0
 CLOCK_SECONDS = 1.0
 PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
+LAG_EVERY_TICKS = 10
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
 
@@ -238,10 +239,11 @@ class Daemon:
             self._tasks.append(runner.start_intake())
 
     async def _clock(self) -> None:
-        """Fire due timers and notice shift starts, about once a second."""
+        """Once a second: due timers, shift starts, queue depth; now and then lag, pruning."""
         assert self.engine is not None and self.outbox is not None
-        ticks = 0
+        ticks = -1
         while not self._stop.is_set():
+            ticks += 1
             try:
                 now = now_utc()
                 await self.engine.clock_tick(now)
@@ -250,13 +252,22 @@ class Daemon:
                 self.metrics.queue_depth.set(await self.engine.waiting_count())
                 if ticks % PRUNE_EVERY_TICKS == 0:
                     await self.outbox.prune(now)
-                ticks += 1
+                if ticks % LAG_EVERY_TICKS == 0:
+                    for consume_loop in self._loops():
+                        lag = await consume_loop.lag()
+                        self.metrics.consumer_lag.labels(group=consume_loop.group).set(lag)
             except OmniError as exc:
                 log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=CLOCK_SECONDS)
             except TimeoutError:
                 pass
+
+    def _loops(self) -> list[ConsumeLoop]:
+        loops = [r.outbound for r in self.channels]
+        if self.router_loop is not None:
+            loops.append(self.router_loop)
+        return loops
 
     async def _started(self, loop: ConsumeLoop) -> None:
         waiter = asyncio.ensure_future(loop.started.wait())
@@ -286,10 +297,7 @@ class Daemon:
         for runner in self.channels:
             await runner.stop_intake()
         # 2. Let the consume loops finish the record in hand and commit.
-        loops = [r.outbound for r in self.channels]
-        if self.router_loop is not None:
-            loops.append(self.router_loop)
-        for consume_loop in loops:
+        for consume_loop in self._loops():
             consume_loop.stop()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=STOP_GRACE_SECONDS)

@@ -42,6 +42,12 @@ class Metrics:
             "Conversations waiting for an agent.",
             registry=self.registry,
         )
+        self.consumer_lag = Gauge(
+            "omnirouter_consumer_lag",
+            "Records waiting beyond the group's committed offsets, on this member's partitions.",
+            ["group"],
+            registry=self.registry,
+        )
         self.routing_seconds = Histogram(
             "omnirouter_routing_seconds",
             "Time from consuming an inbound record to its durable effect.",

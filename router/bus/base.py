@@ -55,6 +55,10 @@ class Consumer(Protocol):
         """Mark these records, and everything before them per partition, as done."""
         ...
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Records not yet committed by this group, per assigned (topic, partition)."""
+        ...
+
     async def close(self) -> None: ...
 
 

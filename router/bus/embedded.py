@@ -232,6 +232,17 @@ class _Reader:
             result[(topic, partition)] = int(row[0]) if row else 0
         return result
 
+    def ends(self, tps: Sequence[TP]) -> dict[TP, int]:
+        """The offset after the last record, per partition (0 when empty)."""
+        result: dict[TP, int] = {}
+        for topic, partition in tps:
+            row = self.conn.execute(
+                'SELECT MAX("offset") FROM bus_records WHERE topic = ? AND partition = ?',
+                (topic, partition),
+            ).fetchone()
+            result[(topic, partition)] = int(row[0]) + 1 if row and row[0] is not None else 0
+        return result
+
     def close(self) -> None:
         self.conn.close()
 
@@ -520,6 +531,15 @@ class EmbeddedConsumer:
             tp = (rec.topic, rec.partition)
             offsets[tp] = max(offsets.get(tp, 0), rec.offset + 1)
         await self.bus._write(self.bus._live()[0].commit, self.group.name, offsets)
+
+    async def lag(self) -> dict[TP, int]:
+        tps = sorted(self._positions)
+        if not tps:
+            return {}
+        reader = self.bus._live()[1]
+        ends = await self.bus._read(reader.ends, tps)
+        committed = await self.bus._read(reader.committed, self.group.name, tps)
+        return {tp: max(ends[tp] - committed[tp], 0) for tp in tps}
 
     async def close(self) -> None:
         if self._closed:

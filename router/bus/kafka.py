@@ -291,6 +291,18 @@ class KafkaConsumer:
                 return
             raise
 
+    async def lag(self) -> dict[tuple[str, int], int]:
+        tps = list(self._inner.assignment())
+        if not tps or self._closed:
+            return {}
+        async with _boundary(f"lag ({self.group})"):
+            ends = await self._inner.end_offsets(tps)
+            result = {}
+            for tp in tps:
+                committed = await self._inner.committed(tp)
+                result[(tp.topic, tp.partition)] = max(ends[tp] - (committed or 0), 0)
+        return result
+
     async def close(self) -> None:
         if self._closed:
             return

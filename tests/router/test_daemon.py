@@ -281,8 +281,10 @@ async def test_http_endpoints(tmp_path: Path) -> None:
         assert (await asyncio.to_thread(get, "/healthz"))[0] == 200
         status, body = await asyncio.to_thread(get, "/readyz")
         assert status == 200 and orjson.loads(body)["status"] == "ready"
+        await eventually(lambda: daemon.metrics.consumer_lag._metrics != {})
         status, body = await asyncio.to_thread(get, "/metrics")
         assert b"omnirouter_connector_up" in body
+        assert b'omnirouter_consumer_lag{group="omnirouter-router"} 0.0' in body
         status, body = await asyncio.to_thread(get, "/memory/chat/ping")
         assert (status, body) == (200, b"pong from chat")
 

@@ -231,3 +231,23 @@ async def test_closed_consumer_and_stopped_bus_refuse_work(make_bus: MakeBus, na
     finally:
         await bus.stop()
         await bus.stop()
+
+
+async def test_lag_counts_what_the_group_has_not_committed(bus: Bus, names: Names) -> None:
+    topic, group = names("lag"), names("g")
+    await bus.ensure_topics([topic])
+    await produce_all(bus, topic, [(b"k%d" % (i % 3), b"v%d" % i) for i in range(9)])
+    consumer = await bus.consumer(group, [topic])
+    try:
+        got = await drain(consumer, 9)
+        assert sum((await consumer.lag()).values()) == 9  # fetched is not committed
+        by_partition: dict[int, list[Record]] = defaultdict(list)
+        for rec in got:
+            by_partition[rec.partition].append(rec)
+        done = [recs[0] for recs in by_partition.values()]  # the first of each partition
+        await consumer.commit(done)
+        assert sum((await consumer.lag()).values()) == 9 - len(done)
+        await consumer.commit(got)
+        assert sum((await consumer.lag()).values()) == 0
+    finally:
+        await consumer.close()
