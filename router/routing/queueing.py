@@ -17,13 +17,6 @@ def effective_priority(
     return level + (waited / step if step > 0 else 0.0)
 
 
-def queue_key(
-    level: int, waiting_since: datetime, now: datetime, aging_step: timedelta
-) -> tuple[float, float]:
-    """Sort key: highest effective priority first, then who waited longest."""
-    return (-effective_priority(level, waiting_since, now, aging_step), waiting_since.timestamp())
-
-
 def queue_rank(level: int, waiting_since: datetime, aging_step: timedelta) -> float:
     """A clock-free sort key, stored with a waiting conversation (ascending = served first).
 
