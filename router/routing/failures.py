@@ -31,7 +31,12 @@ async def system_event(ctx: Routing, unit: Unit, env: Envelope) -> None:
         return
     failed = env.meta.get("failed") or {}
     await record_failure(
-        ctx, unit, str(failed.get("envelope_id", "")), str(failed.get("detail", "")), failed
+        ctx,
+        unit,
+        str(failed.get("envelope_id", "")),
+        str(failed.get("detail", "")),
+        failed,
+        conversation_id=env.conversation_id,
     )
 
 
@@ -53,10 +58,20 @@ async def bounce(ctx: Routing, unit: Unit, env: Envelope) -> bool:
 
 
 async def record_failure(
-    ctx: Routing, unit: Unit, envelope_id: str, detail: str, details: dict[str, Any]
+    ctx: Routing,
+    unit: Unit,
+    envelope_id: str,
+    detail: str,
+    details: dict[str, Any],
+    *,
+    conversation_id: str | None = None,
 ) -> bool:
+    """An incident for the undelivered message; its conversation's owner is told when the
+    message was one to a customer (a failed delivery to an agent is not sent to them again
+    by the same way: that could only fail again)."""
     stmt = sa.select(messages.c.conversation_id).where(messages.c.id == envelope_id)
-    conversation_id = await unit.conn.scalar(stmt)
+    to_customer = await unit.conn.scalar(stmt)
+    conversation_id = to_customer or conversation_id
     conv = await db.conversation(unit.conn, conversation_id) if conversation_id else None
     await db.record_incident(
         unit.conn,
@@ -71,7 +86,7 @@ async def record_failure(
         unit.decide("delivery_failed", reason={"envelope_id": envelope_id, "detail": detail})
         return True
     reason = {"rule": "delivery_failed", "detail": detail, "envelope_id": envelope_id}
-    if conv.owner_agent_id is not None:
+    if conv.owner_agent_id is not None and to_customer is not None:
         await deliver(ctx, unit, conv, conv.owner_agent_id, "delivery_failed", reason)
     unit.decide(
         "delivery_failed", conversation_id=conv.id, agent=conv.owner_agent_id, reason=reason

@@ -336,8 +336,11 @@ async def test_connector_reported_failure_is_an_incident(run: Run) -> None:
         },
     )
     run.decisions += await run.sim.engine.handle(event, run.sim.clock)
+    run.decisions += await run.sim.drain_outbox()
     [failed] = run.actions("delivery_failed")
     assert failed.conversation_id == ack.conversation_id
+    told = run.out("agent.mail")[-1].meta["delivery"]
+    assert told["event"] == "delivery_failed" and told["agent"]["id"] == "ana"
     [incident] = await run.incidents()
     assert incident.kind == "delivery_failure" and "550" in incident.cause
 
@@ -381,3 +384,34 @@ async def test_accepted_assignment_stays(run: Run) -> None:
     await run.step(at=at(5))
     assert not run.actions("reassign")
     assert run.actions("accept")
+
+
+async def test_failed_delivery_to_an_agent_is_an_incident_and_is_not_resent(run: Run) -> None:
+    from router.envelope import Sender, envelope_id
+
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    [delivery] = run.out("agent.mail")
+    deliveries_before = len(run.out("agent.mail"))
+    event = Envelope(
+        id=envelope_id("mail", f"delivery_failed:{delivery.id}"),
+        kind="command",
+        direction="in",
+        channel="mail",
+        channel_type="email",
+        thread_key=delivery.thread_key,
+        conversation_id=delivery.conversation_id,
+        sender=Sender(address="omnirouter", role="system"),
+        received_at=run.sim.clock,
+        meta={
+            "command": {"name": "delivery_failed", "args": []},
+            "failed": {"envelope_id": delivery.id, "detail": "550 no such agent mailbox"},
+        },
+    )
+    run.decisions += await run.sim.engine.handle(event, run.sim.clock)
+    run.decisions += await run.sim.drain_outbox()  # publish what the event produced
+    [failed] = run.actions("delivery_failed")
+    assert failed.conversation_id == delivery.conversation_id
+    [incident] = await run.incidents()
+    assert incident.conversation_id == delivery.conversation_id
+    # Telling the agent the same way would only fail again (and loop).
+    assert len(run.out("agent.mail")) == deliveries_before
