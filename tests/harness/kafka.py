@@ -23,7 +23,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.harness.common import free_port, in_ci
 
 KAFKA_DIR = Path(__file__).resolve().parents[1] / "kafka"
 JARS_DIR = KAFKA_DIR / ".jars"
@@ -65,10 +66,6 @@ LOG4J2 = """\
 
 class KafkaUnavailable(RuntimeError):
     """Java or the Kafka jars are missing on this machine."""
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
 
 
 def java_executable() -> str:
@@ -118,12 +115,6 @@ def ensure_jars() -> Path:
 def kafka_classpath() -> str:
     """The java classpath holding the broker and Kafka's CLI tools."""
     return str(ensure_jars() / "*")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _probe(bootstrap: str) -> bool:
@@ -285,23 +276,6 @@ class KafkaBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """In CI a skipped Kafka test is a failed one, whatever skipped it."""
-    outcome = yield
-    report = outcome.get_result()  # type: ignore[attr-defined]
-    if (
-        in_ci()
-        and report.skipped
-        and not hasattr(report, "wasxfail")
-        and item.get_closest_marker("kafka") is not None
-    ):
-        report.outcome = "failed"
-        report.longrepr = (
-            f"Kafka tests must run in CI (CI=true), but this one was skipped: {report.longrepr}"
-        )
 
 
 @pytest.fixture(scope="session")

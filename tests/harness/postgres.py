@@ -28,11 +28,10 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,13 +40,11 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from tests.harness.common import free_port
+
 ENV_URL = "OMNIROUTER_TEST_POSTGRES"
 RUN_AS = "omnitest"
 START_TIMEOUT = 60.0
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 # --- finding and running the binaries ---------------------------------------------------
@@ -96,13 +93,6 @@ def _run_as_user() -> pwd.struct_passwd | None:
         [useradd, "-r", "-M", "-s", "/usr/sbin/nologin", RUN_AS], check=True, capture_output=True
     )
     return pwd.getpwnam(RUN_AS)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -177,7 +167,7 @@ def _start_cluster() -> _Cluster:
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"initdb failed ({init.returncode}):\n{init.stderr.decode(errors='replace')}")
 
-    port = _free_port()
+    port = free_port()
     with open(log, "wb") as log_file:
         if user is not None:
             os.chown(log, user.pw_uid, user.pw_gid)
@@ -288,17 +278,3 @@ def fresh_postgres_url(postgres_server: str) -> Iterator[str]:
 
 
 # --- CI: postgres tests must run --------------------------------------------------------
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if _in_ci() and report.skipped and item.get_closest_marker("postgres") is not None:
-        report.outcome = "failed"
-        report.longrepr = (
-            f"{item.nodeid}: a postgres test was skipped under CI ({report.longrepr!r}); "
-            "CI must run it against a real PostgreSQL"
-        )
-    return report

@@ -9,7 +9,6 @@ scripted: `data_replies` (a queue of replies to DATA, e.g. three
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+
+from tests.harness.common import free_port
 
 
 @dataclass
@@ -66,15 +67,9 @@ class CapturingSmtp:
         return "250 2.0.0 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def smtp_server() -> Iterator[CapturingSmtp]:
-    server = CapturingSmtp(port=_free_port())
+    server = CapturingSmtp(port=free_port())
     controller = Controller(server, hostname=server.host, port=server.port)
     controller.start()
     try:

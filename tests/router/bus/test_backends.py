@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.bus import EmbeddedBus, KafkaBus, murmur2, partition_for
-from tests.harness.kafka import free_port
+from tests.harness.common import free_port
 
 # from Kafka's own UtilsTest.testMurmur2 (Java ints, signed)
 JAVA_MURMUR2 = {

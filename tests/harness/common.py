@@ -1,0 +1,45 @@
+"""What every real-service harness shares: CI detection, free ports, and the CI rule.
+
+The rule: under CI=true a test that needs a real service (markers `kafka`,
+`postgres`, `imap`) and was skipped counts as failed, whatever skipped it, so a
+missing service can never make CI green by running less.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Generator
+
+import pytest
+
+REAL_SERVICES = {"kafka": "Kafka", "postgres": "PostgreSQL", "imap": "Dovecot IMAP"}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if not in_ci() or not report.skipped or hasattr(report, "wasxfail"):
+        return report
+    for marker, service in REAL_SERVICES.items():
+        if item.get_closest_marker(marker) is not None:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{item.nodeid}: a {marker} test was skipped under CI ({report.longrepr!r});"
+                f" CI must run it against a real {service}"
+            )
+            break
+    return report
