@@ -7,6 +7,7 @@ again after a capped, jittered backoff; the rest of the daemon keeps running.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 
 import orjson
 import structlog
@@ -134,25 +135,7 @@ class ChannelRunner:
 
     async def _report_failure(self, envelope: Envelope, detail: str) -> None:
         """Tell the router (an incident, a note to the owning agent) through the bus."""
-        event = Envelope(
-            id=envelope_id(self.name, f"delivery_failed:{envelope.id}"),
-            kind="command",
-            direction="in",
-            channel=envelope.channel,
-            channel_type=envelope.channel_type,
-            thread_key=envelope.thread_key,
-            conversation_id=envelope.conversation_id,
-            sender=Sender(address="omnirouter", role="system"),
-            received_at=now_utc(),
-            meta={
-                "command": {"name": "delivery_failed", "args": []},
-                "failed": {
-                    "envelope_id": envelope.id,
-                    "detail": detail,
-                    "purpose": envelope.meta.get("purpose"),
-                },
-            },
-        )
+        event = delivery_failed(self.name, envelope, detail, now_utc())
 
         async def publish() -> None:
             await self._bus.produce(self._topics.inbound, event.bus_key(), encode(event))
@@ -174,3 +157,26 @@ class ChannelRunner:
             await self._report_failure(envelope, result.detail)
             raise ConnectorError(f"send failed: {result.detail}", retriable=False)
         log.info("message sent", channel=self.name, record_id=envelope.id)
+
+
+def delivery_failed(channel: str, envelope: Envelope, detail: str, now: datetime) -> Envelope:
+    """The system event that tells the router `envelope` could not be delivered, for good."""
+    return Envelope(
+        id=envelope_id(channel, f"delivery_failed:{envelope.id}"),
+        kind="command",
+        direction="in",
+        channel=envelope.channel,
+        channel_type=envelope.channel_type,
+        thread_key=envelope.thread_key,
+        conversation_id=envelope.conversation_id,
+        sender=Sender(address="omnirouter", role="system"),
+        received_at=now,
+        meta={
+            "command": {"name": "delivery_failed", "args": []},
+            "failed": {
+                "envelope_id": envelope.id,
+                "detail": detail,
+                "purpose": envelope.meta.get("purpose"),
+            },
+        },
+    )

@@ -45,7 +45,7 @@ async def run_until(loop: ConsumeLoop, done: asyncio.Event) -> None:
     await asyncio.wait_for(task, 10)
 
 
-def make_loop(bus: EmbeddedBus, handler, group: str = "g") -> ConsumeLoop:
+def make_loop(bus: EmbeddedBus, handler, group: str = "g", after_batch=None) -> ConsumeLoop:
     return ConsumeLoop(
         bus=bus,
         topics=TOPICS,
@@ -54,6 +54,7 @@ def make_loop(bus: EmbeddedBus, handler, group: str = "g") -> ConsumeLoop:
         handler=handler,
         metrics=Metrics(),
         backoff=Backoff(base=0.01, cap=0.02),
+        after_batch=after_batch,
     )
 
 
@@ -160,16 +161,7 @@ async def test_after_batch_runs_before_commit_and_is_retried(bus: EmbeddedBus) -
         if len(seen) == 3:
             done.set()
 
-    loop = ConsumeLoop(
-        bus=bus,
-        topics=TOPICS,
-        group="g",
-        subscribe=[TOPICS.inbound],
-        handler=handler,
-        metrics=Metrics(),
-        backoff=Backoff(base=0.01, cap=0.02),
-        after_batch=after_batch,
-    )
+    loop = make_loop(bus, handler, after_batch=after_batch)
     await run_until(loop, done)
     assert calls >= 2
     assert await drain(bus, TOPICS.inbound, "g", 1) == []  # committed after the retry
@@ -188,16 +180,7 @@ async def test_stop_while_after_batch_fails_commits_nothing(bus: EmbeddedBus) ->
         tried.set()
         raise BusError("broker unreachable")
 
-    loop = ConsumeLoop(
-        bus=bus,
-        topics=TOPICS,
-        group="g",
-        subscribe=[TOPICS.inbound],
-        handler=handler,
-        metrics=Metrics(),
-        backoff=Backoff(base=0.01, cap=0.02),
-        after_batch=after_batch,
-    )
+    loop = make_loop(bus, handler, after_batch=after_batch)
     await run_until(loop, tried)
     [again] = await drain(bus, TOPICS.inbound, "g", 1)
     assert again.value == b"x"

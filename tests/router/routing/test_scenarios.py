@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from router.channels import delivery_failed
 from router.config import load_config
 from router.envelope import Envelope
 from router.routing.engine import Decision
@@ -316,25 +317,9 @@ async def test_bounce_of_our_mail_is_a_delivery_incident_told_to_the_owner(run: 
 
 
 async def test_connector_reported_failure_is_an_incident(run: Run) -> None:
-    from router.envelope import Sender, envelope_id
-
     await run.step(**mail("a@shop.test", "<a@x>", "refund"))
     [ack] = run.out("outbound.mail")
-    event = Envelope(
-        id=envelope_id("mail", f"delivery_failed:{ack.id}"),
-        kind="command",
-        direction="in",
-        channel="mail",
-        channel_type="email",
-        thread_key="<a@x>",
-        conversation_id=ack.conversation_id,
-        sender=Sender(address="omnirouter", role="system"),
-        received_at=run.sim.clock,
-        meta={
-            "command": {"name": "delivery_failed", "args": []},
-            "failed": {"envelope_id": ack.id, "detail": "550 mailbox unavailable"},
-        },
-    )
+    event = delivery_failed("mail", ack, "550 mailbox unavailable", run.sim.clock)
     run.decisions += await run.sim.engine.handle(event, run.sim.clock)
     run.decisions += await run.sim.drain_outbox()
     [failed] = run.actions("delivery_failed")
@@ -387,26 +372,10 @@ async def test_accepted_assignment_stays(run: Run) -> None:
 
 
 async def test_failed_delivery_to_an_agent_is_an_incident_and_is_not_resent(run: Run) -> None:
-    from router.envelope import Sender, envelope_id
-
     await run.step(**mail("a@shop.test", "<a@x>", "refund"))
     [delivery] = run.out("agent.mail")
     deliveries_before = len(run.out("agent.mail"))
-    event = Envelope(
-        id=envelope_id("mail", f"delivery_failed:{delivery.id}"),
-        kind="command",
-        direction="in",
-        channel="mail",
-        channel_type="email",
-        thread_key=delivery.thread_key,
-        conversation_id=delivery.conversation_id,
-        sender=Sender(address="omnirouter", role="system"),
-        received_at=run.sim.clock,
-        meta={
-            "command": {"name": "delivery_failed", "args": []},
-            "failed": {"envelope_id": delivery.id, "detail": "550 no such agent mailbox"},
-        },
-    )
+    event = delivery_failed("mail", delivery, "550 no such agent mailbox", run.sim.clock)
     run.decisions += await run.sim.engine.handle(event, run.sim.clock)
     run.decisions += await run.sim.drain_outbox()  # publish what the event produced
     [failed] = run.actions("delivery_failed")
