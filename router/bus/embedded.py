@@ -48,6 +48,7 @@ import structlog
 from router.bus.base import Record
 from router.bus.partition import partition_for
 from router.errors import BusError
+from router.sqlite import enable_wal
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -88,7 +89,7 @@ _PURGE_EVERY: Final = 600.0
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
-    conn.execute("PRAGMA journal_mode=WAL")
+    enable_wal(conn.cursor(), 30.0)
     conn.execute("PRAGMA synchronous=FULL")
     return conn
 

@@ -34,6 +34,7 @@ from sqlalchemy.sql.schema import Table
 
 from router.envelope import Envelope
 from router.errors import StoreError
+from router.sqlite import enable_wal
 from router.store import migrate as migrations
 from router.store.schema import checkpoints, messages, processed, utcnow
 from router.store.url import Backend, StoreURL, parse
@@ -285,10 +286,10 @@ def _sqlite_events(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+            enable_wal(cursor, busy_timeout_ms / 1000)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=FULL")
-            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         finally:
             cursor.close()
 
