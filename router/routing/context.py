@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
 from router.envelope import Envelope
+from router.routing.board import AgentBoard
 from router.store import Store
 
 
@@ -60,11 +62,26 @@ class Routing:
         self.store = store
         self.topics = topics
         self.signing_key = b""
+        # The agents' live state, kept in step with what this process writes; None:
+        # read it again from the store (see `router.routing.board`).
+        self.board: AgentBoard | None = None
         self.configure(config)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """The store's unit of work; if it fails, the board may hold changes that never
+        committed, so it is read again from the store."""
+        try:
+            async with self.store.transaction() as conn:
+                yield conn
+        except BaseException:
+            self.board = None
+            raise
 
     def configure(self, config: Config) -> None:
         """Take a (re)loaded config; state in the store is untouched."""
         self.config = config
+        self.board = None  # skills, capacities and shifts may have changed
         self.agents: dict[str, AgentConfig] = {a.id: a for a in config.agents}
         self.by_address: dict[str, str] = {}
         for a in config.agents:

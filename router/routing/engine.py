@@ -66,7 +66,7 @@ class Engine:
 
     async def start(self, now: datetime) -> None:
         """Create agent rows and the signing key (once, kept in the store)."""
-        async with self.store.transaction() as conn:
+        async with self.ctx.transaction() as conn:
             await db.ensure_agents(conn, {a.id: a.status for a in self.config.agents}, now)
         if not self.ctx.signing_key:
             stored = await self.store.get_checkpoint(CONSUMER, "signing_key")
@@ -79,7 +79,7 @@ class Engine:
     async def handle(self, envelope: Envelope, now: datetime) -> list[Decision]:
         """Apply one record; idempotent by envelope id."""
         ctx = self.ctx
-        async with self.store.transaction() as conn:
+        async with self.ctx.transaction() as conn:
             unit = Unit(conn, now, envelope.id)
             if not await self.store.mark_processed(CONSUMER, envelope.id, conn=conn):
                 unit.decide("duplicate", reason={"detail": "already processed"})
@@ -104,7 +104,7 @@ class Engine:
 
     async def fire_due_timers(self, now: datetime, limit: int = 200) -> int:
         """Turn due timers into `timer` records on the inbound topic (via the outbox)."""
-        async with self.store.transaction() as conn:
+        async with self.ctx.transaction() as conn:
             rows = await db.claim_due_timers(conn, now, limit)
             for row in rows:
                 conv = None
@@ -135,7 +135,7 @@ class Engine:
         self._on_shift = on
         if not started:
             return []
-        async with self.store.transaction() as conn:
+        async with self.ctx.transaction() as conn:
             unit = Unit(conn, now, f"shift:{now.isoformat()}")
             unit.decide("shift_start", reason={"agents": started})
             await drain(self.ctx, unit, started)
