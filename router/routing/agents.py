@@ -15,7 +15,7 @@ import structlog
 from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.routing import tokens
-from router.routing.assign import drain, route
+from router.routing.assign import drain, release_capacity, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, specialist_text, to_customer
 from router.routing.identity import IdentityError, normalize_identity
@@ -117,7 +117,7 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await reject(ctx, unit, agent_id, f"unknown command {name!r}")
         return
     if name in ("available", "away", "offline"):
-        changed = await db.set_agent_status(unit.conn, agent_id, name, unit.now)
+        changed = await set_status(ctx, unit, agent_id, name)
         unit.decide("presence", agent=agent_id, reason={"status": name, "changed": changed})
         if name == "available":
             await drain(ctx, unit, [agent_id])
@@ -152,7 +152,7 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
 async def release(ctx: Routing, unit: Unit, conv: Any, why: str) -> str | None:
     agent_id = await db.end_assignment(unit.conn, conv.id, why, unit.now)
     if agent_id is not None:
-        await db.release_capacity(unit.conn, agent_id, conv.channel_type)
+        await release_capacity(ctx, unit, agent_id, conv.channel_type)
     await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
     return agent_id
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router.routing.board import REFRESH, AgentBoard
 from router.routing.choose import AgentView, Choice, Need, can_take, choose_agent
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver
@@ -57,36 +59,75 @@ def need_of(ctx: Routing, conv: Any) -> Need:
     )
 
 
+async def board_for(ctx: Routing, unit: Unit) -> AgentBoard:
+    """The agents' live state: the process's board, read again from the store when stale."""
+    board = ctx.board
+    if board is None or time.monotonic() - board.read_at > REFRESH:
+        return await read_board(ctx, unit)
+    config = ctx.config
+    board.update_shifts(
+        unit.now, lambda agent_id: on_shift(ctx.agents[agent_id], config.business_hours, unit.now)
+    )
+    return board
+
+
+async def read_board(ctx: Routing, unit: Unit) -> AgentBoard:
+    """Read the agents' state from the store into a new board for this process."""
+    views = await agent_views(ctx, unit.conn, unit.now)
+    board = ctx.board = AgentBoard(views, read_at=time.monotonic(), shifts_at=unit.now)
+    return board
+
+
+async def set_status(ctx: Routing, unit: Unit, agent_id: str, status: str) -> bool:
+    """An agent's presence, in the store and on the board; True if it changed."""
+    changed = await db.set_agent_status(unit.conn, agent_id, status, unit.now)
+    if ctx.board is not None:
+        ctx.board.set_status(agent_id, status)
+    return changed
+
+
+async def release_capacity(ctx: Routing, unit: Unit, agent_id: str, channel_type: str) -> None:
+    await db.release_capacity(unit.conn, agent_id, channel_type)
+    if ctx.board is not None:
+        ctx.board.add_load(agent_id, channel_type, -1)
+
+
 async def route(
     ctx: Routing, unit: Unit, conv: Any, *, widen: bool = False, exclude: Collection[str] = ()
 ) -> bool:
     """Assign the conversation or leave it waiting; True when assigned."""
-    conn, now = unit.conn, unit.now
-    views = await agent_views(ctx, conn, now)
     need = need_of(ctx, conv)
-    waiting_allowed = not widen and conv.prefer_until is not None and now < conv.prefer_until
-    choice = choose_agent(
-        views,
-        need,
-        last_agent_id=conv.preferred_agent_id,
-        wait_for_last_agent=waiting_allowed,
-        exclude=exclude,
-    )
-    if choice.agent_id is not None and await assign(ctx, unit, conv, choice, views):
-        return True
+    waiting_allowed = not widen and conv.prefer_until is not None and unit.now < conv.prefer_until
+    # A second try after the store refused the first pick: the board was stale
+    # (another router process changed that agent), and is read again.
+    for _ in range(2):
+        board = await board_for(ctx, unit)
+        choice = choose_agent(
+            board,
+            need,
+            last_agent_id=conv.preferred_agent_id,
+            wait_for_last_agent=waiting_allowed,
+            exclude=exclude,
+        )
+        if choice.agent_id is None:
+            break
+        if await assign(ctx, unit, conv, choice):
+            return True
+        ctx.board = None
     await wait(ctx, unit, conv, choice)
     return False
 
 
-async def assign(
-    ctx: Routing, unit: Unit, conv: Any, choice: Choice, views: Sequence[AgentView]
-) -> bool:
+async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
+    """Give the conversation to the chosen agent; False if the store says they cannot take it."""
     agent_id = choice.agent_id
-    assert agent_id is not None
-    view = next(v for v in views if v.id == agent_id)
+    assert agent_id is not None and ctx.board is not None
+    view = ctx.board.get(agent_id)
+    assert view is not None
     capacity = view.capacity_for(conv.channel_type)
     if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, unit.now):
-        return False  # another router process took the last slot; queue instead
+        return False  # another router process took the last slot or changed their status
+    ctx.board.add_load(agent_id, conv.channel_type, 1, at=unit.now)
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
     conv = await db.update_conversation(
         unit.conn,
@@ -145,21 +186,25 @@ async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:
 
 
 async def drain(ctx: Routing, unit: Unit, agent_ids: Sequence[str] | None = None) -> None:
-    """Give waiting conversations to agents with capacity, best queue position first."""
-    conn, now = unit.conn, unit.now
-    rows = await db.waiting(conn, DRAIN_SCAN)  # in queue order
+    """Give waiting conversations to agents with capacity, best queue position first.
+
+    `agent_ids`: only capacity of these agents appeared (they came back, or their
+    shift started); stop as soon as none of them has room left.
+    """
+    rows = await db.waiting(unit.conn, DRAIN_SCAN)  # in queue order
     if not rows:
         return
-    views = await agent_views(ctx, conn, now)
+    board = await board_for(ctx, unit)
     for conv in rows:
-        if agent_ids is not None:
-            eligible = [v for v in views if v.id in agent_ids]
-            if not any(sum(v.capacity.values()) > sum(v.load.values()) for v in eligible):
-                return
+        targets = [v for v in map(board.get, agent_ids or ()) if v is not None]
+        if agent_ids is not None and not any(
+            sum(v.capacity.values()) > sum(v.load.values()) for v in targets
+        ):
+            return
         need = need_of(ctx, conv)
-        waiting_allowed = conv.prefer_until is not None and now < conv.prefer_until
+        waiting_allowed = conv.prefer_until is not None and unit.now < conv.prefer_until
         choice = choose_agent(
-            views,
+            board,
             need,
             last_agent_id=conv.preferred_agent_id,
             wait_for_last_agent=waiting_allowed,
@@ -169,8 +214,8 @@ async def drain(ctx: Routing, unit: Unit, agent_ids: Sequence[str] | None = None
         if (
             agent_ids is not None
             and choice.agent_id not in agent_ids
-            and not any(can_take(v, need) for v in views if v.id in agent_ids)
+            and not any(can_take(v, need) for v in targets)
         ):
             continue
-        if await assign(ctx, unit, conv, choice, views):
-            views = await agent_views(ctx, conn, now)  # loads changed
+        if not await assign(ctx, unit, conv, choice):
+            board = await read_board(ctx, unit)  # stale: another process changed that agent

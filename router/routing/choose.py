@@ -10,12 +10,15 @@ Every outcome says why, so `simulate` and the agent can see the reason.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-# Agents skipped, named in the reason, at most this many (the reason stays small).
+if TYPE_CHECKING:
+    from router.routing.board import AgentBoard
+
+# Agents looked at and passed over, named in the reason, at most this many.
 MAX_EXPLAINED = 8
 
 
@@ -100,14 +103,8 @@ def can_take(agent: AgentView, need: Need) -> bool:
     return unqualified_because(agent, need) is None and unavailable_because(agent, need) is None
 
 
-def _idle_key(agent: AgentView) -> tuple[float, float, str]:
-    # Least occupied first; then the one idle longest (never assigned = idlest).
-    idle_since = agent.last_assigned_at.timestamp() if agent.last_assigned_at else float("-inf")
-    return (agent.occupancy(), idle_since, agent.id)
-
-
 def choose_agent(
-    agents: Iterable[AgentView],
+    board: AgentBoard,
     need: Need,
     *,
     last_agent_id: str | None = None,
@@ -120,36 +117,12 @@ def choose_agent(
     while `wait_for_last_agent` is true (the bounded wait has not run out) and
     that agent is qualified but busy, the conversation waits for them.
     `exclude` names agents not to offer it to again (they let it time out).
+    The best agent is the first in the board's order who can take it, so
+    agents after them are never looked at.
     """
-    skipped: dict[str, str] = {}
-    best: AgentView | None = None
-    best_key: tuple[float, float, str] | None = None
-    last: AgentView | None = None
-    candidates = 0
-    for agent in agents:
-        if agent.id in exclude:
-            if len(skipped) < MAX_EXPLAINED:
-                skipped[agent.id] = "did not take it in time"
-            continue
-        if agent.id == last_agent_id:
-            last = agent
-        # Presence and capacity first: cheaper than skills, and most agents fail there.
-        busy = unavailable_because(agent, need)
-        if busy is not None:
-            if len(skipped) < MAX_EXPLAINED:
-                skipped[agent.id] = unqualified_because(agent, need) or busy
-            continue
-        why = unqualified_because(agent, need)
-        if why is not None:
-            if len(skipped) < MAX_EXPLAINED:
-                skipped[agent.id] = why
-            continue
-        candidates += 1
-        key = _idle_key(agent)
-        if best_key is None or key < best_key:
-            best, best_key = agent, key
     need_info: dict[str, Any] = {"skills": dict(need.skills), "language": need.language}
-    if last is not None and unqualified_because(last, need) is None:
+    last = board.get(last_agent_id)
+    if last is not None and last.id not in exclude and unqualified_because(last, need) is None:
         busy = unavailable_because(last, need)
         if busy is None:
             return Choice(
@@ -168,25 +141,36 @@ def choose_agent(
                     **need_info,
                 },
             )
-    if best is not None:
-        return Choice(
-            agent_id=best.id,
-            rule="best_available",
-            reason={
-                "rule": "best_available",
-                "detail": "least occupied qualified agent, then longest idle",
-                "candidates": candidates,
-                "occupancy": round(best.occupancy(), 3),
-                "skipped": skipped,
-                **need_info,
-            },
-        )
+    # Passed over whatever the walk reaches: they let it time out.
+    skipped = {agent_id: "did not take it in time" for agent_id in sorted(exclude)[:MAX_EXPLAINED]}
+    examined = 0
+    for agent in board.walk(need.channel_type):
+        examined += 1
+        if agent.id in exclude:
+            continue
+        why = unavailable_because(agent, need) or unqualified_because(agent, need)
+        if why is None:
+            return Choice(
+                agent_id=agent.id,
+                rule="best_available",
+                reason={
+                    "rule": "best_available",
+                    "detail": "least occupied qualified agent, then longest idle",
+                    "examined": examined,
+                    "occupancy": round(agent.occupancy(), 3),
+                    "skipped": skipped,
+                    **need_info,
+                },
+            )
+        if len(skipped) < MAX_EXPLAINED:
+            skipped[agent.id] = why
     return Choice(
         agent_id=None,
         rule="queued",
         reason={
             "rule": "queued",
             "detail": "no qualified agent free",
+            "present": board.present(need.channel_type),
             "skipped": skipped,
             **need_info,
         },

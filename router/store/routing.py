@@ -310,7 +310,7 @@ async def set_agent_status(
 async def take_capacity(
     conn: AsyncConnection, agent_id: str, channel_type: str, capacity: int, now: datetime
 ) -> bool:
-    """Count one more open conversation for the agent, only if it stays within capacity."""
+    """Count one more open conversation for an available agent, only within capacity."""
     await conn.execute(
         _insert(conn, agent_load)
         .values(agent_id=agent_id, channel_type=channel_type, open_count=0)
@@ -322,6 +322,8 @@ async def take_capacity(
             agent_load.c.agent_id == agent_id,
             agent_load.c.channel_type == channel_type,
             agent_load.c.open_count < capacity,
+            # the router's in-process view of agents may be stale; the store decides
+            sa.exists().where(agents.c.id == agent_id, agents.c.status == "available"),
         )
         .values(open_count=agent_load.c.open_count + 1)
     )
