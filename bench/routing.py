@@ -9,7 +9,7 @@ Three tables, all measured in the same run (the defaults take about 2-3 minutes
 on 2 cores, most of it in the end-to-end rows):
 
 1. The decision itself (pure functions, no I/O), one call at a time, each call
-   timed: `choose_agent` over `--agents` AgentViews (varied skills, languages,
+   timed: `choose_agent` on an `AgentBoard` of `--agents` agents (varied skills, languages,
    channels, per-channel capacities, loads that hold `--conversations` open
    conversations, some agents away or off shift), `classify` on a mixed
    en/es/fr/de/pt/it corpus by 14 rules plus complaint keywords, and the
@@ -18,11 +18,12 @@ on 2 cores, most of it in the end-to-end rows):
    clock-free `queue_rank` the router now stores in an indexed column.
    "decision" is classify + choose + queue_rank for one new message. Reference
    rows: the floor of any design that looks at every agent (a bare loop
-   reading one attribute of each); a sketch of the fix for choose (agents kept
-   per channel type in the choice's own order, walked until one fits; checked
-   to pick the same agent as `choose_agent` on every need); and the queue
-   ordered by the clock-free rank (checked to give the same order as
-   `queue_key`). Targets: >= 20,000 decisions/s, p99 <= 2 ms.
+   reading one attribute of each); the previous design of choose (scan every
+   agent, keep the best who fits; checked to pick the same agent as
+   `choose_agent` on every need); what keeping the board costs (reading it
+   afresh, one load change); and the queue ordered by the clock-free rank
+   (checked to give the same order as `queue_key`). Targets: >= 20,000
+   decisions/s, p99 <= 2 ms.
 2. End to end through a real Kafka broker: `--messages` envelopes
    (`--followups` of them follow-ups on conversations opened earlier in the
    stream) pre-produced to `<prefix>inbound`, then the daemon's router pieces
@@ -91,8 +92,10 @@ from router.inbound import InboundProcessor  # noqa: E402
 from router.logs import setup_logging  # noqa: E402
 from router.metrics import Metrics  # noqa: E402
 from router.outbox import OutboxPublisher  # noqa: E402
+from router.routing.board import AgentBoard, order_key  # noqa: E402
 from router.routing.choose import (  # noqa: E402
     AgentView,
+    Choice,
     Need,
     can_take,
     choose_agent,
@@ -411,39 +414,18 @@ def make_agents(n: int, open_conversations: int, rng: random.Random) -> list[Age
     return agents
 
 
-def idle_key(agent: AgentView) -> tuple[float, float, str]:
-    """The order choose_agent picks in: least occupied, then idle longest, then id."""
-    idle = agent.last_assigned_at.timestamp() if agent.last_assigned_at else float("-inf")
-    return (agent.occupancy(), idle, agent.id)
-
-
-class OrderedIndex:
-    """A sketch of the fix (bench only): per channel type, agents in the choice's order.
-
-    The best agent is the first one in order that can take the need, so the
-    walk stops early instead of scanning every agent. Kept current by
-    re-inserting an agent when its load or status changes (O(log n) with a
-    sorted container); here the snapshot is fixed, as it is for choose_agent.
-    """
-
-    def __init__(self, agents: Sequence[AgentView]) -> None:
-        self.by_id = {a.id: a for a in agents}
-        self.by_type = {
-            t: sorted((a for a in agents if a.capacity_for(t) > 0), key=idle_key)
-            for t in CAPACITY_RANGES
-        }
-
-    def choose(self, need: Need, last_agent_id: str | None, wait: bool) -> str | None:
-        last = self.by_id.get(last_agent_id) if last_agent_id else None
-        if last is not None and unqualified_because(last, need) is None:
-            if unavailable_because(last, need) is None:
-                return last.id
-            if wait:
-                return None
-        for agent in self.by_type.get(need.channel_type, ()):
-            if can_take(agent, need):
-                return agent.id
-        return None
+def scan_choose(
+    agents: Sequence[AgentView], need: Need, last_agent_id: str | None, wait: bool
+) -> str | None:
+    """The previous design (bench only): look at every agent, keep the best who fits."""
+    last = next((a for a in agents if a.id == last_agent_id), None) if last_agent_id else None
+    if last is not None and unqualified_because(last, need) is None:
+        if unavailable_because(last, need) is None:
+            return last.id
+        if wait:
+            return None
+    fits = [a for a in agents if can_take(a, need)]
+    return min(fits, key=order_key).id if fits else None
 
 
 @dataclass
@@ -589,6 +571,7 @@ def bench_decisions(args: argparse.Namespace) -> None:
     agents = make_agents(args.agents, args.conversations, rng)
     cases = make_cases(agents, 600, rng)
     default_detector()  # built once per process, as in the daemon
+    board = AgentBoard(agents)  # the router's in-process agent state
     held = sum(sum(a.load.values()) for a in agents)
     free = sum(1 for a in agents if a.status == "available" and a.on_shift)
     print(
@@ -607,8 +590,8 @@ def bench_decisions(args: argparse.Namespace) -> None:
     ]
     now = T0
 
-    def choose(c: Case) -> object:
-        return choose_agent(agents, c.need, last_agent_id=c.last_agent, wait_for_last_agent=c.wait)
+    def choose(c: Case) -> Choice:
+        return choose_agent(board, c.need, last_agent_id=c.last_agent, wait_for_last_agent=c.wait)
 
     def classify_one(c: Case) -> object:
         return classify(c.envelope, c.facts, routing, languages=LANGUAGES, now=now)
@@ -656,19 +639,22 @@ def bench_decisions(args: argparse.Namespace) -> None:
     def scan_floor(_: object) -> object:
         return sum(1 for a in agents if a.status == "available")
 
-    index = OrderedIndex(agents)
-
-    def indexed(c: Case) -> object:
-        return index.choose(c.need, c.last_agent, c.wait)
+    def scanned(c: Case) -> object:
+        return scan_choose(agents, c.need, c.last_agent, c.wait)
 
     same = sum(
-        1
-        for c in cases
-        if index.choose(c.need, c.last_agent, c.wait)
-        == choose_agent(
-            agents, c.need, last_agent_id=c.last_agent, wait_for_last_agent=c.wait
-        ).agent_id
+        1 for c in cases if scan_choose(agents, c.need, c.last_agent, c.wait) == choose(c).agent_id
     )
+
+    def rebuild(_: object) -> object:
+        return AgentBoard(agents)
+
+    changed = [(a.id, t) for a in agents[:2000] for t in a.capacity if a.capacity[t] > 0]
+
+    def one_change(item: tuple[str, str]) -> object:
+        board.add_load(item[0], item[1], 1)
+        board.add_load(item[0], item[1], -1)  # back: the board stays as measured
+        return None
 
     s = args.seconds
     rows = [
@@ -701,10 +687,14 @@ def bench_decisions(args: argparse.Namespace) -> None:
     print("reference rows (same run, same agents and needs):")
     floor = timed(f"  floor: bare loop over {args.agents:,} agents", scan_floor, [0], s / 2)
     floor.note = "any design that looks at every agent"
-    sketch = timed("  what-if: ordered index per channel type", indexed, cases, s)
-    sketch.note = f"same agent as choose_agent for {same}/{len(cases)} needs"
-    print(floor.row())
-    print(sketch.row())
+    previous = timed("  previous design: scan every agent", scanned, cases, s)
+    previous.note = f"same agent as choose_agent for {same}/{len(cases)} needs"
+    build = timed(f"  AgentBoard read afresh ({args.agents:,} views)", rebuild, [0], s / 2)
+    build.note = "once a second (routing.board.REFRESH), plus after a failed unit of work"
+    change = timed("  one load change on the board, and back", one_change, changed, s / 2)
+    change.note = "per assignment or release"
+    for r in (floor, previous, build, change):
+        print(r.row())
     if args.profile:
         profile_top(lambda: [choose(c) for c in cases[:40]], 10, "choose_agent x 40")
         profile_top(lambda: [classify_one(c) for c in cases], 14, f"classify x {len(cases)}")
