@@ -189,6 +189,8 @@ async def classify_and_route(
         await db.set_customer_language(conn, customer_id, result.language)
     level = PRIORITY_LEVELS[result.priority]
     due = sla_due(ctx, conv.channel, conv.channel_type, result.priority, now)
+    window_start = now - ctx.config.routing.last_agent_window
+    last = await db.last_agent_of(conn, customer_id, window_start)
     conv = await db.update_conversation(
         conn,
         conv.id,
@@ -199,6 +201,8 @@ async def classify_and_route(
         priority=level,
         queue=result.queue,
         sla_due_at=due,
+        preferred_agent_id=last,
+        prefer_until=now + ctx.config.routing.last_agent_wait if last else None,
     )
     unit.decide(
         "classify",
@@ -226,12 +230,6 @@ async def classify_and_route(
     if due is not None and conv.first_response_at is None:
         await schedule_sla(ctx, unit, conv, now, due)
     await acknowledge(ctx, unit, conv, cust, due)
-    window_start = now - ctx.config.routing.last_agent_window
-    last = await db.last_agent_of(conn, customer_id, window_start)
-    prefer_until = now + ctx.config.routing.last_agent_wait if last else None
-    conv = await db.update_conversation(
-        conn, conv.id, preferred_agent_id=last, prefer_until=prefer_until
-    )
     await route(ctx, unit, conv)
 
 

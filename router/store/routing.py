@@ -85,8 +85,10 @@ async def add_identity(
         _insert(conn, identities)
         .values(kind=kind, value=value, customer_id=customer_id, source=source, created_at=now)
         .on_conflict_do_nothing(index_elements=["kind", "value"])
+        .returning(identities.c.customer_id)
     )
-    await conn.execute(stmt)
+    if (await conn.execute(stmt)).first() is not None:
+        return customer_id
     owner = await identity_owner(conn, kind, value)
     assert owner is not None
     return owner
@@ -184,16 +186,18 @@ async def reload(conn: AsyncConnection, conversation_id: str) -> Row:
 
 
 async def create_conversation(conn: AsyncConnection, values: Mapping[str, Any]) -> Row:
-    cid = new_id()
-    for _ in range(5):  # a reference collision is rare; draw again
-        ref = new_ref()
-        taken = await conn.scalar(sa.select(conversations.c.id).where(conversations.c.ref == ref))
-        if taken is None:
-            break
-    await conn.execute(conversations.insert().values(id=cid, ref=ref, **values))
-    row = await conversation(conn, cid)
-    assert row is not None
-    return row
+    """Insert a conversation with a fresh reference and return it (one statement, usually)."""
+    for _ in range(5):  # a reference collision is rare (32**7 of them); draw again
+        stmt = (
+            _insert(conn, conversations)
+            .values(id=new_id(), ref=new_ref(), **values)
+            .on_conflict_do_nothing(index_elements=["ref"])
+            .returning(*conversations.c)
+        )
+        row = (await conn.execute(stmt)).first()
+        if row is not None:
+            return row
+    raise RuntimeError("no free conversation reference after 5 draws")
 
 
 async def update_conversation(conn: AsyncConnection, conversation_id: str, **values: Any) -> Row:
@@ -311,23 +315,20 @@ async def take_capacity(
     conn: AsyncConnection, agent_id: str, channel_type: str, capacity: int, now: datetime
 ) -> bool:
     """Count one more open conversation for an available agent, only within capacity."""
-    await conn.execute(
-        _insert(conn, agent_load)
-        .values(agent_id=agent_id, channel_type=channel_type, open_count=0)
-        .on_conflict_do_nothing(index_elements=["agent_id", "channel_type"])
+    if capacity <= 0:
+        return False
+    # the router's in-process view of agents may be stale; the store decides
+    available = sa.exists().where(agents.c.id == agent_id, agents.c.status == "available")
+    stmt = _insert(conn, agent_load).from_select(
+        ["agent_id", "channel_type", "open_count"],
+        sa.select(sa.literal(agent_id), sa.literal(channel_type), sa.literal(1)).where(available),
     )
-    result = await conn.execute(
-        agent_load.update()
-        .where(
-            agent_load.c.agent_id == agent_id,
-            agent_load.c.channel_type == channel_type,
-            agent_load.c.open_count < capacity,
-            # the router's in-process view of agents may be stale; the store decides
-            sa.exists().where(agents.c.id == agent_id, agents.c.status == "available"),
-        )
-        .values(open_count=agent_load.c.open_count + 1)
-    )
-    if not result.rowcount:
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["agent_id", "channel_type"],
+        set_={"open_count": agent_load.c.open_count + 1},
+        where=sa.and_(agent_load.c.open_count < capacity, available),
+    ).returning(agent_load.c.open_count)
+    if (await conn.execute(stmt)).first() is None:
         return False
     await conn.execute(agents.update().where(agents.c.id == agent_id).values(last_assigned_at=now))
     return True

@@ -1,0 +1,94 @@
+"""The routing engine's queries that guard consistency, on both engines."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from router.store import Store
+from router.store import routing as db
+from router.store.schema import agent_load
+
+NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def open_count(store: Store, agent_id: str, channel_type: str) -> int | None:
+    async with store.transaction(readonly=True) as conn:
+        value = await conn.scalar(
+            sa.select(agent_load.c.open_count).where(
+                agent_load.c.agent_id == agent_id, agent_load.c.channel_type == channel_type
+            )
+        )
+    return None if value is None else int(value)
+
+
+async def test_capacity_is_taken_only_within_it_and_only_from_available_agents(
+    store: Store,
+) -> None:
+    async with store.transaction() as conn:
+        await db.ensure_agents(conn, {"ana": "available", "ben": "away"}, NOW)
+    taken = []
+    for _ in range(3):
+        async with store.transaction() as conn:
+            taken.append(await db.take_capacity(conn, "ana", "webchat", 2, NOW))
+    assert taken == [True, True, False]
+    assert await open_count(store, "ana", "webchat") == 2
+    async with store.transaction() as conn:
+        assert not await db.take_capacity(conn, "ben", "webchat", 2, NOW)
+        assert not await db.take_capacity(conn, "ana", "phone", 0, NOW)
+        rows = await db.agent_rows(conn, ["ana", "ben"])
+    assert await open_count(store, "ben", "webchat") is None
+    assert rows["ana"].last_assigned_at == NOW and rows["ben"].last_assigned_at is None
+    async with store.transaction() as conn:
+        await db.release_capacity(conn, "ana", "webchat")
+        assert await db.take_capacity(conn, "ana", "webchat", 2, NOW)
+        await db.set_agent_status(conn, "ana", "offline", NOW)
+        await db.release_capacity(conn, "ana", "webchat")
+        assert not await db.take_capacity(conn, "ana", "webchat", 2, NOW)
+    assert await open_count(store, "ana", "webchat") == 1
+
+
+async def test_concurrent_takes_never_pass_capacity(store: Store) -> None:
+    async with store.transaction() as conn:
+        await db.ensure_agents(conn, {"ana": "available"}, NOW)
+
+    async def take() -> bool:
+        async with store.transaction() as conn:
+            return await db.take_capacity(conn, "ana", "email", 3, NOW)
+
+    results = await asyncio.gather(*(take() for _ in range(8)))
+    assert sorted(results) == [False] * 5 + [True] * 3
+    assert await open_count(store, "ana", "email") == 3
+
+
+async def test_an_identity_keeps_its_first_owner(store: Store) -> None:
+    async with store.transaction() as conn:
+        first = await db.create_customer(conn, "Ana", NOW)
+        second = await db.create_customer(conn, "Someone", NOW)
+        assert await db.add_identity(conn, "email", "ana@example.com", first, "auto", NOW) == first
+        assert await db.add_identity(conn, "email", "ana@example.com", second, "auto", NOW) == first
+        assert await db.identity_owner(conn, "email", "ana@example.com") == first
+
+
+async def test_new_conversations_get_distinct_references(store: Store) -> None:
+    async with store.transaction() as conn:
+        customer = await db.create_customer(conn, None, NOW)
+        rows = [
+            await db.create_conversation(
+                conn,
+                {
+                    "channel": "mail",
+                    "channel_type": "email",
+                    "thread_key": f"t{i}",
+                    "customer_id": customer,
+                    "opened_at": NOW,
+                    "updated_at": NOW,
+                },
+            )
+            for i in range(20)
+        ]
+    assert len({r.ref for r in rows}) == 20 and all(len(r.ref) == 7 for r in rows)
+    assert [r.thread_key for r in rows] == [f"t{i}" for i in range(20)]
+    assert rows[0].status == "open" and rows[0].opened_at == NOW
