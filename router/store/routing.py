@@ -319,15 +319,17 @@ async def take_capacity(
         return False
     # the router's in-process view of agents may be stale; the store decides
     available = sa.exists().where(agents.c.id == agent_id, agents.c.status == "available")
-    stmt = _insert(conn, agent_load).from_select(
-        ["agent_id", "channel_type", "open_count"],
-        sa.select(sa.literal(agent_id), sa.literal(channel_type), sa.literal(1)).where(available),
+    first = sa.select(sa.literal(agent_id), sa.literal(channel_type), sa.literal(1))
+    stmt = (
+        _insert(conn, agent_load)
+        .from_select(["agent_id", "channel_type", "open_count"], first.where(available))
+        .on_conflict_do_update(
+            index_elements=["agent_id", "channel_type"],
+            set_={"open_count": agent_load.c.open_count + 1},
+            where=sa.and_(agent_load.c.open_count < capacity, available),
+        )
+        .returning(agent_load.c.open_count)
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["agent_id", "channel_type"],
-        set_={"open_count": agent_load.c.open_count + 1},
-        where=sa.and_(agent_load.c.open_count < capacity, available),
-    ).returning(agent_load.c.open_count)
     if (await conn.execute(stmt)).first() is None:
         return False
     await conn.execute(agents.update().where(agents.c.id == agent_id).values(last_assigned_at=now))
