@@ -40,7 +40,9 @@ async def deliver(
     idents = await db.customer_identities(conn, conv.customer_id)
     since = unit.now - timedelta(days=ctx.config.routing.context_days)
     others = []
-    for other in await db.recent_conversations(conn, conv.customer_id, since, conv.id):
+    recent = await db.recent_conversations(conn, conv.customer_id, since, conv.id)
+    extracts = await db.last_texts(conn, [other.id for other in recent])
+    for other in recent:
         others.append(
             {
                 "conversation_id": other.id,
@@ -50,7 +52,7 @@ async def deliver(
                 "status": other.status,
                 "owner": other.owner_agent_id,
                 "updated_at": other.updated_at.isoformat(),
-                "extract": (await db.last_text(conn, other.id))[:160],
+                "extract": extracts.get(other.id, "")[:160],
             }
         )
     transcript = []

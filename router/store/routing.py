@@ -237,15 +237,22 @@ async def recent_conversations(
     return list((await conn.execute(stmt)).all())
 
 
-async def last_text(conn: AsyncConnection, conversation_id: str) -> str:
-    stmt = (
-        sa.select(messages.c.text)
-        .where(messages.c.conversation_id == conversation_id)
-        .order_by(messages.c.received_at.desc())
-        .limit(1)
+async def last_texts(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, str]:
+    """The text of each conversation's latest message, in one query."""
+    if not conversation_ids:
+        return {}
+    newest = (
+        sa.func.row_number()
+        .over(partition_by=messages.c.conversation_id, order_by=messages.c.received_at.desc())
+        .label("newest")
     )
-    value = await conn.scalar(stmt)
-    return "" if value is None else str(value)
+    ranked = (
+        sa.select(messages.c.conversation_id, messages.c.text, newest)
+        .where(messages.c.conversation_id.in_(list(conversation_ids)))
+        .subquery()
+    )
+    stmt = sa.select(ranked.c.conversation_id, ranked.c.text).where(ranked.c.newest == 1)
+    return {str(r.conversation_id): str(r.text or "") for r in (await conn.execute(stmt)).all()}
 
 
 async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:

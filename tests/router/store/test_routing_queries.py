@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
 from router.store import Store
 from router.store import routing as db
 from router.store.schema import agent_load
+from tests.router.store.test_contract import make_envelope
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -92,3 +93,35 @@ async def test_new_conversations_get_distinct_references(store: Store) -> None:
     assert len({r.ref for r in rows}) == 20 and all(len(r.ref) == 7 for r in rows)
     assert [r.thread_key for r in rows] == [f"t{i}" for i in range(20)]
     assert rows[0].status == "open" and rows[0].opened_at == NOW
+
+
+async def test_last_texts_gives_each_conversations_newest_message(store: Store) -> None:
+    async with store.transaction() as conn:
+        customer = await db.create_customer(conn, None, NOW)
+        convs = [
+            await db.create_conversation(
+                conn,
+                {
+                    "channel": "mail",
+                    "channel_type": "email",
+                    "thread_key": f"t{i}",
+                    "customer_id": customer,
+                    "opened_at": NOW,
+                    "updated_at": NOW,
+                },
+            )
+            for i in range(3)
+        ]
+    for i, (conv, minute) in enumerate([(0, 1), (0, 5), (0, 3), (1, 2)]):
+        env = make_envelope(f"<m{i}@x>").model_copy(
+            update={
+                "conversation_id": convs[conv].id,
+                "received_at": NOW + timedelta(minutes=minute),
+                "text": f"at minute {minute}",
+            }
+        )
+        assert await store.record_message(env)
+    async with store.transaction(readonly=True) as conn:
+        texts = await db.last_texts(conn, [c.id for c in convs])
+        assert await db.last_texts(conn, []) == {}
+    assert texts == {convs[0].id: "at minute 5", convs[1].id: "at minute 2"}
