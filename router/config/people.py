@@ -24,8 +24,6 @@ from router.config.types import (
     Level,
     Name,
     NameList,
-    Secret,
-    SecretFile,
     Section,
     TimeZone,
     check_timezone,
@@ -64,26 +62,25 @@ class SinkConfig(Section):
 
     type: Literal["email", "telegram", "webhook"] = Field(
         description="`email` (notification with a signed Reply-To), `telegram` (direct"
-        " messages from the bot) or `webhook` (JSON POST to Slack, Teams or any tool).",
+        " messages from the bot) or `webhook` (signed JSON POST to Slack, Teams or any"
+        " tool, which POSTs the agent's replies back).",
     )
     channel: Name | None = Field(
         None,
-        description="For `email` and `telegram`: the channel (of that type) used to"
-        " reach the agent.",
+        description="The channel (of the sink's type) that reaches the agent; for"
+        " `webhook`, its key signs the deliveries and its events route takes the"
+        " agent's replies and commands.",
     )
     address: str | None = Field(
         None,
         description="For `email`: the agent's address (replies from it are"
-        " authenticated as this agent). For `telegram`: the agent's numeric user id.",
+        " authenticated as this agent). For `telegram`: the agent's numeric user id."
+        " Not used by `webhook` (the tool names the agent by id).",
     )
-    url: str | None = Field(None, description="For `webhook`: the URL to POST to.")
-    secret: Secret | None = Field(
+    url: str | None = Field(
         None,
-        description="For `webhook`: key that signs the requests (HMAC-SHA256).",
-    )
-    secret_file: SecretFile | None = Field(
-        None,
-        description="File holding the webhook signing key (instead of `secret`).",
+        description="For `webhook`: where this agent's deliveries are POSTed. Slack and"
+        " Teams URLs are secrets themselves: give them as `${ENV_VAR}`.",
     )
 
     @model_validator(mode="after")
@@ -102,10 +99,23 @@ class SinkConfig(Section):
             if self.type == "email" and "@" not in (self.address or ""):
                 raise fail(title, ("address",), "expected the agent's email address")
         else:
+            if self.channel is None:
+                raise fail(
+                    title,
+                    ("channel",),
+                    "a webhook sink needs channel: the name of a channel of type webhook"
+                    " (its secret signs the deliveries and it takes the agent's replies)",
+                )
             if self.url is None:
                 raise fail(title, ("url",), "a webhook sink needs url")
             if urlsplit(self.url).scheme not in ("http", "https"):
                 raise fail(title, ("url",), "expected an http:// or https:// URL")
+            if self.address is not None:
+                raise fail(
+                    title,
+                    ("address",),
+                    "a webhook sink has no address: the agent's tool names the agent by id",
+                )
         return self
 
 

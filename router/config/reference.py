@@ -39,8 +39,9 @@ Everything an operator changes lives in one YAML file, `config/channels.yaml`
 (the shipped copy is a commented example). Check a file with
 `omnirouter check -c config/channels.yaml`: it prints `ok: ...`, or every
 problem as `FILE:LINE: key.path: message` and exits with status 2. A running
-daemon reloads the file on SIGHUP; an invalid file is refused and the running
-configuration stays in place.
+daemon reloads the file on SIGHUP and when the file changes (checked every two
+seconds); an invalid file is refused and the running configuration stays in
+place. The bus, store, HTTP listener and channels take effect on restart.
 
 ## Conventions
 

@@ -1,7 +1,8 @@
 """Agents' replies and commands: authenticated, then applied on the customer's own channel.
 
 An agent is known by the address of their configured sink (their mailbox,
-their Telegram id); acting on a conversation also needs the signed token from
+their Telegram id), or by their id on the webhook channel that is their sink;
+acting on a conversation also needs the signed token from
 the notification they received, issued to them. Anything else is rejected
 with a logged reason and a short notice back to the sender.
 """

@@ -84,8 +84,13 @@ class Routing:
         self.board = None  # skills, capacities and shifts may have changed
         self.agents: dict[str, AgentConfig] = {a.id: a for a in config.agents}
         self.by_address: dict[str, str] = {}
+        # Agents whose tool is a webhook channel: (channel, agent id); the tool names them.
+        self.by_webhook: set[tuple[str, str]] = set()
         for a in config.agents:
-            if a.sink.address:
+            if a.sink.type == "webhook":
+                if a.sink.channel is not None:
+                    self.by_webhook.add((a.sink.channel, a.id))
+            elif a.sink.address:
                 self.by_address[a.sink.address.casefold()] = a.id
         self.queues = {q.name: q for q in config.queues}
         self.channels = {c.name: c for c in config.channels}
@@ -114,4 +119,9 @@ class Routing:
         return hours.timezone if hours is not None else None
 
     def agent_of(self, env: Envelope) -> str | None:
+        """The agent who sent `env`: by their sink's address (mailbox, Telegram id) or,
+        on a webhook channel, by id when that channel is their sink."""
+        if env.channel_type == "webhook":
+            sender = env.sender.address
+            return sender if (env.channel, sender) in self.by_webhook else None
         return self.by_address.get(env.sender.address.casefold())

@@ -104,4 +104,4 @@ def test_only_with_an_unknown_part_is_refused(tmp_path: Path) -> None:
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 2
-    assert "--only: unknown part 'routr'; known: main-line, router," in proc.stderr
+    assert "--only: unknown part 'routr'; known: agent-hooks, main-line, router," in proc.stderr

@@ -32,7 +32,7 @@ def test_shipped_file_loads_without_any_environment():
     config = load_config(SHIPPED, env={})
     assert config.bus.backend == "embedded"
     assert config.store.url.startswith("sqlite:///")
-    assert {c.type for c in config.channels} == {"email", "telegram", "webchat", "phone"}
+    assert {c.type for c in config.channels} == {"email", "telegram", "webchat", "phone", "webhook"}
     assert not config.enabled_channels
     assert {s.name for s in config.skills} >= {"billing", "tech", "complaints"}
     assert config.agents and config.queues and config.routing.rules
@@ -126,16 +126,18 @@ def test_every_mistake_is_reported_with_line_and_path(registry):
 def test_references_are_checked_even_when_other_items_are_invalid():
     text = """\
     version: 1
+    channels:
+      - {name: hooks, type: webhook, enabled: false, webhook: {secret: "${HOOK_SECRET}"}}
     skills: [{name: billing}]
     agents:
       - id: ana
         name: Ana
         skills: {billing: 9}
-        sink: {type: webhook, url: "https://hooks.example.com/a"}
+        sink: {type: webhook, channel: hooks, url: "https://hooks.example.com/a"}
       - id: ben
         name: Ben
         skills: {tch: 2}
-        sink: {type: webhook, url: "https://hooks.example.com/b"}
+        sink: {type: webhook, channel: hooks, url: "https://hooks.example.com/b"}
     routing:
       complaints: {skill: billing}
     """
@@ -355,7 +357,7 @@ def test_unknown_channel_type_lists_the_known_ones(registry):
     text = EMAIL_CHANNEL.replace("type: email", "type: emial")
     problem = find(problems(text, registry=registry), "channels[0].type")
     assert problem.message == (
-        "unknown channel type 'emial'; known types: email, phone, telegram, webchat"
+        "unknown channel type 'emial'; known types: email, phone, telegram, webchat, webhook"
     )
 
 
@@ -494,9 +496,14 @@ def test_templates_reject_unknown_placeholders():
 def test_complaints_need_a_qualified_agent():
     text = """\
     version: 1
+    channels:
+      - {name: hooks, type: webhook, enabled: false, webhook: {secret: "${HOOK_SECRET}"}}
     skills: [{name: complaints}]
     agents:
-      - {id: a, name: A, skills: {complaints: 2}, sink: {type: webhook, url: "https://h/x"}}
+      - id: a
+        name: A
+        skills: {complaints: 2}
+        sink: {type: webhook, channel: hooks, url: "https://h/x"}
     routing:
       complaints:
         keywords: {en: [complaint]}
@@ -532,7 +539,7 @@ def test_bad_durations(value):
 def test_check_ok(capsys):
     assert check(SHIPPED, {}) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"ok: {SHIPPED} (4 channels, 0 enabled; 3 agents;")
+    assert out.startswith(f"ok: {SHIPPED} (5 channels, 0 enabled; 3 agents;")
 
 
 def test_check_reports_problems_on_stderr(tmp_path):

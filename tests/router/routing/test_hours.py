@@ -184,7 +184,7 @@ def agent(**kw: Any) -> AgentConfig:
         {
             "id": "ben",
             "name": "Ben",
-            "sink": {"type": "webhook", "url": "https://hooks.example.com/ben"},
+            "sink": {"type": "webhook", "channel": "hooks", "url": "https://hooks.example.com/ben"},
             **kw,
         }
     )

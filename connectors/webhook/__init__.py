@@ -1,0 +1,36 @@
+"""Webhook connector: the agent tool for Slack, Teams or any HTTP tool, both directions.
+
+Modules: `config` (the `webhook:` block), `signing` (HMAC-SHA256 with a
+timestamp, both ways), `deliveries` (deliveries POSTed to agents and what
+each HTTP outcome means), `events` (the tool's events turned into `reply` and
+`command` envelopes), `connector` (the contract and the events route),
+`errors`. The protocol, for whoever builds the tool's side: docs/webhook.md.
+
+Out: every delivery to an agent whose sink is `{type: webhook, channel: <this
+channel>, url: ...}` (the router's `omni.agent.<channel>`) is POSTed as JSON
+to the sink's url, signed with the channel's key, with the conversation's
+full context and the signed conversation token.
+
+In: `POST <path>` (default `/webhook/<channel>/events`) takes the tool's
+signed events: an agent's `reply` (text for the customer) or `command`
+(`accept`, `resolve`, `transfer`, `note`, presence...), each with the token of
+the delivery it answers. Envelopes: `kind` `reply`/`command`, `direction`
+`in`, `channel_type` `webhook`, `id` = `envelope_id(channel, event id)`,
+`thread_key` the token's conversation id (else `agent:<agent id>`),
+`sender` = `{address: <agent id>, role: agent}`, `meta` = `{token, event_id,
+command: {name, args}}`. The router knows the agent by id on this channel.
+"""
+
+from connectors.webhook.config import WebhookChannelConfig
+from connectors.webhook.connector import build
+from router.connector import ConnectorSpec
+
+spec = ConnectorSpec(
+    type="webhook",
+    description="Agents' tools (Slack, Teams, any HTTP tool): signed JSON deliveries out,"
+    " the agents' replies and commands back in.",
+    config=WebhookChannelConfig,
+    factory=build,
+)
+
+__all__ = ["WebhookChannelConfig", "spec"]

@@ -1,0 +1,111 @@
+"""Events an agent's tool POSTs back, turned into `reply` and `command` envelopes.
+
+    {"id": "<tool's event id>", "agent": "<agent id>", "token": "<delivery token>",
+     "type": "reply", "text": "..."}
+    {"id": ..., "agent": ..., "token": ..., "type": "command",
+     "command": "resolve", "args": ["..."]}
+
+`token` is the one from the delivery the event answers; the presence commands
+(`available`, `away`, `offline`) need none. Unknown fields are refused, so a
+misspelt one never silently does nothing. Every error names its field.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from connectors.webhook.errors import BadEvent
+from router.envelope import AGENT_COMMANDS, Envelope, Sender, envelope_id
+
+CHANNEL_TYPE = "webhook"
+PRESENCE = frozenset({"available", "away", "offline"})
+FIELDS = frozenset({"v", "id", "agent", "token", "type", "text", "command", "args"})
+MAX_ID_CHARS = 200
+MAX_ARGS = 50
+_AGENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def _string(obj: dict[str, Any], key: str, *, max_chars: int | None = None) -> str:
+    value = obj.get(key)
+    if value is None:
+        raise BadEvent(f"{key}: required")
+    if not isinstance(value, str):
+        raise BadEvent(f"{key}: must be a string")
+    if not value.strip():
+        raise BadEvent(f"{key}: must not be empty")
+    if max_chars is not None and len(value) > max_chars:
+        raise BadEvent(f"{key}: at most {max_chars} characters")
+    return value
+
+
+def parse(body: bytes) -> dict[str, Any]:
+    """The event as a JSON object with only documented fields, or `BadEvent`."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"body: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise BadEvent(f"body: expected a JSON object, got {type(obj).__name__}")
+    unknown = sorted(set(obj) - FIELDS)
+    if unknown:
+        raise BadEvent(f"{unknown[0]}: unknown field; expected {', '.join(sorted(FIELDS))}")
+    if obj.get("v", 1) != 1:
+        raise BadEvent(f"v: unsupported version {obj['v']!r} (expected 1)")
+    return obj
+
+
+def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
+    """The envelope for one event POSTed on `channel`; raises `BadEvent` naming the field."""
+    obj = parse(body)
+    event_id = _string(obj, "id", max_chars=MAX_ID_CHARS)
+    agent = _string(obj, "agent", max_chars=63)
+    if not _AGENT.fullmatch(agent):
+        raise BadEvent("agent: not an agent id (lowercase letters, digits, '-' and '_')")
+    kind = obj.get("type")
+    if kind not in ("reply", "command"):
+        raise BadEvent('type: must be "reply" or "command"')
+    token = obj.get("token")
+    if token is not None and not isinstance(token, str):
+        raise BadEvent("token: must be a string")
+    meta: dict[str, Any] = {"token": token or None, "event_id": event_id}
+    if kind == "reply":
+        for key in ("command", "args"):
+            if key in obj:
+                raise BadEvent(f'{key}: only with type "command"')
+        text = _string(obj, "text")
+        needs_token = True
+    else:
+        name = _string(obj, "command", max_chars=32).strip().lower()
+        if name not in AGENT_COMMANDS:
+            raise BadEvent(f"command: unknown {name!r}; known: {', '.join(sorted(AGENT_COMMANDS))}")
+        args = obj.get("args", [])
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise BadEvent("args: must be a list of strings")
+        if len(args) > MAX_ARGS:
+            raise BadEvent(f"args: at most {MAX_ARGS}")
+        given = obj.get("text")
+        if given is not None and not isinstance(given, str):
+            raise BadEvent("text: must be a string")
+        meta["command"] = {"name": name, "args": list(args)}
+        text = given or " ".join([name, *args])
+        needs_token = name not in PRESENCE
+    if needs_token and not token:
+        raise BadEvent("token: required (the token of the delivery this answers)")
+    conversation = token.partition(".")[0] if token else ""
+    return Envelope(
+        id=envelope_id(channel, event_id),
+        kind=kind,
+        direction="in",
+        channel=channel,
+        channel_type=CHANNEL_TYPE,
+        # One conversation's replies and commands stay in order on the bus.
+        thread_key=conversation or f"agent:{agent}",
+        sender=Sender(address=agent, role="agent"),
+        received_at=now,
+        text=text,
+        meta=meta,
+    )

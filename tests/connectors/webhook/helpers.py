@@ -1,0 +1,137 @@
+"""Shared helpers for the webhook connector's tests: a real HTTP receiver, signed POSTs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from connectors.webhook.config import WebhookChannelConfig
+from connectors.webhook.connector import WebhookConnector
+from connectors.webhook.signing import signature
+from router.blobs import BlobStore
+from router.connector import Services
+from router.http import Routes
+from tests.connectors.email.helpers import MemoryCheckpoints
+from tests.harness.common import free_port
+
+SECRET = "s3cret-signing-key-for-tests"
+KEY = SECRET.encode()
+
+
+def webhook_config(**extra: Any) -> WebhookChannelConfig:
+    return WebhookChannelConfig.model_validate({"secret": SECRET, **extra})
+
+
+@dataclass
+class Received:
+    headers: dict[str, str]
+    body: bytes
+    path_qs: str
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """An agent's tool on 127.0.0.1: records every POST, answers `status` (after `delay`)."""
+
+    status: int = 200
+    delay: float = 0.0
+    requests: list[Received] = field(default_factory=list)
+    port: int = 0
+
+    def url(self, path: str = "/hooks/T0001/B0002/XyZsecretPart") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append(Received(dict(request.headers), await request.read(), request.path_qs))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(status=self.status, text="ok" if self.status < 300 else "nope")
+
+
+@asynccontextmanager
+async def receiver(**kw: Any) -> AsyncIterator[Receiver]:
+    recv = Receiver(**kw)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recv.handle)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    recv.port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", recv.port)
+    await site.start()
+    try:
+        yield recv
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Listening:
+    """A webhook connector whose events route is served on 127.0.0.1."""
+
+    connector: WebhookConnector
+    port: int
+
+    def url(self, path: str | None = None) -> str:
+        return f"http://127.0.0.1:{self.port}{path or self.connector.path}"
+
+
+@asynccontextmanager
+async def listening(tmp: Path, name: str = "agent-hooks", **kw: Any) -> AsyncIterator[Listening]:
+    """The connector built as the daemon builds it (its route on a real listener), started."""
+    cfg = kw.pop("cfg", None) or webhook_config()
+    app = web.Application()
+    services = Services(
+        blobs=BlobStore(tmp / "blobs"), checkpoints=MemoryCheckpoints(), http=Routes(app)
+    )
+    connector = WebhookConnector(name, cfg, services, **kw)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await connector.start()
+    try:
+        yield Listening(connector, port)
+    finally:
+        await connector.stop()
+        await runner.cleanup()
+
+
+def signed_headers(body: bytes, *, key: bytes = KEY, at: float | None = None) -> dict[str, str]:
+    timestamp = int(time.time() if at is None else at)
+    return {
+        "Content-Type": "application/json",
+        "X-Omnirouter-Timestamp": str(timestamp),
+        "X-Omnirouter-Signature": signature(key, timestamp, body),
+    }
+
+
+async def post_event(
+    url: str,
+    event: dict[str, Any] | bytes,
+    *,
+    headers: dict[str, str] | None = None,
+    key: bytes = KEY,
+) -> tuple[int, Any]:
+    """POST an event (signed unless `headers` are given); the status and the JSON answer."""
+    body = event if isinstance(event, bytes) else orjson.dumps(event)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            url,
+            data=body,
+            headers=headers if headers is not None else signed_headers(body, key=key),
+        ) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)

@@ -1,0 +1,99 @@
+"""Events from an agent's tool turned into envelopes; every shape error names its field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from connectors.webhook.errors import BadEvent
+from connectors.webhook.events import to_envelope
+from router.envelope import decode, encode, envelope_id
+
+NOW = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
+TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"
+
+
+def body(**fields: Any) -> bytes:
+    event = {"id": "ev-1", "agent": "chloe", "token": TOKEN, "type": "reply", "text": "Hello"}
+    event.update(fields)
+    return orjson.dumps({k: v for k, v in event.items() if v is not ...})
+
+
+def test_reply() -> None:
+    env = to_envelope(body(), "agent-hooks", NOW)
+    assert env.id == envelope_id("agent-hooks", "ev-1")
+    assert (env.kind, env.direction, env.channel, env.channel_type) == (
+        "reply",
+        "in",
+        "agent-hooks",
+        "webhook",
+    )
+    assert env.thread_key == "conv-42"  # the token's conversation: its events stay in order
+    assert env.sender.address == "chloe" and env.sender.role == "agent"
+    assert env.text == "Hello"
+    assert env.meta == {"token": TOKEN, "event_id": "ev-1"}
+    assert env.received_at == NOW
+    assert decode(encode(env)) == env  # a valid envelope, as the bus carries it
+
+
+def test_command_with_args() -> None:
+    env = to_envelope(
+        body(type="command", command="Transfer", args=["billing", "needs", "refund"], text=...),
+        "agent-hooks",
+        NOW,
+    )
+    assert env.kind == "command"
+    assert env.meta["command"] == {"name": "transfer", "args": ["billing", "needs", "refund"]}
+    assert env.meta["token"] == TOKEN
+    assert env.text == "transfer billing needs refund"
+
+
+def test_presence_needs_no_token() -> None:
+    env = to_envelope(body(type="command", command="away", token=..., text=...), "agent-hooks", NOW)
+    assert env.meta == {"token": None, "event_id": "ev-1", "command": {"name": "away", "args": []}}
+    assert env.thread_key == "agent:chloe"
+
+
+def test_same_event_same_id_other_channel_other_id() -> None:
+    a = to_envelope(body(), "agent-hooks", NOW)
+    b = to_envelope(body(text="Hello again"), "agent-hooks", NOW)
+    c = to_envelope(body(), "other-hooks", NOW)
+    assert a.id == b.id != c.id
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"{not json", "body: not valid JSON"),
+        (b"[1, 2]", "body: expected a JSON object, got list"),
+        (body(id=...), "id: required"),
+        (body(id=7), "id: must be a string"),
+        (body(id="  "), "id: must not be empty"),
+        (body(id="x" * 201), "id: at most 200 characters"),
+        (body(agent=...), "agent: required"),
+        (body(agent="Chloe Martin"), "agent: not an agent id"),
+        (body(type=...), 'type: must be "reply" or "command"'),
+        (body(type="message"), 'type: must be "reply" or "command"'),
+        (body(token=...), "token: required"),
+        (body(token=12), "token: must be a string"),
+        (body(text=...), "text: required"),
+        (body(text=""), "text: must not be empty"),
+        (body(command="resolve"), 'command: only with type "command"'),
+        (body(type="command", command=...), "command: required"),
+        (body(type="command", command="explode"), "command: unknown 'explode'"),
+        (body(type="command", command="delivery_failed"), "command: unknown"),
+        (body(type="command", command="note", args="x"), "args: must be a list of strings"),
+        (body(type="command", command="note", args=[1]), "args: must be a list of strings"),
+        (body(type="command", command="note", args=["a"] * 51), "args: at most 50"),
+        (body(type="command", command="resolve", token=...), "token: required"),
+        (body(txt="typo"), "txt: unknown field"),
+        (body(v=2), "v: unsupported version 2"),
+    ],
+)
+def test_shape_errors_name_the_field(raw: bytes, message: str) -> None:
+    with pytest.raises(BadEvent) as info:
+        to_envelope(raw, "agent-hooks", NOW)
+    assert str(info.value).startswith(message), str(info.value)

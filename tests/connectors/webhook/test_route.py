@@ -1,0 +1,201 @@
+"""The events route, through real HTTP: signed events in, 202 only once acked, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from connectors.webhook.connector import WebhookConnector
+from router.connector import Incoming
+from router.envelope import envelope_id
+from tests.connectors.webhook.helpers import (
+    listening,
+    post_event,
+    signed_headers,
+    webhook_config,
+)
+
+TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"
+REPLY = {"id": "slack-evt-1", "agent": "chloe", "token": TOKEN, "type": "reply", "text": "Hi Eva"}
+
+
+async def next_incoming(connector: WebhookConnector) -> Incoming:
+    items: AsyncIterator[Incoming] = connector.receive()
+    return await asyncio.wait_for(anext(items), 5)
+
+
+async def test_signed_reply_is_taken_in_and_answered_after_ack(tmp_path: Path) -> None:
+    async with listening(tmp_path) as hooks:
+        assert hooks.connector.path == "/webhook/agent-hooks/events"
+        posting = asyncio.create_task(post_event(hooks.url(), REPLY))
+        incoming = await next_incoming(hooks.connector)
+        env = incoming.envelope
+        assert env.id == envelope_id("agent-hooks", "slack-evt-1")
+        assert (env.kind, env.direction, env.channel, env.channel_type) == (
+            "reply",
+            "in",
+            "agent-hooks",
+            "webhook",
+        )
+        assert env.thread_key == "conv-42"
+        assert env.sender.address == "chloe" and env.sender.role == "agent"
+        assert env.text == "Hi Eva"
+        assert env.meta["token"] == TOKEN
+        # Not answered while the envelope is not yet on the bus...
+        await asyncio.sleep(0.3)
+        assert not posting.done()
+        await incoming.ack()
+        # ...and 202 with the envelope id once it is.
+        assert await asyncio.wait_for(posting, 5) == (202, {"id": env.id})
+
+
+async def test_same_event_twice_gives_the_same_envelope_id(tmp_path: Path) -> None:
+    async with listening(tmp_path) as hooks:
+        ids = []
+        for _ in range(2):
+            posting = asyncio.create_task(post_event(hooks.url(), REPLY))
+            incoming = await next_incoming(hooks.connector)
+            await incoming.ack()
+            status, answer = await posting
+            assert status == 202
+            ids.append(answer["id"])
+        assert ids[0] == ids[1] == envelope_id("agent-hooks", "slack-evt-1")
+
+
+async def test_command_accept(tmp_path: Path) -> None:
+    event = {"id": "e2", "agent": "chloe", "token": TOKEN, "type": "command", "command": "accept"}
+    async with listening(tmp_path, cfg=webhook_config(path="/hooks/in")) as hooks:
+        assert hooks.url().endswith("/hooks/in")
+        posting = asyncio.create_task(post_event(hooks.url(), event))
+        incoming = await next_incoming(hooks.connector)
+        assert incoming.envelope.kind == "command"
+        assert incoming.envelope.meta["command"] == {"name": "accept", "args": []}
+        await incoming.ack()
+        assert (await posting)[0] == 202
+
+
+def _tampered() -> tuple[bytes, dict[str, str]]:
+    body = orjson.dumps(REPLY)
+    return body.replace(b"Hi Eva", b"Send me your card"), signed_headers(body)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda b: signed_headers(b, key=b"not-the-channel-secret"), "signature does not match"),
+        (
+            lambda b: signed_headers(b, at=time.time() - 3600),
+            "X-Omnirouter-Timestamp is outside the allowed clock skew",
+        ),
+        (
+            lambda b: signed_headers(b, at=time.time() + 3600),
+            "X-Omnirouter-Timestamp is outside the allowed clock skew",
+        ),
+        (lambda b: {"Content-Type": "application/json"}, "missing X-Omnirouter-Timestamp"),
+        (
+            lambda b: {"X-Omnirouter-Timestamp": str(int(time.time()))},
+            "missing X-Omnirouter-Signature",
+        ),
+    ],
+)
+async def test_unsigned_or_stale_is_401(tmp_path: Path, make: Any, reason: str) -> None:
+    body = orjson.dumps(REPLY)
+    async with listening(tmp_path) as hooks:
+        status, answer = await post_event(hooks.url(), body, headers=make(body))
+        assert (status, answer) == (401, {"error": reason})
+        assert hooks.connector._queue.empty()
+
+
+async def test_tampered_body_is_401(tmp_path: Path) -> None:
+    body, headers = _tampered()
+    async with listening(tmp_path) as hooks:
+        assert await post_event(hooks.url(), body, headers=headers) == (
+            401,
+            {"error": "signature does not match"},
+        )
+        assert hooks.connector._queue.empty()
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        (b"not json", "body"),
+        ({**REPLY, "type": "wave"}, "type"),
+        ({k: v for k, v in REPLY.items() if k != "token"}, "token"),
+        ({k: v for k, v in REPLY.items() if k != "id"}, "id"),
+        ({**REPLY, "text": None}, "text"),
+        ({**REPLY, "type": "command", "text": None, "command": "fly"}, "command"),
+    ],
+)
+async def test_bad_shape_is_400_naming_the_field(
+    tmp_path: Path, event: dict[str, Any] | bytes, field: str
+) -> None:
+    async with listening(tmp_path) as hooks:
+        status, answer = await post_event(hooks.url(), event)
+        assert status == 400
+        assert answer["error"].startswith(f"{field}: "), answer
+
+
+async def test_too_large_is_413_before_anything_else(tmp_path: Path) -> None:
+    big = orjson.dumps({**REPLY, "text": "x" * 3000})
+    async with listening(tmp_path, cfg=webhook_config(max_body_bytes=2048)) as hooks:
+        for headers in (signed_headers(big), {}):
+            status, answer = await post_event(hooks.url(), big, headers=headers)
+            assert status == 413
+            assert "larger than 2048 bytes" in answer["error"]
+
+        # A chunked body (no Content-Length) is cut off as it comes.
+        async def chunks() -> AsyncIterator[bytes]:
+            for i in range(0, len(big), 500):
+                yield big[i : i + 500]
+
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(hooks.url(), data=chunks(), headers=signed_headers(big)) as resp,
+        ):
+            assert resp.status == 413
+
+
+async def test_not_on_the_bus_in_time_is_503(tmp_path: Path) -> None:
+    async with listening(tmp_path, ack_timeout=timedelta(seconds=0.3)) as hooks:
+        status, answer = await post_event(hooks.url(), REPLY)
+        assert status == 503
+        assert "send the same event again" in answer["error"]
+
+
+async def test_stopped_connector_answers_503(tmp_path: Path) -> None:
+    async with listening(tmp_path) as hooks:
+        posting = asyncio.create_task(post_event(hooks.url(), REPLY))
+        await eventually(lambda: not hooks.connector._queue.empty())
+        await hooks.connector.stop()  # the waiting request is answered, not left hanging
+        assert (await asyncio.wait_for(posting, 5))[0] == 503
+        assert hooks.connector._queue.empty()
+        assert (await post_event(hooks.url(), REPLY))[0] == 503
+        await hooks.connector.start()
+        posting = asyncio.create_task(post_event(hooks.url(), REPLY))
+        await (await next_incoming(hooks.connector)).ack()
+        assert (await posting)[0] == 202
+
+
+async def test_only_post(tmp_path: Path) -> None:
+    async with (
+        listening(tmp_path) as hooks,
+        aiohttp.ClientSession() as session,
+        session.get(hooks.url()) as resp,
+    ):
+        assert resp.status == 405
+
+
+async def eventually(check: Any, seconds: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

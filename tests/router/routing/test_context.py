@@ -1,0 +1,66 @@
+"""Who sent an agent's envelope: by sink address, or by id on the agent's webhook channel."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from router.bus.base import Topics
+from router.config import parse_config
+from router.envelope import Envelope, Sender
+from router.routing.context import Routing
+
+CONFIG = """\
+version: 1
+channels:
+  - {name: mail, type: email, enabled: false, email: {imap: {host: i, username: u,
+     password: "${P}"}, smtp: {host: s, from_address: support@shop.example}}}
+  - {name: tg, type: telegram, enabled: false, telegram: {bot_token: "${T}"}}
+  - {name: hooks, type: webhook, enabled: false, webhook: {secret: "${S}"}}
+  - {name: other-hooks, type: webhook, enabled: false, webhook: {secret: "${S}"}}
+agents:
+  - {id: ana, name: Ana, sink: {type: email, channel: mail, address: Ana@Corp.example}}
+  - {id: ben, name: Ben, sink: {type: telegram, channel: tg, address: "4242"}}
+  - {id: chloe, name: Chloe, sink: {type: webhook, channel: hooks, url: "https://h/c"}}
+"""
+
+
+@pytest.fixture(scope="module")
+def routing() -> Routing:
+    return Routing(parse_config(CONFIG, env={}), store=None, topics=Topics(prefix="omni."))  # type: ignore[arg-type]
+
+
+def env(channel: str, channel_type: str, address: str) -> Envelope:
+    return Envelope(
+        id="e1",
+        kind="reply",
+        direction="in",
+        channel=channel,
+        channel_type=channel_type,
+        thread_key="t",
+        sender=Sender(address=address, role="agent"),
+        received_at=datetime(2025, 3, 3, tzinfo=UTC),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("mail", "email", "ana@corp.example"), "ana"),  # addresses compare case-insensitively
+        (("tg", "telegram", "4242"), "ben"),
+        (("hooks", "webhook", "chloe"), "chloe"),
+        # a webhook channel that is not her sink does not speak for her
+        (("other-hooks", "webhook", "chloe"), None),
+        # on a webhook channel only webhook agents, by id; nobody by address
+        (("hooks", "webhook", "ana"), None),
+        (("hooks", "webhook", "ana@corp.example"), None),
+        (("hooks", "webhook", "Chloe"), None),
+        # an agent id is no address on the other channels
+        (("mail", "email", "chloe"), None),
+        (("tg", "telegram", "chloe"), None),
+    ],
+)
+def test_agent_of(routing: Routing, args: Any, expected: str | None) -> None:
+    assert routing.agent_of(env(*args)) == expected
