@@ -26,16 +26,19 @@ on 2 cores, most of it in the end-to-end rows):
    decisions/s, p99 <= 2 ms.
 2. End to end through a real Kafka broker: `--messages` envelopes
    (`--followups` of them follow-ups on conversations opened earlier in the
-   stream) pre-produced to `<prefix>inbound`, then the daemon's router pieces
-   (`ConsumeLoop` -> `InboundProcessor` -> `Engine.handle` in one store
-   transaction -> `OutboxPublisher.flush` on `KafkaBus`; JSON logs at INFO to
+   stream) pre-produced to `<prefix>inbound`, then the daemon's router pieces,
+   wired as the daemon wires them (`ConsumeLoop` with the batch handler ->
+   `InboundProcessor.handle_batch` -> `Engine.handle_batch`, one store
+   transaction per run of up to `router.inbound.CHUNK` records ->
+   `OutboxPublisher.flush` on `KafkaBus` once per fetch; JSON logs at INFO to
    /dev/null, as in production) with the store on SQLite and on PostgreSQL.
    8 agents with room for every conversation, so every message is assigned or
    delivered to its owner. Baseline: raw aiokafka pass-through of the same
    records (fetch up to 200, produce each to another topic, gather the acks,
    commit) on the same broker; a second row awaits each produce in turn, as
    the outbox does. Target: >= 30% of the baseline. Per message: wall time in
-   `Engine.handle` and `OutboxPublisher.flush`, the event loop thread's CPU
+   the engine (`Engine.handle_batch`, and `Engine.handle` for records handled
+   one by one) and `OutboxPublisher.flush`, the event loop thread's CPU
    in them, SQL statements by kind, and the store's floor (an empty
    transaction, one more statement).
 3. Memory per open conversation: the store's bytes per conversation (SQLite
@@ -66,7 +69,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,9 +89,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from router.bus import KafkaBus  # noqa: E402
 from router.bus.base import Record, Topics  # noqa: E402
 from router.config import Config, parse_config  # noqa: E402
-from router.consume import ConsumeLoop  # noqa: E402
+from router.consume import ConsumeLoop, Part  # noqa: E402
 from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
-from router.inbound import InboundProcessor  # noqa: E402
+from router.inbound import CHUNK, InboundProcessor  # noqa: E402
 from router.logs import setup_logging  # noqa: E402
 from router.metrics import Metrics  # noqa: E402
 from router.outbox import OutboxPublisher  # noqa: E402
@@ -848,13 +851,15 @@ async def store_floor(url: str) -> str:
 
 
 class _Timer:
-    """Wraps an async method of one object, adding up the seconds spent in it."""
+    """Wraps async methods of one object, adding up the seconds spent in them."""
 
-    def __init__(self, obj: object, name: str) -> None:
+    def __init__(self, obj: object, *names: str) -> None:
         self.seconds = 0.0
         self.cpu = 0.0  # CPU of the event loop's thread only (not aiosqlite's, not the server's)
-        inner = getattr(obj, name)
+        for name in names:
+            setattr(obj, name, self._wrap(getattr(obj, name)))
 
+    def _wrap(self, inner: Callable[..., Any]) -> Callable[..., Any]:
         async def wrapper(*a: Any, **kw: Any) -> Any:
             start, cpu = time.perf_counter(), time.thread_time()
             try:
@@ -863,7 +868,7 @@ class _Timer:
                 self.seconds += time.perf_counter() - start
                 self.cpu += time.thread_time() - cpu
 
-        setattr(obj, name, wrapper)
+        return wrapper
 
 
 async def router_e2e(
@@ -887,7 +892,8 @@ async def router_e2e(
         processor = InboundProcessor(
             bus=bus, topics=topics, engine=engine, outbox=outbox, metrics=metrics
         )
-        in_engine, in_outbox = _Timer(engine, "handle"), _Timer(outbox, "flush")
+        in_engine = _Timer(engine, "handle_batch", "handle")
+        in_outbox = _Timer(outbox, "flush")
         shapes: Counter[str] = Counter()
 
         def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
@@ -898,11 +904,13 @@ async def router_e2e(
         seen = 0
         first = last = 0.0
 
-        async def handle(record: Record) -> None:
+        async def handle_batch(records: Sequence[Record]) -> AsyncGenerator[Part, None]:
             nonlocal seen, first
             first = first or time.perf_counter()
-            await processor.handle(record)
-            seen += 1
+            async with contextlib.aclosing(processor.handle_batch(records)) as parts:
+                async for part in parts:
+                    yield part
+                    seen += len(part[0])  # applied, or handled one by one by the loop meanwhile
 
         async def after_batch() -> None:
             # The daemon publishes the outbox once per fetched batch, before the commit.
@@ -917,9 +925,10 @@ async def router_e2e(
             topics=topics,
             group=config.bus.kafka.group_id,
             subscribe=[topics.inbound],
-            handler=handle,
+            handler=processor.handle,
             metrics=metrics,
             after_batch=after_batch,
+            handle_batch=handle_batch,
         )
         task = asyncio.create_task(loop.run())
         with contextlib.suppress(TimeoutError):
@@ -1019,9 +1028,9 @@ async def bench_e2e(args: argparse.Namespace, bootstrap: str, pg_server: str | N
         f" new conversations + {n - n_new:,} follow-ups on them =="
     )
     print(
-        "router: ConsumeLoop -> InboundProcessor -> Engine.handle (one store transaction)"
-        " -> OutboxPublisher.flush (KafkaBus); 8 agents with room for every conversation;"
-        " JSON logs at INFO to /dev/null"
+        "router: ConsumeLoop -> InboundProcessor.handle_batch -> Engine.handle_batch (one store"
+        f" transaction per {CHUNK} records) -> OutboxPublisher.flush (KafkaBus, once per fetch);"
+        " 8 agents with room for every conversation; JSON logs at INFO to /dev/null"
     )
     expected_out = n_new + n  # one ack per new conversation + one agent delivery per message
     raw_records = [(e.bus_key(), encode(e)) for e in envelopes]

@@ -3,12 +3,18 @@
 Offsets are committed only after a record's effects are durable. A retriable
 failure is retried with backoff (the record is not skipped, so order per key
 holds); a record that can never succeed is dead-lettered and the loop goes on.
+
+With a batch handler, the fetched records are first offered to it: it applies
+them in order, a part at a time, and hands back each part it did not apply
+(nothing of it is done) for the loop to handle one record at a time, as
+above, before it goes on to the next part.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import structlog
 
@@ -21,6 +27,10 @@ from router.retry import Backoff
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Record], Awaitable[None]]
+# Consecutive records of a fetched batch, and whether the batch handler applied them
+# (False: the loop handles each through `handler`, with retry and dead letters).
+Part = tuple[Sequence[Record], bool]
+BatchHandler = Callable[[Sequence[Record]], AsyncGenerator[Part, None]]
 
 
 class ConsumeLoop:
@@ -35,6 +45,7 @@ class ConsumeLoop:
         metrics: Metrics,
         backoff: Backoff = Backoff(base=0.2, cap=10.0),
         after_batch: Callable[[], Awaitable[object]] | None = None,
+        handle_batch: BatchHandler | None = None,
     ) -> None:
         self._bus = bus
         self._topics = topics
@@ -46,6 +57,8 @@ class ConsumeLoop:
         # Runs after a batch is handled and before its offsets are committed
         # (the router publishes its outbox here).
         self._after_batch = after_batch
+        # Yields the fetched records back, in order, in parts (see `Part`).
+        self._handle_batch = handle_batch
         self._stopping = asyncio.Event()
         self._consumer: Consumer | None = None
         self.started = asyncio.Event()
@@ -62,11 +75,7 @@ class ConsumeLoop:
         try:
             while not self._stopping.is_set():
                 records = await consumer.fetch(max_records=200, timeout=0.5)
-                done: list[Record] = []
-                for record in records:
-                    if not await self._process(record):
-                        break  # stopping during a retry: leave it for redelivery
-                    done.append(record)
+                done = await self._handle(records)
                 if done and self._after_batch is not None and not await self._finish_batch():
                     break  # stopping while the bus is down: records come again
                 if done:
@@ -84,6 +93,25 @@ class ConsumeLoop:
         """Records this member's partitions hold beyond the group's commits."""
         consumer = self._consumer
         return sum((await consumer.lag()).values()) if consumer is not None else 0
+
+    async def _handle(self, records: Sequence[Record]) -> list[Record]:
+        """Handle `records` in order; return those done: all, or the ones before a
+        record still failing when the loop was told to stop."""
+        if self._handle_batch is None:
+            parts = _unapplied(records)
+        else:
+            parts = self._handle_batch(records)
+        done: list[Record] = []
+        async with contextlib.aclosing(parts):
+            async for part, applied in parts:
+                if applied:
+                    done.extend(part)
+                    continue
+                for record in part:
+                    if not await self._process(record):
+                        return done  # stopping during a retry: leave it for redelivery
+                    done.append(record)
+        return done
 
     async def _finish_batch(self) -> bool:
         assert self._after_batch is not None
@@ -136,3 +164,7 @@ class ConsumeLoop:
     async def _reject(self, record: Record, reason: str) -> None:
         self._metrics.dead_letters.labels(source=record.topic).inc()
         await dead_letter(self._bus, self._topics, record, reason)
+
+
+async def _unapplied(records: Sequence[Record]) -> AsyncGenerator[Part, None]:
+    yield records, False

@@ -3,7 +3,8 @@
 Start: store, bus and topics, HTTP, the router's consume loop, then the
 channels. Stop (SIGTERM/SIGINT): intake first, then the consume loops finish
 the record in hand and commit, then bus, store and HTTP close.
-Reload (SIGHUP): validate the file, then swap; an invalid file changes nothing.
+Reload (SIGHUP, or the config file changed): validate the file, then swap; an
+invalid file changes nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ log = structlog.get_logger(__name__)
 ROUTER = "router"
 STOP_GRACE_SECONDS = 8.0
 CLOCK_SECONDS = 1.0
+# How often the config file is checked for changes (None: only on SIGHUP).
+CONFIG_POLL_SECONDS = 2.0
 PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 LAG_EVERY_TICKS = 10
 # Sections that are read once at start-up; a change to them needs a restart.
@@ -75,9 +78,11 @@ class Daemon:
         http_host: str | None = None,
         http_port: int | None = None,
         registry: dict[str, ConnectorSpec] | None = None,
+        watch_config: float | None = CONFIG_POLL_SECONDS,
     ) -> None:
         self.config = config
         self.config_path = Path(config_path) if config_path else None
+        self.watch_config = watch_config
         self.only = set(only) if only else None
         if self.only is not None:
             known = {ROUTER} | {c.name for c in config.channels}
@@ -166,6 +171,8 @@ class Daemon:
             self.http = HttpListener(app, self.http_host, self.http_port)
             await self.http.start()
             await self._start()
+            if self.config_path is not None and self.watch_config is not None:
+                self._spawn(self._watch_config(self.config_path, self.watch_config), "config")
             self._ready = True
             log.info("daemon ready", bus=self.config.bus.backend, store=self.store_backend)
             await self._stop.wait()
@@ -221,6 +228,7 @@ class Daemon:
                 handler=processor.handle,
                 metrics=self.metrics,
                 after_batch=processor.after_batch,
+                handle_batch=processor.handle_batch,
             )
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
@@ -315,6 +323,23 @@ class Daemon:
 
     # -- reload ------------------------------------------------------------
 
+    async def _watch_config(self, path: Path, every: float) -> None:
+        """Reload when the file changes: editors, config management, Kubernetes ConfigMaps
+        (whose symlink swap changes what the path points to, which stat follows)."""
+        seen = _file_signature(path)
+        while True:
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=every)
+                return
+            except TimeoutError:
+                pass
+            now = _file_signature(path)
+            if now is None or now == seen:
+                continue  # unchanged, or mid-replace: look again next time
+            seen = now
+            log.info("config file changed; reloading", file=str(path))
+            await self.reload()
+
     async def reload(self) -> bool:
         """Validate the config file again and swap it in; keep the old one if invalid."""
         if self.config_path is None:
@@ -341,3 +366,11 @@ class Daemon:
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", file=str(self.config_path), needs_restart=needs_restart)
         return True
+
+
+def _file_signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -1,26 +1,39 @@
-"""The router's handling of one inbound record.
+"""The router's handling of inbound records.
 
 Decode strictly (bad records go to the DLQ with the reason), hand the envelope
 to the routing engine (which dedupes by envelope id and writes its effects and
 outputs in one store transaction). After each batch the outputs are published,
 and only then does the consume loop commit the batch's offsets.
+
+`handle_batch` applies runs of valid envelopes in one transaction each (a
+commit per record is much of a record's cost); what it cannot apply so, it
+hands back to the consume loop, which runs it through `handle` one record at a
+time, with retries and dead letters as ever.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncGenerator, Iterator, Sequence
 
 import structlog
 
 from router.bus.base import Bus, Record, Topics
+from router.consume import Part
 from router.dlq import dead_letter
-from router.envelope import decode, now_utc
+from router.envelope import Envelope, decode, now_utc
 from router.errors import EnvelopeError
 from router.metrics import Metrics
 from router.outbox import OutboxPublisher
-from router.routing.engine import Engine
+from router.routing.engine import Decision, Engine
 
 log = structlog.get_logger(__name__)
+
+# Records per store transaction in `handle_batch`. On SQLite the transaction holds
+# the write lock throughout, and the clock loop's and connectors' writes wait for
+# it (up to the store's 5 s lock timeout): 25 records take about 0.4 s (0.5 s at
+# most) on 2 cores; 50 took twice that for no measurable gain per record.
+CHUNK = 25
 
 
 class InboundProcessor:
@@ -48,6 +61,39 @@ class InboundProcessor:
             self._metrics.dead_letters.labels(source=record.topic).inc()
             await dead_letter(self._bus, self._topics, record, f"invalid envelope: {exc}")
             return
+        self._report(record, envelope, decisions, started)
+
+    async def handle_batch(self, records: Sequence[Record]) -> AsyncGenerator[Part, None]:
+        """Apply `records` in order, up to CHUNK valid envelopes per transaction.
+
+        Yields each run of records with True once it committed (logged and
+        counted), or with False for the consume loop to pass to `handle` one by
+        one before the next run: an invalid envelope (dead-lettered there) or a
+        run whose transaction failed (none of it committed).
+        """
+        for run, envelopes in _runs(records):
+            if not envelopes:
+                yield run, False
+                continue
+            started = time.perf_counter()  # each record's routing time: its run's, to the commit
+            try:
+                decided = await self._engine.handle_batch(envelopes, now_utc)
+            except Exception as exc:  # whatever it was, each record gets its own chance
+                log.warning(
+                    "batch transaction failed; handling its records one by one",
+                    error=f"{type(exc).__name__}: {exc}",
+                    records=len(run),
+                )
+                yield run, False
+                continue
+            for record, envelope, decisions in zip(run, envelopes, decided, strict=True):
+                self._report(record, envelope, decisions, started)
+            yield run, True
+
+    def _report(
+        self, record: Record, envelope: Envelope, decisions: list[Decision], started: float
+    ) -> None:
+        """Log and count one envelope's decisions, once they are committed."""
         self._metrics.messages_in.labels(channel=envelope.channel, kind=envelope.kind).inc()
         duplicate = any(d.action == "duplicate" for d in decisions)
         if duplicate:
@@ -78,3 +124,26 @@ class InboundProcessor:
     async def after_batch(self) -> None:
         """Publish the batch's outputs (and any a crash left unsent) before the commit."""
         await self._outbox.flush()
+
+
+def _runs(records: Sequence[Record]) -> Iterator[tuple[list[Record], list[Envelope]]]:
+    """Consecutive records in order: up to CHUNK valid envelopes with their records,
+    or one invalid record alone (no envelopes)."""
+    run: list[Record] = []
+    envelopes: list[Envelope] = []
+    for record in records:
+        try:
+            envelope = decode(record.value)
+        except EnvelopeError:
+            if run:
+                yield run, envelopes
+                run, envelopes = [], []
+            yield [record], []
+            continue
+        run.append(record)
+        envelopes.append(envelope)
+        if len(run) == CHUNK:
+            yield run, envelopes
+            run, envelopes = [], []
+    if run:
+        yield run, envelopes

@@ -7,7 +7,8 @@ timer events) to the outbox table. The daemon publishes the outbox after the
 commit, so a crash at any point neither loses an output nor repeats an effect:
 a redelivered record is recognised as processed, and unsent outputs are
 published on the next pass. Output ids are derived from the input id, so
-their consumers can dedupe a republished output too.
+their consumers can dedupe a republished output too. `handle_batch` applies
+several records, each exactly so, in one transaction (all or none of them).
 
 The decisions themselves are pure functions (`classify`, `choose_agent`,
 business-hours math); the modules beside this one gather their inputs from
@@ -24,6 +25,7 @@ the store and apply their results:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from router.bus.base import Topics
@@ -78,28 +80,46 @@ class Engine:
 
     async def handle(self, envelope: Envelope, now: datetime) -> list[Decision]:
         """Apply one record; idempotent by envelope id."""
-        ctx = self.ctx
         async with self.ctx.transaction() as conn:
-            unit = Unit(conn, now, envelope.id)
-            if not await self.store.mark_processed(CONSUMER, envelope.id, conn=conn):
-                unit.decide("duplicate", reason={"detail": "already processed"})
-                return unit.decisions
-            if envelope.kind in ("message", "call") and envelope.sender.role == "customer":
-                await messages.customer_message(ctx, unit, envelope)
-            elif envelope.kind == "reply" and envelope.sender.role == "agent":
-                await agents.agent_reply(ctx, unit, envelope)
-            elif envelope.kind == "command" and envelope.sender.role == "system":
-                await failures.system_event(ctx, unit, envelope)
-            elif envelope.kind == "command":
-                await agents.command(ctx, unit, envelope)
-            elif envelope.kind == "timer":
-                await timers.timer(ctx, unit, envelope)
-            else:
-                await self.store.record_message(envelope, conn=conn)
-                unit.decide(
-                    "ignore",
-                    reason={"detail": f"{envelope.kind} from {envelope.sender.role} not routed"},
-                )
+            return await self._apply(Unit(conn, now, envelope.id), envelope)
+
+    async def handle_batch(
+        self, envelopes: Sequence[Envelope], clock: Callable[[], datetime]
+    ) -> list[list[Decision]]:
+        """Apply records in order in ONE transaction: all of them, or none if it raises.
+
+        Each record is applied as `handle` would, at its own time (`clock()`, read
+        when its turn comes), as when handled one by one: queue positions and timer
+        keys are built from it. With one time for the batch, conversations queued
+        in it would tie, and wait in channel and thread order instead of arrival.
+        """
+        async with self.ctx.transaction() as conn:
+            decided = [await self._apply(Unit(conn, clock(), e.id), e) for e in envelopes]
+        return decided
+
+    async def _apply(self, unit: Unit, envelope: Envelope) -> list[Decision]:
+        ctx = self.ctx
+        # In the caller's transaction, which sees its own writes: a record seen
+        # earlier in the same batch is a duplicate too.
+        if not await self.store.mark_processed(CONSUMER, envelope.id, conn=unit.conn):
+            unit.decide("duplicate", reason={"detail": "already processed"})
+            return unit.decisions
+        if envelope.kind in ("message", "call") and envelope.sender.role == "customer":
+            await messages.customer_message(ctx, unit, envelope)
+        elif envelope.kind == "reply" and envelope.sender.role == "agent":
+            await agents.agent_reply(ctx, unit, envelope)
+        elif envelope.kind == "command" and envelope.sender.role == "system":
+            await failures.system_event(ctx, unit, envelope)
+        elif envelope.kind == "command":
+            await agents.command(ctx, unit, envelope)
+        elif envelope.kind == "timer":
+            await timers.timer(ctx, unit, envelope)
+        else:
+            await self.store.record_message(envelope, conn=unit.conn)
+            unit.decide(
+                "ignore",
+                reason={"detail": f"{envelope.kind} from {envelope.sender.role} not routed"},
+            )
         return unit.decisions
 
     async def fire_due_timers(self, now: datetime, limit: int = 200) -> int:

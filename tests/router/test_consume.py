@@ -1,61 +1,15 @@
 """The consume loop's delivery policy, on the embedded bus."""
 
 import asyncio
-from pathlib import Path
+from collections.abc import Sequence
 
 import orjson
 import pytest
 
 from router.bus import EmbeddedBus
-from router.bus.base import Record, Topics
-from router.consume import ConsumeLoop
+from router.bus.base import Record
 from router.errors import EnvelopeError, StoreError
-from router.metrics import Metrics
-from router.retry import Backoff
-
-TOPICS = Topics(prefix="t.")
-
-
-@pytest.fixture
-async def bus(tmp_path: Path):
-    b = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=2)
-    await b.start()
-    await b.ensure_topics([TOPICS.inbound, TOPICS.dlq])
-    yield b
-    await b.stop()
-
-
-async def drain(bus: EmbeddedBus, topic: str, group: str, want: int) -> list[Record]:
-    consumer = await bus.consumer(group, [topic])
-    got: list[Record] = []
-    try:
-        for _ in range(20):
-            got += await consumer.fetch(timeout=0.2)
-            if len(got) >= want:
-                break
-    finally:
-        await consumer.close()
-    return got
-
-
-async def run_until(loop: ConsumeLoop, done: asyncio.Event) -> None:
-    task = asyncio.create_task(loop.run())
-    await asyncio.wait_for(done.wait(), 10)
-    loop.stop()
-    await asyncio.wait_for(task, 10)
-
-
-def make_loop(bus: EmbeddedBus, handler, group: str = "g", after_batch=None) -> ConsumeLoop:
-    return ConsumeLoop(
-        bus=bus,
-        topics=TOPICS,
-        group=group,
-        subscribe=[TOPICS.inbound],
-        handler=handler,
-        metrics=Metrics(),
-        backoff=Backoff(base=0.01, cap=0.02),
-        after_batch=after_batch,
-    )
+from tests.router.consuming import TOPICS, drain, make_loop, run_until
 
 
 async def test_processed_records_are_committed(bus: EmbeddedBus) -> None:
@@ -184,3 +138,57 @@ async def test_stop_while_after_batch_fails_commits_nothing(bus: EmbeddedBus) ->
     await run_until(loop, tried)
     [again] = await drain(bus, TOPICS.inbound, "g", 1)
     assert again.value == b"x"
+
+
+async def test_batch_handler_parts_are_taken_in_order_and_unapplied_ones_one_by_one(
+    bus: EmbeddedBus,
+) -> None:
+    for i in range(6):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    events: list[str] = []
+    done = asyncio.Event()
+
+    async def handler(r: Record) -> None:
+        events.append(r.value.decode())
+
+    async def handle_batch(records: Sequence[Record]):
+        assert [r.value for r in records] == [b"%d" % i for i in range(6)]
+        events.append("applied 0 1")
+        yield records[0:2], True
+        yield records[2:4], False  # e.g. its transaction failed: the loop takes each
+        events.append("applied 4 5")
+        yield records[4:6], True
+
+    async def after_batch() -> None:
+        done.set()
+
+    await run_until(
+        make_loop(bus, handler, after_batch=after_batch, handle_batch=handle_batch), done
+    )
+    assert events == ["applied 0 1", "2", "3", "applied 4 5"]
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []  # all committed
+
+
+async def test_stop_during_retry_of_an_unapplied_part_commits_only_what_came_before(
+    bus: EmbeddedBus,
+) -> None:
+    for i in range(5):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    tried = asyncio.Event()
+    went_on = False
+
+    async def failing(r: Record) -> None:
+        tried.set()
+        raise StoreError("database is locked")
+
+    async def handle_batch(records: Sequence[Record]):
+        nonlocal went_on
+        yield records[0:2], True
+        yield records[2:4], False
+        went_on = True  # never: the loop stopped on record 2
+        yield records[4:], True
+
+    await run_until(make_loop(bus, failing, handle_batch=handle_batch), tried)
+    assert not went_on
+    again = await drain(bus, TOPICS.inbound, "g", 3)
+    assert [r.value for r in again] == [b"2", b"3", b"4"]

@@ -293,7 +293,7 @@ async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path
     reg = Registry()
     path = tmp_path / "channels.yaml"
     path.write_text(config_text(tmp_path))
-    async with Running(tmp_path, reg, config_path=path) as daemon:
+    async with Running(tmp_path, reg, config_path=path, watch_config=None) as daemon:
         before = daemon.config
         path.write_text(config_text(tmp_path) + "surprise: 1\n")
         assert await daemon.reload() is False
@@ -302,6 +302,26 @@ async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path
         assert await daemon.reload() is True
         assert daemon.config is not before
         assert daemon.metrics.config_reloads.labels(result="invalid")._value.get() == 1
+
+
+async def test_a_changed_config_file_is_reloaded_without_a_signal(tmp_path: Path) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(config_text(tmp_path))
+    async with Running(tmp_path, reg, config_path=path, watch_config=0.05) as daemon:
+        first = daemon.config
+        reloads = daemon.metrics.config_reloads
+        path.write_text(config_text(tmp_path) + "surprise: 1\n")
+        await eventually(lambda: reloads.labels(result="invalid")._value.get() == 1)
+        assert daemon.config is first
+        await asyncio.sleep(0.3)  # an unchanged (still invalid) file is not read again
+        assert reloads.labels(result="invalid")._value.get() == 1
+        path.write_text(config_text(tmp_path, fail_sends=True))
+        await eventually(lambda: daemon.config is not first)
+        assert reloads.labels(result="ok")._value.get() == 1
+        path.unlink()  # gone (or mid-replace): the running config stays
+        await asyncio.sleep(0.3)
+        assert reloads.labels(result="invalid")._value.get() == 1
 
 
 async def read_topic(tmp: Path, topic: str) -> list[bytes]:

@@ -1,0 +1,315 @@
+"""The router's inbound path in batches: one store transaction per run of records.
+
+The engine on the routing scenarios' config and a SQLite store, the consume loop
+wired as the daemon wires it, on the embedded bus.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from prometheus_client import Counter
+from structlog.testing import capture_logs
+
+from router import inbound
+from router.bus import EmbeddedBus
+from router.config import load_config
+from router.envelope import Envelope, decode, encode
+from router.errors import StoreError
+from router.metrics import Metrics
+from router.outbox import OutboxPublisher
+from router.routing import messages
+from router.routing.engine import Decision, Engine
+from router.store import Store, open_store
+from tests.router.consuming import TOPICS, drain, make_loop, run_until
+from tests.router.test_daemon import eventually, message
+
+CONFIG = Path(__file__).parent / "routing" / "scenario.yaml"
+T0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
+LOCK_TIMEOUT = 0.2  # seconds: a held write lock shows up as "database is locked" soon
+
+
+def chat(native: str, thread: str) -> Envelope:
+    """A web-chat message, always from the same visitor (one customer)."""
+    return message("chat", native, thread).model_copy(update={"channel_type": "webchat"})
+
+
+# Three conversations, follow-ups on two of them, and m1 delivered twice.
+TRAFFIC = [
+    chat("m1", "t1"),
+    chat("m2", "t2"),
+    chat("m3", "t1"),
+    chat("m4", "t3"),
+    chat("m1", "t1"),
+    chat("m5", "t2"),
+]
+
+
+async def new_engine(path: Path) -> Engine:
+    store = await open_store(f"sqlite:///{path}", lock_timeout=LOCK_TIMEOUT)
+    engine = Engine(load_config(CONFIG, env={}), store, TOPICS)
+    await engine.start(T0)
+    return engine
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    engine = await new_engine(tmp_path / "store.sqlite3")
+    yield engine
+    await engine.store.close()
+
+
+def total(counter: Counter) -> float:
+    return sum(s.value for m in counter.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def received(store: Store) -> list[str]:
+    """Ids of the inbound messages stored (outputs are stored too)."""
+    async with store.transaction(readonly=True) as conn:
+        rows = await conn.scalars(sa.text("SELECT id FROM messages WHERE direction = 'in'"))
+        return sorted(rows)
+
+
+def ids(envelopes: list[Envelope]) -> list[str]:
+    return sorted({e.id for e in envelopes})
+
+
+async def count(store: Store, table: str) -> int:
+    async with store.transaction(readonly=True) as conn:
+        return int(await conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) or 0)
+
+
+async def route(bus: EmbeddedBus, engine: Engine, metrics: Metrics, want: int) -> None:
+    """Run the router's consume loop until `want` records were consumed or dead-lettered."""
+    processor = inbound.InboundProcessor(
+        bus=bus,
+        topics=TOPICS,
+        engine=engine,
+        outbox=OutboxPublisher(engine.store, bus),
+        metrics=metrics,
+    )
+    done = asyncio.Event()
+
+    async def after_batch() -> None:
+        await processor.after_batch()
+        if total(metrics.messages_in) + total(metrics.dead_letters) >= want:
+            done.set()
+
+    loop = make_loop(
+        bus,
+        processor.handle,
+        after_batch=after_batch,
+        handle_batch=processor.handle_batch,
+        metrics=metrics,
+    )
+    await run_until(loop, done)
+
+
+async def produce(bus: EmbeddedBus, envelopes: list[Envelope]) -> None:
+    for env in envelopes:
+        await bus.produce(TOPICS.inbound, env.bus_key(), encode(env))
+
+
+def fail_on(
+    monkeypatch: pytest.MonkeyPatch, env_id: str, error: Callable[[], BaseException]
+) -> list[str]:
+    """Make handling the customer message `env_id` raise `error()`; returns the attempts."""
+    attempts: list[str] = []
+    real = messages.customer_message
+
+    async def customer_message(ctx: Any, unit: Any, env: Envelope) -> None:
+        if env.id == env_id:
+            attempts.append(env.id)
+            raise error()
+        await real(ctx, unit, env)
+
+    monkeypatch.setattr(messages, "customer_message", customer_message)
+    return attempts
+
+
+def same_shape(decided: list[list[Decision]]) -> list[list[dict[str, Any]]]:
+    """Decisions with conversation ids (random) replaced by their order of appearance."""
+    ids: dict[str | None, int] = {}
+    return [
+        [
+            {**d.as_json(), "conversation_id": ids.setdefault(d.conversation_id, len(ids))}
+            for d in ds
+        ]
+        for ds in decided
+    ]
+
+
+# --- the engine --------------------------------------------------------------------------
+
+
+async def test_a_batch_is_one_transaction_deciding_as_one_by_one(
+    engine: Engine, tmp_path: Path
+) -> None:
+    one_by_one = await new_engine(tmp_path / "one-by-one.sqlite3")
+    try:
+        expected = [await one_by_one.handle(env, T0) for env in TRAFFIC]
+    finally:
+        await one_by_one.store.close()
+    begins = 0
+
+    def on_execute(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        nonlocal begins
+        begins += statement.startswith("BEGIN")
+
+    sa.event.listen(engine.store.engine.sync_engine, "before_cursor_execute", on_execute)
+    decided = await engine.handle_batch(TRAFFIC, lambda: T0)
+    sa.event.remove(engine.store.engine.sync_engine, "before_cursor_execute", on_execute)
+
+    assert begins == 1
+    assert same_shape(decided) == same_shape(expected)
+    assert {d.action for ds in decided for d in ds} >= {"assign", "queue", "deliver"}
+
+
+async def test_a_duplicate_inside_one_batch_is_recognised(engine: Engine) -> None:
+    first, again = chat("m1", "t1"), chat("m1", "t1")
+    decided = await engine.handle_batch([first, again], lambda: T0)
+    assert [d.action for d in decided[1]] == ["duplicate"]
+    assert "duplicate" not in [d.action for d in decided[0]]
+    assert await count(engine.store, "processed") == 1
+
+
+async def test_a_batch_that_raises_leaves_nothing_behind(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fail_on(monkeypatch, TRAFFIC[1].id, lambda: KeyError("boom"))
+    with pytest.raises(KeyError):
+        await engine.handle_batch(TRAFFIC[:3], lambda: T0)
+    for table in ("processed", "messages", "conversations", "outbox"):
+        assert await count(engine.store, table) == 0, table
+
+
+async def test_each_record_of_a_batch_has_its_own_time(engine: Engine) -> None:
+    times = iter([T0, T0.replace(second=1)])
+    await engine.handle_batch([chat("m1", "t1"), chat("m2", "t2")], lambda: next(times))
+    async with engine.store.transaction(readonly=True) as conn:
+        opened = await conn.scalars(sa.text("SELECT opened_at FROM conversations"))
+        assert len(set(opened)) == 2
+
+
+# --- the router's consume loop -----------------------------------------------------------
+
+
+async def test_invalid_envelope_in_a_batch_is_dead_lettered_and_the_rest_applied(
+    bus: EmbeddedBus, engine: Engine
+) -> None:
+    good = [chat("m1", "t1"), chat("m2", "t2"), chat("m3", "t1")]
+    await produce(bus, good[:1])
+    await bus.produce(TOPICS.inbound, b"k", b'{"v": 1, "kind": "message"}')
+    await produce(bus, good[1:])
+    metrics = Metrics()
+    with capture_logs() as logs:
+        await route(bus, engine, metrics, want=4)
+    assert await received(engine.store) == ids(good)
+    assert total(metrics.messages_in) == 3
+    [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
+    body = orjson.loads(dead.value)
+    assert body["reason"].startswith("invalid envelope: ")  # as one by one
+    assert "thread_key" in body["reason"]
+    assert not [e for e in logs if e["event"].startswith("batch transaction failed")]
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+
+
+async def test_record_failing_in_a_batch_is_dead_lettered_and_the_others_applied_once(
+    bus: EmbeddedBus, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poison = chat("m2", "t2")
+    others = [chat("m1", "t1"), chat("m3", "t1"), chat("m4", "t3")]
+    await produce(bus, [others[0], poison, *others[1:]])
+    attempts = fail_on(monkeypatch, poison.id, lambda: StoreError("CHECK failed", retriable=False))
+    metrics = Metrics()
+    with capture_logs() as logs:
+        await route(bus, engine, metrics, want=4)
+    assert attempts == [poison.id, poison.id]  # in the batch, then alone: no retry
+    [warning] = [e for e in logs if e["event"].startswith("batch transaction failed")]
+    assert warning["records"] == 4
+    assert warning["error"] == "StoreError: CHECK failed"
+    [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
+    assert orjson.loads(dead.value)["reason"] == "StoreError: CHECK failed"
+    assert await received(engine.store) == ids(others)
+    assert total(metrics.messages_in) == 3
+    assert total(metrics.duplicates) == 0
+    assert metrics.decisions.labels(action="ack")._value.get() == 2  # t1, t3
+    assert await count(engine.store, "processed") == 3
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+
+
+async def test_locked_store_fails_the_batch_and_each_record_is_retried_until_it_passes(
+    bus: EmbeddedBus, engine: Engine, tmp_path: Path
+) -> None:
+    await produce(bus, TRAFFIC)
+    other = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")  # another writer
+    metrics = Metrics()
+    try:
+        with capture_logs() as logs:
+
+            def seen(event: str) -> bool:
+                return any(e["event"].startswith(event) for e in logs)
+
+            async with other.transaction():  # BEGIN IMMEDIATE: holds the write lock
+                task = asyncio.create_task(route(bus, engine, metrics, want=len(TRAFFIC)))
+                await eventually(lambda: seen("batch transaction failed") and seen("retrying"))
+            await asyncio.wait_for(task, 10)
+    finally:
+        await other.close()
+    [warning] = [e for e in logs if e["event"].startswith("batch transaction failed")]
+    assert "database is locked" in warning["error"]
+    assert await received(engine.store) == ids(TRAFFIC)
+    assert total(metrics.messages_in) == len(TRAFFIC)
+    assert total(metrics.duplicates) == 1  # the redelivered m1, nothing else
+    assert total(metrics.dead_letters) == 0
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+
+
+class Crash(BaseException):
+    """The process dies: nothing catches it."""
+
+
+@pytest.mark.parametrize("where", ["before the offsets are committed", "inside a transaction"])
+async def test_crash_then_redelivery_applies_everything_exactly_once(
+    bus: EmbeddedBus, engine: Engine, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    monkeypatch.setattr(inbound, "CHUNK", 2)
+    await produce(bus, TRAFFIC)
+    metrics = Metrics()
+    with monkeypatch.context() as crashing:
+        if where == "inside a transaction":  # m5 comes after m2: a later run dies
+            fail_on(crashing, TRAFFIC[5].id, Crash)
+        else:  # every run committed; the outbox is not published, no offset committed
+
+            async def flush(_outbox: OutboxPublisher) -> int:
+                raise Crash
+
+            crashing.setattr(OutboxPublisher, "flush", flush)
+        with pytest.raises(Crash):
+            await route(bus, engine, metrics, want=len(TRAFFIC))
+    committed_before = await count(engine.store, "processed")
+    if where == "inside a transaction":
+        assert 0 < committed_before < 5  # earlier runs committed, the last one not
+    else:
+        assert committed_before == 5
+
+    again = Metrics()
+    await route(bus, engine, again, want=len(TRAFFIC))
+    assert total(again.messages_in) == len(TRAFFIC)  # every record came again
+    assert total(again.duplicates) == committed_before + 1  # + the redelivered m1
+    assert await received(engine.store) == ids(TRAFFIC)
+    assert await count(engine.store, "processed") == 5
+    acks = [m.decisions.labels(action="ack")._value.get() for m in (metrics, again)]
+    assert sum(acks) == 3  # one per conversation, over both runs
+    async with engine.store.transaction(readonly=True) as conn:
+        rows = (await conn.execute(sa.text("SELECT value, sent_at FROM outbox"))).all()
+    assert len({decode(r.value).id for r in rows}) == len(rows)  # each output written once
+    assert all(r.sent_at is not None for r in rows)
+    published = await drain(bus, TOPICS.outbound("chat"), "reader", 3)
+    assert len({decode(r.value).id for r in published}) == len(published) == 3  # the acks
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []
