@@ -11,8 +11,8 @@ typed result. The daemon owns lifecycle, reconnection and backoff.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Literal, Protocol
 
@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from router.blobs import BlobStore
+from router.config.people import SinkConfig
 from router.envelope import Envelope
 
 ENTRY_POINT_GROUP = "omnirouter.connectors"
@@ -99,14 +100,19 @@ class HttpRoutes(Protocol):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Services:
-    """What the daemon lends a connector: blob store, checkpoint store, HTTP routes.
+    """What the daemon lends a connector: blob store, checkpoint store, HTTP routes,
+    and where each agent is reached.
 
     A connector adds its HTTP routes in its factory (before the listener starts).
+    `sinks` (agent id -> sink) is kept current across config reloads; a connector
+    that serves agents looks them up there, so what an address may reveal (a
+    Slack webhook URL is a credential) never rides the bus.
     """
 
     blobs: BlobStore
     checkpoints: Checkpoints
     http: HttpRoutes | None = None
+    sinks: Mapping[str, SinkConfig] = field(default_factory=dict)
 
 
 class Checkpoints(Protocol):

@@ -23,6 +23,7 @@ from router.bus import EmbeddedBus, KafkaBus
 from router.bus.base import Bus, Topics
 from router.channels import ChannelRunner
 from router.config import Config, load_config
+from router.config.people import SinkConfig
 from router.connector import Connector, ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
 from router.envelope import now_utc
@@ -45,6 +46,10 @@ PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 LAG_EVERY_TICKS = 10
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
+
+
+def sinks_of(config: Config) -> dict[str, SinkConfig]:
+    return {a.id: a.sink for a in config.agents}
 
 
 def open_bus(config: Config) -> Bus:
@@ -113,6 +118,7 @@ class Daemon:
         self.outbox: OutboxPublisher | None = None
         self.channels: list[ChannelRunner] = []
         self._connectors: list[tuple[str, Connector]] = []
+        self._sinks: dict[str, SinkConfig] = {}  # lent to connectors, current after reloads
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._ready = False
@@ -191,8 +197,12 @@ class Daemon:
 
     def _build_connectors(self, routes: Routes) -> None:
         assert self.store is not None
+        self._sinks.update(sinks_of(self.config))
         services = Services(
-            blobs=BlobStore(self.config.blobs.path), checkpoints=self.store, http=routes
+            blobs=BlobStore(self.config.blobs.path),
+            checkpoints=self.store,
+            http=routes,
+            sinks=self._sinks,
         )
         for name, spec, settings in self._enabled_channels():
             assert spec.factory is not None
@@ -361,6 +371,8 @@ class Daemon:
             if getattr(new, section) != getattr(self.config, section)
         ]
         self.config = new
+        self._sinks.clear()  # in place: the connectors hold this mapping
+        self._sinks.update(sinks_of(new))
         if self.engine is not None:
             self.engine.configure(new)
         self.metrics.config_reloads.labels(result="ok").inc()

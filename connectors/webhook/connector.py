@@ -16,6 +16,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 import structlog
@@ -55,6 +56,7 @@ class WebhookConnector:
         self.cfg = cfg
         self.path = cfg.events_path(name)
         self._key = cfg.key()
+        self._sinks = services.sinks  # agent id -> sink; the daemon keeps it current
         self._ack_timeout = ack_timeout.total_seconds()
         self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[bool]]] = asyncio.Queue(
             queue_size
@@ -110,8 +112,17 @@ class WebhookConnector:
         if self._stopped:
             return SendResult(status="retry", detail="the connector is stopped")
         return await deliveries.post(
-            self._client(), self._key, envelope, delivery, channel=self.name
+            self._client(), self._key, envelope, delivery, self._url_of(delivery), channel=self.name
         )
+
+    def _url_of(self, delivery: dict[str, Any]) -> str | None:
+        """The agent's URL from the config (never from the bus: it is a credential)."""
+        agent = delivery.get("agent")
+        agent_id = agent.get("id") if isinstance(agent, dict) else None
+        sink = self._sinks.get(agent_id) if isinstance(agent_id, str) else None
+        if sink is None or sink.type != "webhook" or sink.channel != self.name:
+            return None
+        return sink.url
 
     # --- intake ---------------------------------------------------------------------------
 

@@ -75,14 +75,13 @@ async def post(
     key: bytes,
     envelope: Envelope,
     delivery: dict[str, Any],
+    url: str | None,
     *,
     channel: str,
 ) -> SendResult:
     """POST one delivery to its agent's URL; every outcome is a `SendResult`."""
-    sink = delivery.get("sink")
-    url = sink.get("url") if isinstance(sink, dict) else None
-    if not isinstance(url, str) or not url:
-        return SendResult(status="failed", detail="the delivery has no sink url")
+    if not url:
+        return SendResult(status="failed", detail="no webhook url for the delivery's agent")
     host = host_of(url)
     where = f"agent tool at {host}"
     body = body_of(envelope, delivery)

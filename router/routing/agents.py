@@ -65,7 +65,6 @@ async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str) -> No
                 "sink": {
                     "type": agent.sink.type,
                     "address": agent.sink.address,
-                    "url": agent.sink.url,
                 },
                 "reason": {"detail": why},
                 "in_reply_to": unit.input_id,

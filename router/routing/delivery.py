@@ -125,7 +125,7 @@ async def deliver(
             "delivery": {
                 "event": event,
                 "agent": {"id": agent.id, "name": agent.name},
-                "sink": {"type": sink.type, "address": sink.address, "url": sink.url},
+                "sink": {"type": sink.type, "address": sink.address},
                 "token": tokens.issue(ctx.signing_key, conv.id, agent.id),
                 "reason": dict(reason),
                 "note": note,

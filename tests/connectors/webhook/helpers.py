@@ -18,6 +18,7 @@ from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.connector import WebhookConnector
 from connectors.webhook.signing import signature
 from router.blobs import BlobStore
+from router.config.people import SinkConfig
 from router.connector import Services
 from router.http import Routes
 from tests.connectors.email.helpers import MemoryCheckpoints
@@ -82,6 +83,13 @@ class Listening:
 
     connector: WebhookConnector
     port: int
+    sinks: dict[str, SinkConfig]  # as the daemon lends it: agent id -> sink
+
+    def reach(self, agent_id: str, url: str | None, channel: str | None = None) -> None:
+        """Say in the config where `agent_id` is reached (unvalidated: tests use bad URLs)."""
+        self.sinks[agent_id] = SinkConfig.model_construct(
+            type="webhook", channel=channel or self.connector.name, url=url
+        )
 
     def url(self, path: str | None = None) -> str:
         return f"http://127.0.0.1:{self.port}{path or self.connector.path}"
@@ -92,8 +100,12 @@ async def listening(tmp: Path, name: str = "agent-hooks", **kw: Any) -> AsyncIte
     """The connector built as the daemon builds it (its route on a real listener), started."""
     cfg = kw.pop("cfg", None) or webhook_config()
     app = web.Application()
+    sinks: dict[str, SinkConfig] = {}
     services = Services(
-        blobs=BlobStore(tmp / "blobs"), checkpoints=MemoryCheckpoints(), http=Routes(app)
+        blobs=BlobStore(tmp / "blobs"),
+        checkpoints=MemoryCheckpoints(),
+        http=Routes(app),
+        sinks=sinks,
     )
     connector = WebhookConnector(name, cfg, services, **kw)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
@@ -102,7 +114,7 @@ async def listening(tmp: Path, name: str = "agent-hooks", **kw: Any) -> AsyncIte
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await connector.start()
     try:
-        yield Listening(connector, port)
+        yield Listening(connector, port, sinks)
     finally:
         await connector.stop()
         await runner.cleanup()

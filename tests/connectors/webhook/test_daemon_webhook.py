@@ -116,6 +116,10 @@ async def test_delivery_accept_and_reply_through_the_daemon(tmp_path: Path) -> N
             assert [m["text"] for m in context["transcript"]] == ["hello m1"]
             assert "hello m1" in delivery["text"]
 
+            # The URL is a credential: it reached the tool from the config, never the bus.
+            written = await rows(tmp_path, "SELECT value FROM outbox")
+            assert written and not any(b"urlsecret" in bytes(r[0]) for r in written)
+
             # The untaken assignment is waiting on its timeout.
             pending = (
                 "SELECT cancelled_at FROM timers"

@@ -11,16 +11,24 @@ import pytest
 from structlog.testing import capture_logs
 
 from connectors.webhook.signing import verify
+from router.connector import SendResult
 from router.envelope import Envelope, Sender, envelope_id
-from tests.connectors.webhook.helpers import KEY, listening, receiver, webhook_config
+from tests.connectors.webhook.helpers import KEY, Listening, listening, receiver, webhook_config
 from tests.harness.common import free_port
+
+
+async def send(hooks: Listening, url: str | None) -> SendResult:
+    """Send the delivery to chloe, whose sink (in the config, never on the bus) is `url`."""
+    hooks.reach("chloe", url)
+    return await hooks.connector.send(delivery())
+
 
 MADE_AT = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 SECRET_PATH = "/services/T0001/B0002/XyZsecretPart"
 SECRET_QUERY = "sig=QueryS3cret"
 
 
-def delivery(url: str | None, **extra: Any) -> Envelope:
+def delivery(**extra: Any) -> Envelope:
     context = {
         "customer": {
             "id": "cust-1",
@@ -47,7 +55,7 @@ def delivery(url: str | None, **extra: Any) -> Envelope:
             "delivery": {
                 "event": "assigned",
                 "agent": {"id": "chloe", "name": "Chloé Martin"},
-                "sink": {"type": "webhook", "address": None, "url": url},
+                "sink": {"type": "webhook", "address": None},
                 "token": "conv-1.signature",
                 "reason": {"rule": "best_qualified"},
                 "note": None,
@@ -60,7 +68,8 @@ def delivery(url: str | None, **extra: Any) -> Envelope:
 
 async def test_body_headers_and_signature(tmp_path: Path) -> None:
     async with receiver() as tool, listening(tmp_path) as hooks:
-        env = delivery(tool.url(SECRET_PATH))
+        env = delivery()
+        hooks.reach("chloe", tool.url(SECRET_PATH))
         before = time.time()
         result = await hooks.connector.send(env)
         assert result.status == "sent", result
@@ -98,7 +107,8 @@ async def test_body_headers_and_signature(tmp_path: Path) -> None:
 
 async def test_a_retry_carries_the_same_id_and_body(tmp_path: Path) -> None:
     async with receiver(status=503) as tool, listening(tmp_path) as hooks:
-        env = delivery(tool.url())
+        env = delivery()
+        hooks.reach("chloe", tool.url())
         assert (await hooks.connector.send(env)).status == "retry"
         tool.status = 200
         assert (await hooks.connector.send(env)).status == "sent"
@@ -127,7 +137,7 @@ async def test_a_retry_carries_the_same_id_and_body(tmp_path: Path) -> None:
 )
 async def test_http_status_decides(tmp_path: Path, status: int, outcome: str) -> None:
     async with receiver(status=status) as tool, listening(tmp_path) as hooks:
-        result = await hooks.connector.send(delivery(tool.url()))
+        result = await send(hooks, tool.url())
         assert result.status == outcome, result
         assert len(tool.requests) == 1
         if outcome != "sent":
@@ -139,7 +149,7 @@ async def test_timeout_is_retried(tmp_path: Path) -> None:
     cfg = webhook_config(timeout=1)
     async with receiver(delay=3) as tool, listening(tmp_path, cfg=cfg) as hooks:
         started = time.monotonic()
-        result = await hooks.connector.send(delivery(tool.url()))
+        result = await send(hooks, tool.url())
         assert result.status == "retry"
         assert "timed out" in result.detail
         assert time.monotonic() - started < 2.5
@@ -147,21 +157,31 @@ async def test_timeout_is_retried(tmp_path: Path) -> None:
 
 async def test_connection_refused_is_retried(tmp_path: Path) -> None:
     async with listening(tmp_path) as hooks:
-        result = await hooks.connector.send(delivery(f"http://127.0.0.1:{free_port()}/x"))
+        result = await send(hooks, f"http://127.0.0.1:{free_port()}/x")
         assert result.status == "retry"
 
 
 @pytest.mark.parametrize("url", [None, ""])
 async def test_missing_url_fails(tmp_path: Path, url: str | None) -> None:
     async with listening(tmp_path) as hooks:
-        result = await hooks.connector.send(delivery(url))
+        result = await send(hooks, url)
         assert result.status == "failed"
-        assert "no sink url" in result.detail
+        assert "no webhook url" in result.detail
+
+
+async def test_an_agent_reached_elsewhere_gets_nothing_from_this_channel(tmp_path: Path) -> None:
+    async with receiver() as tool, listening(tmp_path) as hooks:
+        hooks.reach("chloe", tool.url(), channel="other-hooks")
+        result = await hooks.connector.send(delivery())
+        assert (result.status, tool.requests) == ("failed", [])
+        hooks.sinks.clear()  # no longer an agent (config reloaded)
+        assert (await hooks.connector.send(delivery())).status == "failed"
 
 
 async def test_an_envelope_without_delivery_fails(tmp_path: Path) -> None:
     async with listening(tmp_path) as hooks:
-        env = delivery("http://127.0.0.1:1/x").model_copy(update={"meta": {"to": ["x"]}})
+        hooks.reach("chloe", "http://127.0.0.1:1/x")
+        env = delivery().model_copy(update={"meta": {"to": ["x"]}})
         result = await hooks.connector.send(env)
         assert result.status == "failed"
         assert "only carries deliveries to agents" in result.detail
@@ -170,10 +190,10 @@ async def test_an_envelope_without_delivery_fails(tmp_path: Path) -> None:
 async def test_a_stopped_connector_defers(tmp_path: Path) -> None:
     async with receiver() as tool, listening(tmp_path) as hooks:
         await hooks.connector.stop()
-        assert (await hooks.connector.send(delivery(tool.url()))).status == "retry"
+        assert (await send(hooks, tool.url())).status == "retry"
         assert tool.requests == []
         await hooks.connector.start()
-        assert (await hooks.connector.send(delivery(tool.url()))).status == "sent"
+        assert (await send(hooks, tool.url())).status == "sent"
 
 
 @pytest.mark.parametrize("status", [200, 404, 500])
@@ -181,8 +201,8 @@ async def test_the_urls_path_and_query_are_never_logged(tmp_path: Path, status: 
     async with receiver(status=status) as tool, listening(tmp_path) as hooks:
         url = tool.url(f"{SECRET_PATH}?{SECRET_QUERY}")
         with capture_logs() as logs:
-            result = await hooks.connector.send(delivery(url))
-            await hooks.connector.send(delivery(f"http://127.0.0.1:{free_port()}{SECRET_PATH}"))
+            result = await send(hooks, url)
+            await send(hooks, f"http://127.0.0.1:{free_port()}{SECRET_PATH}")
         assert len(tool.requests) == 1
         assert tool.requests[0].path_qs == f"{SECRET_PATH}?{SECRET_QUERY}"  # it was used
         assert logs, "the outcome is logged"
@@ -198,7 +218,7 @@ async def test_the_urls_path_and_query_are_never_logged(tmp_path: Path, status: 
 async def test_unusable_url_fails_without_quoting_it(tmp_path: Path, url: str) -> None:
     async with listening(tmp_path) as hooks:
         with capture_logs() as logs:
-            result = await hooks.connector.send(delivery(url))
+            result = await send(hooks, url)
         assert result.status == "failed"
         assert "sink url is not usable" in result.detail
         assert "XyZsecretPart" not in result.detail + repr(logs)
