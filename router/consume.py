@@ -106,11 +106,13 @@ class ConsumeLoop:
             async for part, applied in parts:
                 if applied:
                     done.extend(part)
-                    continue
-                for record in part:
-                    if not await self._process(record):
-                        return done  # stopping during a retry: leave it for redelivery
-                    done.append(record)
+                else:
+                    for record in part:
+                        if not await self._process(record):
+                            return done  # stopping during a retry: leave it for redelivery
+                        done.append(record)
+                if self._stopping.is_set():
+                    return done  # the rest of the fetch comes again after the restart
         return done
 
     async def _finish_batch(self) -> bool:

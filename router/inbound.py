@@ -87,7 +87,10 @@ class InboundProcessor:
                 yield run, False
                 continue
             for record, envelope, decisions in zip(run, envelopes, decided, strict=True):
-                self._report(record, envelope, decisions, started)
+                try:
+                    self._report(record, envelope, decisions, started)
+                except Exception:  # committed already: a logging fault must not redo it
+                    log.exception("could not report decisions", record_id=envelope.id)
             yield run, True
 
     def _report(

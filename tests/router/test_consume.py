@@ -192,3 +192,30 @@ async def test_stop_during_retry_of_an_unapplied_part_commits_only_what_came_bef
     assert not went_on
     again = await drain(bus, TOPICS.inbound, "g", 3)
     assert [r.value for r in again] == [b"2", b"3", b"4"]
+
+
+async def test_stop_between_parts_commits_the_parts_done_and_leaves_the_rest(
+    bus: EmbeddedBus,
+) -> None:
+    for i in range(6):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    stopped = asyncio.Event()
+    went_on = False
+
+    async def handler(r: Record) -> None:
+        raise AssertionError("every part here is applied by the batch handler")
+
+    async def handle_batch(records: Sequence[Record]):
+        nonlocal went_on
+        yield records[0:2], True
+        loop.stop()  # SIGTERM arrives while the first part is being applied
+        stopped.set()
+        yield records[2:4], True
+        went_on = True  # never: the loop returns once the part in hand is done
+        yield records[4:], True
+
+    loop = make_loop(bus, handler, handle_batch=handle_batch)
+    await run_until(loop, stopped)
+    assert not went_on
+    again = await drain(bus, TOPICS.inbound, "g", 2)
+    assert [r.value for r in again] == [b"4", b"5"]
