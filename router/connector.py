@@ -14,14 +14,16 @@ import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from router.blobs import BlobStore
-from router.config.people import SinkConfig
 from router.envelope import Envelope
+
+if TYPE_CHECKING:  # router.config imports this module (the connector registry)
+    from router.config.people import SinkConfig
 
 ENTRY_POINT_GROUP = "omnirouter.connectors"
 
