@@ -28,6 +28,8 @@ import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+import structlog
+
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
 from router.envelope import Envelope, Sender, encode, envelope_id
@@ -35,8 +37,11 @@ from router.routing import agents, failures, messages, timers
 from router.routing.assign import drain
 from router.routing.context import Decision, Routing, Unit
 from router.routing.hours import on_shift
+from router.routing.queueing import queue_rank
 from router.store import Store
 from router.store import routing as db
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["CONSUMER", "Decision", "Engine"]
 
@@ -49,6 +54,7 @@ class Engine:
         self.store = store
         self.topics = topics
         self._on_shift: set[str] | None = None
+        self._rerank = False  # the aging step changed: stored queue ranks are stale
 
     @property
     def config(self) -> Config:
@@ -63,7 +69,10 @@ class Engine:
         return self.ctx.signing_key
 
     def configure(self, config: Config) -> None:
-        """Take a (re)loaded config; state in the store is untouched."""
+        """Take a (re)loaded config; state in the store is untouched, except that
+        a new `routing.aging_step` ranks the waiting conversations again (next tick)."""
+        if config.routing.aging_step != self.config.routing.aging_step:
+            self._rerank = True
         self.ctx.configure(config)
 
     async def start(self, now: datetime) -> None:
@@ -149,6 +158,8 @@ class Engine:
 
     async def clock_tick(self, now: datetime) -> list[Decision]:
         """Drain queues for agents whose shift just started (capacity appeared)."""
+        if self._rerank:
+            await self._rank_waiting_again()
         config = self.config
         on = {a.id for a in config.agents if on_shift(a, config.business_hours, now)}
         started = sorted(on - self._on_shift) if self._on_shift is not None else []
@@ -160,6 +171,17 @@ class Engine:
             unit.decide("shift_start", reason={"agents": started})
             await drain(self.ctx, unit, started)
         return unit.decisions
+
+    async def _rank_waiting_again(self) -> None:
+        step = self.config.routing.aging_step
+        async with self.ctx.transaction() as conn:
+            ranks = {
+                row.id: queue_rank(row.priority, row.waiting_since, step)
+                for row in await db.waiting_positions(conn)
+            }
+            await db.set_queue_ranks(conn, ranks)
+        self._rerank = False
+        log.info("queue ranks recomputed for a new aging step", waiting=len(ranks))
 
     async def waiting_count(self) -> int:
         async with self.store.transaction(readonly=True) as conn:

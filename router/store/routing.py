@@ -273,6 +273,25 @@ async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:
     return list((await conn.execute(stmt)).all())
 
 
+async def waiting_positions(conn: AsyncConnection) -> list[Row]:
+    """Every waiting conversation's id, priority and wait start (to rank them again)."""
+    stmt = sa.select(
+        conversations.c.id, conversations.c.priority, conversations.c.waiting_since
+    ).where(conversations.c.waiting_since.is_not(None))
+    return list((await conn.execute(stmt)).all())
+
+
+async def set_queue_ranks(conn: AsyncConnection, ranks: Mapping[str, float]) -> None:
+    if not ranks:
+        return
+    stmt = (
+        conversations.update()
+        .where(conversations.c.id == sa.bindparam("conversation"))
+        .values(queue_rank=sa.bindparam("rank"))
+    )
+    await conn.execute(stmt, [{"conversation": c, "rank": r} for c, r in ranks.items()])
+
+
 async def waiting_count(conn: AsyncConnection) -> int:
     stmt = sa.select(sa.func.count()).where(conversations.c.waiting_since.is_not(None))
     return int(await conn.scalar(stmt) or 0)

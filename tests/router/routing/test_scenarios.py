@@ -197,6 +197,23 @@ async def test_high_priority_goes_first_before_aging_catches_up(run: Run) -> Non
     assert run.actions("assign")[-1].conversation_id == new_id
 
 
+async def test_a_reloaded_aging_step_ranks_the_waiting_again(run: Run) -> None:
+    from datetime import timedelta
+
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    await run.step(at=at(1), **mail("old@shop.test", "<old@x>", "refund"))
+    await run.step(at=at(3), **mail("new@shop.test", "<new@x>", "urgent refund"))
+    old_id = run.actions("queue")[0].conversation_id
+    # As above the new high one would go first; with aging every minute, the old one has
+    # overtaken it by minute 4 (1 + 3/1 > 2 + 1/1), and the stored ranks must say so.
+    config = run.sim.engine.config
+    faster = config.routing.model_copy(update={"aging_step": timedelta(minutes=1)})
+    run.sim.engine.configure(config.model_copy(update={"routing": faster}))
+    await run.step(at=at(4), agent="ben", command="resolve", conversation="mail/<b@x>")
+    assert run.actions("assign")[-1].conversation_id == old_id
+
+
 async def test_sla_warning_tells_customer_escalates_and_breach_is_an_incident(run: Run) -> None:
     await run.step(**mail("a@shop.test", "<a@x>", "refund"))
     await run.step(**mail("b@shop.test", "<b@x>", "refund"))
