@@ -6,6 +6,7 @@ from hypothesis import settings
 
 pytest_plugins = [
     "tests.harness.common",
+    "tests.harness.certs",
     "tests.harness.kafka",
     "tests.harness.postgres",
     "tests.harness.dovecot",

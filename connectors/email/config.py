@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import timedelta
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
+from connectors.email.tls import check_ca_file
 from router.config.types import Duration, EmailAddress, Secret, SecretFile, Section, fail
 
 Security = Literal["tls", "starttls", "none"]
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_VERIFY_DOC = (
+    "Check the server's TLS certificate. `false` turns every check off (a warning is"
+    " logged on each connection); to trust a private CA, set `ca_file` instead."
+)
+_CA_FILE_DOC = (
+    "PEM file of the CA certificates that may sign the server's certificate, for a"
+    " server with a private CA (null: the system trust store). The host name is still"
+    " checked. Read again on every connection."
+)
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1): traffic that never leaves the host."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_tls(
+    section: ImapConfig | SmtpConfig, info: ValidationInfo
+) -> tuple[tuple[str, ...], str] | None:
+    """Where and why the TLS settings of `section` are unusable, or None."""
+    ca_file = section.ca_file
+    if ca_file is None:
+        return None
+    if section.security == "none":
+        return ("ca_file",), "ca_file is used only with security: tls or starttls"
+    if not section.verify_certificate:
+        return (
+            ("verify_certificate",),
+            "verify_certificate: false ignores ca_file; remove one of them (keep ca_file"
+            " to trust a private CA with the certificate still checked)",
+        )
+    if (info.context or {}).get("channel_enabled", True) is False:
+        return None  # a disabled channel's files need not exist yet
+    problem = check_ca_file(ca_file)
+    return (("ca_file",), problem) if problem else None
+
+
 TOKEN_CHARS = 50  # a conversation token as a plus-address (see `agentmail.encode_token`)
 MAX_REPLY_LOCAL = 64 - 1 - TOKEN_CHARS
 
@@ -24,7 +68,8 @@ class ImapConfig(Section):
         "tls",
         description="`tls` (implicit TLS), `starttls`, or `none` (localhost only).",
     )
-    verify_certificate: bool = Field(True, description="Check the server's TLS certificate.")
+    verify_certificate: bool = Field(True, description=_VERIFY_DOC)
+    ca_file: Path | None = Field(None, description=_CA_FILE_DOC)
     username: str = Field(min_length=1, description="Login name of the mailbox.")
     auth: Literal["login", "xoauth2"] = Field(
         "login",
@@ -82,15 +127,17 @@ class ImapConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _credentials(self) -> ImapConfig:
+    def _credentials(self, info: ValidationInfo) -> ImapConfig:
         title = type(self).__name__
+        if tls_problem := check_tls(self, info):
+            raise fail(title, *tls_problem)
         if self.auth == "login" and self.password is None and self.password_file is None:
             raise fail(title, ("password",), "auth: login needs password or password_file")
         if self.auth == "xoauth2" and self.oauth2_token is None and self.oauth2_token_file is None:
             raise fail(
                 title, ("oauth2_token",), "auth: xoauth2 needs oauth2_token or oauth2_token_file"
             )
-        if self.security == "none" and self.host not in _LOCAL_HOSTS:
+        if self.security == "none" and not is_loopback(self.host):
             raise fail(
                 title,
                 ("security",),
@@ -111,7 +158,8 @@ class SmtpConfig(Section):
         "starttls",
         description="`starttls`, `tls` (implicit TLS) or `none` (localhost only).",
     )
-    verify_certificate: bool = Field(True, description="Check the server's TLS certificate.")
+    verify_certificate: bool = Field(True, description=_VERIFY_DOC)
+    ca_file: Path | None = Field(None, description=_CA_FILE_DOC)
     username: str | None = Field(None, description="Login name (null: no authentication).")
     password: Secret | None = Field(None, description="Password for `username`.")
     password_file: SecretFile | None = Field(
@@ -134,11 +182,13 @@ class SmtpConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _credentials(self) -> SmtpConfig:
+    def _credentials(self, info: ValidationInfo) -> SmtpConfig:
         title = type(self).__name__
+        if tls_problem := check_tls(self, info):
+            raise fail(title, *tls_problem)
         if self.username is not None and self.password is None and self.password_file is None:
             raise fail(title, ("password",), "username is set: give password or password_file")
-        if self.security == "none" and self.username is not None and self.host not in _LOCAL_HOSTS:
+        if self.security == "none" and self.username is not None and not is_loopback(self.host):
             raise fail(
                 title,
                 ("security",),

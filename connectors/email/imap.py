@@ -26,6 +26,8 @@ Delivery is at-least-once and checkpointed:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import re
 import ssl
 from collections.abc import AsyncIterator
@@ -41,6 +43,7 @@ from connectors.email.config import EmailChannelConfig, ImapConfig
 from connectors.email.errors import ImapError, MalformedMessage
 from connectors.email.normalize import Options, normalize
 from connectors.email.threads import resolve_token
+from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.blobs import BlobStore
 from router.connector import Checkpoints, Incoming, Rejected
 from router.envelope import Envelope
@@ -128,13 +131,6 @@ class ImapIntake:
 
     # --- connection ---------------------------------------------------------------------
 
-    def _ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if not self.cfg.verify_certificate:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        return ctx
-
     def _on_lost(self, exc: Exception | None) -> None:
         self._lost = True
         client = self.client
@@ -147,17 +143,23 @@ class ImapIntake:
         cfg = self.cfg
         self._lost = False
         try:
+            tls = None
+            if cfg.security != "none":
+                tls = client_context(
+                    cfg.ca_file, verify=cfg.verify_certificate, what=f"imap {cfg.host}:{cfg.port}"
+                )
             client = aioimaplib.IMAP4(
                 host=cfg.host,
                 port=cfg.port,
                 timeout=self.timeout,
                 conn_lost_cb=self._on_lost,
-                ssl_context=self._ssl_context() if cfg.security == "tls" else None,
+                ssl_context=tls if cfg.security == "tls" else None,
             )
             self.client = client
             await client.wait_hello_from_server()
             if cfg.security == "starttls":
-                await self._starttls(client)
+                assert tls is not None
+                await self._starttls(client, tls)
             await self._login(client)
             response = _check(
                 await client.select(quote_mailbox(self.folder)),
@@ -167,8 +169,18 @@ class ImapIntake:
         except ImapError:
             await self.close()
             raise
+        except TlsSetupError as exc:
+            await self.close()
+            raise ImapError(str(exc), retriable=False) from exc
         except _CONNECTION_ERRORS as exc:
             await self.close()
+            if (tls_error := tls_failure(exc)) is not None:
+                # A certificate the configured trust does not accept is a setting (or an
+                # attack) to look at, not a hiccup: the daemon's slower backoff applies.
+                raise ImapError(
+                    describe_tls_failure(tls_error, cfg.host, cfg.port, cfg.ca_file),
+                    retriable=not isinstance(tls_error, ssl.SSLCertVerificationError),
+                ) from exc
             raise ImapError(f"cannot reach {cfg.host}:{cfg.port}: {_describe(exc)}") from exc
         self.uidvalidity = self.uidnext = 0
         for line in response.lines:
@@ -190,27 +202,43 @@ class ImapIntake:
         self.position = stored
         self._done.clear()
 
-    async def _starttls(self, client: aioimaplib.IMAP4) -> None:
+    async def _starttls(self, client: aioimaplib.IMAP4, tls: ssl.SSLContext) -> None:
         protocol = client.protocol
         if "STARTTLS" not in protocol.capabilities:
             raise ImapError(f"{self.cfg.host} does not offer STARTTLS", retriable=False)
         cmd = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
         _check(await asyncio.wait_for(protocol.execute(cmd), self.timeout), "STARTTLS")
+        # Bytes that came before the handshake are not part of the TLS session: drop
+        # any a man in the middle injected after the OK (the STARTTLS injection attack).
+        protocol.incomplete_line = b""
         loop = asyncio.get_running_loop()
         transport = await loop.start_tls(
-            protocol.transport, protocol, self._ssl_context(), server_hostname=self.cfg.host
+            protocol.transport,
+            protocol,
+            tls,
+            server_hostname=self.cfg.host,
+            ssl_handshake_timeout=self.timeout,
         )
         protocol.transport = transport
+        # Capabilities learnt before TLS are forgotten and asked again (RFC 3501 6.2.1).
         await asyncio.wait_for(protocol.capability(), self.timeout)
 
     async def _login(self, client: aioimaplib.IMAP4) -> None:
         cfg = self.cfg
+        what = f"login as {cfg.username!r}"
         if cfg.auth == "xoauth2":
             token = _secret(cfg.oauth2_token_file, cfg.oauth2_token)
-            response = await client.xoauth2(cfg.username, token)
+            response, challenge = await _xoauth2(client, cfg.username, token)
+            if response.result != "OK" and challenge:
+                try:
+                    _check(response, what, retriable=False)
+                except ImapError as exc:
+                    raise ImapError(
+                        f"{exc} (the server's token error: {challenge})", retriable=False
+                    ) from None
         else:
             response = await client.login(cfg.username, _secret(cfg.password_file, cfg.password))
-        _check(response, f"login as {cfg.username!r}", retriable=False)
+        _check(response, what, retriable=False)
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -456,6 +484,43 @@ class ImapIntake:
                     pass
             if not idle.done():
                 idle.cancel()
+
+
+async def _xoauth2(client: aioimaplib.IMAP4, user: str, token: str) -> tuple[Any, str]:
+    """AUTHENTICATE XOAUTH2; the response and the server's error challenge, if it sent one.
+
+    A server refusing the token first sends a continuation carrying a JSON error
+    (`+ eyJzdGF0dXMiOi...`) and gives its tagged NO only after the client answers
+    it with an empty line. aioimaplib's `xoauth2` does not answer and would wait
+    for the timeout, so while this command runs the answer is sent here.
+    """
+    protocol = client.protocol
+    challenges: list[bytes] = []
+    ignore = protocol._continuation
+
+    def answer(line: bytes) -> None:
+        command = protocol.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            challenges.append(line)
+            protocol.transport.write(b"\r\n")
+        else:
+            ignore(line)
+
+    protocol._continuation = answer
+    try:
+        response = await client.xoauth2(user, token)
+    finally:
+        del protocol._continuation  # the class's own handler again
+    return response, "; ".join(_decode_challenge(c) for c in challenges)
+
+
+def _decode_challenge(line: bytes) -> str:
+    payload = line.removeprefix(b"+").strip()
+    try:
+        text = base64.b64decode(payload, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        text = payload.decode("ascii", "replace")
+    return text[:200]
 
 
 def _secret(path: Path | None, value: Any) -> str:

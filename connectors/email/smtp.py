@@ -4,10 +4,12 @@ The outbound topic is the durable outbox; this module only answers, for each
 envelope, `sent`, `retry` or `failed` (see the package docstring for the
 envelope convention):
 
-- a connection error, a timeout, an authentication failure or any 4xx reply
-  → `retry` (the daemon retries with backoff; the message keeps its
-  Message-ID, derived from the envelope id, so a retry after an ambiguous
-  timeout is recognizable as the same message);
+- a connection error, a timeout, a TLS failure (e.g. a certificate the
+  configured trust does not accept; the detail names the server and the
+  reason), an authentication failure or any 4xx reply → `retry` (the daemon
+  retries with backoff; the message keeps its Message-ID, derived from the
+  envelope id, so a retry after an ambiguous timeout is recognizable as the
+  same message);
 - a 5xx reply for the sender, the data or every recipient → `failed`, with
   each recipient's reply in the detail (the daemon dead-letters it and the
   router records the delivery failure);
@@ -36,6 +38,7 @@ from connectors.email.threads import (
     reply_subject,
     with_token,
 )
+from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.connector import Checkpoints, SendResult
 from router.envelope import Envelope
 
@@ -134,6 +137,11 @@ class SmtpSender:
         password = None
         if cfg.username is not None and cfg.password is not None:
             password = cfg.password.get_secret_value()
+        tls = None
+        if cfg.security != "none":
+            tls = client_context(
+                cfg.ca_file, verify=cfg.verify_certificate, what=f"smtp {cfg.host}:{cfg.port}"
+            )
         return aiosmtplib.SMTP(
             hostname=cfg.host,
             port=cfg.port,
@@ -141,7 +149,7 @@ class SmtpSender:
             password=password,
             use_tls=cfg.security == "tls",
             start_tls=cfg.security == "starttls",
-            validate_certs=cfg.verify_certificate,
+            tls_context=tls,
             timeout=cfg.timeout.total_seconds(),
         )
 
@@ -199,7 +207,15 @@ class SmtpSender:
             if 500 <= exc.code < 600:
                 return SendResult(status="failed", detail=f"{exc.code} {exc.message}")
             return SendResult(status="retry", detail=f"{exc.code} {exc.message}")
+        except TlsSetupError as exc:
+            return SendResult(status="retry", detail=str(exc))
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            # The server, its certificate or the network, not this message: retry later.
+            if (tls_error := tls_failure(exc)) is not None:
+                cfg = self.cfg
+                detail = describe_tls_failure(tls_error, cfg.host, cfg.port, cfg.ca_file)
+                log.warning("SMTP TLS failed", channel=self.channel, error=detail)
+                return SendResult(status="retry", detail=detail)
             return SendResult(status="retry", detail=f"{type(exc).__name__}: {exc}")
         if refused:
             detail = "refused: " + "; ".join(

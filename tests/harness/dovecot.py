@@ -7,6 +7,19 @@ Fixtures:
   so tests never see each other's mail), as an `ImapAccount` with host,
   port, username, password and a stdlib `imaplib` helper to append mail
   from a second, independent client.
+- `dovecot_tls` (session): a second Dovecot with `ssl = required` and the
+  session's test certificate (`tests.harness.certs`): implicit TLS on
+  `tls_port`, plain IMAP with STARTTLS on `port`, where logging in before
+  STARTTLS is refused (`LOGINDISABLED`, `[PRIVACYREQUIRED]`). It listens on
+  127.0.0.2, not 127.0.0.1: Dovecot counts a connection whose remote address
+  equals its local one as secured and would allow plaintext logins there,
+  so on 127.0.0.1 `ssl = required` could not be observed. (Linux answers on
+  all of 127.0.0.0/8.) Its accounts also have an OAuth 2 access token
+  (`oauth2_token`), checked by Dovecot's `oauth2` passdb against a small
+  token introspection endpoint served by the harness, so XOAUTH2 logins are
+  verified by the real server.
+- `imap_tls_account` (function): a fresh user on `dovecot_tls`; its helper
+  client connects with implicit TLS, trusting only the test CA.
 
 Dovecot comes from Debian's `dovecot-imapd` package (`.ci/system-deps`
 installs it). When the binary is missing, tests that need it fail with a
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import json
 import os
 import pwd
 import secrets
@@ -27,15 +41,23 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.harness.common import free_port
 
+if TYPE_CHECKING:
+    from tests.harness.certs import CertFiles, TestPki
+
+# The test CA's fixture. (Its functions are imported where used: a module imported
+# before pytest loads it as a plugin could not have its asserts rewritten.)
 MAIL_USER = "vmail"
 MAIL_UID = 5000
 START_TIMEOUT = 20.0
@@ -68,14 +90,13 @@ def _mail_user() -> tuple[int, int] | None:
 
 _CONFIG = """\
 protocols = imap
-listen = 127.0.0.1
+listen = {host}
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
+{ssl}
+auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
 mailbox_idle_check_interval = 1 secs
 first_valid_uid = {uid}
@@ -85,6 +106,7 @@ passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {root}/users
 }}
+{oauth2_passdb}
 userdb {{
   driver = static
   args = uid={uid} gid={gid} home={root}/mail/%u
@@ -94,7 +116,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {tls_port}
+    ssl = yes
   }}
 }}
 service stats {{
@@ -108,17 +131,63 @@ service stats {{
 """
 
 
+_PLAIN_SSL = """\
+ssl = no
+disable_plaintext_auth = no"""
+
+_REQUIRED_SSL = """\
+ssl = required
+ssl_cert = <{cert}
+ssl_key = <{key}
+disable_plaintext_auth = yes"""
+
+# Dovecot's oauth2 passdb asks the introspection endpoint about each token
+# (`introspection_mode = auth`: GET with `Authorization: Bearer <token>`) and
+# accepts the login when the answer is active and names the user logging in.
+# It is tried only after passwd-file has failed (a token is no password).
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}"""
+
+_OAUTH2_CONF = """\
+introspection_mode = auth
+introspection_url = {url}
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 5000
+"""
+
+
 @dataclass
 class ImapAccount:
     host: str
     port: int
     username: str
     password: str
+    tls_port: int | None = None  # the implicit-TLS port, on a server that requires TLS
+    ca_file: Path | None = None  # what the helper client trusts there
+    oauth2_token: str | None = None  # accepted for XOAUTH2 by the server's oauth2 passdb
 
     @contextlib.contextmanager
     def client(self) -> Iterator[imaplib.IMAP4]:
-        """A second, independent client (stdlib imaplib), logged in."""
-        conn = imaplib.IMAP4(self.host, self.port, timeout=10)
+        """A second, independent client (stdlib imaplib), logged in.
+
+        On a server that requires TLS it connects with implicit TLS, trusting only
+        `ca_file`.
+        """
+        if self.tls_port is not None:
+            from tests.harness.certs import client_context
+
+            assert self.ca_file is not None
+            conn: imaplib.IMAP4 = imaplib.IMAP4_SSL(
+                self.host, self.tls_port, ssl_context=client_context(self.ca_file), timeout=10
+            )
+        else:
+            conn = imaplib.IMAP4(self.host, self.port, timeout=10)
         try:
             conn.login(self.username, self.password)
             yield conn
@@ -158,13 +227,43 @@ class Dovecot:
     owner: tuple[int, int] | None
     users: dict[str, str] = field(default_factory=dict)
     free: list[str] = field(default_factory=list)
+    host: str = "127.0.0.1"
+    tls_port: int | None = None  # implicit TLS (with `ssl = required`)
+    ca_file: Path | None = None  # the CA that signed the server's certificate
+    tokens: dict[str, str] = field(default_factory=dict)  # user -> OAuth 2 access token
+    introspection: _Introspection | None = None
 
     def add_user(self) -> ImapAccount:
         """The next unused account (all are written before start: Dovecot caches the file)."""
         if not self.free:
             pytest.fail(f"the Dovecot harness has only {USERS} accounts; raise USERS")
         name = self.free.pop(0)
-        return ImapAccount("127.0.0.1", self.port, name, self.users[name])
+        return ImapAccount(
+            self.host,
+            self.port,
+            name,
+            self.users[name],
+            tls_port=self.tls_port,
+            ca_file=self.ca_file,
+            oauth2_token=self.tokens.get(name),
+        )
+
+    def logins(self, username: str, *, at_least: int = 1, seconds: float = 5.0) -> list[str]:
+        """Dovecot's `Login:` log lines for `username` (they say `TLS` for TLS sessions).
+
+        Waits up to `seconds` for `at_least` of them: the log is written asynchronously.
+        """
+        needle = f"Login: user=<{username}>"
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                text = (self.root / "dovecot.log").read_text(errors="replace")
+            except OSError:
+                text = ""
+            found = [line for line in text.splitlines() if needle in line]
+            if len(found) >= at_least or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -185,10 +284,54 @@ class Dovecot:
                 except ProcessLookupError:
                     break
                 time.sleep(0.05)
+        if self.introspection is not None:
+            self.introspection.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _start() -> Dovecot:
+class _Introspection:
+    """The OAuth 2 token introspection endpoint Dovecot's oauth2 passdb asks (RFC 7662 shape).
+
+    `GET /introspect` with `Authorization: Bearer <token>`: `{"active": true,
+    "username": <user>}` for a token in `tokens`, `{"active": false}` otherwise.
+    Every asked token is recorded in `asked`.
+    """
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        by_token = {token: user for user, token in tokens.items()}
+        asked: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                auth = self.headers.get("Authorization", "")
+                token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
+                asked.append(token)
+                user = by_token.get(token) if self.path == "/introspect" else None
+                body = {"active": True, "username": user} if user else {"active": False}
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # quiet: tests read `asked`
+
+        self.asked = asked
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/introspect"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+def _start(tls: CertFiles | None = None, ca_file: Path | None = None) -> Dovecot:
+    """Start Dovecot: plain IMAP on 127.0.0.1, or with `tls`, TLS required on 127.0.0.2."""
     binary = _binary()
     if binary is None:
         pytest.fail(
@@ -210,11 +353,28 @@ def _start() -> Dovecot:
         internal_user = "dovecot" if _has_user("dovecot") else MAIL_USER
     root.chmod(0o755)
     port = free_port()
+    host, tls_port, ssl_settings = "127.0.0.1", 0, _PLAIN_SSL
+    tokens: dict[str, str] = {}
+    introspection = None
+    oauth2_passdb, mechanisms = "", "plain login"
+    if tls is not None:
+        host, tls_port = "127.0.0.2", free_port()
+        ssl_settings = _REQUIRED_SSL.format(cert=tls.cert, key=tls.key)
+        tokens = {u: secrets.token_urlsafe(24) for u in users}
+        introspection = _Introspection(tokens)
+        (root / "oauth2.conf.ext").write_text(_OAUTH2_CONF.format(url=introspection.url))
+        oauth2_passdb = _OAUTH2_PASSDB.format(root=root)
+        mechanisms = "plain login xoauth2 oauthbearer"
     conf = root / "dovecot.conf"
     conf.write_text(
         _CONFIG.format(
             root=root,
+            host=host,
             port=port,
+            tls_port=tls_port,
+            ssl=ssl_settings,
+            mechanisms=mechanisms,
+            oauth2_passdb=oauth2_passdb,
             uid=uid,
             gid=gid,
             login_user=login_user,
@@ -224,7 +384,18 @@ def _start() -> Dovecot:
     # Dovecot daemonizes; its master keeps our stdio, so send it to a file, not a pipe.
     with open(root / "start.log", "wb") as out:
         proc = subprocess.run([binary, "-c", str(conf)], stdout=out, stderr=out, check=False)
-    server = Dovecot(root=root, port=port, owner=owner, users=users, free=sorted(users))
+    server = Dovecot(
+        root=root,
+        port=port,
+        owner=owner,
+        users=users,
+        free=sorted(users),
+        host=host,
+        tls_port=tls_port or None,
+        ca_file=ca_file,
+        tokens=tokens,
+        introspection=introspection,
+    )
     if proc.returncode != 0:
         text = (root / "start.log").read_text(errors="replace")
         server.stop()
@@ -232,7 +403,7 @@ def _start() -> Dovecot:
     deadline = time.monotonic() + START_TIMEOUT
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            with socket.create_connection((host, port), timeout=1) as s:
                 if s.recv(64).startswith(b"* OK"):
                     return server
         except OSError:
@@ -264,6 +435,20 @@ def dovecot() -> Iterator[Dovecot]:
 @pytest.fixture
 def imap_account(dovecot: Dovecot) -> ImapAccount:
     return dovecot.add_user()
+
+
+@pytest.fixture(scope="session")
+def dovecot_tls(test_ca: TestPki) -> Iterator[Dovecot]:
+    server = _start(tls=test_ca.server, ca_file=test_ca.ca_file)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def imap_tls_account(dovecot_tls: Dovecot) -> ImapAccount:
+    return dovecot_tls.add_user()
 
 
 # --- CI: imap tests must run ----------------------------------------------------------

@@ -1,26 +1,44 @@
 """SMTP harness: a real, capturing SMTP server (aiosmtpd) on a loopback port.
 
 Fixture `smtp_server` (function): a `CapturingSmtp` whose `messages` are the
-accepted messages (sender, recipients, raw bytes), and whose answers can be
-scripted: `data_replies` (a queue of replies to DATA, e.g. three
+accepted messages (sender, recipients, raw bytes, and the TLS version of the
+session they came over, or None), and whose answers can be scripted:
+`data_replies` (a queue of replies to DATA, e.g. three
 `451 4.3.0 try again later`, then the default `250`), `rcpt_replies`
 (address → reply for RCPT TO) and `refuse_all` (every RCPT answered 550).
+
+TLS variants, presenting the session's test certificate (`tests.harness.certs`;
+`ca_file` on the server object is the CA a client must trust):
+
+- `smtp_starttls_server`: offers STARTTLS and requires it (aiosmtpd's
+  `require_starttls`: MAIL before STARTTLS is answered 530);
+- `smtp_tls_server`: implicit TLS from the first byte (port-465 style).
+
+`start_smtp(...)` starts one with any certificate, e.g. one for another name.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
 
 from tests.harness.common import free_port
+
+if TYPE_CHECKING:
+    from tests.harness.certs import CertFiles, TestPki
+
+# The test CA's fixture. (Its functions are imported where used: a module imported
+# before pytest loads it as a plugin could not have its asserts rewritten.)
 
 
 @dataclass
@@ -28,6 +46,7 @@ class Captured:
     sender: str
     recipients: list[str]
     raw: bytes
+    tls: str | None = None  # e.g. "TLSv1.3": the session was encrypted; None: clear text
 
     @property
     def message(self) -> EmailMessage:
@@ -44,6 +63,7 @@ class CapturingSmtp:
     data_replies: deque[str] = field(default_factory=deque)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_attempts: int = 0
+    ca_file: Path | None = None  # with TLS: the CA that signed the server's certificate
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     # aiosmtpd handler hooks (run in the server's own thread and loop)
@@ -61,18 +81,57 @@ class CapturingSmtp:
             self.data_attempts += 1
             if self.data_replies:
                 return self.data_replies.popleft()
+            ssl_object = server.transport.get_extra_info("ssl_object")
             self.messages.append(
-                Captured(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content))
+                Captured(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    bytes(envelope.content),
+                    tls=ssl_object.version() if ssl_object is not None else None,
+                )
             )
         return "250 2.0.0 Message accepted for delivery"
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[CapturingSmtp]:
-    server = CapturingSmtp(port=free_port())
-    controller = Controller(server, hostname=server.host, port=server.port)
+@contextlib.contextmanager
+def start_smtp(
+    tls: Literal["none", "starttls", "tls"] = "none",
+    cert: CertFiles | None = None,
+    ca_file: Path | None = None,
+) -> Iterator[CapturingSmtp]:
+    """A running capturing server; with `tls`, presenting `cert` (signed by `ca_file`)."""
+    server = CapturingSmtp(port=free_port(), ca_file=ca_file)
+    kwargs: dict[str, Any] = {}
+    if tls != "none":
+        from tests.harness.certs import server_context
+
+        assert cert is not None
+        context = server_context(cert)
+        if tls == "starttls":
+            kwargs = {"tls_context": context, "require_starttls": True}
+        else:
+            kwargs = {"ssl_context": context}
+    controller = Controller(server, hostname=server.host, port=server.port, **kwargs)
     controller.start()
     try:
         yield server
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[CapturingSmtp]:
+    with start_smtp() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_starttls_server(test_ca: TestPki) -> Iterator[CapturingSmtp]:
+    with start_smtp("starttls", test_ca.server, test_ca.ca_file) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_tls_server(test_ca: TestPki) -> Iterator[CapturingSmtp]:
+    with start_smtp("tls", test_ca.server, test_ca.ca_file) as server:
+        yield server

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.email.config import EmailChannelConfig
+from connectors.email.connector import EmailConnector
+from connectors.email.smtp import SmtpSender
+from router.blobs import BlobStore
+from router.connector import Incoming, Rejected, Services
+from router.envelope import Envelope, Sender, envelope_id
+
+if TYPE_CHECKING:
+    from tests.harness.dovecot import ImapAccount
+    from tests.harness.smtp import CapturingSmtp
 
 
 class MemoryCheckpoints:
@@ -28,6 +41,7 @@ def email_config(
     user: str = "u",
     password: str = "p",
     imap: dict[str, Any] | None = None,
+    smtp: dict[str, Any] | None = None,
     **extra: Any,
 ) -> EmailChannelConfig:
     return EmailChannelConfig.model_validate(
@@ -49,9 +63,79 @@ def email_config(
                 "from_address": "support@shop.example",
                 "from_name": "Shop Support",
                 "timeout": "5s",
+                **(smtp or {}),
             },
             **extra,
         }
+    )
+
+
+def connector(
+    account: ImapAccount, tmp: Path, checkpoints: MemoryCheckpoints, **imap: Any
+) -> EmailConnector:
+    """An email connector reading `account`'s mailbox (`imap` overrides its IMAP settings)."""
+    cfg = email_config(
+        imap_port=account.port,
+        user=account.username,
+        password=account.password,
+        imap={"host": account.host, **imap},
+    )
+    services = Services(blobs=BlobStore(tmp / "blobs"), checkpoints=checkpoints)
+    return EmailConnector("support-email", cfg, services)
+
+
+async def take(gen: AsyncIterator[Incoming | Rejected], n: int, seconds: float = 10) -> list[Any]:
+    """The next `n` items, each acked (as the daemon does once it is on the bus)."""
+    items = []
+    async with asyncio.timeout(seconds):
+        while len(items) < n:
+            item = await anext(gen)
+            await item.ack()
+            items.append(item)
+    return items
+
+
+async def stop(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def ids(items: list[Any]) -> list[str]:
+    return [i.envelope.meta["message_id"] for i in items]
+
+
+def reply(n: str = "r1", **meta: object) -> Envelope:
+    """An agent's reply to a customer, as the router puts it on the outbound topic."""
+    return Envelope(
+        id=envelope_id("support-email", n),
+        kind="reply",
+        direction="out",
+        channel="support-email",
+        channel_type="email",
+        thread_key="<root@example.net>",
+        sender=Sender(address="ana.agent@shop.example", name="Ana", role="agent"),
+        received_at=datetime.now(UTC),
+        subject="Your order #10442",
+        text="We are sending the mug today.",
+        html="<p>We are sending the <b>mug</b> today.</p>",
+        meta={
+            "to": ["customer@example.net"],
+            "in_reply_to": "<latest@example.net>",
+            "references": ["<root@example.net>", "<ours@shop.example>"],
+            "conversation_ref": "k7m2q9ta",
+            **meta,
+        },
+    )
+
+
+def sender_for(
+    server: CapturingSmtp, checkpoints: MemoryCheckpoints | None = None, **smtp: Any
+) -> SmtpSender:
+    """A sender to the capturing `server` (`smtp` overrides its SMTP settings)."""
+    cfg = email_config(smtp_port=server.port, smtp={"host": server.host, **smtp})
+    return SmtpSender(
+        "support-email", cfg.smtp, checkpoints or MemoryCheckpoints(), timedelta(hours=1)
     )
 
 

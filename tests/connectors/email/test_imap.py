@@ -3,54 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from connectors.email.connector import EmailConnector
 from router.blobs import BlobStore
-from router.connector import Incoming, Rejected, Services
-from tests.connectors.email.helpers import MemoryCheckpoints, email_config, mail
+from router.connector import Incoming, Rejected
+from tests.connectors.email.helpers import MemoryCheckpoints, connector, ids, mail, stop, take
 from tests.harness.dovecot import ImapAccount
 
 pytestmark = pytest.mark.imap
-
-
-def connector(
-    account: ImapAccount, tmp: Path, checkpoints: MemoryCheckpoints, **imap: Any
-) -> EmailConnector:
-    cfg = email_config(
-        imap_port=account.port, user=account.username, password=account.password, imap=imap
-    )
-    services = Services(blobs=BlobStore(tmp / "blobs"), checkpoints=checkpoints)
-    return EmailConnector("support-email", cfg, services)
-
-
-async def take(gen: AsyncIterator[Incoming | Rejected], n: int, seconds: float = 10) -> list[Any]:
-    """The next `n` items, each acked (as the daemon does once it is on the bus)."""
-    items = []
-    async with asyncio.timeout(seconds):
-        while len(items) < n:
-            item = await anext(gen)
-            await item.ack()
-            items.append(item)
-    return items
-
-
-async def stop(task: asyncio.Future[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def ids(items: list[Any]) -> list[str]:
-    return [i.envelope.meta["message_id"] for i in items]
 
 
 async def test_idle_delivers_within_seconds_and_flags(imap_account: ImapAccount, tmp_path: Path):

@@ -2,42 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
-from connectors.email.smtp import SmtpSender, build_message
-from router.envelope import Envelope, Sender, envelope_id
-from tests.connectors.email.helpers import MemoryCheckpoints, email_config
+from connectors.email.smtp import build_message
+from tests.connectors.email.helpers import MemoryCheckpoints, email_config, reply, sender_for
 from tests.harness.smtp import CapturingSmtp
-
-
-def reply(n: str = "r1", **meta: object) -> Envelope:
-    return Envelope(
-        id=envelope_id("support-email", n),
-        kind="reply",
-        direction="out",
-        channel="support-email",
-        channel_type="email",
-        thread_key="<root@example.net>",
-        sender=Sender(address="ana.agent@shop.example", name="Ana", role="agent"),
-        received_at=datetime.now(UTC),
-        subject="Your order #10442",
-        text="We are sending the mug today.",
-        html="<p>We are sending the <b>mug</b> today.</p>",
-        meta={
-            "to": ["customer@example.net"],
-            "in_reply_to": "<latest@example.net>",
-            "references": ["<root@example.net>", "<ours@shop.example>"],
-            "conversation_ref": "k7m2q9ta",
-            **meta,
-        },
-    )
-
-
-def sender_for(server: CapturingSmtp, checkpoints: MemoryCheckpoints | None = None) -> SmtpSender:
-    cfg = email_config(smtp_port=server.port)
-    return SmtpSender(
-        "support-email", cfg.smtp, checkpoints or MemoryCheckpoints(), timedelta(hours=1)
-    )
 
 
 def test_reply_threads_in_the_customers_client() -> None:
