@@ -13,6 +13,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -123,6 +124,10 @@ class Checkpoints(Protocol):
     async def get_checkpoint(self, name: str, key: str) -> str | None: ...
 
     async def set_checkpoint(self, name: str, key: str, value: str) -> None: ...
+
+    async def prune_checkpoints(self, name: str, prefix: str, before: datetime) -> int:
+        """Forget `name`'s keys starting with `prefix` not written since `before`."""
+        ...
 
 
 class DuplicateConnectorError(RuntimeError):

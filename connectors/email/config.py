@@ -286,6 +286,12 @@ class EmailChannelConfig(Section):
         description="At most one automatic message (acknowledgement, notice) per"
         " customer address in this window; more are suppressed.",
     )
+    seen_retention: Duration = Field(
+        timedelta(days=90),
+        description="How long the marker of a taken-in message is kept (pruned hourly)."
+        " It skips a message met again, e.g. when a recreated folder is resynced; an"
+        " older message met again goes to the router, which drops it as processed.",
+    )
 
     @property
     def agent_reply_address(self) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import structlog
 
@@ -29,8 +30,11 @@ from connectors.email.notify import agent_address, build_notification, delivery_
 from connectors.email.smtp import OutboundError, SmtpSender
 from router.connector import Incoming, Rejected, SendResult, Services
 from router.envelope import Envelope
+from router.errors import OmniError
 
 log = structlog.get_logger(__name__)
+
+HOUSEKEEPING_SECONDS = 3600.0  # how often old markers are pruned
 
 
 def options_for(cfg: EmailChannelConfig) -> Options:
@@ -61,6 +65,8 @@ class EmailConnector:
             else None
         )
         self.sender = SmtpSender(name, cfg.smtp, services.checkpoints, cfg.auto_reply_window)
+        self._checkpoints = services.checkpoints
+        self._housekeeping: asyncio.Task[None] | None = None
 
     def _intakes(self) -> list[ImapIntake]:
         return [self.intake] + ([self.agent_intake] if self.agent_intake is not None else [])
@@ -69,10 +75,40 @@ class EmailConnector:
         """Connect and log in now, so a wrong password or folder shows at once."""
         for intake in self._intakes():
             await intake.connect()
+        if self._housekeeping is None or self._housekeeping.done():
+            self._housekeeping = asyncio.create_task(
+                self._keep_house(), name=f"email-housekeeping:{self.name}"
+            )
 
     async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
         for intake in self._intakes():
             await intake.close()
+
+    async def prune(self, now: datetime) -> int:
+        """Forget markers nobody needs any more: automatic-message times past their
+        window, and taken-in messages' markers past `seen_retention`."""
+        forgotten = 0
+        for prefix, keep in (
+            ("auto:", self.cfg.auto_reply_window),
+            ("seen:", self.cfg.seen_retention),
+        ):
+            forgotten += await self._checkpoints.prune_checkpoints(self.name, prefix, now - keep)
+        return forgotten
+
+    async def _keep_house(self) -> None:
+        while True:
+            try:
+                forgotten = await self.prune(datetime.now(UTC))
+                if forgotten:
+                    log.info("old markers pruned", channel=self.name, count=forgotten)
+            except OmniError as exc:  # the store is down: try again next hour
+                log.warning("could not prune markers", channel=self.name, error=str(exc))
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     # --- intake ---------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any, Self
 
 import orjson
@@ -260,6 +261,27 @@ class Store:
         )
         async with self._unit(conn) as c:
             await c.execute(stmt)
+
+    async def prune_checkpoints(
+        self, name: str, prefix: str, before: datetime, *, limit: int = 5000
+    ) -> int:
+        """Delete connector `name`'s keys starting with `prefix` and last written before
+        `before` (at most `limit`, so one call never holds the write lock long)."""
+        oldest = (
+            select(checkpoints.c.key)
+            .where(
+                checkpoints.c.connector == name,
+                checkpoints.c.key.startswith(prefix, autoescape=True),
+                checkpoints.c.updated_at < before,
+            )
+            .limit(limit)
+        )
+        stmt = checkpoints.delete().where(
+            checkpoints.c.connector == name, checkpoints.c.key.in_(oldest.scalar_subquery())
+        )
+        async with self.transaction() as c:
+            result = await c.execute(stmt)
+        return int(result.rowcount or 0)
 
 
 def _create_engine(url: StoreURL, lock_timeout: float) -> AsyncEngine:

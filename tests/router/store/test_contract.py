@@ -320,6 +320,25 @@ async def test_checkpoints_round_trip(store: Store) -> None:
     assert await store.get_checkpoint("sales-email", "INBOX") == "9:9"
 
 
+async def test_prune_checkpoints_forgets_only_old_keys_with_the_prefix(store: Store) -> None:
+    for key in ("seen:a", "seen:b", "seen%x", "auto:e@x", "INBOX"):
+        await store.set_checkpoint("support-email", key, "1")
+    await store.set_checkpoint("sales-email", "seen:a", "1")
+    cut = datetime.now(UTC) + timedelta(seconds=1)  # everything above is older
+    await asyncio.sleep(1.1)
+    await store.set_checkpoint("support-email", "seen:c", "new")
+    assert await store.prune_checkpoints("support-email", "seen:", cut, limit=1) == 1
+    assert await store.prune_checkpoints("support-email", "seen:", cut) == 1
+    assert await store.prune_checkpoints("support-email", "seen:", cut) == 0
+    kept = {
+        key
+        for key in ("seen:a", "seen:b", "seen:c", "seen%x", "auto:e@x", "INBOX")
+        if await store.get_checkpoint("support-email", key) is not None
+    }
+    assert kept == {"seen:c", "seen%x", "auto:e@x", "INBOX"}
+    assert await store.get_checkpoint("sales-email", "seen:a") == "1"
+
+
 # --- lifecycle ---------------------------------------------------------------------------
 
 
