@@ -237,6 +237,13 @@ class ImapIntake:
                         f"{exc} (the server's token error: {challenge})", retriable=False
                     ) from None
         else:
+            if client.has_capability("LOGINDISABLED"):
+                # The server refuses passwords on this connection: never send it one.
+                raise ImapError(
+                    f"{what}: the server does not accept a password without TLS"
+                    " (LOGINDISABLED); use security: tls or starttls",
+                    retriable=False,
+                )
             response = await client.login(cfg.username, _secret(cfg.password_file, cfg.password))
         _check(response, what, retriable=False)
 
