@@ -119,10 +119,13 @@ class WebhookConnector:
         """The agent's URL from the config (never from the bus: it is a credential)."""
         agent = delivery.get("agent")
         agent_id = agent.get("id") if isinstance(agent, dict) else None
-        sink = self._sinks.get(agent_id) if isinstance(agent_id, str) else None
-        if sink is None or sink.type != "webhook" or sink.channel != self.name:
+        if not isinstance(agent_id, str) or not self._reaches(agent_id):
             return None
-        return sink.url
+        return self._sinks[agent_id].url
+
+    def _reaches(self, agent_id: str) -> bool:
+        sink = self._sinks.get(agent_id)
+        return sink is not None and sink.type == "webhook" and sink.channel == self.name
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -153,6 +156,11 @@ class WebhookConnector:
             envelope = events.to_envelope(body, self.name, now_utc())
         except BadEvent as exc:
             return self._refuse(400, str(exc))
+        agent = envelope.sender.address
+        if not self._reaches(agent):
+            # The key is the channel's: it vouches for the tool, which may speak only for
+            # the agents this channel reaches.
+            return self._refuse(403, f"agent {agent!r} is not reached through this channel")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         async def ack() -> None:

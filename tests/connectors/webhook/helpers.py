@@ -114,7 +114,9 @@ async def listening(tmp: Path, name: str = "agent-hooks", **kw: Any) -> AsyncIte
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await connector.start()
     try:
-        yield Listening(connector, port, sinks)
+        hooks = Listening(connector, port, sinks)
+        hooks.reach("chloe", "http://127.0.0.1:9/not-used")  # an agent this channel reaches
+        yield hooks
     finally:
         await connector.stop()
         await runner.cleanup()

@@ -144,6 +144,16 @@ async def test_bad_shape_is_400_naming_the_field(
         assert answer["error"].startswith(f"{field}: "), answer
 
 
+async def test_an_agent_this_channel_does_not_reach_is_403(tmp_path: Path) -> None:
+    async with listening(tmp_path) as hooks:
+        hooks.reach("ben", "http://127.0.0.1:9/ben", channel="other-hooks")
+        for agent in ("ben", "nobody"):
+            status, answer = await post_event(hooks.url(), {**REPLY, "agent": agent})
+            assert status == 403
+            assert answer == {"error": f"agent {agent!r} is not reached through this channel"}
+        assert hooks.connector._queue.empty()
+
+
 async def test_too_large_is_413_before_anything_else(tmp_path: Path) -> None:
     big = orjson.dumps({**REPLY, "text": "x" * 3000})
     async with listening(tmp_path, cfg=webhook_config(max_body_bytes=2048)) as hooks:
