@@ -114,6 +114,12 @@ async def route(
         if await assign(ctx, unit, conv, choice):
             return True
         ctx.board = None
+    else:  # refused twice: other processes are busy with these agents; wait for capacity
+        choice = Choice(
+            agent_id=None,
+            rule="queued",
+            reason={"rule": "queued", "detail": f"{choice.agent_id} was taken meanwhile"},
+        )
     await wait(ctx, unit, conv, choice)
     return False
 

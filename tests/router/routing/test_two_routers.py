@@ -103,3 +103,26 @@ async def test_a_stale_board_never_assigns_to_an_agent_who_went_away(
     finally:
         await first_store.close()
         await second_store.close()
+
+
+async def test_refused_twice_the_conversation_waits_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    sim = Simulation(load_config(CONFIG, env={}), store)
+    tries: list[str] = []
+
+    async def always_taken(conn: object, agent_id: str, *args: object) -> bool:
+        tries.append(agent_id)  # another process takes each agent just before us
+        return False
+
+    monkeypatch.setattr(assign.db, "take_capacity", always_taken)
+    try:
+        await sim.start(T0)
+        decisions = await sim.step(1, mail("gus@x.test", "the app shows an error"))
+        [queued] = [d for d in decisions if d.action in ("assign", "queue")]
+        assert queued.action == "queue"
+        assert queued.reason == {"rule": "queued", "detail": "ben was taken meanwhile"}
+        assert tries == ["ben", "ben"]  # picked, refused, board read again, refused again
+    finally:
+        await store.close()
