@@ -9,26 +9,20 @@ Prints, from the same run:
   baseline after imports) for one 25 MB message with a 25 MB attachment
   (limit raised so it is stored, not skipped), for both.
 
-Run: python bench/email.py [--seconds 3]
+Run: python bench/normalize.py [--seconds 3]
 """
 
 from __future__ import annotations
 
+import argparse
+import base64
+import resource
+import subprocess
 import sys
+import tempfile
+import time
+from email import message_from_bytes, policy
 from pathlib import Path
-
-# Run as a script, this file's directory comes first on sys.path, and this file's
-# name would hide the standard library's `email` package: drop that entry first.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-
-import argparse  # noqa: E402
-import base64  # noqa: E402
-import resource  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from email import message_from_bytes, policy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
