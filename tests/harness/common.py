@@ -7,9 +7,11 @@ missing service can never make CI green by running less.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import socket
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 
 import pytest
 
@@ -25,6 +27,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], seconds: float = 10.0, *, every: float = 0.02
+) -> None:
+    """Wait until `check()` (plain or async) holds; fail the test after `seconds`."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        held = check()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(every)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,7 +1,9 @@
-"""Running `omnirouter run` as operators do: its own process, its log in a file."""
+"""Running the daemon in tests: in this process (`running`), or as operators do, in its own
+process with its log in a file (`DaemonProcess`)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -9,11 +11,52 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from tests.harness.common import free_port
+from router.config import Config
+from router.daemon import Daemon
+from tests.harness.common import eventually, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def embedded_config(tmp: Path) -> str:
+    """The head of a daemon config: embedded bus and SQLite store under `tmp`, HTTP on a
+    free port. Tests add their `channels:`, `agents:` and other sections after it."""
+    return f"""
+version: 1
+bus:
+  backend: embedded
+  embedded: {{path: "{tmp}/bus.sqlite3"}}
+store:
+  url: "sqlite:///{tmp}/store.sqlite3"
+blobs: {{path: "{tmp}/blobs"}}
+http: {{host: 127.0.0.1, port: 0}}
+"""
+
+
+@asynccontextmanager
+async def running(
+    config: Config, *, ready_within: float = 10.0, **kw: Any
+) -> AsyncIterator[Daemon]:
+    """The daemon running in this process until the block ends; it must then exit with 0."""
+    daemon = Daemon(config, **kw)
+    task = asyncio.create_task(daemon.run(install_signals=False))
+
+    def ready() -> bool:
+        if task.done():
+            task.result()  # it failed to start: raise why
+        return daemon._ready
+
+    try:
+        await eventually(ready, ready_within)
+        yield daemon
+    finally:
+        daemon.request_stop()
+        assert await asyncio.wait_for(task, 15) == 0
 
 
 def get(url: str) -> tuple[int, bytes]:

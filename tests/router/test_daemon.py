@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from router.connector import ConnectorSpec, Incoming, Rejected, SendResult, load
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.store import open_store
+from tests.harness.common import eventually
+from tests.harness.daemon import embedded_config, running
 
 
 class MemoryChannelConfig(BaseModel):
@@ -110,46 +113,23 @@ def message(channel: str, native: str, thread: str = "t1") -> Envelope:
 
 
 def config_text(tmp: Path, *, fail_sends: bool = False) -> str:
-    return f"""
-version: 1
-bus:
-  backend: embedded
-  embedded: {{path: "{tmp}/bus.sqlite3"}}
-store:
-  url: "sqlite:///{tmp}/store.sqlite3"
-http: {{host: 127.0.0.1, port: 0}}
+    return (
+        embedded_config(tmp)
+        + f"""
 channels:
   - name: chat
     type: memory
     memory: {{fail_sends: {str(fail_sends).lower()}}}
 """
+    )
 
 
-async def eventually(check, seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
-class Running:
-    def __init__(self, tmp: Path, registry: Registry, **kw: Any) -> None:
-        fail = kw.pop("fail_sends", False)
-        cfg = parse_config(config_text(tmp, fail_sends=fail), registry=registry.specs)
-        self.daemon = Daemon(cfg, registry=registry.specs, **kw)
-        self.task: asyncio.Task[int] | None = None
-
-    async def __aenter__(self) -> Daemon:
-        self.task = asyncio.create_task(self.daemon.run(install_signals=False))
-        await eventually(lambda: self.daemon._ready or self.task.done())
-        if self.task.done():
-            self.task.result()
-        return self.daemon
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.daemon.request_stop()
-        assert self.task is not None
-        assert await asyncio.wait_for(self.task, 15) == 0
+def running_chat(
+    tmp: Path, registry: Registry, *, fail_sends: bool = False, **kw: Any
+) -> AbstractAsyncContextManager[Daemon]:
+    """The daemon on `config_text` (one memory channel, `chat`), running for the block."""
+    cfg = parse_config(config_text(tmp, fail_sends=fail_sends), registry=registry.specs)
+    return running(cfg, registry=registry.specs, **kw)
 
 
 async def stored_ids(tmp: Path) -> set[str]:
@@ -164,7 +144,7 @@ async def stored_ids(tmp: Path) -> set[str]:
 
 async def test_intake_reaches_the_store_and_is_acked_after_publish(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg) as daemon:
+    async with running_chat(tmp_path, reg) as daemon:
         chat = reg.built["chat"]
         first, dup = message("chat", "m1"), message("chat", "m1")
         await chat.inbox.put(first)
@@ -181,7 +161,7 @@ async def test_intake_reaches_the_store_and_is_acked_after_publish(tmp_path: Pat
 
 async def test_outbound_topic_is_sent_on_the_channel(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg) as daemon:
+    async with running_chat(tmp_path, reg) as daemon:
         reply = message("chat", "r1").model_copy(update={"kind": "reply", "direction": "out"})
         assert daemon.bus is not None
         await daemon.bus.produce(daemon.topics.outbound("chat"), reply.bus_key(), encode(reply))
@@ -192,7 +172,7 @@ async def test_outbound_topic_is_sent_on_the_channel(tmp_path: Path) -> None:
 
 async def test_failed_send_is_dead_lettered_not_retried(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg, fail_sends=True) as daemon:
+    async with running_chat(tmp_path, reg, fail_sends=True) as daemon:
         reply = message("chat", "r2").model_copy(update={"kind": "reply", "direction": "out"})
         assert daemon.bus is not None
         await daemon.bus.produce(daemon.topics.outbound("chat"), reply.bus_key(), encode(reply))
@@ -210,7 +190,7 @@ async def test_failed_send_is_dead_lettered_not_retried(tmp_path: Path) -> None:
 
 async def test_bad_inbound_record_goes_to_dlq_and_router_keeps_going(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg) as daemon:
+    async with running_chat(tmp_path, reg) as daemon:
         assert daemon.bus is not None
         await daemon.bus.produce(daemon.topics.inbound, b"k", b'{"v": 1, "kind": "message"}')
         good = message("chat", "after-bad")
@@ -231,7 +211,7 @@ async def test_bad_inbound_record_goes_to_dlq_and_router_keeps_going(tmp_path: P
 
 async def test_rejected_input_is_dead_lettered_then_acked(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg):
+    async with running_chat(tmp_path, reg):
         chat = reg.built["chat"]
         await chat.inbox.put("native-77")
         await eventually(lambda: chat.acked == ["native-77"])
@@ -244,7 +224,7 @@ async def test_rejected_input_is_dead_lettered_then_acked(tmp_path: Path) -> Non
 
 async def test_failing_connector_is_restarted_and_daemon_stays_up(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg) as daemon:
+    async with running_chat(tmp_path, reg) as daemon:
         chat = reg.built["chat"]
         await chat.inbox.put(ConnectionResetError("peer went away"))
         await eventually(lambda: chat.starts >= 2)
@@ -256,21 +236,21 @@ async def test_failing_connector_is_restarted_and_daemon_stays_up(tmp_path: Path
 
 async def test_only_router_runs_no_connector(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg, only=["router"]) as daemon:
+    async with running_chat(tmp_path, reg, only=["router"]) as daemon:
         assert reg.built == {}
         assert daemon.router_loop is not None
 
 
 async def test_only_a_channel_runs_no_router(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg, only=["chat"]) as daemon:
+    async with running_chat(tmp_path, reg, only=["chat"]) as daemon:
         assert daemon.router_loop is None
         assert "chat" in reg.built
 
 
 async def test_http_endpoints(tmp_path: Path) -> None:
     reg = Registry()
-    async with Running(tmp_path, reg) as daemon:
+    async with running_chat(tmp_path, reg) as daemon:
         assert daemon.http is not None
         base = f"http://127.0.0.1:{daemon.http.port}"
 
@@ -293,7 +273,7 @@ async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path
     reg = Registry()
     path = tmp_path / "channels.yaml"
     path.write_text(config_text(tmp_path))
-    async with Running(tmp_path, reg, config_path=path, watch_config=None) as daemon:
+    async with running_chat(tmp_path, reg, config_path=path, watch_config=None) as daemon:
         before = daemon.config
         path.write_text(config_text(tmp_path) + "surprise: 1\n")
         assert await daemon.reload() is False
@@ -308,7 +288,7 @@ async def test_a_changed_config_file_is_reloaded_without_a_signal(tmp_path: Path
     reg = Registry()
     path = tmp_path / "channels.yaml"
     path.write_text(config_text(tmp_path))
-    async with Running(tmp_path, reg, config_path=path, watch_config=0.05) as daemon:
+    async with running_chat(tmp_path, reg, config_path=path, watch_config=0.05) as daemon:
         first = daemon.config
         reloads = daemon.metrics.config_reloads
         path.write_text(config_text(tmp_path) + "surprise: 1\n")

@@ -26,8 +26,9 @@ from router.outbox import OutboxPublisher
 from router.routing import messages
 from router.routing.engine import Decision, Engine
 from router.store import Store, open_store
+from tests.harness.common import eventually
 from tests.router.consuming import TOPICS, drain, make_loop, run_until
-from tests.router.test_daemon import eventually, message
+from tests.router.test_daemon import message
 
 CONFIG = Path(__file__).parent / "routing" / "scenario.yaml"
 T0 = datetime(2026, 3, 2, 10, tzinfo=UTC)

@@ -15,6 +15,7 @@ from connectors.email.smtp import SmtpSender
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
 from router.envelope import Envelope, Sender, envelope_id
+from tests.harness.daemon import embedded_config
 
 if TYPE_CHECKING:
     from tests.harness.dovecot import ImapAccount
@@ -165,15 +166,9 @@ def daemon_config(
     tmp: Path, account: Any, smtp: Any, *, smtp_extra: str = "", rest: str = ""
 ) -> str:
     """A daemon config with one enabled email channel on the harness's Dovecot and SMTP."""
-    return f"""
-version: 1
-bus:
-  backend: embedded
-  embedded: {{path: "{tmp}/bus.sqlite3"}}
-store:
-  url: "sqlite:///{tmp}/store.sqlite3"
-blobs: {{path: "{tmp}/blobs"}}
-http: {{host: 127.0.0.1, port: 0}}
+    return (
+        embedded_config(tmp)
+        + f"""
 channels:
   - name: support-email
     type: email
@@ -191,3 +186,4 @@ channels:
         security: none
         from_address: support@shop.example
 {smtp_extra}{rest}"""
+    )

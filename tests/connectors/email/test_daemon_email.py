@@ -10,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from router.config import parse_config
-from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.store import open_store
 from tests.connectors.email.helpers import daemon_config, mail
+from tests.harness.common import eventually
+from tests.harness.daemon import running
 from tests.harness.dovecot import ImapAccount
 from tests.harness.smtp import CapturingSmtp
 
@@ -24,13 +25,6 @@ def config_text(tmp: Path, account: ImapAccount, smtp: CapturingSmtp) -> str:
     return daemon_config(tmp, account, smtp)
 
 
-async def eventually(check, seconds: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_mail_reaches_the_store_and_replies_go_out(
     imap_account: ImapAccount,
     smtp_server: CapturingSmtp,
@@ -39,55 +33,45 @@ async def test_mail_reaches_the_store_and_replies_go_out(
 ) -> None:
     monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
     cfg = parse_config(config_text(tmp_path, imap_account, smtp_server))
-    daemon = Daemon(cfg)
-    task = asyncio.create_task(daemon.run(install_signals=False))
+    async with running(cfg) as daemon:
+        store = await open_store(f"sqlite:///{tmp_path}/store.sqlite3", migrate=False)
 
-    async def ready() -> bool:
-        if task.done():
-            task.result()
-        return daemon._ready
+        async def stored() -> set[str]:
+            async with store.transaction(readonly=True) as conn:
+                return {r[0] for r in await conn.execute(sa.text("SELECT id FROM messages"))}
 
-    await eventually(ready)
-    store = await open_store(f"sqlite:///{tmp_path}/store.sqlite3", migrate=False)
+        try:
+            await asyncio.to_thread(imap_account.append, mail(1))
+            expected = envelope_id("support-email", "<m1@example.net>")
 
-    async def stored() -> set[str]:
-        async with store.transaction(readonly=True) as conn:
-            return {r[0] for r in await conn.execute(sa.text("SELECT id FROM messages"))}
+            async def arrived() -> bool:
+                return expected in await stored()
 
-    try:
-        await asyncio.to_thread(imap_account.append, mail(1))
-        expected = envelope_id("support-email", "<m1@example.net>")
+            await eventually(arrived)
+            reply = Envelope(
+                id=envelope_id("support-email", "reply-1"),
+                kind="reply",
+                direction="out",
+                channel="support-email",
+                channel_type="email",
+                thread_key="<m1@example.net>",
+                sender=Sender(address="agent@shop.example", role="agent"),
+                received_at=datetime.now(UTC),
+                subject="message 1",
+                text="Thanks, on it.",
+                meta={"to": ["ana@example.net"], "in_reply_to": "<m1@example.net>"},
+            )
+            assert daemon.bus is not None
+            await daemon.bus.produce(
+                daemon.topics.outbound("support-email"), reply.bus_key(), encode(reply)
+            )
 
-        async def arrived() -> bool:
-            return expected in await stored()
+            async def sent() -> bool:
+                return len(smtp_server.messages) == 1
 
-        await eventually(arrived)
-        reply = Envelope(
-            id=envelope_id("support-email", "reply-1"),
-            kind="reply",
-            direction="out",
-            channel="support-email",
-            channel_type="email",
-            thread_key="<m1@example.net>",
-            sender=Sender(address="agent@shop.example", role="agent"),
-            received_at=datetime.now(UTC),
-            subject="message 1",
-            text="Thanks, on it.",
-            meta={"to": ["ana@example.net"], "in_reply_to": "<m1@example.net>"},
-        )
-        assert daemon.bus is not None
-        await daemon.bus.produce(
-            daemon.topics.outbound("support-email"), reply.bus_key(), encode(reply)
-        )
-
-        async def sent() -> bool:
-            return len(smtp_server.messages) == 1
-
-        await eventually(sent)
-        got = smtp_server.messages[0].message
-        assert got["In-Reply-To"] == "<m1@example.net>"
-        assert got["Subject"] == "Re: message 1"
-    finally:
-        await store.close()
-        daemon.request_stop()
-        assert await asyncio.wait_for(task, 15) == 0
+            await eventually(sent)
+            got = smtp_server.messages[0].message
+            assert got["In-Reply-To"] == "<m1@example.net>"
+            assert got["Subject"] == "Re: message 1"
+        finally:
+            await store.close()

@@ -22,42 +22,37 @@ from connectors.webhook.signing import verify
 from router.config import parse_config
 from router.daemon import Daemon
 from router.store import open_store
-from tests.connectors.webhook.helpers import KEY, SECRET, Receiver, post_event, receiver
+from tests.connectors.webhook.helpers import KEY, SECRET, post_event, receiver
+from tests.harness.common import eventually as wait_until
+from tests.harness.daemon import embedded_config, running
 from tests.router.test_daemon import Registry, message
 
 CHAT_HTTP_TIMEOUT = 20.0
 
 
-def config_text(tmp: Path, tool: Receiver) -> str:
-    return f"""
-version: 1
-bus:
-  backend: embedded
-  embedded: {{path: "{tmp}/bus.sqlite3"}}
-store:
-  url: "sqlite:///{tmp}/store.sqlite3"
-http: {{host: 127.0.0.1, port: 0}}
+def config_text(tmp: Path) -> str:
+    return (
+        embedded_config(tmp)
+        + """
 channels:
   - name: chat
     type: memory
   - name: agent-hooks
     type: webhook
-    webhook: {{secret: "${{HOOK_SECRET}}"}}
+    webhook: {secret: "${HOOK_SECRET}"}
 agents:
   - id: chloe
     name: Chloé Martin
-    capacity: {{memory: 3}}
-    sink: {{type: webhook, channel: agent-hooks, url: "${{CHLOE_URL}}"}}
+    capacity: {memory: 3}
+    sink: {type: webhook, channel: agent-hooks, url: "${CHLOE_URL}"}
 routing:
   assignment_timeout: 1h
 """
+    )
 
 
-async def eventually(check: Callable[[], bool], seconds: float = CHAT_HTTP_TIMEOUT) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+async def eventually(check: Callable[[], bool]) -> None:
+    await wait_until(check, CHAT_HTTP_TIMEOUT)
 
 
 def decided(daemon: Daemon, action: str) -> float:
@@ -78,13 +73,10 @@ async def test_delivery_accept_and_reply_through_the_daemon(tmp_path: Path) -> N
     reg = Registry()
     async with receiver() as tool:
         env = {"HOOK_SECRET": SECRET, "CHLOE_URL": tool.url("/hooks/chloe?k=urlsecret")}
-        cfg = parse_config(config_text(tmp_path, tool), env=env, registry=reg.specs)
-        daemon = Daemon(cfg, registry=reg.specs, watch_config=None)
-        task = asyncio.create_task(daemon.run(install_signals=False))
-        try:
-            await eventually(lambda: daemon._ready or task.done())
-            if task.done():
-                task.result()
+        cfg = parse_config(config_text(tmp_path), env=env, registry=reg.specs)
+        async with running(
+            cfg, registry=reg.specs, watch_config=None, ready_within=CHAT_HTTP_TIMEOUT
+        ) as daemon:
             assert daemon.http is not None
             events_url = f"http://127.0.0.1:{daemon.http.port}/webhook/agent-hooks/events"
 
@@ -176,6 +168,3 @@ async def test_delivery_accept_and_reply_through_the_daemon(tmp_path: Path) -> N
             await asyncio.sleep(0.3)
             assert not any("FORGED" in e.text for e in chat.sent)
             assert len([e for e in chat.sent if "refund" in e.text]) == 1
-        finally:
-            daemon.request_stop()
-            assert await asyncio.wait_for(task, 15) == 0
