@@ -22,6 +22,7 @@ from tests.connectors.webhook.helpers import (
     signed_headers,
     webhook_config,
 )
+from tests.harness.common import eventually
 
 TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"
 REPLY = {"id": "slack-evt-1", "agent": "chloe", "token": TOKEN, "type": "reply", "text": "Hi Eva"}
@@ -184,7 +185,7 @@ async def test_not_on_the_bus_in_time_is_503(tmp_path: Path) -> None:
 async def test_stopped_connector_answers_503(tmp_path: Path) -> None:
     async with listening(tmp_path) as hooks:
         posting = asyncio.create_task(post_event(hooks.url(), REPLY))
-        await eventually(lambda: not hooks.connector._queue.empty())
+        await eventually(lambda: not hooks.connector._queue.empty(), 5.0)
         await hooks.connector.stop()  # the waiting request is answered, not left hanging
         assert (await asyncio.wait_for(posting, 5))[0] == 503
         assert hooks.connector._queue.empty()
@@ -202,10 +203,3 @@ async def test_only_post(tmp_path: Path) -> None:
         session.get(hooks.url()) as resp,
     ):
         assert resp.status == 405
-
-
-async def eventually(check: Any, seconds: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
