@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.store import Store
 from router.store import routing as db
@@ -73,23 +75,21 @@ async def test_an_identity_keeps_its_first_owner(store: Store) -> None:
         assert await db.identity_owner(conn, "email", "ana@example.com") == first
 
 
+async def mail_conversations(conn: AsyncConnection, n: int) -> list[Any]:
+    """`n` new conversations of one new customer, on threads t0, t1, ..."""
+    customer = await db.create_customer(conn, None, NOW)
+    values = {"channel": "mail", "channel_type": "email", "customer_id": customer}
+    return [
+        await db.create_conversation(
+            conn, {**values, "thread_key": f"t{i}", "opened_at": NOW, "updated_at": NOW}
+        )
+        for i in range(n)
+    ]
+
+
 async def test_new_conversations_get_distinct_references(store: Store) -> None:
     async with store.transaction() as conn:
-        customer = await db.create_customer(conn, None, NOW)
-        rows = [
-            await db.create_conversation(
-                conn,
-                {
-                    "channel": "mail",
-                    "channel_type": "email",
-                    "thread_key": f"t{i}",
-                    "customer_id": customer,
-                    "opened_at": NOW,
-                    "updated_at": NOW,
-                },
-            )
-            for i in range(20)
-        ]
+        rows = await mail_conversations(conn, 20)
     assert len({r.ref for r in rows}) == 20 and all(len(r.ref) == 7 for r in rows)
     assert [r.thread_key for r in rows] == [f"t{i}" for i in range(20)]
     assert rows[0].status == "open" and rows[0].opened_at == NOW
@@ -97,21 +97,7 @@ async def test_new_conversations_get_distinct_references(store: Store) -> None:
 
 async def test_last_texts_gives_each_conversations_newest_message(store: Store) -> None:
     async with store.transaction() as conn:
-        customer = await db.create_customer(conn, None, NOW)
-        convs = [
-            await db.create_conversation(
-                conn,
-                {
-                    "channel": "mail",
-                    "channel_type": "email",
-                    "thread_key": f"t{i}",
-                    "customer_id": customer,
-                    "opened_at": NOW,
-                    "updated_at": NOW,
-                },
-            )
-            for i in range(3)
-        ]
+        convs = await mail_conversations(conn, 3)
     for i, (conv, minute) in enumerate([(0, 1), (0, 5), (0, 3), (1, 2)]):
         env = make_envelope(f"<m{i}@x>").model_copy(
             update={
