@@ -885,7 +885,7 @@ async def router_e2e(
         metrics = Metrics()
         engine = Engine(config, store, topics)
         await engine.start(datetime.now(UTC))
-        outbox = OutboxPublisher(store, bus)
+        outbox = OutboxPublisher(store, bus, topics)
         processor = InboundProcessor(
             bus=bus, topics=topics, engine=engine, outbox=outbox, metrics=metrics
         )

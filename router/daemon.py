@@ -61,6 +61,8 @@ def open_bus(config: Config) -> Bus:
             partitions=bus.partitions,
             replication_factor=k.replication_factor,
             client_id=k.client_id,
+            instance_id=k.instance_id,
+            max_record_bytes=bus.max_record_bytes,
             security_protocol=k.security_protocol,
             ssl_context=ssl.create_default_context() if "SSL" in k.security_protocol else None,
             sasl_mechanism=k.sasl_mechanism or "PLAIN",
@@ -70,7 +72,7 @@ def open_bus(config: Config) -> Bus:
             ),
         )
     path = Path(bus.embedded.path)
-    return EmbeddedBus(path, partitions=bus.partitions)
+    return EmbeddedBus(path, partitions=bus.partitions, max_record_bytes=bus.max_record_bytes)
 
 
 class Daemon:
@@ -119,6 +121,7 @@ class Daemon:
         self.channels: list[ChannelRunner] = []
         self._connectors: list[tuple[str, Connector]] = []
         self._sinks: dict[str, SinkConfig] = {}  # lent to connectors, current after reloads
+        self._topics_made: frozenset[str] = frozenset()  # what the bus was asked to create
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self._ready = False
@@ -212,16 +215,23 @@ class Daemon:
         assert self.store is not None
         self.bus = open_bus(self.config)
         await self.bus.start()
-        await self.bus.ensure_topics(
+        self._topics_made = frozenset(
             [self.topics.inbound, self.topics.dlq]
             + [self.topics.outbound(c.name) for c in self.config.channels]
             # Agents' tools: where deliveries go (one topic per sink channel or type).
             + sorted({self.topics.agent(a.sink.channel or a.sink.type) for a in self.config.agents})
         )
+        await self.bus.ensure_topics(sorted(self._topics_made))
         if self._wanted(ROUTER):
             self.engine = Engine(self.config, self.store, self.topics)
             await self.engine.start(now_utc())
-            self.outbox = OutboxPublisher(self.store, self.bus)
+            self.outbox = OutboxPublisher(
+                self.store,
+                self.bus,
+                self.topics,
+                known_topics=lambda: self._topics_made,
+                on_dead=lambda source: self.metrics.dead_letters.labels(source=source).inc(),
+            )
             await self.outbox.flush()  # outputs a previous run committed but did not publish
             processor = InboundProcessor(
                 bus=self.bus,
@@ -265,8 +275,9 @@ class Daemon:
             try:
                 now = now_utc()
                 await self.engine.clock_tick(now)
-                if await self.engine.fire_due_timers(now):
-                    await self.outbox.flush()
+                # Every tick: timer events, and rows an earlier flush could not publish.
+                await self.engine.fire_due_timers(now)
+                await self.outbox.flush()
                 self.metrics.queue_depth.set(await self.engine.waiting_count())
                 if ticks % PRUNE_EVERY_TICKS == 0:
                     await self.outbox.prune(now)

@@ -43,8 +43,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+# Identifiers are bounded: they become keys, topic names and primary keys.
+MAX_ID = 200
+MAX_NAME = 100
+MAX_ADDRESS = 2000
+
+
 class Sender(_Strict):
-    address: str
+    address: str = Field(max_length=MAX_ADDRESS)
     name: str | None = None
     role: Role = "customer"
 
@@ -67,13 +73,13 @@ class Envelope(_Strict):
     """
 
     v: Literal[1] = 1
-    id: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=MAX_ID)
     kind: Kind
     direction: Direction
-    channel: str = Field(min_length=1)
-    channel_type: str = Field(min_length=1)
-    thread_key: str = Field(min_length=1)
-    conversation_id: str | None = None
+    channel: str = Field(min_length=1, max_length=MAX_NAME)
+    channel_type: str = Field(min_length=1, max_length=MAX_NAME)
+    thread_key: str = Field(min_length=1, max_length=MAX_ADDRESS)
+    conversation_id: str | None = Field(default=None, max_length=MAX_ID)
     sender: Sender
     # Strict mode would refuse ISO strings; the JSON form of a datetime is a string.
     sent_at: AwareDatetime | None = Field(default=None, strict=False)

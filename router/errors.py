@@ -60,6 +60,13 @@ class BusError(OmniError):
     retriable = True
 
 
+class RecordTooLargeError(BusError):
+    """A record is over the bus's configured `max_record_bytes`: never produced, never
+    retried; the caller dead-letters it or what it came from."""
+
+    retriable = False
+
+
 class StoreError(OmniError):
     """The store could not complete a transaction."""
 

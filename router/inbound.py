@@ -14,7 +14,7 @@ time, with retries and dead letters as ever.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 
 import structlog
 
@@ -25,6 +25,7 @@ from router.envelope import Envelope, decode, now_utc
 from router.errors import EnvelopeError
 from router.metrics import Metrics
 from router.outbox import OutboxPublisher
+from router.routing.admission import refusal
 from router.routing.engine import Decision, Engine
 
 log = structlog.get_logger(__name__)
@@ -56,12 +57,18 @@ class InboundProcessor:
         started = time.perf_counter()
         try:
             envelope = decode(record.value)
+            refused = self._refusal(envelope)
+            if refused is not None:
+                raise EnvelopeError(refused)
             decisions = await self._engine.handle(envelope, now_utc())
         except EnvelopeError as exc:
             self._metrics.dead_letters.labels(source=record.topic).inc()
             await dead_letter(self._bus, self._topics, record, f"invalid envelope: {exc}")
             return
         self._report(record, envelope, decisions, started)
+
+    def _refusal(self, envelope: Envelope) -> str | None:
+        return refusal(self._engine.ctx, envelope)
 
     async def handle_batch(self, records: Sequence[Record]) -> AsyncGenerator[Part, None]:
         """Apply `records` in order, up to CHUNK valid envelopes per transaction.
@@ -71,7 +78,7 @@ class InboundProcessor:
         one before the next run: an invalid envelope (dead-lettered there) or a
         run whose transaction failed (none of it committed).
         """
-        for run, envelopes in _runs(records):
+        for run, envelopes in _runs(records, self._refusal):
             if not envelopes:
                 yield run, False
                 continue
@@ -129,14 +136,18 @@ class InboundProcessor:
         await self._outbox.flush()
 
 
-def _runs(records: Sequence[Record]) -> Iterator[tuple[list[Record], list[Envelope]]]:
+def _runs(
+    records: Sequence[Record], refused: Callable[[Envelope], str | None]
+) -> Iterator[tuple[list[Record], list[Envelope]]]:
     """Consecutive records in order: up to CHUNK valid envelopes with their records,
-    or one invalid record alone (no envelopes)."""
+    or one invalid or refused record alone (no envelopes; `handle` dead-letters it)."""
     run: list[Record] = []
     envelopes: list[Envelope] = []
     for record in records:
         try:
             envelope = decode(record.value)
+            if refused(envelope) is not None:
+                raise EnvelopeError("refused")
         except EnvelopeError:
             if run:
                 yield run, envelopes

@@ -3,63 +3,166 @@
 Rows are published in the order they were written and marked sent after the
 bus has them. A crash between the two publishes a row again on the next pass;
 every output carries a stable envelope id, so its consumer dedupes it.
+
+No store transaction waits on the bus: rows are leased in one short
+transaction, published outside it, and marked sent a small step at a time (a
+crash repeats at most one step). One row never holds up the others:
+
+| publishing a row fails because...        | then                                              |
+| ---------------------------------------- | ------------------------------------------------- |
+| it is over `bus.max_record_bytes`, its   | it goes to the DLQ with the reason (and stays in  |
+| topic is not one the daemon created, or  | the store, marked dead); the rest go on           |
+| the bus refuses it for good              |                                                   |
+| the bus is down (retriable)              | its key's later rows wait (order per key holds);  |
+|                                          | other keys go on; all are tried again next flush  |
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from router.bus.base import Bus
+from router.bus.base import Bus, Topics
+from router.dlq import dead_letter_output
 from router.envelope import now_utc
+from router.errors import BusError
 from router.store import Store
 from router.store import routing as db
 
 log = structlog.get_logger(__name__)
 
-BATCH = 200
+BATCH = 200  # rows leased per pass
+STEP = 25  # rows published, then marked sent, per step: the most a crash repeats
+# How long a lease lives: a publisher that died holding rows gives them up after it.
+LEASE = timedelta(seconds=60)
 # Published rows are kept this long (to see what went out), then pruned.
 KEEP_SENT = timedelta(days=1)
 PRUNE_BATCH = 5000
 
 
+@dataclass(slots=True)
+class FlushResult:
+    published: int = 0
+    dead: int = 0
+    waiting: int = 0  # rows left for the next flush (the bus was unavailable)
+    errors: list[str] = field(default_factory=list)
+
+
 class OutboxPublisher:
-    def __init__(self, store: Store, bus: Bus) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        topics: Topics,
+        *,
+        known_topics: Callable[[], Collection[str]] | None = None,
+        on_dead: Callable[[str], None] | None = None,
+    ) -> None:
         self._store = store
         self._bus = bus
+        self._topics = topics
+        # Topics that exist (the daemon created them); a row for any other goes to the DLQ.
+        self._known_topics = known_topics
+        self._on_dead = on_dead
+        # One flush at a time in this process (the router loop and the clock both flush).
+        self._lock = asyncio.Lock()
 
-    async def flush(self) -> int:
-        """Publish every unsent row; return how many were published."""
-        total = 0
-        while True:
-            async with self._store.transaction() as conn:
-                rows = await db.unsent(conn, BATCH)
-                await self._publish(rows)
-                if rows:
-                    await db.mark_sent(conn, [r.id for r in rows], now_utc())
-            total += len(rows)
-            if len(rows) < BATCH:
-                return total
+    async def flush(self) -> FlushResult:
+        """Publish every unsent row a pass can take; what the bus refused for now waits.
+
+        Raises only when the store fails (retriable); a bus that is down is reported
+        in the result and its rows are tried again on the next flush.
+        """
+        result = FlushResult()
+        async with self._lock:
+            while True:
+                now = now_utc()
+                async with self._store.transaction() as conn:
+                    rows = await db.claim_unsent(conn, BATCH, now, now + LEASE)
+                blocked: set[tuple[str, bytes]] = set()
+                for start in range(0, len(rows), STEP):
+                    await self._step(rows[start : start + STEP], blocked, result)
+                if blocked or len(rows) < BATCH:
+                    break
+        if result.errors:
+            log.warning(
+                "outbox rows wait for the bus",
+                waiting=result.waiting,
+                published=result.published,
+                error=result.errors[0],
+            )
+        return result
 
     async def prune(self, now: datetime) -> int:
         """Delete rows published more than KEEP_SENT ago, a bounded batch at a time."""
         async with self._store.transaction() as conn:
             return await db.prune_outbox(conn, now - KEEP_SENT, PRUNE_BATCH)
 
-    async def _publish(self, rows: Sequence[Any]) -> None:
-        # Records of one key stay in order (one after the other); different keys
-        # go out together, so a batch costs about one round trip, not one each.
+    async def _step(
+        self, rows: Sequence[Any], blocked: set[tuple[str, bytes]], result: FlushResult
+    ) -> None:
+        """Publish one step of rows (keys in parallel, each key in order), then record it."""
         lanes: dict[tuple[str, bytes], list[Any]] = defaultdict(list)
         for row in rows:
             lanes[(row.topic, bytes(row.key))].append(row)
+        sent: list[int] = []
+        dead: list[tuple[int, str]] = []
+        unsent: list[int] = []
 
-        async def lane(records: list[Any]) -> None:
-            for row in records:
-                await self._bus.produce(row.topic, bytes(row.key), bytes(row.value))
+        async def lane(lane_key: tuple[str, bytes], records: list[Any]) -> None:
+            for i, row in enumerate(records):
+                if lane_key in blocked:
+                    unsent.extend(r.id for r in records[i:])
+                    return
+                try:
+                    why = self._refusal(row)
+                    if why is None:
+                        await self._bus.produce(row.topic, bytes(row.key), bytes(row.value))
+                        sent.append(row.id)
+                        continue
+                    await dead_letter_output(self._bus, self._topics, row, why)
+                    dead.append((row.id, why))
+                except BusError as exc:
+                    if exc.retriable:
+                        # Later rows of this key must not overtake this one: they wait.
+                        blocked.add(lane_key)
+                        result.errors.append(str(exc))
+                        unsent.extend(r.id for r in records[i:])
+                        return
+                    why = f"the bus refused it: {exc}"
+                    try:
+                        await dead_letter_output(self._bus, self._topics, row, why)
+                    except BusError as dlq_exc:
+                        blocked.add(lane_key)
+                        result.errors.append(str(dlq_exc))
+                        unsent.extend(r.id for r in records[i:])
+                        return
+                    dead.append((row.id, why))
 
-        await asyncio.gather(*(lane(records) for records in lanes.values()))
+        await asyncio.gather(*(lane(k, records) for k, records in lanes.items()))
+        now = now_utc()
+        async with self._store.transaction() as conn:
+            if sent:
+                await db.mark_sent(conn, sent, now)
+            for row_id, why in dead:
+                await db.mark_dead(conn, row_id, why, now)
+            if unsent:
+                await db.release_claims(conn, unsent)
+        result.published += len(sent)
+        result.dead += len(dead)
+        result.waiting += len(unsent)
+        for _ in dead:
+            if self._on_dead is not None:
+                self._on_dead("outbox")
+
+    def _refusal(self, row: Any) -> str | None:
+        """Why this row must not be produced at all (checked before the bus sees it)."""
+        if self._known_topics is not None and row.topic not in self._known_topics():
+            return f"topic {row.topic} is not one this daemon created (channel not configured?)"
+        return None

@@ -96,7 +96,7 @@ class Simulation:
         decisions: list[Decision] = []
         while True:
             async with self.store.transaction() as conn:
-                rows = await db.unsent(conn, 500)
+                rows = await db.claim_unsent(conn, 500, self.clock, self.clock)
                 if not rows:
                     return decisions
                 await db.mark_sent(conn, [r.id for r in rows], self.clock)

@@ -13,6 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from router.errors import RecordTooLargeError
+
+# Kafka's default `message.max.bytes` is 1,048,588 bytes for a whole batch; a
+# record kept under a million bytes fits it with room for the batch's overhead.
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
@@ -42,6 +48,15 @@ class Topics:
 
     def agent(self, sink: str) -> str:
         return f"{self.prefix}agent.{sink}"
+
+
+def check_record_size(topic: str, key: bytes, value: bytes, limit: int) -> None:
+    """Refuse, before producing, a record the bus would refuse (or should not carry)."""
+    size = len(key) + len(value)
+    if size > limit:
+        raise RecordTooLargeError(
+            f"record for {topic} is {size} bytes, over the bus's max_record_bytes ({limit})"
+        )
 
 
 class Consumer(Protocol):
@@ -74,7 +89,10 @@ class Bus(Protocol):
         ...
 
     async def produce(self, topic: str, key: bytes, value: bytes) -> None:
-        """Append one record; returns once it is durable (acks=all / fsync'd commit)."""
+        """Append one record; returns once it is durable (acks=all / fsync'd commit).
+
+        A record over the bus's `max_record_bytes` raises `RecordTooLargeError`
+        before anything is sent."""
         ...
 
     async def consumer(self, group: str, topics: Sequence[str]) -> Consumer:

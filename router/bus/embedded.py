@@ -45,7 +45,7 @@ from typing import Any, Final, TypeVar
 
 import structlog
 
-from router.bus.base import Record
+from router.bus.base import DEFAULT_MAX_RECORD_BYTES, Record, check_record_size
 from router.bus.partition import partition_for
 from router.errors import BusError
 from router.sqlite import enable_wal
@@ -274,10 +274,12 @@ class EmbeddedBus:
         partitions: int = 6,
         poll_interval: float = 0.2,
         retention: float | None = 7 * 24 * 3600.0,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         if partitions < 1:
             raise ValueError("partitions must be >= 1")
         self.path = Path(path)
+        self.max_record_bytes = max_record_bytes
         self.partitions = partitions
         self.poll_interval = poll_interval
         self.retention = retention
@@ -385,6 +387,7 @@ class EmbeddedBus:
 
     async def produce(self, topic: str, key: bytes, value: bytes) -> None:
         self._live()
+        check_record_size(topic, key, value, self.max_record_bytes)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((topic, key, value, fut))
         if self._flusher is None or self._flusher.done():

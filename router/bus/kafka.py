@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPa
 from aiokafka import errors as kerr
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from router.bus.base import Record
+from router.bus.base import DEFAULT_MAX_RECORD_BYTES, Record, check_record_size
 from router.errors import BusError
 
 log = structlog.get_logger(__name__)
@@ -84,6 +84,8 @@ class KafkaBus:
         partitions: int = 6,
         replication_factor: int = 1,
         client_id: str = "omnirouter",
+        instance_id: str | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
         security_protocol: str = "PLAINTEXT",
         ssl_context: ssl.SSLContext | None = None,
         sasl_mechanism: str = "PLAIN",
@@ -96,6 +98,8 @@ class KafkaBus:
         self.partitions = partitions
         self.replication_factor = replication_factor
         self.client_id = client_id
+        self.instance_id = instance_id
+        self.max_record_bytes = max_record_bytes
         self._common: dict[str, Any] = {
             "bootstrap_servers": bootstrap_servers,
             "security_protocol": security_protocol,
@@ -121,6 +125,8 @@ class KafkaBus:
             enable_idempotence=True,
             acks="all",
             linger_ms=0,
+            # The producer's own bound: a record passing our check must pass its check too.
+            max_request_size=max(self.max_record_bytes + 4096, 1_048_576),
         )
         try:
             async with _boundary("producer start"):
@@ -196,6 +202,7 @@ class KafkaBus:
 
     async def produce(self, topic: str, key: bytes, value: bytes) -> None:
         producer = self._live_producer()
+        check_record_size(topic, key, value, self.max_record_bytes)
         async with _boundary(f"produce to {topic}"):
             await producer.send_and_wait(topic, value=value, key=key)
 
@@ -209,6 +216,8 @@ class KafkaBus:
             group_id=group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            # Static membership: one id per (process, group); group ids keep them apart.
+            group_instance_id=self.instance_id,
         )
         try:
             async with _boundary(f"consumer start ({group})"):

@@ -52,6 +52,17 @@ class KafkaConfig(Section):
         description="Consumer group of the router processes; processes in one group"
         " share the partitions.",
     )
+    instance_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Static group membership (Kafka's `group.instance.id`): a name unique to"
+        " this process and kept across its restarts (a pod or host name). A restarted process"
+        " then takes its partitions back at once instead of waiting for its old session to"
+        " expire. Unset: dynamic membership. Two running processes must never share it.",
+        examples=["${HOSTNAME}"],
+    )
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
         "PLAINTEXT",
         description="How to talk to the brokers.",
@@ -119,6 +130,16 @@ class BusConfig(Section):
         ge=1,
         le=10_000,
         description="Partitions per topic; the upper bound on parallel router processes.",
+    )
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=10_000,
+        le=100_000_000,
+        description="Largest record (key and value) omnirouter puts on the bus. A record"
+        " over it is never produced: an inbound message is dead-lettered by its channel,"
+        " an output of the router goes to the dead-letter topic with the reason and stays"
+        " in the store. Deliveries to agents are built to stay well under it. Keep it at"
+        " or below the brokers' `message.max.bytes` (about 1 MB by default).",
     )
     embedded: EmbeddedBusConfig = Field(
         default_factory=EmbeddedBusConfig,

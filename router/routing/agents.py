@@ -25,6 +25,10 @@ from router.store import routing as db
 
 log = structlog.get_logger(__name__)
 
+# Share of the bus's max_record_bytes an agent's reply text may use (the reply to the
+# customer carries it with its addressing around it).
+REPLY_SHARE = 0.8
+
 
 async def authorised(ctx: Routing, unit: Unit, env: Envelope, agent_id: str) -> Any | None:
     """The conversation this agent may act on, from a valid token; None after rejecting."""
@@ -87,6 +91,12 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
         return
     conv = await authorised(ctx, unit, env, agent_id)
     if conv is None:
+        return
+    limit = int(ctx.config.bus.max_record_bytes * REPLY_SHARE)
+    size = len(env.text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        # It could not go out on the bus; the agent hears why instead of the customer nothing.
+        await reject(ctx, unit, agent_id, f"reply too long ({size} bytes; at most {limit})")
         return
     await ctx.store.record_message(
         env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn

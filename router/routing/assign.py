@@ -92,6 +92,22 @@ async def release_capacity(ctx: Routing, unit: Unit, agent_id: str, channel_type
         ctx.board.add_load(agent_id, channel_type, -1)
 
 
+async def release_removed_owner(ctx: Routing, unit: Unit, conv: Any) -> Any:
+    """The owner is no longer in the config: end their assignment so the conversation,
+    with its whole transcript, goes to routing again. Returns the updated conversation."""
+    agent_id = conv.owner_agent_id
+    await db.end_assignment(unit.conn, conv.id, "agent no longer configured", unit.now)
+    await release_capacity(ctx, unit, agent_id, conv.channel_type)
+    conv = await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
+    unit.decide(
+        "reassign",
+        conversation_id=conv.id,
+        agent=agent_id,
+        reason={"detail": f"agent {agent_id} is no longer configured", "from": agent_id},
+    )
+    return conv
+
+
 async def route(
     ctx: Routing, unit: Unit, conv: Any, *, widen: bool = False, exclude: Collection[str] = ()
 ) -> bool:

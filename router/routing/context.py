@@ -94,6 +94,8 @@ class Routing:
                 self.by_address[a.sink.address.casefold()] = a.id
         self.queues = {q.name: q for q in config.queues}
         self.channels = {c.name: c for c in config.channels}
+        # Where deliveries to agents go (sink channel, or type when none): its type.
+        self.sink_types = {(a.sink.channel or a.sink.type): a.sink.type for a in config.agents}
         self.languages = sorted(
             {lang for a in config.agents for lang in a.languages}
             | {lang for t in config.templates.values() for lang in t}

@@ -20,7 +20,51 @@ from router.routing.context import Routing, Unit
 from router.routing.queueing import LEVEL_NAMES
 from router.store import routing as db
 
-TRANSCRIPT_LIMIT = 200
+# A delivery is bounded by design, whatever the conversation holds: the latest
+# messages, each text cut at TEXT_LIMIT characters (the full texts stay in the
+# store, referenced by conversation and message id), and the whole record kept
+# under a share of the bus's max_record_bytes by dropping the oldest entries.
+TRANSCRIPT_WINDOW = 20
+TEXT_LIMIT = 8_000
+SUBJECT_LIMIT = 300
+NOTE_LIMIT = 2_000
+ATTACHMENTS_LIMIT = 20
+IDENTITIES_LIMIT = 50
+EXTRACT_LIMIT = 160
+# The summary (the text shown by email and Telegram) repeats no full text: a
+# short preview of the latest messages; the full window is in the context.
+PREVIEW_MESSAGES = 10
+PREVIEW_CHARS = 280
+# Share of max_record_bytes a delivery may use (headroom for the envelope around it).
+RECORD_SHARE = 0.8
+
+
+def _cut(text: str | None, limit: int) -> tuple[str, bool]:
+    text = text or ""
+    return (text, False) if len(text) <= limit else (text[:limit], True)
+
+
+def transcript_entry(row: Any) -> dict[str, Any]:
+    """One message as the agent sees it; a long text is cut and says so."""
+    e = row.envelope
+    text, cut = _cut(e.get("text"), TEXT_LIMIT)
+    subject, _ = _cut(e.get("subject"), SUBJECT_LIMIT)
+    attachments = list(e.get("attachments") or [])
+    entry = {
+        "id": row.id,
+        "kind": row.kind,
+        "direction": row.direction,
+        "from": e.get("sender", {}),
+        "at": e.get("received_at"),
+        "subject": subject or None,
+        "text": text,
+        "attachments": attachments[:ATTACHMENTS_LIMIT],
+    }
+    if cut:
+        entry["truncated"] = {"length": len(e.get("text") or ""), "shown": TEXT_LIMIT}
+    if len(attachments) > ATTACHMENTS_LIMIT:
+        entry["attachments_omitted"] = len(attachments) - ATTACHMENTS_LIMIT
+    return entry
 
 
 async def deliver(
@@ -31,10 +75,18 @@ async def deliver(
     event: str,
     reason: Mapping[str, Any],
     note: str | None = None,
-) -> None:
+) -> bool:
+    """Write a delivery to `agent_id`'s tool; False (and a decision saying why) when the
+    agent is no longer configured: the caller routes the conversation again."""
     agent = ctx.agents.get(agent_id)
     if agent is None:
-        return
+        unit.decide(
+            "undeliverable",
+            conversation_id=conv.id,
+            agent=agent_id,
+            reason={"detail": f"agent {agent_id} is no longer configured", "event": event},
+        )
+        return False
     conn = unit.conn
     cust = await db.customer(conn, conv.customer_id)
     idents = await db.customer_identities(conn, conv.customer_id)
@@ -52,24 +104,13 @@ async def deliver(
                 "status": other.status,
                 "owner": other.owner_agent_id,
                 "updated_at": other.updated_at.isoformat(),
-                "extract": extracts.get(other.id, "")[:160],
+                "extract": extracts.get(other.id, "")[:EXTRACT_LIMIT],
             }
         )
-    transcript = []
-    for row in await db.transcript(conn, conv.id, TRANSCRIPT_LIMIT):
-        e = row.envelope
-        transcript.append(
-            {
-                "id": row.id,
-                "kind": row.kind,
-                "direction": row.direction,
-                "from": e.get("sender", {}),
-                "at": e.get("received_at"),
-                "subject": e.get("subject"),
-                "text": e.get("text", ""),
-                "attachments": e.get("attachments", []),
-            }
-        )
+    transcript = [
+        transcript_entry(row) for row in await db.transcript(conn, conv.id, TRANSCRIPT_WINDOW)
+    ]
+    total = await db.message_count(conn, conv.id) if len(transcript) == TRANSCRIPT_WINDOW else 0
     suggestions = [
         {
             "identity": s.kind,
@@ -86,8 +127,8 @@ async def deliver(
             "tier": cust.tier,
             "tags": list(cust.tags or ()),
             "language": cust.language,
-            "identities": [{"kind": i.kind, "value": i.value} for i in idents],
-            "link_suggestions": suggestions,
+            "identities": [{"kind": i.kind, "value": i.value} for i in idents][:IDENTITIES_LIMIT],
+            "link_suggestions": suggestions[:IDENTITIES_LIMIT],
         },
         "conversation": {
             "id": conv.id,
@@ -101,40 +142,66 @@ async def deliver(
             "complaint": conv.complaint,
             "language": conv.language,
             "sla_due_at": conv.sla_due_at.isoformat() if conv.sla_due_at else None,
-            "subject": (conv.thread_meta or {}).get("subject"),
+            "subject": _cut((conv.thread_meta or {}).get("subject"), SUBJECT_LIMIT)[0] or None,
         },
         "transcript": transcript,
+        # How much of the conversation the window shows; the rest is in the store.
+        "transcript_window": {
+            "shown": len(transcript),
+            "total": max(total, len(transcript)),
+            "conversation_id": conv.id,
+        },
         "other_conversations": others,
     }
+    note = _cut(note, NOTE_LIMIT)[0] if note else None
     sink = agent.sink
     sink_name = sink.channel or sink.type
     subject = f"[#{conv.ref}] {context['conversation']['subject'] or 'Conversation'}"
-    env = Envelope(
-        id=envelope_id(f"agent:{agent_id}", f"{unit.input_id}:{event}:{unit.outputs}"),
-        kind="message",
-        direction="out",
-        channel=sink_name,
-        channel_type=sink.type,
-        thread_key=conv.id,
-        conversation_id=conv.id,
-        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
-        received_at=unit.now,
-        subject=subject,
-        text=summary(context, reason, event, note),
-        meta={
-            "delivery": {
-                "event": event,
-                "agent": {"id": agent.id, "name": agent.name},
-                "sink": {"type": sink.type, "address": sink.address},
-                "token": tokens.issue(ctx.signing_key, conv.id, agent.id),
-                "reason": dict(reason),
-                "note": note,
-                "context": context,
-            }
-        },
-    )
+    budget = int(ctx.config.bus.max_record_bytes * RECORD_SHARE)
+    while True:
+        env = Envelope(
+            id=envelope_id(f"agent:{agent_id}", f"{unit.input_id}:{event}:{unit.outputs}"),
+            kind="message",
+            direction="out",
+            channel=sink_name,
+            channel_type=sink.type,
+            thread_key=conv.id,
+            conversation_id=conv.id,
+            sender=Sender(address="omnirouter", name="omnirouter", role="system"),
+            received_at=unit.now,
+            subject=subject,
+            text=summary(context, reason, event, note),
+            meta={
+                "delivery": {
+                    "event": event,
+                    "agent": {"id": agent.id, "name": agent.name},
+                    "sink": {"type": sink.type, "address": sink.address},
+                    "token": tokens.issue(ctx.signing_key, conv.id, agent.id),
+                    "reason": dict(reason),
+                    "note": note,
+                    "context": context,
+                }
+            },
+        )
+        value = encode(env)
+        if len(value) <= budget or not _shrink(context):
+            break
     unit.outputs += 1
-    await db.add_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), encode(env), unit.now)
+    await db.add_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), value, unit.now)
+    return True
+
+
+def _shrink(context: dict[str, Any]) -> bool:
+    """Make room: drop the oldest transcript entry, then the other conversations.
+    False when nothing is left to drop (the outbox then dead-letters an oversize record)."""
+    if len(context["transcript"]) > 1:
+        context["transcript"].pop(0)
+        context["transcript_window"]["shown"] -= 1
+        return True
+    if context["other_conversations"]:
+        context["other_conversations"].clear()
+        return True
+    return False
 
 
 async def to_customer(
@@ -213,10 +280,15 @@ def summary(
     if note:
         lines.append(f"Note: {note}")
     lines.append("")
-    lines.append("Transcript:")
-    for m in context["transcript"][-20:]:
+    window = context["transcript_window"]
+    shown = context["transcript"][-PREVIEW_MESSAGES:]
+    lines.append(f"Latest messages ({len(shown)} of {window['total']}):")
+    for m in shown:
         who = (m["from"] or {}).get("name") or (m["from"] or {}).get("role", "")
-        lines.append(f"  [{m['at']}] {who}: {m['text']}")
+        preview = " ".join(m["text"].split())
+        if len(preview) > PREVIEW_CHARS:
+            preview = preview[: PREVIEW_CHARS - 1] + "…"
+        lines.append(f"  [{m['at']}] {who}: {preview}")
     if context["other_conversations"]:
         lines.append("")
         lines.append("Other recent conversations:")

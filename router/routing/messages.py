@@ -14,7 +14,7 @@ from typing import Any
 from router.envelope import Envelope
 from router.errors import EnvelopeError
 from router.routing import failures
-from router.routing.assign import route
+from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
@@ -129,6 +129,11 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         unit.decide(
             "transcript_only", conversation_id=conv.id, reason={"detail": "automatic reply"}
         )
+        return
+    if conv.owner_agent_id is not None and conv.owner_agent_id not in ctx.agents:
+        # Their agent left the config: someone else takes it, with the whole transcript.
+        conv = await release_removed_owner(ctx, unit, conv)
+        await route(ctx, unit, conv, widen=True)
         return
     if conv.owner_agent_id is not None:
         await deliver(

@@ -212,13 +212,23 @@ async def update_conversation(conn: AsyncConnection, conversation_id: str, **val
 
 
 async def transcript(conn: AsyncConnection, conversation_id: str, limit: int) -> list[Row]:
+    """The conversation's latest `limit` messages, oldest first."""
     stmt = (
         sa.select(messages.c.id, messages.c.kind, messages.c.direction, messages.c.envelope)
         .where(messages.c.conversation_id == conversation_id)
-        .order_by(messages.c.received_at, messages.c.stored_at)
+        .order_by(messages.c.received_at.desc(), messages.c.stored_at.desc())
         .limit(limit)
     )
-    return list((await conn.execute(stmt)).all())
+    return list(reversed((await conn.execute(stmt)).all()))
+
+
+async def message_count(conn: AsyncConnection, conversation_id: str) -> int:
+    stmt = (
+        sa.select(sa.func.count())
+        .select_from(messages)
+        .where(messages.c.conversation_id == conversation_id)
+    )
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def recent_conversations(
@@ -539,22 +549,65 @@ async def add_outbox(
     await conn.execute(outbox.insert().values(topic=topic, key=key, value=value, created_at=now))
 
 
-async def unsent(conn: AsyncConnection, limit: int) -> list[Row]:
-    stmt = sa.select(outbox).where(outbox.c.sent_at.is_(None)).order_by(outbox.c.id).limit(limit)
+async def claim_unsent(
+    conn: AsyncConnection, limit: int, now: datetime, lease_until: datetime
+) -> list[Row]:
+    """The oldest unsent rows nobody holds a live lease on, leased to the caller."""
+    free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now)
+    stmt = (
+        sa.select(outbox).where(outbox.c.sent_at.is_(None), free).order_by(outbox.c.id).limit(limit)
+    )
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return list((await conn.execute(stmt)).all())
+    rows = list((await conn.execute(stmt)).all())
+    if rows:
+        await conn.execute(
+            outbox.update()
+            .where(outbox.c.id.in_([r.id for r in rows]))
+            .values(claimed_until=lease_until)
+        )
+    return rows
+
+
+async def unsent_count(conn: AsyncConnection) -> int:
+    stmt = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def mark_sent(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
-    await conn.execute(outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now))
+    await conn.execute(
+        outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now, claimed_until=None)
+    )
+
+
+async def mark_dead(conn: AsyncConnection, row_id: int, reason: str, now: datetime) -> None:
+    """The row can never be published: it went to the DLQ; keep it, and why, for review."""
+    await conn.execute(
+        outbox.update()
+        .where(outbox.c.id == row_id)
+        .values(sent_at=now, claimed_until=None, dead_reason=reason)
+    )
+
+
+async def release_claims(conn: AsyncConnection, ids: Sequence[int]) -> None:
+    """Give rows back (not published this time) so the next flush takes them at once."""
+    await conn.execute(
+        outbox.update()
+        .where(outbox.c.id.in_(list(ids)), outbox.c.sent_at.is_(None))
+        .values(claimed_until=None)
+    )
 
 
 async def prune_outbox(conn: AsyncConnection, sent_before: datetime, limit: int) -> int:
-    """Delete published rows older than `sent_before` (at most `limit`); return how many."""
+    """Delete published rows older than `sent_before` (at most `limit`); return how many.
+    Dead-lettered rows are kept: they are what an operator reviews or replays."""
     oldest = (
         sa.select(outbox.c.id)
-        .where(outbox.c.sent_at.is_not(None), outbox.c.sent_at < sent_before)
+        .where(
+            outbox.c.sent_at.is_not(None),
+            outbox.c.sent_at < sent_before,
+            outbox.c.dead_reason.is_(None),
+        )
         .order_by(outbox.c.id)
         .limit(limit)
     )

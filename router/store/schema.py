@@ -321,6 +321,11 @@ outbox = sa.Table(
     sa.Column("value", sa.LargeBinary, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Column("sent_at", UTCDateTime, nullable=True),
+    # A publisher's lease on an unsent row, so two of them do not publish it at once;
+    # an expired lease (its publisher died) lets another take the row.
+    sa.Column("claimed_until", UTCDateTime, nullable=True),
+    # Set (with sent_at) when the row could never be published: why, and it went to the DLQ.
+    sa.Column("dead_reason", sa.Text, nullable=True),
     sa.Index(
         "ix_outbox_unsent",
         "id",

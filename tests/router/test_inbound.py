@@ -91,7 +91,7 @@ async def route(bus: EmbeddedBus, engine: Engine, metrics: Metrics, want: int) -
         bus=bus,
         topics=TOPICS,
         engine=engine,
-        outbox=OutboxPublisher(engine.store, bus),
+        outbox=OutboxPublisher(engine.store, bus, TOPICS),
         metrics=metrics,
     )
     done = asyncio.Event()

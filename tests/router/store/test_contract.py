@@ -366,10 +366,41 @@ async def test_published_outbox_rows_are_pruned_after_they_age(store: Store) -> 
     async with store.transaction() as conn:
         for i in range(5):
             await db.add_outbox(conn, "t", b"k", b"%d" % i, t0)
-        rows = await db.unsent(conn, 10)
+        rows = await db.claim_unsent(conn, 10, t0, t0)
         await db.mark_sent(conn, [r.id for r in rows[:3]], t0)
     async with store.transaction() as conn:
         assert await db.prune_outbox(conn, t0 - timedelta(seconds=1), 100) == 0
         assert await db.prune_outbox(conn, t0 + timedelta(seconds=1), 2) == 2
         assert await db.prune_outbox(conn, t0 + timedelta(seconds=1), 100) == 1
-        assert [bytes(r.value) for r in await db.unsent(conn, 10)] == [b"3", b"4"]
+        later = t0 + timedelta(seconds=1)  # the first claim's lease (until t0) is over
+        assert [bytes(r.value) for r in await db.claim_unsent(conn, 10, later, later)] == [
+            b"3",
+            b"4",
+        ]
+
+
+async def test_outbox_rows_are_leased_released_and_dead_ones_kept(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from router.store import routing as db
+
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    lease = t0 + timedelta(seconds=60)
+    async with store.transaction() as conn:
+        for i in range(4):
+            await db.add_outbox(conn, "t", b"k", b"%d" % i, t0)
+        first = await db.claim_unsent(conn, 2, t0, lease)
+        # Leased rows are not offered again while the lease lives...
+        second = await db.claim_unsent(conn, 10, t0, lease)
+        assert [bytes(r.value) for r in first] == [b"0", b"1"]
+        assert [bytes(r.value) for r in second] == [b"2", b"3"]
+        assert await db.claim_unsent(conn, 10, t0, lease) == []
+        # ...but are once it expired (their publisher died), or once given back.
+        assert len(await db.claim_unsent(conn, 10, lease + timedelta(seconds=1), lease)) == 4
+        await db.release_claims(conn, [first[0].id])
+        assert [bytes(r.value) for r in await db.claim_unsent(conn, 10, t0, lease)] == [b"0"]
+        await db.mark_dead(conn, first[0].id, "too large", t0)
+        await db.mark_sent(conn, [r.id for r in first[1:] + second], t0)
+        assert await db.unsent_count(conn) == 0
+        # Published rows age out; the dead-lettered one is kept for review.
+        assert await db.prune_outbox(conn, t0 + timedelta(days=1), 100) == 3
