@@ -1,9 +1,9 @@
 """Dead letters: what cannot be processed or published goes to `omni.dlq` with the reason.
 
 One body shape for all of them: `reason`, `source` (where it came from),
-`key`, the original bytes intact (`value`, or `value_base64` when they are not
-UTF-8), and `dead_lettered_at`. An output too large for the bus is not copied
-into its dead letter: `value_ref` names where it stays (the store's outbox).
+`key`, `size`, the original bytes intact (`value`, or `value_base64` when they
+are not UTF-8), and `dead_lettered_at`. An output too large for the bus is not
+copied into its dead letter: `value_ref` names where it stays (the store's outbox).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import structlog
 
 from router.bus.base import Bus, Record, Topics
 from router.envelope import now_utc
+from router.errors import RecordTooLargeError
 
 log = structlog.get_logger(__name__)
 
@@ -62,14 +63,18 @@ async def dead_letter(bus: Bus, topics: Topics, record: Record, reason: str) -> 
 
 
 async def dead_letter_output(bus: Bus, topics: Topics, row: Any, reason: str) -> None:
-    """An outbox row that can never be published: its dead letter references the row,
-    which the store keeps (marked dead) with its full value."""
+    """An outbox row that can never be published: its dead letter carries the original
+    when it fits the bus, else references the row, which the store keeps (marked dead)."""
     value = bytes(row.value)
     source = {"outbox_id": row.id, "topic": row.topic}
     body = _body(reason, source, bytes(row.key), value)
-    if "value" not in body and "value_base64" not in body:
+    try:
+        await bus.produce(topics.dlq, bytes(row.key), orjson.dumps(body))
+    except RecordTooLargeError:
+        body.pop("value", None)
+        body.pop("value_base64", None)
         body["value_ref"] = f"store:outbox/{row.id}"
-    await bus.produce(topics.dlq, bytes(row.key), orjson.dumps(body))
+        await bus.produce(topics.dlq, bytes(row.key), orjson.dumps(body))
     log.warning(
         "output dead-lettered", outbox_id=row.id, topic=row.topic, size=len(value), reason=reason
     )

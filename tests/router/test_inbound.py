@@ -314,3 +314,73 @@ async def test_crash_then_redelivery_applies_everything_exactly_once(
     published = await drain(bus, TOPICS.outbound("chat"), "reader", 3)
     assert len({decode(r.value).id for r in published}) == len(published) == 3  # the acks
     assert await drain(bus, TOPICS.inbound, "g", 1) == []
+
+
+# --- admission: what the router refuses before any transaction ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"channel": "no-such-channel"}, "channel 'no-such-channel' is not configured"),
+        ({"channel": "../../etc/passwd"}, "channel '../../etc/passwd' is not configured"),
+        ({"channel_type": "fax"}, "channel_type 'fax' does not match channel 'chat'"),
+        ({"direction": "out"}, "direction 'out': the router applies inbound records only"),
+        ({"kind": "timer"}, "a timer event must come from the router itself"),
+    ],
+)
+async def test_a_record_the_router_must_not_apply_is_dead_lettered_with_the_reason(
+    bus: EmbeddedBus, engine: Engine, change: dict[str, str], reason: str
+) -> None:
+    good = [chat("m1", "t1"), chat("m3", "t3")]
+    bad = chat("m2", "t2").model_copy(update=change)
+    await produce(bus, [good[0], bad, good[1]])
+    metrics = Metrics()
+    with capture_logs() as logs:
+        await route(bus, engine, metrics, want=3)
+    [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
+    body = orjson.loads(dead.value)
+    assert reason in body["reason"]
+    assert decode(body["value"]).id == bad.id  # the original, intact
+    # Nothing of it was applied, and it did not roll back its neighbours' batch.
+    assert await received(engine.store) == ids(good)
+    assert await count(engine.store, "conversations") == 2
+    assert not [e for e in logs if e["event"].startswith("batch transaction failed")]
+    assert total(metrics.dead_letters) == 1
+    # Topic names are built from channels: no output names the refused one.
+    async with engine.store.transaction(readonly=True) as conn:
+        topics = set(await conn.scalars(sa.text("SELECT DISTINCT topic FROM outbox")))
+    assert topics and not any("passwd" in t or "no-such" in t for t in topics)
+
+
+async def test_a_sender_that_is_no_identity_is_refused_before_the_batch(
+    bus: EmbeddedBus, engine: Engine
+) -> None:
+    good = [chat("m1", "t1"), chat("m3", "t3")]
+    mail = Envelope(
+        **{
+            **chat("m2", "t2").model_dump(),
+            "channel": "mail",
+            "channel_type": "email",
+            "sender": {"address": "not an address", "role": "customer"},
+        }
+    )
+    await produce(bus, [good[0], mail, good[1]])
+    metrics = Metrics()
+    with capture_logs() as logs:
+        await route(bus, engine, metrics, want=3)
+    [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
+    assert orjson.loads(dead.value)["reason"].startswith("invalid envelope: sender: ")
+    assert await received(engine.store) == ids(good)
+    assert not [e for e in logs if e["event"].startswith("batch transaction failed")]
+
+
+async def test_an_oversized_id_is_not_an_envelope(bus: EmbeddedBus, engine: Engine) -> None:
+    raw = orjson.loads(encode(chat("m1", "t1")))
+    raw["id"] = "x" * 100_000
+    await bus.produce(TOPICS.inbound, b"k", orjson.dumps(raw))
+    metrics = Metrics()
+    await route(bus, engine, metrics, want=1)
+    [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
+    assert "id: String should have at most 200 characters" in orjson.loads(dead.value)["reason"]
+    assert await count(engine.store, "processed") == 0

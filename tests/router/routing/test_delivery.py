@@ -1,0 +1,109 @@
+"""Deliveries to agents are bounded by design, whatever the conversation holds, and a
+conversation whose agent left the config reaches another agent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from router.envelope import encode
+from router.routing.delivery import PREVIEW_CHARS, RECORD_SHARE, TEXT_LIMIT, TRANSCRIPT_WINDOW
+from tests.router.routing.test_scenarios import Run, at, mail, run  # noqa: F401 (fixture)
+
+
+def deliveries(run: Run) -> list[tuple[bytes, dict[str, Any]]]:
+    """Each delivery to an agent: its bytes on the bus and its `meta.delivery`."""
+    return [(encode(e), e.meta["delivery"]) for t, e in run.sim.published if ".agent." in t]
+
+
+def summaries(run: Run) -> list[str]:
+    return [e.text for t, e in run.sim.published if ".agent." in t]
+
+
+def budget(run: Run) -> int:
+    return int(run.sim.engine.config.bus.max_record_bytes * RECORD_SHARE)
+
+
+async def test_a_long_email_thread_gives_bounded_deliveries_with_each_text_once(
+    run: Run,
+) -> None:
+    # Six ordinary 90 KB customer messages in one thread (1.08 MB delivery before).
+    for i in range(6):
+        marker = f"MARKER-{i}-"
+        text = ("lorem ipsum " * 700)[:5000] + marker + "x" * (90_000 - 5000 - len(marker))
+        await run.step(at=at(i), **mail("eva@shop.test", "<long@x>", text, subject="Refund"))
+    sent = deliveries(run)
+    assert len(sent) == 6  # the assignment, then each new message to its owner
+    for value, _ in sent:
+        assert len(value) <= budget(run)
+    value, last = sent[-1]
+    transcript = last["context"]["transcript"]
+    customer = [m for m in transcript if m["direction"] == "in"]
+    assert len(customer) == 6
+    for m in customer:
+        assert len(m["text"]) == TEXT_LIMIT
+        assert m["truncated"] == {"length": 90_000, "shown": TEXT_LIMIT}
+    # Each text once: in the context; the summary only previews it.
+    for i in range(6):
+        assert value.count(f"MARKER-{i}-".encode()) == 1
+    previews = [line for line in summaries(run)[-1].splitlines() if "lorem" in line]
+    assert len(previews) == 6
+    assert all(len(line) < PREVIEW_CHARS + 100 for line in previews)
+    window = last["context"]["transcript_window"]
+    assert window["shown"] == len(transcript) and window["total"] >= 7  # with the ack
+
+
+async def test_one_700_kb_message_gives_a_delivery_that_fits_the_bus(run: Run) -> None:
+    await run.step(**mail("eva@shop.test", "<big@x>", "ñ" * 700_000))
+    [(value, delivery)] = deliveries(run)
+    assert len(value) <= budget(run)
+    [m] = [m for m in delivery["context"]["transcript"] if m["direction"] == "in"]
+    assert m["truncated"]["length"] == 700_000
+
+
+async def test_a_conversation_longer_than_the_window_shows_its_latest_messages(
+    run: Run,
+) -> None:
+    for i in range(TRANSCRIPT_WINDOW + 5):
+        await run.step(at=at(i), **mail("eva@shop.test", "<many@x>", f"message number {i}"))
+    _, last = deliveries(run)[-1]
+    texts = [m["text"] for m in last["context"]["transcript"]]
+    assert len(texts) == TRANSCRIPT_WINDOW
+    assert texts[-1] == f"message number {TRANSCRIPT_WINDOW + 4}"  # the newest is there
+    window = last["context"]["transcript_window"]
+    assert window["total"] > window["shown"] == TRANSCRIPT_WINDOW
+
+
+async def test_multibyte_texts_are_dropped_oldest_first_to_fit(run: Run) -> None:
+    # 4-byte characters: 20 entries of 8,000 would be 640 KB; the budget here is smaller.
+    engine = run.sim.engine
+    config = engine.config
+    small = config.bus.model_copy(update={"max_record_bytes": 200_000})
+    engine.configure(config.model_copy(update={"bus": small}))
+    for i in range(12):
+        await run.step(at=at(i), **mail("eva@shop.test", "<emoji@x>", f"{i}:" + "😀" * 9_000))
+    value, last = deliveries(run)[-1]
+    assert len(value) <= budget(run)
+    texts = [m["text"] for m in last["context"]["transcript"]]
+    assert texts[-1].startswith("11:")  # the newest kept, the oldest dropped
+    assert last["context"]["transcript_window"]["shown"] == len(texts) < 12
+
+
+async def test_a_removed_agents_conversation_reaches_another_agent(run: Run) -> None:
+    await run.step(**mail("eva@shop.test", "<r@x>", "My invoice is wrong", subject="Invoice"))
+    [assign] = run.actions("assign")
+    owner = assign.agent
+    engine = run.sim.engine
+    config = engine.config
+    engine.configure(
+        config.model_copy(update={"agents": [a for a in config.agents if a.id != owner]})
+    )
+    await run.step(at=at(5), **mail("eva@shop.test", "<r@x>", "Any news? birthday 1990"))
+    [reassign] = run.actions("reassign")
+    assert reassign.agent == owner
+    assert "no longer configured" in reassign.reason["detail"]
+    again = run.actions("assign")[-1]
+    assert again.agent not in (None, owner)
+    value, last = deliveries(run)[-1]
+    assert last["agent"]["id"] == again.agent
+    texts = [m["text"] for m in last["context"]["transcript"] if m["direction"] == "in"]
+    assert texts == ["My invoice is wrong", "Any news? birthday 1990"]
