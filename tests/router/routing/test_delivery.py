@@ -7,7 +7,7 @@ from typing import Any
 
 from router.envelope import encode
 from router.routing.delivery import PREVIEW_CHARS, RECORD_SHARE, TEXT_LIMIT, TRANSCRIPT_WINDOW
-from tests.router.routing.test_scenarios import Run, at, mail, run  # noqa: F401 (fixture)
+from tests.router.routing.scenarios import Run, at, mail
 
 
 def deliveries(run: Run) -> list[tuple[bytes, dict[str, Any]]]:
@@ -103,7 +103,7 @@ async def test_a_removed_agents_conversation_reaches_another_agent(run: Run) -> 
     assert "no longer configured" in reassign.reason["detail"]
     again = run.actions("assign")[-1]
     assert again.agent not in (None, owner)
-    value, last = deliveries(run)[-1]
+    _, last = deliveries(run)[-1]
     assert last["agent"]["id"] == again.agent
     texts = [m["text"] for m in last["context"]["transcript"] if m["direction"] == "in"]
     assert texts == ["My invoice is wrong", "Any news? birthday 1990"]
