@@ -16,7 +16,7 @@ from router.bus.base import Bus, Record, Topics
 from router.connector import Connector, Rejected
 from router.consume import ConsumeLoop
 from router.envelope import Envelope, Sender, decode, encode, envelope_id, now_utc
-from router.errors import ConnectorError, OmniError
+from router.errors import ConnectorError, EnvelopeError, OmniError, RecordTooLargeError
 from router.metrics import Metrics
 from router.retry import Backoff, retry
 
@@ -84,12 +84,25 @@ class ChannelRunner:
                         await self._reject(incoming)
                         continue
                     env = incoming.envelope
-                    payload = encode(env)
+                    try:
+                        payload = encode(env)
 
-                    async def publish(key: bytes = env.bus_key(), value: bytes = payload) -> None:
-                        await self._bus.produce(self._topics.inbound, key, value)
+                        async def publish(
+                            key: bytes = env.bus_key(), value: bytes = payload
+                        ) -> None:
+                            await self._bus.produce(self._topics.inbound, key, value)
 
-                    await retry(publish, backoff=self._backoff, what="publish inbound")
+                        await retry(publish, backoff=self._backoff, what="publish inbound")
+                    except (EnvelopeError, RecordTooLargeError) as exc:
+                        # The input itself cannot travel: offering it again would fail again.
+                        await self._reject(
+                            Rejected(
+                                reason=str(exc),
+                                ack=incoming.ack,
+                                native_id=env.id,
+                            )
+                        )
+                        continue
                     # Only now is the message safe: let the channel forget it.
                     await incoming.ack()
                 log.warning("connector intake ended; restarting", channel=self.name)

@@ -354,3 +354,22 @@ async def test_channel_serving_agents_sends_their_deliveries_too(tmp_path: Path)
         runner.outbound.stop()
         await asyncio.wait_for(task, 10)
         await bus.stop()
+
+
+async def test_input_too_large_for_the_bus_is_dead_lettered_and_intake_goes_on(
+    tmp_path: Path,
+) -> None:
+    reg = Registry()
+    async with running_chat(tmp_path, reg):
+        chat = reg.built["chat"]
+        huge = message("chat", "huge").model_copy(update={"text": "x" * 1_100_000})
+        after = message("chat", "after")
+        await chat.inbox.put(huge)
+        await chat.inbox.put(after)
+        await eventually(lambda: chat.acked == [huge.id, after.id])
+        assert chat.starts == 1  # refused, not a connector failure: offered once, not again
+    [dead] = await read_topic(tmp_path, "omni.dlq")
+    body = orjson.loads(dead)
+    assert "over the bus's max_record_bytes (1000000)" in body["reason"]
+    assert body["native_id"] == huge.id
+    assert await stored_ids(tmp_path) >= {after.id}

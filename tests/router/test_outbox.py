@@ -134,9 +134,7 @@ class Crash(BaseException):
     """Not an error anyone handles: the process stops here."""
 
 
-async def test_rows_are_marked_sent_a_small_step_at_a_time(
-    store: Store, bus: EmbeddedBus
-) -> None:
+async def test_rows_are_marked_sent_a_small_step_at_a_time(store: Store, bus: EmbeddedBus) -> None:
     """A crash part-way publishes again at most one step, not the whole batch."""
     total = STEP * 3
     await write(store, [(OUT_A, b"k%d" % (i % 5), b"%d" % i) for i in range(total)])
