@@ -32,7 +32,7 @@ bus:
   backend: kafka
   topic_prefix: "{prefix}"
   partitions: 2
-  kafka: {{bootstrap_servers: "{bootstrap}", group_id: "{prefix}router"}}
+  kafka: {{bootstrap_servers: "{bootstrap}", group_id: "{prefix}router", instance_id: poison-1}}
 store: {{url: "sqlite:///{tmp}/store.sqlite3"}}
 logging: {{format: json, level: info}}
 channels:
