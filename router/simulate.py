@@ -34,6 +34,7 @@ from router.config import Config
 from router.envelope import Envelope, Sender, decode, envelope_id
 from router.errors import EnvelopeError, OmniError
 from router.routing import tokens
+from router.routing.admission import refusal
 from router.routing.engine import Decision, Engine
 from router.store import Store, open_store
 from router.store import routing as db
@@ -114,6 +115,12 @@ class Simulation:
         if not obj:
             return decisions
         env = await self.envelope(number, obj)
+        refused = refusal(self.engine.ctx, env) if "v" in obj else None
+        if refused is not None:  # as the daemon would: to the DLQ, nothing applied
+            decisions.append(
+                Decision(input=env.id, action="dead_letter", reason={"detail": refused})
+            )
+            return decisions
         decisions += await self.engine.handle(env, self.clock)
         decisions += await self.drain_outbox()
         return decisions

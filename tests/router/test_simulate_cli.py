@@ -47,3 +47,21 @@ def test_simulate_reports_bad_lines(tmp_path: Path) -> None:
     assert "line 1: unknown channel 'fax'" in result.stderr
     result = simulate("not json\n", tmp_path)
     assert result.returncode == 2 and "line 1: not JSON" in result.stderr
+
+
+def test_simulate_shows_a_raw_envelope_the_daemon_would_dead_letter(tmp_path: Path) -> None:
+    envelope = {
+        "v": 1,
+        "id": "e1",
+        "kind": "message",
+        "direction": "in",
+        "channel": "no-such-channel",
+        "channel_type": "email",
+        "thread_key": "t1",
+        "sender": {"address": "eva@shop.test", "role": "customer"},
+    }
+    result = simulate(orjson.dumps(envelope).decode() + "\n", tmp_path)
+    assert result.returncode == 0, result.stderr
+    [decision] = [orjson.loads(line) for line in result.stdout.splitlines()]
+    assert decision["action"] == "dead_letter"
+    assert decision["reason"] == {"detail": "channel 'no-such-channel' is not configured"}
