@@ -13,7 +13,8 @@ aiohttp and alembic alike). Two rules, applied to every value at any depth:
   last two digits, tokens and IBANs go entirely, and quoted values that are
   not code-shaped (a library's `'Ana Pérez'`, `'x@host'`) become their length.
   Plain integers (byte counts, offsets, ports), ISO timestamps, our 32-hex
-  ids, versions and IP addresses are left alone.
+  ids, versions and IP addresses are left alone. Text longer than `MAX_TEXT`
+  keeps its head and tail.
 
 The scrubber is the safety net, not the plan: a call site logs ids, kinds,
 counts and lengths, never a customer's or an agent's text nor a rejected raw
@@ -127,10 +128,18 @@ def _mask_quoted(match: re.Match[str]) -> str:
     return f"[redacted: {len(inner)} chars]"
 
 
+# Longer free text keeps its head and tail (a traceback's last line says what failed):
+# no log value is worth more, and scrubbing stays well under a millisecond per value.
+MAX_TEXT = 16 * 1024
+
+
 def redact_text(text: str) -> str:
     """Scrub emails, phone numbers, tokens, IBANs and quoted data out of free text."""
     if _OUR_ID.match(text):
         return text
+    if len(text) > MAX_TEXT:
+        half = MAX_TEXT // 2
+        text = f"{text[:half]} [... {len(text) - MAX_TEXT} chars ...] {text[-half:]}"
     text = _TOKEN.sub(REDACTED, text)
     text = _QUOTED.sub(_mask_quoted, text)
     text = _IBAN.sub(REDACTED, text)
