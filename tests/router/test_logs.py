@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import structlog
+from aiohttp import web
 
 from router import inbound
 from router.bus import EmbeddedBus
@@ -23,6 +25,7 @@ from router.outbox import OutboxPublisher
 from router.retry import Backoff
 from router.simulate import Simulation
 from router.store import open_store
+from tests.harness.common import eventually, free_port
 from tests.router.consuming import run_until
 
 
@@ -178,6 +181,35 @@ def test_a_library_records_exception_is_kept_and_redacted() -> None:
     assert "Traceback (most recent call last)" in line["exception"]
     assert "ValueError: bad header from ***@host: [redacted: 11 chars]" in line["exception"]
     assert "zq@host" not in line["exception"] and "Quist" not in line["exception"]
+
+
+async def test_aiohttps_error_handling_request_keeps_its_exception() -> None:
+    stream, out = json_stream()
+    setup_logging(fmt="json", stream=stream)
+
+    async def broken(_request: web.Request) -> web.Response:
+        raise ValueError("cannot read zq@host for 'Zelda Quist'")
+
+    app = web.Application()
+    app.router.add_get("/broken", broken)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/broken") as resp,
+        ):
+            assert resp.status == 500
+        await eventually(lambda: b"Error handling request" in out.getvalue(), 5.0)
+    finally:
+        await runner.cleanup()
+    [line] = [x for x in lines(out) if x["event"].startswith("Error handling request")]
+    assert line["event"] == "Error handling request from 127.0.0.1"
+    assert line["logger"] == "aiohttp.server"
+    assert "in broken" in line["exception"]
+    assert "ValueError: cannot read ***@host for [redacted: 11 chars]" in line["exception"]
 
 
 class FakeClock:
