@@ -1,8 +1,26 @@
 """The one logging setup: structlog, JSON lines in production, console on a TTY.
 
-Personal data is redacted by default before anything is rendered: email
-addresses keep only their domain, phone numbers their last two digits, and
-tokens or secrets (by key name or by shape) are replaced entirely.
+Personal data is redacted by default, in the processor chain, before anything
+is rendered (our own events and the standard library's records of aiokafka,
+aiohttp and alembic alike). Two rules, applied to every value at any depth:
+
+- By field: a key that holds personal data or free text (`FREE_TEXT_FIELDS`:
+  note, text, subject, name, address, from, to, value, args, detail...) keeps
+  only a summary of its value, `[redacted: 23 chars]`, never the content.
+  Keys that name secrets (password, token, api_key...) become `[redacted]`.
+- Everything else is scrubbed as free text (`redact_text`): email addresses
+  in any `local@host` form keep only their host, phone-shaped numbers their
+  last two digits, tokens and IBANs go entirely, and quoted values that are
+  not code-shaped (a library's `'Ana Pérez'`, `'x@host'`) become their length.
+  Plain integers (byte counts, offsets, ports), ISO timestamps, our 32-hex
+  ids, versions and IP addresses are left alone. Text longer than `MAX_TEXT`
+  keeps its head and tail.
+
+The scrubber is the safety net, not the plan: a call site logs ids, kinds,
+counts and lengths, never a customer's or an agent's text nor a rejected raw
+value (a rejected agent command logs a reason code; the full reason goes only
+to the agent). `RateLimiter` is the one way to keep a repeating line (a
+library's reconnect errors, refused requests) from flooding the log.
 """
 
 from __future__ import annotations
@@ -10,7 +28,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Callable, Hashable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
 import orjson
@@ -22,62 +42,228 @@ REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
     r"pass(word)?|secret|token|authorization|api[_-]?key|cookie|credential", re.IGNORECASE
 )
-_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
-# An international or long national number, with the usual separators.
-_PHONE = re.compile(r"(?<![\w])\+?\d(?:[\s().-]?\d){6,14}(?![\w])")
+# Keys whose values are personal data or free text wherever they appear (compared
+# case-insensitively): from the log calls in router/ and connectors/, the envelope's
+# fields and the routing decisions' reasons.
+FREE_TEXT_FIELDS = frozenset(
+    {
+        "address",
+        "addresses",
+        "args",
+        "bcc",
+        "body",
+        "caption",
+        "cc",
+        "comment",
+        "content",
+        "detail",
+        "display_name",
+        "email",
+        "first_name",
+        "from",
+        "full_name",
+        "html",
+        "identity_value",
+        "last_name",
+        "name",
+        "note",
+        "notes",
+        "phone",
+        "recipient",
+        "recipients",
+        "reply_to",
+        "sender",
+        "subject",
+        "summary",
+        "text",
+        "to",
+        "transcript",
+        "username",
+        "value",
+    }
+)
+# Left as they are: written by structlog itself, never personal.
+_OWN_KEYS = frozenset({"level", "timestamp", "logger"})
+
 # Telegram bot tokens, bearer tokens, long opaque credentials.
 _TOKEN = re.compile(
     r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b"
     r"|\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}"
     r"|\b[A-Za-z0-9_-]{40,}\b"
 )
+# Any local@host, dotless hosts (`x@localhost`) included; bounded parts keep it linear.
+_EMAIL = re.compile(r"[\w.!#$%&*+/=?^`{|}~-]{1,64}@([\w-]{1,63}(?:\.[\w-]{1,63})*)")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+# Phone-shaped only: a leading + with 7-15 digits, or 3-6 digit groups joined by spaces,
+# dashes or parentheses. A bare integer (1048597 bytes), a time or a dotted version is not.
+_PHONE = re.compile(
+    r"(?<![\w+])\+\d(?:[ ().-]{0,2}\d){6,14}(?!\d)"
+    r"|(?<![\w.:+-])\(?\d{2,5}\)?(?:[ -]\d{2,5}){2,5}(?![\w.:-])"
+)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# A quoted value (Python's repr, most libraries' messages) is data unless code-shaped:
+# a name or path, a number, an IP address with its port, a timestamp (a bare date may
+# be a birthdate: not code-shaped).
+_QUOTED = re.compile(r"""(?<![\w\\])(?:'([^'\n]{0,500})'|"([^"\n]{0,500})")(?!\w)""")
+_CODE_SHAPED = re.compile(
+    r"[A-Za-z_./][A-Za-z0-9_./:-]{0,99}|\d{1,20}|\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?"
+    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?"
+)
 # Our own stable ids are 32 hex characters: keep them readable.
 _OUR_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _mask_phone(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
-    return "+" * match.group(0).startswith("+") + "*" * (len(digits) - 2) + digits[-2:]
+    found = match.group(0)
+    digits = re.sub(r"\D", "", found)
+    if not 7 <= len(digits) <= 15 or _DATE.fullmatch(found):
+        return found
+    return "+" * found.startswith("+") + "*" * (len(digits) - 2) + digits[-2:]
+
+
+def _mask_quoted(match: re.Match[str]) -> str:
+    inner = match.group(1) if match.group(1) is not None else match.group(2)
+    if not inner or _CODE_SHAPED.fullmatch(inner):
+        return match.group(0)
+    return f"[redacted: {len(inner)} chars]"
+
+
+# Longer free text keeps its head and tail (a traceback's last line says what failed):
+# no log value is worth more, and scrubbing stays well under a millisecond per value.
+MAX_TEXT = 16 * 1024
 
 
 def redact_text(text: str) -> str:
-    """Redact emails, phone numbers and tokens inside free text."""
+    """Scrub emails, phone numbers, tokens, IBANs and quoted data out of free text."""
     if _OUR_ID.match(text):
         return text
+    if len(text) > MAX_TEXT:
+        half = MAX_TEXT // 2
+        text = f"{text[:half]} [... {len(text) - MAX_TEXT} chars ...] {text[-half:]}"
     text = _TOKEN.sub(REDACTED, text)
+    text = _QUOTED.sub(_mask_quoted, text)
+    text = _IBAN.sub(REDACTED, text)
     text = _EMAIL.sub(lambda m: "***@" + m.group(1), text)
     return _PHONE.sub(_mask_phone, text)
 
 
-def _redact(value: Any, depth: int = 0) -> Any:
-    if depth > 8:
+def summary(value: Any) -> Any:
+    """What a free-text field logs instead of its value: its kind and size."""
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, str):
-        return redact_text(value)
+        return f"[redacted: {len(value)} chars]"
+    if isinstance(value, bytes | bytearray):
+        return f"[redacted: {len(value)} bytes]"
     if isinstance(value, Mapping):
-        return {
-            k: REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else _redact(v, depth + 1)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
+        return f"[redacted: {len(value)} fields]"
+    if isinstance(value, list | tuple | set | frozenset):
+        return f"[redacted: {len(value)} items]"
+    return REDACTED
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if depth > 8:  # deeper than any event we write: not worth reading, so not shown
+        return REDACTED
+    if isinstance(value, Mapping):
+        return {k: _redact_field(k, v, depth) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
         return [_redact(v, depth + 1) for v in value]
     return value
 
 
+def _redact_field(key: Any, value: Any, depth: int) -> Any:
+    if isinstance(key, str):
+        if _SECRET_KEY.search(key):
+            return REDACTED
+        if key.lower() in FREE_TEXT_FIELDS:
+            return summary(value)
+    return _redact(value, depth + 1)
+
+
 def redact_personal_data(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
-    """structlog processor: redact every value of the event."""
-    redacted = _redact(event_dict)
-    assert isinstance(redacted, dict)
-    return redacted
+    """structlog processor: redact every value of the event (see the module docstring)."""
+    return {k: v if k in _OWN_KEYS else _redact_field(k, v, 0) for k, v in event_dict.items()}
+
+
+@dataclass
+class _Window:
+    start: float
+    count: int = 1
+    suppressed: int = 0
+
+
+class RateLimiter:
+    """At most `burst` lines per key in each `interval` seconds; the rest are counted.
+
+    `admit(key)` answers None for a line to drop, or the fields to log with one
+    let through: `{"suppressed": n}` when n lines of that key were dropped since
+    the last one shown (a key that falls silent keeps its last count unsaid).
+    """
+
+    def __init__(
+        self,
+        burst: int,
+        interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_keys: int = 1024,
+    ) -> None:
+        self.burst = burst
+        self.interval = interval
+        self._clock = clock
+        self._max_keys = max_keys
+        self._windows: dict[Hashable, _Window] = {}
+
+    def admit(self, key: Hashable) -> dict[str, int] | None:
+        now = self._clock()
+        window = self._windows.get(key)
+        if window is not None and now - window.start < self.interval:
+            if window.count >= self.burst:
+                window.suppressed += 1
+                return None
+            window.count += 1
+            return {}
+        suppressed = window.suppressed if window is not None else 0
+        if window is None and len(self._windows) >= self._max_keys:
+            self._forget(now)
+            if len(self._windows) >= self._max_keys:  # that many live keys: do not limit
+                return {}
+        self._windows[key] = _Window(now)
+        return {"suppressed": suppressed} if suppressed else {}
+
+    def _forget(self, now: float) -> None:
+        for key, window in list(self._windows.items()):
+            if now - window.start >= self.interval:
+                del self._windows[key]
+
+
+# A library repeating one message (aiokafka: about 150 lines a second while the broker
+# is down) shows it at most this often per logger and message template.
+LIBRARY_BURST = 10
+LIBRARY_INTERVAL = 60.0
 
 
 class _ToStructlog(logging.Handler):
-    """Send records of libraries (aiokafka, aiohttp, alembic) through structlog."""
+    """Send records of libraries (aiokafka, aiohttp, alembic) through structlog,
+    with their exception and at most `limiter`'s rate per message template."""
+
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
+        super().__init__()
+        self.limiter = limiter or RateLimiter(LIBRARY_BURST, LIBRARY_INTERVAL)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+            fields: dict[str, Any] | None = self.limiter.admit((record.name, template))
+            if fields is None:
+                return
+            if record.exc_info and record.exc_info[0] is not None:
+                fields["exc_info"] = record.exc_info  # formatted, then redacted, downstream
             structlog.get_logger(record.name).log(
-                record.levelno, record.getMessage(), logger=record.name
+                record.levelno, record.getMessage(), logger=record.name, **fields
             )
         except Exception:  # logging must never take the daemon down
             self.handleError(record)
@@ -93,8 +279,13 @@ def setup_logging(
     fmt: Literal["auto", "json", "console"] = "auto",
     redact: bool = True,
     stream: TextIO | None = None,
+    library_limiter: RateLimiter | None = None,
 ) -> None:
-    """Configure structlog and the standard library's logging once, at start-up."""
+    """Configure structlog and the standard library's logging once, at start-up.
+
+    `library_limiter` bounds library records (default: `LIBRARY_BURST` per
+    `LIBRARY_INTERVAL` per message template; tests pass one with a fake clock).
+    """
     out = stream or sys.stdout
     numeric = logging.getLevelNamesMapping()[level.upper()]
     console = fmt == "console" or (fmt == "auto" and out.isatty())
@@ -122,6 +313,6 @@ def setup_logging(
     for handler in list(root.handlers):
         if isinstance(handler, _ToStructlog):
             root.removeHandler(handler)
-    root.addHandler(_ToStructlog())
+    root.addHandler(_ToStructlog(library_limiter))
     # Libraries are chatty at INFO (aiokafka's group joins); keep them at WARNING.
     root.setLevel(max(numeric, logging.WARNING))

@@ -2,12 +2,16 @@
 
 `send()` POSTs each delivery (`meta.delivery`, from `omni.agent.<channel>`)
 to its agent's URL (`deliveries`). The events route (`POST <path>` on the
-daemon's listener) checks size (413), signature and timestamp (401) and shape
-(400), then hands the envelope to `receive()` and answers 202 only once the
-daemon has acked it, that is once it is durably on the bus; if that takes
-longer than `ack_timeout`, or while the connector is stopped, it answers 503
-and the tool retries (the same event id gives the same envelope id, so the
-router drops the repeat).
+daemon's listener) checks size (413), signature and timestamp (401), that the
+body is declared JSON (415) and its shape (400), then hands the envelope to
+`receive()` and answers 202 only once the daemon has acked it, that is once
+it is durably on the bus; if that takes longer than `ack_timeout`, or while
+the connector is stopped, it answers 503 and the tool retries (the same event
+id gives the same envelope id, so the router drops the repeat).
+
+Refusals are logged without what the caller sent (a field name at most), and at
+most `REFUSALS_BURST` a minute per status: a misconfigured or hostile tool
+retrying in a loop must not flood the log.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ from connectors.webhook.errors import BadEvent, BadSignature
 from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from router.connector import Incoming, SendResult, Services
 from router.envelope import Envelope, now_utc
+from router.logs import RateLimiter
 
 log = structlog.get_logger(__name__)
 
 ACK_TIMEOUT = timedelta(seconds=10)  # how long a POST waits for its envelope to be on the bus
 QUEUE_SIZE = 256  # events taken in but not yet handed to the daemon
 CHUNK = 64 * 1024
+REFUSALS_BURST = 10  # refusals logged per status and minute; the rest are counted
 
 
 def _answer(status: int, reason: str) -> web.Response:
@@ -51,6 +57,7 @@ class WebhookConnector:
         *,
         ack_timeout: timedelta = ACK_TIMEOUT,
         queue_size: int = QUEUE_SIZE,
+        refusals: RateLimiter | None = None,
     ) -> None:
         self.name = name
         self.cfg = cfg
@@ -65,6 +72,7 @@ class WebhookConnector:
         self._session: aiohttp.ClientSession | None = None
         self._accepting = False  # events are taken in between start() and stop()
         self._stopped = False  # after stop(), sending waits for the next start()
+        self._refusals = refusals or RateLimiter(REFUSALS_BURST, 60.0)
         if services.http is None:
             log.warning("no HTTP listener: agents' events cannot reach this channel", channel=name)
         else:
@@ -151,16 +159,28 @@ class WebhookConnector:
                 max_skew=self.cfg.max_clock_skew.total_seconds(),
             )
         except BadSignature as exc:
-            return self._refuse(401, str(exc))
+            return self._refuse(401, str(exc))  # our own fixed texts
+        charset = (request.charset or "utf-8").lower()
+        if request.content_type != "application/json" or charset != "utf-8":
+            return self._refuse(
+                415,
+                "Content-Type must be application/json (UTF-8); got"
+                f" {request.headers.get('Content-Type') or 'none'}",
+                logged="Content-Type is not application/json",
+            )
         try:
             envelope = events.to_envelope(body, self.name, now_utc())
         except BadEvent as exc:
-            return self._refuse(400, str(exc))
+            return self._refuse(400, str(exc), logged=_field_of(exc))
         agent = envelope.sender.address
         if not self._reaches(agent):
             # The key is the channel's: it vouches for the tool, which may speak only for
             # the agents this channel reaches.
-            return self._refuse(403, f"agent {agent!r} is not reached through this channel")
+            return self._refuse(
+                403,
+                f"agent {agent!r} is not reached through this channel",
+                logged="agent not reached through this channel",
+            )
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
 
         async def ack() -> None:
@@ -189,9 +209,25 @@ class WebhookConnector:
         )
         return web.json_response({"id": envelope.id}, status=202)
 
-    def _refuse(self, status: int, reason: str) -> web.Response:
-        log.warning("agent event refused", channel=self.name, status=status, reason=reason)
+    def _refuse(self, status: int, reason: str, *, logged: str | None = None) -> web.Response:
+        """Answer `reason` to the caller; log `logged` (nothing the caller sent) if it is
+        not one too many of this status for now."""
+        extra = self._refusals.admit(status)
+        if extra is not None:
+            log.warning(
+                "agent event refused",
+                channel=self.name,
+                status=status,
+                reason=reason if logged is None else logged,
+                **extra,
+            )
         return _answer(status, reason)
+
+
+def _field_of(exc: BadEvent) -> str:
+    """What a shape refusal may log: the field it names, if it is one of ours."""
+    field = str(exc).partition(":")[0]
+    return f"bad field {field}" if field in events.FIELDS | {"body"} else "unknown field"
 
 
 async def _read(request: web.Request, limit: int) -> bytes | None:

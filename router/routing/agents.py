@@ -36,18 +36,20 @@ async def authorised(ctx: Routing, unit: Unit, env: Envelope, agent_id: str) -> 
     conv_id = tokens.verify(ctx.signing_key, token, agent_id) if isinstance(token, str) else None
     conv = await db.conversation(unit.conn, conv_id) if conv_id else None
     if conv is None:
-        await reject(ctx, unit, agent_id, "missing or invalid conversation token")
+        await reject(ctx, unit, agent_id, "missing or invalid conversation token", code="token")
         return None
     agent = ctx.agents[agent_id]
     if conv.owner_agent_id not in (None, agent_id) and not agent.supervisor:
-        await reject(ctx, unit, agent_id, "conversation is owned by another agent")
+        await reject(ctx, unit, agent_id, "conversation is owned by another agent", code="owner")
         return None
     return conv
 
 
-async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str) -> None:
-    log.warning("agent input rejected", record_id=unit.input_id, agent=agent_id, reason=why)
-    unit.decide("reject", agent=agent_id, reason={"detail": why})
+async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str, *, code: str) -> None:
+    """Refuse an agent's input: `why` (which may quote what they sent) goes only to
+    them and to `simulate`; the log gets `code`, a fixed kind of refusal."""
+    log.warning("agent input rejected", record_id=unit.input_id, agent=agent_id, reason=code)
+    unit.decide("reject", agent=agent_id, reason={"code": code, "detail": why})
     agent = ctx.agents.get(agent_id) if agent_id else None
     if agent is None:
         return
@@ -87,7 +89,7 @@ async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str) -> No
 async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
     agent_id = ctx.agent_of(env)
     if agent_id is None:
-        await reject(ctx, unit, None, "sender is not a configured agent")
+        await reject(ctx, unit, None, "sender is not a configured agent", code="not_an_agent")
         return
     conv = await authorised(ctx, unit, env, agent_id)
     if conv is None:
@@ -121,10 +123,10 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
     name = str(command.get("name", "")).lower()
     args = [str(a) for a in command.get("args", [])]
     if agent_id is None:
-        await reject(ctx, unit, None, "sender is not a configured agent")
+        await reject(ctx, unit, None, "sender is not a configured agent", code="not_an_agent")
         return
     if name not in COMMANDS:
-        await reject(ctx, unit, agent_id, f"unknown command {name!r}")
+        await reject(ctx, unit, agent_id, f"unknown command {name!r}", code="unknown_command")
         return
     if name in ("available", "away", "offline"):
         changed = await set_status(ctx, unit, agent_id, name)
@@ -198,6 +200,7 @@ async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: lis
             unit,
             agent_id,
             f"transfer target {target!r} is neither a queue nor an agent",
+            code="transfer_target",
         )
         return
     previous = await release(ctx, unit, conv, f"transferred to {target}")
@@ -258,6 +261,7 @@ async def link(
             unit,
             agent_id,
             f"usage: {name} <email|phone|telegram|webchat> <value>",
+            code="link_usage",
         )
         return
     try:
@@ -265,7 +269,7 @@ async def link(
             args[0], args[1], default_region=ctx.default_region(conv.channel)
         )
     except IdentityError as exc:
-        await reject(ctx, unit, agent_id, str(exc))
+        await reject(ctx, unit, agent_id, str(exc), code="link_identity")
         return
     if name == "unlink":
         removed = await db.remove_identity(unit.conn, ident.kind, ident.value, conv.customer_id)

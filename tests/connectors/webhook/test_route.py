@@ -12,10 +12,12 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from structlog.testing import capture_logs
 
 from connectors.webhook.connector import WebhookConnector
 from router.connector import Incoming
 from router.envelope import envelope_id
+from router.logs import RateLimiter
 from tests.connectors.webhook.helpers import (
     listening,
     post_event,
@@ -203,3 +205,64 @@ async def test_only_post(tmp_path: Path) -> None:
         session.get(hooks.url()) as resp,
     ):
         assert resp.status == 405
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
+async def test_a_body_not_declared_json_is_415(tmp_path: Path, content_type: str | None) -> None:
+    body = orjson.dumps(REPLY)
+    headers = signed_headers(body)
+    del headers["Content-Type"]
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    async with listening(tmp_path) as hooks:
+        status, answer = await post_event(hooks.url(), body, headers=headers)
+        assert status == 415
+        assert answer["error"].startswith("Content-Type must be application/json (UTF-8); got ")
+        assert hooks.connector._queue.empty()
+
+
+async def test_json_with_a_utf8_charset_is_taken_in(tmp_path: Path) -> None:
+    body = orjson.dumps(REPLY)
+    headers = {**signed_headers(body), "Content-Type": "application/json; charset=UTF-8"}
+    async with listening(tmp_path) as hooks:
+        posting = asyncio.create_task(post_event(hooks.url(), body, headers=headers))
+        await (await next_incoming(hooks.connector)).ack()
+        assert (await asyncio.wait_for(posting, 5))[0] == 202
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_refusals_are_logged_rate_limited_and_without_what_was_sent(tmp_path: Path) -> None:
+    clock = FakeClock()
+    refusals = RateLimiter(2, 60.0, clock=clock)
+    sent = [
+        {**REPLY, "agent": "zelda-quist"},  # 403: an agent this channel does not reach
+        {**REPLY, "zelda_quist": "x"},  # 400: an unknown field, named by the caller
+        {**REPLY, "agent": "zelda-quist"},
+        {**REPLY, "agent": "zelda-quist"},
+        {**REPLY, "agent": "zelda-quist"},
+    ]
+    async with listening(tmp_path, refusals=refusals) as hooks:
+        with capture_logs() as logs:
+            for event in sent:
+                assert (await post_event(hooks.url(), event))[0] in (400, 403)
+            clock.now += 60
+            assert (await post_event(hooks.url(), sent[0]))[0] == 403
+    refused = [e for e in logs if e["event"] == "agent event refused"]
+    assert [(e["status"], e["reason"]) for e in refused] == [
+        (403, "agent not reached through this channel"),
+        (400, "unknown field"),
+        (403, "agent not reached through this channel"),
+        (403, "agent not reached through this channel"),  # a minute later...
+    ]
+    assert refused[-1]["suppressed"] == 2  # ...with the count of those left out
+    assert "zelda" not in repr(logs)
