@@ -98,7 +98,9 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
     size = len(env.text.encode("utf-8", "surrogatepass"))
     if size > limit:
         # It could not go out on the bus; the agent hears why instead of the customer nothing.
-        await reject(ctx, unit, agent_id, f"reply too long ({size} bytes; at most {limit})")
+        await reject(
+            ctx, unit, agent_id, f"reply too long ({size} bytes; at most {limit})", code="too_long"
+        )
         return
     await ctx.store.record_message(
         env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn

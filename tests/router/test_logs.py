@@ -334,7 +334,7 @@ async def test_canaries_reach_no_log_line_and_numbers_survive(tmp_path: Path) ->
             bus=bus,
             topics=sim.topics,
             engine=sim.engine,
-            outbox=OutboxPublisher(store, bus),
+            outbox=OutboxPublisher(store, bus, sim.topics),
             metrics=metrics,
         )
         consumed = 0
