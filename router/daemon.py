@@ -396,6 +396,9 @@ class Daemon:
 
     def reload_soon(self) -> None:
         """SIGHUP: reload in a task the daemon holds (and cancels when it stops)."""
+        if self._stop.is_set():
+            log.info("reload ignored: the daemon is stopping")
+            return
         task = asyncio.create_task(self.reload(), name="reload")
         self._reloads.add(task)
         task.add_done_callback(self._reload_done)

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+import structlog.testing
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
@@ -470,3 +471,25 @@ async def test_a_component_failure_stops_the_daemon_with_exit_status_1(tmp_path:
         break_consume_loop(daemon.router_loop, BusError("the broker refused us for good"))
         await eventually(lambda: daemon.failure is not None)
     assert daemon.failure == "router"
+
+
+async def test_a_sighup_reload_is_held_and_its_failure_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = Registry()
+    async with running_chat(tmp_path, reg) as daemon:
+
+        async def broken() -> bool:  # `reload` never raises; if a bug made it, say so
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(daemon, "reload", broken)
+        with structlog.testing.capture_logs() as logs:
+            daemon.reload_soon()
+            assert len(daemon._reloads) == 1  # held: not collected, not lost
+            await eventually(lambda: not daemon._reloads)
+        assert {
+            "event": "config reload failed",
+            "error": "RuntimeError",
+            "log_level": "error",
+        } in logs
+        assert daemon.failure is None
