@@ -14,6 +14,16 @@ from router import __version__
 
 DEFAULT_CONFIG = os.environ.get("OMNIROUTER_CONFIG", "config/channels.yaml")
 
+# What supervisors act on (systemd's Restart=on-failure, RestartPreventExitStatus=2).
+RUN_EXIT_STATUSES = """\
+exit status:
+  0  stopped on request (SIGTERM, SIGINT) after finishing the records in hand
+  1  stopped by a failure: a component failed while running, or start-up did
+     (store, bus, HTTP port); the log says which. Start it again.
+  2  the config file or the command line is invalid (every problem is printed);
+     starting it again will not help until it is fixed
+"""
+
 
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -36,7 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"omnirouter {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the daemon (connectors, router, HTTP listener)")
+    run = sub.add_parser(
+        "run",
+        help="run the daemon (connectors, router, HTTP listener)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=RUN_EXIT_STATUSES,
+    )
     run.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
     run.add_argument(
         "--only",

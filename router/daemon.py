@@ -3,8 +3,12 @@
 Start: store, bus and topics, HTTP, the router's consume loop, then the
 channels. Stop (SIGTERM/SIGINT): intake first, then the consume loops finish
 the record in hand and commit, then bus, store and HTTP close.
-Reload (SIGHUP, or the config file changed): validate the file, then swap; an
-invalid file changes nothing.
+Reload (SIGHUP, or the config file changed): validate the file, create the rows
+of agents it adds, then swap; a file that is invalid or cannot be applied changes
+nothing, and the log says why.
+
+Exit status of `run()`: 0 after a requested stop, 1 when a component failed or
+the daemon could not start (a supervisor should start it again).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 
 import structlog
@@ -46,6 +50,8 @@ PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 LAG_EVERY_TICKS = 10
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
+EXIT_STOPPED = 0  # stopped on request (SIGTERM, SIGINT)
+EXIT_FAILED = 1  # a component failed, or start-up did: restart me
 
 
 def sinks_of(config: Config) -> dict[str, SinkConfig]:
@@ -123,8 +129,11 @@ class Daemon:
         self._sinks: dict[str, SinkConfig] = {}  # lent to connectors, current after reloads
         self._topics_made: frozenset[str] = frozenset()  # what the bus was asked to create
         self._tasks: list[asyncio.Task[None]] = []
+        self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP's, held until done
+        self._reload_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._ready = False
+        self.failure: str | None = None  # what stopped the daemon when it was not asked to
 
     # -- selection ---------------------------------------------------------
 
@@ -168,31 +177,55 @@ class Daemon:
         self._stop.set()
 
     async def run(self, *, install_signals: bool = True) -> int:
+        """Run until stopped; `EXIT_STOPPED` after a requested stop, `EXIT_FAILED` when a
+        component failed or start-up did. A config this build cannot run raises
+        `ConfigError` (the command line exits 2)."""
         loop = asyncio.get_running_loop()
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
             loop.add_signal_handler(signal.SIGINT, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(signal.SIGHUP, self.reload_soon)
         try:
-            app = build_app(self.metrics, self.readiness)
-            self.store = await open_store(self.config.store.dsn())
-            self._build_connectors(Routes(app))  # they add their routes before it starts
-            self.http = HttpListener(app, self.http_host, self.http_port)
-            await self.http.start()
-            await self._start()
-            if self.config_path is not None and self.watch_config is not None:
-                self._spawn(self._watch_config(self.config_path, self.watch_config), "config")
+            await self._start_all()
             self._ready = True
             log.info("daemon ready", bus=self.config.bus.backend, store=self.store_backend)
             await self._stop.wait()
+        except ConfigError:
+            raise
+        except Exception as exc:
+            # Start-up failed (the store or the bus unreachable, the port taken): say
+            # what, then stop what did start. Our own errors say enough; others are bugs.
+            error = f"{type(exc).__name__}: {exc}"
+            log.error(
+                "daemon failed to start", error=error, exc_info=not isinstance(exc, OmniError)
+            )
+            self._failed("start-up")
         finally:
             self._ready = False
             await self._shutdown()
             if install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
+        if self.failure is not None:
+            log.error("daemon stopped after a failure", failed=self.failure, exit=EXIT_FAILED)
+            return EXIT_FAILED
         log.info("daemon stopped")
-        return 0
+        return EXIT_STOPPED
+
+    def _failed(self, what: str) -> None:
+        if self.failure is None:
+            self.failure = what
+        self._stop.set()
+
+    async def _start_all(self) -> None:
+        app = build_app(self.metrics, self.readiness)
+        self.store = await open_store(self.config.store.dsn())
+        self._build_connectors(Routes(app))  # they add their routes before it starts
+        self.http = HttpListener(app, self.http_host, self.http_port)
+        await self.http.start()
+        await self._start()
+        if self.config_path is not None and self.watch_config is not None:
+            self._spawn(self._watch_config(self.config_path, self.watch_config), "config")
 
     @property
     def store_backend(self) -> str:
@@ -316,12 +349,16 @@ class Daemon:
             except Exception:
                 # A consume loop only dies on a bus failure it could not ride out.
                 log.exception("component failed; stopping the daemon", component=name)
-                self.request_stop()
+                self._failed(name)
                 raise
 
         self._tasks.append(asyncio.create_task(guarded(), name=name))
 
     async def _shutdown(self) -> None:
+        # 0. A reload in progress would swap a config into a closing engine.
+        for reload in self._reloads:
+            reload.cancel()
+        await asyncio.gather(*self._reloads, return_exceptions=True)
         # 1. Stop intake so no new work arrives.
         for runner in self.channels:
             await runner.stop_intake()
@@ -334,13 +371,20 @@ class Daemon:
                 log.warning("component did not stop in time; cancelling", component=task.get_name())
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        # 3. Close the backends.
+        # 3. Close the backends; one failing to close must not keep the others open.
+        closers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if self.bus is not None:
-            await self.bus.stop()
+            closers.append(("bus", self.bus.stop))
         if self.store is not None:
-            await self.store.close()
+            closers.append(("store", self.store.close))
         if self.http is not None:
-            await self.http.stop()
+            closers.append(("http", self.http.stop))
+        for name, close in closers:
+            try:
+                await close()
+            except Exception as exc:
+                log.error("close failed", component=name, error=f"{type(exc).__name__}: {exc}")
+                self._failed(f"closing {name}")
 
     # -- reload ------------------------------------------------------------
 
@@ -361,19 +405,56 @@ class Daemon:
             log.info("config file changed; reloading", file=str(path))
             await self.reload()
 
+    def reload_soon(self) -> None:
+        """SIGHUP: reload in a task the daemon holds (and cancels when it stops)."""
+        if self._stop.is_set():
+            log.info("reload ignored: the daemon is stopping")
+            return
+        task = asyncio.create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reload_done)
+
+    def _reload_done(self, task: asyncio.Task[bool]) -> None:
+        self._reloads.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("config reload failed", error=_why(exc))  # `reload` should not raise
+
     async def reload(self) -> bool:
-        """Validate the config file again and swap it in; keep the old one if invalid."""
+        """Validate the config file again and swap it in; keep the running one if the
+        file is invalid or cannot be applied. Never raises: a reload comes from outside
+        (a signal, a file change) with nobody to raise to, and must not stop the daemon."""
         if self.config_path is None:
             log.warning("reload requested but the daemon has no config file")
             return False
+        async with self._reload_lock:  # a signal and a file change at once: one after the other
+            try:
+                return await self._reload(self.config_path)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.metrics.config_reloads.labels(result="failed").inc()
+                log.error(
+                    "config reload failed; keeping the running config",
+                    file=str(self.config_path),
+                    error=_why(exc),
+                )
+                return False
+
+    async def _reload(self, path: Path) -> bool:
         try:
-            new = await asyncio.to_thread(load_config, self.config_path, registry=self.registry)
+            new = await asyncio.to_thread(load_config, path, registry=self.registry)
         except ConfigError as exc:
+            problems = [str(p) for p in exc.problems]
+        except Exception as exc:  # a bug in validation: still a refused file
+            problems = [f"{path}: cannot be validated ({_why(exc)})"]
+        else:
+            problems = []
+        if problems:
             self.metrics.config_reloads.labels(result="invalid").inc()
             log.error(
                 "config reload rejected; keeping the running config",
-                file=str(self.config_path),
-                problems=[str(p) for p in exc.problems],
+                file=str(path),
+                problems=problems,
             )
             return False
         needs_restart = [
@@ -381,14 +462,21 @@ class Daemon:
             for section in RESTART_SECTIONS
             if getattr(new, section) != getattr(self.config, section)
         ]
+        if self.engine is not None:
+            # Rows for new agents first; if the store fails, this raises, nothing swapped.
+            await self.engine.configure(new, now_utc())
         self.config = new
         self._sinks.clear()  # in place: the connectors hold this mapping
         self._sinks.update(sinks_of(new))
-        if self.engine is not None:
-            self.engine.configure(new)
         self.metrics.config_reloads.labels(result="ok").inc()
-        log.info("config reloaded", file=str(self.config_path), needs_restart=needs_restart)
+        log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         return True
+
+
+def _why(exc: BaseException) -> str:
+    """An unexpected exception in a log line: our own errors say why; a library's text
+    may quote values from the config (a secret), so only its type is given."""
+    return f"{type(exc).__name__}: {exc}" if isinstance(exc, OmniError) else type(exc).__name__
 
 
 def _file_signature(path: Path) -> tuple[int, int, int] | None:

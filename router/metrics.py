@@ -62,7 +62,8 @@ class Metrics:
         )
         self.config_reloads = Counter(
             "omnirouter_config_reloads_total",
-            "Configuration reloads, by result (ok or invalid).",
+            "Configuration reloads, by result: ok, invalid (the file), or failed"
+            " (valid, but the store could not take its new agents).",
             ["result"],
             registry=self.registry,
         )

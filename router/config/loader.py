@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import stat
 import sys
 import types
 from collections.abc import Mapping
@@ -27,6 +28,10 @@ from router.connector import ConnectorSpec, load_registry
 from router.errors import ConfigError, ConfigProblem
 
 Loc = tuple[str | int, ...]
+
+# A large deployment's file is a few hundred KiB; parsing costs about 6 s of CPU
+# per MiB (pure-Python YAML, for its line numbers), so this bounds a reload.
+MAX_CONFIG_BYTES = 1024 * 1024
 
 # Parts pydantic adds to error locations that are not keys in the file.
 _INTERNAL = re.compile(
@@ -46,13 +51,33 @@ def load_config(
     `env` defaults to the process environment; `registry` to the installed connectors.
     """
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {exc.strerror}")]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([ConfigProblem(file, None, "", "not UTF-8 text")]) from None
+    text = read_config_text(Path(path), file)
     return parse_config(text, file=file, env=env, registry=registry)
+
+
+def read_config_text(path: Path, file: str) -> str:
+    """The file's text, bounded in size; every way it cannot be read is a `ConfigError`."""
+    try:
+        # A FIFO or a device would block or never end: only regular files are read.
+        if not stat.S_ISREG(path.stat().st_mode):
+            what = "a directory" if path.is_dir() else "not a regular file"
+            raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {what}")])
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError([ConfigProblem(file, None, "", f"cannot read: {reason}")]) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        limit = f"the file is larger than {MAX_CONFIG_BYTES // 1024} KiB, the limit for a config"
+        raise ConfigError([ConfigProblem(file, None, "", limit)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        byte = data[exc.start]
+        problem = f"not UTF-8 text: byte 0x{byte:02X} at column {column} (save it as UTF-8)"
+        raise ConfigError([ConfigProblem(file, line, "", problem)]) from None
 
 
 def parse_config(

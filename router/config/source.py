@@ -9,17 +9,27 @@ they came from, so the secret fields can refuse values written literally.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from router.errors import ConfigProblem
 
 STR_TAG = "tag:yaml.org,2002:str"
+
+# Bounds that keep a hostile or broken file cheap to refuse: a config is a few
+# levels deep and a few thousand values; aliases could otherwise expand it
+# exponentially (each level of `[*a, *a, ...]` multiplies it).
+MAX_DEPTH = 64
+MAX_VALUES = 100_000
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 # `${NAME}`, `${NAME:-default}`; `$${` is a literal `${`.
 _REFERENCE = re.compile(r"\$(\$?)\{([^}]*)(\}?)")
@@ -108,40 +118,37 @@ class _Missing:
 def read_source(text: str, *, file: str, env: Mapping[str, str]) -> Source:
     """Parse YAML text into a `Source`; never raises for problems in the text."""
     src = Source(file=file)
-    loader = yaml.SafeLoader(text)
+    missing: list[_Missing] = []
     try:
-        try:
-            node = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            # Only the description: the snippet YAML prints could show a secret.
-            what = " ".join(p for p in (exc.context, exc.problem) if p)
-            src.problems.append(ConfigProblem(file, line, "", f"YAML syntax error: {what}"))
-            src.fatal = True
-            return src
-        except yaml.YAMLError as exc:
-            src.problems.append(ConfigProblem(file, None, "", f"YAML error: {exc}"))
-            src.fatal = True
-            return src
+        # The reader checks every character as it is created: inside the try.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        return _fatal(src, _reader_problem(text, file, exc))
+    try:
+        node = loader.get_single_node()
         if node is None:
-            src.problems.append(ConfigProblem(file, None, "", "the file is empty"))
-            src.fatal = True
-            return src
+            return _fatal(src, ConfigProblem(file, None, "", "the file is empty"))
         if not isinstance(node, MappingNode):
-            src.problems.append(
-                ConfigProblem(
-                    file,
-                    node.start_mark.line + 1,
-                    "",
-                    "the top level must be a mapping of sections",
-                )
-            )
-            src.fatal = True
-            return src
-        missing: list[_Missing] = []
+            line = node.start_mark.line + 1
+            problem = ConfigProblem(file, line, "", "the top level must be a mapping of sections")
+            return _fatal(src, problem)
         _Walker(loader, src, env, missing).walk(node, "", frozenset())
         src.data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        # Only the description: the snippet YAML prints could show a secret.
+        what = " ".join(p for p in (exc.context, exc.problem) if p)
+        return _fatal(src, ConfigProblem(file, line, "", f"YAML syntax error: {what}"))
+    except yaml.reader.ReaderError as exc:
+        return _fatal(src, _reader_problem(text, file, exc))
+    except yaml.YAMLError as exc:
+        return _fatal(src, ConfigProblem(file, None, "", f"YAML error: {exc}"))
+    except _TooMany:
+        problem = ConfigProblem(
+            file, None, "", f"more than {MAX_VALUES} values once aliases are expanded"
+        )
+        return _fatal(src, problem)
     finally:
         loader.dispose()
     for m in missing:
@@ -158,6 +165,75 @@ def read_source(text: str, *, file: str, env: Mapping[str, str]) -> Source:
     return src
 
 
+def _fatal(src: Source, problem: ConfigProblem) -> Source:
+    src.problems.append(problem)
+    src.fatal = True
+    src.data = None
+    return src
+
+
+def _reader_problem(text: str, file: str, exc: yaml.reader.ReaderError) -> ConfigProblem:
+    """Where the character is (YAML gives only its offset) and which one it is."""
+    pos = max(0, min(exc.position, len(text)))
+    line = text.count("\n", 0, pos) + 1
+    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    char = exc.character
+    code = char if isinstance(char, int) else ord(char) if char else 0
+    what = f"{describe_character(code)} is not allowed in YAML text (column {column})"
+    return ConfigProblem(file, line, "", what)
+
+
+def describe_character(code: int) -> str:
+    """`control character U+001B (ESC)`: what an editor may not show."""
+    name = _CONTROL_NAMES.get(code) or unicodedata.name(chr(code), "")
+    kind = "control character" if unicodedata.category(chr(code)) == "Cc" else "character"
+    return f"{kind} U+{code:04X}" + (f" ({name})" if name else "")
+
+
+# Control characters have no Unicode name; these are the abbreviations terminals use.
+_CONTROL_NAMES = dict(
+    enumerate(
+        "NUL SOH STX ETX EOT ENQ ACK BEL BS HT LF VT FF CR SO SI"
+        " DLE DC1 DC2 DC3 DC4 NAK SYN ETB CAN EM SUB ESC FS GS RS US".split()
+    )
+) | {0x7F: "DEL"}
+
+
+class _TooMany(Exception):
+    """The walk met more than `MAX_VALUES` values (aliases expand)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with bounded nesting and located constructor errors."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception:
+            # `!!int abc`, `!!bool maybe`, `!!timestamp 2024-13-01`: the library raises
+            # plain errors without a place; their text would echo the value.
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise ConstructorError(
+                None, None, f"not a valid {tag} value", node.start_mark
+            ) from None
+
+
 class _Walker:
     def __init__(
         self,
@@ -171,8 +247,12 @@ class _Walker:
         self.env = env
         self.missing = missing
         self.done: set[int] = set()  # scalars already interpolated (aliases share nodes)
+        self.visits = 0
 
     def walk(self, node: Node, path: str, ancestors: frozenset[int]) -> None:
+        self.visits += 1
+        if self.visits > MAX_VALUES:
+            raise _TooMany
         if id(node) in ancestors:
             self.src.problems.append(self.src.problem(path, "recursive alias"))
             return
@@ -198,7 +278,7 @@ class _Walker:
                         )
                     )
                     continue
-                key = str(key_node.value)
+                key = self._printable(key_node, path)
                 child = join_path(path, key)
                 if key in seen:
                     self.src.problems.append(
@@ -219,7 +299,25 @@ class _Walker:
                 self.src.lines[child] = item.start_mark.line + 1
                 self.walk(item, child, inner)
 
+    def _printable(self, node: ScalarNode, path: str) -> str:
+        """The scalar's text; a lone surrogate (`"\\ud800"`) could be neither printed
+        nor logged, so it is an error, and shown escaped from here on."""
+        value = str(node.value)
+        if _SURROGATE.search(value):
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+            node.value = value
+            self.src.problems.append(
+                ConfigProblem(
+                    self.src.file,
+                    node.start_mark.line + 1,
+                    path,
+                    "an unpaired surrogate escape (\\ud800-\\udfff) is not text",
+                )
+            )
+        return value
+
     def _scalar(self, node: ScalarNode, path: str) -> None:
+        self._printable(node, path)
         if node.tag != STR_TAG or "$" not in node.value or id(node) in self.done:
             return
         self.done.add(id(node))

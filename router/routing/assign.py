@@ -131,13 +131,21 @@ async def route(
             return True
         ctx.board = None
     else:  # refused twice: other processes are busy with these agents; wait for capacity
-        choice = Choice(
-            agent_id=None,
-            rule="queued",
-            reason={"rule": "queued", "detail": f"{choice.agent_id} was taken meanwhile"},
-        )
+        assert choice.agent_id is not None
+        detail = await refusal(unit, choice.agent_id)
+        choice = Choice(agent_id=None, rule="queued", reason={"rule": "queued", "detail": detail})
     await wait(ctx, unit, conv, choice)
     return False
+
+
+async def refusal(unit: Unit, agent_id: str) -> str:
+    """Why the store refused an agent the board offered, as the store sees it now."""
+    row = (await db.agent_rows(unit.conn, [agent_id])).get(agent_id)
+    if row is None:  # the board shows configured agents; rows come from start-up and reloads
+        return f"{agent_id} has no row in the store (configured but never created)"
+    if row.status != "available":
+        return f"{agent_id} became {row.status} meanwhile"
+    return f"{agent_id} was taken meanwhile"
 
 
 async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:

@@ -68,17 +68,20 @@ class Engine:
     def signing_key(self) -> bytes:
         return self.ctx.signing_key
 
-    def configure(self, config: Config) -> None:
-        """Take a (re)loaded config; state in the store is untouched, except that
-        a new `routing.aging_step` ranks the waiting conversations again (next tick)."""
+    async def configure(self, config: Config, now: datetime) -> None:
+        """Take a reloaded config. Agents it adds get their rows first (in a store
+        transaction), so they can be given work as soon as it routes; if that fails,
+        it raises and the running config stays. Other state in the store is untouched,
+        except that a new `routing.aging_step` ranks the waiting conversations again
+        (next tick)."""
+        await self._ensure_agents(config, now)
         if config.routing.aging_step != self.config.routing.aging_step:
             self._rerank = True
         self.ctx.configure(config)
 
     async def start(self, now: datetime) -> None:
         """Create agent rows and the signing key (once, kept in the store)."""
-        async with self.ctx.transaction() as conn:
-            await db.ensure_agents(conn, {a.id: a.status for a in self.config.agents}, now)
+        await self._ensure_agents(self.config, now)
         if not self.ctx.signing_key:
             stored = await self.store.get_checkpoint(CONSUMER, "signing_key")
             if stored is None:
@@ -86,6 +89,10 @@ class Engine:
                 stored = await self.store.get_checkpoint(CONSUMER, "signing_key")
             assert stored is not None
             self.ctx.signing_key = stored.encode()
+
+    async def _ensure_agents(self, config: Config, now: datetime) -> None:
+        async with self.ctx.transaction() as conn:
+            await db.ensure_agents(conn, {a.id: a.status for a in config.agents}, now)
 
     async def handle(self, envelope: Envelope, now: datetime) -> list[Decision]:
         """Apply one record; idempotent by envelope id."""

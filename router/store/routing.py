@@ -350,7 +350,10 @@ async def set_agent_status(
 async def take_capacity(
     conn: AsyncConnection, agent_id: str, channel_type: str, capacity: int, now: datetime
 ) -> bool:
-    """Count one more open conversation for an available agent, only within capacity."""
+    """Count one more open conversation for an available agent, only within capacity.
+
+    False when the agent has no row (`ensure_agents` makes them), is not available,
+    or is at capacity; `router.routing.assign.refusal` tells which."""
     if capacity <= 0:
         return False
     # the router's in-process view of agents may be stale; the store decides

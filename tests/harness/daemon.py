@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from router.config import Config
+from router.consume import ConsumeLoop
 from router.daemon import Daemon
 from tests.harness.common import eventually, free_port
 
@@ -40,15 +41,16 @@ http: {{host: 127.0.0.1, port: 0}}
 
 @asynccontextmanager
 async def running(
-    config: Config, *, ready_within: float = 10.0, **kw: Any
+    config: Config, *, ready_within: float = 10.0, exits_with: int = 0, **kw: Any
 ) -> AsyncIterator[Daemon]:
-    """The daemon running in this process until the block ends; it must then exit with 0."""
+    """The daemon running in this process until the block ends; it must then exit with
+    `exits_with` (0: it stopped when asked; 1: something in the block made it fail)."""
     daemon = Daemon(config, **kw)
     task = asyncio.create_task(daemon.run(install_signals=False))
 
     def ready() -> bool:
-        if task.done():
-            task.result()  # it failed to start: raise why
+        if task.done():  # it failed to start: raise why
+            raise AssertionError(f"the daemon exited with {task.result()} before it was ready")
         return daemon._ready
 
     try:
@@ -56,7 +58,19 @@ async def running(
         yield daemon
     finally:
         daemon.request_stop()
-        assert await asyncio.wait_for(task, 15) == 0
+        assert await asyncio.wait_for(task, 15) == exits_with
+
+
+def break_consume_loop(loop: ConsumeLoop, error: Exception) -> None:
+    """Make a running consume loop's next fetch raise `error`: a bus failure it cannot
+    ride out, which ends the loop."""
+    consumer = loop._consumer
+    assert consumer is not None, "the loop has not started"
+
+    async def fetch(*_args: Any, **_kw: Any) -> Any:
+        raise error
+
+    consumer.fetch = fetch  # type: ignore[method-assign]
 
 
 def get(url: str) -> tuple[int, bytes]:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+import structlog.testing
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
@@ -21,9 +22,11 @@ from router.config import parse_config
 from router.connector import ConnectorSpec, Incoming, Rejected, SendResult, load_registry
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
+from router.errors import BusError, StoreError
 from router.store import open_store
+from router.store import routing as routing_db
 from tests.harness.common import eventually
-from tests.harness.daemon import embedded_config, running
+from tests.harness.daemon import break_consume_loop, embedded_config, running
 
 
 class MemoryChannelConfig(BaseModel):
@@ -373,3 +376,139 @@ async def test_input_too_large_for_the_bus_is_dead_lettered_and_intake_goes_on(
     assert "over the bus's max_record_bytes (1000000)" in body["reason"]
     assert body["native_id"] == huge.id
     assert await stored_ids(tmp_path) >= {after.id}
+
+
+# --- bad config files, failures and exit statuses --------------------------------------
+
+
+async def test_control_characters_in_the_watched_file_keep_the_running_config(
+    tmp_path: Path,
+) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    good = config_text(tmp_path)
+    path.write_text(good)
+    async with running_chat(tmp_path, reg, config_path=path, watch_config=0.05) as daemon:
+        first = daemon.config
+        reloads = daemon.metrics.config_reloads
+        # A NUL, and an ESC as a coloured terminal pastes it.
+        for n, pasted in enumerate(("a\x00b", "\x1b[31mred\x1b[0m"), 1):
+            path.write_text(good + f"skills:\n  - name: x\n    description: {pasted}\n")
+            await eventually(lambda n=n: reloads.labels(result="invalid")._value.get() == n)
+            assert daemon.config is first
+            assert daemon.failure is None and await daemon.readiness() == []
+        path.write_text(config_text(tmp_path, fail_sends=True))  # a later valid edit is taken
+        await eventually(lambda: daemon.config is not first)
+        assert reloads.labels(result="ok")._value.get() == 1
+
+
+async def test_a_reload_the_store_cannot_take_keeps_the_running_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(config_text(tmp_path))
+    async with running_chat(tmp_path, reg, config_path=path, watch_config=None) as daemon:
+        first = daemon.config
+        assert daemon.engine is not None
+
+        async def store_down(*_args: object) -> None:
+            raise StoreError("database is locked")
+
+        monkeypatch.setattr(routing_db, "ensure_agents", store_down)
+        path.write_text(config_text(tmp_path, fail_sends=True))
+        assert await daemon.reload() is False
+        assert daemon.config is first and daemon.engine.config is first
+        assert daemon.metrics.config_reloads.labels(result="failed")._value.get() == 1
+        monkeypatch.undo()
+        assert await daemon.reload() is True
+        assert daemon.engine.config is daemon.config is not first
+
+
+def with_agents(tmp: Path, *agent_ids: str) -> str:
+    """`config_text` with agents reached by email (a disabled channel: nothing is sent)."""
+    agents = "".join(
+        f"""
+  - id: {agent_id}
+    name: Agent {agent_id}
+    capacity: {{memory: 1}}
+    sink: {{type: email, channel: mail, address: {agent_id}@corp.test}}"""
+        for agent_id in agent_ids
+    )
+    return (
+        config_text(tmp)
+        + """
+  - name: mail
+    type: email
+    enabled: false
+    email:
+      imap: {host: imap.test, username: s@corp.test, password: "${UNSET_PASSWORD}"}
+      smtp: {host: smtp.test, from_address: s@corp.test}
+agents:"""
+        + agents
+        + "\n"
+    )
+
+
+async def owners(tmp: Path) -> dict[str, str | None]:
+    store = await open_store(f"sqlite:///{tmp}/store.sqlite3")
+    try:
+        async with store.transaction(readonly=True) as conn:
+            rows = await conn.execute(
+                sa.text("SELECT thread_key, owner_agent_id FROM conversations")
+            )
+            return {r[0]: r[1] for r in rows}
+    finally:
+        await store.close()
+
+
+async def test_an_agent_added_by_a_reload_gets_work(tmp_path: Path) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(with_agents(tmp_path, "ana"))
+    cfg = parse_config(path.read_text(), registry=reg.specs)
+    async with running(cfg, registry=reg.specs, config_path=path, watch_config=None) as daemon:
+        chat = reg.built["chat"]
+        routed = daemon.metrics.messages_in.labels(channel="chat", kind="message")
+        await chat.inbox.put(message("chat", "m1", thread="t1"))
+        await eventually(lambda: routed._value.get() == 1)
+        path.write_text(with_agents(tmp_path, "ana", "a5"))
+        assert await daemon.reload() is True
+        # Ana is at capacity: the next customer's conversation can only go to a5.
+        other = message("chat", "m2", thread="t2").model_copy(
+            update={"sender": Sender(address="visitor-2", name="Bo")}
+        )
+        await chat.inbox.put(other)
+        await eventually(lambda: routed._value.get() == 2)
+    assert await owners(tmp_path) == {"t1": "ana", "t2": "a5"}
+
+
+async def test_a_component_failure_stops_the_daemon_with_exit_status_1(tmp_path: Path) -> None:
+    reg = Registry()
+    async with running_chat(tmp_path, reg, exits_with=1) as daemon:
+        assert daemon.router_loop is not None
+        break_consume_loop(daemon.router_loop, BusError("the broker refused us for good"))
+        await eventually(lambda: daemon.failure is not None)
+    assert daemon.failure == "router"
+
+
+async def test_a_sighup_reload_is_held_and_its_failure_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg = Registry()
+    async with running_chat(tmp_path, reg) as daemon:
+
+        async def broken() -> bool:  # `reload` never raises; if a bug made it, say so
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(daemon, "reload", broken)
+        with structlog.testing.capture_logs() as logs:
+            daemon.reload_soon()
+            assert len(daemon._reloads) == 1  # held: not collected, not lost
+            await eventually(lambda: not daemon._reloads)
+        assert {
+            "event": "config reload failed",
+            "error": "RuntimeError",
+            "log_level": "error",
+        } in logs
+        assert daemon.failure is None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.daemon import ROOT, DaemonProcess, get, wait_for
+from tests.harness.daemon import ROOT, DaemonProcess, embedded_config, get, wait_for
 
 SHIPPED = ROOT / "config" / "channels.yaml"
 
@@ -105,3 +105,69 @@ def test_only_with_an_unknown_part_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--only: unknown part 'routr'; known: agent-hooks, main-line, router," in proc.stderr
+
+
+def rewrite_in_place(path: Path, text: str) -> None:
+    """New content of the same size and mtime: only SIGHUP notices it (the file watcher
+    compares size and mtime, and would reload it a second time)."""
+    st = path.stat()
+    data = text.encode()
+    assert len(data) == st.st_size
+    with path.open("r+b") as f:
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def reloads(d: DaemonProcess, result: str) -> float:
+    _, body = get(d.base + "/metrics")
+    line = f'omnirouter_config_reloads_total{{result="{result}"}} '
+    found = [row for row in body.decode().splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
+
+
+def test_sighup_with_a_nul_or_an_esc_keeps_running_on_the_old_config(
+    daemon, tmp_path: Path
+) -> None:
+    good = SHIPPED.read_text()
+    config = tmp_path / "channels.yaml"
+    config.write_text(good)
+    d = daemon(config)
+    wait_for(d.base + "/readyz", 200, 15)
+    where = good.index("\n# ") + 2  # a space in a comment: the reader refuses it anyway
+    line = good.count("\n", 0, where) + 1
+    for n, (char, named) in enumerate([("\x00", "U+0000 (NUL)"), ("\x1b", "U+001B (ESC)")], 1):
+        rewrite_in_place(config, good[:where] + char + good[where + 1 :])
+        d.proc.send_signal(signal.SIGHUP)
+        d.wait_for_log(f"{config}:{line}: control character {named} is not allowed")
+        assert reloads(d, "invalid") >= n
+        assert get(d.base + "/readyz")[0] == 200
+    rewrite_in_place(config, good)  # a later valid edit is taken
+    d.proc.send_signal(signal.SIGHUP)
+    d.wait_for_log('"config reloaded"')
+    assert reloads(d, "ok") >= 1
+    code, _ = d.stop()
+    assert code == 0, d.output()
+    assert "never retrieved" not in d.output()
+
+
+def test_a_start_up_failure_exits_1_and_says_why(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "channels.yaml"
+    config.write_text(
+        embedded_config(tmp_path).replace(
+            f"{tmp_path}/store.sqlite3", f"{tmp_path}/a-file/store.sqlite3"
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "router.cli", "run", "-c", str(config)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert '"event":"daemon failed to start"' in proc.stdout
+    assert "cannot create the directory" in proc.stdout
+    assert '"event":"daemon stopped after a failure"' in proc.stdout
+    assert proc.stderr == ""

@@ -78,7 +78,7 @@ async def test_multibyte_texts_are_dropped_oldest_first_to_fit(run: Run) -> None
     engine = run.sim.engine
     config = engine.config
     small = config.bus.model_copy(update={"max_record_bytes": 200_000})
-    engine.configure(config.model_copy(update={"bus": small}))
+    await engine.configure(config.model_copy(update={"bus": small}), run.sim.clock)
     for i in range(12):
         await run.step(at=at(i), **mail("eva@shop.test", "<emoji@x>", f"{i}:" + "😀" * 9_000))
     value, last = deliveries(run)[-1]
@@ -94,8 +94,9 @@ async def test_a_removed_agents_conversation_reaches_another_agent(run: Run) -> 
     owner = assign.agent
     engine = run.sim.engine
     config = engine.config
-    engine.configure(
-        config.model_copy(update={"agents": [a for a in config.agents if a.id != owner]})
+    await engine.configure(
+        config.model_copy(update={"agents": [a for a in config.agents if a.id != owner]}),
+        run.sim.clock,
     )
     await run.step(at=at(5), **mail("eva@shop.test", "<r@x>", "Any news? birthday 1990"))
     [reassign] = run.actions("reassign")

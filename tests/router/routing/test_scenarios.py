@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from router.channels import delivery_failed
-from tests.router.routing.scenarios import Run, at, mail
+from router.config import Config, parse_config
+from tests.router.routing.scenarios import CONFIG, Run, at, mail
 
 
 async def test_new_message_is_acknowledged_on_its_channel_and_assigned(run: Run) -> None:
@@ -145,9 +146,52 @@ async def test_a_reloaded_aging_step_ranks_the_waiting_again(run: Run) -> None:
     # overtaken it by minute 4 (1 + 3/1 > 2 + 1/1), and the stored ranks must say so.
     config = run.sim.engine.config
     faster = config.routing.model_copy(update={"aging_step": timedelta(minutes=1)})
-    run.sim.engine.configure(config.model_copy(update={"routing": faster}))
+    await run.sim.engine.configure(config.model_copy(update={"routing": faster}), run.sim.clock)
     await run.step(at=at(4), agent="ben", command="resolve", conversation="mail/<b@x>")
     assert run.actions("assign")[-1].conversation_id == old_id
+
+
+# An agent an operator adds while the router runs.
+A5 = """\
+  - id: a5
+    name: Al
+    skills: {billing: 3}
+    languages: [en]
+    capacity: {email: 2}
+    sink: {type: email, channel: mail, address: a5@corp.test}
+"""
+
+
+def config_with_a5() -> Config:
+    text = CONFIG.read_text().replace("\nrouting:\n", "\n" + A5 + "routing:\n", 1)
+    return parse_config(text, file=str(CONFIG), env={})
+
+
+async def test_an_agent_added_by_a_reload_gets_work(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    await run.step(**mail("c@shop.test", "<c@x>", "refund"))  # waits: ana and ben are busy
+    [waiting] = run.actions("queue")
+    await run.sim.engine.configure(config_with_a5(), run.sim.clock)
+    # The next tick sees a5's capacity appear and gives them the waiting conversation.
+    await run.step(at=at(1))
+    last = run.actions("assign")[-1]
+    assert (last.conversation_id, last.agent) == (waiting.conversation_id, "a5")
+    # And a new one, routed at once.
+    await run.step(**mail("d@shop.test", "<d@x>", "refund"))
+    assert run.actions("assign")[-1].agent == "a5"
+    assert len(run.actions("queue")) == 1
+
+
+async def test_an_agent_without_a_row_is_refused_with_that_reason(run: Run) -> None:
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    # The routing context alone, without the rows `Engine.configure` creates (what a
+    # reload did before).
+    run.sim.engine.ctx.configure(config_with_a5())
+    await run.step(**mail("c@shop.test", "<c@x>", "refund"))
+    [queued] = run.actions("queue")
+    assert queued.reason["detail"] == "a5 has no row in the store (configured but never created)"
 
 
 async def test_sla_warning_tells_customer_escalates_and_breach_is_an_incident(run: Run) -> None:
