@@ -257,12 +257,15 @@ async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: lis
 async def link(
     ctx: Routing, unit: Unit, conv: Any, agent_id: str, name: str, args: list[str]
 ) -> None:
-    if len(args) != 2:
+    # An identity's kind is a channel type (how a customer reaches us), or an email
+    # or phone a customer can state in a form: nothing else is ever looked up.
+    kinds = sorted({c.type for c in ctx.config.channels} | {"email", "phone"})
+    if len(args) != 2 or args[0] not in kinds:
         await reject(
             ctx,
             unit,
             agent_id,
-            f"usage: {name} <email|phone|telegram|webchat> <value>",
+            f"usage: {name} <{'|'.join(kinds)}> <value>",
             code="link_usage",
         )
         return

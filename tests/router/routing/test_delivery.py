@@ -108,19 +108,3 @@ async def test_a_removed_agents_conversation_reaches_another_agent(run: Run) -> 
     assert last["agent"]["id"] == again.agent
     texts = [m["text"] for m in last["context"]["transcript"] if m["direction"] == "in"]
     assert texts == ["My invoice is wrong", "Any news? birthday 1990"]
-
-
-async def test_an_agent_reply_too_long_for_the_bus_is_refused_with_a_notice(run: Run) -> None:
-    await run.step(**mail("eva@shop.test", "<a@x>", "refund please"))
-    limit = budget(run)
-    await run.step(agent="ana", reply="z" * (limit + 1), conversation="mail/<a@x>")
-    [reject] = run.actions("reject")
-    assert reject.reason["detail"] == f"reply too long ({limit + 1} bytes; at most {limit})"
-    assert not [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
-    [notice] = [d for _, d in deliveries(run) if d["event"] == "rejected"]
-    assert "reply too long" in notice["reason"]["detail"]
-    # A reply that fits goes out as ever.
-    await run.step(agent="ana", reply="Refunded.", conversation="mail/<a@x>")
-    assert [e.text for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"] == [
-        "Refunded."
-    ]
