@@ -32,6 +32,7 @@ from typing import Any
 
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
+from connectors.email.limits import check, html_depth
 from connectors.email.noise import classify
 from connectors.email.text import html_to_text, sanitize_html, strip_quoted
 from connectors.email.threads import parse_msgids, plus_token, subject_token, thread_from_headers
@@ -41,7 +42,6 @@ from router.errors import OmniError
 
 DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
 MAX_REFERENCES = 100
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -153,6 +153,7 @@ class _Body:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     charset_problems: list[str] = field(default_factory=list)
     truncated: bool = False
+    html_depth: int = 0  # elements left open by the HTML parts so far (they are joined)
 
 
 def _walk(msg: Message, blobs: BlobStore, opts: Options) -> _Body:
@@ -240,8 +241,23 @@ def _leaf(
         if len(text) > limit:
             text = text[:limit]
             body.truncated = True
-        (body.htmls if ctype == "text/html" else body.texts).append(text)
-        return
+        if ctype != "text/html":
+            body.texts.append(text)
+            return
+        deepest, open_after = html_depth(text, body.html_depth)
+        most = opts.limits.max_html_depth
+        if deepest <= most:
+            body.htmls.append(text)
+            body.html_depth = open_after
+            return
+        body.skipped.append(
+            {
+                "name": name,
+                "content_type": ctype,
+                "reason": f"HTML nested deeper than limits.max_html_depth ({most}):"
+                " kept as an attachment, not as the body",
+            }
+        )
     if len(data) > opts.max_attachment_bytes:
         body.skipped.append(
             {
@@ -319,22 +335,6 @@ def _decode_text(part: Message, data: bytes, body: _Body) -> str:
 # --- the envelope ------------------------------------------------------------------------
 
 
-def _check_limits(raw: bytes, limits: EmailLimits) -> None:
-    if not raw.strip():
-        raise MalformedMessage("empty message")
-    if len(raw) > limits.max_message_bytes:
-        raise MalformedMessage(
-            f"message is {len(raw)} bytes, more than limits.max_message_bytes"
-            f" ({limits.max_message_bytes})"
-        )
-    end = _HEADER_END.search(raw, 0, limits.max_header_bytes + 4)
-    header_len = end.start() if end else len(raw)
-    if header_len > limits.max_header_bytes:
-        raise MalformedMessage(
-            f"header block larger than limits.max_header_bytes ({limits.max_header_bytes})"
-        )
-
-
 def _sent_at(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -351,7 +351,7 @@ def _normalize(
     raw: bytes, channel: str, blobs: BlobStore, opts: Options, received_at: datetime
 ) -> Envelope:
     limits = opts.limits
-    _check_limits(raw, limits)
+    check(raw, limits)
     msg = BytesParser(policy=policy.default).parsebytes(raw)
     header = _Headers(msg, max_len=limits.max_header_bytes)
 
