@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -28,6 +29,7 @@ from connectors.email.imap import ImapIntake
 from connectors.email.normalize import DEFAULT_MAX_ATTACHMENT, Options
 from connectors.email.notify import agent_address, build_notification, delivery_of
 from connectors.email.smtp import OutboundError, SmtpSender
+from router.budget import Budget
 from router.connector import Incoming, Rejected, SendResult, Services
 from router.envelope import Envelope
 from router.errors import OmniError
@@ -57,12 +59,15 @@ class EmailConnector:
         self.name = name
         self.cfg = cfg
         options = options_for(cfg)
-        self.intake = ImapIntake(name, cfg, services.blobs, services.checkpoints, options)
+        # One worker process per channel, shared by its folders (stopped in stop()).
+        self.budget = Budget(f"normalizing mail for {name}", cpu_seconds=cfg.limits.cpu_seconds)
+        intake = functools.partial(
+            ImapIntake, name, cfg, services.blobs, services.checkpoints, options, budget=self.budget
+        )
+        self.intake = intake()
         folder = cfg.agents.folder
         self.agent_intake = (
-            ImapIntake(name, cfg, services.blobs, services.checkpoints, options, folder=folder)
-            if folder and folder != cfg.imap.folder
-            else None
+            intake(folder=folder) if folder and folder != cfg.imap.folder else None
         )
         self.sender = SmtpSender(name, cfg.smtp, services.checkpoints, cfg.auto_reply_window)
         self._checkpoints = services.checkpoints
@@ -88,6 +93,7 @@ class EmailConnector:
             self._housekeeping = None
         for intake in self._intakes():
             await intake.close()
+        await asyncio.to_thread(self.budget.close)
 
     async def prune(self, now: datetime) -> int:
         """Forget markers nobody needs any more: automatic-message times past their

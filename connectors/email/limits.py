@@ -72,7 +72,7 @@ def check(raw: bytes, limits: EmailLimits) -> None:
     for match in _STRUCTURED_NAME.finditer(lowered, header_len):
         value = _VALUE.match(raw, match.end())
         assert value is not None  # it matches the empty string
-        _check_field(match.group(1), value.group(), limits)
+        _check_field(raw[match.start(1) : match.end(1)], value.group(), limits)
     _check_structure(raw, lowered, limits)
 
 

@@ -37,6 +37,7 @@ from connectors.email.noise import classify
 from connectors.email.text import html_to_text, sanitize_html, strip_quoted
 from connectors.email.threads import parse_msgids, plus_token, subject_token, thread_from_headers
 from router.blobs import BlobStore
+from router.budget import cpu_seconds_for
 from router.envelope import Attachment, Envelope, Sender, envelope_id, now_utc
 from router.errors import OmniError
 
@@ -80,6 +81,11 @@ def normalize(
         raise MalformedMessage("message too large to parse in memory") from exc
     except Exception as exc:  # a bug, or a parser corner we have not met: never crash intake
         raise MalformedMessage(f"internal error: {type(exc).__name__}: {exc}") from exc
+
+
+def cpu_seconds(size: int, limits: EmailLimits) -> float:
+    """The CPU budget for normalizing a message of `size` bytes, from `limits`."""
+    return cpu_seconds_for(size, base=limits.cpu_seconds, per_mib=limits.cpu_seconds_per_mib)
 
 
 def normalize_cli(raw: bytes, channel: str, blobs: BlobStore) -> Envelope:
