@@ -44,6 +44,12 @@ GRACE_SECONDS = 1.0  # RLIMIT_CPU counts whole seconds: the kernel's kill comes 
 _SPAWN = multiprocessing.get_context("spawn")  # no fork of a threaded, event-looped process
 
 
+def cpu_seconds_for(size: int, *, base: float = 1.0, per_mib: float = 0.1) -> float:
+    """A budget for one input of `size` bytes: `base`, plus `per_mib` per MiB (large
+    inputs cost linear time to decode and hash: about 0.04 s per MiB for email)."""
+    return base + per_mib * size / (1024 * 1024)
+
+
 class BudgetExceeded(OmniError):
     """One input took more than its budget; the reason names the budget."""
 
@@ -73,7 +79,8 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return  # the caller has gone
         try:
-            fn, args, cpu = pickle.loads(request)  # may import fn's module: not timed
+            # From our own process, through our own pipe; may import fn's module (untimed).
+            fn, args, cpu = pickle.loads(request)  # noqa: S301
         except Exception as exc:
             fn, args, cpu = _raise, (exc,), 1.0
         try:

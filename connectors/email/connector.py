@@ -38,6 +38,11 @@ log = structlog.get_logger(__name__)
 
 HOUSEKEEPING_SECONDS = 3600.0  # how often old markers are pruned
 
+# One worker process normalizes for every email channel of this process: starting
+# one costs about a second of CPU (an interpreter and its imports), far more than a
+# message, so it outlives connectors restarted by the daemon. It ends with the process.
+BUDGET = Budget("normalizing mail")
+
 
 def options_for(cfg: EmailChannelConfig) -> Options:
     return Options(
@@ -59,16 +64,12 @@ class EmailConnector:
         self.name = name
         self.cfg = cfg
         options = options_for(cfg)
-        # One worker process per channel, shared by its folders (stopped in stop()).
-        self.budget = Budget(f"normalizing mail for {name}", cpu_seconds=cfg.limits.cpu_seconds)
         intake = functools.partial(
-            ImapIntake, name, cfg, services.blobs, services.checkpoints, options, budget=self.budget
+            ImapIntake, name, cfg, services.blobs, services.checkpoints, options, budget=BUDGET
         )
         self.intake = intake()
         folder = cfg.agents.folder
-        self.agent_intake = (
-            intake(folder=folder) if folder and folder != cfg.imap.folder else None
-        )
+        self.agent_intake = intake(folder=folder) if folder and folder != cfg.imap.folder else None
         self.sender = SmtpSender(name, cfg.smtp, services.checkpoints, cfg.auto_reply_window)
         self._checkpoints = services.checkpoints
         self._housekeeping: asyncio.Task[None] | None = None
@@ -93,7 +94,6 @@ class EmailConnector:
             self._housekeeping = None
         for intake in self._intakes():
             await intake.close()
-        await asyncio.to_thread(self.budget.close)
 
     async def prune(self, now: datetime) -> int:
         """Forget markers nobody needs any more: automatic-message times past their

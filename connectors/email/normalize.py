@@ -4,11 +4,15 @@ Parsing uses the standard library `email` package with `policy.default`.
 Nothing in the message is trusted: every header is read through a guard,
 charsets that are unknown or lie are decoded with a fallback (noted in
 `meta.charset_problems`), and the limits in `EmailLimits` bound the work:
-total size and header size (over them: `MalformedMessage`, which the intake
-dead-letters with the raw message's blob reference), MIME depth and part
-count (over them: the parts are listed in `meta.skipped_parts` with the
-reason). Attachments and inline images go to the blob store; oversized ones
-are listed in `meta.skipped_parts`, never dropped silently.
+`limits.check` refuses, before parsing, what the parsers would choke on
+(sizes, header fields, parameters, addresses, encoded words, boundary lines,
+nesting: `MalformedMessage`, which the intake dead-letters with the raw
+message's blob reference); MIME depth and part count within those are cut
+(the parts are listed in `meta.skipped_parts` with the reason), and so is
+HTML nested too deep to sanitize (kept as an attachment). The callers run
+`normalize` under a CPU budget (`cpu_seconds`, `router.budget`).
+Attachments and inline images go to the blob store; oversized ones are
+listed in `meta.skipped_parts`, never dropped silently.
 
 Only `MalformedMessage` (a `ConnectorError`) and the blob store's own
 `BlobError` leave `normalize`; any other failure inside is a bug, reported

@@ -207,7 +207,7 @@ async def test_mail_over_its_cpu_budget_is_dead_lettered_and_the_intake_goes_on(
         await gen.aclose()
         await conn.stop()
     assert isinstance(rejected, Rejected)
-    assert rejected.reason == "normalizing mail for support-email: more than its CPU budget (0.2 s)"
+    assert rejected.reason == "normalizing mail: more than its CPU budget (0.2 s)"
     assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref) == costly
     assert ids(good) == ["<m1@example.net>", "<m2@example.net>"]
 

@@ -129,7 +129,9 @@ ROWS: list[tuple[str, Callable[[], bytes], EmailLimits, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "limits", "reason"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS])
+@pytest.mark.parametrize(
+    ("raw", "limits", "reason"), [r[1:] for r in ROWS], ids=[r[0] for r in ROWS]
+)
 def test_hostile_mail_is_refused_before_parsing(
     raw: Callable[[], bytes], limits: EmailLimits, reason: str, tmp_path: Path
 ) -> None:
