@@ -5,6 +5,11 @@ Prints, from the same run:
   strip history, sanitize HTML, store attachments in a temp blob store) on the
   test corpus, next to a plain `email.message_from_bytes(policy=default)`
   parse plus `get_body()` of the same bytes (the baseline);
+- the cost of the CPU budget's process hop: the same corpus through
+  `router.budget.Budget` (a worker process), next to the direct calls;
+- CPU seconds for each hostile input of tests/connectors/email/test_limits.py
+  (each refused before parsing; unbounded, the stdlib parsers took seconds
+  to minutes), next to one ordinary message;
 - the peak memory (ru_maxrss of a fresh subprocess, minus that process's
   baseline after imports) for one 25 MB message with a 25 MB attachment
   (limit raised so it is stored, not skipped), for both.
@@ -31,6 +36,8 @@ from connectors.email.config import EmailLimits  # noqa: E402
 from connectors.email.errors import MalformedMessage  # noqa: E402
 from connectors.email.normalize import Options, normalize  # noqa: E402
 from router.blobs import BlobStore  # noqa: E402
+from router.budget import Budget  # noqa: E402
+from tests.connectors.email.test_limits import ROWS  # noqa: E402
 
 CORPUS = ROOT / "tests" / "connectors" / "email" / "corpus"
 BIG = 25 * 1024 * 1024
@@ -92,6 +99,28 @@ def memory(kind: str) -> tuple[int, float, float]:
     return size, (peak - before) / 1024, took
 
 
+def cpu(fn, raw: bytes) -> float:
+    start = time.process_time()
+    try:
+        fn(raw)
+    except MalformedMessage:
+        pass
+    return time.process_time() - start
+
+
+def hostile() -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-email-") as tmp:
+        blobs = BlobStore(tmp)
+        ordinary = (CORPUS / "plain_reply.eml").read_bytes()
+        normalize(ordinary, "bench", blobs)  # warm
+        took = cpu(lambda r: normalize(r, "b", blobs), ordinary)
+        print(f"ordinary message ({len(ordinary)} bytes): {took * 1e3:8.2f} ms CPU")
+        for what, make, limits, _ in ROWS:
+            raw, opts = make(), Options(limits=limits)
+            took = cpu(lambda r, o=opts: normalize(r, "b", blobs, o), raw)
+            print(f"hostile: {what:42} ({len(raw):7} bytes): {took * 1e3:8.2f} ms CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -127,6 +156,22 @@ def main() -> None:
     print(f"normalize (omnirouter):           {ours_rate:10.0f} messages/s")
     print(f"baseline (message_from_bytes):    {base_rate:10.0f} messages/s")
     print(f"ratio: {base_rate / ours_rate:.2f}x the baseline's cost")
+    with tempfile.TemporaryDirectory(prefix="bench-email-") as tmp, Budget("bench") as budget:
+        blobs = BlobStore(tmp)
+
+        def budgeted(raw: bytes) -> None:
+            try:
+                budget.call(normalize, raw, "bench", blobs)
+            except MalformedMessage:
+                pass
+
+        budgeted(messages[0])  # start the worker
+        hop_rate = rate(budgeted, messages, args.seconds)
+    print(
+        f"normalize under the CPU budget:    {hop_rate:10.0f} messages/s"
+        f" ({(1 / hop_rate - 1 / ours_rate) * 1e3:.2f} ms per message for the process hop)"
+    )
+    hostile()
     for kind in ("omnirouter", "baseline"):
         size, mib, took = memory(kind)
         print(

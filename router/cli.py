@@ -140,6 +140,7 @@ def _normalize(args: argparse.Namespace) -> int:
     import orjson
 
     from router.blobs import BlobStore
+    from router.budget import Budget, cpu_seconds_for
     from router.connector import load_registry
     from router.envelope import encode
     from router.errors import OmniError
@@ -156,8 +157,16 @@ def _normalize(args: argparse.Namespace) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="omnirouter-blobs-") as tmp:
         blobs = BlobStore(args.blobs or tmp)
+        # Input from outside: a hostile file must not keep this command busy for minutes.
         try:
-            envelope = spec.normalize(raw, args.channel or args.type, blobs)
+            with Budget(f"normalize --type {args.type}") as budget:
+                envelope = budget.call(
+                    spec.normalize,
+                    raw,
+                    args.channel or args.type,
+                    blobs,
+                    cpu_seconds=cpu_seconds_for(len(raw)),
+                )
         except OmniError as exc:
             print(f"cannot normalize {args.file}: {exc}", file=sys.stderr)
             return 2

@@ -236,16 +236,69 @@ class EmailLimits(Section):
         ge=1024,
         description="Largest header block; a message with more is dead-lettered.",
     )
+    max_header_fields: int = Field(
+        1000,
+        ge=10,
+        description="Most header fields in the message's header; a message with more is"
+        " dead-lettered.",
+    )
+    max_header_field_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Longest header field (its folded lines together) in the message's header,"
+        " or any Content-Type, Content-Disposition or address field in its parts; a message"
+        " with a longer one is dead-lettered.",
+    )
+    max_header_params: int = Field(
+        50,
+        ge=5,
+        description="Most parameters (`;`) in one Content-Type or Content-Disposition field,"
+        " in any part; a message with more is dead-lettered unparsed (the parser is"
+        " quadratic in them).",
+    )
+    max_addresses: int = Field(
+        1000,
+        ge=10,
+        description="Most addresses (`@`) in one address field (From, To, Cc, ...); a message"
+        " with more is dead-lettered unparsed.",
+    )
+    max_encoded_words: int = Field(
+        1000,
+        ge=10,
+        description="Most RFC 2047 encoded words (`=?`) in one address field; a message with"
+        " more is dead-lettered unparsed.",
+    )
     max_parts: int = Field(
         500,
         ge=1,
-        description="MIME parts looked at; the rest are recorded as skipped.",
+        description="MIME parts looked at; the rest are recorded as skipped. A message with"
+        " more than twice as many MIME boundary lines is dead-lettered unparsed.",
     )
     max_depth: int = Field(
         20,
         ge=1,
         le=100,
-        description="Deepest MIME nesting looked at; deeper parts are recorded as skipped.",
+        description="Deepest MIME nesting looked at; deeper parts are recorded as skipped."
+        " A message nested more than 100 deep is dead-lettered unparsed.",
+    )
+    max_html_depth: int = Field(
+        500,
+        ge=10,
+        description="Deepest element nesting of an HTML body; a deeper one is not read or"
+        " shown as the body but kept as an attachment, with the reason in"
+        " `meta.skipped_parts` (sanitizing slows down with the nesting).",
+    )
+    cpu_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="CPU time normalizing one message may take, plus `cpu_seconds_per_mib`"
+        " for each MiB of it; a message over it is dead-lettered with the reason.",
+    )
+    cpu_seconds_per_mib: float = Field(
+        0.1,
+        ge=0,
+        description="Extra CPU time per MiB of a message (decoding a large attachment"
+        " takes about 0.04 s per MiB).",
     )
     max_text_chars: int = Field(
         1_000_000,

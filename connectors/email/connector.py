@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -28,6 +29,7 @@ from connectors.email.imap import ImapIntake
 from connectors.email.normalize import DEFAULT_MAX_ATTACHMENT, Options
 from connectors.email.notify import agent_address, build_notification, delivery_of
 from connectors.email.smtp import OutboundError, SmtpSender
+from router.budget import Budget
 from router.connector import Incoming, Rejected, SendResult, Services
 from router.envelope import Envelope
 from router.errors import OmniError
@@ -35,6 +37,11 @@ from router.errors import OmniError
 log = structlog.get_logger(__name__)
 
 HOUSEKEEPING_SECONDS = 3600.0  # how often old markers are pruned
+
+# One worker process normalizes for every email channel of this process: starting
+# one costs about a second of CPU (an interpreter and its imports), far more than a
+# message, so it outlives connectors restarted by the daemon. It ends with the process.
+BUDGET = Budget("normalizing mail")
 
 
 def options_for(cfg: EmailChannelConfig) -> Options:
@@ -57,13 +64,12 @@ class EmailConnector:
         self.name = name
         self.cfg = cfg
         options = options_for(cfg)
-        self.intake = ImapIntake(name, cfg, services.blobs, services.checkpoints, options)
-        folder = cfg.agents.folder
-        self.agent_intake = (
-            ImapIntake(name, cfg, services.blobs, services.checkpoints, options, folder=folder)
-            if folder and folder != cfg.imap.folder
-            else None
+        intake = functools.partial(
+            ImapIntake, name, cfg, services.blobs, services.checkpoints, options, budget=BUDGET
         )
+        self.intake = intake()
+        folder = cfg.agents.folder
+        self.agent_intake = intake(folder=folder) if folder and folder != cfg.imap.folder else None
         self.sender = SmtpSender(name, cfg.smtp, services.checkpoints, cfg.auto_reply_window)
         self._checkpoints = services.checkpoints
         self._housekeeping: asyncio.Task[None] | None = None

@@ -20,7 +20,10 @@ Delivery is at-least-once and checkpointed:
   daemon's own backoff takes over.
 - A message that cannot be normalized is yielded as `Rejected` with the reason
   and its raw bytes in the blob store; a message above
-  `limits.max_message_bytes` is rejected without being downloaded.
+  `limits.max_message_bytes` is rejected without being downloaded. `normalize`
+  runs under the connector's CPU budget (`router.budget`, in a worker
+  process): a message that would keep it busy longer is rejected the same
+  way, and the next one is read.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ import structlog
 
 from connectors.email.config import EmailChannelConfig, ImapConfig
 from connectors.email.errors import ImapError, MalformedMessage
-from connectors.email.normalize import Options, normalize
+from connectors.email.normalize import Options, cpu_seconds, normalize
 from connectors.email.threads import resolve_token
 from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.blobs import BlobStore
+from router.budget import Budget, BudgetExceeded
 from router.connector import Checkpoints, Incoming, Rejected
 from router.envelope import Envelope
 from router.retry import Backoff
@@ -110,6 +114,7 @@ class ImapIntake:
         checkpoints: Checkpoints,
         options: Options,
         *,
+        budget: Budget,
         folder: str | None = None,
         reconnect: Backoff = Backoff(base=0.5, cap=30.0, attempts=6),
     ) -> None:
@@ -118,6 +123,7 @@ class ImapIntake:
         self.blobs = blobs
         self.checkpoints = checkpoints
         self.options = options
+        self.budget = budget
         self.folder = folder or self.cfg.folder
         self.key = f"imap:{self.folder}"
         self.reconnect = reconnect
@@ -362,10 +368,17 @@ class ImapIntake:
         if raw is None:
             return None  # expunged meanwhile
         try:
-            envelope = await asyncio.to_thread(
-                normalize, raw, self.channel, self.blobs, self.options
+            envelope = await self.budget.run(
+                normalize,
+                raw,
+                self.channel,
+                self.blobs,
+                self.options,
+                cpu_seconds=cpu_seconds(len(raw), self.options.limits),
             )
-        except MalformedMessage as exc:
+        except (MalformedMessage, BudgetExceeded) as exc:
+            if exc.retriable:  # the worker could not start: not this message's fault
+                raise ImapError(str(exc)) from exc
             sha, ref = await asyncio.to_thread(self.blobs.put, raw)
             seen = f"seen:raw:{sha}"
             if await self.checkpoints.get_checkpoint(self.channel, seen) is not None:

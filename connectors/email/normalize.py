@@ -4,11 +4,15 @@ Parsing uses the standard library `email` package with `policy.default`.
 Nothing in the message is trusted: every header is read through a guard,
 charsets that are unknown or lie are decoded with a fallback (noted in
 `meta.charset_problems`), and the limits in `EmailLimits` bound the work:
-total size and header size (over them: `MalformedMessage`, which the intake
-dead-letters with the raw message's blob reference), MIME depth and part
-count (over them: the parts are listed in `meta.skipped_parts` with the
-reason). Attachments and inline images go to the blob store; oversized ones
-are listed in `meta.skipped_parts`, never dropped silently.
+`limits.check` refuses, before parsing, what the parsers would choke on
+(sizes, header fields, parameters, addresses, encoded words, boundary lines,
+nesting: `MalformedMessage`, which the intake dead-letters with the raw
+message's blob reference); MIME depth and part count within those are cut
+(the parts are listed in `meta.skipped_parts` with the reason), and so is
+HTML nested too deep to sanitize (kept as an attachment). The callers run
+`normalize` under a CPU budget (`cpu_seconds`, `router.budget`).
+Attachments and inline images go to the blob store; oversized ones are
+listed in `meta.skipped_parts`, never dropped silently.
 
 Only `MalformedMessage` (a `ConnectorError`) and the blob store's own
 `BlobError` leave `normalize`; any other failure inside is a bug, reported
@@ -32,16 +36,17 @@ from typing import Any
 
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
+from connectors.email.limits import check, html_depth
 from connectors.email.noise import classify
 from connectors.email.text import html_to_text, sanitize_html, strip_quoted
 from connectors.email.threads import parse_msgids, plus_token, subject_token, thread_from_headers
 from router.blobs import BlobStore
+from router.budget import cpu_seconds_for
 from router.envelope import Attachment, Envelope, Sender, envelope_id, now_utc
 from router.errors import OmniError
 
 DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
 MAX_REFERENCES = 100
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -80,6 +85,11 @@ def normalize(
         raise MalformedMessage("message too large to parse in memory") from exc
     except Exception as exc:  # a bug, or a parser corner we have not met: never crash intake
         raise MalformedMessage(f"internal error: {type(exc).__name__}: {exc}") from exc
+
+
+def cpu_seconds(size: int, limits: EmailLimits) -> float:
+    """The CPU budget for normalizing a message of `size` bytes, from `limits`."""
+    return cpu_seconds_for(size, base=limits.cpu_seconds, per_mib=limits.cpu_seconds_per_mib)
 
 
 def normalize_cli(raw: bytes, channel: str, blobs: BlobStore) -> Envelope:
@@ -153,6 +163,7 @@ class _Body:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     charset_problems: list[str] = field(default_factory=list)
     truncated: bool = False
+    html_depth: int = 0  # elements left open by the HTML parts so far (they are joined)
 
 
 def _walk(msg: Message, blobs: BlobStore, opts: Options) -> _Body:
@@ -240,8 +251,23 @@ def _leaf(
         if len(text) > limit:
             text = text[:limit]
             body.truncated = True
-        (body.htmls if ctype == "text/html" else body.texts).append(text)
-        return
+        if ctype != "text/html":
+            body.texts.append(text)
+            return
+        deepest, open_after = html_depth(text, body.html_depth)
+        most = opts.limits.max_html_depth
+        if deepest <= most:
+            body.htmls.append(text)
+            body.html_depth = open_after
+            return
+        body.skipped.append(
+            {
+                "name": name,
+                "content_type": ctype,
+                "reason": f"HTML nested deeper than limits.max_html_depth ({most}):"
+                " kept as an attachment, not as the body",
+            }
+        )
     if len(data) > opts.max_attachment_bytes:
         body.skipped.append(
             {
@@ -319,22 +345,6 @@ def _decode_text(part: Message, data: bytes, body: _Body) -> str:
 # --- the envelope ------------------------------------------------------------------------
 
 
-def _check_limits(raw: bytes, limits: EmailLimits) -> None:
-    if not raw.strip():
-        raise MalformedMessage("empty message")
-    if len(raw) > limits.max_message_bytes:
-        raise MalformedMessage(
-            f"message is {len(raw)} bytes, more than limits.max_message_bytes"
-            f" ({limits.max_message_bytes})"
-        )
-    end = _HEADER_END.search(raw, 0, limits.max_header_bytes + 4)
-    header_len = end.start() if end else len(raw)
-    if header_len > limits.max_header_bytes:
-        raise MalformedMessage(
-            f"header block larger than limits.max_header_bytes ({limits.max_header_bytes})"
-        )
-
-
 def _sent_at(value: str | None) -> datetime | None:
     if not value:
         return None
@@ -351,7 +361,7 @@ def _normalize(
     raw: bytes, channel: str, blobs: BlobStore, opts: Options, received_at: datetime
 ) -> Envelope:
     limits = opts.limits
-    _check_limits(raw, limits)
+    check(raw, limits)
     msg = BytesParser(policy=policy.default).parsebytes(raw)
     header = _Headers(msg, max_len=limits.max_header_bytes)
 

@@ -111,6 +111,8 @@ _BLOCK = {
     "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
 }  # fmt: skip
 _SKIP = {"script", "style", "head", "title", "template", "noscript"}
+_SHAPING = _BLOCK | {"td", "th"}
+MAX_QUOTE_MARKS = 20  # "> " per line: deeper quotes look the same (and cost no more)
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")
 
 
@@ -123,7 +125,7 @@ class _TextExtractor(HTMLParser):
         self.quote = 0
 
     def _newline(self) -> None:
-        self.out.append("\n" + "> " * self.quote)
+        self.out.append("\n" + "> " * min(self.quote, MAX_QUOTE_MARKS))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP:
@@ -157,16 +159,23 @@ class _TextExtractor(HTMLParser):
         if self.skip:
             return
         if self.pre:
-            self.out.append(data.replace("\n", "\n" + "> " * self.quote))
+            self.out.append(data.replace("\n", "\n" + "> " * min(self.quote, MAX_QUOTE_MARKS)))
         else:
             self.out.append(_SPACES.sub(" ", data))
 
 
 def html_to_text(html: str) -> str:
-    """Readable plain text from an HTML body (links' text kept, scripts and styles dropped)."""
+    """Readable plain text from an HTML body (links' text kept, scripts and styles dropped).
+
+    `html.parser` is quadratic on some broken markup (thousands of unclosed
+    `<!--` or `<a<a<a`), so it reads html5ever's re-serialization (nh3, linear
+    in Rust) of only the elements that shape the text: well-formed, and cheap
+    to read. The nesting html5ever slows down with is bounded by the caller
+    (`limits.html_depth`).
+    """
     parser = _TextExtractor()
     try:
-        parser.feed(html)
+        parser.feed(nh3.clean(html, tags=_SHAPING, attributes={}, clean_content_tags=_SKIP))
         parser.close()
     except (AssertionError, ValueError):  # html.parser gives up on some broken markup
         pass

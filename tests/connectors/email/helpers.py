@@ -84,7 +84,12 @@ def email_config(
 
 
 def connector(
-    account: ImapAccount, tmp: Path, checkpoints: MemoryCheckpoints, **imap: Any
+    account: ImapAccount,
+    tmp: Path,
+    checkpoints: MemoryCheckpoints,
+    *,
+    limits: dict[str, Any] | None = None,
+    **imap: Any,
 ) -> EmailConnector:
     """An email connector reading `account`'s mailbox (`imap` overrides its IMAP settings)."""
     cfg = email_config(
@@ -92,6 +97,7 @@ def connector(
         user=account.username,
         password=account.password,
         imap={"host": account.host, **imap},
+        limits=limits or {},
     )
     services = Services(blobs=BlobStore(tmp / "blobs"), checkpoints=checkpoints)
     return EmailConnector("support-email", cfg, services)

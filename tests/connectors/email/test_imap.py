@@ -166,6 +166,52 @@ async def test_unparseable_mail_is_rejected_with_raw_ref_and_intake_goes_on(
     assert ids([good]) == ["<m1@example.net>"]
 
 
+async def test_hostile_mail_is_dead_lettered_with_the_reason_and_the_intake_goes_on(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    """The issue's message (100,000 `;` in Content-Type) kept a parse busy for minutes."""
+    hostile = mail("h", extra="Content-Type: text/plain" + ";" * 100_000 + "\r\n")
+    imap_account.append(hostile, mail(1))
+    conn = connector(imap_account, tmp_path, MemoryCheckpoints())
+    gen = conn.receive()
+    try:
+        rejected, good = await take(gen, 2)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    assert isinstance(rejected, Rejected)
+    assert "Content-Type header field is 100011 bytes" in rejected.reason
+    assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref) == hostile
+    assert ids([good]) == ["<m1@example.net>"]
+
+
+def _costly(parts: int) -> bytes:
+    """Within every limit but slow to parse (about 0.25 ms of CPU per part)."""
+    body = "--b\r\nContent-Type: text/plain\r\n\r\nx\r\n" * parts + "--b--\r\n"
+    return mail("costly", extra='Content-Type: multipart/mixed; boundary="b"\r\n').replace(
+        b"body costly\r\n", body.encode()
+    )
+
+
+async def test_mail_over_its_cpu_budget_is_dead_lettered_and_the_intake_goes_on(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    costly = _costly(8000)  # about 2 s of CPU; an ordinary message takes about 2 ms
+    imap_account.append(costly, mail(1), mail(2))
+    limits = {"max_parts": 10_000, "cpu_seconds": 0.2, "cpu_seconds_per_mib": 0}
+    conn = connector(imap_account, tmp_path, MemoryCheckpoints(), limits=limits)
+    gen = conn.receive()
+    try:
+        rejected, *good = await take(gen, 3, seconds=60)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+    assert isinstance(rejected, Rejected)
+    assert rejected.reason == "normalizing mail: more than its CPU budget (0.2 s)"
+    assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref) == costly
+    assert ids(good) == ["<m1@example.net>", "<m2@example.net>"]
+
+
 async def test_processed_mail_is_moved(imap_account: ImapAccount, tmp_path: Path):
     imap_account.create("Done")
     imap_account.append(mail(1), mail(2))
