@@ -34,6 +34,8 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
 from connectors.email.limits import check, html_depth
@@ -83,6 +85,9 @@ def normalize(
         raise MalformedMessage("MIME structure nested too deeply to parse") from exc
     except MemoryError as exc:
         raise MalformedMessage("message too large to parse in memory") from exc
+    except ValidationError as exc:  # e.g. a sender address over the envelope's bound
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise MalformedMessage(f"does not fit an envelope: {where}") from exc
     except Exception as exc:  # a bug, or a parser corner we have not met: never crash intake
         raise MalformedMessage(f"internal error: {type(exc).__name__}: {exc}") from exc
 

@@ -350,3 +350,14 @@ def test_undecodable_header_bytes_become_replacement_characters(blobs: BlobStore
     _check_outcome(
         b"From: a@example.com\r\nTo: Content-Type: multipart/mixed; boundary=@\x80", blobs
     )
+
+
+def test_a_sender_address_over_the_envelopes_bound_is_refused_with_the_field(
+    blobs: BlobStore,
+) -> None:
+    raw = (
+        b"From: Eva <" + b"a" * 2500 + b"@x.test>\r\nMessage-ID: <m1@x>\r\n"
+        b"Subject: hi\r\n\r\nhello\r\n"
+    )
+    with pytest.raises(MalformedMessage, match="does not fit an envelope: address: .*2000"):
+        normalize(raw, "support", blobs)
