@@ -269,3 +269,25 @@ def test_turning_verification_off_is_never_silent():
     with capture_logs() as logs:
         ctx = client_context(None)
     assert logs == [] and ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+def test_a_session_still_open_when_the_test_server_stops_leaks_no_socket(test_ca: TestPki):
+    """CI once failed on an unclosed socket and transport after the implicit-TLS test: on a
+    busy machine the server had not yet seen the client's QUIT when the test stopped it,
+    and aiosmtpd's controller left the live session to the garbage collector. The
+    harness's controller closes such sessions; a client that never hangs up shows it."""
+    import gc
+    import socket
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with start_smtp("tls", test_ca.server, test_ca.ca_file) as server:
+            context = ssl.create_default_context(cafile=str(test_ca.ca_file))
+            raw = socket.create_connection((server.host, server.port))
+            client = context.wrap_socket(raw, server_hostname=server.host)
+            assert client.recv(1024).startswith(b"220")
+        client.close()
+        gc.collect()
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert leaks == []
