@@ -359,5 +359,5 @@ def test_a_sender_address_over_the_envelopes_bound_is_refused_with_the_field(
         b"From: Eva <" + b"a" * 2500 + b"@x.test>\r\nMessage-ID: <m1@x>\r\n"
         b"Subject: hi\r\n\r\nhello\r\n"
     )
-    with pytest.raises(MalformedMessage, match="does not fit an envelope: address: .*2000"):
+    with pytest.raises(MalformedMessage, match=r"does not fit an envelope: address: .*2000"):
         normalize(raw, "support", blobs)
