@@ -61,6 +61,17 @@ bus:
 store:
   url: "sqlite:///{tmp_path}/store.sqlite3"
 logging: {{format: json}}
+channels:
+  - name: support-email
+    type: email
+    enabled: false
+    email:
+      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_UNSET}}"}}
+      smtp:
+        host: smtp.test
+        username: support@corp.test
+        password: "${{E2E_UNSET}}"
+        from_address: support@corp.test
 """
     )
     daemon = DaemonProcess(config, tmp_path)
