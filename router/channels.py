@@ -22,6 +22,13 @@ from router.retry import Backoff, retry
 
 log = structlog.get_logger(__name__)
 
+# Sends done beyond the commit in flight before the outbound loop waits for it (see
+# router/consume.py): a crash repeats at most about twice this many sends. Measured on
+# a local Kafka 4.1 (a commit takes about 8 ms) with a tool that answers at once,
+# 2,000 POSTs: 1,120/s committing once per fetch of 200, 1,100/s at 10, 500/s at 5,
+# 140/s at 1. A tool that takes longer than a commit gets a commit after every send.
+OUTBOUND_COMMIT_STEP = 10
+
 
 class ChannelRunner:
     def __init__(
@@ -51,6 +58,8 @@ class ChannelRunner:
             subscribe=[topics.outbound(name)] + ([topics.agent(name)] if serves_agents else []),
             handler=self._send,
             metrics=metrics,
+            # every send reaches a person: a crash should repeat a few, not a fetch
+            commit_step=OUTBOUND_COMMIT_STEP,
         )
 
     def start_intake(self) -> asyncio.Task[None]:

@@ -1,6 +1,7 @@
 """Helpers for tests of the consume loop and what runs in it, on the embedded bus."""
 
 import asyncio
+import contextlib
 
 from router.bus import EmbeddedBus
 from router.bus.base import Record, Topics
@@ -42,6 +43,7 @@ def make_loop(
     after_batch=None,
     handle_batch=None,
     metrics: Metrics | None = None,
+    commit_step: int | None = None,
 ) -> ConsumeLoop:
     return ConsumeLoop(
         bus=bus,
@@ -53,4 +55,12 @@ def make_loop(
         backoff=Backoff(base=0.01, cap=0.02),
         after_batch=after_batch,
         handle_batch=handle_batch,
+        commit_step=commit_step,
     )
+
+
+async def kill(task: asyncio.Task[None]) -> None:
+    """End a running loop the way a crash does: no stop, no last commit."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 10)

@@ -8,8 +8,10 @@ import pytest
 
 from router.bus import EmbeddedBus
 from router.bus.base import Record
-from router.errors import EnvelopeError, StoreError
-from tests.router.consuming import TOPICS, drain, make_loop, run_until
+from router.bus.embedded import EmbeddedConsumer
+from router.errors import BusError, EnvelopeError, StoreError
+from tests.harness.common import eventually
+from tests.router.consuming import TOPICS, drain, kill, make_loop, run_until
 
 
 async def test_processed_records_are_committed(bus: EmbeddedBus) -> None:
@@ -219,3 +221,106 @@ async def test_stop_between_parts_commits_the_parts_done_and_leaves_the_rest(
     assert not went_on
     again = await drain(bus, TOPICS.inbound, "g", 2)
     assert [r.value for r in again] == [b"4", b"5"]
+
+
+async def _killed_after(bus: EmbeddedBus, sends: int, commit_step: int | None) -> list[int]:
+    """Run a loop over records 0..59 (one fetch) that is killed while its send number
+    `sends` + 1 is in hand; return what the group gets again after the restart."""
+    for i in range(60):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    sent: list[int] = []
+    in_hand = asyncio.Event()
+
+    async def send(r: Record) -> None:
+        if len(sent) == sends:
+            in_hand.set()
+            await asyncio.Event().wait()  # the crash comes while this send is in hand
+        sent.append(int(r.value))
+
+    task = asyncio.create_task(make_loop(bus, send, commit_step=commit_step).run())
+    await asyncio.wait_for(in_hand.wait(), 10)
+    await kill(task)
+    assert sent == list(range(sends))
+    again = [int(r.value) for r in await drain(bus, TOPICS.inbound, "g", 60 - sends)]
+    assert again == list(range(again[0], 60))  # in order, from the last commit on
+    return again
+
+
+async def test_a_killed_loop_with_commit_steps_repeats_a_step_not_the_fetch(
+    bus: EmbeddedBus,
+) -> None:
+    again = await _killed_after(bus, 37, commit_step=5)
+    repeated = 37 - again[0]
+    # at most the step in flight and the records waiting behind it
+    assert repeated <= 2 * 5
+
+
+async def test_a_killed_loop_without_steps_repeats_its_whole_fetch(bus: EmbeddedBus) -> None:
+    # The router's inbound loop: nothing is committed before its outbox is published.
+    again = await _killed_after(bus, 37, commit_step=None)
+    assert again[0] == 0
+
+
+async def test_steps_commit_what_is_done_before_a_record_that_is_retried(
+    bus: EmbeddedBus,
+) -> None:
+    for i in range(10):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    tried = asyncio.Event()
+
+    async def send(r: Record) -> None:
+        if r.value == b"6":
+            tried.set()
+            raise StoreError("tool unreachable")
+
+    loop = make_loop(bus, send, commit_step=5)
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.wait_for(tried.wait(), 10)
+
+        async def committed_before_6() -> bool:
+            return await loop.lag() == 4
+
+        await eventually(committed_before_6)
+    finally:
+        await kill(task)
+    again = await drain(bus, TOPICS.inbound, "g", 4)
+    assert [r.value for r in again] == [b"6", b"7", b"8", b"9"]
+
+
+async def test_a_failed_commit_step_is_not_fatal_and_a_later_commit_covers_it(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit = EmbeddedConsumer.commit
+    calls = 0
+
+    async def flaky_commit(self: EmbeddedConsumer, records: Sequence[Record]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise BusError("broker unreachable")
+        await commit(self, records)
+
+    monkeypatch.setattr(EmbeddedConsumer, "commit", flaky_commit)
+    for i in range(20):
+        await bus.produce(TOPICS.inbound, b"k", b"%d" % i)
+    seen: list[bytes] = []
+    done = asyncio.Event()
+
+    async def send(r: Record) -> None:
+        seen.append(r.value)
+        if len(seen) == 20:
+            done.set()
+
+    await run_until(make_loop(bus, send, commit_step=3), done)
+    assert seen == [b"%d" % i for i in range(20)]  # each once: the loop went on
+    assert calls > 2
+    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+
+
+def test_commit_steps_cannot_go_with_an_after_batch_step(bus: EmbeddedBus) -> None:
+    async def after_batch() -> None:
+        pass
+
+    with pytest.raises(ValueError, match="after_batch"):
+        make_loop(bus, lambda r: None, after_batch=after_batch, commit_step=5)
