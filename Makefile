@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/channels.yaml
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run check test lint typecheck system-deps kafka-jars bench clean
+.PHONY: install run check test lint typecheck system-deps kafka-jars bench bench-crash clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ kafka-jars:
 
 bench: install kafka-jars
 	$(BIN)/python bench/bus.py
+
+## Repeats and losses when the daemon is SIGKILLed while busy (Kafka, SQLite; ~3 min).
+bench-crash: install kafka-jars
+	$(BIN)/python bench/crash.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
