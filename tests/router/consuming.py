@@ -25,6 +25,16 @@ async def drain(bus: EmbeddedBus, topic: str, group: str, want: int) -> list[Rec
     return got
 
 
+async def uncommitted(bus: EmbeddedBus, topic: str, group: str) -> int:
+    """Records on `topic` beyond `group`'s commits (for a group that never committed:
+    all of them). Asks the bus instead of waiting for a fetch that finds nothing."""
+    consumer = await bus.consumer(group, [topic])
+    try:
+        return sum((await consumer.lag()).values())
+    finally:
+        await consumer.close()
+
+
 async def run_until(loop: ConsumeLoop, done: asyncio.Event) -> None:
     """Run `loop` until `done` is set, then stop it; what the loop raised comes out."""
     task = asyncio.create_task(loop.run())

@@ -11,7 +11,7 @@ from router.bus.base import Record
 from router.bus.embedded import EmbeddedConsumer
 from router.errors import BusError, EnvelopeError, StoreError
 from tests.harness.common import eventually
-from tests.router.consuming import TOPICS, drain, kill, make_loop, run_until
+from tests.router.consuming import TOPICS, drain, kill, make_loop, run_until, uncommitted
 
 
 async def test_processed_records_are_committed(bus: EmbeddedBus) -> None:
@@ -27,7 +27,7 @@ async def test_processed_records_are_committed(bus: EmbeddedBus) -> None:
 
     await run_until(make_loop(bus, handler), done)
     assert seen == [b"0", b"1", b"2", b"3", b"4"]
-    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+    assert await uncommitted(bus, TOPICS.inbound, "g") == 0
 
 
 async def test_retriable_failure_is_retried_in_place(bus: EmbeddedBus) -> None:
@@ -47,7 +47,7 @@ async def test_retriable_failure_is_retried_in_place(bus: EmbeddedBus) -> None:
 
     await run_until(make_loop(bus, handler), done)
     assert seen == [b"0", b"1", b"2"]  # order kept, nothing skipped
-    assert await drain(bus, TOPICS.dlq, "dlq-reader", 1) == []
+    assert await uncommitted(bus, TOPICS.dlq, "dlq-reader") == 0
 
 
 @pytest.mark.parametrize(
@@ -120,7 +120,7 @@ async def test_after_batch_runs_before_commit_and_is_retried(bus: EmbeddedBus) -
     loop = make_loop(bus, handler, after_batch=after_batch)
     await run_until(loop, done)
     assert calls >= 2
-    assert await drain(bus, TOPICS.inbound, "g", 1) == []  # committed after the retry
+    assert await uncommitted(bus, TOPICS.inbound, "g") == 0  # committed after the retry
 
 
 async def test_stop_while_after_batch_fails_commits_nothing(bus: EmbeddedBus) -> None:
@@ -168,7 +168,7 @@ async def test_batch_handler_parts_are_taken_in_order_and_unapplied_ones_one_by_
         make_loop(bus, handler, after_batch=after_batch, handle_batch=handle_batch), done
     )
     assert events == ["applied 0 1", "2", "3", "applied 4 5"]
-    assert await drain(bus, TOPICS.inbound, "g", 1) == []  # all committed
+    assert await uncommitted(bus, TOPICS.inbound, "g") == 0  # all committed
 
 
 async def test_stop_during_retry_of_an_unapplied_part_commits_only_what_came_before(
@@ -315,7 +315,7 @@ async def test_a_failed_commit_step_is_not_fatal_and_a_later_commit_covers_it(
     await run_until(make_loop(bus, send, commit_step=3), done)
     assert seen == [b"%d" % i for i in range(20)]  # each once: the loop went on
     assert calls > 2
-    assert await drain(bus, TOPICS.inbound, "g", 1) == []
+    assert await uncommitted(bus, TOPICS.inbound, "g") == 0
 
 
 def test_commit_steps_cannot_go_with_an_after_batch_step(bus: EmbeddedBus) -> None:
