@@ -359,6 +359,7 @@ async def crash_run(args: argparse.Namespace, bootstrap: str, store_url: str, tm
                 daemon,
                 "the tool quiet",
             )
+            await ready(daemon)  # the stop is timed: not while it is still starting
             code, took = await daemon.stop()
         except Failed as exc:
             print(f"FAILED: {exc}", file=sys.stderr)
