@@ -151,13 +151,16 @@ async def refusal(unit: Unit, agent_id: str) -> str:
 async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
     """Give the conversation to the chosen agent; False if the store says they cannot take it."""
     agent_id = choice.agent_id
-    assert agent_id is not None and ctx.board is not None
-    view = ctx.board.get(agent_id)
+    # This board, held across the awaits below: the clock's concurrent unit of work may
+    # drop `ctx.board` meanwhile (its transaction failed), and a new one is read then.
+    board = ctx.board
+    assert agent_id is not None and board is not None
+    view = board.get(agent_id)
     assert view is not None
     capacity = view.capacity_for(conv.channel_type)
     if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, unit.now):
         return False  # another router process took the last slot or changed their status
-    ctx.board.add_load(agent_id, conv.channel_type, 1, at=unit.now)
+    board.add_load(agent_id, conv.channel_type, 1, at=unit.now)
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
     conv = await db.update_conversation(
         unit.conn,
