@@ -265,6 +265,7 @@ class Daemon:
                 known_topics=lambda: self._topics_made,
                 on_dead=lambda source: self.metrics.dead_letters.labels(source=source).inc(),
             )
+            await self.outbox.start()
             await self.outbox.flush()  # outputs a previous run committed but did not publish
             processor = InboundProcessor(
                 bus=self.bus,

@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 BATCH = 200  # rows leased per pass
 STEP = 25  # rows published, then marked sent, per step: the most a crash repeats
 # How long a lease lives: a publisher that died holding rows gives them up after it.
-LEASE = timedelta(seconds=60)
+LEASE = timedelta(seconds=30)
 # Published rows are kept this long (to see what went out), then pruned.
 KEEP_SENT = timedelta(days=1)
 PRUNE_BATCH = 5000
@@ -72,6 +72,15 @@ class OutboxPublisher:
         self._on_dead = on_dead
         # One flush at a time in this process (the router loop and the clock both flush).
         self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Take back the leases a previous run held when it died, so its rows go out now
+        rather than when their leases expire. A lease only saves a duplicate publish: if
+        another live process held one, the worst is a row published twice (same id)."""
+        async with self._store.transaction() as conn:
+            released = await db.release_all_claims(conn)
+        if released:
+            log.info("outbox leases taken back", rows=released)
 
     async def flush(self) -> FlushResult:
         """Publish every unsent row a pass can take; what the bus refused for now waits.

@@ -592,6 +592,16 @@ async def mark_dead(conn: AsyncConnection, row_id: int, reason: str, now: dateti
     )
 
 
+async def release_all_claims(conn: AsyncConnection) -> int:
+    """Forget every lease on unsent rows; return how many there were."""
+    result = await conn.execute(
+        outbox.update()
+        .where(outbox.c.sent_at.is_(None), outbox.c.claimed_until.is_not(None))
+        .values(claimed_until=None)
+    )
+    return int(result.rowcount or 0)
+
+
 async def release_claims(conn: AsyncConnection, ids: Sequence[int]) -> None:
     """Give rows back (not published this time) so the next flush takes them at once."""
     await conn.execute(

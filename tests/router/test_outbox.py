@@ -152,3 +152,21 @@ async def test_rows_are_marked_sent_a_small_step_at_a_time(store: Store, bus: Em
         await OutboxPublisher(store, CrashingBus(), TOPICS).flush()  # type: ignore[arg-type]
     state = await outbox_state(store)
     assert sum(sent for sent, _ in state.values()) == STEP
+
+
+async def test_rows_a_dead_publisher_leased_go_out_as_soon_as_the_next_one_starts(
+    store: Store, bus: EmbeddedBus
+) -> None:
+    await write(store, [(OUT_A, b"k", b"1"), (OUT_A, b"k", b"2")])
+
+    class DeadBus:
+        async def produce(self, topic: str, key: bytes, value: bytes) -> None:
+            raise Crash  # leased, then the process died before publishing
+
+    with pytest.raises(Crash):
+        await OutboxPublisher(store, DeadBus(), TOPICS).flush()  # type: ignore[arg-type]
+    restarted = publisher(store, bus)
+    assert (await restarted.flush()).published == 0  # their leases still live...
+    await restarted.start()  # ...until a starting publisher takes them back
+    assert (await restarted.flush()).published == 2
+    assert await values(bus, OUT_A, 2) == [b"1", b"2"]
