@@ -133,10 +133,17 @@ def check(
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=err)
         return 2
     enabled = len(config.enabled_channels)
+    complaints = config.routing.complaints
+    detection = ", ".join(sorted(complaints.vocabulary())) or (
+        f"off (no skill {complaints.skill!r})"
+        if complaints.skill not in {s.name for s in config.skills}
+        else "off"
+    )
     print(
         f"ok: {path} ({len(config.channels)} channels, {enabled} enabled;"
         f" {len(config.agents)} agents; {len(config.queues)} queues;"
-        f" {len(config.routing.rules)} rules; bus: {config.bus.backend})",
+        f" {len(config.routing.rules)} rules; complaints: {detection};"
+        f" bus: {config.bus.backend})",
         file=out,
     )
     return 0

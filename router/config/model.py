@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import (
     Field,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -48,14 +49,37 @@ class Config(Section):
     )
     routing: RoutingConfig = Field(
         default_factory=RoutingConfig,
+        validate_default=True,  # the shipped complaint words depend on `skills`
         description="Classification and assignment.",
     )
     sla: SlaConfig = Field(default_factory=SlaConfig, description="Service levels.")
     templates: dict[Name, dict[Language, TemplateText]] = Field(
         default_factory=dict,
         description="Messages to customers by name and language. Placeholders:"
-        " {customer_name}, {expected_response}, {conversation_ref}, {agent_name}.",
+        " {customer_name}, {conversation_ref}, {agent_name} (follow-up),"
+        " {expected_response} (the promised wait: `within 5 minutes`, `by Monday 09:30`),"
+        " {due_at} (when that is: `tomorrow at 09:30`) and {opens_at} (the next opening"
+        " of the channel's business hours: `now`, `tomorrow at 09:00`); times in the"
+        " customer's language (English or Spanish) and the channel's time zone."
+        " Any other placeholder is an error.",
     )
+
+    @field_validator("routing")
+    @classmethod
+    def _shipped_complaint_words_need_the_skill(
+        cls, routing: RoutingConfig, info: ValidationInfo
+    ) -> RoutingConfig:
+        """The shipped complaint words apply only where the complaint skill is defined:
+        a complaint waits for an agent qualified for it, and there could be none. Words
+        the operator gives need the skill (a reference error without it)."""
+        complaints = routing.complaints
+        skills = info.data.get("skills")
+        if skills is None or complaints.model_fields_set & {"keywords", "extra_keywords"}:
+            return routing
+        if any(s.name == complaints.skill for s in skills):
+            return routing
+        off = complaints.model_copy(update={"keywords": {}})
+        return routing.model_copy(update={"complaints": off})
 
     @model_validator(mode="after")
     def _references(self, info: ValidationInfo) -> Config:

@@ -53,8 +53,19 @@ class QueueConfig(Section):
     )
     overflow_after: Duration | None = Field(
         None,
-        description="Wait before moving to `overflow` (default: at the SLA warning).",
+        description="Wait in this queue before moving to `overflow`, counted in the"
+        " channel's business hours like the SLA clocks (default: at the SLA warning).",
     )
+
+    @model_validator(mode="after")
+    def _overflow_after_needs_overflow(self) -> QueueConfig:
+        if self.overflow_after is not None and self.overflow is None:
+            raise fail(
+                type(self).__name__,
+                ("overflow_after",),
+                "overflow_after needs overflow: the queue the conversation moves to",
+            )
+        return self
 
 
 class SinkConfig(Section):

@@ -110,17 +110,73 @@ class RuleConfig(Section):
     stop: bool = Field(False, description="Stop evaluating further rules when this one matches.")
 
 
+# The shipped complaint vocabulary: words customers use when they complain,
+# not when they merely ask ("refund" alone is a billing question).
+DEFAULT_COMPLAINT_KEYWORDS: dict[str, list[str]] = {
+    "en": [
+        "complaint",
+        "complain",
+        "unacceptable",
+        "disappointed",
+        "speak to a manager",
+        "talk to a manager",
+        "worst service",
+        "cancel my account",
+        "lawyer",
+        "legal action",
+        "refund now",
+    ],
+    "es": [
+        "queja",
+        "quejarme",
+        "reclamación",
+        "inaceptable",
+        "decepcionado",
+        "decepcionada",
+        "hablar con un responsable",
+        "hablar con el encargado",
+        "pésimo servicio",
+        "dar de baja",
+        "abogado",
+        "denuncia",
+        "hoja de reclamaciones",
+    ],
+}
+
+
 class ComplaintsConfig(Section):
-    """Complaint detection: complaints go only to agents qualified for them."""
+    """Complaint detection: complaints go only to agents qualified for them.
+
+    English and Spanish words are shipped in `keywords`; add yours in
+    `extra_keywords`, or give `keywords` to replace the shipped ones
+    (`keywords: {}` and no extra keywords: detection is off). The shipped
+    words apply only when `skill` is a defined skill (`Config` turns them off
+    otherwise: nobody could be qualified for a complaint).
+    """
 
     skill: Name = Field("complaints", description="Skill a complaint requires.")
     min_level: Level = Field(3, description="Minimum level of that skill.")
     priority: Priority = Field("high", description="Priority given to complaints.")
     keywords: dict[Language, list[str]] = Field(
-        default_factory=dict,
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_COMPLAINT_KEYWORDS.items()},
         description="Words and phrases that mark a message as a complaint, per language"
-        " (no keywords: detection is off).",
+        " (whole words, ignoring case and accents). English and Spanish are shipped,"
+        " and apply when `skill` is a defined skill (without it, detection is off:"
+        " `omnirouter check` says so); giving `keywords` replaces all of them (`{}`: none).",
     )
+    extra_keywords: dict[Language, list[str]] = Field(
+        default_factory=dict,
+        description="More complaint words and phrases per language, added to `keywords`"
+        " (the way to extend the shipped vocabulary).",
+    )
+
+    def vocabulary(self) -> dict[str, tuple[str, ...]]:
+        """Every complaint keyword per language: `keywords` plus `extra_keywords`."""
+        out: dict[str, tuple[str, ...]] = {}
+        for lang in (*self.keywords, *self.extra_keywords):
+            words = [*self.keywords.get(lang, ()), *self.extra_keywords.get(lang, ())]
+            out[lang] = tuple(dict.fromkeys(words))
+        return out
 
 
 def _default_capacity() -> dict[str, int]:
@@ -225,7 +281,8 @@ class SlaConfig(Section):
         gt=0,
         lt=1,
         description="Fraction of the target after which the customer is"
-        " told we are on it and the conversation is escalated.",
+        " told we are on it and the conversation is escalated; with business hours it"
+        " is a fraction of open time, as the target is.",
     )
     warning_template: Name | None = Field(
         None,
@@ -255,8 +312,9 @@ class SlaConfig(Section):
     senior_level: Level = Field(4, description="Minimum level of `senior_skill`.")
 
 
+# The placeholders templates may use (what each holds: `Config.templates`).
 TEMPLATE_FIELDS = frozenset(
-    {"customer_name", "expected_response", "conversation_ref", "agent_name"}
+    {"customer_name", "expected_response", "conversation_ref", "agent_name", "opens_at", "due_at"}
 )
 
 

@@ -14,6 +14,7 @@ from router.routing.choose import AgentView, Choice, Need, can_take, choose_agen
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver
 from router.routing.hours import on_shift
+from router.routing.overflow import cancel_overflow, schedule_overflow
 from router.routing.queueing import LEVEL_NAMES, queue_rank
 from router.store import routing as db
 
@@ -162,6 +163,7 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
         return False  # another router process took the last slot or changed their status
     board.add_load(agent_id, conv.channel_type, 1, at=unit.now)
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
+    await cancel_overflow(unit, conv)
     conv = await db.update_conversation(
         unit.conn,
         conv.id,
@@ -199,6 +201,7 @@ async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:
     since = conv.waiting_since or unit.now
     rank = queue_rank(conv.priority, since, ctx.config.routing.aging_step)
     await db.update_conversation(unit.conn, conv.id, waiting_since=since, queue_rank=rank)
+    await schedule_overflow(ctx, unit, conv, since)
     if choice.rule == "waiting_for_last_agent" and conv.prefer_until is not None:
         await db.schedule_timer(
             unit.conn,

@@ -3,8 +3,8 @@
 `classify` applies `routing.rules` in file order: every condition a rule's
 `match` gives must hold; a matching rule merges its skills (highest level
 wins), overrides queue and priority, adds its tags, and `stop: true` ends the
-evaluation. Complaint keywords (every configured language, whatever the
-detected one) then mark a complaint: its skill is required, the priority is
+evaluation. Complaint keywords (every language of the shipped or configured
+vocabulary, whatever the detected one) then mark a complaint: its skill is required, the priority is
 raised to at least the complaint priority, and the tag `complaint` is added.
 
 Keywords match whole words and phrases, ignoring case and accents, in the
@@ -238,7 +238,7 @@ def classify(
 
     complaints = routing.complaints
     complaint = False
-    for lang, keywords in complaints.keywords.items():
+    for lang, keywords in complaints.vocabulary().items():
         keyword = find_keyword(keywords, msg.folded)
         if keyword is not None:
             complaint = True

@@ -20,8 +20,8 @@ from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
 from router.routing.identity import IdentityError, sender_identity, stated_identities
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
-from router.routing.templates import describe_wait, render
-from router.routing.timers import satisfaction_answer, schedule_sla, sla_due
+from router.routing.templates import render, template_language
+from router.routing.timers import promise_fields, satisfaction_answer, schedule_sla, sla_due
 from router.store import routing as db
 
 
@@ -243,16 +243,18 @@ async def acknowledge(ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datet
     template = channel.acknowledge if channel is not None else None
     if template is None or template not in ctx.config.templates:
         return
-    language = conv.language or ctx.config.routing.default_language
-    expected = describe_wait(due, unit.now, language, tz=ctx.tz_for(conv.channel)) if due else ""
+    default = ctx.config.routing.default_language
+    language = template_language(
+        ctx.config.templates, template, conv.language or default, default_language=default
+    )
     used, text = render(
         ctx.config.templates,
         template,
         language,
-        default_language=ctx.config.routing.default_language,
+        default_language=default,
         customer_name=cust.display_name or "",
-        expected_response=expected,
         conversation_ref=conv.ref or "",
+        **promise_fields(ctx, conv.channel, language, unit.now, due),
     )
     await to_customer(
         ctx, unit, conv, text, purpose="ack", auto=True, template=template, language=used

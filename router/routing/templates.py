@@ -3,6 +3,8 @@
 `render` fills a configured template; `describe_wait` writes the promise that
 goes in its `{expected_response}`: plain, positive, and never more precise
 than we can keep ("within 5 minutes", "within 2 hours", "by Monday 09:30").
+`describe_moment` names a moment for `{opens_at}` and `{due_at}` ("tomorrow
+at 09:00", "el lunes a las 09:00"), so a template can say when we open.
 """
 
 from __future__ import annotations
@@ -39,15 +41,22 @@ def render(
     empty strings. An unknown template name, or one with neither language, is
     a `KeyError` (config validation prevents both).
     """
+    used = template_language(templates, name, language, default_language=default_language)
+    return used, templates[name][used].format_map(_Blank(fields))
+
+
+def template_language(
+    templates: Mapping[str, Mapping[str, str]], name: str, language: str, *, default_language: str
+) -> str:
+    """The language `render` writes template `name` in for `language` (see there)."""
     try:
         versions = templates[name]
     except KeyError:
         known = ", ".join(sorted(templates)) or "none"
         raise KeyError(f"no template named {name!r} (known: {known})") from None
     for candidate in (language, primary(language), default_language):
-        text = versions.get(candidate)
-        if text is not None:
-            return candidate, text.format_map(_Blank(fields))
+        if candidate in versions:
+            return candidate
     raise KeyError(
         f"template {name!r} has neither {language!r} nor the default language {default_language!r}"
     )
@@ -134,3 +143,37 @@ def describe_wait(due: datetime, now: datetime, language: str, *, tz: str | None
     if days_ahead < 7:
         return f"by {_WEEKDAYS['en'][local_due.weekday()]} {clock}"
     return f"by {local_due.day} {_MONTHS['en'][local_due.month - 1]} {clock}"
+
+
+def describe_moment(at: datetime, now: datetime, language: str, *, tz: str | None = None) -> str:
+    """`at` seen from `now`, in English or Spanish: "now", "today at 15:00",
+    "tomorrow at 09:00", "on Monday at 09:00", "on 12 January at 09:00".
+
+    A moment not after `now` is "now" ("ahora"). Days and times are read in
+    `tz` (default: `at`'s own zone). Languages other than Spanish get English.
+    """
+    if at.tzinfo is None or now.tzinfo is None:
+        raise ValueError("at and now must be timezone-aware")
+    lang = "es" if primary(language) == "es" else "en"
+    if at.astimezone(UTC) <= now.astimezone(UTC):
+        return "ahora" if lang == "es" else "now"
+    zone = ZoneInfo(tz) if tz is not None else at.tzinfo
+    local, local_now = at.astimezone(zone), now.astimezone(zone)
+    days_ahead = (local.date() - local_now.date()).days
+    clock = f"{local:%H:%M}"
+    if lang == "es":
+        hour = f"a la {clock}" if local.hour == 1 else f"a las {clock}"
+        if days_ahead == 0:
+            return f"hoy {hour}"
+        if days_ahead == 1:
+            return f"mañana {hour}"
+        if days_ahead < 7:
+            return f"el {_WEEKDAYS['es'][local.weekday()]} {hour}"
+        return f"el {local.day} de {_MONTHS['es'][local.month - 1]} {hour}"
+    if days_ahead == 0:
+        return f"today at {clock}"
+    if days_ahead == 1:
+        return f"tomorrow at {clock}"
+    if days_ahead < 7:
+        return f"on {_WEEKDAYS['en'][local.weekday()]} at {clock}"
+    return f"on {local.day} {_MONTHS['en'][local.month - 1]} at {clock}"

@@ -1,8 +1,14 @@
-"""Promises kept: SLA warnings and breaches, the wait for a previous agent, and follow-ups.
+"""Promises kept: SLA warnings and breaches, overflow, the wait for a previous agent, follow-ups.
 
 Timers live in the store (each scheduled once, under a unique key) and come
 back through the inbound topic as `timer` records, so they are processed in
 order with the conversation's messages and survive restarts.
+
+Every SLA instant (the warning, the breach, a queue's `overflow_after`) counts
+open time of the channel's business hours, as the promised due time does: a
+chat that arrives a minute before closing is warned about after opening, not
+over the weekend. The other timers (the wait for a previous agent, assignment
+timeouts, follow-ups) are about people at work now and count wall-clock time.
 """
 
 from __future__ import annotations
@@ -15,9 +21,10 @@ from router.envelope import Envelope
 from router.routing.assign import release_capacity, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
-from router.routing.hours import add_business_time
+from router.routing.hours import add_business_time, business_time_between, next_open
+from router.routing.overflow import OVERFLOW_TIMER
 from router.routing.queueing import LEVEL_NAMES
-from router.routing.templates import render
+from router.routing.templates import describe_moment, describe_wait, render, template_language
 from router.store import routing as db
 
 SLA_TIMERS = ("sla_warning", "sla_breach")
@@ -34,8 +41,31 @@ def sla_due(
     return add_business_time(hours, now, targets.for_priority(priority))  # type: ignore[arg-type]
 
 
+def sla_warning_at(ctx: Routing, channel: str, start: datetime, due: datetime) -> datetime:
+    """When `sla.warning_at` of the open time between `start` and `due` has elapsed."""
+    hours = ctx.hours_for(channel)
+    target = business_time_between(hours, start, due)
+    return add_business_time(hours, start, target * ctx.config.sla.warning_at)
+
+
+def promise_fields(
+    ctx: Routing, channel: str, language: str, now: datetime, due: datetime | None
+) -> dict[str, str]:
+    """The template fields that say when: the promised wait, its moment, our next opening.
+
+    `language` is the one the template is written in (`template_language`): a
+    Spanish customer whose template has only English reads no "mañana" in it.
+    """
+    tz, hours = ctx.tz_for(channel), ctx.hours_for(channel)
+    return {
+        "expected_response": describe_wait(due, now, language, tz=tz) if due else "",
+        "due_at": describe_moment(due, now, language, tz=tz) if due else "",
+        "opens_at": describe_moment(next_open(hours, now), now, language, tz=tz),
+    }
+
+
 async def schedule_sla(ctx: Routing, unit: Unit, conv: Any, start: datetime, due: datetime) -> None:
-    warning = start + (due - start) * ctx.config.sla.warning_at
+    warning = sla_warning_at(ctx, conv.channel, start, due)
     base = f"{conv.id}:{start.isoformat()}"
     await db.schedule_timer(
         unit.conn,
@@ -98,6 +128,8 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
                 reason={"detail": "previous agent still busy; any qualified agent"},
             )
             await route(ctx, unit, conv, widen=True)
+    elif kind == OVERFLOW_TIMER:
+        await overflow(ctx, unit, conv, env)
     elif kind == "assignment_timeout":
         await assignment_timeout(ctx, unit, conv, env)
     elif kind == "followup":
@@ -125,19 +157,67 @@ async def assignment_timeout(ctx: Routing, unit: Unit, conv: Any, env: Envelope)
     await route(ctx, unit, conv, widen=True, exclude={agent_id})
 
 
+async def overflow(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
+    """The conversation waited its queue's `overflow_after`: on to the overflow queue."""
+    payload = env.meta.get("payload", {})
+    name = str(payload.get("queue", ""))
+    since = conv.waiting_since
+    if (
+        conv.status != "open"
+        or conv.owner_agent_id is not None
+        or since is None
+        or conv.queue != name
+        or since != datetime.fromisoformat(str(payload.get("since")))
+    ):
+        return  # assigned, moved, resolved or waiting anew meanwhile
+    queue = ctx.queues.get(name)
+    if queue is None or queue.overflow is None or queue.overflow_after is None:
+        unit.decide(
+            "ignore",
+            conversation_id=conv.id,
+            queue=name,
+            reason={"detail": f"queue {name} no longer overflows (config reloaded)"},
+        )
+        return
+    conv = await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
+    minutes = queue.overflow_after.total_seconds() / 60
+    unit.decide(
+        "overflow",
+        conversation_id=conv.id,
+        queue=queue.overflow,
+        priority=LEVEL_NAMES[conv.priority],
+        reason={
+            "rule": "overflow_after",
+            "detail": f"waited {minutes:g} min of open time in {name}",
+            "from": name,
+            "to": queue.overflow,
+            "waiting_since": since.isoformat(),
+        },
+    )
+    await route(ctx, unit, conv, widen=True)
+
+
 async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
     if conv.first_response_at is not None or conv.status != "open":
         return
     sla = ctx.config.sla
     if sla.warning_template and sla.warning_template in ctx.config.templates:
         cust = await db.customer(unit.conn, conv.customer_id)
+        default = ctx.config.routing.default_language
+        language = template_language(
+            ctx.config.templates,
+            sla.warning_template,
+            conv.language or default,
+            default_language=default,
+        )
         used, text = render(
             ctx.config.templates,
             sla.warning_template,
-            conv.language or ctx.config.routing.default_language,
-            default_language=ctx.config.routing.default_language,
+            language,
+            default_language=default,
             customer_name=cust.display_name or "",
             conversation_ref=conv.ref or "",
+            **promise_fields(ctx, conv.channel, language, unit.now, conv.sla_due_at),
         )
         await to_customer(
             ctx,
@@ -158,7 +238,13 @@ async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
         await deliver(ctx, unit, conv, sup.id, "escalation", reason)
     queue = ctx.queues.get(conv.queue) if conv.queue else None
     rerouted = None
-    if conv.owner_agent_id is None and queue is not None and queue.overflow:
+    # A queue with its own `overflow_after` overflows on that timer, not here.
+    if (
+        conv.owner_agent_id is None
+        and queue is not None
+        and queue.overflow
+        and queue.overflow_after is None
+    ):
         conv = await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
         rerouted = queue.overflow
     unit.decide(

@@ -225,8 +225,34 @@ def test_complaint_keeps_higher_priority_and_skill_level() -> None:
     assert result.tags == ("complaint",)
 
 
-def test_complaint_detection_off_without_keywords() -> None:
-    assert not run(message("unacceptable"), RoutingConfig()).complaint
+@pytest.mark.parametrize(
+    ("text", "keyword"),
+    [
+        ("This is unacceptable", "unacceptable"),
+        ("I want to speak to a manager", "speak to a manager"),
+        ("Es inaceptable, quiero poner una queja", "inaceptable"),
+        ("Quiero la hoja de reclamaciones", "hoja de reclamaciones"),
+    ],
+)
+def test_complaint_vocabulary_is_shipped_in_english_and_spanish(text: str, keyword: str) -> None:
+    # No routing.complaints configured at all: the shipped words still detect.
+    result = run(message(text), RoutingConfig())
+    assert result.complaint
+    assert any(r.startswith(f"complaint keyword {keyword!r}") for r in result.reasons)
+
+
+def test_complaint_extra_keywords_extend_and_keywords_replace_the_shipped_ones() -> None:
+    extended = RoutingConfig.model_validate(
+        {"complaints": {"extra_keywords": {"en": ["chargeback"], "fr": ["plainte"]}}}
+    )
+    assert run(message("I will file a chargeback"), extended).complaint
+    assert run(message("Je dépose une plainte"), extended).complaint
+    assert run(message("unacceptable"), extended).complaint  # the shipped words stay
+    replaced = RoutingConfig.model_validate({"complaints": {"keywords": {"en": ["awful"]}}})
+    assert run(message("awful"), replaced).complaint
+    assert not run(message("unacceptable"), replaced).complaint
+    off = RoutingConfig.model_validate({"complaints": {"keywords": {}}})
+    assert not run(message("unacceptable, queja"), off).complaint
 
 
 def test_language_fallbacks() -> None:
