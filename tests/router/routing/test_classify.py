@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ import yaml
 
 from router.config.routing import RoutingConfig
 from router.envelope import Envelope, Sender
+from router.errors import ConfigError
 from router.routing.classify import Classification, CustomerFacts, classify, find_keyword, fold
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -366,3 +368,23 @@ def test_unknown_business_hours_in_a_rule_is_a_config_error() -> None:
             "version: 1\nrouting:\n  rules:\n    - {name: r, match: {during: nope}, then: {}}\n",
             env={},
         )
+
+
+def test_shipped_complaint_words_apply_where_the_complaint_skill_is_defined(
+    tmp_path: Path,
+) -> None:
+    from router.config import parse_config
+    from router.config.loader import check
+
+    with_skill = parse_config("version: 1\nskills: [{name: complaints}]\n", env={})
+    assert sorted(with_skill.routing.complaints.vocabulary()) == ["en", "es"]
+    # Nobody could be qualified for a complaint: the shipped words are off, and check says so.
+    assert parse_config("version: 1\n", env={}).routing.complaints.vocabulary() == {}
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("version: 1\n", encoding="utf-8")
+    out = io.StringIO()
+    assert check(bare, {}, out=out, err=io.StringIO()) == 0
+    assert "complaints: off (no skill 'complaints')" in out.getvalue()
+    # Words the operator gives still need the skill.
+    with pytest.raises(ConfigError, match="skill 'complaints' is not defined"):
+        parse_config("version: 1\nrouting: {complaints: {extra_keywords: {en: [awful]}}}\n", env={})

@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from router.routing.templates import describe_wait, render
+from router.config.loader import check
+from router.routing.templates import describe_moment, describe_wait, render
+from tests.router.routing.office import OFFICE, scenario
+from tests.router.routing.scenarios import mail
 
 TEMPLATES = {
     "ack": {
@@ -92,3 +97,79 @@ def test_describe_wait_across_dst_counts_real_time() -> None:
 def test_describe_wait_needs_aware_datetimes() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         describe_wait(datetime(2025, 1, 1), NOW, "en")
+
+
+@pytest.mark.parametrize(
+    ("at", "en", "es"),
+    [
+        (NOW, "now", "ahora"),
+        (NOW - timedelta(minutes=5), "now", "ahora"),
+        (NOW.replace(hour=15), "today at 15:00", "hoy a las 15:00"),
+        (NOW + timedelta(days=1, hours=-1), "tomorrow at 09:00", "mañana a las 09:00"),
+        (datetime(2025, 11, 10, 9, 0, tzinfo=MADRID), "on Monday at 09:00", "el lunes a las 09:00"),
+        (datetime(2025, 11, 8, 1, 30, tzinfo=MADRID), "tomorrow at 01:30", "mañana a la 01:30"),
+        (datetime(2025, 11, 17, 9, 0, tzinfo=MADRID), "on 17 November at 09:00",
+         "el 17 de noviembre a las 09:00"),
+    ],
+)  # fmt: skip
+def test_describe_moment(at: datetime, en: str, es: str) -> None:
+    assert describe_moment(at, NOW, "en") == en
+    assert describe_moment(at, NOW, "es-ES") == es
+    assert describe_moment(at, NOW, "fr") == en  # other languages: English
+
+
+def test_describe_moment_reads_the_given_zone() -> None:
+    at = datetime(2025, 11, 10, 8, 0, tzinfo=UTC)  # Monday 09:00 in Madrid
+    assert describe_moment(at, NOW, "en", tz="Europe/Madrid") == "on Monday at 09:00"
+    assert describe_moment(at, NOW, "en", tz="America/New_York") == "on Monday at 03:00"
+    with pytest.raises(ValueError, match="timezone-aware"):
+        describe_moment(datetime(2025, 1, 1), NOW, "en")
+
+
+OPENING = """\
+  ack:
+    en: "We open {opens_at}; we will answer {expected_response} ({due_at})."
+    es: "Abrimos {opens_at}; te responderemos {expected_response} ({due_at})."
+"""
+
+
+def office_with(templates: str) -> str:
+    text = OFFICE.read_text(encoding="utf-8")
+    start = text.index("  ack:\n")
+    return text[:start] + templates + text[text.index("  on_it:\n") :]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hello, I have a question about my order",
+         "We open tomorrow at 09:00; we will answer by tomorrow 17:00 (tomorrow at 17:00)."),
+        ("Hola, tengo una pregunta sobre mi pedido de ayer",
+         "Abrimos mañana a las 09:00; te responderemos mañana a las 17:00"
+         " (mañana a las 17:00)."),
+    ],
+)  # fmt: skip
+async def test_acknowledgement_names_the_next_opening_in_the_customers_language(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    config = tmp_path / "opening.yaml"
+    config.write_text(office_with(OPENING), encoding="utf-8")
+    # Sunday 20:00 in Madrid: closed; office hours open Monday 09:00, and the
+    # 8-hour email target (open time) ends Monday 17:00.
+    async with scenario(tmp_path, "2026-03-08T20:00:00+01:00", config) as run:
+        await run.step(**mail("eva@shop.test", "<t1@x>", text))
+        [ack] = run.out("outbound.mail")
+        assert ack.text == expected
+
+
+def test_check_accepts_the_time_placeholders_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(office_with(OPENING), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert check(good, {}, out=out, err=err) == 0, err.getvalue()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(office_with('  ack:\n    en: "We open {opening}."\n'), encoding="utf-8")
+    out, err = io.StringIO(), io.StringIO()
+    assert check(bad, {}, out=out, err=err) == 2
+    assert "unknown placeholder {opening}" in err.getvalue()
+    assert "{opens_at}" in err.getvalue() and "{due_at}" in err.getvalue()
