@@ -14,7 +14,7 @@ timeouts, follow-ups) are about people at work now and count wall-clock time.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
@@ -167,7 +167,7 @@ async def overflow(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
         or conv.owner_agent_id is not None
         or since is None
         or conv.queue != name
-        or since != datetime.fromisoformat(str(payload.get("since")))
+        or since.isoformat() != _utc_iso(payload.get("since"))
     ):
         return  # assigned, moved, resolved or waiting anew meanwhile
     queue = ctx.queues.get(name)
@@ -195,6 +195,13 @@ async def overflow(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
         },
     )
     await route(ctx, unit, conv, widen=True)
+
+
+def _utc_iso(value: Any) -> str | None:
+    try:
+        return datetime.fromisoformat(str(value)).astimezone(UTC).isoformat()
+    except ValueError:
+        return None
 
 
 async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
