@@ -84,7 +84,7 @@ class Simulation:
             decisions += await self._tick()
             if due is not None and due <= self.clock:
                 await self.engine.fire_due_timers(self.clock)
-                decisions += await self.drain_outbox(None)
+                decisions += await self.drain_outbox()
         self.clock = max(self.clock, to)
         decisions += await self._tick()
         return decisions
@@ -109,7 +109,7 @@ class Simulation:
             decisions += await self.drain_outbox(decisions[0].input)
         return decisions
 
-    async def drain_outbox(self, input_id: str | None) -> list[Decision]:
+    async def drain_outbox(self, input_id: str | None = None) -> list[Decision]:
         """Report what `input_id` made the router send, and feed records the router sent to
         itself (timer events) back in, each followed by what it made the router send."""
         decisions: list[Decision] = []
