@@ -89,10 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate",
         help="run events through the routing code; show its decisions and what it would send",
         description=(
-            "Run a file of events through the real routing code on a throwaway store and"
-            " print every decision and every output (messages to customers, deliveries to"
-            " agents, supervisor notices, incidents) in time order, then figures per channel."
-            " The same events, config and customers give the same output, byte for byte."
+            "Run a file of events through the real routing code on a throwaway store and\n"
+            "print every decision and every output (messages to customers, deliveries to\n"
+            "agents, supervisor notices, incidents) in time order, then figures per channel.\n"
+            "The same events, config and customers give the same output, byte for byte."
         ),
         epilog=SIMULATE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
