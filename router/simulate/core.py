@@ -72,22 +72,31 @@ class Simulation:
         """Walk the clock to `to`, stopping at every due timer and every moment a shift or
         business hours open or close on the way, in time order, as the daemon would."""
         decisions: list[Decision] = []
-        marks = self._boundaries(self.clock, to)
+        marks = iter(self._boundaries(self.clock, to))
+        mark = next(marks, None)
+        due = await self._next_due()  # read again only when something may have changed it
         while True:
-            async with self.store.transaction(readonly=True) as conn:
-                due = await db.next_timer_due(conn)
-            mark = next((m for m in marks if m > self.clock), None)
             stops = [t for t in (due, mark) if t is not None and t <= to]
             if not stops:
                 break
             self.clock = max(self.clock, min(stops))
-            decisions += await self._tick()
-            if due is not None and due <= self.clock:
+            while mark is not None and mark <= self.clock:
+                mark = next(marks, None)
+            ticked = await self._tick()
+            decisions += ticked
+            fire = due is not None and due <= self.clock
+            if fire:
                 await self.engine.fire_due_timers(self.clock)
                 decisions += await self.drain_outbox()
+            if fire or ticked:  # only acting schedules or cancels timers
+                due = await self._next_due()
         self.clock = max(self.clock, to)
         decisions += await self._tick()
         return decisions
+
+    async def _next_due(self) -> datetime | None:
+        async with self.store.transaction(readonly=True) as conn:
+            return await db.next_timer_due(conn)
 
     def _boundaries(self, after: datetime, until: datetime) -> list[datetime]:
         if until <= after:
