@@ -24,6 +24,22 @@ exit status:
      starting it again will not help until it is fixed
 """
 
+SIMULATE_EPILOG = """\
+event lines (one JSON object each; blank lines and lines starting with # are skipped):
+  {"at": "2026-03-02T10:00:00Z", "channel": "support-email", "from": "eva@shop.test",
+   "thread": "t1", "subject": "Invoice", "text": "my invoice is wrong"}
+  {"agent": "ana", "reply": "Fixed!", "conversation": "support-email/t1"}
+  {"agent": "ana", "command": "transfer", "args": ["billing"], "conversation": "..."}
+  {"at": "2026-03-02T18:00:00Z"}            only moves the clock
+  an unknown key is an error naming the line; docs/routing.md lists every field
+
+output (json): decisions keep their shape (input, conversation_id, action, ...);
+  other lines have "type": "output" (customer_message, delivery, supervisor_notice,
+  incident), "summary" (per channel, last) and, with --compare, "assignment".
+
+exit status: 0 done, 2 invalid config, events or customers file (the reason is printed)
+"""
+
 
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
@@ -70,10 +86,40 @@ def build_parser() -> argparse.ArgumentParser:
     norm.add_argument("file", help="the raw input, e.g. a .eml file ('-' for stdin)")
 
     sim = sub.add_parser(
-        "simulate", help="run events through the routing code; one JSON decision per line"
+        "simulate",
+        help="run events through the routing code; show its decisions and what it would send",
+        description=(
+            "Run a file of events through the real routing code on a throwaway store and\n"
+            "print every decision and every output (messages to customers, deliveries to\n"
+            "agents, supervisor notices, incidents) in time order, then figures per channel.\n"
+            "The same events, config and customers give the same output, byte for byte."
+        ),
+        epilog=SIMULATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sim.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
-    sim.add_argument("events", help="JSON lines: messages, agent commands and replies ('-': stdin)")
+    sim_config = sim.add_mutually_exclusive_group()
+    sim_config.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
+    sim_config.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("OLD", "NEW"),
+        help="run the events on two config files; show whose conversations change and the"
+        " figures per channel before and after",
+    )
+    sim.add_argument(
+        "--format",
+        choices=["json", "table"],
+        default="json",
+        help="json: one JSON object per line, for tools (default); table: a readable timeline",
+    )
+    sim.add_argument(
+        "--customers",
+        metavar="FILE",
+        help="known customers to load first (CSV or YAML, as for import-customers)",
+    )
+    sim.add_argument(
+        "events", help="JSON lines: messages, agent commands and replies, times ('-': stdin)"
+    )
 
     inc = sub.add_parser("incidents", help="list the incident register (newest first)")
     inc.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
@@ -179,20 +225,29 @@ def _normalize(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from router.errors import OmniError
     from router.logs import setup_logging
-    from router.simulate import run
+    from router.simulate import read_events, run, run_compare
 
-    config = _config_or_none(args.config)
-    if config is None:
+    paths = args.compare or [args.config or DEFAULT_CONFIG]
+    configs = [_config_or_none(path) for path in paths]
+    if any(config is None for config in configs):
         return 2
-    # Decisions go to stdout; keep the log quiet and out of the way.
+    # The report goes to stdout; keep the log quiet and out of the way.
     setup_logging(level="warning", fmt="console", stream=sys.stderr)
+    customers = Path(args.customers) if args.customers else None
     try:
         if args.events == "-":
-            return asyncio.run(run(config, sys.stdin, sys.stdout))
-        with open(args.events, encoding="utf-8") as events:
-            return asyncio.run(run(config, events, sys.stdout))
+            events = list(read_events(sys.stdin))
+        else:
+            with open(args.events, encoding="utf-8") as lines:
+                events = list(read_events(lines))
+        if args.compare:
+            old, new = configs
+            go = run_compare(old, new, events, sys.stdout, fmt=args.format, customers=customers)
+        else:
+            go = run(configs[0], events, sys.stdout, fmt=args.format, customers=customers)
+        return asyncio.run(go)
     except OSError as exc:
-        print(f"cannot read {args.events}: {exc.strerror}", file=sys.stderr)
+        print(f"cannot read {exc.filename or args.events}: {exc.strerror}", file=sys.stderr)
         return 2
     except OmniError as exc:
         print(f"simulate: {exc}", file=sys.stderr)

@@ -178,3 +178,19 @@ def on_shift(
         raise KeyError(f"agent {agent.id}: no business hours named {agent.schedule!r}") from None
     tz = _zone(agent.timezone or hours.timezone)
     return _is_open(hours, tz, _aware(at, "at"))
+
+
+def changes(
+    hours: BusinessHoursConfig, after: datetime, until: datetime, timezone: str | None = None
+) -> list[datetime]:
+    """The instants in (`after`, `until`] (UTC) when `hours` open or close, in order,
+    read in `timezone` (default: the schedule's own), as `on_shift` reads them."""
+    a, b = _aware(after, "after"), _aware(until, "until")
+    tz = _zone(timezone or hours.timezone)
+    found: set[datetime] = set()
+    day = a.astimezone(tz).date() - _ONE_DAY
+    while day <= b.astimezone(tz).date():
+        for start, end in _day_intervals(hours, tz, day):
+            found.update(t for t in (start, end) if a < t <= b)
+        day += _ONE_DAY
+    return sorted(found)

@@ -9,8 +9,12 @@ an agent past it.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
@@ -38,12 +42,39 @@ Row = Any
 _REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
+# Where new customer and conversation ids and references come from: random in the
+# daemon; `simulate` sets a counter (`seeded_ids`), so the same events give the same
+# ids and its output can be compared byte for byte. A context variable, so a seeded
+# run never leaks into another task.
+_draw: ContextVar[Callable[[str], str] | None] = ContextVar("omnirouter_ids", default=None)
+
+
 def new_id() -> str:
-    return secrets.token_hex(16)
+    draw = _draw.get()
+    return draw("id") if draw is not None else secrets.token_hex(16)
 
 
 def new_ref() -> str:
+    draw = _draw.get()
+    if draw is not None:
+        digest = bytes.fromhex(draw("ref"))
+        return "".join(_REF_ALPHABET[b % len(_REF_ALPHABET)] for b in digest[:7])
     return "".join(secrets.choice(_REF_ALPHABET) for _ in range(7))
+
+
+@contextmanager
+def seeded_ids(seed: str) -> Iterator[None]:
+    """New ids and references within: the n-th draw is a hash of (seed, kind, n)."""
+    counter = itertools.count()
+
+    def draw(kind: str) -> str:
+        return hashlib.sha256(f"{seed}:{kind}:{next(counter)}".encode()).hexdigest()[:32]
+
+    token = _draw.set(draw)
+    try:
+        yield
+    finally:
+        _draw.reset(token)
 
 
 def _insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
