@@ -156,8 +156,8 @@ async def route(
 async def handed_back(unit: Unit, conv: Any, choice: Choice) -> bool:
     """True when the choice is the agent who transferred this conversation away, and
     nobody has had it since: it waits for someone else instead (docs/routing.md, Agents)."""
-    if choice.agent_id is None or conv.opened_at == unit.now:
-        return False  # nobody chosen, or opened in this unit of work: never transferred
+    if choice.agent_id is None:
+        return False
     return await db.transferred_away_by(unit.conn, conv.id) == choice.agent_id
 
 

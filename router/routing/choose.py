@@ -150,7 +150,9 @@ def choose_agent(
         skipped = {agent_id: exclude[agent_id] for agent_id in passed}
     else:
         skipped = dict.fromkeys(passed, "did not take it in time")
-    # Qualified but unable to take it now, and unqualified: the first say more.
+    # Qualified but unable to take it now, and unqualified: the first say more. Only
+    # the first MAX_EXPLAINED agents the walk passes are told apart (the walk stays
+    # as cheap as it was: its agents are mostly at capacity or unqualified).
     unable: dict[str, str] = {}
     unfit: dict[str, str] = {}
     examined = 0
@@ -158,29 +160,28 @@ def choose_agent(
         examined += 1
         if agent.id in exclude:
             continue
-        why = unavailable_because(agent, need)
-        if why is None:
-            why = unqualified_because(agent, need)
+        busy = unavailable_because(agent, need)
+        why = (
+            unqualified_because(agent, need) if busy is None or examined <= MAX_EXPLAINED else None
+        )
+        if busy is None and why is None:
+            return Choice(
+                agent_id=agent.id,
+                rule="best_available",
+                reason={
+                    "rule": "best_available",
+                    "detail": "least occupied qualified agent, then least recently assigned",
+                    "examined": examined,
+                    "occupancy": round(agent.occupancy(), 3),
+                    "skipped": _named(skipped, unable, unfit),
+                    **need_info,
+                },
+            )
+        if examined <= MAX_EXPLAINED:
             if why is None:
-                return Choice(
-                    agent_id=agent.id,
-                    rule="best_available",
-                    reason={
-                        "rule": "best_available",
-                        "detail": "least occupied qualified agent, then least recently assigned",
-                        "examined": examined,
-                        "occupancy": round(agent.occupancy(), 3),
-                        "skipped": _named(skipped, unable, unfit),
-                        **need_info,
-                    },
-                )
-            if len(skipped) + len(unable) + len(unfit) < MAX_EXPLAINED:
-                unfit[agent.id] = why
-        elif len(skipped) + len(unable) < MAX_EXPLAINED:
-            if unqualified_because(agent, need) is None:
-                unable[agent.id] = why
-            elif len(skipped) + len(unable) + len(unfit) < MAX_EXPLAINED:
-                unfit[agent.id] = why
+                unable[agent.id] = busy or ""
+            else:
+                unfit[agent.id] = busy or why
     # Nobody: the qualified agents who are not here (away, offline, off shift) say why
     # it waits; looked for only now, and only until the explanation is full.
     if len(skipped) + len(unable) < MAX_EXPLAINED:
