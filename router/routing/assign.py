@@ -155,8 +155,9 @@ async def route(
 
 async def handed_back(unit: Unit, conv: Any, choice: Choice) -> bool:
     """True when the choice is the agent who transferred this conversation away, and
-    nobody has had it since: it waits for someone else instead (docs/routing.md, Agents)."""
-    if choice.agent_id is None:
+    nobody has had it since: it waits for someone else instead (docs/routing.md, Agents).
+    Not when they are chosen as its preferred agent: someone transferred it to them."""
+    if choice.agent_id is None or choice.rule == "last_agent":
         return False
     return await db.transferred_away_by(unit.conn, conv.id) == choice.agent_id
 

@@ -82,6 +82,16 @@ async def test_a_transfer_never_goes_straight_back_to_the_transferring_agent(
     assert (last.agent, last.conversation_id) == ("ben", eva)
 
 
+async def test_a_conversation_transferred_away_goes_back_when_named(run: Run) -> None:
+    eva = await ana_and_ben_busy(run)
+    await run.step(agent="ana", command="transfer", args=["billing"], conversation="mail/<eva@x>")
+    assert run.actions("queue")[-1].conversation_id == eva
+    # Waiting, it has no owner: Ben may act on it, and sends it back to Ana by name.
+    await run.step(agent="ben", command="transfer", args=["ana"], conversation="mail/<eva@x>")
+    last = run.actions("assign")[-1]
+    assert (last.agent, last.conversation_id, last.reason["rule"]) == ("ana", eva, "last_agent")
+
+
 async def test_a_transfer_to_a_busy_agent_widens_to_others_but_not_back(run: Run) -> None:
     eva = await ana_and_ben_busy(run)
     await run.step(agent="ana", command="transfer", args=["ben"], conversation="mail/<eva@x>")
