@@ -370,8 +370,9 @@ async def link(
     except IdentityError as exc:
         await reject(ctx, unit, agent_id, str(exc), code="link_identity", conversation_id=conv.id)
         return
-    await remember(ctx, unit, env, conv, f"{name}ed {ident.kind} {ident.value} by {agent_id}")
+    said = f"{name}ed {ident.kind} {ident.value} by {agent_id}"
     if name == "unlink":
+        await remember(ctx, unit, env, conv, said)
         removed = await db.remove_identity(unit.conn, ident.kind, ident.value, conv.customer_id)
         unit.decide(
             "unlink",
@@ -381,6 +382,9 @@ async def link(
         )
         return
     owner = await db.identity_owner(unit.conn, ident.kind, ident.value)
+    if owner is not None and owner != conv.customer_id:
+        said += " (it belongs to another customer: suggested, not merged)"
+    await remember(ctx, unit, env, conv, said)
     if owner is None:
         await db.add_identity(
             unit.conn, ident.kind, ident.value, conv.customer_id, f"agent:{agent_id}", unit.now
