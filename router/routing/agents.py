@@ -5,6 +5,10 @@ their Telegram id), or by their id on the webhook channel that is their sink;
 acting on a conversation also needs the signed token from
 the notification they received, issued to them. Anything else is rejected
 with a logged reason and a short notice back to the sender.
+
+The transcript keeps what happened once: an agent's reply is the reply the
+customer received (stored when it goes out), and a command is stored as what
+it did, in words ("transferred to billing by ana: ..."), once it is applied.
 """
 
 from __future__ import annotations
@@ -36,20 +40,71 @@ async def authorised(ctx: Routing, unit: Unit, env: Envelope, agent_id: str) -> 
     conv_id = tokens.verify(ctx.signing_key, token, agent_id) if isinstance(token, str) else None
     conv = await db.conversation(unit.conn, conv_id) if conv_id else None
     if conv is None:
-        await reject(ctx, unit, agent_id, "missing or invalid conversation token", code="token")
+        await reject(
+            ctx, unit, agent_id, "missing or invalid conversation token", code="token", env=env
+        )
         return None
     agent = ctx.agents[agent_id]
     if conv.owner_agent_id not in (None, agent_id) and not agent.supervisor:
-        await reject(ctx, unit, agent_id, "conversation is owned by another agent", code="owner")
+        await reject(
+            ctx,
+            unit,
+            agent_id,
+            "conversation is owned by another agent",
+            code="owner",
+            conversation_id=conv.id,
+        )
         return None
     return conv
 
 
-async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str, *, code: str) -> None:
+async def named_conversation(
+    ctx: Routing, unit: Unit, env: Envelope, agent_id: str | None
+) -> str | None:
+    """The conversation an agent's input is about, to name in its decision: the
+    envelope's own, or the one its token names (issued to this agent, or at least
+    a stored conversation: a forged token names nothing)."""
+    if env.conversation_id:
+        return env.conversation_id
+    token = env.meta.get("token")
+    if not isinstance(token, str):
+        return None
+    if agent_id is not None and (verified := tokens.verify(ctx.signing_key, token, agent_id)):
+        return verified
+    named = tokens.conversation_of(token)
+    if named is None or await db.conversation(unit.conn, named) is None:
+        return None
+    return named
+
+
+async def reject(
+    ctx: Routing,
+    unit: Unit,
+    agent_id: str | None,
+    why: str,
+    *,
+    code: str,
+    conversation_id: str | None = None,
+    env: Envelope | None = None,
+) -> None:
     """Refuse an agent's input: `why` (which may quote what they sent) goes only to
-    them and to `simulate`; the log gets `code`, a fixed kind of refusal."""
-    log.warning("agent input rejected", record_id=unit.input_id, agent=agent_id, reason=code)
-    unit.decide("reject", agent=agent_id, reason={"code": code, "detail": why})
+    them and to `simulate`; the log gets `code`, a fixed kind of refusal. The decision
+    names the conversation: `conversation_id`, else the one `env` names."""
+    if conversation_id is None and env is not None:
+        conversation_id = await named_conversation(ctx, unit, env, agent_id)
+    log.warning(
+        "agent input rejected",
+        record_id=unit.input_id,
+        agent=agent_id,
+        conversation_id=conversation_id,
+        reason=code,
+    )
+    unit.decide(
+        "reject",
+        conversation_id=conversation_id,
+        agent=agent_id,
+        reason={"code": code, "detail": why},
+    )
     agent = ctx.agents.get(agent_id) if agent_id else None
     if agent is None:
         return
@@ -89,7 +144,9 @@ async def reject(ctx: Routing, unit: Unit, agent_id: str | None, why: str, *, co
 async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
     agent_id = ctx.agent_of(env)
     if agent_id is None:
-        await reject(ctx, unit, None, "sender is not a configured agent", code="not_an_agent")
+        await reject(
+            ctx, unit, None, "sender is not a configured agent", code="not_an_agent", env=env
+        )
         return
     conv = await authorised(ctx, unit, env, agent_id)
     if conv is None:
@@ -99,12 +156,16 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
     if size > limit:
         # It could not go out on the bus; the agent hears why instead of the customer nothing.
         await reject(
-            ctx, unit, agent_id, f"reply too long ({size} bytes; at most {limit})", code="too_long"
+            ctx,
+            unit,
+            agent_id,
+            f"reply too long ({size} bytes; at most {limit})",
+            code="too_long",
+            conversation_id=conv.id,
         )
         return
-    await ctx.store.record_message(
-        env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn
-    )
+    # Not stored as it came in: `to_customer` stores the reply as the customer gets it
+    # (from this agent), and the transcript shows it once.
     agent = ctx.agents[agent_id]
     await to_customer(ctx, unit, conv, env.text, purpose="reply", auto=False, agent=agent)
     if conv.first_response_at is None:
@@ -125,10 +186,14 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
     name = str(command.get("name", "")).lower()
     args = [str(a) for a in command.get("args", [])]
     if agent_id is None:
-        await reject(ctx, unit, None, "sender is not a configured agent", code="not_an_agent")
+        await reject(
+            ctx, unit, None, "sender is not a configured agent", code="not_an_agent", env=env
+        )
         return
     if name not in COMMANDS:
-        await reject(ctx, unit, agent_id, f"unknown command {name!r}", code="unknown_command")
+        await reject(
+            ctx, unit, agent_id, f"unknown command {name!r}", code="unknown_command", env=env
+        )
         return
     if name in ("available", "away", "offline"):
         changed = await set_status(ctx, unit, agent_id, name)
@@ -139,28 +204,36 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
     conv = await authorised(ctx, unit, env, agent_id)
     if conv is None:
         return
-    await ctx.store.record_message(
-        env.model_copy(update={"conversation_id": conv.id}), conn=unit.conn
-    )
     if name == "accept":
+        await remember(ctx, unit, env, conv, f"accepted by {agent_id}")
         await db.accept_assignment(unit.conn, conv.id, unit.now)
         await db.cancel_timers(unit.conn, conv.id, ("assignment_timeout",), unit.now)
         unit.decide("accept", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
     elif name == "resolve":
+        await remember(ctx, unit, env, conv, f"resolved by {agent_id}")
         await resolve(ctx, unit, conv, agent_id)
     elif name == "transfer":
-        await transfer(ctx, unit, conv, agent_id, args)
+        await transfer(ctx, unit, env, conv, agent_id, args)
     elif name == "note":
+        await remember(ctx, unit, env, conv, f"note by {agent_id}: {' '.join(args)}")
         unit.decide(
             "note", conversation_id=conv.id, agent=agent_id, reason={"note": " ".join(args)}
         )
     elif name == "reopen":
+        await remember(ctx, unit, env, conv, f"reopened by {agent_id}")
         conv = await db.update_conversation(unit.conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
         if conv.owner_agent_id is None:
             await route(ctx, unit, conv, widen=True)
     elif name in ("link", "unlink"):
-        await link(ctx, unit, conv, agent_id, name, args)
+        await link(ctx, unit, env, conv, agent_id, name, args)
+
+
+async def remember(ctx: Routing, unit: Unit, env: Envelope, conv: Any, text: str) -> None:
+    """Keep an applied command in the conversation's transcript, as what it did."""
+    await ctx.store.record_message(
+        env.model_copy(update={"conversation_id": conv.id, "text": text}), conn=unit.conn
+    )
 
 
 async def release(ctx: Routing, unit: Unit, conv: Any, why: str) -> str | None:
@@ -193,7 +266,12 @@ async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
         await drain(ctx, unit, [owner])
 
 
-async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: list[str]) -> None:
+async def transfer(
+    ctx: Routing, unit: Unit, env: Envelope, conv: Any, agent_id: str, args: list[str]
+) -> None:
+    """To a queue (its skills are then required) or to an agent (waited for as the
+    customer's last agent is). Never straight back to `agent_id`: with nobody else
+    qualified and free, it waits in the queue (docs/routing.md, Agents)."""
     target = args[0] if args else ""
     note = " ".join(args[1:]) or None
     if target not in ctx.queues and target not in ctx.agents:
@@ -203,11 +281,19 @@ async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: lis
             agent_id,
             f"transfer target {target!r} is neither a queue nor an agent",
             code="transfer_target",
+            conversation_id=conv.id,
         )
         return
+    await remember(
+        ctx,
+        unit,
+        env,
+        conv,
+        f"transferred to {target} by {agent_id}" + (f": {note}" if note else ""),
+    )
     previous = await release(ctx, unit, conv, f"transferred to {target}")
     if target in ctx.queues:
-        await db.update_conversation(
+        conv = await db.update_conversation(
             unit.conn,
             conv.id,
             queue=target,
@@ -238,7 +324,8 @@ async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: lis
         agent=agent_id,
         reason={"to": target, "from": previous, "note": note},
     )
-    assigned = await route(ctx, unit, conv, widen=target in ctx.queues)
+    away = {agent_id: "transferred it away"}
+    assigned = await route(ctx, unit, conv, widen=target in ctx.queues, exclude=away)
     if assigned and note:
         conv = await db.reload(unit.conn, conv.id)
         await deliver(
@@ -255,7 +342,13 @@ async def transfer(ctx: Routing, unit: Unit, conv: Any, agent_id: str, args: lis
 
 
 async def link(
-    ctx: Routing, unit: Unit, conv: Any, agent_id: str, name: str, args: list[str]
+    ctx: Routing,
+    unit: Unit,
+    env: Envelope,
+    conv: Any,
+    agent_id: str,
+    name: str,
+    args: list[str],
 ) -> None:
     # An identity's kind is a channel type (how a customer reaches us), or an email
     # or phone a customer can state in a form: nothing else is ever looked up.
@@ -267,6 +360,7 @@ async def link(
             agent_id,
             f"usage: {name} <{'|'.join(kinds)}> <value>",
             code="link_usage",
+            conversation_id=conv.id,
         )
         return
     try:
@@ -274,9 +368,11 @@ async def link(
             args[0], args[1], default_region=ctx.default_region(conv.channel)
         )
     except IdentityError as exc:
-        await reject(ctx, unit, agent_id, str(exc), code="link_identity")
+        await reject(ctx, unit, agent_id, str(exc), code="link_identity", conversation_id=conv.id)
         return
+    said = f"{name}ed {ident.kind} {ident.value} by {agent_id}"
     if name == "unlink":
+        await remember(ctx, unit, env, conv, said)
         removed = await db.remove_identity(unit.conn, ident.kind, ident.value, conv.customer_id)
         unit.decide(
             "unlink",
@@ -286,6 +382,9 @@ async def link(
         )
         return
     owner = await db.identity_owner(unit.conn, ident.kind, ident.value)
+    if owner is not None and owner != conv.customer_id:
+        said += " (it belongs to another customer: suggested, not merged)"
+    await remember(ctx, unit, env, conv, said)
     if owner is None:
         await db.add_identity(
             unit.conn, ident.kind, ident.value, conv.customer_id, f"agent:{agent_id}", unit.now

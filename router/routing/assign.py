@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -110,7 +110,12 @@ async def release_removed_owner(ctx: Routing, unit: Unit, conv: Any) -> Any:
 
 
 async def route(
-    ctx: Routing, unit: Unit, conv: Any, *, widen: bool = False, exclude: Collection[str] = ()
+    ctx: Routing,
+    unit: Unit,
+    conv: Any,
+    *,
+    widen: bool = False,
+    exclude: Collection[str] | Mapping[str, str] = (),
 ) -> bool:
     """Assign the conversation or leave it waiting; True when assigned."""
     need = need_of(ctx, conv)
@@ -126,6 +131,16 @@ async def route(
             wait_for_last_agent=waiting_allowed,
             exclude=exclude,
         )
+        if await handed_back(unit, conv, choice):
+            assert choice.agent_id is not None
+            exclude = passing_over(exclude, choice.agent_id)
+            choice = choose_agent(
+                board,
+                need,
+                last_agent_id=conv.preferred_agent_id,
+                wait_for_last_agent=waiting_allowed,
+                exclude=exclude,
+            )
         if choice.agent_id is None:
             break
         if await assign(ctx, unit, conv, choice):
@@ -137,6 +152,25 @@ async def route(
         choice = Choice(agent_id=None, rule="queued", reason={"rule": "queued", "detail": detail})
     await wait(ctx, unit, conv, choice)
     return False
+
+
+async def handed_back(unit: Unit, conv: Any, choice: Choice) -> bool:
+    """True when the choice is the agent who transferred this conversation away, and
+    nobody has had it since: it waits for someone else instead (docs/routing.md, Agents).
+    Not when they are chosen as its preferred agent: someone transferred it to them."""
+    if choice.agent_id is None or choice.rule == "last_agent":
+        return False
+    return await db.transferred_away_by(unit.conn, conv.id) == choice.agent_id
+
+
+def passing_over(exclude: Collection[str] | Mapping[str, str], agent_id: str) -> dict[str, str]:
+    """`exclude` with the agent who transferred the conversation away, each with why."""
+    if isinstance(exclude, Mapping):
+        passed = dict(exclude)
+    else:
+        passed = dict.fromkeys(exclude, "did not take it in time")
+    passed[agent_id] = "transferred it away"
+    return passed
 
 
 async def refusal(unit: Unit, agent_id: str) -> str:
@@ -159,9 +193,10 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
     view = board.get(agent_id)
     assert view is not None
     capacity = view.capacity_for(conv.channel_type)
-    if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, unit.now):
+    at = board.assigned_at(unit.now)  # orders this agent behind everyone assigned before
+    if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, at):
         return False  # another router process took the last slot or changed their status
-    board.add_load(agent_id, conv.channel_type, 1, at=unit.now)
+    board.add_load(agent_id, conv.channel_type, 1, at=at)
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
     await cancel_overflow(unit, conv)
     conv = await db.update_conversation(
@@ -245,13 +280,30 @@ async def drain(ctx: Routing, unit: Unit, agent_ids: Sequence[str] | None = None
             last_agent_id=conv.preferred_agent_id,
             wait_for_last_agent=waiting_allowed,
         )
-        if choice.agent_id is None:
+        if not wanted(choice, agent_ids, targets, need):
             continue
-        if (
-            agent_ids is not None
-            and choice.agent_id not in agent_ids
-            and not any(can_take(v, need) for v in targets)
-        ):
-            continue
+        if await handed_back(unit, conv, choice):
+            assert choice.agent_id is not None
+            choice = choose_agent(
+                board,
+                need,
+                last_agent_id=conv.preferred_agent_id,
+                wait_for_last_agent=waiting_allowed,
+                exclude=passing_over((), choice.agent_id),
+            )
+            if not wanted(choice, agent_ids, targets, need):
+                continue
         if not await assign(ctx, unit, conv, choice):
             board = await read_board(ctx, unit)  # stale: another process changed that agent
+
+
+def wanted(
+    choice: Choice, agent_ids: Sequence[str] | None, targets: Sequence[AgentView], need: Need
+) -> bool:
+    """Whether a drain gives the conversation to the chosen agent: one was chosen and,
+    when only some agents' capacity appeared, it is one of them or none of them fits."""
+    if choice.agent_id is None:
+        return False
+    return (
+        agent_ids is None or choice.agent_id in agent_ids or any(can_take(v, need) for v in targets)
+    )

@@ -4,8 +4,11 @@ Reading every agent's status and load from the store for each decision costs
 more than the decision (10,000 agents: about 10 ms). The board holds one
 `AgentView` per agent and, per channel type, the agents who are present
 (available and on shift) ordered by the choice's own key: least occupied,
-then idle longest, then id. The best agent for a need is then the first one
-in that order who can take it, so a choice walks a few agents, not all.
+then least recently assigned, then a stable hash of the id (never the name's
+alphabetical order, which would give every tie to the same agent). The best
+agent for a need is then the first one in that order who can take it, so a
+choice walks a few agents, not all. The agents who are not present are kept
+apart, so a conversation that waits can name who was off shift or away.
 
 The board is a cache of the store, never the authority: capacity and status
 are checked again by the store when an assignment is taken (a conditional
@@ -19,21 +22,33 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from router.routing.choose import AgentView
 
 # Seconds a board is trusted before it is read again (other processes' changes).
 REFRESH = 1.0
 
-Key = tuple[float, float, str]
+# Two assignments are never recorded at the same instant (see `assigned_at`).
+TICK = timedelta(microseconds=1)
+
+Key = tuple[float, float, int, str]
+
+
+@functools.cache
+def tie_break(agent_id: str) -> int:
+    """The same on every process and run (unlike `hash()`), unrelated to the name's order."""
+    return int.from_bytes(hashlib.blake2b(agent_id.encode(), digest_size=8).digest(), "big")
 
 
 def order_key(agent: AgentView) -> Key:
-    """Least occupied first; then the one idle longest (never assigned = idlest); then id."""
+    """Least occupied first; then the least recently assigned (never assigned first);
+    then the tie-break (id last only to make keys unique)."""
     idle_since = agent.last_assigned_at.timestamp() if agent.last_assigned_at else float("-inf")
-    return (agent.occupancy(), idle_since, agent.id)
+    return (agent.occupancy(), idle_since, tie_break(agent.id), agent.id)
 
 
 def _present(agent: AgentView) -> bool:
@@ -51,6 +66,9 @@ class AgentBoard:
         self._by_id: dict[str, AgentView] = {}
         # channel type -> keys of present agents with capacity there, in choice order
         self._order: dict[str, list[Key]] = {}
+        # agents not present (away, offline, off shift), in a stable order: only named
+        self._absent: dict[str, None] = {}
+        self.latest_assigned: datetime | None = None
         self.read_at = read_at  # time.monotonic() when read from the store
         # the minute the views' on_shift was computed for
         self.shifts_at = shifts_at.replace(second=0, microsecond=0) if shifts_at else None
@@ -70,10 +88,23 @@ class AgentBoard:
         """Present agents with capacity on this channel type, best first."""
         by_id = self._by_id
         for key in self._order.get(channel_type, ()):
-            yield by_id[key[2]]
+            yield by_id[key[3]]
+
+    def absent(self) -> Iterator[AgentView]:
+        """Agents who are away, offline or off shift (never walked)."""
+        by_id = self._by_id
+        for agent_id in self._absent:
+            yield by_id[agent_id]
 
     def present(self, channel_type: str) -> int:
         return len(self._order.get(channel_type, ()))
+
+    def assigned_at(self, now: datetime) -> datetime:
+        """When an assignment made `now` is recorded: `now`, or a microsecond after the
+        latest one if that is not earlier. Least recently assigned first is then a strict
+        order, also between assignments made in one instant (a batch, `simulate`)."""
+        latest = self.latest_assigned
+        return now if latest is None or now > latest else latest + TICK
 
     # --- changes ------------------------------------------------------------------------
 
@@ -83,11 +114,16 @@ class AgentBoard:
         if old is not None:
             self._unlist(old)
         self._by_id[view.id] = view
+        last = view.last_assigned_at
+        if last is not None and (self.latest_assigned is None or last > self.latest_assigned):
+            self.latest_assigned = last
         if _present(view):
             key = order_key(view)
             for channel_type, capacity in view.capacity.items():
                 if capacity > 0:
                     bisect.insort(self._order.setdefault(channel_type, []), key)
+        else:
+            self._absent[view.id] = None
 
     def add_load(
         self, agent_id: str, channel_type: str, delta: int, *, at: datetime | None = None
@@ -119,6 +155,7 @@ class AgentBoard:
 
     def _unlist(self, view: AgentView) -> None:
         if not _present(view):
+            self._absent.pop(view.id, None)
             return
         key = order_key(view)
         for channel_type, capacity in view.capacity.items():

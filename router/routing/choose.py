@@ -4,7 +4,9 @@ Order (DESIGN, "The router" step 4): the conversation's current owner; the
 agent who last served the customer, if qualified and free, within a bounded
 wait; otherwise the best qualified free agent — required skills at level,
 speaks the language, serves the channel, on shift, available, capacity left
-on this channel type — least occupied first, then longest idle. Nobody: queue.
+on this channel type — least occupied first, then least recently assigned,
+then a stable hash of the id (board.order_key). Nobody: queue, naming first the
+qualified agents who could not take it (away, offline, off shift, at capacity).
 Every outcome says why, so `simulate` and the agent can see the reason.
 """
 
@@ -109,14 +111,15 @@ def choose_agent(
     *,
     last_agent_id: str | None = None,
     wait_for_last_agent: bool = False,
-    exclude: Collection[str] = (),
+    exclude: Collection[str] | Mapping[str, str] = (),
 ) -> Choice:
     """The agent for a conversation that has no owner, or None with the reason to queue.
 
     `last_agent_id` is the agent who last served this customer (any channel);
     while `wait_for_last_agent` is true (the bounded wait has not run out) and
     that agent is qualified but busy, the conversation waits for them.
-    `exclude` names agents not to offer it to again (they let it time out).
+    `exclude` names agents not to offer it to again: a mapping says why of
+    each; a plain collection means they let it time out.
     The best agent is the first in the board's order who can take it, so
     agents after them are never looked at.
     """
@@ -141,29 +144,54 @@ def choose_agent(
                     **need_info,
                 },
             )
-    # Passed over whatever the walk reaches: they let it time out.
-    skipped = {agent_id: "did not take it in time" for agent_id in sorted(exclude)[:MAX_EXPLAINED]}
+    # Passed over whatever the walk reaches: named first.
+    passed = sorted(exclude)[:MAX_EXPLAINED]
+    if isinstance(exclude, Mapping):
+        skipped = {agent_id: exclude[agent_id] for agent_id in passed}
+    else:
+        skipped = dict.fromkeys(passed, "did not take it in time")
+    # Qualified but unable to take it now, and unqualified: the first say more. Only
+    # the first MAX_EXPLAINED agents the walk passes are told apart (the walk stays
+    # as cheap as it was: its agents are mostly at capacity or unqualified).
+    unable: dict[str, str] = {}
+    unfit: dict[str, str] = {}
     examined = 0
     for agent in board.walk(need.channel_type):
         examined += 1
         if agent.id in exclude:
             continue
-        why = unavailable_because(agent, need) or unqualified_because(agent, need)
-        if why is None:
+        busy = unavailable_because(agent, need)
+        why = (
+            unqualified_because(agent, need) if busy is None or examined <= MAX_EXPLAINED else None
+        )
+        if busy is None and why is None:
             return Choice(
                 agent_id=agent.id,
                 rule="best_available",
                 reason={
                     "rule": "best_available",
-                    "detail": "least occupied qualified agent, then longest idle",
+                    "detail": "least occupied qualified agent, then least recently assigned",
                     "examined": examined,
                     "occupancy": round(agent.occupancy(), 3),
-                    "skipped": skipped,
+                    "skipped": _named(skipped, unable, unfit),
                     **need_info,
                 },
             )
-        if len(skipped) < MAX_EXPLAINED:
-            skipped[agent.id] = why
+        if examined <= MAX_EXPLAINED:
+            if why is None:
+                unable[agent.id] = busy or ""
+            else:
+                unfit[agent.id] = busy or why
+    # Nobody: the qualified agents who are not here (away, offline, off shift) say why
+    # it waits; looked for only now, and only until the explanation is full.
+    if len(skipped) + len(unable) < MAX_EXPLAINED:
+        for agent in board.absent():
+            if agent.id in exclude or agent.capacity_for(need.channel_type) <= 0:
+                continue
+            if unqualified_because(agent, need) is None:
+                unable[agent.id] = unavailable_because(agent, need) or "not present"
+                if len(skipped) + len(unable) >= MAX_EXPLAINED:
+                    break
     return Choice(
         agent_id=None,
         rule="queued",
@@ -171,7 +199,18 @@ def choose_agent(
             "rule": "queued",
             "detail": "no qualified agent free",
             "present": board.present(need.channel_type),
-            "skipped": skipped,
+            "skipped": _named(skipped, unable, unfit),
             **need_info,
         },
     )
+
+
+def _named(*parts: dict[str, str]) -> dict[str, str]:
+    """The agents passed over, in the order of `parts`, at most MAX_EXPLAINED."""
+    named: dict[str, str] = {}
+    for part in parts:
+        for agent_id, why in part.items():
+            if len(named) == MAX_EXPLAINED:
+                return named
+            named.setdefault(agent_id, why)
+    return named

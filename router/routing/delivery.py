@@ -44,6 +44,16 @@ def _cut(text: str | None, limit: int) -> tuple[str, bool]:
     return (text, False) if len(text) <= limit else (text[:limit], True)
 
 
+def shown(row: Any) -> bool:
+    """Whether a stored message is in the transcript. Earlier versions also stored an
+    agent's reply as it came in (the reply sent to the customer is the one shown) and
+    commands without a text (now stored as what they did): those are left out."""
+    e = row.envelope
+    if row.kind == "reply" and row.direction == "in":
+        return False
+    return not (row.kind == "command" and not e.get("text"))
+
+
 def transcript_entry(row: Any) -> dict[str, Any]:
     """One message as the agent sees it; a long text is cut and says so."""
     e = row.envelope
@@ -108,7 +118,9 @@ async def deliver(
             }
         )
     transcript = [
-        transcript_entry(row) for row in await db.transcript(conn, conv.id, TRANSCRIPT_WINDOW)
+        transcript_entry(row)
+        for row in await db.transcript(conn, conv.id, TRANSCRIPT_WINDOW)
+        if shown(row)
     ]
     total = await db.message_count(conn, conv.id) if len(transcript) == TRANSCRIPT_WINDOW else 0
     suggestions = [

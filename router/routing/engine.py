@@ -118,7 +118,11 @@ class Engine:
         # In the caller's transaction, which sees its own writes: a record seen
         # earlier in the same batch is a duplicate too.
         if not await self.store.mark_processed(CONSUMER, envelope.id, conn=unit.conn):
-            unit.decide("duplicate", reason={"detail": "already processed"})
+            unit.decide(
+                "duplicate",
+                conversation_id=await self._subject(unit, envelope),
+                reason={"detail": "already processed"},
+            )
             return unit.decisions
         if envelope.kind in ("message", "call") and envelope.sender.role == "customer":
             await messages.customer_message(ctx, unit, envelope)
@@ -137,6 +141,17 @@ class Engine:
                 reason={"detail": f"{envelope.kind} from {envelope.sender.role} not routed"},
             )
         return unit.decisions
+
+    async def _subject(self, unit: Unit, envelope: Envelope) -> str | None:
+        """The conversation a duplicate belongs to: its own, the stored message's, or
+        (an agent's input) the one its token names."""
+        if envelope.conversation_id:
+            return envelope.conversation_id
+        stored = await db.message_conversation(unit.conn, envelope.id)
+        if stored is not None or envelope.sender.role != "agent":
+            return stored
+        agent_id = self.ctx.agent_of(envelope)
+        return await agents.named_conversation(self.ctx, unit, envelope, agent_id)
 
     async def fire_due_timers(self, now: datetime, limit: int = 200) -> int:
         """Turn due timers into `timer` records on the inbound topic (via the outbox)."""

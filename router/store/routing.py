@@ -253,6 +253,13 @@ async def transcript(conn: AsyncConnection, conversation_id: str, limit: int) ->
     return list(reversed((await conn.execute(stmt)).all()))
 
 
+async def message_conversation(conn: AsyncConnection, message_id: str) -> str | None:
+    """The conversation a stored message belongs to (None: not stored, or in none)."""
+    stmt = sa.select(messages.c.conversation_id).where(messages.c.id == message_id)
+    found = await conn.scalar(stmt)
+    return None if found is None else str(found)
+
+
 async def message_count(conn: AsyncConnection, conversation_id: str) -> int:
     stmt = (
         sa.select(sa.func.count())
@@ -466,6 +473,21 @@ async def active_assignment(conn: AsyncConnection, conversation_id: str) -> Row 
         assignments.c.conversation_id == conversation_id, assignments.c.ended_at.is_(None)
     )
     return (await conn.execute(stmt)).first()
+
+
+async def transferred_away_by(conn: AsyncConnection, conversation_id: str) -> str | None:
+    """The agent whose assignment of this conversation is the latest and ended by a
+    transfer (`end_reason` "transferred ..."); None if the latest ended otherwise."""
+    stmt = (
+        sa.select(assignments.c.agent_id, assignments.c.end_reason)
+        .where(assignments.c.conversation_id == conversation_id)
+        .order_by(assignments.c.assigned_at.desc(), assignments.c.id.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None or not str(row.end_reason or "").startswith("transferred"):
+        return None
+    return str(row.agent_id)
 
 
 async def last_agent_of(conn: AsyncConnection, customer_id: str, since: datetime) -> str | None:

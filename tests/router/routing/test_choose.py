@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.routing.board import AgentBoard, order_key
-from router.routing.choose import AgentView, Need, can_take, choose_agent
+from router.routing.board import AgentBoard, order_key, tie_break
+from router.routing.choose import MAX_EXPLAINED, AgentView, Need, can_take, choose_agent
+from tests.router.routing.scenarios import Run, mail
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 TYPES = ("email", "webchat", "telegram")
@@ -145,7 +146,7 @@ def test_away_off_shift_and_capacityless_agents_are_not_walked() -> None:
         ]
     )
     assert [v.id for v in board.walk("webchat")] == ["here"]
-    assert [v.id for v in board.walk("email")] == ["here", "no-chat"]
+    assert sorted(v.id for v in board.walk("email")) == ["here", "no-chat"]  # a tie
     assert board.present("webchat") == 1
 
 
@@ -172,7 +173,10 @@ def test_nobody_free_queues_with_the_reason() -> None:
     board = AgentBoard([view("full", load={"webchat": 1}), view("away", status="away")])
     choice = choose_agent(board, Need(channel="chat", channel_type="webchat"))
     assert choice.agent_id is None and choice.rule == "queued"
-    assert choice.reason["skipped"] == {"full": "at capacity on webchat (1)"}
+    assert choice.reason["skipped"] == {
+        "full": "at capacity on webchat (1)",
+        "away": "status away",
+    }
     assert choice.reason["present"] == 1
 
 
@@ -210,3 +214,73 @@ def test_shifts_are_recomputed_once_a_minute() -> None:
     assert [v.id for v in board.walk("email")] == ["b"]
     board.update_shifts(T0 + timedelta(minutes=1, seconds=59), on_shift)
     assert len(asked) == 2
+
+
+def test_nobody_on_shift_queues_naming_who_is_off_shift_away_or_full() -> None:
+    board = AgentBoard(
+        [
+            view("night", on_shift=False),
+            view("resting", status="away"),
+            view("gone", status="offline", on_shift=False),
+            view("no-skill", skills={}, on_shift=False),
+            view("chat-only", capacity={"webchat": 1}, on_shift=False),
+        ]
+    )
+    choice = choose_agent(board, Need(channel="mail", channel_type="email", skills={"billing": 1}))
+    assert choice.rule == "queued" and choice.reason["present"] == 0
+    assert choice.reason["skipped"] == {
+        "night": "off shift",
+        "resting": "status away",
+        "gone": "status offline",
+    }
+
+
+def test_qualified_agents_not_present_are_named_before_unqualified_ones() -> None:
+    novices = [view(f"novice{i}", skills={}) for i in range(MAX_EXPLAINED)]
+    board = AgentBoard([*novices, view("away", status="away")])
+    choice = choose_agent(board, Need(channel="mail", channel_type="email", skills={"billing": 1}))
+    skipped = choice.reason["skipped"]
+    assert len(skipped) == MAX_EXPLAINED
+    assert next(iter(skipped.items())) == ("away", "status away")
+    assert all(why == "needs billing>=1, has 0" for why in list(skipped.values())[1:])
+
+
+def test_equally_idle_agents_are_not_taken_in_the_order_of_their_names() -> None:
+    # Never assigned: a stable hash orders them, the same in every process.
+    ids = ["ana", "ben", "cy"]
+    board = AgentBoard([view(i) for i in ids])
+    walked = [v.id for v in board.walk("email")]
+    assert walked == sorted(ids, key=tie_break) == ["ana", "cy", "ben"]
+
+
+def test_work_given_in_one_instant_goes_round_the_team() -> None:
+    # Each conversation is taken and finished before the next comes, all at one time:
+    # the least recently assigned takes the next, however the clock ties.
+    board = AgentBoard([view(i) for i in ("a", "b", "c")])
+    need = Need(channel="mail", channel_type="email")
+    taken = []
+    for _ in range(9):
+        agent_id = choose_agent(board, need).agent_id
+        assert agent_id is not None
+        taken.append(agent_id)
+        board.add_load(agent_id, "email", 1, at=board.assigned_at(T0))
+        board.add_load(agent_id, "email", -1)
+    assert taken[3:6] == taken[:3] and taken[6:] == taken[:3]
+    assert sorted(taken[:3]) == ["a", "b", "c"]
+    assert board.assigned_at(T0) > T0  # after the latest, which was itself after T0
+
+
+async def test_a_teams_work_is_spread_when_agents_are_equally_idle(run: Run) -> None:
+    # Ben then Ana take one each at the same instant; each finishes; the next goes
+    # to whoever was assigned less recently, Ben, then Ana: not always to Ana.
+    await run.step(agent="ana", command="away")
+    await run.step(**mail("a@shop.test", "<a@x>", "refund"))
+    await run.step(agent="ana", command="available")
+    await run.step(**mail("b@shop.test", "<b@x>", "refund"))
+    await run.step(agent="ben", command="resolve", conversation="mail/<a@x>")
+    await run.step(agent="ana", command="resolve", conversation="mail/<b@x>")
+    for i, thread in enumerate(("<c@x>", "<d@x>", "<e@x>", "<f@x>")):
+        await run.step(**mail(f"{i}@shop.test", thread, "refund"))
+        owner = run.actions("assign")[-1].agent
+        await run.step(agent=owner, command="resolve", conversation=f"mail/{thread}")
+    assert [d.agent for d in run.actions("assign")] == ["ben", "ana", "ben", "ana", "ben", "ana"]

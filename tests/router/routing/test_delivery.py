@@ -108,3 +108,35 @@ async def test_a_removed_agents_conversation_reaches_another_agent(run: Run) -> 
     assert last["agent"]["id"] == again.agent
     texts = [m["text"] for m in last["context"]["transcript"] if m["direction"] == "in"]
     assert texts == ["My invoice is wrong", "Any news? birthday 1990"]
+
+
+async def test_the_new_owners_transcript_shows_each_message_once_and_the_transfer(
+    run: Run,
+) -> None:
+    await run.step(agent="ben", command="away")
+    await run.step(**mail("eva@shop.test", "<t@x>", "refund please"))
+    await run.step(agent="ben", command="available")
+    await run.step(at=at(1), agent="ana", reply="Refunded half of it.", conversation="mail/<t@x>")
+    await run.step(
+        at=at(2),
+        agent="ana",
+        command="transfer",
+        args=["ben", "the", "other", "half"],
+        conversation="mail/<t@x>",
+    )
+    [(_, assigned)] = [
+        (v, d) for v, d in deliveries(run) if d["event"] == "assigned" and d["agent"]["id"] == "ben"
+    ]
+    lived = [
+        (m["kind"], m["direction"], (m["from"] or {}).get("role"), m["text"])
+        for m in assigned["context"]["transcript"]
+    ]
+    ack = next(e.text for e in run.out("outbound.mail") if e.meta["purpose"] == "ack")
+    told = next(e.text for e in run.out("outbound.mail") if e.meta["purpose"] == "transfer")
+    assert lived == [
+        ("message", "in", "customer", "refund please"),
+        ("reply", "out", "system", ack),
+        ("reply", "out", "agent", "Refunded half of it."),
+        ("command", "in", "agent", "transferred to ben by ana: the other half"),
+        ("reply", "out", "system", told),
+    ]
