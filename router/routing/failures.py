@@ -12,13 +12,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import sqlalchemy as sa
-
 from router.envelope import Envelope
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver
 from router.store import routing as db
-from router.store.schema import messages
 
 # Our outbound Message-IDs: <omni.<envelope id>@domain> (see connectors/email/smtp.py).
 _OUR_MESSAGE_ID = re.compile(r"<?omni\.([0-9a-f]{32})@")
@@ -69,8 +66,7 @@ async def record_failure(
     """An incident for the undelivered message; its conversation's owner is told when the
     message was one to a customer (a failed delivery to an agent is not sent to them again
     by the same way: that could only fail again)."""
-    stmt = sa.select(messages.c.conversation_id).where(messages.c.id == envelope_id)
-    to_customer = await unit.conn.scalar(stmt)
+    to_customer = await db.message_conversation(unit.conn, envelope_id)
     conversation_id = to_customer or conversation_id
     conv = await db.conversation(unit.conn, conversation_id) if conversation_id else None
     await db.record_incident(
