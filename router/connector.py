@@ -90,6 +90,10 @@ class ConnectorSpec:
     # for `omnirouter normalize`; raises EnvelopeError or ConnectorError with the
     # reason when it cannot. Arguments: raw bytes, channel name, blob store.
     normalize: Callable[[bytes, str, BlobStore], Envelope] | None = None
+    # Whether an agent reached through this type can answer a delivery ("I take
+    # it"): their assignment then times out if they do not. The default of an
+    # agent's `sink.accepts`.
+    sink_accepts: bool = False
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -256,7 +256,7 @@ class Daemon:
         )
         await self.bus.ensure_topics(sorted(self._topics_made))
         if self._wanted(ROUTER):
-            self.engine = Engine(self.config, self.store, self.topics)
+            self.engine = Engine(self.config, self.store, self.topics, registry=self.registry)
             await self.engine.start(now_utc())
             self.outbox = OutboxPublisher(
                 self.store,

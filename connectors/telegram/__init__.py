@@ -7,6 +7,7 @@ spec = ConnectorSpec(
     type="telegram",
     description="A Telegram bot customers write to; replies go to the same chat.",
     config=TelegramChannelConfig,
+    sink_accepts=True,  # the agent can press or send `accept`
     factory=None,
 )
 

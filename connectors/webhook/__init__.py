@@ -30,6 +30,7 @@ spec = ConnectorSpec(
     description="Agents' tools (Slack, Teams, any HTTP tool): signed JSON deliveries out,"
     " the agents' replies and commands back in.",
     config=WebhookChannelConfig,
+    sink_accepts=True,  # the agent can press or send `accept`
     factory=build,
 )
 

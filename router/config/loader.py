@@ -22,6 +22,7 @@ from pydantic_core import ErrorDetails
 
 from router.config.channels import ChannelConfig
 from router.config.model import Config
+from router.config.reach import unreachable_agents
 from router.config.references import names_in_data, reference_problems
 from router.config.source import Source, Unresolved, join_path, read_source
 from router.connector import ConnectorSpec, load_registry
@@ -124,8 +125,9 @@ def check(
     """`omnirouter check`: 0 and a summary when valid, 2 and every problem otherwise."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    registry = load_registry()
     try:
-        config = load_config(path, env)
+        config = load_config(path, env, registry=registry)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=err)
@@ -146,6 +148,9 @@ def check(
         f" bus: {config.bus.backend})",
         file=out,
     )
+    # Valid, but work given to these agents would sit on a topic nothing reads.
+    for agent_id, why in unreachable_agents(config, registry).items():
+        print(f"warning: agent {agent_id} is unreachable ({why}): never assigned", file=err)
     return 0
 
 

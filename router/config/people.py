@@ -93,6 +93,14 @@ class SinkConfig(Section):
         description="For `webhook`: where this agent's deliveries are POSTed. Slack and"
         " Teams URLs are secrets themselves: give them as `${ENV_VAR}`.",
     )
+    accepts: bool | None = Field(
+        None,
+        description="Whether the agent's tool can answer a delivery with `accept`; if it"
+        " can, an assignment not accepted within `routing.assignment_timeout` goes to"
+        " someone else. Unset: the sink type's default (`telegram` and `webhook` can,"
+        " `email` cannot). Set `false` for a plain incoming webhook (Slack, Teams) that"
+        " cannot answer, or the agent loses every conversation after the timeout.",
+    )
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SinkConfig:

@@ -19,9 +19,6 @@ from router.routing.queueing import LEVEL_NAMES, queue_rank
 from router.store import routing as db
 
 DRAIN_SCAN = 500  # waiting conversations considered per drain pass
-# Agent tools that can say "I take it" (a button, a command); an agent on one
-# of these who does not within routing.assignment_timeout is passed over.
-ACKNOWLEDGING_SINKS = frozenset({"webhook", "telegram"})
 
 
 async def agent_views(ctx: Routing, conn: AsyncConnection, now: datetime) -> list[AgentView]:
@@ -43,6 +40,7 @@ async def agent_views(ctx: Routing, conn: AsyncConnection, now: datetime) -> lis
                 on_shift=on_shift(a, ctx.config.business_hours, now),
                 last_assigned_at=row.last_assigned_at if row is not None else None,
                 supervisor=a.supervisor,
+                unreachable=ctx.unreachable.get(a.id),
             )
         )
     return views
@@ -209,8 +207,9 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
         prefer_until=None,
         updated_at=unit.now,
     )
-    agent = ctx.agents.get(agent_id)
-    if agent is not None and agent.sink.type in ACKNOWLEDGING_SINKS:
+    # An agent whose tool can say "I take it" (a button, a command) and does not
+    # within routing.assignment_timeout is passed over; one whose tool cannot keeps it.
+    if agent_id in ctx.accepting:
         await db.schedule_timer(
             unit.conn,
             f"assignment_timeout:{conv.id}:{unit.now.isoformat()}",

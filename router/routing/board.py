@@ -8,7 +8,8 @@ then least recently assigned, then a stable hash of the id (never the name's
 alphabetical order, which would give every tie to the same agent). The best
 agent for a need is then the first one in that order who can take it, so a
 choice walks a few agents, not all. The agents who are not present are kept
-apart, so a conversation that waits can name who was off shift or away.
+apart, so a conversation that waits can name who was off shift or away, and
+so are the agents no connector reaches (never walked; named by every choice).
 
 The board is a cache of the store, never the authority: capacity and status
 are checked again by the store when an assignment is taken (a conditional
@@ -52,7 +53,7 @@ def order_key(agent: AgentView) -> Key:
 
 
 def _present(agent: AgentView) -> bool:
-    return agent.status == "available" and agent.on_shift
+    return agent.status == "available" and agent.on_shift and agent.unreachable is None
 
 
 class AgentBoard:
@@ -68,6 +69,8 @@ class AgentBoard:
         self._order: dict[str, list[Key]] = {}
         # agents not present (away, offline, off shift), in a stable order: only named
         self._absent: dict[str, None] = {}
+        # agents no connector reaches, whatever their presence: only named
+        self._unreachable: dict[str, None] = {}
         self.latest_assigned: datetime | None = None
         self.read_at = read_at  # time.monotonic() when read from the store
         # the minute the views' on_shift was computed for
@@ -96,6 +99,12 @@ class AgentBoard:
         for agent_id in self._absent:
             yield by_id[agent_id]
 
+    def unreachable(self) -> Iterator[AgentView]:
+        """Agents deliveries cannot reach (never walked); usually none."""
+        by_id = self._by_id
+        for agent_id in self._unreachable:
+            yield by_id[agent_id]
+
     def present(self, channel_type: str) -> int:
         return len(self._order.get(channel_type, ()))
 
@@ -122,6 +131,8 @@ class AgentBoard:
             for channel_type, capacity in view.capacity.items():
                 if capacity > 0:
                     bisect.insort(self._order.setdefault(channel_type, []), key)
+        elif view.unreachable is not None:
+            self._unreachable[view.id] = None
         else:
             self._absent[view.id] = None
 
@@ -156,6 +167,7 @@ class AgentBoard:
     def _unlist(self, view: AgentView) -> None:
         if not _present(view):
             self._absent.pop(view.id, None)
+            self._unreachable.pop(view.id, None)
             return
         key = order_key(view)
         for channel_type, capacity in view.capacity.items():

@@ -7,6 +7,9 @@ speaks the language, serves the channel, on shift, available, capacity left
 on this channel type — least occupied first, then least recently assigned,
 then a stable hash of the id (board.order_key). Nobody: queue, naming first the
 qualified agents who could not take it (away, offline, off shift, at capacity).
+Agents no connector reaches (their sink's channel is disabled, or its type has
+no runtime) are never chosen, nor waited for; the qualified ones are named as
+unreachable, with the cause, whoever gets it.
 Every outcome says why, so `simulate` and the agent can see the reason.
 """
 
@@ -38,6 +41,7 @@ class AgentView:
     on_shift: bool
     last_assigned_at: datetime | None = None
     supervisor: bool = False
+    unreachable: str | None = None  # why deliveries cannot reach them; None: they can
 
     def capacity_for(self, channel_type: str) -> int:
         return self.capacity.get(channel_type, 0)
@@ -90,7 +94,9 @@ def unqualified_because(agent: AgentView, need: Need) -> str | None:
 
 
 def unavailable_because(agent: AgentView, need: Need) -> str | None:
-    """Why a qualified agent cannot take it now (presence, shift, capacity)."""
+    """Why a qualified agent cannot take it now (reach, presence, shift, capacity)."""
+    if agent.unreachable is not None:
+        return f"unreachable: {agent.unreachable}"
     if agent.status != "available":
         return f"status {agent.status}"
     if not agent.on_shift:
@@ -125,7 +131,12 @@ def choose_agent(
     """
     need_info: dict[str, Any] = {"skills": dict(need.skills), "language": need.language}
     last = board.get(last_agent_id)
-    if last is not None and last.id not in exclude and unqualified_because(last, need) is None:
+    if (
+        last is not None
+        and last.id not in exclude
+        and last.unreachable is None  # never waited for: they would never get it
+        and unqualified_because(last, need) is None
+    ):
         busy = unavailable_because(last, need)
         if busy is None:
             return Choice(
@@ -150,6 +161,15 @@ def choose_agent(
         skipped = {agent_id: exclude[agent_id] for agent_id in passed}
     else:
         skipped = dict.fromkeys(passed, "did not take it in time")
+    # Qualified agents nothing reaches: named whoever gets it (never walked).
+    unreached: dict[str, str] = {}
+    for agent in board.unreachable():
+        if len(skipped) + len(unreached) >= MAX_EXPLAINED:
+            break
+        if agent.id in exclude or agent.capacity_for(need.channel_type) <= 0:
+            continue
+        if unqualified_because(agent, need) is None:
+            unreached[agent.id] = unavailable_because(agent, need) or ""
     # Qualified but unable to take it now, and unqualified: the first say more. Only
     # the first MAX_EXPLAINED agents the walk passes are told apart (the walk stays
     # as cheap as it was: its agents are mostly at capacity or unqualified).
@@ -173,7 +193,7 @@ def choose_agent(
                     "detail": "least occupied qualified agent, then least recently assigned",
                     "examined": examined,
                     "occupancy": round(agent.occupancy(), 3),
-                    "skipped": _named(skipped, unable, unfit),
+                    "skipped": _named(skipped, unreached, unable, unfit),
                     **need_info,
                 },
             )
@@ -184,13 +204,13 @@ def choose_agent(
                 unfit[agent.id] = busy or why
     # Nobody: the qualified agents who are not here (away, offline, off shift) say why
     # it waits; looked for only now, and only until the explanation is full.
-    if len(skipped) + len(unable) < MAX_EXPLAINED:
+    if len(skipped) + len(unreached) + len(unable) < MAX_EXPLAINED:
         for agent in board.absent():
             if agent.id in exclude or agent.capacity_for(need.channel_type) <= 0:
                 continue
             if unqualified_because(agent, need) is None:
                 unable[agent.id] = unavailable_because(agent, need) or "not present"
-                if len(skipped) + len(unable) >= MAX_EXPLAINED:
+                if len(skipped) + len(unreached) + len(unable) >= MAX_EXPLAINED:
                     break
     return Choice(
         agent_id=None,
@@ -199,7 +219,7 @@ def choose_agent(
             "rule": "queued",
             "detail": "no qualified agent free",
             "present": board.present(need.channel_type),
-            "skipped": _named(skipped, unable, unfit),
+            "skipped": _named(skipped, unreached, unable, unfit),
             **need_info,
         },
     )

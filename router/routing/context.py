@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
+from router.config.reach import sink_accepts, unreachable_agents
+from router.connector import ConnectorSpec, load_registry
 from router.envelope import Envelope
 from router.routing.board import AgentBoard
 from router.store import Store
@@ -58,8 +60,21 @@ class Unit:
 class Routing:
     """The engine's shared state: config lookups built once per (re)load, store, topics, key."""
 
-    def __init__(self, config: Config, store: Store, topics: Topics) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        topics: Topics,
+        *,
+        registry: Mapping[str, ConnectorSpec] | None = None,
+        reachability: bool = True,
+    ) -> None:
+        """`registry`: the connectors (default: the installed ones); what each sink type
+        can do comes from there. `reachability`: agents no running connector reaches are
+        never assigned (the daemon); `simulate` runs no connectors and passes False."""
         self.store = store
+        self.registry = registry if registry is not None else load_registry()
+        self.reachability = reachability
         self.topics = topics
         self.signing_key = b""
         # The agents' live state, kept in step with what this process writes; None:
@@ -83,6 +98,10 @@ class Routing:
         self.config = config
         self.board = None  # skills, capacities and shifts may have changed
         self.agents: dict[str, AgentConfig] = {a.id: a for a in config.agents}
+        # Agent id -> why deliveries cannot reach them: they are passed over, and named.
+        self.unreachable = unreachable_agents(config, self.registry) if self.reachability else {}
+        # Agents who can answer a delivery: their assignments time out if they do not.
+        self.accepting = {a.id for a in config.agents if sink_accepts(a.sink, self.registry)}
         self.by_address: dict[str, str] = {}
         # Agents whose tool is a webhook channel: (channel, agent id); the tool names them.
         self.by_webhook: set[tuple[str, str]] = set()

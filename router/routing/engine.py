@@ -25,13 +25,14 @@ the store and apply their results:
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
 
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
+from router.connector import ConnectorSpec
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.routing import agents, failures, messages, timers
 from router.routing.assign import drain
@@ -49,8 +50,16 @@ CONSUMER = "router"
 
 
 class Engine:
-    def __init__(self, config: Config, store: Store, topics: Topics) -> None:
-        self.ctx = Routing(config, store, topics)
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        topics: Topics,
+        *,
+        registry: Mapping[str, ConnectorSpec] | None = None,
+        reachability: bool = True,
+    ) -> None:
+        self.ctx = Routing(config, store, topics, registry=registry, reachability=reachability)
         self.store = store
         self.topics = topics
         self._on_shift: set[str] | None = None

@@ -4,6 +4,11 @@ Deterministic: the same events, config and customers give the same timeline.
 The clock is simulated; new customer and conversation ids and references come
 from `seeded_ids` (see `run`); the signing key for conversation tokens is fixed
 unless the config sets one; input ids derive from the line's content.
+
+No connector runs, so by default every agent counts as reachable whatever their
+sink's channel (configs are simulated before their channels are enabled);
+`reachability=True` passes over the agents the daemon could not reach, as it
+would. `omnirouter check` names them.
 """
 
 from __future__ import annotations
@@ -39,11 +44,11 @@ SIGNING_KEY = b"omnirouter-simulate"
 
 
 class Simulation:
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: Store, *, reachability: bool = False) -> None:
         self.config = config
         self.store = store
         self.topics = Topics(prefix=config.bus.topic_prefix)
-        self.engine = Engine(config, store, self.topics)
+        self.engine = Engine(config, store, self.topics, reachability=reachability)
         if not self.engine.ctx.signing_key:
             self.engine.ctx.signing_key = SIGNING_KEY
         self.clock = DEFAULT_START

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -426,7 +427,7 @@ async def test_a_reload_the_store_cannot_take_keeps_the_running_config(
 
 
 def with_agents(tmp: Path, *agent_ids: str) -> str:
-    """`config_text` with agents reached by email (a disabled channel: nothing is sent)."""
+    """`config_text` with agents reached by email; `mail` must run in memory (`in_memory`)."""
     agents = "".join(
         f"""
   - id: {agent_id}
@@ -435,19 +436,27 @@ def with_agents(tmp: Path, *agent_ids: str) -> str:
     sink: {{type: email, channel: mail, address: {agent_id}@corp.test}}"""
         for agent_id in agent_ids
     )
+    secret = tmp / "imap-password"
+    secret.write_text("unused")
+    secret.chmod(0o600)
     return (
         config_text(tmp)
         + """
   - name: mail
     type: email
-    enabled: false
     email:
-      imap: {host: imap.test, username: s@corp.test, password: "${UNSET_PASSWORD}"}
+      imap: {host: imap.test, username: s@corp.test, password_file: %s}
       smtp: {host: smtp.test, from_address: s@corp.test}
-agents:"""
+agents:""" % secret
         + agents
         + "\n"
     )
+
+
+def in_memory(reg: Registry, channel_type: str) -> None:
+    """Run `channel_type`'s channels as memory connectors: their agents are reachable
+    (an enabled channel whose type has a runtime), and nothing leaves the test."""
+    reg.specs[channel_type] = dataclasses.replace(reg.specs[channel_type], factory=reg.build)
 
 
 async def owners(tmp: Path) -> dict[str, str | None]:
@@ -464,6 +473,7 @@ async def owners(tmp: Path) -> dict[str, str | None]:
 
 async def test_an_agent_added_by_a_reload_gets_work(tmp_path: Path) -> None:
     reg = Registry()
+    in_memory(reg, "email")
     path = tmp_path / "channels.yaml"
     path.write_text(with_agents(tmp_path, "ana"))
     cfg = parse_config(path.read_text(), registry=reg.specs)
