@@ -441,13 +441,13 @@ def with_agents(tmp: Path, *agent_ids: str) -> str:
     secret.chmod(0o600)
     return (
         config_text(tmp)
-        + """
+        + f"""
   - name: mail
     type: email
     email:
-      imap: {host: imap.test, username: s@corp.test, password_file: %s}
-      smtp: {host: smtp.test, from_address: s@corp.test}
-agents:""" % secret
+      imap: {{host: imap.test, username: s@corp.test, password_file: {secret}}}
+      smtp: {{host: smtp.test, from_address: s@corp.test}}
+agents:"""
         + agents
         + "\n"
     )

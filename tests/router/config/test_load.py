@@ -542,6 +542,34 @@ def test_check_ok(capsys):
     assert out.startswith(f"ok: {SHIPPED} (5 channels, 0 enabled; 3 agents;")
 
 
+def test_check_warns_about_agents_nothing_reaches(tmp_path):
+    # As shipped, every channel is disabled: the agents they reach get no work.
+    out, err = io.StringIO(), io.StringIO()
+    assert check(SHIPPED, {}, out=out, err=err) == 0  # a warning, not a problem
+    assert out.getvalue().startswith("ok: ")
+    assert err.getvalue().splitlines() == [
+        "warning: agent ana is unreachable (sink channel support-email is disabled):"
+        " never assigned",
+        "warning: agent ben is unreachable (sink channel shop-telegram is disabled):"
+        " never assigned",
+        "warning: agent chloe is unreachable (sink channel agent-hooks is disabled):"
+        " never assigned",
+    ]
+    # Ana's mailbox enabled: she is reachable, and no longer named.
+    path = tmp_path / "channels.yaml"
+    text = SHIPPED.read_text()
+    path.write_text(
+        text.replace("type: email\n    enabled: false", "type: email\n    enabled: true", 1)
+    )
+    err = io.StringIO()
+    env = {"IMAP_PASSWORD": "x", "SMTP_PASSWORD": "x"}
+    assert check(path, env, out=io.StringIO(), err=err) == 0, err.getvalue()
+    assert [line.split(" is ")[0] for line in err.getvalue().splitlines()] == [
+        "warning: agent ben",
+        "warning: agent chloe",
+    ]
+
+
 def test_check_reports_problems_on_stderr(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("version: 1\nhttp:\n  port: 99999\n  prot: 1\n")
