@@ -26,6 +26,8 @@ from tests.router.test_routing_kafka import produce, read_all
 
 pytestmark = pytest.mark.kafka
 
+# The `mail` channel is enabled (its agents are reachable) but never run here.
+MAIL_ENV = {"E2E_MAIL_PASSWORD": "unused"}
 CONFIG = """\
 version: 1
 bus:
@@ -38,14 +40,14 @@ logging: {{format: json, level: info}}
 channels:
   - name: mail
     type: email
-    enabled: false
+    enabled: true  # its agents are reachable; no connector runs here (`--only router`)
     acknowledge: ack
     email:
-      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_UNSET}}"}}
+      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_MAIL_PASSWORD}}"}}
       smtp:
         host: smtp.test
         username: support@corp.test
-        password: "${{E2E_UNSET}}"
+        password: "${{E2E_MAIL_PASSWORD}}"
         from_address: support@corp.test
 agents:
   - id: ana
@@ -100,7 +102,7 @@ def test_long_threads_huge_messages_and_unknown_channels_do_not_stop_the_router(
     )
     inputs = [*thread, unknown, huge, traversal, stray_reply]
 
-    daemon = DaemonProcess(config, tmp_path, "--only", "router")
+    daemon = DaemonProcess(config, tmp_path, "--only", "router", env=MAIL_ENV)
     try:
         wait_for(daemon.base + "/readyz", 200, 45)
         asyncio.run(produce(kafka_bootstrap, f"{prefix}inbound", inputs, lambda _: None))

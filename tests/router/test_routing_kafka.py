@@ -40,6 +40,8 @@ SINK = "mail"  # both agents are notified by email through the `mail` channel
 CONSUMED = "inbound record consumed"
 KILL_AFTER = 20  # the victim has consumed at least this many records when it is killed
 
+# The `mail` channel is enabled (its agents are reachable) but never run here.
+MAIL_ENV = {"E2E_MAIL_PASSWORD": "unused"}
 CONFIG = """\
 version: 1
 bus:
@@ -55,14 +57,14 @@ logging: {{format: json, level: info}}
 channels:
   - name: mail
     type: email
-    enabled: false
+    enabled: true  # its agents are reachable; no connector runs here (`--only router`)
     acknowledge: ack
     email:
-      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_UNSET}}"}}
+      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_MAIL_PASSWORD}}"}}
       smtp:
         host: smtp.test
         username: support@corp.test
-        password: "${{E2E_UNSET}}"
+        password: "${{E2E_MAIL_PASSWORD}}"
         from_address: support@corp.test
   - name: chat
     type: webchat
@@ -165,7 +167,7 @@ def tails(daemons: dict[str, DaemonProcess]) -> str:
 
 def start_router(config: Path, workdir: Path) -> DaemonProcess:
     workdir.mkdir()
-    return DaemonProcess(config, workdir, "--only", "router")
+    return DaemonProcess(config, workdir, "--only", "router", env=MAIL_ENV)
 
 
 def ready(name: str, daemon: DaemonProcess, daemons: dict[str, DaemonProcess]) -> None:
