@@ -30,7 +30,9 @@ spec = ConnectorSpec(
     description="Agents' tools (Slack, Teams, any HTTP tool): signed JSON deliveries out,"
     " the agents' replies and commands back in.",
     config=WebhookChannelConfig,
-    sink_accepts=True,  # the agent can press or send `accept`
+    # Many webhook tools are plain incoming webhooks (Slack, Teams) that cannot answer;
+    # a tool that POSTs `accept` back says so with the sink's `accepts: true`.
+    sink_accepts=False,
     factory=build,
 )
 

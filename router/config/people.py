@@ -97,9 +97,9 @@ class SinkConfig(Section):
         None,
         description="Whether the agent's tool can answer a delivery with `accept`; if it"
         " can, an assignment not accepted within `routing.assignment_timeout` goes to"
-        " someone else. Unset: the sink type's default (`telegram` and `webhook` can,"
-        " `email` cannot). Set `false` for a plain incoming webhook (Slack, Teams) that"
-        " cannot answer, or the agent loses every conversation after the timeout.",
+        " someone else. Unset: the sink type's default (`telegram` can; `webhook` and"
+        " `email` cannot, since a plain incoming webhook such as Slack's or Teams' has no"
+        " way to answer). Set `true` for a webhook tool that POSTs `accept` back.",
     )
 
     @model_validator(mode="after")

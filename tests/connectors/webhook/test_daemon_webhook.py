@@ -44,7 +44,7 @@ agents:
   - id: chloe
     name: Chloé Martin
     capacity: {memory: 3}
-    sink: {type: webhook, channel: agent-hooks, url: "${CHLOE_URL}"}
+    sink: {type: webhook, channel: agent-hooks, url: "${CHLOE_URL}", accepts: true}
 routing:
   assignment_timeout: 1h
 """

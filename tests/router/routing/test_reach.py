@@ -136,13 +136,13 @@ skills:"""
 
 @pytest.mark.parametrize(
     ("accepts", "reassigned"),
-    [("", True), (", accepts: true", True), (", accepts: false", False)],
+    [("", False), (", accepts: true", True), (", accepts: false", False)],
 )
 async def test_the_accept_timeout_applies_only_to_sinks_that_can_accept(
     tmp_path: Path, accepts: str, reassigned: bool
 ) -> None:
-    # Cy works from a webhook tool: one that sends `accept` (the type's default),
-    # or a plain incoming webhook (Slack-style) that cannot answer.
+    # Cy works from a webhook tool: a plain incoming webhook (Slack-style) that cannot
+    # answer (the type's default), or one that sends `accept` (`accepts: true`).
     text = config_text(
         cy_sink=f"sink: {{type: webhook, channel: hooks, url: https://hooks.test/cy{accepts}}}"
     ).replace("skills:", HOOKS, 1)
