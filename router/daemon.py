@@ -258,6 +258,7 @@ class Daemon:
         if self._wanted(ROUTER):
             self.engine = Engine(self.config, self.store, self.topics, registry=self.registry)
             await self.engine.start(now_utc())
+            self._warn_unreachable()
             self.outbox = OutboxPublisher(
                 self.store,
                 self.bus,
@@ -471,7 +472,15 @@ class Daemon:
         self._sinks.update(sinks_of(new))
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
+        self._warn_unreachable()
         return True
+
+    def _warn_unreachable(self) -> None:
+        """Say once per start or reload who gets no work because nothing reaches them."""
+        if self.engine is None:
+            return
+        for agent_id, cause in sorted(self.engine.ctx.unreachable.items()):
+            log.warning("agent unreachable; never assigned", agent=agent_id, cause=cause)
 
 
 def _why(exc: BaseException) -> str:

@@ -522,3 +522,27 @@ async def test_a_sighup_reload_is_held_and_its_failure_logged(
             "log_level": "error",
         } in logs
         assert daemon.failure is None
+
+
+async def test_agents_nothing_reaches_are_named_in_the_log_at_start_and_reload(
+    tmp_path: Path,
+) -> None:
+    """The mail channel is disabled: its agents get no work, and the daemon says so when it
+    starts and after every reload (not only `omnirouter check`)."""
+
+    def disabled(text: str) -> str:
+        return text.replace("    type: email\n", "    type: email\n    enabled: false\n")
+
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(disabled(with_agents(tmp_path, "ana")))
+    cfg = parse_config(path.read_text(), registry=reg.specs)
+    with structlog.testing.capture_logs() as logs:
+        async with running(cfg, registry=reg.specs, config_path=path, watch_config=None) as d:
+            path.write_text(disabled(with_agents(tmp_path, "ana", "a5")))
+            assert await d.reload() is True
+    named = [
+        (e["agent"], e["cause"]) for e in logs if e["event"] == "agent unreachable; never assigned"
+    ]
+    cause = "sink channel mail is disabled"
+    assert named == [("ana", cause), ("a5", cause), ("ana", cause)]
