@@ -20,7 +20,7 @@ import structlog
 from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.routing import tokens
-from router.routing.assign import drain, release_capacity, route, set_status
+from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, specialist_text, to_customer
 from router.routing.identity import IdentityError, normalize_identity
@@ -236,16 +236,8 @@ async def remember(ctx: Routing, unit: Unit, env: Envelope, conv: Any, text: str
     )
 
 
-async def release(ctx: Routing, unit: Unit, conv: Any, why: str) -> str | None:
-    agent_id = await db.end_assignment(unit.conn, conv.id, why, unit.now)
-    if agent_id is not None:
-        await release_capacity(ctx, unit, agent_id, conv.channel_type)
-    await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
-    return agent_id
-
-
 async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
-    owner = await release(ctx, unit, conv, "resolved")
+    owner, _ = await release(ctx, unit, conv, "resolved")
     await db.update_conversation(
         unit.conn, conv.id, status="resolved", resolved_at=unit.now, waiting_since=None
     )
@@ -291,7 +283,7 @@ async def transfer(
         conv,
         f"transferred to {target} by {agent_id}" + (f": {note}" if note else ""),
     )
-    previous = await release(ctx, unit, conv, f"transferred to {target}")
+    previous, _ = await release(ctx, unit, conv, f"transferred to {target}")
     if target in ctx.queues:
         conv = await db.update_conversation(
             unit.conn,

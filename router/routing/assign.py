@@ -91,13 +91,20 @@ async def release_capacity(ctx: Routing, unit: Unit, agent_id: str, channel_type
         ctx.board.add_load(agent_id, channel_type, -1)
 
 
+async def release(ctx: Routing, unit: Unit, conv: Any, why: str) -> tuple[str | None, Any]:
+    """End the conversation's assignment (`why`), give back its agent's capacity and
+    clear its owner; returns that agent (None: it had none) and the updated conversation."""
+    agent_id = await db.end_assignment(unit.conn, conv.id, why, unit.now)
+    if agent_id is not None:
+        await release_capacity(ctx, unit, agent_id, conv.channel_type)
+    return agent_id, await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
+
+
 async def release_removed_owner(ctx: Routing, unit: Unit, conv: Any) -> Any:
     """The owner is no longer in the config: end their assignment so the conversation,
     with its whole transcript, goes to routing again. Returns the updated conversation."""
     agent_id = conv.owner_agent_id
-    await db.end_assignment(unit.conn, conv.id, "agent no longer configured", unit.now)
-    await release_capacity(ctx, unit, agent_id, conv.channel_type)
-    conv = await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
+    _, conv = await release(ctx, unit, conv, "agent no longer configured")
     unit.decide(
         "reassign",
         conversation_id=conv.id,
@@ -122,16 +129,7 @@ async def route(
     # (another router process changed that agent), and is read again.
     for _ in range(2):
         board = await board_for(ctx, unit)
-        choice = choose_agent(
-            board,
-            need,
-            last_agent_id=conv.preferred_agent_id,
-            wait_for_last_agent=waiting_allowed,
-            exclude=exclude,
-        )
-        if await handed_back(unit, conv, choice):
-            assert choice.agent_id is not None
-            exclude = passing_over(exclude, choice.agent_id)
+        while True:  # at most twice: the agent handed back to is passed over next time
             choice = choose_agent(
                 board,
                 need,
@@ -139,6 +137,10 @@ async def route(
                 wait_for_last_agent=waiting_allowed,
                 exclude=exclude,
             )
+            if not await handed_back(unit, conv, choice):
+                break
+            assert choice.agent_id is not None
+            exclude = passing_over(exclude, choice.agent_id)
         if choice.agent_id is None:
             break
         if await assign(ctx, unit, conv, choice):

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
-from router.routing.assign import release_capacity, route
+from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
 from router.routing.hours import add_business_time, business_time_between, next_open
@@ -144,9 +144,7 @@ async def assignment_timeout(ctx: Routing, unit: Unit, conv: Any, env: Envelope)
     active = await db.active_assignment(unit.conn, conv.id)
     if active is None or active.agent_id != agent_id or active.accepted_at is not None:
         return  # taken, replied, transferred or resolved meanwhile
-    await db.end_assignment(unit.conn, conv.id, "not taken in time", unit.now)
-    await release_capacity(ctx, unit, agent_id, conv.channel_type)
-    conv = await db.update_conversation(unit.conn, conv.id, owner_agent_id=None)
+    _, conv = await release(ctx, unit, conv, "not taken in time")
     timeout = ctx.config.routing.assignment_timeout.total_seconds()
     unit.decide(
         "reassign",
