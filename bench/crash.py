@@ -63,6 +63,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
 from tests.harness.common import free_port  # noqa: E402
 from tests.harness.daemon import DaemonProcess  # noqa: E402
+from tests.harness.kafka import broker_at  # noqa: E402
 
 SECRET = "crash-bench-signing-secret"
 AGENTS = 4
@@ -417,17 +418,6 @@ def report(o: Outcome, store: str) -> None:
 
 
 @contextlib.contextmanager
-def kafka_broker(address: str | None) -> Iterator[str]:
-    if address:
-        yield address
-        return
-    from tests.harness.kafka import KafkaBroker
-
-    with KafkaBroker() as broker:
-        yield broker.bootstrap
-
-
-@contextlib.contextmanager
 def store_url(kind: str, tmp: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp}/store.sqlite3"
@@ -468,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     try:
-        with kafka_broker(args.kafka) as bootstrap, store_url(args.store, tmp) as url:
+        with broker_at(args.kafka) as bootstrap, store_url(args.store, tmp) as url:
             outcome = asyncio.run(crash_run(args, bootstrap, url, tmp))
         report(outcome, args.store)
         return 0 if outcome.lost == 0 and outcome.exit_code == 0 else 1

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer  # noqa: E402
 
 from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
 from tests.harness.daemon import DaemonProcess, wait_for  # noqa: E402
-from tests.harness.kafka import KafkaBroker  # noqa: E402
+from tests.harness.kafka import broker_at  # noqa: E402
 
 CONFIG = """\
 version: 1
@@ -114,29 +114,18 @@ def main() -> int:
     parser.add_argument("--kafka", help="bootstrap HOST:PORT (default: start a broker)")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    broker = None if args.kafka else KafkaBroker()
-    try:
-        bootstrap = args.kafka if broker is None else broker.start()
-        rows: dict[str, list[float]] = {
-            "dynamic membership (baseline)": [],
-            "static (instance_id)": [],
-        }
-        with tempfile.TemporaryDirectory() as tmp:
-            for r in range(args.rounds):
-                for static, name in (
-                    (False, "dynamic membership (baseline)"),
-                    (True, "static (instance_id)"),
-                ):
-                    work = Path(tmp) / f"{r}-{static}"
-                    work.mkdir()
-                    rows[name].append(one_round(bootstrap, static, work))
-        print(f"{'restart -> consuming again':32} {'median s':>9} {'max s':>7}  rounds")
-        for name, values in rows.items():
-            print(f"{name:32} {statistics.median(values):9.2f} {max(values):7.2f}  {len(values)}")
-        print("(includes the process's own start-up, the same in both rows)")
-    finally:
-        if broker is not None:
-            broker.stop()
+    modes = {"dynamic membership (baseline)": False, "static (instance_id)": True}
+    rows: dict[str, list[float]] = {name: [] for name in modes}
+    with broker_at(args.kafka) as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name, static in modes.items():
+                work = Path(tmp) / f"{r}-{static}"
+                work.mkdir()
+                rows[name].append(one_round(bootstrap, static, work))
+    print(f"{'restart -> consuming again':32} {'median s':>9} {'max s':>7}  rounds")
+    for name, values in rows.items():
+        print(f"{name:32} {statistics.median(values):9.2f} {max(values):7.2f}  {len(values)}")
+    print("(includes the process's own start-up, the same in both rows)")
     return 0
 
 

@@ -972,17 +972,6 @@ def e2e_table(rows: Sequence[E2E], baseline: E2E) -> None:
 
 
 @contextlib.contextmanager
-def kafka_broker(address: str | None) -> Iterator[str]:
-    if address:
-        yield address
-        return
-    from tests.harness.kafka import KafkaBroker
-
-    with KafkaBroker() as broker:
-        yield broker.bootstrap
-
-
-@contextlib.contextmanager
 def postgres_server(url: str | None) -> Iterator[str]:
     if url:
         yield url
@@ -1201,7 +1190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     with pg_ctx as pg_server:
         if not args.no_e2e:
-            with kafka_broker(args.kafka) as bootstrap:
+            from tests.harness.kafka import broker_at  # the decision tables need no harness
+
+            with broker_at(args.kafka) as bootstrap:
                 asyncio.run(bench_e2e(args, bootstrap, pg_server))
         asyncio.run(bench_memory(args, pg_server))
     print(

@@ -18,6 +18,7 @@ a fresh storage directory and free ports; the broker logs WARN and above to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -276,6 +277,17 @@ class KafkaBroker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def broker_at(address: str | None) -> Iterator[str]:
+    """The bootstrap address of the broker at `address`, or of one started for the block
+    (for the benches' `--kafka HOST:PORT`)."""
+    if address:
+        yield address
+        return
+    with KafkaBroker() as broker:
+        yield broker.bootstrap
 
 
 @pytest.fixture(scope="session")

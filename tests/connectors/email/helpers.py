@@ -114,6 +114,16 @@ async def take(gen: AsyncIterator[Incoming | Rejected], n: int, seconds: float =
     return items
 
 
+async def take_then_stop(conn: Any, n: int, seconds: float = 10) -> list[Any]:
+    """The first `n` items `conn` takes in; then its intake is closed and it is stopped."""
+    gen = conn.receive()
+    try:
+        return await take(gen, n, seconds)
+    finally:
+        await gen.aclose()
+        await conn.stop()
+
+
 async def stop(task: asyncio.Future[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -12,7 +12,15 @@ import pytest
 
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected
-from tests.connectors.email.helpers import MemoryCheckpoints, connector, ids, mail, stop, take
+from tests.connectors.email.helpers import (
+    MemoryCheckpoints,
+    connector,
+    ids,
+    mail,
+    stop,
+    take,
+    take_then_stop,
+)
 from tests.harness.dovecot import ImapAccount
 
 pytestmark = pytest.mark.imap
@@ -57,12 +65,7 @@ async def test_checkpoint_survives_restart_without_loss_or_duplicate(
     await conn.stop()
     imap_account.append(mail(5))
     conn = connector(imap_account, tmp_path, checkpoints)
-    gen = conn.receive()
-    try:
-        rest = await take(gen, 3)
-    finally:
-        await gen.aclose()
-        await conn.stop()
+    rest = await take_then_stop(conn, 3)
     assert ids(first) == [f"<m{i}@example.net>" for i in range(3)]
     assert unacked.envelope.meta["message_id"] == "<m3@example.net>"
     assert ids(rest) == [f"<m{i}@example.net>" for i in (3, 4, 5)]
@@ -154,12 +157,7 @@ async def test_unparseable_mail_is_rejected_with_raw_ref_and_intake_goes_on(
 ):
     imap_account.append(b"Subject: no sender\r\n\r\nwho am I\r\n", mail(1))
     conn = connector(imap_account, tmp_path, MemoryCheckpoints())
-    gen = conn.receive()
-    try:
-        rejected, good = await take(gen, 2)
-    finally:
-        await gen.aclose()
-        await conn.stop()
+    rejected, good = await take_then_stop(conn, 2)
     assert isinstance(rejected, Rejected)
     assert "no sender" in rejected.reason
     assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref).startswith(b"Subject: no sender")
@@ -173,12 +171,7 @@ async def test_hostile_mail_is_dead_lettered_with_the_reason_and_the_intake_goes
     hostile = mail("h", extra="Content-Type: text/plain" + ";" * 100_000 + "\r\n")
     imap_account.append(hostile, mail(1))
     conn = connector(imap_account, tmp_path, MemoryCheckpoints())
-    gen = conn.receive()
-    try:
-        rejected, good = await take(gen, 2)
-    finally:
-        await gen.aclose()
-        await conn.stop()
+    rejected, good = await take_then_stop(conn, 2)
     assert isinstance(rejected, Rejected)
     assert "Content-Type header field is 100011 bytes" in rejected.reason
     assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref) == hostile
@@ -200,12 +193,7 @@ async def test_mail_over_its_cpu_budget_is_dead_lettered_and_the_intake_goes_on(
     imap_account.append(costly, mail(1), mail(2))
     limits = {"max_parts": 10_000, "cpu_seconds": 0.2, "cpu_seconds_per_mib": 0}
     conn = connector(imap_account, tmp_path, MemoryCheckpoints(), limits=limits)
-    gen = conn.receive()
-    try:
-        rejected, *good = await take(gen, 3, seconds=60)
-    finally:
-        await gen.aclose()
-        await conn.stop()
+    rejected, *good = await take_then_stop(conn, 3, seconds=60)
     assert isinstance(rejected, Rejected)
     assert rejected.reason == "normalizing mail: more than its CPU budget (0.2 s)"
     assert BlobStore(tmp_path / "blobs").get(rejected.raw_ref) == costly
@@ -244,12 +232,7 @@ async def test_token_threads_a_reply_that_lost_its_headers_only_for_its_customer
         mail(2, subject="me too [#k7m2q9ta]", sender="mallory@example.org"),
     )
     conn = connector(imap_account, tmp_path, checkpoints)
-    gen = conn.receive()
-    try:
-        ana, mallory = await take(gen, 2)
-    finally:
-        await gen.aclose()
-        await conn.stop()
+    ana, mallory = await take_then_stop(conn, 2)
     assert ana.envelope.thread_key == "<root@x>"
     assert ana.envelope.meta["thread_source"] == "token"
     assert mallory.envelope.thread_key == "<m2@example.net>"
