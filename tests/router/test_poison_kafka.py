@@ -22,13 +22,12 @@ import pytest
 
 from router.envelope import Envelope, Sender, decode, envelope_id
 from tests.harness.daemon import DaemonProcess, get, wait_for
-from tests.router.test_routing_kafka import produce, read_all
+from tests.router.test_routing_kafka import MAIL_CHANNEL, MAIL_ENV, produce, read_all
 
 pytestmark = pytest.mark.kafka
 
-# The `mail` channel is enabled (its agents are reachable) but never run here.
-MAIL_ENV = {"E2E_MAIL_PASSWORD": "unused"}
-CONFIG = """\
+CONFIG = (
+    """\
 version: 1
 bus:
   backend: kafka
@@ -38,17 +37,9 @@ bus:
 store: {{url: "sqlite:///{tmp}/store.sqlite3"}}
 logging: {{format: json, level: info}}
 channels:
-  - name: mail
-    type: email
-    enabled: true  # its agents are reachable; no connector runs here (`--only router`)
-    acknowledge: ack
-    email:
-      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_MAIL_PASSWORD}}"}}
-      smtp:
-        host: smtp.test
-        username: support@corp.test
-        password: "${{E2E_MAIL_PASSWORD}}"
-        from_address: support@corp.test
+"""
+    + MAIL_CHANNEL
+    + """\
 agents:
   - id: ana
     name: Ana
@@ -58,6 +49,7 @@ templates:
   ack:
     en: "Thanks, we will answer {{expected_response}} (ref {{conversation_ref}})."
 """
+)
 
 
 def email(run: str, n: int, thread: str, text: str, **changes: object) -> Envelope:

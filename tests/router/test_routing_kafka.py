@@ -40,9 +40,24 @@ SINK = "mail"  # both agents are notified by email through the `mail` channel
 CONSUMED = "inbound record consumed"
 KILL_AFTER = 20  # the victim has consumed at least this many records when it is killed
 
-# The `mail` channel is enabled (its agents are reachable) but never run here.
+# The `mail` channel is enabled (its agents are reachable) but never run here; a block of
+# the config templates below (braces doubled for str.format), with the env it needs.
 MAIL_ENV = {"E2E_MAIL_PASSWORD": "unused"}
-CONFIG = """\
+MAIL_CHANNEL = """\
+  - name: mail
+    type: email
+    enabled: true  # its agents are reachable; no connector runs here (`--only router`)
+    acknowledge: ack
+    email:
+      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_MAIL_PASSWORD}}"}}
+      smtp:
+        host: smtp.test
+        username: support@corp.test
+        password: "${{E2E_MAIL_PASSWORD}}"
+        from_address: support@corp.test
+"""
+CONFIG = (
+    """\
 version: 1
 bus:
   backend: kafka
@@ -55,17 +70,9 @@ store:
   url: "{store}"
 logging: {{format: json, level: info}}
 channels:
-  - name: mail
-    type: email
-    enabled: true  # its agents are reachable; no connector runs here (`--only router`)
-    acknowledge: ack
-    email:
-      imap: {{host: imap.test, username: support@corp.test, password: "${{E2E_MAIL_PASSWORD}}"}}
-      smtp:
-        host: smtp.test
-        username: support@corp.test
-        password: "${{E2E_MAIL_PASSWORD}}"
-        from_address: support@corp.test
+"""
+    + MAIL_CHANNEL
+    + """\
   - name: chat
     type: webchat
     enabled: false
@@ -91,6 +98,7 @@ templates:
   ack:
     en: "Thanks {{customer_name}}, we will answer {{expected_response}} (ref {{conversation_ref}})."
 """
+)
 
 
 # --- inputs ---------------------------------------------------------------------------
