@@ -126,33 +126,22 @@ class OutboxPublisher:
 
         async def lane(lane_key: tuple[str, bytes], records: list[Any]) -> None:
             for i, row in enumerate(records):
-                if lane_key in blocked:
-                    unsent.extend(r.id for r in records[i:])
-                    return
-                try:
-                    why = self._refusal(row)
-                    if why is None:
-                        await self._bus.produce(row.topic, bytes(row.key), bytes(row.value))
-                        sent.append(row.id)
-                        continue
-                    await dead_letter_output(self._bus, self._topics, row, why)
-                    dead.append((row.id, why))
-                except BusError as exc:
-                    if exc.retriable:
-                        # Later rows of this key must not overtake this one: they wait.
+                if lane_key not in blocked:
+                    try:
+                        why = await self._publish(row)
+                    except BusError as exc:
                         blocked.add(lane_key)
                         result.errors.append(str(exc))
-                        unsent.extend(r.id for r in records[i:])
-                        return
-                    why = f"the bus refused it: {exc}"
-                    try:
-                        await dead_letter_output(self._bus, self._topics, row, why)
-                    except BusError as dlq_exc:
-                        blocked.add(lane_key)
-                        result.errors.append(str(dlq_exc))
-                        unsent.extend(r.id for r in records[i:])
-                        return
-                    dead.append((row.id, why))
+                    else:
+                        if why is None:
+                            sent.append(row.id)
+                        else:
+                            dead.append((row.id, why))
+                        continue
+                # The bus is unavailable for this key: this row and its later ones wait
+                # (they must not overtake it); other keys go on.
+                unsent.extend(r.id for r in records[i:])
+                return
 
         await asyncio.gather(*(lane(k, records) for k, records in lanes.items()))
         now = now_utc()
@@ -166,12 +155,22 @@ class OutboxPublisher:
         result.published += len(sent)
         result.dead += len(dead)
         result.waiting += len(unsent)
-        for _ in dead:
-            if self._on_dead is not None:
+        if self._on_dead is not None:
+            for _ in dead:
                 self._on_dead("outbox")
 
-    def _refusal(self, row: Any) -> str | None:
-        """Why this row must not be produced at all (checked before the bus sees it)."""
+    async def _publish(self, row: Any) -> str | None:
+        """Produce the row: None once the bus has it, or why it went to the DLQ instead.
+        Raises `BusError` when neither could be done now (the bus is unavailable)."""
         if self._known_topics is not None and row.topic not in self._known_topics():
-            return f"topic {row.topic} is not one this daemon created (channel not configured?)"
-        return None
+            why = f"topic {row.topic} is not one this daemon created (channel not configured?)"
+        else:
+            try:
+                await self._bus.produce(row.topic, bytes(row.key), bytes(row.value))
+                return None
+            except BusError as exc:
+                if exc.retriable:
+                    raise
+                why = f"the bus refused it: {exc}"
+        await dead_letter_output(self._bus, self._topics, row, why)
+        return why
