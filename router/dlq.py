@@ -2,8 +2,9 @@
 
 One body shape for all of them: `reason`, `source` (where it came from),
 `key`, `size`, the original bytes intact (`value`, or `value_base64` when they
-are not UTF-8), and `dead_lettered_at`. An output too large for the bus is not
-copied into its dead letter: `value_ref` names where it stays (the store's outbox).
+are not UTF-8), and `dead_lettered_at`. When the original with the body around
+it is too large for the bus, it is not copied: `value_ref` names where it stays
+(the store's outbox row, or the source topic's record).
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from router.errors import RecordTooLargeError
 
 log = structlog.get_logger(__name__)
 
-# An original larger than this is referenced, not copied, so the dead letter fits the bus.
-INLINE_LIMIT = 256 * 1024
 
-
-def _body(reason: str, source: dict[str, Any], key: bytes, value: bytes) -> dict[str, Any]:
+def _body(
+    reason: str, source: dict[str, Any], key: bytes, value: bytes, *, inline: bool = True
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "reason": reason,
         "source": source,
@@ -32,27 +32,36 @@ def _body(reason: str, source: dict[str, Any], key: bytes, value: bytes) -> dict
         "size": len(value),
         "dead_lettered_at": now_utc().isoformat(),
     }
-    if len(value) > INLINE_LIMIT:
-        return body
-    try:
-        body["value"] = value.decode("utf-8")
-    except UnicodeDecodeError:
-        body["value_base64"] = base64.b64encode(value).decode("ascii")
+    if inline:
+        try:
+            body["value"] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            body["value_base64"] = base64.b64encode(value).decode("ascii")
     return body
 
 
-def dead_letter_value(record: Record, reason: str) -> bytes:
-    """The DLQ record: why, where it came from, and the original bytes."""
-    source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-    body = _body(reason, source, record.key, record.value)
-    if "value" not in body and "value_base64" not in body:
-        # A record the bus carried once fits it; keep it whole (the DLQ may be the only copy).
-        body["value_base64"] = base64.b64encode(record.value).decode("ascii")
-    return orjson.dumps(body)
+async def _produce(
+    bus: Bus,
+    topics: Topics,
+    key: bytes,
+    value: bytes,
+    reason: str,
+    source: dict[str, Any],
+    ref: str,
+) -> None:
+    """The dead letter with the original in it, or with `value_ref` when that is too large."""
+    try:
+        await bus.produce(topics.dlq, key, orjson.dumps(_body(reason, source, key, value)))
+    except RecordTooLargeError:
+        body = _body(reason, source, key, value, inline=False)
+        body["value_ref"] = ref
+        await bus.produce(topics.dlq, key, orjson.dumps(body))
 
 
 async def dead_letter(bus: Bus, topics: Topics, record: Record, reason: str) -> None:
-    await bus.produce(topics.dlq, record.key, dead_letter_value(record, reason))
+    source = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+    ref = f"{record.topic}/{record.partition}/{record.offset}"
+    await _produce(bus, topics, record.key, record.value, reason, source, ref)
     log.warning(
         "record dead-lettered",
         topic=record.topic,
@@ -63,18 +72,10 @@ async def dead_letter(bus: Bus, topics: Topics, record: Record, reason: str) -> 
 
 
 async def dead_letter_output(bus: Bus, topics: Topics, row: Any, reason: str) -> None:
-    """An outbox row that can never be published: its dead letter carries the original
-    when it fits the bus, else references the row, which the store keeps (marked dead)."""
+    """An outbox row that can never be published; the store keeps it (marked dead)."""
     value = bytes(row.value)
     source = {"outbox_id": row.id, "topic": row.topic}
-    body = _body(reason, source, bytes(row.key), value)
-    try:
-        await bus.produce(topics.dlq, bytes(row.key), orjson.dumps(body))
-    except RecordTooLargeError:
-        body.pop("value", None)
-        body.pop("value_base64", None)
-        body["value_ref"] = f"store:outbox/{row.id}"
-        await bus.produce(topics.dlq, bytes(row.key), orjson.dumps(body))
+    await _produce(bus, topics, bytes(row.key), value, reason, source, f"store:outbox/{row.id}")
     log.warning(
         "output dead-lettered", outbox_id=row.id, topic=row.topic, size=len(value), reason=reason
     )
