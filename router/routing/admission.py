@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from router.envelope import Envelope
 from router.routing.context import Routing
+from router.routing.engine import ROUTER_CHANNEL
 from router.routing.identity import IdentityError, sender_identity
-
-# The channel of timer events that belong to no conversation.
-ROUTER_CHANNEL = "router"
+from router.routing.messages import resolves_customer
 
 
 def refusal(ctx: Routing, env: Envelope) -> str | None:
@@ -36,16 +35,9 @@ def refusal(ctx: Routing, env: Envelope) -> str | None:
             f"channel_type {env.channel_type!r} does not match channel {env.channel!r}"
             f" (configured as {configured.type!r})"
         )
-    if role == "customer" and env.kind in ("message", "call") and _resolves_customer(env):
+    if role == "customer" and env.kind in ("message", "call") and resolves_customer(env):
         try:
             sender_identity(env, default_region=ctx.default_region(env.channel))
         except IdentityError as exc:
             return f"sender: {exc}"
     return None
-
-
-def _resolves_customer(env: Envelope) -> bool:
-    """False for what is recorded without a customer (bounces, automatic mail)."""
-    if env.meta.get("is_bounce"):
-        return False
-    return not (env.meta.get("auto") and not env.meta.get("is_auto_reply"))

@@ -47,6 +47,8 @@ log = structlog.get_logger(__name__)
 __all__ = ["CONSUMER", "Decision", "Engine"]
 
 CONSUMER = "router"
+# The channel (and channel type) of timer events that belong to no conversation.
+ROUTER_CHANNEL = "router"
 
 
 class Engine:
@@ -175,8 +177,8 @@ class Engine:
                     kind="timer",
                     direction="in",
                     # Keyed like the conversation's messages: in order with them.
-                    channel=conv.channel if conv is not None else "router",
-                    channel_type=conv.channel_type if conv is not None else "router",
+                    channel=conv.channel if conv is not None else ROUTER_CHANNEL,
+                    channel_type=conv.channel_type if conv is not None else ROUTER_CHANNEL,
                     thread_key=conv.thread_key if conv is not None else row.key,
                     conversation_id=row.conversation_id,
                     sender=Sender(address="omnirouter", role="system"),

@@ -73,6 +73,16 @@ async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
     return owner
 
 
+def machine_mail(env: Envelope) -> bool:
+    """Lists, bulk and other automatic mail (an auto-reply to us is not): recorded only."""
+    return bool(env.meta.get("auto")) and not env.meta.get("is_auto_reply")
+
+
+def resolves_customer(env: Envelope) -> bool:
+    """False for what is recorded without a customer: bounces and machine mail."""
+    return not env.meta.get("is_bounce") and not machine_mail(env)
+
+
 async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     if env.meta.get("is_bounce"):
         # A delivery report, not a customer: an incident for the message it bounces.
@@ -80,7 +90,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         if not await failures.bounce(ctx, unit, env):
             unit.decide("ignore", reason={"detail": "bounce of a message that is not ours"})
         return
-    if env.meta.get("auto") and not env.meta.get("is_auto_reply"):
+    if machine_mail(env):
         # Lists, bulk and other machine mail: no conversation, no acknowledgement (no loops).
         await ctx.store.record_message(env, conn=unit.conn)
         unit.decide(
