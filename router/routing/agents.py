@@ -22,16 +22,12 @@ from router.envelope import Envelope, Sender, encode, envelope_id
 from router.routing import tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
-from router.routing.delivery import deliver, specialist_text, to_customer
+from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
 from router.routing.identity import IdentityError, normalize_identity
 from router.routing.timers import SLA_TIMERS
 from router.store import routing as db
 
 log = structlog.get_logger(__name__)
-
-# Share of the bus's max_record_bytes an agent's reply text may use (the reply to the
-# customer carries it with its addressing around it).
-REPLY_SHARE = 0.8
 
 
 async def authorised(ctx: Routing, unit: Unit, env: Envelope, agent_id: str) -> Any | None:
@@ -151,7 +147,7 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
     conv = await authorised(ctx, unit, env, agent_id)
     if conv is None:
         return
-    limit = int(ctx.config.bus.max_record_bytes * REPLY_SHARE)
+    limit = output_budget(ctx)  # the reply to the customer carries it with its addressing
     size = len(env.text.encode("utf-8", "surrogatepass"))
     if size > limit:
         # It could not go out on the bus; the agent hears why instead of the customer nothing.

@@ -35,8 +35,13 @@ EXTRACT_LIMIT = 160
 # short preview of the latest messages; the full window is in the context.
 PREVIEW_MESSAGES = 10
 PREVIEW_CHARS = 280
-# Share of max_record_bytes a delivery may use (headroom for the envelope around it).
+# Share of max_record_bytes an output's content may use (headroom for the envelope).
 RECORD_SHARE = 0.8
+
+
+def output_budget(ctx: Routing) -> int:
+    """Bytes a delivery, or an agent's reply text, may take on the bus."""
+    return int(ctx.config.bus.max_record_bytes * RECORD_SHARE)
 
 
 def _cut(text: str | None, limit: int) -> tuple[str, bool]:
@@ -169,7 +174,7 @@ async def deliver(
     sink = agent.sink
     sink_name = sink.channel or sink.type
     subject = f"[#{conv.ref}] {context['conversation']['subject'] or 'Conversation'}"
-    budget = int(ctx.config.bus.max_record_bytes * RECORD_SHARE)
+    budget = output_budget(ctx)
     while True:
         env = Envelope(
             id=envelope_id(f"agent:{agent_id}", f"{unit.input_id}:{event}:{unit.outputs}"),
