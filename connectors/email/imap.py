@@ -133,12 +133,14 @@ class ImapIntake:
         self.uidnext = 0
         self.position: Position | None = None
         self._lost = False
+        self._gone = asyncio.Event()  # set when the current connection's socket is closed
         self._done: list[int] = []  # acked UIDs still to flag / move / delete
 
     # --- connection ---------------------------------------------------------------------
 
     def _on_lost(self, exc: Exception | None) -> None:
         self._lost = True
+        self._gone.set()
         client = self.client
         if client is not None:  # wake an IDLE wait
             client.protocol.idle_queue.put_nowait(aioimaplib.STOP_WAIT_SERVER_PUSH)
@@ -148,6 +150,7 @@ class ImapIntake:
         await self.close()
         cfg = self.cfg
         self._lost = False
+        self._gone = asyncio.Event()
         try:
             tls = None
             if cfg.security != "none":
@@ -264,8 +267,14 @@ class ImapIntake:
             pass
         finally:
             transport = client.protocol.transport
-            if transport is not None:
+            if transport is not None and not transport.is_closing():
                 transport.close()
+                # A TLS transport closes its socket only after the close_notify exchange:
+                # wait for it, briefly, and cut it short rather than leave the socket open.
+                try:
+                    await asyncio.wait_for(self._gone.wait(), 2)
+                except TimeoutError:
+                    transport.abort()
             for task in list(client.tasks) + list(client.protocol.tasks):
                 task.cancel()
             if not client._client_task.done():
