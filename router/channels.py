@@ -13,7 +13,7 @@ import orjson
 import structlog
 
 from router.bus.base import Bus, Record, Topics
-from router.connector import Connector, Rejected
+from router.connector import DONE, Connector, Rejected
 from router.consume import ConsumeLoop
 from router.envelope import Envelope, Sender, decode, encode, envelope_id, now_utc
 from router.errors import ConnectorError, EnvelopeError, OmniError, RecordTooLargeError
@@ -113,7 +113,7 @@ class ChannelRunner:
                         )
                         continue
                     # Only now is the message safe: let the channel forget it.
-                    await incoming.ack()
+                    await incoming.ack(DONE)
                 log.warning("connector intake ended; restarting", channel=self.name)
             except asyncio.CancelledError:
                 raise
@@ -153,7 +153,7 @@ class ChannelRunner:
             reason=rejected.reason,
             raw_ref=rejected.raw_ref,
         )
-        await rejected.ack()
+        await rejected.ack(DONE)
 
     async def _report_failure(self, envelope: Envelope, detail: str) -> None:
         """Tell the router (an incident, a note to the owning agent) through the bus."""

@@ -30,7 +30,7 @@ from connectors.email.normalize import DEFAULT_MAX_ATTACHMENT, Options
 from connectors.email.notify import agent_address, build_notification, delivery_of
 from connectors.email.smtp import OutboundError, SmtpSender
 from router.budget import Budget
-from router.connector import Incoming, Rejected, SendResult, Services
+from router.connector import DONE, Incoming, Outcome, Rejected, SendResult, Services
 from router.envelope import Envelope
 from router.errors import OmniError
 
@@ -53,7 +53,7 @@ def options_for(cfg: EmailChannelConfig) -> Options:
     )
 
 
-async def _nothing() -> None:
+async def _nothing(outcome: Outcome = DONE) -> None:
     return None
 
 

@@ -49,7 +49,7 @@ from connectors.email.threads import resolve_token
 from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.blobs import BlobStore
 from router.budget import Budget, BudgetExceeded
-from router.connector import Checkpoints, Incoming, Rejected
+from router.connector import DONE, Checkpoints, Incoming, Outcome, Rejected
 from router.envelope import Envelope
 from router.retry import Backoff
 
@@ -429,7 +429,9 @@ class ImapIntake:
     # --- acknowledgement and the checkpoint ----------------------------------------------
 
     def _acker(self, uid: int, validity: int, seen: str | None) -> Any:
-        async def ack() -> None:
+        async def ack(outcome: Outcome = DONE) -> None:
+            if outcome.retriable:
+                return  # not taken yet: the UID stays unflagged and is offered again
             if seen is not None:
                 await self.checkpoints.set_checkpoint(self.channel, seen, f"{validity}/{uid}")
             await self._advance(uid, validity)

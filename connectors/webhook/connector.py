@@ -30,7 +30,7 @@ from connectors.webhook import deliveries, events
 from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.errors import BadEvent, BadSignature
 from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
-from router.connector import Incoming, SendResult, Services
+from router.connector import DONE, Incoming, Outcome, SendResult, Services
 from router.envelope import Envelope, now_utc
 from router.logs import RateLimiter
 
@@ -44,6 +44,10 @@ REFUSALS_BURST = 10  # refusals logged per status and minute; the rest are count
 
 def _answer(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
+
+
+_NOT_YET = Outcome("not stored yet", retriable=True)
+_STOPPING = _NOT_YET  # answered 503: the tool sends it again after the restart
 
 
 class WebhookConnector:
@@ -65,10 +69,10 @@ class WebhookConnector:
         self._key = cfg.key()
         self._sinks = services.sinks  # agent id -> sink; the daemon keeps it current
         self._ack_timeout = ack_timeout.total_seconds()
-        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[bool]]] = asyncio.Queue(
+        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue(
             queue_size
         )
-        self._waiting: set[asyncio.Future[bool]] = set()
+        self._waiting: set[asyncio.Future[Outcome]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._accepting = False  # events are taken in between start() and stop()
         self._stopped = False  # after stop(), sending waits for the next start()
@@ -91,10 +95,10 @@ class WebhookConnector:
         while not self._queue.empty():
             _, future = self._queue.get_nowait()
             if not future.done():
-                future.set_result(False)
+                future.set_result(_STOPPING)
         for future in list(self._waiting):
             if not future.done():
-                future.set_result(False)
+                future.set_result(_STOPPING)
         session, self._session = self._session, None
         if session is not None:
             await session.close()
@@ -181,11 +185,11 @@ class WebhookConnector:
                 f"agent {agent!r} is not reached through this channel",
                 logged="agent not reached through this channel",
             )
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
-        async def ack() -> None:
+        async def ack(outcome: Outcome = DONE) -> None:
             if not future.done():
-                future.set_result(True)
+                future.set_result(outcome)
 
         try:
             self._queue.put_nowait((Incoming(envelope=envelope, ack=ack), future))
@@ -193,13 +197,15 @@ class WebhookConnector:
             return self._refuse(503, "too many events in flight; try again")
         self._waiting.add(future)
         try:
-            on_bus = await asyncio.wait_for(future, self._ack_timeout)
+            outcome = await asyncio.wait_for(future, self._ack_timeout)
         except TimeoutError:
-            on_bus = False
+            outcome = _NOT_YET
         finally:
             self._waiting.discard(future)
-        if not on_bus:
-            return self._refuse(503, "not stored yet; send the same event again")
+        if not outcome.done:
+            if outcome.retriable:
+                return self._refuse(503, f"{outcome.error}; send the same event again")
+            return self._refuse(422, f"event refused: {outcome.error}")
         log.info(
             "agent event taken in",
             channel=self.name,

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from router.bus import EmbeddedBus
 from router.config import parse_config
-from router.connector import ConnectorSpec, Incoming, Rejected, SendResult, load_registry
+from router.connector import ConnectorSpec, Incoming, Outcome, Rejected, SendResult, load_registry
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.errors import BusError, StoreError
@@ -60,13 +60,13 @@ class MemoryConnector:
                 raise item
             if isinstance(item, str):  # input the channel could not understand
 
-                async def ack_rejected(native: str = item) -> None:
+                async def ack_rejected(outcome: Outcome, *, native: str = item) -> None:
                     self.acked.append(native)
 
                 yield Rejected(reason=f"cannot parse {item}", native_id=item, ack=ack_rejected)
                 continue
 
-            async def ack(env_id: str = item.id) -> None:
+            async def ack(outcome: Outcome, *, env_id: str = item.id) -> None:
                 self.acked.append(env_id)
 
             yield Incoming(envelope=item, ack=ack)

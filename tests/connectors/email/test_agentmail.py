@@ -217,7 +217,7 @@ def sorted_items(raw: bytes, tmp: Path, cfg: Any = SHARED, *, folder: bool = Fal
     env = normalize(raw, "support-email", blobs)
     acked: list[str] = []
 
-    async def ack() -> None:
+    async def ack(outcome: object = None) -> None:
         acked.append(env.id)
 
     items = conn._sort(Incoming(envelope=env, ack=ack), agents_folder=folder)

@@ -28,7 +28,29 @@ if TYPE_CHECKING:  # router.config imports this module (the connector registry)
 
 ENTRY_POINT_GROUP = "omnirouter.connectors"
 
-Ack = Callable[[], Awaitable[None]]
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of an input the connector offered: done, or an error.
+
+    `done`: it is durably on the bus: the channel may forget it. Otherwise
+    `error` says why not, and `retriable` whether the channel should offer it
+    again (the bus was unavailable) or forget it (it can never travel and was
+    dead-lettered with the reason; an HTTP intake answers 4xx).
+    """
+
+    error: str | None = None
+    retriable: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.error is None
+
+
+DONE = Outcome()
+
+# Called once per input with its outcome; `ack()` alone means done.
+Ack = Callable[[Outcome], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
