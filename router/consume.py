@@ -32,7 +32,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 import structlog
 
 from router.bus.base import Bus, Consumer, Record, Topics
-from router.dlq import dead_letter
+from router.dlq import DeadLetter, dead_letter
 from router.errors import OmniError
 from router.metrics import Metrics
 from router.retry import Backoff
@@ -188,7 +188,7 @@ class ConsumeLoop:
 
     async def _reject(self, record: Record, reason: str) -> None:
         self._metrics.dead_letters.labels(source=record.topic).inc()
-        await dead_letter(self._bus, self._topics, record, reason)
+        await dead_letter(self._bus, self._topics, DeadLetter.of_record(record, reason))
 
 
 class _Progress:

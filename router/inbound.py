@@ -20,7 +20,7 @@ import structlog
 
 from router.bus.base import Bus, Record, Topics
 from router.consume import Part
-from router.dlq import dead_letter
+from router.dlq import DeadLetter, dead_letter
 from router.envelope import Envelope, decode, now_utc
 from router.errors import EnvelopeError
 from router.metrics import Metrics
@@ -63,7 +63,8 @@ class InboundProcessor:
             decisions = await self._engine.handle(envelope, now_utc())
         except EnvelopeError as exc:
             self._metrics.dead_letters.labels(source=record.topic).inc()
-            await dead_letter(self._bus, self._topics, record, f"invalid envelope: {exc}")
+            letter = DeadLetter.of_record(record, f"invalid envelope: {exc}")
+            await dead_letter(self._bus, self._topics, letter)
             return
         self._report(record, envelope, decisions, started)
 

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from router.bus.base import Bus, Topics
-from router.dlq import dead_letter_output
+from router.dlq import DeadLetter, dead_letter
 from router.envelope import now_utc
 from router.errors import BusError
 from router.store import Store
@@ -172,5 +172,5 @@ class OutboxPublisher:
                 if exc.retriable:
                     raise
                 why = f"the bus refused it: {exc}"
-        await dead_letter_output(self._bus, self._topics, row, why)
+        await dead_letter(self._bus, self._topics, DeadLetter.of_output(row, why))
         return why

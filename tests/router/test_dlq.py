@@ -1,6 +1,8 @@
-"""Dead letters carry the original when it fits the bus, and say where it is when not."""
+"""Dead letters: one schema for records, outputs and inputs; the original when it fits the
+bus, where it is when not."""
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -8,7 +10,7 @@ import pytest
 
 from router.bus import EmbeddedBus
 from router.bus.base import Record
-from router.dlq import dead_letter
+from router.dlq import DeadLetter, dead_letter
 from tests.router.consuming import TOPICS, drain
 
 LIMIT = 20_000
@@ -24,7 +26,8 @@ async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
 
 
 async def test_a_dead_letter_keeps_the_original_bytes(bus: EmbeddedBus) -> None:
-    await dead_letter(bus, TOPICS, Record("t.inbound", 0, 7, b"k", b"\xff\x00raw"), "bad")
+    record = Record("t.inbound", 0, 7, b"k", b"\xff\x00raw")
+    await dead_letter(bus, TOPICS, DeadLetter.of_record(record, "bad"))
     [letter] = await drain(bus, TOPICS.dlq, "dlq", 1)
     body = orjson.loads(letter.value)
     assert body["reason"] == "bad"
@@ -37,10 +40,42 @@ async def test_an_original_too_large_to_copy_is_referenced_where_it_stays(
 ) -> None:
     # Under the limit on the bus, over it once escaped inside the dead letter's JSON.
     value = b'"' * (LIMIT - 100)
-    await dead_letter(bus, TOPICS, Record("t.inbound", 0, 7, b"k", value), "not an envelope")
+    record = Record("t.inbound", 0, 7, b"k", value)
+    await dead_letter(bus, TOPICS, DeadLetter.of_record(record, "not an envelope"))
     [letter] = await drain(bus, TOPICS.dlq, "dlq", 1)
     body = orjson.loads(letter.value)
     assert "value" not in body and "value_base64" not in body
     assert body["value_ref"] == "t.inbound/0/7"
     assert body["size"] == len(value)
     assert body["reason"] == "not an envelope"
+
+
+@dataclass
+class Row:
+    id: int
+    topic: str
+    key: bytes
+    value: bytes
+
+
+async def test_records_outputs_and_inputs_share_one_schema(bus: EmbeddedBus) -> None:
+    letters = [
+        DeadLetter.of_record(Record("t.inbound", 0, 7, b"k", b"{}"), "not an envelope"),
+        DeadLetter.of_output(Row(3, "t.outbound.mail", b"k", b"{}"), "unknown topic"),
+        DeadLetter.of_input("mail", "cannot parse", native_id="INBOX/1/9", ref="blob://sha256/ab"),
+    ]
+    for letter in letters:
+        await dead_letter(bus, TOPICS, letter)
+    bodies = [orjson.loads(r.value) for r in await drain(bus, TOPICS.dlq, "dlq", 3)]
+    fields = {"reason", "source", "native_id", "key", "size", "value_ref", "dead_lettered_at"}
+    assert [set(b) - {"value"} for b in bodies] == [fields] * 3
+    record, output, given = bodies
+    assert (record["value_ref"], record["value"]) == ("t.inbound/0/7", "{}")
+    assert output["source"] == {"outbox_id": 3, "topic": "t.outbound.mail"}
+    assert output["value_ref"] == "store:outbox/3"
+    assert given["source"] == {"channel": "mail"}
+    assert (given["native_id"], given["value_ref"], given["size"]) == (
+        "INBOX/1/9",
+        "blob://sha256/ab",
+        None,
+    )
