@@ -1,20 +1,41 @@
 """Running one channel's connector: its intake into `omni.inbound`, its outbound topic out.
 
-The daemon owns the lifecycle: a connector that fails is stopped, and started
-again after a capped, jittered backoff; the rest of the daemon keeps running.
+The runner, not the connector, owns connecting and reconnecting (with the one
+backoff helper, `router.retry`); a connector just raises, and the rest of the
+daemon keeps running:
+
+- A retriable failure (the server unreachable, the connection dropped) is
+  logged and retried after a capped, jittered backoff (`reconnect.base` ..
+  `reconnect.cap`). After `reconnect.attempts` failures in a row the channel
+  is *down*: `/readyz` names it with the reason, `omnirouter_connector_down`
+  carries the reason, one error line says so; it then tries every `cap`.
+- A failure retrying cannot fix (`retriable=False`: a wrong password, a
+  refused token, a certificate the configured trust rejects) marks the channel
+  down at once and is logged once, not once per attempt. The next attempt
+  comes after `reconnect.after_refusal` (at least a minute), or at once after a
+  config reload (`retry_now`), e.g. once the password file is fixed.
+- A start that succeeds brings the channel up and clears the reason.
+
+Each input is acked with its outcome: done once it is on the bus; a
+non-retriable error once it was dead-lettered instead (the channel forgets it);
+a retriable error when the bus stayed unavailable (the channel offers it again,
+and the intake is restarted).
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-import orjson
 import structlog
 
 from router.bus.base import Bus, Record, Topics
-from router.connector import DONE, Connector, Rejected
+from router.connector import DONE, Connector, Incoming, Outcome, Rejected
 from router.consume import ConsumeLoop
+from router.dlq import DeadLetter, dead_letter
 from router.envelope import Envelope, Sender, decode, encode, envelope_id, now_utc
 from router.errors import ConnectorError, EnvelopeError, OmniError, RecordTooLargeError
 from router.metrics import Metrics
@@ -29,6 +50,45 @@ log = structlog.get_logger(__name__)
 # 140/s at 1. A tool that takes longer than a commit gets a commit after every send.
 OUTBOUND_COMMIT_STEP = 10
 
+# Putting one input on the bus: about 6 s at most before the runner gives up, acks
+# with a retriable error (a webhook caller gets its 503 while it still waits) and
+# restarts the intake.
+PUBLISH_BACKOFF = Backoff(base=0.2, cap=5.0, attempts=6)
+
+# Telling the router a send failed for good: until the bus takes it (the outbound loop
+# must not send the message again).
+REPORT_BACKOFF = Backoff(base=0.5, cap=60.0)
+
+# The reconnect settings' defaults (`channels[].reconnect`).
+RECONNECT = Backoff(base=1.0, cap=60.0, attempts=5)
+AFTER_REFUSAL = 600.0
+
+REASON_CHARS = 300  # a reason in /readyz and the metric's label
+
+
+@dataclass(frozen=True, slots=True)
+class Down:
+    """Why a channel is down, since when, and when it tries again."""
+
+    reason: str
+    retriable: bool
+    since: datetime
+    next_attempt: datetime
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "reason": self.reason,
+            "retriable": self.retriable,
+            "since": self.since.isoformat(),
+            "next_attempt": self.next_attempt.isoformat(),
+        }
+
+
+class _Unpublished(OmniError):
+    """The bus stayed unavailable for an input: the intake starts again from the channel."""
+
+    retriable = True
+
 
 class ChannelRunner:
     def __init__(
@@ -39,16 +99,24 @@ class ChannelRunner:
         bus: Bus,
         topics: Topics,
         metrics: Metrics,
-        backoff: Backoff = Backoff(base=0.5, cap=60.0),
+        reconnect: Backoff = RECONNECT,
+        after_refusal: float = AFTER_REFUSAL,
+        publish: Backoff = PUBLISH_BACKOFF,
         serves_agents: bool = False,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
         self._connector = connector
         self._bus = bus
         self._topics = topics
         self._metrics = metrics
-        self._backoff = backoff
+        self._reconnect = reconnect
+        self._after_refusal = after_refusal
+        self._publish = publish
+        self._sleep = sleep
+        self._wake = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
+        self.down: Down | None = None
         self.outbound = ConsumeLoop(
             bus=bus,
             topics=topics,
@@ -74,86 +142,171 @@ class ChannelRunner:
                 await task
             except asyncio.CancelledError:
                 pass
+        await self._stop_connector()
+        self._metrics.connector_up.labels(channel=self.name).set(0)
+
+    def retry_now(self) -> None:
+        """Cut a wait between attempts short (a config reload may have fixed the cause)."""
+        self._wake.set()
+
+    # -- connecting and reconnecting -------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        delays = self._reconnect.delays()
+        while True:
+            started = time.monotonic()
+            try:
+                await self._connector.start()
+                self._up()
+                await self._pump()
+                failure: BaseException = ConnectorError("the intake ended", retriable=True)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failure = exc
+            # A connection that held for a while starts a new series of attempts; one that
+            # drops as soon as it is made keeps backing off (and is down after `attempts`).
+            if time.monotonic() - started >= self._reconnect.cap:
+                delays = self._reconnect.delays()
+            await self._stop_connector()
+            await self._pause(self._failed(failure, next(delays, None)))
+
+    async def _stop_connector(self) -> None:
         try:
             await self._connector.stop()
         except Exception:
             log.exception("connector stop failed", channel=self.name)
+
+    def _up(self) -> None:
+        self._metrics.connector_up.labels(channel=self.name).set(1)
+        down, self.down = self.down, None
+        if down is None:
+            log.info("connector started", channel=self.name)
+            return
+        self._metrics.connector_down.remove(self.name, down.reason)
+        log.info(
+            "channel up again",
+            channel=self.name,
+            was=down.reason,
+            down_seconds=round((now_utc() - down.since).total_seconds(), 1),
+        )
+
+    def _failed(self, exc: BaseException, delay: float | None) -> float:
+        """Say what failed, once where it repeats; how long to wait before the next attempt."""
         self._metrics.connector_up.labels(channel=self.name).set(0)
+        reason = _describe(exc)
+        # Our own errors say whether retrying can help; anything else (a library's
+        # exception that escaped the connector) is taken as passing.
+        retriable = exc.retriable if isinstance(exc, OmniError) else True
+        if not retriable:
+            self._mark_down(reason, retriable=False, wait=self._after_refusal)
+            return self._after_refusal
+        if delay is None:  # `attempts` in a row failed
+            delay = self._reconnect.cap
+            self._mark_down(reason, retriable=True, wait=delay)
+            return delay
+        log.warning(
+            "connector failed; reconnecting",
+            channel=self.name,
+            error=reason,
+            delay=round(delay, 3),
+        )
+        return delay
 
-    async def _supervise(self) -> None:
-        delays = self._backoff.delays()
-        while True:
-            try:
-                await self._connector.start()
-                self._metrics.connector_up.labels(channel=self.name).set(1)
-                log.info("connector started", channel=self.name)
-                delays = self._backoff.delays()  # a good start resets the backoff
-                async for incoming in self._connector.receive():
-                    if isinstance(incoming, Rejected):
-                        await self._reject(incoming)
-                        continue
-                    env = incoming.envelope
-                    try:
-                        payload = encode(env)
+    def _mark_down(self, reason: str, *, retriable: bool, wait: float) -> None:
+        now = now_utc()
+        before = self.down
+        same = before is not None and before.reason == reason
+        self.down = Down(
+            reason=reason,
+            retriable=retriable,
+            since=before.since if before is not None else now,
+            next_attempt=now + timedelta(seconds=wait),
+        )
+        if same:
+            return  # said already: one line per cause, not one per attempt
+        if before is not None:
+            self._metrics.connector_down.remove(self.name, before.reason)
+        self._metrics.connector_down.labels(channel=self.name, reason=reason).set(1)
+        log.error(
+            "channel down",
+            channel=self.name,
+            reason=reason,
+            retriable=retriable,
+            retry_in=round(wait, 1),
+        )
 
-                        async def publish(
-                            key: bytes = env.bus_key(), value: bytes = payload
-                        ) -> None:
-                            await self._bus.produce(self._topics.inbound, key, value)
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` seconds, or until `retry_now`."""
+        self._wake.clear()
+        sleeping = asyncio.ensure_future(self._sleep(delay))
+        woken = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeping, woken}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, woken):
+                task.cancel()
+            await asyncio.gather(sleeping, woken, return_exceptions=True)
 
-                        await retry(publish, backoff=self._backoff, what="publish inbound")
-                    except (EnvelopeError, RecordTooLargeError) as exc:
-                        # The input itself cannot travel: offering it again would fail again.
-                        await self._reject(
-                            Rejected(
-                                reason=str(exc),
-                                ack=incoming.ack,
-                                native_id=env.id,
-                            )
-                        )
-                        continue
-                    # Only now is the message safe: let the channel forget it.
-                    await incoming.ack(DONE)
-                log.warning("connector intake ended; restarting", channel=self.name)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "connector failed",
-                    channel=self.name,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retriable=getattr(exc, "retriable", None),
+    # -- intake ------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        async for item in self._connector.receive():
+            if isinstance(item, Rejected):
+                letter = DeadLetter.of_input(
+                    self.name, item.reason, native_id=item.native_id, ref=item.raw_ref
                 )
-            self._metrics.connector_up.labels(channel=self.name).set(0)
-            try:
-                await self._connector.stop()
-            except Exception:
-                log.exception("connector stop failed", channel=self.name)
-            await asyncio.sleep(next(delays, self._backoff.cap))
+                await self._refuse(letter, item.ack)
+            else:
+                await self._take(item)
 
-    async def _reject(self, rejected: Rejected) -> None:
-        body = {
-            "reason": rejected.reason,
-            "channel": self.name,
-            "native_id": rejected.native_id,
-            "raw_ref": rejected.raw_ref,
-            "dead_lettered_at": now_utc().isoformat(),
-        }
-        key = f"{self.name}\x1f{rejected.native_id or ''}".encode()
+    async def _take(self, incoming: Incoming) -> None:
+        env = incoming.envelope
+        try:
+            payload = encode(env)
+            await self._produce(self._topics.inbound, env.bus_key(), payload, incoming.ack)
+        except (EnvelopeError, RecordTooLargeError) as exc:
+            # The input itself cannot travel: offering it again would fail again.
+            await self._refuse(
+                DeadLetter.of_input(self.name, str(exc), native_id=env.id), incoming.ack
+            )
+            return
+        # Only now is the message safe: let the channel forget it.
+        await incoming.ack(DONE)
+
+    async def _refuse(self, letter: DeadLetter, ack: Callable[[Outcome], Awaitable[None]]) -> None:
+        """Dead-letter an input that can never travel, then tell the channel to forget it."""
 
         async def publish() -> None:
-            await self._bus.produce(self._topics.dlq, key, orjson.dumps(body))
+            await dead_letter(self._bus, self._topics, letter)
 
-        await retry(publish, backoff=self._backoff, what="dead-letter rejected input")
+        await self._retrying(publish, ack, "dead-letter refused input")
         self._metrics.dead_letters.labels(source=self.name).inc()
-        log.warning(
-            "input rejected",
-            channel=self.name,
-            native_id=rejected.native_id,
-            reason=rejected.reason,
-            raw_ref=rejected.raw_ref,
-        )
-        await rejected.ack(DONE)
+        await ack(Outcome(letter.reason, retriable=False))
+
+    async def _produce(
+        self, topic: str, key: bytes, value: bytes, ack: Callable[[Outcome], Awaitable[None]]
+    ) -> None:
+        async def publish() -> None:
+            await self._bus.produce(topic, key, value)
+
+        await self._retrying(publish, ack, "publish inbound")
+
+    async def _retrying(
+        self,
+        op: Callable[[], Awaitable[None]],
+        ack: Callable[[Outcome], Awaitable[None]],
+        what: str,
+    ) -> None:
+        """`op` with the bounded publish backoff; when the bus stays unavailable, the input
+        is acked with a retriable error (the channel offers it again) and the intake stops."""
+        try:
+            await retry(op, backoff=self._publish, what=what)
+        except OmniError as exc:
+            if not exc.retriable:
+                raise
+            await ack(Outcome(f"the bus is unavailable: {exc}", retriable=True))
+            raise _Unpublished(f"{what}: the bus stayed unavailable: {exc}") from exc
 
     async def _report_failure(self, envelope: Envelope, detail: str) -> None:
         """Tell the router (an incident, a note to the owning agent) through the bus."""
@@ -162,7 +315,7 @@ class ChannelRunner:
         async def publish() -> None:
             await self._bus.produce(self._topics.inbound, event.bus_key(), encode(event))
 
-        await retry(publish, backoff=self._backoff, what="report delivery failure")
+        await retry(publish, backoff=REPORT_BACKOFF, what="report delivery failure")
 
     async def _send(self, record: Record) -> None:
         envelope = decode(record.value)
@@ -179,6 +332,13 @@ class ChannelRunner:
             await self._report_failure(envelope, result.detail)
             raise ConnectorError(f"send failed: {result.detail}", retriable=False)
         log.info("message sent", channel=self.name, record_id=envelope.id)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    if not isinstance(exc, OmniError):
+        text = f"{type(exc).__name__}: {text}"
+    return text[:REASON_CHARS]
 
 
 def delivery_failed(channel: str, envelope: Envelope, detail: str, now: datetime) -> Envelope:

@@ -36,6 +36,7 @@ from router.http import HttpListener, Routes, build_app
 from router.inbound import InboundProcessor
 from router.metrics import Metrics
 from router.outbox import OutboxPublisher
+from router.retry import Backoff
 from router.routing.engine import Engine
 from router.store import Store, open_store
 
@@ -169,7 +170,12 @@ class Daemon:
             missing.append("bus")
         if self.store is None or not await self.store.ping():
             missing.append("store")
+        missing.extend(f"channel {name}" for name in self.channels_down())
         return missing
+
+    def channels_down(self) -> dict[str, dict[str, object]]:
+        """The channels that are down, with why, since when, and their next attempt."""
+        return {r.name: r.down.as_dict() for r in self.channels if r.down is not None}
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -218,7 +224,7 @@ class Daemon:
         self._stop.set()
 
     async def _start_all(self) -> None:
-        app = build_app(self.metrics, self.readiness)
+        app = build_app(self.metrics, self.readiness, self.channels_down)
         self.store = await open_store(self.config.store.dsn())
         self._build_connectors(Routes(app))  # they add their routes before it starts
         self.http = HttpListener(app, self.http_host, self.http_port)
@@ -288,13 +294,21 @@ class Daemon:
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
             self._spawn(self._clock(), "clock")
+        channels = {c.name: c for c in self.config.channels}
         for name, connector in self._connectors:
+            reconnect = channels[name].reconnect
             runner = ChannelRunner(
                 name=name,
                 connector=connector,
                 bus=self.bus,
                 topics=self.topics,
                 metrics=self.metrics,
+                reconnect=Backoff(
+                    base=reconnect.base.total_seconds(),
+                    cap=reconnect.cap.total_seconds(),
+                    attempts=reconnect.attempts,
+                ),
+                after_refusal=reconnect.after_refusal.total_seconds(),
                 serves_agents=any(a.sink.channel == name for a in self.config.agents),
             )
             self.channels.append(runner)
@@ -473,6 +487,8 @@ class Daemon:
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()
+        for runner in self.channels:  # a down channel's cause may be fixed now: try it
+            runner.retry_now()
         return True
 
     def _warn_unreachable(self) -> None:

@@ -6,7 +6,7 @@ their routes to the same application.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -18,16 +18,24 @@ log = structlog.get_logger(__name__)
 
 # Returns the names of the parts that are not ready; empty when all are.
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
+# Returns the channels that are down, each with its reason (see `router.channels.Down`).
+ChannelsDown = Callable[[], Mapping[str, Mapping[str, object]]]
 
 
-def build_app(metrics: Metrics, readiness: ReadinessCheck) -> web.Application:
+def build_app(
+    metrics: Metrics, readiness: ReadinessCheck, channels_down: ChannelsDown | None = None
+) -> web.Application:
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
         missing = await readiness()
         if missing:
-            return web.json_response({"status": "not ready", "waiting_for": missing}, status=503)
+            body: dict[str, object] = {"status": "not ready", "waiting_for": missing}
+            down = channels_down() if channels_down is not None else {}
+            if down:
+                body["channels_down"] = down
+            return web.json_response(body, status=503)
         return web.json_response({"status": "ready"})
 
     async def prometheus(_: web.Request) -> web.Response:

@@ -60,6 +60,13 @@ class Metrics:
             ["channel"],
             registry=self.registry,
         )
+        self.connector_down = Gauge(
+            "omnirouter_connector_down",
+            "1 while a channel is down (a refusal such as a wrong password, or the configured"
+            " reconnect attempts in a row failed), with the reason; gone once it is up again.",
+            ["channel", "reason"],
+            registry=self.registry,
+        )
         self.config_reloads = Counter(
             "omnirouter_config_reloads_total",
             "Configuration reloads, by result: ok, invalid (the file), or failed"

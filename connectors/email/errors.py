@@ -6,6 +6,12 @@
   (retriable unless the server refused the login or the folder).
 - `SmtpError`: raised only for configuration mistakes found while sending;
   delivery outcomes are `SendResult`s, not exceptions.
+- `TlsSetupError`: the TLS settings cannot be used (an unreadable or invalid
+  `ca_file`); never retriable.
+
+`retriable` is what the daemon acts on: a retriable error is retried with
+backoff; any other stops the channel's reconnect attempts and reports it down
+with the reason (`router.channels`).
 """
 
 from __future__ import annotations
@@ -31,5 +37,11 @@ class ImapError(EmailError):
 
 class SmtpError(EmailError):
     """The SMTP side is misconfigured (the envelope cannot be turned into a message)."""
+
+    retriable = False
+
+
+class TlsSetupError(EmailError):
+    """The TLS context cannot be built (an unreadable or invalid `ca_file`)."""
 
     retriable = False

@@ -15,9 +15,10 @@ Delivery is at-least-once and checkpointed:
 - Once acked, a message is flagged, moved or deleted per `processed` (in
   batches, before the next wait); the checkpoint, not the flag, is the truth.
 - IDLE is re-issued every `idle_renew` (servers drop it at 30 minutes). A
-  dropped connection or a BYE reconnects with capped, jittered backoff; after
-  a few failures in a row the intake raises a retriable `ImapError` and the
-  daemon's own backoff takes over.
+  dropped connection or a BYE closes the connection and raises a retriable
+  `ImapError`; a refused login, folder or certificate raises a non-retriable
+  one. The daemon's channel runner reconnects (`router.channels`): the intake
+  has no reconnect loop of its own.
 - A message that cannot be normalized is yielded as `Rejected` with the reason
   and its raw bytes in the blob store; a message above
   `limits.max_message_bytes` is rejected without being downloaded. `normalize`
@@ -51,7 +52,6 @@ from router.blobs import BlobStore
 from router.budget import Budget, BudgetExceeded
 from router.connector import DONE, Checkpoints, Incoming, Outcome, Rejected
 from router.envelope import Envelope
-from router.retry import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -116,7 +116,6 @@ class ImapIntake:
         *,
         budget: Budget,
         folder: str | None = None,
-        reconnect: Backoff = Backoff(base=0.5, cap=30.0, attempts=6),
     ) -> None:
         self.channel = channel
         self.cfg: ImapConfig = cfg.imap
@@ -126,7 +125,6 @@ class ImapIntake:
         self.budget = budget
         self.folder = folder or self.cfg.folder
         self.key = f"imap:{self.folder}"
-        self.reconnect = reconnect
         self.timeout = self.cfg.timeout.total_seconds()
         self.client: aioimaplib.IMAP4 | None = None
         self.uidvalidity = 0
@@ -254,7 +252,9 @@ class ImapIntake:
                     retriable=False,
                 )
             response = await client.login(cfg.username, _secret(cfg.password_file, cfg.password))
-        _check(response, what, retriable=False)
+        # A refused login is not retried (a wrong password stays wrong), except where the
+        # server says its own authentication is failing for now (RFC 5530 UNAVAILABLE).
+        _check(response, what, retriable=_temporary(response))
 
     async def close(self) -> None:
         client, self.client = self.client, None
@@ -283,17 +283,15 @@ class ImapIntake:
     # --- the loop -------------------------------------------------------------------------
 
     async def receive(self) -> AsyncIterator[Incoming | Rejected]:
-        delays = self.reconnect.delays()
-        while True:
-            try:
-                if self.client is None or self._lost:
-                    await self.connect()
+        try:
+            if self.client is None or self._lost:
+                await self.connect()
+            while True:
                 highest = 0
                 async for item, uid in self._drain():
                     highest = max(highest, uid)
                     yield item
                 await self._flush_done()
-                delays = self.reconnect.delays()  # a full pass: the connection is good
                 # Mail that arrived while we worked may have been announced in the
                 # answer to one of our commands, not again in IDLE: look before idling.
                 # (Dovecot announces a message that lands during a FETCH with
@@ -303,23 +301,12 @@ class ImapIntake:
                 ):
                     continue
                 await self._wait()
-            except (_Lost, *_CONNECTION_ERRORS, ImapError) as exc:
-                if isinstance(exc, ImapError) and not exc.retriable:
-                    await self.close()
-                    raise
-                delay = next(delays, None)
-                log.warning(
-                    "IMAP connection lost; reconnecting",
-                    channel=self.channel,
-                    error=_describe(exc),
-                    delay=delay,
-                )
-                await self.close()
-                if delay is None:
-                    if isinstance(exc, ImapError):
-                        raise
-                    raise ImapError(f"IMAP connection keeps failing: {_describe(exc)}") from exc
-                await asyncio.sleep(delay)
+        except ImapError:
+            await self.close()
+            raise
+        except (_Lost, *_CONNECTION_ERRORS) as exc:
+            await self.close()
+            raise ImapError(f"IMAP connection lost: {_describe(exc)}") from exc
 
     async def _client(self) -> aioimaplib.IMAP4:
         if self.client is None or self._lost:
@@ -564,6 +551,10 @@ def _secret(path: Path | None, value: Any) -> str:
     if value is None:
         raise ImapError("no credentials configured", retriable=False)
     return str(value.get_secret_value())
+
+
+def _temporary(response: Any) -> bool:
+    return any(isinstance(line, bytes) and b"[UNAVAILABLE]" in line for line in response.lines)
 
 
 def _describe(exc: BaseException) -> str:

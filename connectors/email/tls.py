@@ -14,11 +14,17 @@ from pathlib import Path
 
 import structlog
 
+from connectors.email.errors import TlsSetupError
+
+__all__ = [
+    "TlsSetupError",
+    "check_ca_file",
+    "client_context",
+    "describe_tls_failure",
+    "tls_failure",
+]
+
 log = structlog.get_logger(__name__)
-
-
-class TlsSetupError(Exception):
-    """The TLS context cannot be built (an unreadable or invalid `ca_file`)."""
 
 
 def client_context(

@@ -7,6 +7,7 @@ registry, and exposed as `ChannelConfig.settings`.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from functools import cache
 from typing import Annotated, Any
 
@@ -26,8 +27,10 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from router.config.source import Unresolved
 from router.config.types import (
     DocType,
+    Duration,
     Name,
     Section,
+    fail,
 )
 from router.connector import ConnectorSpec, load_registry
 
@@ -68,6 +71,44 @@ def reraise(title: str, errors: list[ErrorDetails]) -> ValidationError:
     )
 
 
+class ReconnectConfig(Section):
+    """How the daemon connects a channel's connector again after it failed (any type)."""
+
+    attempts: int = Field(
+        5,
+        ge=1,
+        le=100,
+        description="Connection attempts in a row, each after a capped, jittered backoff,"
+        " before the channel is reported down (`/readyz`, `omnirouter_connector_down`, one"
+        " log line); it then tries again every `cap`. An error retrying cannot fix is not"
+        " retried this way: see `after_refusal`.",
+    )
+    base: Duration = Field(
+        timedelta(seconds=1),
+        description="Longest wait before the first retry; each further wait may be twice as"
+        " long, up to `cap` (full jitter: a random share of it).",
+    )
+    cap: Duration = Field(
+        timedelta(seconds=60),
+        description="Longest wait between two attempts.",
+    )
+    after_refusal: Duration = Field(
+        timedelta(minutes=10),
+        ge=timedelta(minutes=1),
+        description="An error retrying cannot fix (a wrong password, a refused token, a"
+        " certificate the configured trust rejects) marks the channel down at once, with"
+        " the reason, and is logged once; the next attempt comes only after this long"
+        " (at least a minute, so a wrong password is never hammered at the server), or"
+        " at once after a config reload (SIGHUP), e.g. once the password file is fixed.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReconnectConfig:
+        if self.base > self.cap:
+            raise fail(type(self).__name__, ("base",), "base must not be longer than cap")
+        return self
+
+
 class ChannelConfig(Section):
     """One channel instance: `type: email` plus an `email:` block with its settings."""
 
@@ -91,6 +132,10 @@ class ChannelConfig(Section):
         None,
         description="Template sent to the customer as soon as a new conversation"
         " arrives, with the expected response time; null sends none.",
+    )
+    reconnect: ReconnectConfig = Field(
+        default_factory=ReconnectConfig,
+        description="How the daemon connects this channel again after its connector failed.",
     )
     settings: Annotated[BaseModel | None, DocType("(the `<type>:` block)")] = Field(
         None,

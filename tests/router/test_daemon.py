@@ -43,6 +43,7 @@ class MemoryConnector:
         self.settings = settings
         self.inbox: asyncio.Queue[Envelope | Exception | str] = asyncio.Queue()
         self.acked: list[str] = []
+        self.outcomes: list[Outcome] = []
         self.sent: list[Envelope] = []
         self.starts = 0
         self.stops = 0
@@ -62,12 +63,14 @@ class MemoryConnector:
 
                 async def ack_rejected(outcome: Outcome, *, native: str = item) -> None:
                     self.acked.append(native)
+                    self.outcomes.append(outcome)
 
                 yield Rejected(reason=f"cannot parse {item}", native_id=item, ack=ack_rejected)
                 continue
 
             async def ack(outcome: Outcome, *, env_id: str = item.id) -> None:
                 self.acked.append(env_id)
+                self.outcomes.append(outcome)
 
             yield Incoming(envelope=item, ack=ack)
 
@@ -219,10 +222,12 @@ async def test_rejected_input_is_dead_lettered_then_acked(tmp_path: Path) -> Non
         chat = reg.built["chat"]
         await chat.inbox.put("native-77")
         await eventually(lambda: chat.acked == ["native-77"])
+        # Refused, not done: the channel forgets it (an HTTP intake answers 422).
+        assert chat.outcomes == [Outcome("cannot parse native-77", retriable=False)]
     [dead] = await read_topic(tmp_path, "omni.dlq")
     body = orjson.loads(dead)
     assert body["reason"] == "cannot parse native-77"
-    assert body["channel"] == "chat"
+    assert body["source"] == {"channel": "chat"}
     assert body["native_id"] == "native-77"
 
 
@@ -372,6 +377,10 @@ async def test_input_too_large_for_the_bus_is_dead_lettered_and_intake_goes_on(
         await chat.inbox.put(after)
         await eventually(lambda: chat.acked == [huge.id, after.id])
         assert chat.starts == 1  # refused, not a connector failure: offered once, not again
+        refused, done = chat.outcomes
+        assert not refused.done and not refused.retriable
+        assert "max_record_bytes" in (refused.error or "")
+        assert done.done
     [dead] = await read_topic(tmp_path, "omni.dlq")
     body = orjson.loads(dead)
     assert "over the bus's max_record_bytes (1000000)" in body["reason"]
