@@ -35,6 +35,7 @@ import imaplib
 import json
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -62,6 +63,7 @@ MAIL_USER = "vmail"
 MAIL_UID = 5000
 START_TIMEOUT = 20.0
 USERS = 200  # one fresh mailbox per test
+_AUTH_FAILED = re.compile(r"\(auth failed, (\d+) attempts")
 
 
 def _binary() -> str | None:
@@ -264,6 +266,23 @@ class Dovecot:
             if len(found) >= at_least or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
+
+    def failed_logins(self, username: str) -> int:
+        """Login attempts Dovecot refused for `username`, as its log counts them so far.
+
+        A login process that gave up on a client logs one line for the connection,
+        `... (auth failed, N attempts in S secs): user=<name>, ...`.
+        """
+        try:
+            text = (self.root / "dovecot.log").read_text(errors="replace")
+        except OSError:
+            return 0
+        needle = f"user=<{username}>"
+        return sum(
+            int(m.group(1))
+            for line in text.splitlines()
+            if needle in line and (m := _AUTH_FAILED.search(line)) is not None
+        )
 
     def log_tail(self, lines: int = 30) -> str:
         try:

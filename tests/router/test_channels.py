@@ -1,20 +1,29 @@
-"""A channel's outbound loop after a crash: it sends again a few records, not a fetch."""
+"""The channel runner: connecting and reconnecting (refusals stop the retries and mark the
+channel down, once), the outcome each input is acked with, and the outbound loop after a
+crash (it sends again a few records, not a fetch)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import structlog.testing
 
 from router.bus import EmbeddedBus
 from router.bus.base import Topics
 from router.channels import OUTBOUND_COMMIT_STEP, ChannelRunner
-from router.connector import Incoming, SendResult
+from router.connector import Incoming, Outcome, SendResult
 from router.envelope import Envelope, encode
+from router.errors import BusError, ConnectorError
 from router.metrics import Metrics
+from router.retry import Backoff
 from tests.harness.common import eventually
-from tests.router.consuming import kill
+from tests.router.consuming import drain, kill
 from tests.router.test_daemon import message
 
 TOPICS = Topics(prefix="omni.")
@@ -81,3 +90,247 @@ async def test_a_crash_repeats_at_most_a_commit_step_of_deliveries(tmp_path: Pat
         assert second.sent[-1] == deliveries[-1].id
     finally:
         await bus.stop()
+
+
+# --- connecting, reconnecting, and the channel's state ---------------------------------
+
+REFUSED = "login as 'support' refused: NO [AUTHENTICATIONFAILED] Authentication failed."
+
+
+class Clock:
+    """A pretend clock for the runner's waits: each wait moves it on at once, and a wait
+    that would pass `horizon` never ends (unless the runner is woken)."""
+
+    def __init__(self, horizon: float) -> None:
+        self.now = 0.0
+        self.horizon = horizon
+        self.waits: list[float] = []
+
+    async def sleep(self, delay: float) -> None:
+        self.waits.append(delay)
+        if self.now + delay >= self.horizon:
+            await asyncio.Event().wait()
+        self.now += delay
+        await asyncio.sleep(0)
+
+
+class Channel:
+    """A connector whose start fails while `failure` is set (only its first `fail_times`
+    starts, when that is given); its intake is `inbox`."""
+
+    def __init__(
+        self, clock: Clock, failure: Exception | None = None, fail_times: int | None = None
+    ) -> None:
+        self.clock = clock
+        self.failure = failure
+        self.fail_times = fail_times
+        self.starts: list[float] = []
+        self.inbox: asyncio.Queue[Envelope | Exception] = asyncio.Queue()
+        self.outcomes: dict[str, list[Outcome]] = {}
+
+    async def start(self) -> None:
+        self.starts.append(self.clock.now)
+        if self.fail_times is not None and len(self.starts) > self.fail_times:
+            return
+        if self.failure is not None:
+            raise self.failure
+
+    async def stop(self) -> None:
+        pass
+
+    async def receive(self) -> AsyncIterator[Incoming]:
+        while True:
+            item = await self.inbox.get()
+            if isinstance(item, Exception):
+                raise item
+
+            async def ack(outcome: Outcome, env_id: str = item.id) -> None:
+                self.outcomes.setdefault(env_id, []).append(outcome)
+
+            yield Incoming(envelope=item, ack=ack)
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        return SendResult(status="sent")
+
+
+@pytest.fixture
+async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
+    b = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=1)
+    await b.start()
+    await b.ensure_topics([TOPICS.inbound, TOPICS.dlq])
+    yield b
+    await b.stop()
+
+
+@pytest.fixture
+def logs() -> Iterator[list[dict[str, Any]]]:
+    with structlog.testing.capture_logs() as captured:
+        yield captured
+
+
+def supervised(bus: EmbeddedBus, channel: Channel, **kw: Any) -> ChannelRunner:
+    return ChannelRunner(
+        name="mail",
+        connector=channel,
+        bus=bus,
+        topics=TOPICS,
+        metrics=Metrics(),
+        reconnect=Backoff(base=1.0, cap=60.0, attempts=5),
+        after_refusal=600.0,
+        sleep=channel.clock.sleep,
+        **kw,
+    )
+
+
+def down_gauge(runner: ChannelRunner) -> dict[str, float]:
+    """omnirouter_connector_down's series: reason -> value."""
+    samples = runner._metrics.connector_down.collect()[0].samples
+    return {s.labels["reason"]: s.value for s in samples if s.labels["channel"] == "mail"}
+
+
+def up_gauge(runner: ChannelRunner) -> float:
+    return float(runner._metrics.connector_up.labels(channel="mail")._value.get())
+
+
+async def test_a_refusal_marks_the_channel_down_once_and_is_not_retried_in_a_storm(
+    bus: EmbeddedBus, logs: list[dict[str, Any]]
+) -> None:
+    clock = Clock(horizon=3600)
+    channel = Channel(clock, ConnectorError(REFUSED, retriable=False))
+    runner = supervised(bus, channel)
+    task = runner.start_intake()
+    try:
+        await eventually(lambda: clock.waits != [] and len(channel.starts) == 6)  # an hour
+        assert sum(t < 60 for t in channel.starts) == 1  # within the first minute: one
+        assert clock.waits[:5] == [600.0] * 5  # the long wait after each refusal
+        assert runner.down is not None
+        assert (runner.down.reason, runner.down.retriable) == (REFUSED, False)
+        assert down_gauge(runner) == {REFUSED: 1.0}
+        assert up_gauge(runner) == 0
+        said = [e for e in logs if e.get("channel") == "mail" and e["log_level"] != "debug"]
+        assert [(e["event"], e["log_level"], e["reason"]) for e in said] == [
+            ("channel down", "error", REFUSED)
+        ]
+    finally:
+        task.cancel()
+        await runner.stop_intake()
+
+
+async def test_a_fixed_cause_brings_the_channel_up_and_clears_the_reason(
+    bus: EmbeddedBus, logs: list[dict[str, Any]]
+) -> None:
+    clock = Clock(horizon=60)  # the first wait (10 minutes) never ends by itself
+    channel = Channel(clock, ConnectorError(REFUSED, retriable=False))
+    runner = supervised(bus, channel)
+    runner.start_intake()
+    try:
+        await eventually(lambda: runner.down is not None and clock.waits == [600.0])
+        channel.failure = None  # the password file was fixed, then the config reloaded
+        runner.retry_now()
+        await eventually(lambda: runner.down is None)
+        assert len(channel.starts) == 2
+        assert down_gauge(runner) == {}
+        assert up_gauge(runner) == 1
+        assert [e["event"] for e in logs if e.get("channel") == "mail"] == [
+            "channel down",
+            "channel up again",
+        ]
+        msg = message("mail", "after-fix")
+        await channel.inbox.put(msg)
+        await eventually(lambda: channel.outcomes.get(msg.id) == [Outcome()])
+    finally:
+        await runner.stop_intake()
+
+
+async def test_passing_failures_are_retried_with_backoff_then_the_channel_is_down(
+    bus: EmbeddedBus, logs: list[dict[str, Any]]
+) -> None:
+    clock = Clock(horizon=3600)
+    channel = Channel(clock, ConnectorError("cannot reach mail:993: refused", retriable=True))
+    runner = supervised(bus, channel)
+    runner.start_intake()
+    try:
+        await eventually(lambda: len(channel.starts) >= 8)
+        retries, then = clock.waits[:4], clock.waits[4:7]
+        assert all(0 <= d <= min(60.0, 2**n) for n, d in enumerate(retries))
+        assert then == [60.0] * 3  # attempts (5) in a row failed: every `cap`
+        assert runner.down is not None and runner.down.retriable
+        events = [e["event"] for e in logs if e.get("channel") == "mail"]
+        assert events[:5] == ["connector failed; reconnecting"] * 4 + ["channel down"]
+        assert events.count("channel down") == 1
+    finally:
+        await runner.stop_intake()
+
+
+async def test_a_passing_failure_is_retried_and_never_reported_down(
+    bus: EmbeddedBus, logs: list[dict[str, Any]]
+) -> None:
+    clock = Clock(horizon=3600)
+    channel = Channel(clock, ConnectorError("connection reset", retriable=True), fail_times=1)
+    runner = supervised(bus, channel)
+    runner.start_intake()
+    try:
+        await eventually(lambda: up_gauge(runner) == 1)
+        assert len(channel.starts) == 2 and len(clock.waits) == 1
+        assert clock.waits[0] <= 1.0  # `base`
+        assert runner.down is None and down_gauge(runner) == {}
+        assert [e["event"] for e in logs if e.get("channel") == "mail"] == [
+            "connector failed; reconnecting",
+            "connector started",
+        ]
+    finally:
+        await runner.stop_intake()
+
+
+# --- what each input is acked with --------------------------------------------------------
+
+
+async def test_inputs_are_acked_done_or_refused_with_the_reason(bus: EmbeddedBus) -> None:
+    channel = Channel(Clock(horizon=3600))
+    runner = supervised(bus, channel)
+    runner.start_intake()
+    try:
+        bad = message("mail", "bad").model_copy(update={"text": "lone \ud800 surrogate"})
+        good = message("mail", "good")
+        for env in (bad, good):
+            await channel.inbox.put(env)
+        await eventually(lambda: len(channel.outcomes) == 2)
+        [refused] = channel.outcomes[bad.id]
+        assert not refused.done and not refused.retriable
+        assert channel.outcomes[good.id] == [Outcome()]
+        [dead] = await drain(bus, TOPICS.dlq, "dlq", 1)
+        body = orjson.loads(dead.value)
+        assert body["source"] == {"channel": "mail"}
+        assert (body["native_id"], body["reason"]) == (bad.id, refused.error)
+    finally:
+        await runner.stop_intake()
+
+
+async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channel = Channel(Clock(horizon=3600))
+    runner = supervised(bus, channel, publish=Backoff(base=0.001, cap=0.001, attempts=3))
+    produce = bus.produce
+    failing = True
+
+    async def flaky(topic: str, key: bytes, value: bytes) -> None:
+        if failing:
+            raise BusError("broker unavailable")
+        await produce(topic, key, value)
+
+    monkeypatch.setattr(bus, "produce", flaky)
+    runner.start_intake()
+    try:
+        msg = message("mail", "m1")
+        await channel.inbox.put(msg)
+        await eventually(lambda: msg.id in channel.outcomes)
+        [outcome] = channel.outcomes[msg.id]
+        assert outcome.retriable and "broker unavailable" in (outcome.error or "")
+        await eventually(lambda: len(channel.starts) == 2)  # taken in again from the channel
+        failing = False
+        await channel.inbox.put(msg)
+        await eventually(lambda: len(channel.outcomes[msg.id]) == 2)
+        assert channel.outcomes[msg.id][1] == Outcome()
+    finally:
+        await runner.stop_intake()

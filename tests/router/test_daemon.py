@@ -23,16 +23,17 @@ from router.config import parse_config
 from router.connector import ConnectorSpec, Incoming, Outcome, Rejected, SendResult, load_registry
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
-from router.errors import BusError, StoreError
+from router.errors import BusError, ConnectorError, StoreError
 from router.store import open_store
 from router.store import routing as routing_db
 from tests.harness.common import eventually
-from tests.harness.daemon import break_consume_loop, embedded_config, running
+from tests.harness.daemon import break_consume_loop, embedded_config, get, running
 
 
 class MemoryChannelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     fail_sends: bool = False
+    refuse_start: bool = False  # as a wrong password would
 
 
 class MemoryConnector:
@@ -47,9 +48,12 @@ class MemoryConnector:
         self.sent: list[Envelope] = []
         self.starts = 0
         self.stops = 0
+        self.refusing = getattr(settings, "refuse_start", False)
 
     async def start(self) -> None:
         self.starts += 1
+        if self.refusing:
+            raise ConnectorError("login refused: wrong password", retriable=False)
 
     async def stop(self) -> None:
         self.stops += 1
@@ -119,23 +123,30 @@ def message(channel: str, native: str, thread: str = "t1") -> Envelope:
     )
 
 
-def config_text(tmp: Path, *, fail_sends: bool = False) -> str:
+def config_text(tmp: Path, *, fail_sends: bool = False, refuse_start: bool = False) -> str:
+    flags = f"fail_sends: {str(fail_sends).lower()}, refuse_start: {str(refuse_start).lower()}"
     return (
         embedded_config(tmp)
         + f"""
 channels:
   - name: chat
     type: memory
-    memory: {{fail_sends: {str(fail_sends).lower()}}}
+    memory: {{{flags}}}
 """
     )
 
 
 def running_chat(
-    tmp: Path, registry: Registry, *, fail_sends: bool = False, **kw: Any
+    tmp: Path,
+    registry: Registry,
+    *,
+    fail_sends: bool = False,
+    refuse_start: bool = False,
+    **kw: Any,
 ) -> AbstractAsyncContextManager[Daemon]:
     """The daemon on `config_text` (one memory channel, `chat`), running for the block."""
-    cfg = parse_config(config_text(tmp, fail_sends=fail_sends), registry=registry.specs)
+    text = config_text(tmp, fail_sends=fail_sends, refuse_start=refuse_start)
+    cfg = parse_config(text, registry=registry.specs)
     return running(cfg, registry=registry.specs, **kw)
 
 
@@ -241,6 +252,40 @@ async def test_failing_connector_is_restarted_and_daemon_stays_up(tmp_path: Path
         await chat.inbox.put(later)
         await eventually(lambda: chat.acked == [later.id])
         assert await daemon.readiness() == []
+
+
+async def test_a_refused_channel_is_down_on_readyz_with_the_reason_until_a_reload(
+    tmp_path: Path,
+) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(config_text(tmp_path, refuse_start=True))
+    async with running_chat(
+        tmp_path, reg, refuse_start=True, config_path=path, watch_config=None
+    ) as daemon:
+        assert daemon.http is not None
+        url = f"http://127.0.0.1:{daemon.http.port}"
+        await eventually(lambda: daemon.channels_down() != {})
+        status, body = await asyncio.to_thread(get, url + "/readyz")
+        assert status == 503
+        ready = orjson.loads(body)
+        assert ready["waiting_for"] == ["channel chat"]
+        assert ready["channels_down"]["chat"]["reason"] == "login refused: wrong password"
+        assert ready["channels_down"]["chat"]["retriable"] is False
+        _, metrics = await asyncio.to_thread(get, url + "/metrics")
+        assert (
+            b'omnirouter_connector_down{channel="chat",reason="login refused: wrong password"} 1.0'
+            in metrics
+        )
+        chat = reg.built["chat"]
+        assert chat.starts == 1  # not tried again before `reconnect.after_refusal`
+        chat.refusing = False  # fixed (a password file, say); the operator reloads
+        assert await daemon.reload() is True
+        await eventually(lambda: daemon.channels_down() == {})
+        assert chat.starts == 2
+        assert await asyncio.to_thread(get, url + "/readyz") == (200, b'{"status": "ready"}')
+        _, metrics = await asyncio.to_thread(get, url + "/metrics")
+        assert b"omnirouter_connector_down{" not in metrics
 
 
 async def test_only_router_runs_no_connector(tmp_path: Path) -> None:

@@ -6,16 +6,18 @@ import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pytest
 import sqlalchemy as sa
+import structlog.testing
 
 from router.config import parse_config
 from router.envelope import Envelope, Sender, encode, envelope_id
 from router.store import open_store
 from tests.connectors.email.helpers import daemon_config, mail
 from tests.harness.common import eventually
-from tests.harness.daemon import running
-from tests.harness.dovecot import ImapAccount
+from tests.harness.daemon import get, running
+from tests.harness.dovecot import Dovecot, ImapAccount
 from tests.harness.smtp import CapturingSmtp
 
 pytestmark = pytest.mark.imap
@@ -75,3 +77,41 @@ async def test_mail_reaches_the_store_and_replies_go_out(
             assert got["Subject"] == "Re: message 1"
         finally:
             await store.close()
+
+
+async def test_a_wrong_password_is_said_once_and_not_retried_within_the_minute(
+    dovecot: Dovecot,
+    imap_account: ImapAccount,
+    smtp_server: CapturingSmtp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "not-" + imap_account.password)
+    attempts = 3
+    text = config_text(tmp_path, imap_account, smtp_server).replace(
+        "    type: email\n", f"    type: email\n    reconnect: {{attempts: {attempts}}}\n"
+    )
+    cfg = parse_config(text)
+    with structlog.testing.capture_logs() as logs:
+        async with running(cfg) as daemon:
+            assert daemon.http is not None
+            readyz = f"http://127.0.0.1:{daemon.http.port}/readyz"
+            await eventually(lambda: daemon.channels_down() != {}, 20)
+            status, body = await asyncio.to_thread(get, readyz)
+            # The daemon has given up until `after_refusal` (10 minutes): count now (Dovecot
+            # logs a refused login once the connection is gone, a moment later).
+            await eventually(lambda: dovecot.failed_logins(imap_account.username) >= 1)
+            refused = dovecot.failed_logins(imap_account.username)
+            [runner] = daemon.channels
+            assert runner.down is not None
+            wait = (runner.down.next_attempt - runner.down.since).total_seconds()
+    assert status == 503
+    down = orjson.loads(body)["channels_down"]
+    assert list(down) == ["support-email"]
+    assert "AUTHENTICATIONFAILED" in down["support-email"]["reason"]
+    assert imap_account.username in down["support-email"]["reason"]
+    assert 1 <= refused <= attempts  # Dovecot saw the one attempt, not a storm
+    assert wait >= 60  # and the next one is not within the minute
+    said = [e for e in logs if e.get("channel") == "support-email" and e["log_level"] != "debug"]
+    assert [(e["event"], e["log_level"]) for e in said] == [("channel down", "error")]
+    assert said[0]["reason"] == down["support-email"]["reason"]
