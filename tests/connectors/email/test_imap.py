@@ -21,6 +21,7 @@ from tests.connectors.email.helpers import (
     take,
     take_then_stop,
 )
+from tests.harness.common import eventually
 from tests.harness.dovecot import ImapAccount
 
 pytestmark = pytest.mark.imap
@@ -243,6 +244,31 @@ async def test_wrong_password_is_a_clear_error(imap_account: ImapAccount, tmp_pa
     conn = connector(imap_account, tmp_path, MemoryCheckpoints())
     from connectors.email.errors import ImapError
 
-    with pytest.raises(ImapError, match="login"):
+    with pytest.raises(ImapError, match="login") as caught:
         await conn.start()
+    assert not caught.value.retriable  # the daemon does not retry it (router/channels.py)
     await conn.stop()
+
+
+async def test_a_dropped_connection_ends_the_intake_with_a_retriable_error(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    # The daemon's channel runner reconnects; the intake has no loop of its own.
+    from connectors.email.errors import ImapError
+
+    conn = connector(imap_account, tmp_path, MemoryCheckpoints())
+    await conn.start()
+    gen = conn.receive()
+    try:
+        waiting = asyncio.ensure_future(anext(gen))
+        client = conn.intake.client
+        assert client is not None
+        await eventually(client.has_pending_idle)
+        client.protocol.transport.abort()
+        with pytest.raises(ImapError, match="connection lost") as caught:
+            await asyncio.wait_for(waiting, 10)
+        assert caught.value.retriable
+        assert conn.intake.client is None  # closed, not reconnected
+    finally:
+        await gen.aclose()
+        await conn.stop()
