@@ -65,8 +65,9 @@ class Incoming:
 class Rejected:
     """Input the connector could not turn into an envelope.
 
-    The daemon dead-letters it with the reason, then acks, so the channel does
-    not offer it again and nothing is lost silently. Large raw input is put in
+    The daemon dead-letters it with the reason, then acks it with a
+    non-retriable error, so the channel does not offer it again and nothing is
+    lost silently. Large raw input is put in
     the blob store first and referenced by `raw_ref`.
     """
 
