@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
 
 from router.bus.base import Bus, Record, Topics
-from router.connector import DONE, Connector, Incoming, Outcome, Rejected
+from router.connector import DONE, Ack, Connector, Incoming, Outcome, Rejected
 from router.consume import ConsumeLoop
 from router.dlq import DeadLetter, dead_letter
 from router.envelope import Envelope, Sender, decode, encode, envelope_id, now_utc
@@ -169,7 +169,7 @@ class ChannelRunner:
             if time.monotonic() - started >= self._reconnect.cap:
                 delays = self._reconnect.delays()
             await self._stop_connector()
-            await self._pause(self._failed(failure, next(delays, None)))
+            await self._pause(self._failed(failure, delays))
 
     async def _stop_connector(self) -> None:
         try:
@@ -191,8 +191,11 @@ class ChannelRunner:
             down_seconds=round((now_utc() - down.since).total_seconds(), 1),
         )
 
-    def _failed(self, exc: BaseException, delay: float | None) -> float:
-        """Say what failed, once where it repeats; how long to wait before the next attempt."""
+    def _failed(self, exc: BaseException, delays: Iterator[float]) -> float:
+        """Say what failed, once where it repeats; how long to wait before the next attempt.
+
+        Only passing failures take a step of `delays` (the series of attempts in a row).
+        """
         self._metrics.connector_up.labels(channel=self.name).set(0)
         reason = _describe(exc)
         # Our own errors say whether retrying can help; anything else (a library's
@@ -201,6 +204,7 @@ class ChannelRunner:
         if not retriable:
             self._mark_down(reason, retriable=False, wait=self._after_refusal)
             return self._after_refusal
+        delay = next(delays, None)
         if delay is None:  # `attempts` in a row failed
             delay = self._reconnect.cap
             self._mark_down(reason, retriable=True, wait=delay)
@@ -274,7 +278,7 @@ class ChannelRunner:
         # Only now is the message safe: let the channel forget it.
         await incoming.ack(DONE)
 
-    async def _refuse(self, letter: DeadLetter, ack: Callable[[Outcome], Awaitable[None]]) -> None:
+    async def _refuse(self, letter: DeadLetter, ack: Ack) -> None:
         """Dead-letter an input that can never travel, then tell the channel to forget it."""
 
         async def publish() -> None:
@@ -284,9 +288,7 @@ class ChannelRunner:
         self._metrics.dead_letters.labels(source=self.name).inc()
         await ack(Outcome(letter.reason, retriable=False))
 
-    async def _produce(
-        self, topic: str, key: bytes, value: bytes, ack: Callable[[Outcome], Awaitable[None]]
-    ) -> None:
+    async def _produce(self, topic: str, key: bytes, value: bytes, ack: Ack) -> None:
         async def publish() -> None:
             await self._bus.produce(topic, key, value)
 
@@ -295,7 +297,7 @@ class ChannelRunner:
     async def _retrying(
         self,
         op: Callable[[], Awaitable[None]],
-        ack: Callable[[Outcome], Awaitable[None]],
+        ack: Ack,
         what: str,
     ) -> None:
         """`op` with the bounded publish backoff; when the bus stays unavailable, the input
