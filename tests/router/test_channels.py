@@ -5,6 +5,7 @@ crash (it sends again a few records, not a fetch)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from router.errors import BusError, ConnectorError
 from router.metrics import Metrics
 from router.retry import Backoff
 from tests.harness.common import eventually
+from tests.router.consuming import TOPICS as BUS_TOPICS
 from tests.router.consuming import drain, kill
 from tests.router.test_daemon import message
 
@@ -154,32 +156,32 @@ class Channel:
 
 
 @pytest.fixture
-async def bus(tmp_path: Path) -> AsyncIterator[EmbeddedBus]:
-    b = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=1)
-    await b.start()
-    await b.ensure_topics([TOPICS.inbound, TOPICS.dlq])
-    yield b
-    await b.stop()
-
-
-@pytest.fixture
 def logs() -> Iterator[list[dict[str, Any]]]:
     with structlog.testing.capture_logs() as captured:
         yield captured
 
 
-def supervised(bus: EmbeddedBus, channel: Channel, **kw: Any) -> ChannelRunner:
-    return ChannelRunner(
+@contextlib.asynccontextmanager
+async def supervising(
+    bus: EmbeddedBus, channel: Channel, **kw: Any
+) -> AsyncIterator[ChannelRunner]:
+    """A runner of `channel`'s intake on `bus` (the `bus` fixture's topics) for the block."""
+    runner = ChannelRunner(
         name="mail",
         connector=channel,
         bus=bus,
-        topics=TOPICS,
+        topics=BUS_TOPICS,
         metrics=Metrics(),
         reconnect=Backoff(base=1.0, cap=60.0, attempts=5),
         after_refusal=600.0,
         sleep=channel.clock.sleep,
         **kw,
     )
+    runner.start_intake()
+    try:
+        yield runner
+    finally:
+        await runner.stop_intake()
 
 
 def down_gauge(runner: ChannelRunner) -> dict[str, float]:
@@ -197,9 +199,7 @@ async def test_a_refusal_marks_the_channel_down_once_and_is_not_retried_in_a_sto
 ) -> None:
     clock = Clock(horizon=3600)
     channel = Channel(clock, ConnectorError(REFUSED, retriable=False))
-    runner = supervised(bus, channel)
-    task = runner.start_intake()
-    try:
+    async with supervising(bus, channel) as runner:
         await eventually(lambda: clock.waits != [] and len(channel.starts) == 6)  # an hour
         assert sum(t < 60 for t in channel.starts) == 1  # within the first minute: one
         assert clock.waits[:5] == [600.0] * 5  # the long wait after each refusal
@@ -211,9 +211,6 @@ async def test_a_refusal_marks_the_channel_down_once_and_is_not_retried_in_a_sto
         assert [(e["event"], e["log_level"], e["reason"]) for e in said] == [
             ("channel down", "error", REFUSED)
         ]
-    finally:
-        task.cancel()
-        await runner.stop_intake()
 
 
 async def test_a_fixed_cause_brings_the_channel_up_and_clears_the_reason(
@@ -221,9 +218,7 @@ async def test_a_fixed_cause_brings_the_channel_up_and_clears_the_reason(
 ) -> None:
     clock = Clock(horizon=60)  # the first wait (10 minutes) never ends by itself
     channel = Channel(clock, ConnectorError(REFUSED, retriable=False))
-    runner = supervised(bus, channel)
-    runner.start_intake()
-    try:
+    async with supervising(bus, channel) as runner:
         await eventually(lambda: runner.down is not None and clock.waits == [600.0])
         channel.failure = None  # the password file was fixed, then the config reloaded
         runner.retry_now()
@@ -238,8 +233,6 @@ async def test_a_fixed_cause_brings_the_channel_up_and_clears_the_reason(
         msg = message("mail", "after-fix")
         await channel.inbox.put(msg)
         await eventually(lambda: channel.outcomes.get(msg.id) == [Outcome()])
-    finally:
-        await runner.stop_intake()
 
 
 async def test_passing_failures_are_retried_with_backoff_then_the_channel_is_down(
@@ -247,9 +240,7 @@ async def test_passing_failures_are_retried_with_backoff_then_the_channel_is_dow
 ) -> None:
     clock = Clock(horizon=3600)
     channel = Channel(clock, ConnectorError("cannot reach mail:993: refused", retriable=True))
-    runner = supervised(bus, channel)
-    runner.start_intake()
-    try:
+    async with supervising(bus, channel) as runner:
         await eventually(lambda: len(channel.starts) >= 8)
         retries, then = clock.waits[:4], clock.waits[4:7]
         assert all(0 <= d <= min(60.0, 2**n) for n, d in enumerate(retries))
@@ -258,8 +249,6 @@ async def test_passing_failures_are_retried_with_backoff_then_the_channel_is_dow
         events = [e["event"] for e in logs if e.get("channel") == "mail"]
         assert events[:5] == ["connector failed; reconnecting"] * 4 + ["channel down"]
         assert events.count("channel down") == 1
-    finally:
-        await runner.stop_intake()
 
 
 async def test_a_passing_failure_is_retried_and_never_reported_down(
@@ -267,9 +256,7 @@ async def test_a_passing_failure_is_retried_and_never_reported_down(
 ) -> None:
     clock = Clock(horizon=3600)
     channel = Channel(clock, ConnectorError("connection reset", retriable=True), fail_times=1)
-    runner = supervised(bus, channel)
-    runner.start_intake()
-    try:
+    async with supervising(bus, channel) as runner:
         await eventually(lambda: up_gauge(runner) == 1)
         assert len(channel.starts) == 2 and len(clock.waits) == 1
         assert clock.waits[0] <= 1.0  # `base`
@@ -278,8 +265,6 @@ async def test_a_passing_failure_is_retried_and_never_reported_down(
             "connector failed; reconnecting",
             "connector started",
         ]
-    finally:
-        await runner.stop_intake()
 
 
 # --- what each input is acked with --------------------------------------------------------
@@ -287,9 +272,7 @@ async def test_a_passing_failure_is_retried_and_never_reported_down(
 
 async def test_inputs_are_acked_done_or_refused_with_the_reason(bus: EmbeddedBus) -> None:
     channel = Channel(Clock(horizon=3600))
-    runner = supervised(bus, channel)
-    runner.start_intake()
-    try:
+    async with supervising(bus, channel):
         bad = message("mail", "bad").model_copy(update={"text": "lone \ud800 surrogate"})
         good = message("mail", "good")
         for env in (bad, good):
@@ -298,19 +281,16 @@ async def test_inputs_are_acked_done_or_refused_with_the_reason(bus: EmbeddedBus
         [refused] = channel.outcomes[bad.id]
         assert not refused.done and not refused.retriable
         assert channel.outcomes[good.id] == [Outcome()]
-        [dead] = await drain(bus, TOPICS.dlq, "dlq", 1)
+        [dead] = await drain(bus, BUS_TOPICS.dlq, "dlq", 1)
         body = orjson.loads(dead.value)
         assert body["source"] == {"channel": "mail"}
         assert (body["native_id"], body["reason"]) == (bad.id, refused.error)
-    finally:
-        await runner.stop_intake()
 
 
 async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake(
     bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     channel = Channel(Clock(horizon=3600))
-    runner = supervised(bus, channel, publish=Backoff(base=0.001, cap=0.001, attempts=3))
     produce = bus.produce
     failing = True
 
@@ -320,8 +300,7 @@ async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake
         await produce(topic, key, value)
 
     monkeypatch.setattr(bus, "produce", flaky)
-    runner.start_intake()
-    try:
+    async with supervising(bus, channel, publish=Backoff(base=0.001, cap=0.001, attempts=3)):
         msg = message("mail", "m1")
         await channel.inbox.put(msg)
         await eventually(lambda: msg.id in channel.outcomes)
@@ -332,5 +311,3 @@ async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake
         await channel.inbox.put(msg)
         await eventually(lambda: len(channel.outcomes[msg.id]) == 2)
         assert channel.outcomes[msg.id][1] == Outcome()
-    finally:
-        await runner.stop_intake()
