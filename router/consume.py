@@ -98,7 +98,8 @@ class ConsumeLoop:
         try:
             while not self._stopping.is_set():
                 records = await consumer.fetch(max_records=FETCH, timeout=0.5)
-                await self._handle(records, progress)
+                if records:  # an empty fetch (nothing yet, or a slow start) has no batch
+                    await self._handle(records, progress)
                 if progress.done and self._after_batch is not None:
                     if not await self._finish_batch():
                         break  # stopping while the bus is down: records come again
