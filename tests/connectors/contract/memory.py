@@ -1,0 +1,65 @@
+"""The in-memory connector's harness: inputs offered in memory, acks read off the connector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from itertools import count
+from pathlib import Path
+
+from router.blobs import BlobStore
+from router.connector import Services
+from router.connector.testing import (
+    MemoryChannelConfig,
+    MemoryCheckpoints,
+    MemoryConnector,
+    memory_spec,
+)
+from router.envelope import Envelope, Sender, envelope_id
+from tests.connectors.contract.harness import Fed, Harness
+
+
+class MemoryHarness(Harness):
+    type = "memory"
+    name = "contract-memory"
+
+    def __init__(self, tmp: Path) -> None:
+        built: dict[str, MemoryConnector] = {}
+        spec = memory_spec(built)
+        assert spec.factory is not None
+        services = Services(blobs=BlobStore(tmp / "blobs"), checkpoints=MemoryCheckpoints())
+        spec.factory(self.name, MemoryChannelConfig(), services)
+        self.connector = self.memory = built[self.name]
+        self._n = count(1)
+
+    async def feed(self) -> Fed:
+        env = message(self.name, f"m{next(self._n)}")
+        return Fed(env.id, self.memory.offer(env))
+
+    async def feed_bad(self) -> Fed:
+        return Fed(None, self.memory.offer_raw(b'{"v": 1, "kind": "not a kind"}'))
+
+    async def acked(self, fed: Fed) -> bool:
+        outcome = self.memory.outcome(fed.ref)
+        return outcome is not None and not outcome.retriable
+
+    def bad_outbound(self) -> Sequence[Envelope]:
+        out = message(self.name, "r1").model_copy(update={"direction": "out", "kind": "reply"})
+        return [
+            message(self.name, "r2"),  # an inbound envelope
+            out.model_copy(update={"channel": "elsewhere"}),
+        ]
+
+
+def message(channel: str, native: str) -> Envelope:
+    return Envelope(
+        id=envelope_id(channel, native),
+        kind="message",
+        direction="in",
+        channel=channel,
+        channel_type="memory",
+        thread_key="t1",
+        sender=Sender(address="visitor-1", name="Ana"),
+        received_at=datetime.now(UTC),
+        text=f"hello {native}",
+    )
