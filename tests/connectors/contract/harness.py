@@ -51,6 +51,11 @@ class Harness(ABC):
     async def acked(self, fed: Fed) -> bool:
         """Whether the channel has been told it may forget `fed`."""
 
+    async def refused(self, fed: Fed) -> bool | None:
+        """Whether the channel was told `fed` failed for good (an HTTP intake's 4xx);
+        None where the channel keeps no outcome beyond forgetting it (IMAP)."""
+        return None
+
     async def offer_again(self, items: Items) -> Items:
         """Do what makes the channel offer again what it was not told to forget;
         the items to read next. (Default: the channel does so by itself.)"""

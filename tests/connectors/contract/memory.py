@@ -43,6 +43,10 @@ class MemoryHarness(Harness):
         outcome = self.memory.outcome(fed.ref)
         return outcome is not None and not outcome.retriable
 
+    async def refused(self, fed: Fed) -> bool | None:
+        outcome = self.memory.outcome(fed.ref)
+        return outcome is not None and outcome.error is not None and not outcome.retriable
+
     def bad_outbound(self) -> Sequence[Envelope]:
         out = message(self.name, "r1").model_copy(update={"direction": "out", "kind": "reply"})
         return [

@@ -105,6 +105,10 @@ class WebhookHarness(Harness):
         post: Post = fed.ref
         return bool(post.answers) and post.answers[-1] != 503
 
+    async def refused(self, fed: Fed) -> bool | None:
+        post: Post = fed.ref
+        return bool(post.answers) and 400 <= post.answers[-1] < 500
+
     def bad_outbound(self) -> Sequence[Envelope]:
         delivery = Envelope(
             id=envelope_id(self.name, "d1"),
