@@ -80,7 +80,7 @@ class MemoryChannelConfig(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class _Input:
-    seq: int  # tells two offers of one native input apart
+    seq: int  # tells two offers of one native id apart
     native_id: str
     item: Envelope | bytes
 
@@ -103,25 +103,27 @@ class MemoryConnector:
         self.sent: list[Envelope] = []
         self.acks: list[tuple[str, Outcome]] = []  # (native id, outcome), in order
         self._waiting: deque[_Input] = deque()
-        self._in_flight: dict[int, _Input] = {}
+        self._in_flight: dict[int, _Input] = {}  # by delivery: one input may be yielded again
         self._arrived = asyncio.Event()
         self._seq = itertools.count()
+        self._deliveries = itertools.count()
 
     # --- the channel's side ------------------------------------------------------------
 
     def offer(self, envelope: Envelope) -> str:
         """Put `envelope` on the channel; its native id (the envelope id)."""
-        return self._put(envelope.id, envelope)
+        return self._put(envelope, envelope.id)
 
     def offer_raw(self, data: bytes, native_id: str | None = None) -> str:
         """Put raw bytes on the channel (an encoded envelope, or garbage); their native id."""
-        seq = next(self._seq)
-        return self._put(native_id or f"raw-{seq}", data, seq)
+        return self._put(data, native_id)
 
-    def _put(self, native_id: str, item: Envelope | bytes, seq: int | None = None) -> str:
-        self._waiting.append(_Input(next(self._seq) if seq is None else seq, native_id, item))
+    def _put(self, item: Envelope | bytes, native_id: str | None) -> str:
+        seq = next(self._seq)
+        taken = _Input(seq, native_id or f"raw-{seq}", item)
+        self._waiting.append(taken)
         self._arrived.set()
-        return native_id
+        return taken.native_id
 
     @property
     def pending(self) -> list[str]:
@@ -155,11 +157,12 @@ class MemoryConnector:
                 self._arrived.clear()
                 await self._arrived.wait()
             taken = self._waiting.popleft()
-            self._in_flight[taken.seq] = taken
-            yield self._present(taken)
+            delivery = next(self._deliveries)
+            self._in_flight[delivery] = taken
+            yield self._present(taken, delivery)
 
-    def _present(self, taken: _Input) -> Incoming | Rejected:
-        ack = self._acker(taken)
+    def _present(self, taken: _Input, delivery: int) -> Incoming | Rejected:
+        ack = self._acker(taken, delivery)
         item = taken.item
         if isinstance(item, Envelope):
             return Incoming(envelope=item, ack=ack)
@@ -168,7 +171,7 @@ class MemoryConnector:
         except EnvelopeError as exc:
             return Rejected(reason=str(exc), ack=ack, native_id=taken.native_id)
 
-    def _acker(self, taken: _Input) -> Ack:
+    def _acker(self, taken: _Input, delivery: int) -> Ack:
         acked = False
 
         async def ack(outcome: Outcome = DONE) -> None:
@@ -177,14 +180,11 @@ class MemoryConnector:
                 raise RuntimeError(f"{taken.native_id} acked twice")
             acked = True
             self.acks.append((taken.native_id, outcome))
-            if self._in_flight.pop(taken.seq, None) is None:
-                # Given back by stop() and waiting to be offered again: unless the
-                # outcome asks for that, the channel forgets it now.
-                if not outcome.retriable:
-                    self._waiting = deque(i for i in self._waiting if i.seq != taken.seq)
-                return
-            if outcome.retriable:
-                self._waiting.append(taken)
+            if not outcome.retriable:  # forgotten, wherever stop() may have put it back
+                self._in_flight = {d: i for d, i in self._in_flight.items() if i.seq != taken.seq}
+                self._waiting = deque(i for i in self._waiting if i.seq != taken.seq)
+            elif self._in_flight.pop(delivery, None) is not None:
+                self._waiting.append(taken)  # (one given back by stop() is waiting already)
                 self._arrived.set()
 
         return ack
