@@ -250,3 +250,27 @@ async def test_an_input_acked_done_or_dead_lettered_is_not_offered_again(
         assert (await next_incoming(items)).envelope.id == later.envelope_id
     finally:
         await close_items(items)
+
+
+async def test_an_input_unacked_when_the_connector_stops_is_offered_again(
+    harness: Harness,
+) -> None:
+    connector = harness.connector
+    await connector.start()
+    fed = await harness.feed()
+    items = connector.receive()
+    try:
+        assert (await next_incoming(items)).envelope.id == fed.envelope_id
+    finally:
+        await close_items(items)
+    await connector.stop()  # a crash or a restart before the envelope reached the bus
+    assert not await harness.acked(fed)
+    await connector.start()
+    items = connector.receive()
+    try:
+        again = await next_incoming(items)
+        assert again.envelope.id == fed.envelope_id
+        await again.ack(DONE)
+        await eventually(lambda: harness.acked(fed), WAIT)
+    finally:
+        await close_items(items)
