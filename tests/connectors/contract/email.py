@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.email.imap import Position
 from router.blobs import BlobStore
 from router.connector import Services, load_registry
 from router.connector.testing import MemoryCheckpoints
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Envelope, envelope_id
 from tests.connectors.contract.harness import Fed, Harness, Items, close_items
-from tests.connectors.email.helpers import email_config, mail
+from tests.connectors.email.helpers import email_config, mail, reply
 from tests.harness.dovecot import ImapAccount
 from tests.harness.smtp import CapturingSmtp
 
@@ -72,21 +71,9 @@ class EmailHarness(Harness):
         return self.connector.receive()
 
     def bad_outbound(self) -> Sequence[Envelope]:
-        reply = Envelope(
-            id=envelope_id(self.name, "r1"),
-            kind="reply",
-            direction="out",
-            channel=self.name,
-            channel_type="email",
-            thread_key="<root@example.net>",
-            sender=Sender(address="ana.agent@shop.example", name="Ana", role="agent"),
-            received_at=datetime.now(UTC),
-            subject="Your order",
-            text="We are sending the mug today.",
-            meta={"to": ["customer@example.net"]},
-        )
+        out = reply()
         return [
-            reply.model_copy(update={"meta": {}}),  # nobody to send it to
-            reply.model_copy(update={"meta": {"to": 5}}),
-            reply.model_copy(update={"direction": "in"}),
+            out.model_copy(update={"meta": {}}),  # nobody to send it to
+            out.model_copy(update={"meta": {**out.meta, "to": 5}}),
+            out.model_copy(update={"direction": "in"}),
         ]

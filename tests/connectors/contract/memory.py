@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from router.connector.testing import (
     MemoryConnector,
     memory_spec,
 )
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Envelope
 from tests.connectors.contract.harness import Fed, Harness
+from tests.router.test_daemon import message
 
 
 class MemoryHarness(Harness):
@@ -53,17 +53,3 @@ class MemoryHarness(Harness):
             message(self.name, "r2"),  # an inbound envelope
             out.model_copy(update={"channel": "elsewhere"}),
         ]
-
-
-def message(channel: str, native: str) -> Envelope:
-    return Envelope(
-        id=envelope_id(channel, native),
-        kind="message",
-        direction="in",
-        channel=channel,
-        channel_type="memory",
-        thread_key="t1",
-        sender=Sender(address="visitor-1", name="Ana"),
-        received_at=datetime.now(UTC),
-        text=f"hello {native}",
-    )

@@ -22,7 +22,7 @@ from router.channels import ChannelRunner
 from router.connector import DONE, Incoming, Outcome, Rejected, load_registry
 from router.metrics import Metrics
 from router.retry import Backoff
-from tests.connectors.contract.harness import Harness, Items, WatchedBus, close_items
+from tests.connectors.contract.harness import Fed, Harness, Items, WatchedBus, close_items
 from tests.harness.common import eventually
 
 TOPICS = Topics(prefix="omni.")
@@ -103,6 +103,24 @@ async def next_incoming(items: Items) -> Incoming:
     item = await next_item(items)
     assert isinstance(item, Incoming), f"expected an envelope, got {item}"
     return item
+
+
+async def start_and_take(harness: Harness) -> tuple[Fed, Items, Incoming]:
+    """Start the connector, feed it one good input and take it: not acked yet."""
+    await harness.connector.start()
+    fed = await harness.feed()
+    items = harness.connector.receive()
+    first = await next_incoming(items)
+    assert first.envelope.id == fed.envelope_id
+    return fed, items, first
+
+
+async def taken_again(harness: Harness, items: Items, fed: Fed) -> None:
+    """`fed` is what the channel offers next; acked done, the channel forgets it."""
+    again = await next_incoming(items)
+    assert again.envelope.id == fed.envelope_id
+    await again.ack(DONE)
+    await eventually(lambda: harness.acked(fed), WAIT)
 
 
 @asynccontextmanager
@@ -212,19 +230,12 @@ async def test_a_bad_outbound_envelope_fails_without_raising(harness: Harness) -
 
 
 async def test_a_retriable_negative_ack_offers_the_input_again(harness: Harness) -> None:
-    await harness.connector.start()
-    fed = await harness.feed()
-    items = harness.connector.receive()
+    fed, items, first = await start_and_take(harness)
     try:
-        first = await next_incoming(items)
-        assert first.envelope.id == fed.envelope_id
         await first.ack(Outcome("the bus is unavailable", retriable=True))
         assert not await harness.acked(fed)
         items = await harness.offer_again(items)
-        again = await next_incoming(items)
-        assert again.envelope.id == fed.envelope_id
-        await again.ack(DONE)
-        await eventually(lambda: harness.acked(fed), WAIT)
+        await taken_again(harness, items, fed)
     finally:
         await close_items(items)
 
@@ -237,11 +248,8 @@ async def test_a_retriable_negative_ack_offers_the_input_again(harness: Harness)
 async def test_an_input_acked_done_or_dead_lettered_is_not_offered_again(
     harness: Harness, outcome: Outcome
 ) -> None:
-    await harness.connector.start()
-    fed = await harness.feed()
-    items = harness.connector.receive()
+    fed, items, first = await start_and_take(harness)
     try:
-        first = await next_incoming(items)
         await first.ack(outcome)
         await eventually(lambda: harness.acked(fed), WAIT)
         items = await harness.offer_again(items)
@@ -255,22 +263,13 @@ async def test_an_input_acked_done_or_dead_lettered_is_not_offered_again(
 async def test_an_input_unacked_when_the_connector_stops_is_offered_again(
     harness: Harness,
 ) -> None:
-    connector = harness.connector
-    await connector.start()
-    fed = await harness.feed()
-    items = connector.receive()
-    try:
-        assert (await next_incoming(items)).envelope.id == fed.envelope_id
-    finally:
-        await close_items(items)
-    await connector.stop()  # a crash or a restart before the envelope reached the bus
+    fed, items, _ = await start_and_take(harness)
+    await close_items(items)
+    await harness.connector.stop()  # a crash or a restart before the envelope reached the bus
     assert not await harness.acked(fed)
-    await connector.start()
-    items = connector.receive()
+    await harness.connector.start()
+    items = harness.connector.receive()
     try:
-        again = await next_incoming(items)
-        assert again.envelope.id == fed.envelope_id
-        await again.ack(DONE)
-        await eventually(lambda: harness.acked(fed), WAIT)
+        await taken_again(harness, items, fed)
     finally:
         await close_items(items)

@@ -20,7 +20,7 @@ from router.connector.testing import (
     memory_spec,
 )
 from router.envelope import encode
-from tests.connectors.contract.memory import message
+from tests.router.test_daemon import message
 
 
 async def take(connector: MemoryConnector) -> Incoming:
