@@ -7,8 +7,11 @@ passes it; one not taken is offered again on the next connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import pytest
 
 from connectors.email.imap import Position
 from router.blobs import BlobStore
@@ -29,6 +32,7 @@ class EmailHarness(Harness):
 
     def __init__(self, tmp: Path, account: ImapAccount, smtp: CapturingSmtp) -> None:
         self.account = account
+        self.smtp = smtp
         self.checkpoints = MemoryCheckpoints()
         cfg = email_config(
             imap_port=account.port,
@@ -70,6 +74,12 @@ class EmailHarness(Harness):
         await self.connector.start()
         return self.connector.receive()
 
+    def good_outbound(self) -> Envelope:
+        return reply()
+
+    def delivered(self) -> int:
+        return len(self.smtp.messages)
+
     def bad_outbound(self) -> Sequence[Envelope]:
         out = reply()
         return [
@@ -77,3 +87,10 @@ class EmailHarness(Harness):
             out.model_copy(update={"meta": {**out.meta, "to": 5}}),
             out.model_copy(update={"direction": "in"}),
         ]
+
+
+@asynccontextmanager
+async def open_harness(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[Harness]:
+    account = request.getfixturevalue("imap_account")
+    smtp = request.getfixturevalue("smtp_server")
+    yield EmailHarness(tmp, account, smtp)

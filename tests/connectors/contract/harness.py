@@ -11,16 +11,22 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from router.bus import EmbeddedBus
-from router.bus.base import Consumer
+from router.bus.base import DEFAULT_MAX_RECORD_BYTES, Consumer
 from router.connector import Connector, Incoming, Rejected
 from router.envelope import Envelope
 
 Items = AsyncIterator[Incoming | Rejected]
+# Builds a type's harness for one test (real services through the request's fixtures).
+OpenHarness = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager["Harness"]]
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,9 @@ class Harness(ABC):
     type: str
     name: str  # the channel's name
     connector: Connector
-    # The bus's record limit for this channel's runner (None: the bus's default). A
-    # channel that refuses its bad input only on the bus (too large for it) sets it.
-    max_record_bytes: int | None = None
+    # The bus's record limit for this channel's runner. A channel whose bad input is
+    # refused only on the bus (too large for it) sets a small one.
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
     @abstractmethod
     async def feed(self) -> Fed:
@@ -64,6 +70,14 @@ class Harness(ABC):
     @abstractmethod
     def bad_outbound(self) -> Sequence[Envelope]:
         """Outbound envelopes this channel can never send."""
+
+    @abstractmethod
+    def good_outbound(self) -> Envelope:
+        """An outbound envelope this channel sends."""
+
+    @abstractmethod
+    def delivered(self) -> int:
+        """How many sends the channel's far side has received."""
 
 
 async def close_items(items: Items) -> None:

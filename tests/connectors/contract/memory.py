@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from itertools import count
 from pathlib import Path
+
+import pytest
 
 from router.blobs import BlobStore
 from router.connector import Services
@@ -47,9 +50,20 @@ class MemoryHarness(Harness):
         outcome = self.memory.outcome(fed.ref)
         return outcome is not None and outcome.error is not None and not outcome.retriable
 
+    def good_outbound(self) -> Envelope:
+        return message(self.name, "r3").model_copy(update={"direction": "out", "kind": "reply"})
+
+    def delivered(self) -> int:
+        return sum(1 for e in self.memory.sent if e.direction == "out" and e.channel == self.name)
+
     def bad_outbound(self) -> Sequence[Envelope]:
         out = message(self.name, "r1").model_copy(update={"direction": "out", "kind": "reply"})
         return [
             message(self.name, "r2"),  # an inbound envelope
             out.model_copy(update={"channel": "elsewhere"}),
         ]
+
+
+@asynccontextmanager
+async def open_harness(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[Harness]:
+    yield MemoryHarness(tmp)

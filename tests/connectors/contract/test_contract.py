@@ -1,16 +1,17 @@
 """The connector contract, run against every registered connector type and the in-memory one.
 
 A type joins by registering (the `omnirouter.connectors` entry points) and
-adding its harness to `HARNESSES`; a registered type with a factory and no
-harness fails `test_every_registered_connector_has_a_harness`. The runner's
-cases go through the real `ChannelRunner` on the embedded bus.
+adding its harness (a module here with `open_harness`) to `HARNESSES`; a
+registered type with a factory and no harness fails
+`test_every_registered_connector_has_a_harness`. The runner's cases go through
+the real `ChannelRunner` on the embedded bus.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import orjson
@@ -22,46 +23,25 @@ from router.channels import ChannelRunner
 from router.connector import DONE, Incoming, Outcome, Rejected, load_registry
 from router.metrics import Metrics
 from router.retry import Backoff
-from tests.connectors.contract.harness import Fed, Harness, Items, WatchedBus, close_items
+from tests.connectors.contract import email, memory, webhook
+from tests.connectors.contract.harness import (
+    Fed,
+    Harness,
+    Items,
+    OpenHarness,
+    WatchedBus,
+    close_items,
+)
 from tests.harness.common import eventually
 
 TOPICS = Topics(prefix="omni.")
 WAIT = 10.0  # bound of every condition-wait (each holds within a second when all is well)
 
 
-@asynccontextmanager
-async def memory_harness(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[Harness]:
-    from tests.connectors.contract.memory import MemoryHarness
-
-    yield MemoryHarness(tmp)
-
-
-@asynccontextmanager
-async def email_harness(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[Harness]:
-    from tests.connectors.contract.email import EmailHarness
-
-    account = request.getfixturevalue("imap_account")
-    smtp = request.getfixturevalue("smtp_server")
-    yield EmailHarness(tmp, account, smtp)
-
-
-@asynccontextmanager
-async def webhook_harness(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[Harness]:
-    from tests.connectors.contract.webhook import WebhookHarness
-
-    harness = WebhookHarness(tmp)
-    await harness.listen()
-    try:
-        yield harness
-    finally:
-        await harness.close()
-
-
-HarnessFactory = Callable[[pytest.FixtureRequest, Path], AbstractAsyncContextManager[Harness]]
-HARNESSES: dict[str, HarnessFactory] = {
-    "memory": memory_harness,
-    "email": email_harness,
-    "webhook": webhook_harness,
+HARNESSES: dict[str, OpenHarness] = {
+    "memory": memory.open_harness,
+    "email": email.open_harness,
+    "webhook": webhook.open_harness,
 }
 MARKS = {"email": [pytest.mark.imap]}  # types whose harness needs a real service
 
@@ -126,10 +106,10 @@ async def taken_again(harness: Harness, items: Items, fed: Fed) -> None:
 @asynccontextmanager
 async def running(harness: Harness, tmp: Path) -> AsyncIterator[WatchedBus]:
     """The harness's connector run by the real channel runner, on a watched embedded bus."""
-    limit = (
-        {} if harness.max_record_bytes is None else {"max_record_bytes": harness.max_record_bytes}
+    inner = EmbeddedBus(
+        tmp / "bus.sqlite3", partitions=1, max_record_bytes=harness.max_record_bytes
     )
-    bus = WatchedBus(EmbeddedBus(tmp / "bus.sqlite3", partitions=1, **limit))
+    bus = WatchedBus(inner)
     await bus.start()
     runner = ChannelRunner(
         name=harness.name,
@@ -227,6 +207,10 @@ async def test_a_bad_outbound_envelope_fails_without_raising(harness: Harness) -
         result = await harness.connector.send(envelope)
         assert result.status == "failed", (envelope, result)
         assert result.detail
+    assert harness.delivered() == 0
+    # and the connector still sends what it can
+    assert (await harness.connector.send(harness.good_outbound())).status == "sent"
+    assert harness.delivered() == 1
 
 
 async def test_a_retriable_negative_ack_offers_the_input_again(harness: Harness) -> None:

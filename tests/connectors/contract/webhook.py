@@ -9,23 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 
 from router.blobs import BlobStore
 from router.config.people import SinkConfig
 from router.connector import Services, load_registry
 from router.connector.testing import MemoryCheckpoints
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Envelope, envelope_id
 from router.http import Routes
 from tests.connectors.contract.harness import Fed, Harness
-from tests.connectors.webhook.helpers import post_event, webhook_config
+from tests.connectors.webhook.helpers import Receiver, post_event, receiver, webhook_config
+from tests.connectors.webhook.test_deliveries import delivery
 from tests.harness.common import free_port
 
 TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"
@@ -56,12 +58,11 @@ class WebhookHarness(Harness):
     name = "contract-hooks"
     max_record_bytes = MAX_RECORD_BYTES
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, tool: Receiver) -> None:
         self.app = web.Application()
+        self.tool = tool  # where deliveries to the agent go
         sinks = {
-            AGENT: SinkConfig.model_construct(
-                type="webhook", channel=self.name, url="http://127.0.0.1:9/not-used"
-            )
+            AGENT: SinkConfig.model_construct(type="webhook", channel=self.name, url=tool.url())
         }
         services = Services(
             blobs=BlobStore(tmp / "blobs"),
@@ -109,24 +110,19 @@ class WebhookHarness(Harness):
         post: Post = fed.ref
         return bool(post.answers) and 400 <= post.answers[-1] < 500
 
+    def good_outbound(self) -> Envelope:
+        return delivery().model_copy(update={"channel": self.name})
+
+    def delivered(self) -> int:
+        return len(self.tool.requests)
+
     def bad_outbound(self) -> Sequence[Envelope]:
-        delivery = Envelope(
-            id=envelope_id(self.name, "d1"),
-            kind="message",
-            direction="out",
-            channel=self.name,
-            channel_type="webhook",
-            thread_key="conv-42",
-            sender=Sender(address="omnirouter", role="system"),
-            received_at=datetime.now(UTC),
-            text="A new conversation for you",
-            meta={"delivery": {"agent": {"id": AGENT}}},
-        )
+        good = self.good_outbound()
         return [
-            delivery.model_copy(update={"meta": {}}),  # not a delivery
-            delivery.model_copy(update={"meta": {"delivery": "x"}}),
-            # for an agent this channel does not reach (its URL is nowhere in the config)
-            delivery.model_copy(update={"meta": {"delivery": {"agent": {"id": "bob"}}}}),
+            good.model_copy(update={"meta": {}}),  # not a delivery
+            good.model_copy(update={"meta": {"delivery": "x"}}),
+            # for an agent this channel does not reach (their URL is nowhere in the config)
+            good.model_copy(update={"meta": {"delivery": {"agent": {"id": "bob"}}}}),
         ]
 
     async def close(self) -> None:
@@ -137,3 +133,14 @@ class WebhookHarness(Harness):
                     await post.task
         if self._runner is not None:
             await self._runner.cleanup()
+
+
+@asynccontextmanager
+async def open_harness(request: pytest.FixtureRequest, tmp: Path) -> AsyncIterator[Harness]:
+    async with receiver() as tool:
+        harness = WebhookHarness(tmp, tool)
+        await harness.listen()
+        try:
+            yield harness
+        finally:
+            await harness.close()
