@@ -257,3 +257,34 @@ async def test_an_input_unacked_when_the_connector_stops_is_offered_again(
         await taken_again(harness, items, fed)
     finally:
         await close_items(items)
+
+
+IMAP_HIGH_WATER = (
+    "connectors/email/imap.py: the checkpoint is a high-water mark; a done ack for a later"
+    " UID (ImapIntake._advance) moves it past an earlier UID acked with a retriable error,"
+    " so that message is never offered again: lost"
+)
+
+
+async def test_a_retriable_ack_holds_when_a_later_input_is_done(
+    harness: Harness, request: pytest.FixtureRequest
+) -> None:
+    if harness.type == "email":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=IMAP_HIGH_WATER))
+    await harness.connector.start()
+    first, later = await harness.feed(), await harness.feed()
+    items = harness.connector.receive()
+    try:
+        taken = {}
+        for _ in range(2):  # both taken before either is acked, as the runner may
+            item = await next_incoming(items)
+            taken[item.envelope.id] = item
+        assert set(taken) == {first.envelope_id, later.envelope_id}
+        await taken[first.envelope_id].ack(Outcome("the bus is unavailable", retriable=True))
+        await taken[later.envelope_id].ack(DONE)
+        await eventually(lambda: harness.acked(later), WAIT)
+        assert not await harness.acked(first)
+        items = await harness.offer_again(items)
+        await taken_again(harness, items, first)
+    finally:
+        await close_items(items)
