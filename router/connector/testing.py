@@ -13,7 +13,7 @@ asks of a real one:
   non-retriable error (it was dead-lettered), it is forgotten; acked with a
   retriable error it is offered again, behind what is waiting; still unacked
   when the connector stops, it is offered again after the next start (as an
-  IMAP message above the checkpoint is);
+  IMAP message above the checkpoint is), unless its late ack says to forget it;
 - `send()` records every envelope in `sent` and answers `failed` for one it
   could never send: not outbound, for another channel, or any envelope when
   the channel is configured with `fail_sends`.
