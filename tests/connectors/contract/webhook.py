@@ -72,8 +72,9 @@ class WebhookHarness(Harness):
         )
         factory = load_registry()[self.type].factory
         assert factory is not None
-        self.connector = factory(self.name, webhook_config(), services)
-        self.path = f"/webhook/{self.name}/events"
+        cfg = webhook_config()
+        self.connector = factory(self.name, cfg, services)
+        self.path = cfg.events_path(self.name)
         self.posts: list[Post] = []
         self._n = count(1)
         self._runner: web.AppRunner | None = None
