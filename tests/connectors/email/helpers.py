@@ -14,37 +14,13 @@ from connectors.email.connector import EmailConnector
 from connectors.email.smtp import SmtpSender
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
+from router.connector.testing import MemoryCheckpoints
 from router.envelope import Envelope, Sender, envelope_id
 from tests.harness.daemon import embedded_config
 
 if TYPE_CHECKING:
     from tests.harness.dovecot import ImapAccount
     from tests.harness.smtp import CapturingSmtp
-
-
-class MemoryCheckpoints:
-    """The checkpoint store's contract, in memory (the real store has its own tests)."""
-
-    def __init__(self) -> None:
-        self.values: dict[tuple[str, str], str] = {}
-        self.written: dict[tuple[str, str], datetime] = {}
-
-    async def get_checkpoint(self, name: str, key: str) -> str | None:
-        return self.values.get((name, key))
-
-    async def set_checkpoint(self, name: str, key: str, value: str) -> None:
-        self.values[(name, key)] = value
-        self.written[(name, key)] = datetime.now(UTC)
-
-    async def prune_checkpoints(self, name: str, prefix: str, before: datetime) -> int:
-        old = [
-            k
-            for k, at in self.written.items()
-            if k[0] == name and k[1].startswith(prefix) and at < before
-        ]
-        for k in old:
-            del self.values[k], self.written[k]
-        return len(old)
 
 
 def email_config(

@@ -29,9 +29,10 @@ from connectors.email.notify import build_notification
 from connectors.email.smtp import OutboundError
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
+from router.connector.testing import MemoryCheckpoints
 from router.envelope import Envelope, Sender
 from router.routing import tokens
-from tests.connectors.email.helpers import MemoryCheckpoints, email_config
+from tests.connectors.email.helpers import email_config
 from tests.harness.dovecot import ImapAccount
 
 KEY = b"k" * 32

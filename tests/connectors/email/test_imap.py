@@ -12,8 +12,8 @@ import pytest
 
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected
+from router.connector.testing import MemoryCheckpoints
 from tests.connectors.email.helpers import (
-    MemoryCheckpoints,
     connector,
     ids,
     mail,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from connectors.email.smtp import build_message
-from tests.connectors.email.helpers import MemoryCheckpoints, email_config, reply, sender_for
+from router.connector.testing import MemoryCheckpoints
+from tests.connectors.email.helpers import email_config, reply, sender_for
 from tests.harness.smtp import CapturingSmtp
 
 

@@ -23,8 +23,8 @@ from structlog.testing import capture_logs
 from connectors.email.connector import EmailConnector
 from connectors.email.errors import ImapError
 from connectors.email.tls import client_context
+from router.connector.testing import MemoryCheckpoints
 from tests.connectors.email.helpers import (
-    MemoryCheckpoints,
     connector,
     email_config,
     ids,

@@ -20,8 +20,8 @@ from connectors.webhook.signing import signature
 from router.blobs import BlobStore
 from router.config.people import SinkConfig
 from router.connector import Services
+from router.connector.testing import MemoryCheckpoints
 from router.http import Routes
-from tests.connectors.email.helpers import MemoryCheckpoints
 from tests.harness.common import free_port
 
 SECRET = "s3cret-signing-key-for-tests"

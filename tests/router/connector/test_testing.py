@@ -1,0 +1,96 @@
+"""What the in-memory connector and checkpoints promise beyond the contract suite's cases.
+
+(The contract itself runs against them in tests/connectors/contract/.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from router.blobs import BlobStore
+from router.connector import DONE, Incoming, Outcome, Services
+from router.connector.testing import (
+    MemoryChannelConfig,
+    MemoryCheckpoints,
+    MemoryConnector,
+    memory_spec,
+)
+from router.envelope import encode
+from tests.router.test_daemon import message
+
+
+async def take(connector: MemoryConnector) -> Incoming:
+    items = connector.receive()
+    try:
+        item = await asyncio.wait_for(anext(items), 5)
+    finally:
+        await items.aclose()  # type: ignore[attr-defined]
+    assert isinstance(item, Incoming)
+    return item
+
+
+async def test_an_input_unacked_at_stop_is_offered_first_after_the_next_start() -> None:
+    chat = MemoryConnector("chat")
+    await chat.start()
+    first, second = chat.offer(message("chat", "m1")), chat.offer(message("chat", "m2"))
+    taken = await take(chat)
+    await chat.stop()
+    await chat.start()
+    assert chat.pending == [first, second]
+    assert (await take(chat)).envelope.id == first
+    # The first delivery's ack, late: the channel forgets the input after all.
+    await taken.ack(DONE)
+    assert chat.pending == [second]
+
+
+async def test_an_ack_given_twice_is_a_bug_in_the_caller() -> None:
+    chat = MemoryConnector("chat")
+    chat.offer(message("chat", "m1"))
+    item = await take(chat)
+    await item.ack(Outcome("bus unavailable", retriable=True))
+    with pytest.raises(RuntimeError, match="acked twice"):
+        await item.ack(DONE)
+
+
+async def test_raw_input_that_is_an_envelope_comes_in_as_one() -> None:
+    chat = MemoryConnector("chat")
+    env = message("chat", "m1")
+    chat.offer_raw(encode(env), native_id="n1")
+    item = await take(chat)
+    assert item.envelope == env
+    await item.ack(DONE)
+    assert chat.outcome("n1") == DONE and chat.pending == []
+
+
+async def test_fail_sends_refuses_every_send() -> None:
+    chat = MemoryConnector("chat", MemoryChannelConfig(fail_sends=True))
+    reply = message("chat", "r1").model_copy(update={"direction": "out", "kind": "reply"})
+    result = await chat.send(reply)
+    assert result.status == "failed" and chat.sent == [reply]
+
+
+def test_the_spec_builds_connectors_and_keeps_them_by_name(tmp_path: Path) -> None:
+    built: dict[str, MemoryConnector] = {}
+    spec = memory_spec(built)
+    assert spec.type == "memory" and spec.factory is not None
+    settings = spec.config.model_validate({"fail_sends": True})
+    services = Services(blobs=BlobStore(tmp_path / "blobs"), checkpoints=MemoryCheckpoints())
+    connector = spec.factory("chat", settings, services)
+    assert built == {"chat": connector}
+
+
+async def test_checkpoints_prune_only_old_keys_with_the_prefix() -> None:
+    store = MemoryCheckpoints()
+    for key in ("seen:a", "seen:b", "imap:INBOX"):
+        await store.set_checkpoint("mail", key, "1")
+    await store.set_checkpoint("other", "seen:a", "1")
+    cut = datetime.now(UTC) + timedelta(seconds=1)
+    assert await store.prune_checkpoints("mail", "seen:", cut) == 2
+    assert await store.get_checkpoint("mail", "seen:a") is None
+    assert await store.get_checkpoint("mail", "imap:INBOX") == "1"
+    assert await store.get_checkpoint("other", "seen:a") == "1"
+    assert await store.prune_checkpoints("mail", "seen:", cut - timedelta(days=1)) == 0
