@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from connectors.webhook.errors import BadEvent
+from router.connector.tokens import conversation_of
 from router.envelope import AGENT_COMMANDS, Envelope, Sender, envelope_id
 
 CHANNEL_TYPE = "webhook"
@@ -95,7 +96,7 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
         needs_token = name not in PRESENCE
     if needs_token and not token:
         raise BadEvent("token: required (the token of the delivery this answers)")
-    conversation = token.partition(".")[0] if token else ""
+    conversation = conversation_of(token)
     return Envelope(
         id=envelope_id(channel, event_id),
         kind=kind,
