@@ -43,13 +43,14 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from connectors.email.config import EmailChannelConfig
 from connectors.email.text import strip_quoted
 from router.connector import tokens
+from router.connector.agents import MAX_ARGS, agent_command, agent_reply
 from router.envelope import AGENT_COMMANDS as COMMANDS
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Envelope
 
 REPLY_MARKER = "## Reply above this line to answer the customer ##"
 MAX_CUSTOMER_REF = 32  # customer conversation refs are 4-32 characters (see `threads`)
@@ -156,9 +157,11 @@ def parse(text: str) -> Parsed:
     if name == "note":
         note = "\n".join(part for part in (first, rest) if part)
         return Parsed(name, [note] if note else [], lines[0].strip(), "")
+    # Words past the router's limit stay together in the last argument.
+    args = first.split(maxsplit=MAX_ARGS - 1)
     if name not in COMMANDS:
-        return Parsed(name, first.split(), lines[0].strip(), "")
-    return Parsed(name, first.split(), lines[0].strip(), rest)
+        return Parsed(name, args, lines[0].strip(), "")
+    return Parsed(name, args, lines[0].strip(), rest)
 
 
 def agent_envelopes(env: Envelope, token: str | None) -> list[Envelope]:
@@ -167,37 +170,42 @@ def agent_envelopes(env: Envelope, token: str | None) -> list[Envelope]:
     body = meta.get("full_text") if isinstance(meta.get("full_text"), str) else env.text
     parsed = parse(new_text(body or env.text))
     native = meta.get("message_id") or meta.get("native_id") or env.id
-    conversation = tokens.conversation_of(token)
-    common_meta = {
+    common: dict[str, Any] = {
+        "channel": env.channel,
+        "channel_type": env.channel_type,
+        "agent": env.sender.address.lower(),
+        "name": env.sender.name,
         "token": token,
-        "message_id": meta.get("message_id"),
-        "in_reply_to": meta.get("in_reply_to"),
-        "references": meta.get("references", []),
-        "to": meta.get("to", []),
+        "sent_at": env.sent_at,
+        "received_at": env.received_at,
+        "subject": env.subject,
+        "meta": {
+            "message_id": meta.get("message_id"),
+            "in_reply_to": meta.get("in_reply_to"),
+            "references": meta.get("references", []),
+            "to": meta.get("to", []),
+        },
     }
-    sender = Sender(address=env.sender.address.lower(), name=env.sender.name, role="agent")
-
-    def make(kind: Literal["reply", "command"], text: str, extra: dict[str, Any]) -> Envelope:
-        return Envelope(
-            id=envelope_id(env.channel, f"agent-{kind}:{native}"),
-            kind=kind,
-            direction="in",
-            channel=env.channel,
-            channel_type=env.channel_type,
-            thread_key=conversation or f"agent:{sender.address}",
-            sender=sender,
-            sent_at=env.sent_at,
-            received_at=env.received_at,
-            subject=env.subject,
-            text=text,
-            attachments=env.attachments if kind == "reply" else [],
-            meta={**common_meta, **extra},
-        )
-
     out: list[Envelope] = []
     if parsed.reply:
-        out.append(make("reply", parsed.reply, {}))
+        out.append(
+            agent_reply(
+                native_id=f"agent-reply:{native}",
+                text=parsed.reply,
+                attachments=env.attachments,
+                **common,
+            )
+        )
     if parsed.command is not None:
-        command = {"name": parsed.command, "args": parsed.args}
-        out.append(make("command", parsed.command_line, {"command": command}))
+        out.append(
+            agent_command(
+                native_id=f"agent-command:{native}",
+                command=parsed.command,
+                args=parsed.args,
+                text=parsed.command_line,
+                # The mail is taken either way: the router tells the agent it is unknown.
+                pass_unknown=True,
+                **common,
+            )
+        )
     return out

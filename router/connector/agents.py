@@ -1,0 +1,160 @@
+"""Builders for what an agent-facing connector emits: an agent's `reply` and `command`.
+
+Every agent-facing channel (webhook tools, agents' mailboxes, next a chat
+client) sends the router the same two envelopes, built here so they agree:
+
+- `direction` `in`, `sender` = `{address: <agent as the channel knows them>,
+  role: agent}`;
+- `id` = `envelope_id(channel, native_id)`: the same native input (event id,
+  Message-ID) always gives the same id, so the router drops a repeat;
+- `thread_key` = the conversation the token names (one conversation's replies
+  and commands stay in order on the bus), else `agent:<address>`;
+- `meta.token` = the token, or None (the router then tells the agent);
+  `meta.command` = `{name, args}` on a command, `name` one of
+  `router.envelope.AGENT_COMMANDS`.
+
+Channel-native extras go in `meta` beside those.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal
+
+from router.connector.tokens import conversation_of
+from router.envelope import AGENT_COMMANDS, Attachment, Envelope, Sender, envelope_id
+from router.errors import ConnectorError
+
+MAX_ARGS = 50
+_NAME = re.compile(r"[a-z][a-z_-]{0,31}")
+
+
+class BadCommand(ConnectorError):
+    """A command the router would not take; the message starts with the field it names
+    (`command:` or `args:`)."""
+
+    retriable = False
+
+
+def command_of(name: str, args: Sequence[object], *, pass_unknown: bool = False) -> dict[str, Any]:
+    """`meta.command` for `name` and `args`, or `BadCommand` naming the field.
+
+    `pass_unknown`: a well-formed name the router does not know is passed on, for
+    the router to reject and tell the agent (a channel that cannot answer the
+    agent itself, such as mail, whose input is already taken).
+    """
+    name = name.strip().lower()
+    if not _NAME.fullmatch(name) or (not pass_unknown and name not in AGENT_COMMANDS):
+        raise BadCommand(
+            f"command: unknown {name[:40]!r}; known: {', '.join(sorted(AGENT_COMMANDS))}"
+        )
+    if not all(isinstance(a, str) for a in args):
+        raise BadCommand("args: must be a list of strings")
+    if len(args) > MAX_ARGS:
+        raise BadCommand(f"args: at most {MAX_ARGS}")
+    return {"name": name, "args": [str(a) for a in args]}
+
+
+def _envelope(
+    kind: Literal["reply", "command"],
+    *,
+    channel: str,
+    channel_type: str,
+    native_id: str,
+    agent: str,
+    token: str | None,
+    text: str,
+    received_at: datetime,
+    name: str | None,
+    sent_at: datetime | None,
+    subject: str | None,
+    attachments: Sequence[Attachment],
+    meta: Mapping[str, Any],
+) -> Envelope:
+    return Envelope(
+        id=envelope_id(channel, native_id),
+        kind=kind,
+        direction="in",
+        channel=channel,
+        channel_type=channel_type,
+        thread_key=conversation_of(token) or f"agent:{agent}",
+        sender=Sender(address=agent, name=name, role="agent"),
+        sent_at=sent_at,
+        received_at=received_at,
+        subject=subject,
+        text=text,
+        attachments=list(attachments),
+        meta={**meta, "token": token or None},
+    )
+
+
+def agent_reply(
+    *,
+    channel: str,
+    channel_type: str,
+    native_id: str,
+    agent: str,
+    token: str | None,
+    text: str,
+    received_at: datetime,
+    name: str | None = None,
+    sent_at: datetime | None = None,
+    subject: str | None = None,
+    attachments: Sequence[Attachment] = (),
+    meta: Mapping[str, Any] | None = None,
+) -> Envelope:
+    """An agent's answer for the customer of the conversation `token` names."""
+    return _envelope(
+        "reply",
+        channel=channel,
+        channel_type=channel_type,
+        native_id=native_id,
+        agent=agent,
+        token=token,
+        text=text,
+        received_at=received_at,
+        name=name,
+        sent_at=sent_at,
+        subject=subject,
+        attachments=attachments,
+        meta=meta or {},
+    )
+
+
+def agent_command(
+    *,
+    channel: str,
+    channel_type: str,
+    native_id: str,
+    agent: str,
+    token: str | None,
+    command: str,
+    args: Sequence[object] = (),
+    received_at: datetime,
+    text: str | None = None,
+    pass_unknown: bool = False,
+    name: str | None = None,
+    sent_at: datetime | None = None,
+    subject: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Envelope:
+    """An agent's command (`BadCommand` when not one, see `command_of`); `text` is what
+    the agent wrote (default: the name and args), kept in the transcript."""
+    parsed = command_of(command, args, pass_unknown=pass_unknown)
+    return _envelope(
+        "command",
+        channel=channel,
+        channel_type=channel_type,
+        native_id=native_id,
+        agent=agent,
+        token=token,
+        text=text or " ".join([parsed["name"], *parsed["args"]]),
+        received_at=received_at,
+        name=name,
+        sent_at=sent_at,
+        subject=subject,
+        attachments=(),
+        meta={**(meta or {}), "command": parsed},
+    )
