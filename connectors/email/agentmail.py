@@ -43,12 +43,11 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any
 
 from connectors.email.config import EmailChannelConfig
 from connectors.email.text import strip_quoted
 from router.connector import tokens
-from router.connector.agents import MAX_ARGS, agent_command, agent_reply
+from router.connector.agents import MAX_ARGS, AgentInput
 from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import Envelope
 
@@ -170,42 +169,34 @@ def agent_envelopes(env: Envelope, token: str | None) -> list[Envelope]:
     body = meta.get("full_text") if isinstance(meta.get("full_text"), str) else env.text
     parsed = parse(new_text(body or env.text))
     native = meta.get("message_id") or meta.get("native_id") or env.id
-    common: dict[str, Any] = {
-        "channel": env.channel,
-        "channel_type": env.channel_type,
-        "agent": env.sender.address.lower(),
-        "name": env.sender.name,
-        "token": token,
-        "sent_at": env.sent_at,
-        "received_at": env.received_at,
-        "subject": env.subject,
-        "meta": {
+    source = AgentInput(
+        channel=env.channel,
+        channel_type=env.channel_type,
+        agent=env.sender.address.lower(),
+        name=env.sender.name,
+        token=token,
+        sent_at=env.sent_at,
+        received_at=env.received_at,
+        subject=env.subject,
+        meta={
             "message_id": meta.get("message_id"),
             "in_reply_to": meta.get("in_reply_to"),
             "references": meta.get("references", []),
             "to": meta.get("to", []),
         },
-    }
+    )
     out: list[Envelope] = []
     if parsed.reply:
-        out.append(
-            agent_reply(
-                native_id=f"agent-reply:{native}",
-                text=parsed.reply,
-                attachments=env.attachments,
-                **common,
-            )
-        )
+        out.append(source.reply(f"agent-reply:{native}", parsed.reply, attachments=env.attachments))
     if parsed.command is not None:
         out.append(
-            agent_command(
-                native_id=f"agent-command:{native}",
-                command=parsed.command,
-                args=parsed.args,
+            source.command(
+                f"agent-command:{native}",
+                parsed.command,
+                parsed.args,
                 text=parsed.command_line,
                 # The mail is taken either way: the router tells the agent it is unknown.
                 pass_unknown=True,
-                **common,
             )
         )
     return out

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from connectors.webhook.errors import BadEvent
-from router.connector.agents import BadCommand, agent_command, agent_reply
+from router.connector.agents import AgentInput, BadCommand
 from router.envelope import Envelope
 
 CHANNEL_TYPE = "webhook"
@@ -71,15 +71,14 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
     token = obj.get("token")
     if token is not None and not isinstance(token, str):
         raise BadEvent("token: must be a string")
-    common: dict[str, Any] = {
-        "channel": channel,
-        "channel_type": CHANNEL_TYPE,
-        "native_id": event_id,
-        "agent": agent,
-        "token": token,
-        "received_at": now,
-        "meta": {"event_id": event_id},
-    }
+    source = AgentInput(
+        channel=channel,
+        channel_type=CHANNEL_TYPE,
+        agent=agent,
+        token=token,
+        received_at=now,
+        meta={"event_id": event_id},
+    )
     if kind == "reply":
         for key in ("command", "args"):
             if key in obj:
@@ -87,7 +86,7 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
         text = _string(obj, "text")
         if not token:
             raise BadEvent("token: required (the token of the delivery this answers)")
-        return agent_reply(text=text, **common)
+        return source.reply(event_id, text)
     name = _string(obj, "command", max_chars=32)
     args = obj.get("args", [])
     if not isinstance(args, list):
@@ -96,7 +95,7 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
     if given is not None and not isinstance(given, str):
         raise BadEvent("text: must be a string")
     try:
-        envelope = agent_command(command=name, args=args, text=given, **common)
+        envelope = source.command(event_id, name, args, text=given)
     except BadCommand as exc:
         raise BadEvent(str(exc)) from None
     if not token and envelope.meta["command"]["name"] not in PRESENCE:

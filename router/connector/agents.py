@@ -1,7 +1,8 @@
 """Builders for what an agent-facing connector emits: an agent's `reply` and `command`.
 
 Every agent-facing channel (webhook tools, agents' mailboxes, next a chat
-client) sends the router the same two envelopes, built here so they agree:
+client) sends the router the same two envelopes, built here so they agree
+(`AgentInput(...).reply()` / `.command()`):
 
 - `direction` `in`, `sender` = `{address: <agent as the channel knows them>,
   role: agent}`;
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -57,104 +59,62 @@ def command_of(name: str, args: Sequence[object], *, pass_unknown: bool = False)
     return {"name": name, "args": [str(a) for a in args]}
 
 
-def _envelope(
-    kind: Literal["reply", "command"],
-    *,
-    channel: str,
-    channel_type: str,
-    native_id: str,
-    agent: str,
-    token: str | None,
-    text: str,
-    received_at: datetime,
-    name: str | None,
-    sent_at: datetime | None,
-    subject: str | None,
-    attachments: Sequence[Attachment],
-    meta: Mapping[str, Any],
-) -> Envelope:
-    return Envelope(
-        id=envelope_id(channel, native_id),
-        kind=kind,
-        direction="in",
-        channel=channel,
-        channel_type=channel_type,
-        thread_key=conversation_of(token) or f"agent:{agent}",
-        sender=Sender(address=agent, name=name, role="agent"),
-        sent_at=sent_at,
-        received_at=received_at,
-        subject=subject,
-        text=text,
-        attachments=list(attachments),
-        meta={**meta, "token": token or None},
-    )
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentInput:
+    """One input from an agent on `channel` (an event, a mail), as the channel has it;
+    `reply()` and `command()` make its envelopes."""
 
+    channel: str
+    channel_type: str
+    agent: str  # the agent as the channel knows them (id, address)
+    token: str | None  # the token of the delivery it answers
+    received_at: datetime
+    name: str | None = None
+    sent_at: datetime | None = None
+    subject: str | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)  # channel-native extras
 
-def agent_reply(
-    *,
-    channel: str,
-    channel_type: str,
-    native_id: str,
-    agent: str,
-    token: str | None,
-    text: str,
-    received_at: datetime,
-    name: str | None = None,
-    sent_at: datetime | None = None,
-    subject: str | None = None,
-    attachments: Sequence[Attachment] = (),
-    meta: Mapping[str, Any] | None = None,
-) -> Envelope:
-    """An agent's answer for the customer of the conversation `token` names."""
-    return _envelope(
-        "reply",
-        channel=channel,
-        channel_type=channel_type,
-        native_id=native_id,
-        agent=agent,
-        token=token,
-        text=text,
-        received_at=received_at,
-        name=name,
-        sent_at=sent_at,
-        subject=subject,
-        attachments=attachments,
-        meta=meta or {},
-    )
+    def reply(
+        self, native_id: str, text: str, *, attachments: Sequence[Attachment] = ()
+    ) -> Envelope:
+        """The agent's answer for the customer of the conversation the token names."""
+        return self._envelope("reply", native_id, text, attachments, {})
 
+    def command(
+        self,
+        native_id: str,
+        name: str,
+        args: Sequence[object] = (),
+        *,
+        text: str | None = None,
+        pass_unknown: bool = False,
+    ) -> Envelope:
+        """The agent's command (`BadCommand` when not one, see `command_of`); `text` is
+        what the agent wrote (default: the name and args), kept in the transcript."""
+        command = command_of(name, args, pass_unknown=pass_unknown)
+        text = text or " ".join([command["name"], *command["args"]])
+        return self._envelope("command", native_id, text, (), {"command": command})
 
-def agent_command(
-    *,
-    channel: str,
-    channel_type: str,
-    native_id: str,
-    agent: str,
-    token: str | None,
-    command: str,
-    args: Sequence[object] = (),
-    received_at: datetime,
-    text: str | None = None,
-    pass_unknown: bool = False,
-    name: str | None = None,
-    sent_at: datetime | None = None,
-    subject: str | None = None,
-    meta: Mapping[str, Any] | None = None,
-) -> Envelope:
-    """An agent's command (`BadCommand` when not one, see `command_of`); `text` is what
-    the agent wrote (default: the name and args), kept in the transcript."""
-    parsed = command_of(command, args, pass_unknown=pass_unknown)
-    return _envelope(
-        "command",
-        channel=channel,
-        channel_type=channel_type,
-        native_id=native_id,
-        agent=agent,
-        token=token,
-        text=text or " ".join([parsed["name"], *parsed["args"]]),
-        received_at=received_at,
-        name=name,
-        sent_at=sent_at,
-        subject=subject,
-        attachments=(),
-        meta={**(meta or {}), "command": parsed},
-    )
+    def _envelope(
+        self,
+        kind: Literal["reply", "command"],
+        native_id: str,
+        text: str,
+        attachments: Sequence[Attachment],
+        extra: dict[str, Any],
+    ) -> Envelope:
+        return Envelope(
+            id=envelope_id(self.channel, native_id),
+            kind=kind,
+            direction="in",
+            channel=self.channel,
+            channel_type=self.channel_type,
+            thread_key=conversation_of(self.token) or f"agent:{self.agent}",
+            sender=Sender(address=self.agent, name=self.name, role="agent"),
+            sent_at=self.sent_at,
+            received_at=self.received_at,
+            subject=self.subject,
+            text=text,
+            attachments=list(attachments),
+            meta={**self.meta, **extra, "token": self.token or None},
+        )

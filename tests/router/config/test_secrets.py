@@ -6,14 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from connectors.email.config import ImapConfig
 from connectors.webhook.config import WebhookChannelConfig
-from router.config import Config
 from router.config.secrets import MASK, SecretRef, file_key, is_secret
 from router.config.types import Secret, Section, check_secret_chars, require_secret
-from router.connector import load_registry
+from tests.router.config.support import all_models
 
 VALUE = "correct-horse-battery-staple"
 
@@ -98,27 +97,8 @@ def test_connectors_keep_the_file_a_secret_came_from(tmp_path: Path) -> None:
         hooks.key()
 
 
-def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
-    if model in seen:
-        return
-    seen.add(model)
-    for info in model.model_fields.values():
-        for arg in _args(info.annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                _models(arg, seen)
-
-
-def _args(tp: Any) -> Any:
-    yield tp
-    for arg in getattr(tp, "__args__", ()):
-        yield from _args(arg)
-
-
 def test_every_secret_is_one_secret_ref_field_and_none_has_a_file_field_of_its_own() -> None:
-    seen: set[type[BaseModel]] = set()
-    _models(Config, seen)
-    for spec in load_registry().values():
-        _models(spec.config, seen)
+    seen = all_models()
     secrets = [
         (model.__name__, name)
         for model in seen

@@ -7,21 +7,21 @@ from typing import Any
 
 import pytest
 
-from router.connector.agents import MAX_ARGS, BadCommand, agent_command, agent_reply, command_of
+from router.connector.agents import MAX_ARGS, AgentInput, BadCommand, command_of
 from router.envelope import AGENT_COMMANDS, envelope_id
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef.abcdefghijklmnopqrstuvwx"
-COMMON: dict[str, Any] = {
-    "channel": "hooks",
-    "channel_type": "webhook",
-    "agent": "ana",
-    "received_at": NOW,
-}
+
+
+def source(token: str | None = TOKEN, **kw: Any) -> AgentInput:
+    return AgentInput(
+        channel="hooks", channel_type="webhook", agent="ana", token=token, received_at=NOW, **kw
+    )
 
 
 def test_a_reply() -> None:
-    env = agent_reply(native_id="e1", token=TOKEN, text="Hi", meta={"event_id": "e1"}, **COMMON)
+    env = source(meta={"event_id": "e1"}).reply("e1", "Hi")
     assert env.id == envelope_id("hooks", "e1")
     assert (env.kind, env.direction, env.channel_type) == ("reply", "in", "webhook")
     assert env.sender.address == "ana" and env.sender.role == "agent"
@@ -31,24 +31,24 @@ def test_a_reply() -> None:
 
 @pytest.mark.parametrize("token", [None, "", "no-dot"])
 def test_without_a_conversation_the_thread_is_the_agent(token: str | None) -> None:
-    env = agent_reply(native_id="e1", token=token, text="Hi", **COMMON)
+    env = source(token).reply("e1", "Hi")
     assert env.thread_key == "agent:ana"
     assert env.meta["token"] == (token or None)
 
 
-def test_a_caller_cannot_set_another_token_in_meta() -> None:
-    env = agent_reply(native_id="e1", token=TOKEN, text="Hi", meta={"token": "x.y"}, **COMMON)
+def test_channel_meta_cannot_set_another_token_or_command() -> None:
+    env = source(meta={"token": "x.y", "command": {"name": "resolve"}}).command("e2", "away")
     assert env.meta["token"] == TOKEN
+    assert env.meta["command"] == {"name": "away", "args": []}
 
 
 def test_a_command() -> None:
-    env = agent_command(
-        native_id="e2", token=TOKEN, command=" Transfer ", args=["billing"], **COMMON
-    )
-    assert env.kind == "command"
+    env = source().command("e2", " Transfer ", ["billing"])
+    assert env.kind == "command" and env.id == envelope_id("hooks", "e2")
     assert env.meta["command"] == {"name": "transfer", "args": ["billing"]}
     assert env.text == "transfer billing"
     assert env.attachments == []
+    assert source().command("e3", "note", ["x"], text="#note x").text == "#note x"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +64,8 @@ def test_a_command() -> None:
 def test_bad_commands_name_the_field(name: str, args: list[Any], reason: str) -> None:
     with pytest.raises(BadCommand, match=reason):
         command_of(name, args)
+    with pytest.raises(BadCommand, match=reason):
+        source().command("e", name, args)
 
 
 def test_an_unknown_but_well_formed_name_may_be_passed_on_for_the_router_to_answer() -> None:
