@@ -8,7 +8,7 @@ handler; `receive()` is the connector's intake. In order, a request is:
 - 413 once its body passes `max_body_bytes` (read in chunks, never whole);
 - 401 when the connector's `check` (signature, timestamp, replay) refuses it;
 - 4xx with the reason when its `parse` refuses it (`HttpRefusal`);
-- 503 when `queue_size` requests already wait for the bus;
+- 503 when `queue_size` requests already wait for their ack;
 - then handed to the channel runner, and answered by the ack's `Outcome`:
   done 2xx with the envelope id; a retriable error (the bus is unavailable)
   503; any other 422 with the reason (it was dead-lettered). No ack within
@@ -37,7 +37,7 @@ from router.logs import RateLimiter
 log = structlog.get_logger(__name__)
 
 ACK_TIMEOUT = timedelta(seconds=10)  # how long a request waits for its envelope to be on the bus
-QUEUE_SIZE = 256  # requests taken in but not yet acked
+QUEUE_SIZE = 256  # requests handed over and not yet answered
 CHUNK = 64 * 1024
 REFUSALS_BURST = 10  # refusals logged per status and minute; the rest are counted
 
@@ -116,9 +116,9 @@ class HttpIntake:
         self._check = check
         self._max_body = max_body_bytes
         self._ack_timeout = ack_timeout.total_seconds()
-        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue(
-            queue_size
-        )
+        # Bounded by `_in_flight`: every queued request also waits in `_waiting`.
+        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self._in_flight = queue_size
         self._waiting: set[asyncio.Future[Outcome]] = set()
         self._refusals = refusals or RateLimiter(REFUSALS_BURST, 60.0)
         self._accepted = accepted_status
@@ -181,17 +181,16 @@ class HttpIntake:
         return web.json_response({"id": envelope.id}, status=self._accepted)
 
     async def _hand_over(self, envelope: Envelope) -> Outcome | None:
-        """The ack's outcome (or not yet, after `ack_timeout`); None when the queue is full."""
+        """The ack's outcome (or not yet, after `ack_timeout`); None when too many wait."""
+        if len(self._waiting) >= self._in_flight:
+            return None
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
 
         async def ack(outcome: Outcome = DONE) -> None:
             if not future.done():
                 future.set_result(outcome)
 
-        try:
-            self._queue.put_nowait((Incoming(envelope=envelope, ack=ack), future))
-        except asyncio.QueueFull:
-            return None
+        self._queue.put_nowait((Incoming(envelope=envelope, ack=ack), future))
         self._waiting.add(future)
         try:
             return await asyncio.wait_for(future, self._ack_timeout)
