@@ -2,12 +2,12 @@
 
 Each notification to an agent carries, in its Reply-To, the agents' reply
 address with the signed conversation token as a plus-address:
-`support+<token>@example.com`. A token (`<32 hex>.<24 base32>`, see the
-router's `tokens`) is written in 50 characters of `a-z2-7` (the conversation
-id re-encoded in base32, then the signature): no dot, nothing a mail server
-or client changes, case-insensitive, and short enough for the 64-character
-limit on the part before the @. A token of another shape is written with its
-dots as hyphens.
+`support+<token>@example.com`. A token as the router issues it (`<32 hex>.<24
+base32>`, `router.connector.tokens.ISSUED`) is written in 50 characters of
+`a-z2-7` (the conversation id re-encoded in base32, then the signature): no
+dot, nothing a mail server or client changes, case-insensitive, and short
+enough for the 64-character limit on the part before the @. A token of
+another shape is written with its dots as hyphens.
 
 A mail is an agent's (`route()`):
 
@@ -43,17 +43,17 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
 
 from connectors.email.config import EmailChannelConfig
 from connectors.email.text import strip_quoted
+from router.connector import tokens
+from router.connector.agents import MAX_ARGS, AgentInput
 from router.envelope import AGENT_COMMANDS as COMMANDS
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Envelope
 
 REPLY_MARKER = "## Reply above this line to answer the customer ##"
 MAX_CUSTOMER_REF = 32  # customer conversation refs are 4-32 characters (see `threads`)
 
-_ROUTER_TOKEN = re.compile(r"^([0-9a-f]{32})\.([a-z2-7]{24})$")
 _COMPACT = re.compile(r"^[a-z2-7]{50}$")
 _OTHER_TOKEN = re.compile(r"^[a-z0-9]+(\.[a-z0-9]+)+$")
 _COMMAND = re.compile(r"^#([A-Za-z][A-Za-z_-]{0,31})(?:[ \t]+(.*))?$")
@@ -66,7 +66,7 @@ _MARKER_WORDS = re.compile(r"reply above this line", re.I)
 def encode_token(token: str) -> str:
     """The plus tag for `token`; `decode_token` gives it back. Raises ValueError."""
     token = token.lower()
-    m = _ROUTER_TOKEN.match(token)
+    m = tokens.ISSUED.fullmatch(token)
     if m:
         conv = base64.b32encode(bytes.fromhex(m.group(1))).decode("ascii").rstrip("=").lower()
         return conv + m.group(2)
@@ -156,9 +156,11 @@ def parse(text: str) -> Parsed:
     if name == "note":
         note = "\n".join(part for part in (first, rest) if part)
         return Parsed(name, [note] if note else [], lines[0].strip(), "")
+    # Words past the router's limit stay together in the last argument.
+    args = first.split(maxsplit=MAX_ARGS - 1)
     if name not in COMMANDS:
-        return Parsed(name, first.split(), lines[0].strip(), "")
-    return Parsed(name, first.split(), lines[0].strip(), rest)
+        return Parsed(name, args, lines[0].strip(), "")
+    return Parsed(name, args, lines[0].strip(), rest)
 
 
 def agent_envelopes(env: Envelope, token: str | None) -> list[Envelope]:
@@ -167,37 +169,34 @@ def agent_envelopes(env: Envelope, token: str | None) -> list[Envelope]:
     body = meta.get("full_text") if isinstance(meta.get("full_text"), str) else env.text
     parsed = parse(new_text(body or env.text))
     native = meta.get("message_id") or meta.get("native_id") or env.id
-    conversation = token.partition(".")[0] if token else None
-    common_meta = {
-        "token": token,
-        "message_id": meta.get("message_id"),
-        "in_reply_to": meta.get("in_reply_to"),
-        "references": meta.get("references", []),
-        "to": meta.get("to", []),
-    }
-    sender = Sender(address=env.sender.address.lower(), name=env.sender.name, role="agent")
-
-    def make(kind: Literal["reply", "command"], text: str, extra: dict[str, Any]) -> Envelope:
-        return Envelope(
-            id=envelope_id(env.channel, f"agent-{kind}:{native}"),
-            kind=kind,
-            direction="in",
-            channel=env.channel,
-            channel_type=env.channel_type,
-            thread_key=conversation or f"agent:{sender.address}",
-            sender=sender,
-            sent_at=env.sent_at,
-            received_at=env.received_at,
-            subject=env.subject,
-            text=text,
-            attachments=env.attachments if kind == "reply" else [],
-            meta={**common_meta, **extra},
-        )
-
+    source = AgentInput(
+        channel=env.channel,
+        channel_type=env.channel_type,
+        agent=env.sender.address.lower(),
+        name=env.sender.name,
+        token=token,
+        sent_at=env.sent_at,
+        received_at=env.received_at,
+        subject=env.subject,
+        meta={
+            "message_id": meta.get("message_id"),
+            "in_reply_to": meta.get("in_reply_to"),
+            "references": meta.get("references", []),
+            "to": meta.get("to", []),
+        },
+    )
     out: list[Envelope] = []
     if parsed.reply:
-        out.append(make("reply", parsed.reply, {}))
+        out.append(source.reply(f"agent-reply:{native}", parsed.reply, attachments=env.attachments))
     if parsed.command is not None:
-        command = {"name": parsed.command, "args": parsed.args}
-        out.append(make("command", parsed.command_line, {"command": command}))
+        out.append(
+            source.command(
+                f"agent-command:{native}",
+                parsed.command,
+                parsed.args,
+                text=parsed.command_line,
+                # The mail is taken either way: the router tells the agent it is unknown.
+                pass_unknown=True,
+            )
+        )
     return out

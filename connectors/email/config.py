@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, model_validator
 
 from connectors.email.tls import check_ca_file
-from router.config.types import Duration, EmailAddress, Secret, SecretFile, Section, fail
+from router.config.types import Duration, EmailAddress, Secret, Section, fail, require_secret
 
 Security = Literal["tls", "starttls", "none"]
 _VERIFY_DOC = (
@@ -75,19 +75,14 @@ class ImapConfig(Section):
         "login",
         description="`login` (password) or `xoauth2` (OAuth 2 access token).",
     )
-    password: Secret | None = Field(None, description="Password, with `auth: login`.")
-    password_file: SecretFile | None = Field(
+    password: Secret | None = Field(
         None,
-        description="File holding the password (instead of `password`).",
+        description="Password, with `auth: login` (from `password_file`: re-read on every login).",
     )
     oauth2_token: Secret | None = Field(
         None,
-        description="OAuth 2 access token, with `auth: xoauth2`.",
-    )
-    oauth2_token_file: SecretFile | None = Field(
-        None,
-        description="File holding the access token, re-read on every login"
-        " (instead of `oauth2_token`).",
+        description="OAuth 2 access token, with `auth: xoauth2` (from `oauth2_token_file`:"
+        " re-read on every login).",
     )
     folder: str = Field("INBOX", min_length=1, description="Folder customer mail arrives in.")
     idle_renew: Duration = Field(
@@ -131,12 +126,10 @@ class ImapConfig(Section):
         title = type(self).__name__
         if tls_problem := check_tls(self, info):
             raise fail(title, *tls_problem)
-        if self.auth == "login" and self.password is None and self.password_file is None:
-            raise fail(title, ("password",), "auth: login needs password or password_file")
-        if self.auth == "xoauth2" and self.oauth2_token is None and self.oauth2_token_file is None:
-            raise fail(
-                title, ("oauth2_token",), "auth: xoauth2 needs oauth2_token or oauth2_token_file"
-            )
+        if self.auth == "login":
+            require_secret(self, "password", "auth: login logs in with a password")
+        else:
+            require_secret(self, "oauth2_token", "auth: xoauth2 logs in with an access token")
         if self.security == "none" and not is_loopback(self.host):
             raise fail(
                 title,
@@ -147,6 +140,15 @@ class ImapConfig(Section):
         if self.processed == "move" and not self.processed_folder:
             raise fail(title, ("processed_folder",), "processed: move needs processed_folder")
         return self
+
+    # Where the secrets came from: the IMAP client re-reads a file on every login.
+    @property
+    def password_file(self) -> Path | None:
+        return None if self.password is None else self.password.path
+
+    @property
+    def oauth2_token_file(self) -> Path | None:
+        return None if self.oauth2_token is None else self.oauth2_token.path
 
 
 class SmtpConfig(Section):
@@ -162,10 +164,6 @@ class SmtpConfig(Section):
     ca_file: Path | None = Field(None, description=_CA_FILE_DOC)
     username: str | None = Field(None, description="Login name (null: no authentication).")
     password: Secret | None = Field(None, description="Password for `username`.")
-    password_file: SecretFile | None = Field(
-        None,
-        description="File holding the password (instead of `password`).",
-    )
     from_address: EmailAddress = Field(
         description="Address replies are sent from (usually the mailbox's own).",
     )
@@ -186,8 +184,8 @@ class SmtpConfig(Section):
         title = type(self).__name__
         if tls_problem := check_tls(self, info):
             raise fail(title, *tls_problem)
-        if self.username is not None and self.password is None and self.password_file is None:
-            raise fail(title, ("password",), "username is set: give password or password_file")
+        if self.username is not None:
+            require_secret(self, "password", "username is set")
         if self.security == "none" and self.username is not None and not is_loopback(self.host):
             raise fail(
                 title,

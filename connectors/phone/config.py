@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
-from router.config.types import Duration, Secret, SecretFile, Section, fail
+from router.config.types import Duration, Secret, Section, require_secret
 
 
 class PhoneChannelConfig(Section):
@@ -20,10 +20,6 @@ class PhoneChannelConfig(Section):
     hmac_secret: Secret | None = Field(
         None,
         description="Key of the HMAC-SHA256 signature over timestamp and body.",
-    )
-    hmac_secret_file: SecretFile | None = Field(
-        None,
-        description="File holding the HMAC key (instead of `hmac_secret`).",
     )
     signature_header: str = Field(
         "X-Omni-Signature",
@@ -48,10 +44,5 @@ class PhoneChannelConfig(Section):
 
     @model_validator(mode="after")
     def _secret(self) -> PhoneChannelConfig:
-        if self.hmac_secret is None and self.hmac_secret_file is None:
-            raise fail(
-                type(self).__name__,
-                ("hmac_secret",),
-                "hmac_secret or hmac_secret_file is required (records are signed)",
-            )
+        require_secret(self, "hmac_secret", "records are signed")
         return self

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from router.config.types import Duration, Secret, SecretFile, Section, fail
+from router.config.types import Duration, Secret, Section, fail, require_secret
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as secret_token
 
@@ -31,10 +31,6 @@ class TelegramWebhookConfig(Section):
         description="Value Telegram sends in X-Telegram-Bot-Api-Secret-Token;"
         " 1-256 characters A-Z a-z 0-9 _ -.",
     )
-    secret_token_file: SecretFile | None = Field(
-        None,
-        description="File holding the secret token (instead of `secret_token`).",
-    )
 
     @field_validator("public_url")
     @classmethod
@@ -45,14 +41,9 @@ class TelegramWebhookConfig(Section):
 
     @model_validator(mode="after")
     def _token(self) -> TelegramWebhookConfig:
-        if self.secret_token is None and self.secret_token_file is None:
-            raise fail(
-                type(self).__name__,
-                ("secret_token",),
-                "a webhook needs secret_token or secret_token_file, so forged updates are refused",
-            )
-        value = "" if self.secret_token is None else self.secret_token.get_secret_value()
-        if value and not value.startswith("${") and not _TOKEN.fullmatch(value):
+        require_secret(self, "secret_token", "forged updates are refused with it")
+        token = self.secret_token
+        if token is not None and token.known and not _TOKEN.fullmatch(token.get_secret_value()):
             raise fail(
                 type(self).__name__,
                 ("secret_token",),
@@ -74,10 +65,6 @@ class TelegramChannelConfig(Section):
     """A Telegram channel: one bot customers write to."""
 
     bot_token: Secret | None = Field(None, description="Bot token from @BotFather.")
-    bot_token_file: SecretFile | None = Field(
-        None,
-        description="File holding the bot token (instead of `bot_token`).",
-    )
     mode: Literal["polling", "webhook"] = Field(
         "polling",
         description="`polling` (getUpdates) or `webhook` (Telegram calls us).",
@@ -98,8 +85,7 @@ class TelegramChannelConfig(Section):
     @model_validator(mode="after")
     def _complete(self) -> TelegramChannelConfig:
         title = type(self).__name__
-        if self.bot_token is None and self.bot_token_file is None:
-            raise fail(title, ("bot_token",), "bot_token or bot_token_file is required")
+        require_secret(self, "bot_token", "the bot's token from @BotFather")
         if self.mode == "webhook" and self.webhook is None:
             raise fail(title, ("webhook",), "mode: webhook needs a webhook block")
         return self

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from pydantic import Field, model_validator
 
-from router.config.types import Duration, Secret, SecretFile, Section, fail
+from router.config.types import Duration, Secret, Section, check_secret_chars, require_secret
 
 MIN_SECRET_CHARS = 16
 
@@ -18,10 +18,6 @@ class WebhookChannelConfig(Section):
         None,
         description="Key of the HMAC-SHA256 signatures: signs every delivery we POST and"
         f" verifies every event the tool POSTs back (at least {MIN_SECRET_CHARS} characters).",
-    )
-    secret_file: SecretFile | None = Field(
-        None,
-        description="File holding the signing key (instead of `secret`).",
     )
     timeout: Duration = Field(
         timedelta(seconds=10),
@@ -46,21 +42,12 @@ class WebhookChannelConfig(Section):
 
     @model_validator(mode="after")
     def _secret(self) -> WebhookChannelConfig:
-        title = type(self).__name__
-        if self.secret is None and self.secret_file is None:
-            raise fail(
-                title,
-                ("secret",),
-                "a webhook channel needs secret or secret_file: it signs the deliveries"
-                " and proves that events come from the agents' tool",
-            )
-        value = "" if self.secret is None else self.secret.get_secret_value()
-        if self.secret is not None and not value.startswith("${") and len(value) < MIN_SECRET_CHARS:
-            raise fail(
-                title,
-                ("secret",),
-                f"the signing key must have at least {MIN_SECRET_CHARS} characters",
-            )
+        require_secret(
+            self,
+            "secret",
+            "it signs the deliveries and proves that events come from the agents' tool",
+        )
+        check_secret_chars(self, "secret", MIN_SECRET_CHARS, "the signing key")
         return self
 
     def events_path(self, channel: str) -> str:
@@ -68,8 +55,8 @@ class WebhookChannelConfig(Section):
         return self.path or f"/webhook/{channel}/events"
 
     def key(self) -> bytes:
-        """The signing key (read from `secret`, or from `secret_file` at load time)."""
+        """The signing key (from `${VAR}`, or from `secret_file` at load time)."""
         if self.secret is None:
-            # A disabled channel does not read its file; an enabled one always has it.
-            raise ValueError("the webhook signing key was not loaded (is the channel disabled?)")
+            raise ValueError("the webhook channel has no signing key")
+        # A disabled channel's key may be unread: get_secret_value() says so.
         return self.secret.get_secret_value().encode()

@@ -19,13 +19,13 @@ from typing import Any
 import orjson
 
 from connectors.webhook.errors import BadEvent
-from router.envelope import AGENT_COMMANDS, Envelope, Sender, envelope_id
+from router.connector.agents import AgentInput, BadCommand
+from router.envelope import Envelope
 
 CHANNEL_TYPE = "webhook"
 PRESENCE = frozenset({"available", "away", "offline"})
 FIELDS = frozenset({"v", "id", "agent", "token", "type", "text", "command", "args"})
 MAX_ID_CHARS = 200
-MAX_ARGS = 50
 _AGENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
@@ -71,41 +71,33 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
     token = obj.get("token")
     if token is not None and not isinstance(token, str):
         raise BadEvent("token: must be a string")
-    meta: dict[str, Any] = {"token": token or None, "event_id": event_id}
+    source = AgentInput(
+        channel=channel,
+        channel_type=CHANNEL_TYPE,
+        agent=agent,
+        token=token,
+        received_at=now,
+        meta={"event_id": event_id},
+    )
     if kind == "reply":
         for key in ("command", "args"):
             if key in obj:
                 raise BadEvent(f'{key}: only with type "command"')
         text = _string(obj, "text")
-        needs_token = True
-    else:
-        name = _string(obj, "command", max_chars=32).strip().lower()
-        if name not in AGENT_COMMANDS:
-            raise BadEvent(f"command: unknown {name!r}; known: {', '.join(sorted(AGENT_COMMANDS))}")
-        args = obj.get("args", [])
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise BadEvent("args: must be a list of strings")
-        if len(args) > MAX_ARGS:
-            raise BadEvent(f"args: at most {MAX_ARGS}")
-        given = obj.get("text")
-        if given is not None and not isinstance(given, str):
-            raise BadEvent("text: must be a string")
-        meta["command"] = {"name": name, "args": list(args)}
-        text = given or " ".join([name, *args])
-        needs_token = name not in PRESENCE
-    if needs_token and not token:
+        if not token:
+            raise BadEvent("token: required (the token of the delivery this answers)")
+        return source.reply(event_id, text)
+    name = _string(obj, "command", max_chars=32)
+    args = obj.get("args", [])
+    if not isinstance(args, list):
+        raise BadEvent("args: must be a list of strings")
+    given = obj.get("text")
+    if given is not None and not isinstance(given, str):
+        raise BadEvent("text: must be a string")
+    try:
+        envelope = source.command(event_id, name, args, text=given)
+    except BadCommand as exc:
+        raise BadEvent(str(exc)) from None
+    if not token and envelope.meta["command"]["name"] not in PRESENCE:
         raise BadEvent("token: required (the token of the delivery this answers)")
-    conversation = token.partition(".")[0] if token else ""
-    return Envelope(
-        id=envelope_id(channel, event_id),
-        kind=kind,
-        direction="in",
-        channel=channel,
-        channel_type=CHANNEL_TYPE,
-        # One conversation's replies and commands stay in order on the bus.
-        thread_key=conversation or f"agent:{agent}",
-        sender=Sender(address=agent, role="agent"),
-        received_at=now,
-        text=text,
-        meta=meta,
-    )
+    return envelope

@@ -4,7 +4,7 @@
     config.bus.backend, config.channels[0].settings, ...
 
 Every operator-facing setting lives in that one file. Secrets come from
-`${ENV_VAR}` or `*_file` paths and are `SecretStr`. The reference doc,
+`${ENV_VAR}` or `*_file` paths and are `SecretRef`s. The reference doc,
 docs/configuration.md, is generated from the model by `router.config.reference`.
 """
 

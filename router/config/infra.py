@@ -15,7 +15,6 @@ from pydantic_core import PydanticCustomError
 
 from router.config.types import (
     Secret,
-    SecretFile,
     Section,
     fail,
 )
@@ -73,10 +72,6 @@ class KafkaConfig(Section):
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: Secret | None = Field(None, description="SASL password.")
-    sasl_password_file: SecretFile | None = Field(
-        None,
-        description="File holding the SASL password (instead of `sasl_password`).",
-    )
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -99,7 +94,7 @@ class KafkaConfig(Section):
                 for name, value in (
                     ("sasl_mechanism", self.sasl_mechanism),
                     ("sasl_username", self.sasl_username),
-                    ("sasl_password", self.sasl_password or self.sasl_password_file),
+                    ("sasl_password", self.sasl_password),
                 )
                 if value is None
             ]
@@ -189,10 +184,6 @@ class StoreConfig(Section):
     password: Secret | None = Field(
         None,
         description="Database password (PostgreSQL). Never part of `url`.",
-    )
-    password_file: SecretFile | None = Field(
-        None,
-        description="File holding the database password (instead of `password`).",
     )
 
     @field_validator("url")

@@ -17,12 +17,13 @@ from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from router.config.channels import ChannelConfig, default_registry
 from router.config.model import Config
+from router.config.secrets import SecretRef, file_key, is_secret
 from router.config.types import DocType
 from router.connector import ConnectorSpec
 
@@ -123,16 +124,25 @@ def _model_section(
     for name, info in model.model_fields.items():
         if info.exclude:
             continue
-        secret = "yes" if _is_secret(info.annotation) else ""
+        secret = is_secret(info.annotation)
         doc_type = next((m.name for m in info.metadata if isinstance(m, DocType)), None)
         row = [
             f"`{name}`",
             doc_type or _type(info.annotation, f"{path}.{name}".lstrip(".")),
             _default(info),
-            secret,
+            "yes" if secret else "",
             info.description or "",
         ]
         out.append("| " + " | ".join(_cell(c) for c in row) + " |")
+        if secret:  # the other way to write it (router.config.secrets)
+            row = [
+                f"`{file_key(name)}`",
+                "path or null",
+                "`null`",
+                "",
+                f"File holding `{name}` (instead of `{name}`), read at load time.",
+            ]
+            out.append("| " + " | ".join(_cell(c) for c in row) + " |")
     return out
 
 
@@ -171,18 +181,6 @@ def _strip(tp: Any) -> Any:
             return tp
 
 
-def _is_secret(annotation: Any) -> bool:
-    tp = annotation
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            return any(_is_secret(a) for a in get_args(tp))
-        else:
-            return tp is SecretStr
-
-
 _BASIC = {
     int: "integer",
     str: "string",
@@ -192,7 +190,7 @@ _BASIC = {
     date: "date (YYYY-MM-DD)",
     time: "time (HH:MM)",
     timedelta: "duration",
-    SecretStr: "secret string",
+    SecretRef: "secret string",
 }
 
 

@@ -23,7 +23,6 @@ from router.config.types import (
     NameList,
     Priority,
     Secret,
-    SecretFile,
     Section,
     StrList,
 )
@@ -230,10 +229,6 @@ class RoutingConfig(Section):
         " replies must carry a valid one). Unset: a random key is generated once and"
         " kept in the store; set it when several deployments must accept each"
         " other's tokens.",
-    )
-    signing_key_file: SecretFile | None = Field(
-        None,
-        description="File holding the signing key (instead of `signing_key`).",
     )
     rules: list[RuleConfig] = Field(default_factory=list, description="Classification rules.")
     complaints: ComplaintsConfig = Field(

@@ -64,17 +64,6 @@ class Unresolved(str):
         return self
 
 
-class FromFile(str):
-    """A secret read from a `*_file` path."""
-
-
-def from_environment(value: object) -> bool:
-    """True when a value came from the environment or a file, not from a literal."""
-    if isinstance(value, Interpolated):
-        return value.env_only
-    return isinstance(value, Unresolved | FromFile)
-
-
 @dataclass(slots=True)
 class Source:
     """A parsed config file: its data, where each key path is, and what went wrong."""

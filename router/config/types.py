@@ -1,8 +1,9 @@
 """Building blocks shared by the config sections and the connectors' blocks.
 
 Every config model derives from `Section`: unknown keys are errors, the
-values are frozen, and a secret field `x` may be paired with `x_file`, a path
-the secret is read from at load time (so rotating it takes a reload).
+values are frozen, and a secret field `x` (a `Secret`, see `secrets`) may
+instead be written `x_file: path`, the secret read from that file at load
+time.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     ValidationInfo,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from router.config.source import FromFile, from_environment
+from router.config.secrets import SecretRef, file_key, is_secret
 
 
 class DocType:
@@ -67,46 +67,51 @@ class Section(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _read_secret_files(cls, data: Any, info: ValidationInfo) -> Any:
+        """`<name>_file: path` for a secret field `name`: the secret read from the file."""
         if not isinstance(data, dict):
             return data
-        context = info.context or {}
-        for name in cls.model_fields:
-            file_key = f"{name}_file"
-            if file_key not in cls.model_fields or data.get(file_key) is None:
+        enabled = (info.context or {}).get("channel_enabled", True) is not False
+        for name, field in cls.model_fields.items():
+            key = file_key(name)
+            if key not in data or not is_secret(field.annotation):
+                continue
+            data = dict(data)
+            path = data.pop(key)
+            if path is None:
                 continue
             if data.get(name) is not None:
-                raise fail(cls.__name__, (file_key,), f"set either {name} or {file_key}, not both")
-            if context.get("channel_enabled", True) is False:
-                continue  # a disabled channel's secret files need not exist yet
-            path = data[file_key]
-            if not isinstance(path, str | Path):
-                continue  # the field's own validation reports the type
+                raise fail(cls.__name__, (key,), f"set either {name} or {key}, not both")
+            if not isinstance(path, str | Path) or not str(path):
+                raise fail(cls.__name__, (key,), "expected the path of a file", path)
+            if not enabled:
+                data[name] = SecretRef(None, path=Path(path))  # need not exist yet
+                continue
             try:
-                text = Path(path).read_text(encoding="utf-8")
+                data[name] = SecretRef.from_file(Path(path))
             except (OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise fail(cls.__name__, (file_key,), f"cannot read {path}: {reason}") from None
-            data = {**data, name: FromFile(text.rstrip("\r\n"))}
+                raise fail(cls.__name__, (key,), f"cannot read {path}: {reason}") from None
         return data
 
 
-def _secret_source(value: Any, info: ValidationInfo) -> Any:
-    context = info.context or {}
-    if context.get("strict_secrets") and isinstance(value, str) and not from_environment(value):
-        name = info.field_name or "secret"
-        raise PydanticCustomError(
-            "literal_secret",
-            "secrets must not be written in the file: use {example} or {name}_file: /path/to/file",
-            {"example": "${ENV_VAR}", "name": name},
-        )
-    return value
-
-
-Secret = Annotated[SecretStr, BeforeValidator(_secret_source), DocType("secret string")]
+Secret = Annotated[SecretRef, DocType("secret string")]
 """A secret: only from `${ENV_VAR}` or the paired `<name>_file`; never printed."""
 
-SecretFile = Annotated[Path, DocType("path")]
-"""A file holding a secret (read at load time, trailing newline removed)."""
+
+def require_secret(model: BaseModel, name: str, why: str) -> None:
+    """Refuse `model` when its secret `name` is not set; `why` says what needs it."""
+    if getattr(model, name) is None:
+        raise fail(type(model).__name__, (name,), f"{name} or {file_key(name)} is required: {why}")
+
+
+def check_secret_chars(model: BaseModel, name: str, min_chars: int, what: str) -> None:
+    """Refuse `model` when its secret `name` is known and shorter than `min_chars`."""
+    ref = getattr(model, name)
+    if isinstance(ref, SecretRef) and ref.known and len(ref.get_secret_value()) < min_chars:
+        raise fail(
+            type(model).__name__, (name,), f"{what} must have at least {min_chars} characters"
+        )
+
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 

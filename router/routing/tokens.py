@@ -1,6 +1,7 @@
 """Signed conversation tokens: proof that a reply comes from the notification we sent.
 
-A token is `<conversation id>.<signature>`; the signature is an HMAC-SHA256 of
+A token is `<conversation id>.<signature>` (its shape is `router.connector.tokens`,
+the parser connectors share); the signature is an HMAC-SHA256 of
 the conversation and the agent it was issued to, so a token leaked from one
 agent's mailbox is worthless to another. Checked in constant time.
 """
@@ -11,6 +12,10 @@ import base64
 import hashlib
 import hmac
 
+from router.connector.tokens import conversation_of
+
+__all__ = ["conversation_of", "issue", "verify"]
+
 
 def _signature(key: bytes, conversation_id: str, agent_id: str) -> str:
     mac = hmac.new(key, f"{conversation_id}\x1f{agent_id}".encode(), hashlib.sha256).digest()
@@ -19,12 +24,6 @@ def _signature(key: bytes, conversation_id: str, agent_id: str) -> str:
 
 def issue(key: bytes, conversation_id: str, agent_id: str) -> str:
     return f"{conversation_id}.{_signature(key, conversation_id, agent_id)}"
-
-
-def conversation_of(token: str) -> str | None:
-    """The conversation a token names (not yet verified)."""
-    conversation_id, sep, signature = token.partition(".")
-    return conversation_id if sep and conversation_id and signature else None
 
 
 def verify(key: bytes, token: str, agent_id: str) -> str | None:

@@ -153,6 +153,8 @@ def test_route(cfg: Any, recipients: list[str], folder: bool, agent: bool, token
         ("# Steps\n1. restart", None, [], "# Steps\n1. restart"),
         ("#1 priority for us", None, [], "#1 priority for us"),
         ("Thanks\n#resolve", None, [], "Thanks\n#resolve"),  # only a first line commands
+        # past the router's 50 arguments, the rest of the line stays in the last one
+        ("#transfer " + "w " * 60, "transfer", ["w"] * 49 + [" ".join(["w"] * 11)], ""),
     ],
 )
 def test_parse(text: str, command: str | None, args: list[str], reply: str) -> None:

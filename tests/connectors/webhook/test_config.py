@@ -68,7 +68,7 @@ def test_webhook_channel_without_secret_is_a_clear_error() -> None:
     for channel in ("{}", "{timeout: 5s}"):
         problem = find(problems(config_text(channel), ENV), "channels[0].webhook.secret")
         assert problem.message == (
-            "a webhook channel needs secret or secret_file: it signs the deliveries"
+            "secret or secret_file is required: it signs the deliveries"
             " and proves that events come from the agents' tool"
         )
 

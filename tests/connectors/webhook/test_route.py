@@ -114,7 +114,7 @@ async def test_unsigned_or_stale_is_401(tmp_path: Path, make: Any, reason: str) 
     async with listening(tmp_path) as hooks:
         status, answer = await post_event(hooks.url(), body, headers=make(body))
         assert (status, answer) == (401, {"error": reason})
-        assert hooks.connector._queue.empty()
+        assert hooks.connector.intake.queued() == 0
 
 
 async def test_tampered_body_is_401(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ async def test_tampered_body_is_401(tmp_path: Path) -> None:
             401,
             {"error": "signature does not match"},
         )
-        assert hooks.connector._queue.empty()
+        assert hooks.connector.intake.queued() == 0
 
 
 @pytest.mark.parametrize(
@@ -154,7 +154,7 @@ async def test_an_agent_this_channel_does_not_reach_is_403(tmp_path: Path) -> No
             status, answer = await post_event(hooks.url(), {**REPLY, "agent": agent})
             assert status == 403
             assert answer == {"error": f"agent {agent!r} is not reached through this channel"}
-        assert hooks.connector._queue.empty()
+        assert hooks.connector.intake.queued() == 0
 
 
 async def test_too_large_is_413_before_anything_else(tmp_path: Path) -> None:
@@ -187,10 +187,10 @@ async def test_not_on_the_bus_in_time_is_503(tmp_path: Path) -> None:
 async def test_stopped_connector_answers_503(tmp_path: Path) -> None:
     async with listening(tmp_path) as hooks:
         posting = asyncio.create_task(post_event(hooks.url(), REPLY))
-        await eventually(lambda: not hooks.connector._queue.empty(), 5.0)
+        await eventually(lambda: hooks.connector.intake.queued() > 0, 5.0)
         await hooks.connector.stop()  # the waiting request is answered, not left hanging
         assert (await asyncio.wait_for(posting, 5))[0] == 503
-        assert hooks.connector._queue.empty()
+        assert hooks.connector.intake.queued() == 0
         assert (await post_event(hooks.url(), REPLY))[0] == 503
         await hooks.connector.start()
         posting = asyncio.create_task(post_event(hooks.url(), REPLY))
@@ -221,7 +221,7 @@ async def test_a_body_not_declared_json_is_415(tmp_path: Path, content_type: str
         status, answer = await post_event(hooks.url(), body, headers=headers)
         assert status == 415
         assert answer["error"].startswith("Content-Type must be application/json (UTF-8); got ")
-        assert hooks.connector._queue.empty()
+        assert hooks.connector.intake.queued() == 0
 
 
 async def test_json_with_a_utf8_charset_is_taken_in(tmp_path: Path) -> None:

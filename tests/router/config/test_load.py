@@ -3,10 +3,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
 from connectors.email import EmailChannelConfig
 from router.config import ConfigError, check, load_config
+from router.config.secrets import SecretRef
 from tests.router.config.support import SHIPPED, find, line_of, parse, problems
 
 EMAIL_CHANNEL = """\
@@ -252,7 +252,7 @@ def test_secret_from_environment_is_never_printed(registry):
     config = parse(EMAIL_CHANNEL, {"IMAP_PASSWORD": "pw-from-env-123"}, registry=registry)
     settings = config.channels[0].settings
     assert isinstance(settings, EmailChannelConfig)
-    assert isinstance(settings.imap.password, SecretStr)
+    assert isinstance(settings.imap.password, SecretRef)
     assert settings.imap.password.get_secret_value() == "pw-from-env-123"
     for text in (
         repr(config),

@@ -1,11 +1,5 @@
-from typing import Any
-
-from pydantic import BaseModel
-
-from router.config import Config
 from router.config.reference import DEFAULT_OUTPUT, generate
-from router.connector import load_registry
-from tests.router.config.support import REPO
+from tests.router.config.support import REPO, all_models
 
 
 def test_committed_reference_is_up_to_date():
@@ -15,30 +9,8 @@ def test_committed_reference_is_up_to_date():
     )
 
 
-def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
-    if model in seen:
-        return
-    seen.add(model)
-    for info in model.model_fields.values():
-        for arg in _types(info.annotation):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
-                _models(arg, seen)
-
-
-def _types(tp: Any):
-    yield tp
-    for arg in getattr(tp, "__args__", ()):
-        yield from _types(arg)
-    origin = getattr(tp, "__origin__", None)
-    if origin is not None:
-        yield from _types(origin)
-
-
 def test_every_field_has_a_description():
-    seen: set[type[BaseModel]] = set()
-    _models(Config, seen)
-    for spec in load_registry().values():
-        _models(spec.config, seen)
+    seen = all_models()
     assert len(seen) > 20
     undescribed = [
         f"{model.__name__}.{name}"
