@@ -133,6 +133,9 @@ class ImapIntake:
         self._lost = False
         self._gone = asyncio.Event()  # set when the current connection's socket is closed
         self._done: list[int] = []  # acked UIDs still to flag / move / delete
+        # UIDs acked "not yet" in this session: the checkpoint stays below the lowest,
+        # whatever later UIDs are done, so they are offered again after a reconnect.
+        self._held: set[int] = set()
 
     # --- connection ---------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class ImapIntake:
             stored = Position(self.uidvalidity, 0)
         self.position = stored
         self._done.clear()
+        self._held.clear()
 
     async def _starttls(self, client: aioimaplib.IMAP4, tls: ssl.SSLContext) -> None:
         protocol = client.protocol
@@ -418,7 +422,8 @@ class ImapIntake:
     def _acker(self, uid: int, validity: int, seen: str | None) -> Any:
         async def ack(outcome: Outcome = DONE) -> None:
             if outcome.retriable:
-                return  # not taken yet: the UID stays unflagged and is offered again
+                self._held.add(uid)  # not taken yet: unflagged, and offered again
+                return
             if seen is not None:
                 await self.checkpoints.set_checkpoint(self.channel, seen, f"{validity}/{uid}")
             await self._advance(uid, validity)
@@ -432,8 +437,9 @@ class ImapIntake:
     async def _advance(self, uid: int, validity: int) -> None:
         if validity != self.uidvalidity or self.position is None:
             return  # the folder changed under us: the resync will see it again
-        if uid > self.position.last_uid:
-            self.position = Position(validity, uid)
+        below_held = min(self._held, default=uid + 1) - 1
+        if min(uid, below_held) > self.position.last_uid:
+            self.position = Position(validity, min(uid, below_held))
             await self._save()
         if self.cfg.processed != "none":
             self._done.append(uid)
