@@ -97,10 +97,15 @@ bounces) and mail with nothing new in it are rejected to `omni.dlq` with the
 reason: nothing reaches a customer. See `agentmail` for the exact rules.
 """
 
+from datetime import timedelta
+
 from connectors.email.config import EmailChannelConfig
 from connectors.email.connector import build
 from connectors.email.normalize import normalize_cli
+from connectors.email.threads import agent_address
 from router.connector import ConnectorSpec
+
+_H = timedelta(hours=1)
 
 spec = ConnectorSpec(
     type="email",
@@ -108,6 +113,13 @@ spec = ConnectorSpec(
     config=EmailChannelConfig,
     factory=build,
     normalize=normalize_cli,
+    customer_channel=True,
+    agent_sink=True,  # agents work from their own mailbox (`notify`, `agentmail`)
+    sink_address=agent_address,
+    default_capacity=10,
+    # Most customers drop a supplier that takes more than a day to answer an email.
+    default_targets={"urgent": _H, "high": 4 * _H, "normal": 24 * _H, "low": 48 * _H},
+    identity_kind="email",
 )
 
 __all__ = ["EmailChannelConfig", "spec"]

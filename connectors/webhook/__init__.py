@@ -33,6 +33,10 @@ spec = ConnectorSpec(
     # Many webhook tools are plain incoming webhooks (Slack, Teams) that cannot answer;
     # a tool that POSTs `accept` back says so with the sink's `accepts: true`.
     sink_accepts=False,
+    customer_channel=False,
+    agent_sink=True,
+    # The tool names the agent by id: no address; deliveries go to the sink's url.
+    sink_url=True,
     factory=build,
 )
 

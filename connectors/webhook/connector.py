@@ -1,6 +1,6 @@
 """The webhook connector: deliveries POSTed out, the tool's events taken in over HTTP.
 
-`send()` POSTs each delivery (`meta.delivery`, from `omni.agent.<channel>`)
+`send()` POSTs each delivery (`Envelope.delivery`, from `omni.agent.<channel>`)
 to its agent's URL (`deliveries`). The events route (`POST <path>` on the
 daemon's listener) checks size (413), signature and timestamp (401), that the
 body is declared JSON (415) and its shape (400), then hands the envelope to
@@ -20,7 +20,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
 import structlog
@@ -31,7 +30,7 @@ from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.errors import BadEvent, BadSignature
 from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from router.connector import DONE, Incoming, Outcome, SendResult, Services
-from router.envelope import Envelope, now_utc
+from router.envelope import Delivery, Envelope, now_utc
 from router.logs import RateLimiter
 
 log = structlog.get_logger(__name__)
@@ -114,12 +113,12 @@ class WebhookConnector:
         return self._session
 
     async def send(self, envelope: Envelope) -> SendResult:
-        delivery = envelope.meta.get("delivery")
-        if not isinstance(delivery, dict):
+        delivery = envelope.delivery
+        if delivery is None:
             return SendResult(
                 status="failed",
                 detail="a webhook channel only carries deliveries to agents"
-                " (the envelope has no meta.delivery)",
+                " (the envelope has no delivery)",
             )
         if self._stopped:
             return SendResult(status="retry", detail="the connector is stopped")
@@ -127,11 +126,10 @@ class WebhookConnector:
             self._client(), self._key, envelope, delivery, self._url_of(delivery), channel=self.name
         )
 
-    def _url_of(self, delivery: dict[str, Any]) -> str | None:
+    def _url_of(self, delivery: Delivery) -> str | None:
         """The agent's URL from the config (never from the bus: it is a credential)."""
-        agent = delivery.get("agent")
-        agent_id = agent.get("id") if isinstance(agent, dict) else None
-        if not isinstance(agent_id, str) or not self._reaches(agent_id):
+        agent_id = delivery.agent.id
+        if not self._reaches(agent_id):
             return None
         return self._sinks[agent_id].url
 

@@ -24,7 +24,7 @@ from pydantic_core import PydanticUndefined
 from router.config.channels import ChannelConfig, default_registry
 from router.config.model import Config
 from router.config.types import DocType
-from router.connector import ConnectorSpec
+from router.connector import DEFAULT_CAPACITY, ConnectorSpec
 
 DEFAULT_OUTPUT = Path("docs/configuration.md")
 
@@ -73,9 +73,47 @@ place. The bus, store, HTTP listener and channels take effect on restart.
 def generate(registry: Mapping[str, ConnectorSpec] | None = None) -> str:
     """The Markdown reference for `Config` and every connector's block."""
     specs = default_registry() if registry is None else registry
-    out = [_INTRO]
+    out = [_INTRO, *_types_table(specs)]
     out.extend(_model_section(Config, "", 2, "Top level"))
     return "\n".join(_sections(specs, out)).rstrip() + "\n"
+
+
+def _types_table(specs: Mapping[str, ConnectorSpec]) -> list[str]:
+    """What each installed channel type declares (its `ConnectorSpec`)."""
+    out = [
+        "## Channel types",
+        "",
+        "What each installed connector declares: whether customers write on it, whether"
+        " it reaches agents (`sink.type`) and what its sink needs, whether an agent can"
+        " accept a delivery there (`sink.accepts`), and the defaults of"
+        " `routing.default_capacity` and `sla.first_response` for it.",
+        "",
+        "| Type | Customers | Agents (sink) | Accepts | Capacity | First response |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in sorted(specs):
+        spec = specs[name]
+        if not spec.agent_sink:
+            sink = ""
+        elif spec.sink_url:
+            sink = "yes: `url`"
+        else:
+            sink = "yes: `address`" if spec.sink_address is not None else "yes"
+        declared = spec.default_capacity
+        capacity = str(DEFAULT_CAPACITY if declared is None else declared)
+        capacity = capacity if spec.customer_channel else ""
+        targets = (
+            ", ".join(f"{p} {format_duration(t)}" for p, t in spec.default_targets.items())
+            if spec.default_targets and spec.customer_channel
+            else ""
+        )
+        out.append(
+            f"| `{name}` | {'yes' if spec.customer_channel else ''} | {sink}"
+            f" | {'yes' if spec.sink_accepts and spec.agent_sink else ''}"
+            f" | {capacity} | {targets or ('none' if spec.customer_channel else '')} |"
+        )
+    out.append("")
+    return out
 
 
 def _sections(specs: Mapping[str, ConnectorSpec], out: list[str]) -> list[str]:
