@@ -19,7 +19,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from router.config import ConfigError, parse_config
-from router.connector import ConnectorSpec, Incoming, Outcome, SendResult, load_registry
+from router.connector import DONE, ConnectorSpec, Incoming, Outcome, SendResult, load_registry
 from router.envelope import Envelope, Sender, StatedIdentity, envelope_id
 from tests.harness.common import eventually
 from tests.harness.daemon import embedded_config, running
@@ -46,7 +46,7 @@ class Loopback:
         while True:
             env = await self.inbox.get()
 
-            async def ack(outcome: Outcome = Outcome()) -> None:
+            async def ack(outcome: Outcome = DONE) -> None:
                 pass
 
             yield Incoming(envelope=env, ack=ack)
