@@ -182,7 +182,6 @@ def merged_thread_meta(ctx: Routing, env: Envelope, current: Mapping[str, Any]) 
     """The conversation's thread facts: its subject, and the reply context of the latest
     customer message that had one (the channel's own, handed back on every reply)."""
     meta = dict(current)
-    meta.setdefault("customer_address", env.sender.address)
     meta.setdefault("subject", env.subject)
     if env.reply_context:
         meta[REPLY_CONTEXT] = dict(env.reply_context)
