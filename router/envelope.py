@@ -277,6 +277,23 @@ ReplyContext = Annotated[dict[str, Any], AfterValidator(_bounded_context)]
 _LEGACY_META = ("command", "delivery")
 
 
+def _legacy_automated(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The automated flags an earlier intake wrote in `meta`, so a robot's message on a
+    topic at upgrade time is still never answered. An old bounce names no envelope of
+    ours (that took the channel's own id format): it is recorded, not matched."""
+    if not (meta.get("auto") is True or meta.get("is_bounce") is True):
+        return None
+    reasons = meta.get("auto_reasons")
+    return {
+        "auto": True,
+        "auto_reply": meta.get("is_auto_reply") is True,
+        "bounce": {} if meta.get("is_bounce") is True else None,
+        "reasons": [r[:MAX_REASON] for r in reasons if isinstance(r, str)][:MAX_REASONS]
+        if isinstance(reasons, list)
+        else [],
+    }
+
+
 class Envelope(_Strict):
     """One customer message, agent reply, call log, agent command or timer event.
 
@@ -356,10 +373,14 @@ class Envelope(_Strict):
             return data
         meta = data["meta"]
         moved = [k for k in _LEGACY_META if k not in data and isinstance(meta.get(k), dict)]
-        if not moved:
+        automated = None if "automated" in data else _legacy_automated(meta)
+        if not moved and automated is None:
             return data
         meta = dict(meta)
-        return {**data, **{k: meta.pop(k) for k in moved}, "meta": meta}
+        lifted = {k: meta.pop(k) for k in moved}
+        if automated is not None:
+            lifted["automated"] = automated
+        return {**data, **lifted, "meta": meta}
 
     def bus_key(self) -> bytes:
         """The bus key: one thread on one channel is always in order."""

@@ -218,3 +218,16 @@ def test_committed_envelope_reference_is_up_to_date() -> None:
     assert committed == generate(), (
         "docs/envelope.md is out of date: run python -m router.envelope_docs"
     )
+
+
+def test_automated_flags_an_earlier_intake_wrote_in_meta_are_lifted() -> None:
+    legacy = {"auto": True, "is_auto_reply": True, "auto_reasons": ["x-autoreply"], "size": 9}
+    env = decode(orjson.dumps(sample(meta=legacy)))
+    assert env.automated is not None
+    assert (env.automated.auto, env.automated.auto_reply) == (True, True)
+    assert env.automated.reasons == ["x-autoreply"] and env.automated.bounce is None
+    bounce = decode(orjson.dumps(sample(meta={"auto": True, "is_bounce": True})))
+    assert bounce.automated is not None and bounce.automated.bounce is not None
+    assert bounce.automated.bounce.envelope_id is None  # recorded, never matched
+    person = decode(orjson.dumps(sample(meta={"auto": False, "is_bounce": False})))
+    assert person.automated is None
