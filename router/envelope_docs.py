@@ -6,9 +6,7 @@ python -m router.envelope_docs --check    # exit 1 if it is out of date
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import sys
 import types
 from collections.abc import Iterator
 from datetime import datetime
@@ -16,9 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
 
+from router.config.reference import default_text, models_in, write_or_check
 from router.envelope import MAX_REPLY_CONTEXT, VERSION, Envelope
 
 DEFAULT_OUTPUT = Path("docs/envelope.md")
@@ -65,7 +62,7 @@ def _walk(
     seen.add(model)
     yield model, path
     for name, info in model.model_fields.items():
-        for child, suffix in _models_in(info.annotation):
+        for child, suffix in models_in(info.annotation):
             yield from _walk(child, f"{path}.{name}{suffix}", seen)
 
 
@@ -75,32 +72,9 @@ def _section(model: type[BaseModel], path: str) -> list[str]:
         out += [" ".join(paragraph.split()), ""]
     out += ["| Field | Type | Default | Description |", "| --- | --- | --- | --- |"]
     for name, info in model.model_fields.items():
-        row = [f"`{name}`", _type(info.annotation), _default(info), info.description or ""]
+        row = [f"`{name}`", _type(info.annotation), default_text(info), info.description or ""]
         out.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     return out
-
-
-def _models_in(annotation: Any) -> Iterator[tuple[type[BaseModel], str]]:
-    tp = _strip(annotation)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        yield tp, ""
-    elif get_origin(tp) is list:
-        for model, suffix in _models_in(get_args(tp)[0]):
-            yield model, "[]" + suffix
-
-
-def _strip(tp: Any) -> Any:
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin in (Union, types.UnionType):
-            args = [a for a in get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
 
 
 _BASIC = {int: "integer", str: "string", bool: "boolean", datetime: "time (ISO 8601, with zone)"}
@@ -128,46 +102,8 @@ def _type(annotation: Any) -> str:
     return _BASIC.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _default(info: FieldInfo) -> str:
-    if info.is_required():
-        return "required"
-    if info.default_factory is not None:
-        value = info.default_factory()  # type: ignore[call-arg]
-    else:
-        value = info.default
-    if value is PydanticUndefined:
-        return "required"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"`{str(value).lower()}`"
-    if value in ([], {}, ""):
-        return f"`{value!r}`".replace("''", '""')
-    return f"`{value}`"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m router.envelope_docs",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
-    parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument(
-        "--check", action="store_true", help="exit 1 when the file differs from the generated text"
-    )
-    args = parser.parse_args(argv)
-    text = generate()
-    output: Path = args.output
-    if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else ""
-        if current != text:
-            print(f"{output} is out of date: run python -m router.envelope_docs", file=sys.stderr)
-            return 1
-        return 0
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
-    print(f"wrote {output}")
-    return 0
+    return write_or_check("router.envelope_docs", __doc__, generate, DEFAULT_OUTPUT, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -118,7 +118,7 @@ def _types_table(specs: Mapping[str, ConnectorSpec]) -> list[str]:
 
 def _sections(specs: Mapping[str, ConnectorSpec], out: list[str]) -> list[str]:
     for name, info in Config.model_fields.items():
-        for model, suffix in _models_in(info.annotation):
+        for model, suffix in models_in(info.annotation):
             path = name + suffix
             out.extend(_tree(model, path, 2))
             if model is ChannelConfig:
@@ -138,7 +138,7 @@ def _tree(
     for name, info in model.model_fields.items():
         if info.exclude:
             continue
-        for child, suffix in _models_in(info.annotation):
+        for child, suffix in models_in(info.annotation):
             out.extend(_tree(child, f"{path}.{name}{suffix}", min(level + 1, 4)))
     return out
 
@@ -166,7 +166,7 @@ def _model_section(
         row = [
             f"`{name}`",
             doc_type or _type(info.annotation, f"{path}.{name}".lstrip(".")),
-            _default(info),
+            default_text(info),
             secret,
             info.description or "",
         ]
@@ -178,17 +178,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _models_in(annotation: Any) -> Iterator[tuple[type[BaseModel], str]]:
+def models_in(annotation: Any) -> Iterator[tuple[type[BaseModel], str]]:
     """Models a field holds directly, with the path suffix (`[]`, `.<name>`)."""
     tp = _strip(annotation)
     origin = get_origin(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         yield tp, ""
     elif origin is list:
-        for model, suffix in _models_in(get_args(tp)[0]):
+        for model, suffix in models_in(get_args(tp)[0]):
             yield model, "[]" + suffix
     elif origin is dict:
-        for model, suffix in _models_in(get_args(tp)[1]):
+        for model, suffix in models_in(get_args(tp)[1]):
             yield model, ".<name>" + suffix
 
 
@@ -258,7 +258,8 @@ def _type(annotation: Any, path: str) -> str:
     return _BASIC.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _default(info: FieldInfo) -> str:
+def default_text(info: FieldInfo) -> str:
+    """A field's default as the reference tables write it."""
     if info.is_required():
         return "required"
     if info.default_factory is not None:
@@ -304,12 +305,14 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_or_check(
+    module: str, doc: str | None, generate: Callable[[], str], default: Path, argv: list[str] | None
+) -> int:
+    """The command line of a generated document: write it, or `--check` that it is current."""
     parser = argparse.ArgumentParser(
-        prog="python -m router.config.reference",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        prog=f"python -m {module}", description=doc.splitlines()[0] if doc else None
     )
-    parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("output", nargs="?", type=Path, default=default)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when the file differs from the generated text"
     )
@@ -319,15 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current != text:
-            print(
-                f"{output} is out of date: run python -m router.config.reference", file=sys.stderr
-            )
+            print(f"{output} is out of date: run python -m {module}", file=sys.stderr)
             return 1
         return 0
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     print(f"wrote {output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check("router.config.reference", __doc__, generate, DEFAULT_OUTPUT, argv)
 
 
 if __name__ == "__main__":
