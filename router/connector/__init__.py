@@ -130,8 +130,8 @@ class ConnectorSpec:
     # says otherwise (None: DEFAULT_CAPACITY).
     default_capacity: int | None = None
     # First-response targets per priority (`urgent`, `high`, `normal`, `low`;
-    # `normal` stands in for a missing one), unless `sla.first_response` says
-    # otherwise. None: no first-response SLA on the type.
+    # `normal` is required and stands in for a missing one), unless
+    # `sla.first_response` says otherwise. None: no first-response SLA on the type.
     default_targets: Mapping[str, timedelta] | None = None
     # The identity kind a sender's address is ("email", "phone" or a kind of the
     # type's own; None: the type name), and how such an identity is normalized
