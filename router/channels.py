@@ -36,7 +36,7 @@ from router.bus.base import Bus, Record, Topics
 from router.connector import DONE, Ack, Connector, Incoming, Outcome, Rejected
 from router.consume import ConsumeLoop
 from router.dlq import DeadLetter, dead_letter
-from router.envelope import Envelope, Sender, decode, encode, envelope_id, now_utc
+from router.envelope import Command, Envelope, Sender, decode, encode, envelope_id, now_utc
 from router.errors import ConnectorError, EnvelopeError, OmniError, RecordTooLargeError
 from router.metrics import Metrics
 from router.retry import Backoff, retry
@@ -355,8 +355,8 @@ def delivery_failed(channel: str, envelope: Envelope, detail: str, now: datetime
         conversation_id=envelope.conversation_id,
         sender=Sender(address="omnirouter", role="system"),
         received_at=now,
+        command=Command(name="delivery_failed"),
         meta={
-            "command": {"name": "delivery_failed", "args": []},
             "failed": {
                 "envelope_id": envelope.id,
                 "detail": detail,

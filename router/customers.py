@@ -23,13 +23,19 @@ from typing import Any
 
 import yaml
 
+from router.connector import load_registry
 from router.errors import OmniError
-from router.routing.identity import Identity, IdentityError, normalize_identity
+from router.routing.identity import EMAIL, PHONE, Identity, IdentityError, normalize_identity
 from router.store import Store
 from router.store import routing as db
 from router.store.schema import customers
 
-KINDS = ("email", "phone", "telegram", "webchat")
+
+def identity_kinds() -> tuple[str, ...]:
+    """The columns an import row may give: email, phone, and the identity kind of each
+    installed customer channel type (a Telegram user id, a chat visitor id...)."""
+    declared = {s.sender_kind for s in load_registry().values() if s.customer_channel}
+    return (EMAIL, PHONE, *sorted(declared - {EMAIL, PHONE}))
 
 
 class CustomerFileError(OmniError):
@@ -70,9 +76,10 @@ def parse_rows(
     report: ImportReport,
 ) -> list[CustomerRow]:
     rows = []
+    kinds = identity_kinds()
     for line, rec in records:
         idents: list[Identity] = []
-        for kind in KINDS:
+        for kind in kinds:
             for value in _values(rec.get(kind)):
                 try:
                     idents.append(normalize_identity(kind, value, default_region=default_region))
@@ -109,7 +116,7 @@ def read_file(path: Path) -> list[tuple[int, Mapping[str, Any]]]:
             raise CustomerFileError(f"{path}: expected a list of customers (mappings)")
         return [(i, r) for i, r in enumerate(data, 1)]
     reader = csv.DictReader(io.StringIO(text))
-    unknown = set(reader.fieldnames or ()) - {"name", "tier", "tags", "language", *KINDS}
+    unknown = set(reader.fieldnames or ()) - {"name", "tier", "tags", "language", *identity_kinds()}
     if unknown:
         raise CustomerFileError(f"{path}: unknown columns: {', '.join(sorted(unknown))}")
     return [(i, r) for i, r in enumerate(reader, 2)]

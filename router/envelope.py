@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from router.errors import EnvelopeError
 
@@ -22,7 +30,7 @@ Kind = Literal["message", "reply", "call", "command", "timer"]
 Direction = Literal["in", "out"]
 Role = Literal["customer", "agent", "system"]
 
-# What an agent's `command` envelope may ask (`meta.command = {"name", "args"}`).
+# What an agent's `command` envelope may ask (its `command.name`).
 AGENT_COMMANDS = frozenset(
     {
         "available",
@@ -50,45 +58,329 @@ MAX_ADDRESS = 2000
 
 
 class Sender(_Strict):
-    address: str = Field(max_length=MAX_ADDRESS)
-    name: str | None = None
-    role: Role = "customer"
+    """Who sent it: a customer, an agent or the router itself."""
+
+    address: str = Field(
+        max_length=MAX_ADDRESS,
+        description="The sender on the channel: a customer's address (email address, phone"
+        " number, chat user id), an agent's id or sink address, `omnirouter` for the router.",
+    )
+    name: str | None = Field(default=None, description="Display name, when the channel has one.")
+    role: Role = Field(default="customer", description="`customer`, `agent` or `system`.")
 
 
 class Attachment(_Strict):
     """A file carried by reference; its bytes live in the blob store."""
 
-    name: str
-    content_type: str
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    ref: str
+    name: str = Field(description="File name.")
+    content_type: str = Field(description="MIME type.")
+    size: int = Field(ge=0, description="Size in bytes.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the bytes, hex.")
+    ref: str = Field(description="Where the blob store keeps it (`blob://...`).")
+
+
+MAX_REASONS = 20
+MAX_REASON = 200
+MAX_RECIPIENTS = 100
+MAX_IDENTITIES = 10
+MAX_IDENTITY = 320  # the longest email address; more than any id
+MAX_ARGS = 50
+MAX_ARG = 65_536  # a note is one argument
+MAX_REPLY_CONTEXT = 4096  # bytes of JSON: a few message ids, never content
+
+
+class BounceRecipient(_Strict):
+    """One recipient a delivery report names."""
+
+    address: str | None = Field(
+        default=None, max_length=MAX_ADDRESS, description="The recipient's address."
+    )
+    action: str | None = Field(
+        default=None, max_length=MAX_NAME, description="What happened (e.g. `failed`)."
+    )
+    status: str | None = Field(
+        default=None, max_length=MAX_NAME, description="Status code (e.g. `5.1.1`)."
+    )
+    diagnostic: str | None = Field(
+        default=None, max_length=MAX_ADDRESS, description="The remote server's words."
+    )
+
+
+class Bounce(_Strict):
+    """A report that a message did not reach its recipient."""
+
+    envelope_id: str | None = Field(
+        default=None,
+        max_length=MAX_ID,
+        description="The id of our envelope that bounced, when the channel recognised the"
+        " message as ours (null: a report about a message we did not send).",
+    )
+    original_id: str | None = Field(
+        default=None,
+        max_length=MAX_ADDRESS,
+        description="The bounced message's id on the channel (e.g. its Message-ID).",
+    )
+    recipients: list[BounceRecipient] = Field(
+        default_factory=list,
+        max_length=MAX_RECIPIENTS,
+        description=f"The recipients the report names (at most {MAX_RECIPIENTS}).",
+    )
+
+
+class Automated(_Strict):
+    """What the channel knows about a machine having sent the message.
+
+    The router records such messages but never answers them (no loops). On an
+    outgoing envelope, `auto` marks an automatic message of ours (an
+    acknowledgement, a notice), which the channel marks as such.
+    """
+
+    auto: bool = Field(
+        default=False,
+        description="A machine sent it (list, bulk, notification): recorded, no"
+        " conversation, no acknowledgement. Outgoing: an automatic message of ours.",
+    )
+    auto_reply: bool = Field(
+        default=False,
+        description="An automatic answer such as out-of-office: kept in the transcript,"
+        " but it neither resets the SLA nor gets an acknowledgement.",
+    )
+    bounce: Bounce | None = Field(
+        default=None,
+        description="A delivery report: an incident for the message it names.",
+    )
+    reasons: list[Annotated[str, Field(max_length=MAX_REASON)]] = Field(
+        default_factory=list,
+        max_length=MAX_REASONS,
+        description="Why the channel thinks so (e.g. `precedence: bulk`), for the decision log.",
+    )
+
+
+class StatedIdentity(_Strict):
+    """An identity the customer stated themselves (their own shared contact, a form).
+
+    The connector writes only what it has verified is the sender's own (a shared
+    contact counts only when it is the sender's); the router normalizes it and
+    may link it to the sender's customer.
+    """
+
+    kind: str = Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        description="`email`, `phone`, or a channel type's own identity kind.",
+    )
+    value: str = Field(
+        min_length=1,
+        max_length=MAX_IDENTITY,
+        description="As the customer wrote it; the router normalizes it (an invalid one is"
+        " ignored).",
+    )
+
+
+class Command(_Strict):
+    """What an agent (or the system) asks: a name and its arguments."""
+
+    name: str = Field(
+        max_length=MAX_NAME,
+        description="`available`, `away`, `offline`, `accept`, `resolve`, `transfer`,"
+        " `note`, `link`, `unlink`, `reopen` from agents; `delivery_failed` from the"
+        " system. Anything else is rejected by name.",
+    )
+    args: list[Annotated[str, Field(max_length=MAX_ARG)]] = Field(
+        default_factory=list,
+        max_length=MAX_ARGS,
+        description="Arguments, e.g. `[billing, needs a refund]` for a transfer.",
+    )
+
+
+class DeliveryAgent(_Strict):
+    """The agent a delivery is for."""
+
+    id: str = Field(min_length=1, max_length=MAX_ID, description="The agent's id.")
+    name: str | None = Field(
+        default=None, max_length=MAX_ADDRESS, description="The agent's display name."
+    )
+
+
+class DeliverySink(_Strict):
+    """Where the delivery goes."""
+
+    type: str = Field(min_length=1, max_length=MAX_NAME, description="The sink's type.")
+    address: str | None = Field(
+        default=None,
+        max_length=MAX_ADDRESS,
+        description="The sink's address (null for a sink reached at a URL: the connector"
+        " looks the URL up by agent id, so a secret URL never rides the bus).",
+    )
+
+
+class Delivery(_Strict):
+    """A conversation handed to an agent, with everything they need to answer.
+
+    The record as a whole stays under the bus's record budget: the oldest
+    transcript entries are dropped first.
+    """
+
+    event: str = Field(
+        min_length=1,
+        max_length=MAX_NAME,
+        description="What happened: `assigned`, `message`, `transfer_note`, `escalation`,"
+        " `delivery_failed`, `rejected`, ...",
+    )
+    agent: DeliveryAgent = Field(description="The agent it is for.")
+    sink: DeliverySink = Field(description="Where it goes.")
+    token: str | None = Field(
+        default=None,
+        max_length=MAX_ADDRESS,
+        description="The signed conversation token the agent's reply or command must carry"
+        " (null on a notice about the agent's own input, e.g. a rejected reply).",
+    )
+    in_reply_to: str | None = Field(
+        default=None,
+        max_length=MAX_ID,
+        description="The agent's input (envelope id) a notice answers.",
+    )
+    reason: dict[str, Any] = Field(
+        default_factory=dict, description="Why this agent got it: the routing decision's reason."
+    )
+    note: str | None = Field(default=None, description="A note (e.g. from a transfer).")
+    sla_due: AwareDatetime | None = Field(
+        default=None,
+        strict=False,
+        description="When the first response is due (null: no SLA on the conversation).",
+    )
+    context: dict[str, Any] = Field(
+        default_factory=dict,
+        description="`customer` (name, tier, tags, language, every identity, link"
+        " suggestions), `conversation` (ref, channel, priority, queue, tags, complaint,"
+        " subject, SLA due), `transcript` (the latest messages, oldest first, long texts"
+        " cut), `transcript_window` (how many are shown of how many) and"
+        " `other_conversations` (the customer's recent ones on every channel).",
+    )
+
+
+def _bounded_context(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        size = len(orjson.dumps(value))
+    except TypeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if size > MAX_REPLY_CONTEXT:
+        raise ValueError(f"{size} bytes of JSON; at most {MAX_REPLY_CONTEXT}")
+    return value
+
+
+# A connector's own facts for answering in the same thread: opaque to the router.
+ReplyContext = Annotated[dict[str, Any], AfterValidator(_bounded_context)]
+
+# Typed parts earlier envelopes carried in `meta`: lifted on decode (records already
+# on a topic, connectors not yet writing the typed part).
+_LEGACY_META = ("command", "delivery")
+
+
+def _legacy_automated(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The automated flags an earlier intake wrote in `meta`, so a robot's message on a
+    topic at upgrade time is still never answered. An old bounce names no envelope of
+    ours (that took the channel's own id format): it is recorded, not matched."""
+    if not (meta.get("auto") is True or meta.get("is_bounce") is True):
+        return None
+    reasons = meta.get("auto_reasons")
+    return {
+        "auto": True,
+        "auto_reply": meta.get("is_auto_reply") is True,
+        "bounce": {} if meta.get("is_bounce") is True else None,
+        "reasons": [r[:MAX_REASON] for r in reasons if isinstance(r, str)][:MAX_REASONS]
+        if isinstance(reasons, list)
+        else [],
+    }
 
 
 class Envelope(_Strict):
     """One customer message, agent reply, call log, agent command or timer event.
 
-    `meta` holds channel-specific facts (email Message-ID and References, a
-    call's duration and disposition, a command's name and arguments).
+    What the router reads is typed; `meta` holds channel-native extras only.
     """
 
-    v: Literal[1] = 1
-    id: str = Field(min_length=1, max_length=MAX_ID)
-    kind: Kind
-    direction: Direction
-    channel: str = Field(min_length=1, max_length=MAX_NAME)
-    channel_type: str = Field(min_length=1, max_length=MAX_NAME)
-    thread_key: str = Field(min_length=1, max_length=MAX_ADDRESS)
-    conversation_id: str | None = Field(default=None, max_length=MAX_ID)
-    sender: Sender
+    v: Literal[1] = Field(default=1, description="Format version; always 1.")
+    id: str = Field(
+        min_length=1,
+        max_length=MAX_ID,
+        description="Stable id derived from the channel's own message id: same input, same"
+        " id, so a repeat is a duplicate the router drops.",
+    )
+    kind: Kind = Field(
+        description="`message` (a customer's), `reply` (an agent's, or ours to a customer),"
+        " `call` (a phone log), `command` (an agent's), `timer` (the router's own)."
+    )
+    direction: Direction = Field(description="`in` to the router, `out` from it.")
+    channel: str = Field(
+        min_length=1, max_length=MAX_NAME, description="The channel's name in channels.yaml."
+    )
+    channel_type: str = Field(
+        min_length=1, max_length=MAX_NAME, description="The channel's type (its connector)."
+    )
+    thread_key: str = Field(
+        min_length=1,
+        max_length=MAX_ADDRESS,
+        description="The channel's own thread: a conversation is (channel, thread_key).",
+    )
+    conversation_id: str | None = Field(
+        default=None, max_length=MAX_ID, description="The router's conversation, once known."
+    )
+    sender: Sender = Field(description="Who sent it.")
     # Strict mode would refuse ISO strings; the JSON form of a datetime is a string.
-    sent_at: AwareDatetime | None = Field(default=None, strict=False)
-    received_at: AwareDatetime = Field(strict=False)
-    subject: str | None = None
-    text: str = ""
-    html: str | None = None
-    attachments: list[Attachment] = Field(default_factory=list)
-    meta: dict[str, Any] = Field(default_factory=dict)
+    sent_at: AwareDatetime | None = Field(
+        default=None, strict=False, description="When the sender sent it, if the channel says."
+    )
+    received_at: AwareDatetime = Field(strict=False, description="When we took it in.")
+    subject: str | None = Field(default=None, description="Subject, on channels that have one.")
+    text: str = Field(
+        default="", description="Plain text; for email, the new text without quoted history."
+    )
+    html: str | None = Field(default=None, description="Sanitized HTML, if any.")
+    attachments: list[Attachment] = Field(
+        default_factory=list, description="Files, by reference to the blob store."
+    )
+    automated: Automated | None = Field(
+        default=None, description="Set when a machine sent it (null: a person did)."
+    )
+    identities: list[StatedIdentity] = Field(
+        default_factory=list,
+        max_length=MAX_IDENTITIES,
+        description="Identities the customer stated, verified as theirs by the connector.",
+    )
+    reply_context: ReplyContext = Field(
+        default_factory=dict,
+        description="The connector's own facts for answering in the same thread (email:"
+        " `to`, `message_id`, `references`), a JSON object of at most"
+        f" {MAX_REPLY_CONTEXT} bytes. The router keeps the latest a customer's message"
+        " carried and hands it back unchanged on every reply to the conversation.",
+    )
+    delivery: Delivery | None = Field(
+        default=None, description="On `omni.agent.<sink>`: the conversation handed to an agent."
+    )
+    command: Command | None = Field(default=None, description="On a `command`: what is asked.")
+    meta: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Channel-native extras (an email's Cc, a call's duration), stored, never"
+        " read by the router (apart from its own timer payloads, output labels and an"
+        " agent's conversation `token`).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lift_legacy(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("meta"), dict):
+            return data
+        meta = data["meta"]
+        moved = [k for k in _LEGACY_META if k not in data and isinstance(meta.get(k), dict)]
+        automated = None if "automated" in data else _legacy_automated(meta)
+        if not moved and automated is None:
+            return data
+        meta = dict(meta)
+        lifted = {k: meta.pop(k) for k in moved}
+        if automated is not None:
+            lifted["automated"] = automated
+        return {**data, **lifted, "meta": meta}
 
     def bus_key(self) -> bytes:
         """The bus key: one thread on one channel is always in order."""
@@ -124,12 +416,13 @@ def decode(data: bytes | bytearray | memoryview | str) -> Envelope:
     try:
         return Envelope.model_validate(obj)
     except ValidationError as exc:
-        raise EnvelopeError(_describe(exc)) from exc
+        raise EnvelopeError(describe_errors(exc)) from exc
     except (ValueError, TypeError, RecursionError) as exc:  # defensive: odd inputs
         raise EnvelopeError(f"invalid envelope: {exc}") from exc
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_errors(exc: ValidationError) -> str:
+    """A validation error as `field.path: what is wrong; ...`."""
     parts = []
     for err in exc.errors(include_url=False):
         loc = ".".join(str(p) for p in err["loc"]) or "<root>"

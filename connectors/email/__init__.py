@@ -21,8 +21,18 @@ Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
   or text extracted from HTML when there is none); `html`: sanitized (nh3).
 - `attachments`: every non-body part, inline images and forwarded
   `message/rfc822` parts included, in the blob store.
+- `automated` (see `noise`; null when a person wrote it): `auto` (a machine
+  sent it: no acknowledgement, no new conversation), `auto_reply` (an
+  out-of-office: kept, but no SLA reset, no ack), `bounce` (a delivery-status
+  report: `envelope_id` when it bounces a message of ours, from our Message-ID
+  `<omni.<envelope id>@domain>`, `original_id`, and per recipient address,
+  action, status, diagnostic) and `reasons` (e.g. `precedence: bulk`).
+- `reply_context`: `{to: [sender], message_id, references}` (References plus
+  this Message-ID, the root and the latest 19): the router hands it back on
+  every reply to the conversation, and `smtp` threads the reply from it.
 
-`meta` keys (always present unless marked *optional*):
+`meta` keys, channel-native extras the router stores but never reads (always
+present unless marked *optional*):
 
 | key | value |
 | --- | --- |
@@ -31,13 +41,7 @@ Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
 | `references` | list of Message-IDs (root first; at most 100) |
 | `to`, `cc` | lists of addresses |
 | `thread_source` | `references`, `in_reply_to`, `token` or `message_id` (a new thread) |
-| `auto` | true: a machine sent it (see `noise`): no acknowledgement, no new conversation |
-| `auto_reasons` | *optional*: why `auto` is true, e.g. `["precedence: bulk"]` |
 | `auto_submitted` | the Auto-Submitted header, or null |
-| `is_auto_reply` | true: an out-of-office reply: keep it, but no SLA reset, no ack |
-| `is_bounce` | true: a delivery-status report |
-| `bounce` | *optional*: `{original_message_id, recipients: [...]}` (each: address, |
-|  | action, status, diagnostic): match it to our message and record the failure |
 | `size` | raw size in bytes |
 | `native_id` | *optional*: `sha256:<hex>` when there is no Message-ID |
 | `reply_to` | *optional*: Reply-To addresses |
@@ -53,22 +57,29 @@ Outbound envelopes (on `omni.outbound.<channel>`; what the router sends)
 -------------------------------------------------------------------------
 `kind="reply"` (or `"message"` for a notice we start), `direction="out"`,
 `channel`, `thread_key` (the conversation's root Message-ID), `subject` (the
-conversation's subject; `Re:` is added when it answers something),
+conversation's subject; one `Re:` is added when it answers something),
 `text` (required), `html` (optional: sent as multipart/alternative),
-`sender` (the agent or `role="system"`), and in `meta`:
+`sender` (the agent or `role="system"`), `automated.auto` for automatic
+messages (below), and the addressing: the `reply_context` our intake wrote
+(`to`, `message_id` answered, `references`), handed back by the router; or,
+for a message with no reply context, in `meta`:
 
 - `to`: required, list of addresses (the first is the customer);
-- `cc`: optional list;
-- `in_reply_to`: the Message-ID answered (usually the customer's latest);
+- `in_reply_to`: the Message-ID answered;
 - `references`: list of the thread's Message-IDs (the root is put first if missing);
+
+and, in `meta` in both cases:
+
+- `cc`: optional list;
 - `conversation_ref`: optional, 4-32 letters/digits: written as `[#ref]` in the
   subject and as `from+ref@domain` in Reply-To; once sent, the connector
   records ref → (thread_key, first `to`) in the checkpoint store, so a reply
-  that lost its headers still finds the thread;
-- `auto`: true for automatic messages (acknowledgements, notices): sent with
-  `Auto-Submitted: auto-replied`, at most one per address per
-  `auto_reply_window`; further ones are answered `sent` with detail
-  `suppressed: ...` and not sent.
+  that lost its headers still finds the thread.
+
+`automated.auto` true marks an automatic message (acknowledgement, notice): sent
+with `Auto-Submitted: auto-replied`, at most one per address per
+`auto_reply_window`; further ones are answered `sent` with detail
+`suppressed: ...` and not sent.
 
 The email's Message-ID is `<omni.<envelope id>@<from domain>>`, so it is the
 same on every retry and is returned as `SendResult.native_id`.
@@ -77,7 +88,7 @@ Agents in their mailbox
 -----------------------
 Deliveries to an agent whose sink is `{type: email, channel: <this channel>}`
 reach `send()` too (the router's `omni.agent.<channel>`): an envelope with
-`meta.delivery` is sent to `delivery.sink.address` as a notification
+a `delivery` is sent to `delivery.sink.address` as a notification
 (`notify`): the router's subject (`[#REF] ...`), its plain summary plus an
 HTML layout of the context, `Auto-Submitted: auto-generated`, and Reply-To
 `<reply local part>+<token>@<domain>`: the agents' reply address
@@ -88,7 +99,7 @@ Mail sent to that address (found in To, Cc, Delivered-To, X-Original-To or
 Envelope-To), or anything in the agents' folder (`agents.folder`), is an
 agent's: it becomes a `kind="reply"` envelope (the new text, the quoted
 notification cut off) and/or a `kind="command"` one (a leading `#resolve`,
-`#transfer billing ...`, `#note ...` line, as `meta.command = {name, args}`),
+`#transfer billing ...`, `#note ...` line, as `command = {name, args}`),
 with `sender = {address: From lowercased, role: "agent"}` and `meta.token`
 (null when the mail carried none; the router rejects it). Ids derive from the
 mail's Message-ID (`agent-reply:` / `agent-command:`), the thread key is the
@@ -97,10 +108,15 @@ bounces) and mail with nothing new in it are rejected to `omni.dlq` with the
 reason: nothing reaches a customer. See `agentmail` for the exact rules.
 """
 
+from datetime import timedelta
+
 from connectors.email.config import EmailChannelConfig
 from connectors.email.connector import build
 from connectors.email.normalize import normalize_cli
+from connectors.email.threads import agent_address
 from router.connector import ConnectorSpec
+
+_H = timedelta(hours=1)
 
 spec = ConnectorSpec(
     type="email",
@@ -108,6 +124,13 @@ spec = ConnectorSpec(
     config=EmailChannelConfig,
     factory=build,
     normalize=normalize_cli,
+    customer_channel=True,
+    agent_sink=True,  # agents work from their own mailbox (`notify`, `agentmail`)
+    sink_address=agent_address,
+    default_capacity=10,
+    # Most customers drop a supplier that takes more than a day to answer an email.
+    default_targets={"urgent": _H, "high": 4 * _H, "normal": 24 * _H, "low": 48 * _H},
+    identity_kind="email",
 )
 
 __all__ = ["EmailChannelConfig", "spec"]

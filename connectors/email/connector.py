@@ -10,7 +10,7 @@ notification, a bounce) is `Rejected`, with the reason, and never reaches a
 customer.
 
 `send()` sends customer replies (`smtp`) and, for envelopes carrying
-`meta.delivery`, notifications to agents (`notify`).
+`delivery`, notifications to agents (`notify`).
 """
 
 from __future__ import annotations
@@ -139,8 +139,8 @@ class EmailConnector:
         if not found.agent:
             return [item]
         native = meta.get("message_id") or meta.get("native_id") or env.id
-        if meta.get("auto") or meta.get("is_bounce"):
-            reasons = ", ".join(meta.get("auto_reasons") or ["automatic mail"])
+        if env.automated is not None:
+            reasons = ", ".join(env.automated.reasons or ["automatic mail"])
             return [
                 Rejected(
                     reason=f"automatic mail to the agents' reply address ({reasons});"

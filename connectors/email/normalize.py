@@ -39,12 +39,33 @@ from pydantic import ValidationError
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
 from connectors.email.limits import check, html_depth
-from connectors.email.noise import classify
+from connectors.email.noise import Noise, classify
+from connectors.email.smtp import our_envelope_id
 from connectors.email.text import html_to_text, sanitize_html, strip_quoted
-from connectors.email.threads import parse_msgids, plus_token, subject_token, thread_from_headers
+from connectors.email.threads import (
+    parse_msgids,
+    plus_token,
+    reply_context,
+    subject_token,
+    thread_from_headers,
+)
 from router.blobs import BlobStore
 from router.budget import cpu_seconds_for
-from router.envelope import Attachment, Envelope, Sender, envelope_id, now_utc
+from router.envelope import (
+    MAX_ADDRESS,
+    MAX_NAME,
+    MAX_REASON,
+    MAX_REASONS,
+    MAX_RECIPIENTS,
+    Attachment,
+    Automated,
+    Bounce,
+    BounceRecipient,
+    Envelope,
+    Sender,
+    envelope_id,
+    now_utc,
+)
 from router.errors import OmniError
 
 DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
@@ -422,10 +443,7 @@ def _normalize(
         "to": to,
         "cc": cc,
         "thread_source": thread.source,
-        "auto": noise.auto,
         "auto_submitted": noise.auto_submitted,
-        "is_auto_reply": noise.is_auto_reply,
-        "is_bounce": noise.is_bounce,
         "size": len(raw),
     }
     if message_id is None:
@@ -436,10 +454,6 @@ def _normalize(
         meta["delivered_to"] = delivered_to
     if token:
         meta["conversation_ref"] = token
-    if noise.reasons:
-        meta["auto_reasons"] = noise.reasons
-    if noise.bounce is not None:
-        meta["bounce"] = noise.bounce
     if text != full_text.strip():
         meta["full_text"] = full_text
     if body.skipped:
@@ -466,8 +480,46 @@ def _normalize(
         text=_utf8(text),
         html=_utf8(html),
         attachments=body.attachments,
+        automated=_automated(noise),
+        reply_context=_utf8(reply_context(address, message_id, references)),
         meta=_utf8(meta),
     )
+
+
+def _automated(noise: Noise) -> Automated | None:
+    """The noise verdict as the envelope's typed part (None: a person wrote it)."""
+    if not (noise.auto or noise.is_auto_reply or noise.bounce is not None):
+        return None
+    bounce = None
+    if noise.bounce is not None:
+        original = noise.bounce.get("original_message_id")
+        recipients = [
+            BounceRecipient(
+                **{
+                    key: _utf8(_bounded(r.get(key), MAX_ADDRESS if key in _LONG else MAX_NAME))
+                    for key in ("address", "action", "status", "diagnostic")
+                }
+            )
+            for r in noise.bounce.get("recipients", [])[:MAX_RECIPIENTS]
+        ]
+        bounce = Bounce(
+            envelope_id=our_envelope_id(original) if isinstance(original, str) else None,
+            original_id=_utf8(_bounded(original, MAX_ADDRESS)),
+            recipients=recipients,
+        )
+    return Automated(
+        auto=noise.auto,
+        auto_reply=noise.is_auto_reply,
+        bounce=bounce,
+        reasons=[_utf8(r[:MAX_REASON]) for r in noise.reasons[:MAX_REASONS]],
+    )
+
+
+_LONG = ("address", "diagnostic")
+
+
+def _bounded(value: object, limit: int) -> str | None:
+    return value[:limit] if isinstance(value, str) else None
 
 
 def _utf8(value: Any) -> Any:

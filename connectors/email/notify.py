@@ -1,6 +1,6 @@
 """Notifications to agents: a delivery from the router becomes an email in the agent's mailbox.
 
-A delivery is an envelope with `meta.delivery` (the router puts it on
+A delivery is an envelope with a `delivery` (the router puts it on
 `omni.agent.<channel>`; see the package docstring). Its email:
 
 - To the agent's address (`delivery.sink.address`), From `smtp.from_address`
@@ -52,15 +52,16 @@ HOW_TO_REPLY = (
 
 
 def delivery_of(envelope: Envelope) -> dict[str, Any] | None:
-    delivery = envelope.meta.get("delivery")
-    return delivery if isinstance(delivery, dict) else None
+    """The envelope's delivery to an agent, as its JSON form."""
+    delivery = envelope.delivery
+    return None if delivery is None else delivery.model_dump(mode="json")
 
 
 def agent_address(delivery: Mapping[str, Any]) -> str:
     sink = delivery.get("sink")
     address = sink.get("address") if isinstance(sink, dict) else None
     if not isinstance(address, str) or "@" not in address:
-        raise OutboundError("meta.delivery.sink.address is not an email address")
+        raise OutboundError("delivery.sink.address is not an email address")
     return address
 
 
@@ -68,11 +69,11 @@ def build_notification(envelope: Envelope, cfg: EmailChannelConfig) -> EmailMess
     """The email for a delivery envelope; raises `OutboundError` if it is unusable."""
     delivery = delivery_of(envelope)
     if delivery is None:
-        raise OutboundError("not a delivery to an agent (no meta.delivery)")
+        raise OutboundError("not a delivery to an agent (no delivery)")
     to = agent_address(delivery)
     token = delivery.get("token")
     if token is not None and not isinstance(token, str):
-        raise OutboundError("meta.delivery.token must be a string")
+        raise OutboundError("delivery.token must be a string")
     event = str(delivery.get("event") or "message")
     from_address = cfg.smtp.from_address
     domain = from_address.rpartition("@")[2]
@@ -84,7 +85,7 @@ def build_notification(envelope: Envelope, cfg: EmailChannelConfig) -> EmailMess
         try:
             reply_to = reply_to_address(cfg.agent_reply_address, token)
         except ValueError as exc:
-            raise OutboundError(f"meta.delivery.token: {exc}") from exc
+            raise OutboundError(f"delivery.token: {exc}") from exc
         msg["Reply-To"] = formataddr((cfg.agents.from_name, reply_to))
     msg["Subject"] = envelope.subject or TITLES.get(event, "omnirouter")
     msg["Date"] = format_datetime(datetime.now(UTC))

@@ -15,7 +15,7 @@ envelope convention):
   router records the delivery failure);
 - some recipients accepted and some refused → `sent` (never send twice to
   the ones who got it), with the refused ones in the detail;
-- an automatic message (`meta.auto`) to an address that already had one
+- an automatic message (`automated.auto`) to an address that already had one
   within `auto_reply_window` → `sent` with detail `suppressed: ...`: nothing
   goes out, and nothing is retried.
 """
@@ -57,14 +57,49 @@ def message_id_for(envelope: Envelope, from_address: str) -> str:
     return f"<omni.{envelope.id}@{domain}>"
 
 
-def _str_list(value: object, what: str) -> list[str]:
+_OUR_MESSAGE_ID = re.compile(r"<?omni\.([0-9a-f]{32})@")
+
+
+def our_envelope_id(message_id: str) -> str | None:
+    """The envelope id in a Message-ID we made (`message_id_for`); None if not ours."""
+    match = _OUR_MESSAGE_ID.search(message_id)
+    return match.group(1) if match else None
+
+
+def _str_list(value: object, what: str, part: str = "meta") -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):
         return [value]
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return list(value)
-    raise OutboundError(f"meta.{what} must be a list of strings")
+    raise OutboundError(f"{part}.{what} must be a list of strings")
+
+
+def _addressing(envelope: Envelope) -> tuple[list[str], list[str], str | None, list[str]]:
+    """(to, cc, in_reply_to, references): from the reply context our intake wrote (the
+    router hands it back unchanged), else from `meta` (a message we start)."""
+    context, meta = envelope.reply_context, envelope.meta
+    if context:
+        to = _str_list(context.get("to"), "to", "reply_context")
+        in_reply_to = context.get("message_id")
+        references = _str_list(context.get("references"), "references", "reply_context")
+        what = "reply_context.message_id"
+    else:
+        to = _str_list(meta.get("to"), "to")
+        in_reply_to = meta.get("in_reply_to")
+        references = _str_list(meta.get("references"), "references")
+        what = "meta.in_reply_to"
+    if not to:
+        raise OutboundError("names no recipient (reply_context.to or meta.to)")
+    if in_reply_to is not None and not isinstance(in_reply_to, str):
+        raise OutboundError(f"{what} must be a string")
+    return to, _str_list(meta.get("cc"), "cc"), in_reply_to, references
+
+
+def is_auto(envelope: Envelope) -> bool:
+    """An automatic message of ours (acknowledgement, notice): marked, and rate-limited."""
+    return envelope.automated is not None and envelope.automated.auto
 
 
 def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
@@ -72,26 +107,20 @@ def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
     if envelope.direction != "out":
         raise OutboundError(f"not an outbound envelope (direction {envelope.direction!r})")
     meta = envelope.meta
-    to = _str_list(meta.get("to"), "to")
-    if not to:
-        raise OutboundError("meta.to names no recipient")
-    cc = _str_list(meta.get("cc"), "cc")
-    in_reply_to = meta.get("in_reply_to")
-    if in_reply_to is not None and not isinstance(in_reply_to, str):
-        raise OutboundError("meta.in_reply_to must be a string")
+    to, cc, in_reply_to, answered = _addressing(envelope)
     ref = meta.get("conversation_ref")
     if ref is not None and (not isinstance(ref, str) or not _TOKEN.match(ref)):
         raise OutboundError("meta.conversation_ref must be 4-32 letters and digits")
 
     references: list[str] = []
-    for mid in [envelope.thread_key, *_str_list(meta.get("references"), "references")]:
+    for mid in [envelope.thread_key, *answered]:
         references.extend(parse_msgids(mid))
     if in_reply_to:
         references.extend(parse_msgids(in_reply_to))
     references = list(dict.fromkeys(references))  # order kept, duplicates dropped
 
     subject = envelope.subject or ""
-    if in_reply_to or meta.get("references"):
+    if in_reply_to or answered:
         subject = reply_subject(subject)
     if ref:
         subject = with_token(subject, ref)
@@ -112,7 +141,7 @@ def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
             msg["In-Reply-To"] = ids[0]
     if references:
         msg["References"] = " ".join(references)
-    if meta.get("auto") is True:
+    if is_auto(envelope):
         msg["Auto-Submitted"] = "auto-replied"
         msg["X-Auto-Response-Suppress"] = "All"  # asks Exchange not to answer our robot
     msg.set_content(envelope.text or "")
@@ -159,15 +188,15 @@ class SmtpSender:
         except OutboundError as exc:
             return SendResult(status="failed", detail=f"unusable outbound envelope: {exc}")
         message_id = str(msg["Message-ID"])
-        to = _str_list(envelope.meta.get("to"), "to")
-        auto = envelope.meta.get("auto") is True
+        to = _addressing(envelope)[0]
+        auto = is_auto(envelope)
         if auto and await self._recently_auto(to[0]):
             log.info("automatic message suppressed", channel=self.channel, record_id=envelope.id)
             return SendResult(
                 status="sent",
                 detail=f"suppressed: {to[0]} had an automatic message within {self.auto_window}",
             )
-        recipients = to + _str_list(envelope.meta.get("cc"), "cc")
+        recipients = to + _addressing(envelope)[1]
         result = await self.deliver(msg, recipients)
         if result.status != "sent":
             return result

@@ -128,3 +128,34 @@ async def resolve_token(store: Checkpoints, channel: str, token: str, sender: st
         return None
     root = data.get("root")
     return root if isinstance(root, str) and root else None
+
+
+# The reply context (`Envelope.reply_context`): what the intake records about a
+# customer's message so the reply to it threads: who to answer, the Message-ID
+# answered and the thread's References. The router hands it back unchanged on
+# every reply to the conversation; `reply_headers` reads it.
+REPLY_REFERENCES = 20  # enough to thread
+_CONTEXT_BYTES = 3000  # under the envelope's bound, with room for the address
+
+
+def reply_context(address: str, message_id: str | None, references: list[str]) -> dict[str, object]:
+    """The reply context of a customer's message from `address`."""
+    refs = list(dict.fromkeys([*references, *([message_id] if message_id else [])]))
+    if len(refs) > REPLY_REFERENCES:  # the root and the latest
+        refs = refs[:1] + refs[-(REPLY_REFERENCES - 1) :]
+    context: dict[str, object] = {"to": [address], "message_id": message_id, "references": refs}
+    while len(orjson.dumps(context)) > _CONTEXT_BYTES and refs:
+        refs.pop(len(refs) // 2)  # a very long id: keep the ends of the chain
+    if len(orjson.dumps(context)) > _CONTEXT_BYTES:
+        context["message_id"] = None
+    return context
+
+
+def agent_address(value: str) -> str:
+    """An email sink's address (the agent's own mailbox): `local@domain`, stripped;
+    ValueError with the reason otherwise (replies from it authenticate the agent)."""
+    address = value.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in address):
+        raise ValueError("expected the agent's email address, such as ana@example.com")
+    return address

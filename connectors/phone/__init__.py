@@ -1,13 +1,27 @@
 """Phone connector: signed call records (answered, missed, voicemail) from a PBX webhook."""
 
+from datetime import timedelta
+
 from connectors.phone.config import PhoneChannelConfig
 from router.connector import ConnectorSpec
+
+_M, _H = timedelta(minutes=1), timedelta(hours=1)
+
+
+def _region(settings: PhoneChannelConfig) -> str | None:
+    return settings.default_region
+
 
 spec = ConnectorSpec(
     type="phone",
     description="Call logs from a phone system: every call, and missed calls to return.",
     config=PhoneChannelConfig,
     factory=None,
+    default_capacity=1,  # one call at a time
+    # A missed call is returned within the hour.
+    default_targets={"urgent": 15 * _M, "high": 30 * _M, "normal": _H, "low": 4 * _H},
+    identity_kind="phone",  # the caller's number
+    default_region=_region,
 )
 
 __all__ = ["PhoneChannelConfig", "spec"]

@@ -1,13 +1,21 @@
 """Web chat connector: a WebSocket endpoint for the chat widget on your site."""
 
+from datetime import timedelta
+
 from connectors.webchat.config import WebchatChannelConfig
 from router.connector import ConnectorSpec
+
+_M = timedelta(minutes=1)
 
 spec = ConnectorSpec(
     type="webchat",
     description="A chat widget on your site; the session is the thread.",
     config=WebchatChannelConfig,
     factory=None,
+    default_capacity=3,
+    # Chat customers expect an answer within minutes.
+    default_targets={"urgent": _M, "high": 2 * _M, "normal": 5 * _M, "low": 15 * _M},
+    identity_kind="webchat",  # the visitor id
 )
 
 __all__ = ["WebchatChannelConfig", "spec"]

@@ -17,8 +17,9 @@ signed events: an agent's `reply` (text for the customer) or `command`
 the delivery it answers. Envelopes: `kind` `reply`/`command`, `direction`
 `in`, `channel_type` `webhook`, `id` = `envelope_id(channel, event id)`,
 `thread_key` the token's conversation id (else `agent:<agent id>`),
-`sender` = `{address: <agent id>, role: agent}`, `meta` = `{token, event_id,
-command: {name, args}}`. The router knows the agent by id on this channel.
+`sender` = `{address: <agent id>, role: agent}`, `command` = `{name, args}`,
+`meta` = `{token, event_id}`. The router knows the agent by id on this channel
+(the type's sinks have no address, so its agents are named by id).
 """
 
 from connectors.webhook.config import WebhookChannelConfig
@@ -33,6 +34,10 @@ spec = ConnectorSpec(
     # Many webhook tools are plain incoming webhooks (Slack, Teams) that cannot answer;
     # a tool that POSTs `accept` back says so with the sink's `accepts: true`.
     sink_accepts=False,
+    customer_channel=False,
+    agent_sink=True,
+    # The tool names the agent by id: no address; deliveries go to the sink's url.
+    sink_url=True,
     factory=build,
 )
 

@@ -1,6 +1,6 @@
 """The webhook connector: deliveries POSTed out, the tool's events taken in over HTTP.
 
-`send()` POSTs each delivery (`meta.delivery`, from `omni.agent.<channel>`)
+`send()` POSTs each delivery (`Envelope.delivery`, from `omni.agent.<channel>`)
 to its agent's URL (`deliveries`). The events route (`POST <path>` on the
 daemon's listener) is the kit's `HttpIntake` (router.connector.http): size
 (413), then signature and timestamp (401), then here that the body is
@@ -16,7 +16,6 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
 import structlog
@@ -28,7 +27,7 @@ from connectors.webhook.errors import BadEvent
 from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from router.connector import Incoming, SendResult, Services
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
-from router.envelope import Envelope, now_utc
+from router.envelope import Delivery, Envelope, now_utc
 from router.logs import RateLimiter
 
 log = structlog.get_logger(__name__)
@@ -94,12 +93,14 @@ class WebhookConnector:
         return self._session
 
     async def send(self, envelope: Envelope) -> SendResult:
-        delivery = envelope.meta.get("delivery")
-        if not isinstance(delivery, dict):
+        delivery = envelope.delivery
+        if envelope.direction != "out":
+            return SendResult(status="failed", detail="not an outbound envelope (direction in)")
+        if delivery is None:
             return SendResult(
                 status="failed",
                 detail="a webhook channel only carries deliveries to agents"
-                " (the envelope has no meta.delivery)",
+                " (the envelope has no delivery)",
             )
         if self._stopped:
             return SendResult(status="retry", detail="the connector is stopped")
@@ -107,11 +108,10 @@ class WebhookConnector:
             self._client(), self._key, envelope, delivery, self._url_of(delivery), channel=self.name
         )
 
-    def _url_of(self, delivery: dict[str, Any]) -> str | None:
+    def _url_of(self, delivery: Delivery) -> str | None:
         """The agent's URL from the config (never from the bus: it is a credential)."""
-        agent = delivery.get("agent")
-        agent_id = agent.get("id") if isinstance(agent, dict) else None
-        if not isinstance(agent_id, str) or not self._reaches(agent_id):
+        agent_id = delivery.agent.id
+        if not self._reaches(agent_id):
             return None
         return self._sinks[agent_id].url
 

@@ -10,7 +10,6 @@ host is ever logged or put in a result: Slack and Teams URLs are secrets.
 from __future__ import annotations
 
 import time
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,7 +18,7 @@ import structlog
 
 from connectors.webhook.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from router.connector import SendResult
-from router.envelope import Envelope
+from router.envelope import Delivery, Envelope
 
 log = structlog.get_logger(__name__)
 
@@ -27,21 +26,22 @@ RETRY_STATUSES = frozenset({408, 429})
 MAX_DETAIL_CHARS = 120
 
 
-def body_of(envelope: Envelope, delivery: dict[str, Any]) -> bytes:
+def body_of(envelope: Envelope, delivery: Delivery) -> bytes:
     """The JSON body POSTed for one delivery (the same bytes on every retry)."""
     return orjson.dumps(
         {
             "v": 1,
             "id": envelope.id,
-            "event": delivery.get("event"),
-            "agent": delivery.get("agent"),
+            "event": delivery.event,
+            "agent": delivery.agent.model_dump(mode="json"),
             "conversation_id": envelope.conversation_id,
             "subject": envelope.subject,
             "text": envelope.text,
-            "token": delivery.get("token"),
-            "reason": delivery.get("reason"),
-            "note": delivery.get("note"),
-            "context": delivery.get("context"),
+            "token": delivery.token,
+            "reason": delivery.reason,
+            "note": delivery.note,
+            "sla_due": delivery.sla_due.isoformat() if delivery.sla_due else None,
+            "context": delivery.context or None,
             # When the router made the delivery: stable across retries.
             "sent_at": (envelope.sent_at or envelope.received_at).isoformat(),
         }
@@ -74,7 +74,7 @@ async def post(
     session: aiohttp.ClientSession,
     key: bytes,
     envelope: Envelope,
-    delivery: dict[str, Any],
+    delivery: Delivery,
     url: str | None,
     *,
     channel: str,

@@ -98,6 +98,6 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
         envelope = source.command(event_id, name, args, text=given)
     except BadCommand as exc:
         raise BadEvent(str(exc)) from None
-    if not token and envelope.meta["command"]["name"] not in PRESENCE:
+    if not token and (envelope.command is None or envelope.command.name not in PRESENCE):
         raise BadEvent("token: required (the token of the delivery this answers)")
     return envelope

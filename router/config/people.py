@@ -12,11 +12,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from router.config.channels import registry_of
 from router.config.types import (
     DocType,
     Duration,
@@ -71,10 +73,11 @@ class QueueConfig(Section):
 class SinkConfig(Section):
     """How an agent receives conversations and replies: the tool the agent already uses."""
 
-    type: Literal["email", "telegram", "webhook"] = Field(
-        description="`email` (notification with a signed Reply-To), `telegram` (direct"
-        " messages from the bot) or `webhook` (signed JSON POST to Slack, Teams or any"
-        " tool, which POSTs the agent's replies back).",
+    type: str = Field(
+        description="A channel type that reaches agents (its connector says so): `email`"
+        " (notification with a signed Reply-To), `telegram` (direct messages from the"
+        " bot) or `webhook` (signed JSON POST to Slack, Teams or any tool, which POSTs"
+        " the agent's replies back).",
     )
     channel: Name | None = Field(
         None,
@@ -84,14 +87,16 @@ class SinkConfig(Section):
     )
     address: str | None = Field(
         None,
-        description="For `email`: the agent's address (replies from it are"
-        " authenticated as this agent). For `telegram`: the agent's numeric user id."
-        " Not used by `webhook` (the tool names the agent by id).",
+        description="Where the sink's type reaches the agent, checked by its connector."
+        " For `email`: the agent's address (replies from it are authenticated as this"
+        " agent). For `telegram`: the agent's numeric user id. Not used by `webhook`"
+        " (the tool names the agent by id).",
     )
     url: str | None = Field(
         None,
-        description="For `webhook`: where this agent's deliveries are POSTed. Slack and"
-        " Teams URLs are secrets themselves: give them as `${ENV_VAR}`.",
+        description="For a type reached at a URL (`webhook`): where this agent's"
+        " deliveries are POSTed. Slack and Teams URLs are secrets themselves: give them"
+        " as `${ENV_VAR}`.",
     )
     accepts: bool | None = Field(
         None,
@@ -102,39 +107,51 @@ class SinkConfig(Section):
         " way to answer). Set `true` for a webhook tool that POSTs `accept` back.",
     )
 
+    @field_validator("type")
+    @classmethod
+    def _known_sink_type(cls, value: str, info: ValidationInfo) -> str:
+        sinks = sorted(t for t, spec in registry_of(info).items() if spec.agent_sink)
+        if value not in sinks:
+            raise PydanticCustomError(
+                "sink_type",
+                "unknown sink type {type}; types that reach agents: {known}",
+                {"type": repr(value), "known": ", ".join(sinks) or "(none installed)"},
+            )
+        return value
+
     @model_validator(mode="after")
-    def _fields_for_type(self) -> SinkConfig:
+    def _fields_for_type(self, info: ValidationInfo) -> SinkConfig:
         title = type(self).__name__
-        if self.type in ("email", "telegram"):
-            for key in ("channel", "address"):
-                if getattr(self, key) is None:
-                    raise fail(title, (key,), f"a {self.type} sink needs {key}")
-            if self.type == "telegram" and not (self.address or "").lstrip("-").isdigit():
-                raise fail(
-                    title,
-                    ("address",),
-                    "a telegram sink's address is the agent's numeric Telegram user id",
-                )
-            if self.type == "email" and "@" not in (self.address or ""):
-                raise fail(title, ("address",), "expected the agent's email address")
-        else:
-            if self.channel is None:
-                raise fail(
-                    title,
-                    ("channel",),
-                    "a webhook sink needs channel: the name of a channel of type webhook"
-                    " (its secret signs the deliveries and it takes the agent's replies)",
-                )
-            if self.url is None:
-                raise fail(title, ("url",), "a webhook sink needs url")
-            if urlsplit(self.url).scheme not in ("http", "https"):
-                raise fail(title, ("url",), "expected an http:// or https:// URL")
+        spec = registry_of(info).get(self.type)
+        if spec is None:  # the type's own error says why
+            return self
+        if self.channel is None:
+            raise fail(
+                title,
+                ("channel",),
+                f"a {self.type} sink needs channel: the name of a channel of type {self.type}",
+            )
+        if spec.sink_address is None:
             if self.address is not None:
                 raise fail(
                     title,
                     ("address",),
-                    "a webhook sink has no address: the agent's tool names the agent by id",
+                    f"a {self.type} sink has no address: the agent's tool names the agent by id",
                 )
+        elif self.address is None:
+            raise fail(title, ("address",), f"a {self.type} sink needs address")
+        else:
+            try:
+                normalized = spec.sink_address(self.address)
+            except ValueError as exc:
+                raise fail(title, ("address",), str(exc)) from None
+            if normalized != self.address:
+                object.__setattr__(self, "address", normalized)  # frozen; set once, here
+        if spec.sink_url:
+            if self.url is None:
+                raise fail(title, ("url",), f"a {self.type} sink needs url")
+            if urlsplit(self.url).scheme not in ("http", "https"):
+                raise fail(title, ("url",), "expected an http:// or https:// URL")
         return self
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -25,7 +25,7 @@ from router.config.channels import ChannelConfig, default_registry
 from router.config.model import Config
 from router.config.secrets import SecretRef, file_key, is_secret
 from router.config.types import DocType
-from router.connector import ConnectorSpec
+from router.connector import DEFAULT_CAPACITY, ConnectorSpec
 
 DEFAULT_OUTPUT = Path("docs/configuration.md")
 
@@ -74,14 +74,52 @@ place. The bus, store, HTTP listener and channels take effect on restart.
 def generate(registry: Mapping[str, ConnectorSpec] | None = None) -> str:
     """The Markdown reference for `Config` and every connector's block."""
     specs = default_registry() if registry is None else registry
-    out = [_INTRO]
+    out = [_INTRO, *_types_table(specs)]
     out.extend(_model_section(Config, "", 2, "Top level"))
     return "\n".join(_sections(specs, out)).rstrip() + "\n"
 
 
+def _types_table(specs: Mapping[str, ConnectorSpec]) -> list[str]:
+    """What each installed channel type declares (its `ConnectorSpec`)."""
+    out = [
+        "## Channel types",
+        "",
+        "What each installed connector declares: whether customers write on it, whether"
+        " it reaches agents (`sink.type`) and what its sink needs, whether an agent can"
+        " accept a delivery there (`sink.accepts`), and the defaults of"
+        " `routing.default_capacity` and `sla.first_response` for it.",
+        "",
+        "| Type | Customers | Agents (sink) | Accepts | Capacity | First response |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in sorted(specs):
+        spec = specs[name]
+        if not spec.agent_sink:
+            sink = ""
+        elif spec.sink_url:
+            sink = "yes: `url`"
+        else:
+            sink = "yes: `address`" if spec.sink_address is not None else "yes"
+        declared = spec.default_capacity
+        capacity = str(DEFAULT_CAPACITY if declared is None else declared)
+        capacity = capacity if spec.customer_channel else ""
+        targets = (
+            ", ".join(f"{p} {format_duration(t)}" for p, t in spec.default_targets.items())
+            if spec.default_targets and spec.customer_channel
+            else ""
+        )
+        out.append(
+            f"| `{name}` | {'yes' if spec.customer_channel else ''} | {sink}"
+            f" | {'yes' if spec.sink_accepts and spec.agent_sink else ''}"
+            f" | {capacity} | {targets or ('none' if spec.customer_channel else '')} |"
+        )
+    out.append("")
+    return out
+
+
 def _sections(specs: Mapping[str, ConnectorSpec], out: list[str]) -> list[str]:
     for name, info in Config.model_fields.items():
-        for model, suffix in _models_in(info.annotation):
+        for model, suffix in models_in(info.annotation):
             path = name + suffix
             out.extend(_tree(model, path, 2))
             if model is ChannelConfig:
@@ -101,7 +139,7 @@ def _tree(
     for name, info in model.model_fields.items():
         if info.exclude:
             continue
-        for child, suffix in _models_in(info.annotation):
+        for child, suffix in models_in(info.annotation):
             out.extend(_tree(child, f"{path}.{name}{suffix}", min(level + 1, 4)))
     return out
 
@@ -129,7 +167,7 @@ def _model_section(
         row = [
             f"`{name}`",
             doc_type or _type(info.annotation, f"{path}.{name}".lstrip(".")),
-            _default(info),
+            default_text(info),
             "yes" if secret else "",
             info.description or "",
         ]
@@ -150,17 +188,17 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _models_in(annotation: Any) -> Iterator[tuple[type[BaseModel], str]]:
+def models_in(annotation: Any) -> Iterator[tuple[type[BaseModel], str]]:
     """Models a field holds directly, with the path suffix (`[]`, `.<name>`)."""
     tp = _strip(annotation)
     origin = get_origin(tp)
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         yield tp, ""
     elif origin is list:
-        for model, suffix in _models_in(get_args(tp)[0]):
+        for model, suffix in models_in(get_args(tp)[0]):
             yield model, "[]" + suffix
     elif origin is dict:
-        for model, suffix in _models_in(get_args(tp)[1]):
+        for model, suffix in models_in(get_args(tp)[1]):
             yield model, ".<name>" + suffix
 
 
@@ -218,7 +256,8 @@ def _type(annotation: Any, path: str) -> str:
     return _BASIC.get(tp, getattr(tp, "__name__", str(tp)))
 
 
-def _default(info: FieldInfo) -> str:
+def default_text(info: FieldInfo) -> str:
+    """A field's default as the reference tables write it."""
     if info.is_required():
         return "required"
     if info.default_factory is not None:
@@ -264,12 +303,14 @@ def format_duration(value: timedelta) -> str:
     return "".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
+def write_or_check(
+    module: str, doc: str | None, generate: Callable[[], str], default: Path, argv: list[str] | None
+) -> int:
+    """The command line of a generated document: write it, or `--check` that it is current."""
     parser = argparse.ArgumentParser(
-        prog="python -m router.config.reference",
-        description=__doc__.splitlines()[0] if __doc__ else None,
+        prog=f"python -m {module}", description=doc.splitlines()[0] if doc else None
     )
-    parser.add_argument("output", nargs="?", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("output", nargs="?", type=Path, default=default)
     parser.add_argument(
         "--check", action="store_true", help="exit 1 when the file differs from the generated text"
     )
@@ -279,15 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else ""
         if current != text:
-            print(
-                f"{output} is out of date: run python -m router.config.reference", file=sys.stderr
-            )
+            print(f"{output} is out of date: run python -m {module}", file=sys.stderr)
             return 1
         return 0
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text, encoding="utf-8")
     print(f"wrote {output}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check("router.config.reference", __doc__, generate, DEFAULT_OUTPUT, argv)
 
 
 if __name__ == "__main__":

@@ -178,10 +178,6 @@ class ComplaintsConfig(Section):
         return out
 
 
-def _default_capacity() -> dict[str, int]:
-    return {"email": 10, "telegram": 5, "webchat": 3, "phone": 1}
-
-
 class RoutingConfig(Section):
     """How conversations are classified and assigned."""
 
@@ -195,9 +191,9 @@ class RoutingConfig(Section):
         description="Language used when detection fails; every template needs it.",
     )
     default_capacity: dict[str, Annotated[int, Field(ge=0)]] = Field(
-        default_factory=_default_capacity,
+        default_factory=dict,
         description="Open conversations per agent and channel type, unless the agent says"
-        " otherwise.",
+        " otherwise. A type not listed has its connector's default (see *Channel types*).",
     )
     last_agent_wait: Duration = Field(
         timedelta(minutes=2),
@@ -250,16 +246,6 @@ class TargetsConfig(Section):
         return self.normal if value is None else value
 
 
-def _default_targets() -> dict[str, TargetsConfig]:
-    m, h = timedelta(minutes=1), timedelta(hours=1)
-    return {
-        "webchat": TargetsConfig(urgent=m, high=2 * m, normal=5 * m, low=15 * m),
-        "telegram": TargetsConfig(urgent=5 * m, high=15 * m, normal=h, low=4 * h),
-        "phone": TargetsConfig(urgent=15 * m, high=30 * m, normal=h, low=4 * h),
-        "email": TargetsConfig(urgent=h, high=4 * h, normal=24 * h, low=48 * h),
-    }
-
-
 class SlaConfig(Section):
     """Service levels: first-response targets, warnings and follow-up."""
 
@@ -268,8 +254,10 @@ class SlaConfig(Section):
         description="Business hours the SLA clocks run on (null: around the clock).",
     )
     first_response: dict[str, TargetsConfig] = Field(
-        default_factory=_default_targets,
-        description="First-response targets per channel type and priority.",
+        default_factory=dict,
+        description="First-response targets per channel type and priority. A type not"
+        " listed has its connector's targets (see *Channel types*), or no first-response SLA"
+        " when it declares none.",
     )
     warning_at: float = Field(
         0.8,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -113,10 +113,43 @@ class ConnectorSpec:
     # for `omnirouter normalize`; raises EnvelopeError or ConnectorError with the
     # reason when it cannot. Arguments: raw bytes, channel name, blob store.
     normalize: Callable[[bytes, str, BlobStore], Envelope] | None = None
+    # What the type is: a channel customers write on, a way agents are reached
+    # (an agent's `sink.type`), or both.
+    customer_channel: bool = True
+    agent_sink: bool = False
+    # Validates an agent sink's `address` (the agent's mailbox, chat id...):
+    # returns it normalized, or raises ValueError with the reason. None: the
+    # type's sinks take no address (the agent's tool names the agent by id).
+    sink_address: Callable[[str], str] | None = None
+    # Whether the type's sinks are reached at a `url` (required, http or https).
+    sink_url: bool = False
     # Whether an agent reached through this type can answer a delivery ("I take
     # it"): their assignment then times out if they do not. The default of an
     # agent's `sink.accepts`.
     sink_accepts: bool = False
+    # Open conversations per agent on a channel of this type, unless the config
+    # says otherwise (None: DEFAULT_CAPACITY).
+    default_capacity: int | None = None
+    # First-response targets per priority (`urgent`, `high`, `normal`, `low`;
+    # `normal` is required and stands in for a missing one), unless
+    # `sla.first_response` says otherwise. None: no first-response SLA on the type.
+    default_targets: Mapping[str, timedelta] | None = None
+    # The identity kind a sender's address is ("email", "phone" or a kind of the
+    # type's own; None: the type name), and how such an identity is normalized
+    # (returns it or raises ValueError; None: the core's rule for the kind).
+    identity_kind: str | None = None
+    normalize_identity: Callable[[str], str] | None = None
+    # The region (ISO 3166 code) for phone numbers written without a country code
+    # on a channel of this type, read from its validated block (None: none).
+    default_region: Callable[[Any], str | None] | None = None
+
+    @property
+    def sender_kind(self) -> str:
+        return self.identity_kind or self.type
+
+
+# Capacity of a customer channel type that declares none: one conversation at a time.
+DEFAULT_CAPACITY = 1
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -11,7 +11,7 @@ client) sends the router the same two envelopes, built here so they agree
 - `thread_key` = the conversation the token names (one conversation's replies
   and commands stay in order on the bus), else `agent:<address>`;
 - `meta.token` = the token, or None (the router then tells the agent);
-  `meta.command` = `{name, args}` on a command, `name` one of
+  `command` = the typed part `{name, args}` on a command, `name` one of
   `router.envelope.AGENT_COMMANDS`.
 
 Channel-native extras go in `meta` beside those.
@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from router.connector.tokens import conversation_of
-from router.envelope import AGENT_COMMANDS, Attachment, Envelope, Sender, envelope_id
+from router.envelope import AGENT_COMMANDS, Attachment, Command, Envelope, Sender, envelope_id
 from router.errors import ConnectorError
 
 MAX_ARGS = 50
@@ -40,8 +40,8 @@ class BadCommand(ConnectorError):
     retriable = False
 
 
-def command_of(name: str, args: Sequence[object], *, pass_unknown: bool = False) -> dict[str, Any]:
-    """`meta.command` for `name` and `args`, or `BadCommand` naming the field.
+def command_of(name: str, args: Sequence[object], *, pass_unknown: bool = False) -> Command:
+    """The command part for `name` and `args`, or `BadCommand` naming the field.
 
     `pass_unknown`: a well-formed name the router does not know is passed on, for
     the router to reject and tell the agent (a channel that cannot answer the
@@ -56,7 +56,7 @@ def command_of(name: str, args: Sequence[object], *, pass_unknown: bool = False)
         raise BadCommand("args: must be a list of strings")
     if len(args) > MAX_ARGS:
         raise BadCommand(f"args: at most {MAX_ARGS}")
-    return {"name": name, "args": [str(a) for a in args]}
+    return Command(name=name, args=[str(a) for a in args])
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -78,7 +78,7 @@ class AgentInput:
         self, native_id: str, text: str, *, attachments: Sequence[Attachment] = ()
     ) -> Envelope:
         """The agent's answer for the customer of the conversation the token names."""
-        return self._envelope("reply", native_id, text, attachments, {})
+        return self._envelope("reply", native_id, text, attachments, None)
 
     def command(
         self,
@@ -92,8 +92,8 @@ class AgentInput:
         """The agent's command (`BadCommand` when not one, see `command_of`); `text` is
         what the agent wrote (default: the name and args), kept in the transcript."""
         command = command_of(name, args, pass_unknown=pass_unknown)
-        text = text or " ".join([command["name"], *command["args"]])
-        return self._envelope("command", native_id, text, (), {"command": command})
+        text = text or " ".join([command.name, *command.args])
+        return self._envelope("command", native_id, text, (), command)
 
     def _envelope(
         self,
@@ -101,7 +101,7 @@ class AgentInput:
         native_id: str,
         text: str,
         attachments: Sequence[Attachment],
-        extra: dict[str, Any],
+        command: Command | None,
     ) -> Envelope:
         return Envelope(
             id=envelope_id(self.channel, native_id),
@@ -116,5 +116,10 @@ class AgentInput:
             subject=self.subject,
             text=text,
             attachments=list(attachments),
-            meta={**self.meta, **extra, "token": self.token or None},
+            command=command,
+            # a channel's extras never stand in for the typed command or the token
+            meta={
+                **{k: v for k, v in self.meta.items() if k != "command"},
+                "token": self.token or None,
+            },
         )

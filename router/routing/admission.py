@@ -12,7 +12,7 @@ from __future__ import annotations
 from router.envelope import Envelope
 from router.routing.context import Routing
 from router.routing.engine import ROUTER_CHANNEL
-from router.routing.identity import IdentityError, sender_identity
+from router.routing.identity import IdentityError
 from router.routing.messages import resolves_customer
 
 
@@ -37,7 +37,7 @@ def refusal(ctx: Routing, env: Envelope) -> str | None:
         )
     if role == "customer" and env.kind in ("message", "call") and resolves_customer(env):
         try:
-            sender_identity(env, default_region=ctx.default_region(env.channel))
+            ctx.sender_identity(env)
         except IdentityError as exc:
             return f"sender: {exc}"
     return None

@@ -18,12 +18,20 @@ from typing import Any
 import structlog
 
 from router.envelope import AGENT_COMMANDS as COMMANDS
-from router.envelope import Envelope, Sender, encode, envelope_id
+from router.envelope import (
+    Delivery,
+    DeliveryAgent,
+    DeliverySink,
+    Envelope,
+    Sender,
+    encode,
+    envelope_id,
+)
 from router.routing import tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
-from router.routing.identity import IdentityError, normalize_identity
+from router.routing.identity import EMAIL, PHONE, IdentityError
 from router.routing.timers import SLA_TIMERS
 from router.store import routing as db
 
@@ -115,18 +123,13 @@ async def reject(
         received_at=unit.now,
         subject="Not delivered",
         text=f"Your message was not delivered to the customer: {why}.",
-        meta={
-            "delivery": {
-                "event": "rejected",
-                "agent": {"id": agent.id, "name": agent.name},
-                "sink": {
-                    "type": agent.sink.type,
-                    "address": agent.sink.address,
-                },
-                "reason": {"detail": why},
-                "in_reply_to": unit.input_id,
-            }
-        },
+        delivery=Delivery(
+            event="rejected",
+            agent=DeliveryAgent(id=agent.id, name=agent.name),
+            sink=DeliverySink(type=agent.sink.type, address=agent.sink.address),
+            reason={"detail": why},
+            in_reply_to=unit.input_id,
+        ),
     )
     await db.add_outbox(
         unit.conn,
@@ -178,9 +181,8 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
 
 async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
     agent_id = ctx.agent_of(env)
-    command = env.meta.get("command") or {}
-    name = str(command.get("name", "")).lower()
-    args = [str(a) for a in command.get("args", [])]
+    name = env.command.name.lower() if env.command is not None else ""
+    args = list(env.command.args) if env.command is not None else []
     if agent_id is None:
         await reject(
             ctx, unit, None, "sender is not a configured agent", code="not_an_agent", env=env
@@ -338,9 +340,9 @@ async def link(
     name: str,
     args: list[str],
 ) -> None:
-    # An identity's kind is a channel type (how a customer reaches us), or an email
-    # or phone a customer can state in a form: nothing else is ever looked up.
-    kinds = sorted({c.type for c in ctx.config.channels} | {"email", "phone"})
+    # An identity's kind is what a configured channel knows its senders by, or an
+    # email or phone a customer can state: nothing else is ever looked up.
+    kinds = sorted({ctx.sender_kind(c.type) for c in ctx.config.channels} | {EMAIL, PHONE})
     if len(args) != 2 or args[0] not in kinds:
         await reject(
             ctx,
@@ -352,9 +354,7 @@ async def link(
         )
         return
     try:
-        ident = normalize_identity(
-            args[0], args[1], default_region=ctx.default_region(conv.channel)
-        )
+        ident = ctx.normalize(args[0], args[1], conv.channel)
     except IdentityError as exc:
         await reject(ctx, unit, agent_id, str(exc), code="link_identity", conversation_id=conv.id)
         return

@@ -27,7 +27,7 @@ async def agent_views(ctx: Routing, conn: AsyncConnection, now: datetime) -> lis
     views = []
     for a in ctx.config.agents:
         row = rows.get(a.id)
-        capacity = {**ctx.config.routing.default_capacity, **a.capacity}
+        capacity = {**ctx.default_capacity, **a.capacity}
         views.append(
             AgentView(
                 id=a.id,

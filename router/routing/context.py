@@ -13,9 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
 from router.config.reach import sink_accepts, unreachable_agents
-from router.connector import ConnectorSpec, load_registry
+from router.config.routing import TargetsConfig
+from router.connector import DEFAULT_CAPACITY, ConnectorSpec, load_registry
 from router.envelope import Envelope
 from router.routing.board import AgentBoard
+from router.routing.identity import (
+    Identity,
+    Normalizers,
+    normalize_identity,
+    sender_identity,
+    stated_identities,
+)
 from router.store import Store
 
 
@@ -103,12 +111,16 @@ class Routing:
         # Agents who can answer a delivery: their assignments time out if they do not.
         self.accepting = {a.id for a in config.agents if sink_accepts(a.sink, self.registry)}
         self.by_address: dict[str, str] = {}
-        # Agents whose tool is a webhook channel: (channel, agent id); the tool names them.
-        self.by_webhook: set[tuple[str, str]] = set()
+        # Agents whose sink has no address (their tool names them by id): (channel, agent
+        # id); on those channels an agent is known by id only.
+        self.by_id: set[tuple[str, str]] = set()
+        self.id_channels: set[str] = set()
         for a in config.agents:
-            if a.sink.type == "webhook":
+            spec = self.registry.get(a.sink.type)
+            if spec is not None and spec.sink_address is None:
                 if a.sink.channel is not None:
-                    self.by_webhook.add((a.sink.channel, a.id))
+                    self.by_id.add((a.sink.channel, a.id))
+                    self.id_channels.add(a.sink.channel)
             elif a.sink.address:
                 self.by_address[a.sink.address.casefold()] = a.id
         self.queues = {q.name: q for q in config.queues}
@@ -121,14 +133,63 @@ class Routing:
             | {config.routing.default_language}
         )
         self.spoken = {lang for a in config.agents for lang in a.languages}
+        customer_types = {t: s for t, s in self.registry.items() if s.customer_channel}
+        # Open conversations per agent and channel type: the types' own, then the config's.
+        self.default_capacity = {
+            t: DEFAULT_CAPACITY if s.default_capacity is None else s.default_capacity
+            for t, s in customer_types.items()
+        } | dict(config.routing.default_capacity)
+        # First-response targets per channel type: the types' own, then the config's.
+        self.targets = {
+            t: TargetsConfig.model_validate(dict(s.default_targets))
+            for t, s in customer_types.items()
+            if s.default_targets is not None
+        } | dict(config.sla.first_response)
+        # Identity kinds with a normalizer of their connector's.
+        self.normalizers: Normalizers = {
+            s.sender_kind: s.normalize_identity
+            for s in self.registry.values()
+            if s.normalize_identity is not None
+        }
         key = config.routing.signing_key
         if key is not None:
             self.signing_key = key.get_secret_value().encode()
 
     def default_region(self, channel: str) -> str | None:
+        """The region for national phone numbers on `channel`, as its type reads it."""
         ch = self.channels.get(channel)
-        region = getattr(ch.settings, "default_region", None) if ch is not None else None
-        return region if isinstance(region, str) else None
+        spec = self.registry.get(ch.type) if ch is not None else None
+        if ch is None or spec is None or spec.default_region is None or ch.settings is None:
+            return None
+        return spec.default_region(ch.settings)
+
+    def sender_kind(self, channel_type: str) -> str:
+        """The identity kind a sender's address is on a channel of this type."""
+        spec = self.registry.get(channel_type)
+        return spec.sender_kind if spec is not None else channel_type
+
+    def sender_identity(self, env: Envelope) -> Identity:
+        """The sender's identity; raises `IdentityError` when the address is not one."""
+        return sender_identity(
+            env,
+            kind=self.sender_kind(env.channel_type),
+            default_region=self.default_region(env.channel),
+            normalizers=self.normalizers,
+        )
+
+    def stated_identities(self, env: Envelope) -> list[Identity]:
+        return stated_identities(
+            env,
+            kind=self.sender_kind(env.channel_type),
+            default_region=self.default_region(env.channel),
+            normalizers=self.normalizers,
+        )
+
+    def normalize(self, kind: str, value: str, channel: str) -> Identity:
+        """An identity of `kind` written on `channel` (the region for phone numbers)."""
+        return normalize_identity(
+            kind, value, default_region=self.default_region(channel), normalizers=self.normalizers
+        )
 
     def hours_for(self, channel: str) -> Any:
         ch = self.channels.get(channel)
@@ -140,9 +201,14 @@ class Routing:
         return hours.timezone if hours is not None else None
 
     def agent_of(self, env: Envelope) -> str | None:
-        """The agent who sent `env`: by their sink's address (mailbox, Telegram id) or,
-        on a webhook channel, by id when that channel is their sink."""
-        if env.channel_type == "webhook":
+        """The agent who sent `env`: by their sink's address (mailbox, chat user id) or,
+        on a channel that names agents by id (a sink without address), by id when that
+        channel is their sink."""
+        if env.channel in self.id_channels or self._names_by_id(env.channel_type):
             sender = env.sender.address
-            return sender if (env.channel, sender) in self.by_webhook else None
+            return sender if (env.channel, sender) in self.by_id else None
         return self.by_address.get(env.sender.address.casefold())
+
+    def _names_by_id(self, channel_type: str) -> bool:
+        spec = self.registry.get(channel_type)
+        return spec is not None and spec.agent_sink and spec.sink_address is None

@@ -14,7 +14,16 @@ from datetime import timedelta
 from typing import Any
 
 from router.config import AgentConfig
-from router.envelope import Envelope, Sender, encode, envelope_id
+from router.envelope import (
+    Automated,
+    Delivery,
+    DeliveryAgent,
+    DeliverySink,
+    Envelope,
+    Sender,
+    encode,
+    envelope_id,
+)
 from router.routing import tokens
 from router.routing.context import Routing, Unit
 from router.routing.queueing import LEVEL_NAMES
@@ -35,6 +44,8 @@ EXTRACT_LIMIT = 160
 # short preview of the latest messages; the full window is in the context.
 PREVIEW_MESSAGES = 10
 PREVIEW_CHARS = 280
+# Where a conversation's thread facts keep the latest reply context.
+REPLY_CONTEXT = "reply_context"
 # Share of max_record_bytes an output's content may use (headroom for the envelope).
 RECORD_SHARE = 0.8
 
@@ -188,17 +199,16 @@ async def deliver(
             received_at=unit.now,
             subject=subject,
             text=summary(context, reason, event, note),
-            meta={
-                "delivery": {
-                    "event": event,
-                    "agent": {"id": agent.id, "name": agent.name},
-                    "sink": {"type": sink.type, "address": sink.address},
-                    "token": tokens.issue(ctx.signing_key, conv.id, agent.id),
-                    "reason": dict(reason),
-                    "note": note,
-                    "context": context,
-                }
-            },
+            delivery=Delivery(
+                event=event,
+                agent=DeliveryAgent(id=agent.id, name=agent.name),
+                sink=DeliverySink(type=sink.type, address=sink.address),
+                token=tokens.issue(ctx.signing_key, conv.id, agent.id),
+                reason=dict(reason),
+                note=note,
+                sla_due=conv.sla_due_at,
+                context=context,
+            ),
         )
         value = encode(env)
         if len(value) <= budget or not _shrink(context):
@@ -235,8 +245,6 @@ async def to_customer(
 ) -> None:
     meta = dict(conv.thread_meta or {})
     subject = meta.get("subject") or ""
-    if subject and not subject.lower().startswith("re:"):
-        subject = f"Re: {subject}"
     env = Envelope(
         id=envelope_id(conv.channel, f"out:{unit.input_id}:{purpose}:{unit.outputs}"),
         kind="reply",
@@ -253,12 +261,11 @@ async def to_customer(
         received_at=unit.now,
         subject=subject or None,
         text=text,
+        automated=Automated(auto=True) if auto else None,
+        # The channel threads the reply from it (email: To, In-Reply-To, References).
+        reply_context=meta.get(REPLY_CONTEXT) or {},
         meta={
-            "to": [meta.get("customer_address")],
-            "in_reply_to": meta.get("last_message_id"),
-            "references": meta.get("references", []),
             "conversation_ref": conv.ref,
-            "auto": auto,
             "purpose": purpose,
             "template": template,
             "language": language,

@@ -2,27 +2,22 @@
 
 Two ways a failure reaches the router, both through the inbound topic: a
 connector's report that a send failed for good (a `command` from `system`
-named `delivery_failed`), and a customer-side bounce (a delivery-status
-report, `meta.is_bounce`), matched to the message it bounces by our own
-Message-ID, which carries the envelope id.
+named `delivery_failed`), and a bounce (a delivery report, `automated.bounce`),
+which names our envelope when the channel recognised the message as ours.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from router.envelope import Envelope
+from router.envelope import Bounce, Envelope
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver
 from router.store import routing as db
 
-# Our outbound Message-IDs: <omni.<envelope id>@domain> (see connectors/email/smtp.py).
-_OUR_MESSAGE_ID = re.compile(r"<?omni\.([0-9a-f]{32})@")
-
 
 async def system_event(ctx: Routing, unit: Unit, env: Envelope) -> None:
-    name = str((env.meta.get("command") or {}).get("name", ""))
+    name = env.command.name if env.command is not None else ""
     if name != "delivery_failed":
         unit.decide("ignore", reason={"detail": f"unknown system event {name!r}"})
         return
@@ -37,20 +32,20 @@ async def system_event(ctx: Routing, unit: Unit, env: Envelope) -> None:
     )
 
 
-async def bounce(ctx: Routing, unit: Unit, env: Envelope) -> bool:
+async def bounce(ctx: Routing, unit: Unit, env: Envelope, report: Bounce) -> bool:
     """Handle a bounce report; False when it names no message of ours."""
-    report = env.meta.get("bounce") or {}
-    match = _OUR_MESSAGE_ID.search(str(report.get("original_message_id", "")))
-    if match is None:
+    if report.envelope_id is None:
         return False
-    recipients = report.get("recipients") or []
     detail = "; ".join(
-        f"{r.get('address', '?')}: {r.get('status', '')} {r.get('diagnostic', '')}".strip()
-        for r in recipients
-        if isinstance(r, dict)
+        f"{r.address or '?'}: {r.status or ''} {r.diagnostic or ''}".strip()
+        for r in report.recipients
     )
     return await record_failure(
-        ctx, unit, match.group(1), detail or "bounced", {"bounce": report, "source": env.id}
+        ctx,
+        unit,
+        report.envelope_id,
+        detail or "bounced",
+        {"bounce": report.model_dump(mode="json"), "source": env.id},
     )
 
 

@@ -1,29 +1,34 @@
 """Customer identities and their normalization.
 
 An identity is what a channel knows a customer by: an email address, an E.164
-phone number, a Telegram user id, a web chat visitor id (other connector types
-pass through with `kind` = the channel type). Identities are normalized so the
-same person written two ways is one identity: `Ana.Perez@Example.COM` and
-`ana.perez@example.com`, `600 11 22 33` (region ES) and `+34600112233`.
+phone number, or a kind a channel type declares (`ConnectorSpec.identity_kind`:
+a chat user id, a web chat visitor id; the type name when it declares none).
+Identities are normalized so the same person written two ways is one identity:
+`Ana.Perez@Example.COM` and `ana.perez@example.com`, `600 11 22 33` (region ES)
+and `+34600112233`. `email` and `phone` are the core's own kinds, because any
+channel may carry them (a form, a shared contact); a connector may declare how
+its own kind is normalized (`ConnectorSpec.normalize_identity`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Any
+from functools import cache
 
 import phonenumbers
 
+from router.connector import load_registry
 from router.envelope import Envelope
 from router.errors import EnvelopeError
 
 EMAIL = "email"
 PHONE = "phone"
-TELEGRAM = "telegram"
-WEBCHAT = "webchat"
 
 _MAX_LENGTH = 320  # the longest valid email address; more than any id we take
+
+Normalizers = Mapping[str, Callable[[str], str]]
 
 
 class IdentityError(EnvelopeError):
@@ -32,7 +37,7 @@ class IdentityError(EnvelopeError):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """One normalized identity: `kind` is email, phone, telegram, webchat or a channel type."""
+    """One normalized identity: `kind` is email, phone or a channel type's own kind."""
 
     kind: str
     value: str
@@ -41,15 +46,32 @@ class Identity:
         return f"{self.kind}:{self.value}"
 
 
-def normalize_identity(kind: str, value: str, *, default_region: str | None = None) -> Identity:
+@cache
+def installed_normalizers() -> dict[str, Callable[[str], str]]:
+    """Identity kind -> its normalizer, as the installed connectors declare them."""
+    return {
+        spec.sender_kind: spec.normalize_identity
+        for spec in load_registry().values()
+        if spec.normalize_identity is not None
+    }
+
+
+def normalize_identity(
+    kind: str,
+    value: str,
+    *,
+    default_region: str | None = None,
+    normalizers: Normalizers | None = None,
+) -> Identity:
     """Normalize `value` as an identity of `kind`; raise `IdentityError` if it is not one.
 
     - email: stripped and case-folded (plus-addressing kept); `Name <addr>` is
       accepted and reduced to the address.
     - phone: E.164 (`+34600112233`); a national number needs `default_region`
       (ISO 3166 code such as `ES`); an invalid number is an error.
-    - telegram: the user id as a decimal string without leading zeros.
-    - webchat and any other kind: the value stripped, never empty.
+    - a kind whose connector declares a normalizer (`normalizers`, default: the
+      installed connectors'): what it returns.
+    - any other kind: the value stripped, never empty, printable.
     """
     if not isinstance(value, str):
         raise IdentityError(f"{kind} identity: expected a string, got {type(value).__name__}")
@@ -62,8 +84,12 @@ def normalize_identity(kind: str, value: str, *, default_region: str | None = No
         return Identity(EMAIL, _email(text))
     if kind == PHONE:
         return Identity(PHONE, _phone(text, default_region))
-    if kind == TELEGRAM:
-        return Identity(TELEGRAM, _telegram(text))
+    own = (installed_normalizers() if normalizers is None else normalizers).get(kind)
+    if own is not None:
+        try:
+            return Identity(kind, own(text))
+        except ValueError as exc:
+            raise IdentityError(f"{kind} identity: {exc}") from exc
     if any(not c.isprintable() for c in text):
         raise IdentityError(f"{kind} identity: contains control characters")
     return Identity(kind, text)
@@ -103,58 +129,49 @@ def _phone(text: str, default_region: str | None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _telegram(text: str) -> str:
-    if not text.isascii() or not text.isdigit() or len(text) > 20:
-        raise IdentityError(f"telegram identity: {text!r} is not a numeric user id")
-    user_id = int(text)
-    if user_id <= 0:
-        raise IdentityError(f"telegram identity: {text!r} is not a positive user id")
-    return str(user_id)
-
-
-def sender_identity(envelope: Envelope, *, default_region: str | None = None) -> Identity:
-    """The identity of the envelope's sender, by the envelope's channel type.
-
-    email: the sender address; phone: the caller's number (`sender.address`);
-    telegram: the user id (`sender.address`); webchat: the visitor id
-    (`sender.address`); any other type: `sender.address` as given.
-    """
+def sender_identity(
+    envelope: Envelope,
+    *,
+    kind: str | None = None,
+    default_region: str | None = None,
+    normalizers: Normalizers | None = None,
+) -> Identity:
+    """The identity of the envelope's sender: `sender.address` as an identity of `kind`,
+    the kind the channel type declares (default: the channel type's name)."""
     return normalize_identity(
-        envelope.channel_type, envelope.sender.address, default_region=default_region
+        kind or envelope.channel_type,
+        envelope.sender.address,
+        default_region=default_region,
+        normalizers=normalizers,
     )
 
 
-def stated_identities(envelope: Envelope, *, default_region: str | None = None) -> list[Identity]:
+def stated_identities(
+    envelope: Envelope,
+    *,
+    kind: str | None = None,
+    default_region: str | None = None,
+    normalizers: Normalizers | None = None,
+) -> list[Identity]:
     """Identities the customer stated themselves, which may be linked automatically.
 
-    Read from the envelope's `meta` (only on customer messages):
-
-    - `meta["contact"]` = `{"phone_number": str, "user_id": int | str}`: a
-      Telegram contact share. It counts only when `user_id` is the sender's
-      own Telegram user id, i.e. the customer shared their OWN contact; a
-      shared contact of someone else states nothing about the sender. Telegram
-      sends the number in international form, often without the leading `+`.
-    - `meta["form"]` = `{"email": str, "phone": str}` (either key optional): a
-      chat pre-form filled by the customer.
-
-    Invalid or missing values are ignored, never errors. The sender's own
-    identity and duplicates are left out.
+    Read from `envelope.identities` (only on customer messages and calls), which
+    the connector writes only once it knows they are the sender's own (a shared
+    contact of someone else states nothing about the sender). Invalid values
+    are ignored, never errors. The sender's own identity (of `kind`, as in
+    `sender_identity`) and duplicates are left out.
     """
     if envelope.sender.role != "customer" or envelope.kind not in ("message", "call"):
         return []
-    meta = envelope.meta
-    found: list[Identity] = []
-    contact = meta.get("contact")
-    if envelope.channel_type == TELEGRAM and isinstance(contact, dict):
-        found.extend(_contact_share(envelope, contact, default_region))
-    form = meta.get("form")
-    if isinstance(form, dict):
-        for key, kind in (("email", EMAIL), ("phone", PHONE)):
-            stated = _try(kind, form.get(key), default_region)
-            if stated is not None:
-                found.append(stated)
+    found = [
+        stated
+        for part in envelope.identities
+        if (stated := _try(part.kind, part.value, default_region, normalizers)) is not None
+    ]
     try:
-        own: Identity | None = sender_identity(envelope, default_region=default_region)
+        own: Identity | None = sender_identity(
+            envelope, kind=kind, default_region=default_region, normalizers=normalizers
+        )
     except IdentityError:
         own = None
     unique: list[Identity] = []
@@ -164,30 +181,12 @@ def stated_identities(envelope: Envelope, *, default_region: str | None = None) 
     return unique
 
 
-def _contact_share(
-    envelope: Envelope, contact: dict[str, Any], default_region: str | None
-) -> list[Identity]:
-    shared_user = contact.get("user_id")
-    if isinstance(shared_user, bool) or not isinstance(shared_user, int | str):
-        return []
-    owner = _try(TELEGRAM, str(shared_user), None)
-    sender = _try(TELEGRAM, envelope.sender.address, None)
-    if owner is None or owner != sender:
-        return []
-    number = contact.get("phone_number")
-    if not isinstance(number, str):
-        return []
-    number = number.strip()
-    if number and not number.startswith("+"):
-        number = "+" + number  # Telegram's numbers are international, often without "+"
-    stated = _try(PHONE, number, default_region)
-    return [] if stated is None else [stated]
-
-
-def _try(kind: str, value: object, default_region: str | None) -> Identity | None:
-    if not isinstance(value, str):
-        return None
+def _try(
+    kind: str, value: str, default_region: str | None, normalizers: Normalizers | None
+) -> Identity | None:
     try:
-        return normalize_identity(kind, value, default_region=default_region)
+        return normalize_identity(
+            kind, value, default_region=default_region, normalizers=normalizers
+        )
     except IdentityError:
         return None

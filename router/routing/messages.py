@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from router.envelope import Envelope
+from router.envelope import Bounce, Envelope
 from router.errors import EnvelopeError
 from router.routing import failures
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
-from router.routing.delivery import deliver, to_customer
-from router.routing.identity import IdentityError, sender_identity, stated_identities
+from router.routing.delivery import REPLY_CONTEXT, deliver, to_customer
+from router.routing.identity import IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
 from router.routing.templates import render, template_language
 from router.routing.timers import promise_fields, satisfaction_answer, schedule_sla, sla_due
@@ -34,12 +34,11 @@ async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
     link becomes a suggestion for agents.
     """
     conn, now = unit.conn, unit.now
-    region = ctx.default_region(env.channel)
-    ident = sender_identity(env, default_region=region)
+    ident = ctx.sender_identity(env)
     owner = await db.identity_owner(conn, ident.kind, ident.value)
     stated = [
         (s, await db.identity_owner(conn, s.kind, s.value))
-        for s in stated_identities(env, default_region=region)
+        for s in ctx.stated_identities(env)
         if s != ident
     ]
     if owner is None:
@@ -74,28 +73,34 @@ async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
 
 
 def machine_mail(env: Envelope) -> bool:
-    """Lists, bulk and other automatic mail (an auto-reply to us is not): recorded only."""
-    return bool(env.meta.get("auto")) and not env.meta.get("is_auto_reply")
+    """Lists, bulk and other automatic messages (an auto-reply to us is not): recorded only."""
+    auto = env.automated
+    return auto is not None and auto.auto and not auto.auto_reply
 
 
 def resolves_customer(env: Envelope) -> bool:
     """False for what is recorded without a customer: bounces and machine mail."""
-    return not env.meta.get("is_bounce") and not machine_mail(env)
+    return bounce_report(env) is None and not machine_mail(env)
+
+
+def bounce_report(env: Envelope) -> Bounce | None:
+    return env.automated.bounce if env.automated is not None else None
 
 
 async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
-    if env.meta.get("is_bounce"):
+    report = bounce_report(env)
+    if report is not None:
         # A delivery report, not a customer: an incident for the message it bounces.
         await ctx.store.record_message(env, conn=unit.conn)
-        if not await failures.bounce(ctx, unit, env):
+        if not await failures.bounce(ctx, unit, env, report):
             unit.decide("ignore", reason={"detail": "bounce of a message that is not ours"})
         return
-    if machine_mail(env):
+    if env.automated is not None and machine_mail(env):
         # Lists, bulk and other machine mail: no conversation, no acknowledgement (no loops).
         await ctx.store.record_message(env, conn=unit.conn)
         unit.decide(
             "ignore",
-            reason={"detail": "automatic mail", "why": list(env.meta.get("auto_reasons") or [])},
+            reason={"detail": "automatic mail", "why": list(env.automated.reasons)},
         )
         return
     try:
@@ -134,7 +139,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         conv = await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, reason={"detail": "customer wrote again"})
         fresh = True
-    if env.meta.get("is_auto_reply") or env.meta.get("auto_submitted"):
+    if env.automated is not None and env.automated.auto_reply:
         # Out-of-office and similar: kept in the transcript, no ack, no SLA reset.
         unit.decide(
             "transcript_only", conversation_id=conv.id, reason={"detail": "automatic reply"}
@@ -174,15 +179,12 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
 
 
 def merged_thread_meta(ctx: Routing, env: Envelope, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The conversation's thread facts: its subject, and the reply context of the latest
+    customer message that had one (the channel's own, handed back on every reply)."""
     meta = dict(current)
-    meta.setdefault("customer_address", env.sender.address)
     meta.setdefault("subject", env.subject)
-    if env.meta.get("message_id"):
-        meta["last_message_id"] = env.meta["message_id"]
-        refs = list(env.meta.get("references") or [])
-        if env.meta["message_id"] not in refs:
-            refs.append(env.meta["message_id"])
-        meta["references"] = refs[-20:]  # enough to thread; bounded
+    if env.reply_context:
+        meta[REPLY_CONTEXT] = dict(env.reply_context)
     return meta
 
 

@@ -34,7 +34,7 @@ _SCORE = re.compile(r"^\s*([1-5])(\s*/\s*5)?\b")
 def sla_due(
     ctx: Routing, channel: str, channel_type: str, priority: str, now: datetime
 ) -> datetime | None:
-    targets = ctx.config.sla.first_response.get(channel_type)
+    targets = ctx.targets.get(channel_type)
     if targets is None:
         return None
     hours = ctx.hours_for(channel)

@@ -21,11 +21,21 @@ from typing import Any, Literal
 
 import orjson
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from router.bus.base import Topics
 from router.config import Config
 from router.customers import ImportReport, import_customers, parse_rows, read_file
-from router.envelope import Envelope, Sender, decode, envelope_id
+from router.envelope import (
+    Automated,
+    Command,
+    Envelope,
+    Sender,
+    StatedIdentity,
+    decode,
+    describe_errors,
+    envelope_id,
+)
 from router.errors import EnvelopeError
 from router.routing import tokens
 from router.routing.admission import refusal
@@ -209,6 +219,15 @@ class Simulation:
         meta = dict(obj.get("meta", {}))
         if "message_id" in obj:
             meta["message_id"] = obj["message_id"]
+        try:
+            return self._customer_envelope(obj, channel, native, meta)
+        except ValidationError as exc:
+            raise SimulationError(f"line {number}: {describe_errors(exc)}") from exc
+
+    def _customer_envelope(
+        self, obj: dict[str, Any], channel: str, native: str, meta: dict[str, Any]
+    ) -> Envelope:
+        automated = obj.get("automated")
         return Envelope(
             id=envelope_id(channel, obj.get("id", native)),
             kind="call" if obj.get("kind") == "call" else "message",
@@ -220,6 +239,9 @@ class Simulation:
             received_at=self.clock,
             subject=obj.get("subject"),
             text=obj.get("text", ""),
+            automated=None if automated is None else Automated.model_validate(automated),
+            identities=[StatedIdentity.model_validate(i) for i in obj.get("identities", [])],
+            reply_context=obj.get("reply_context", {}),
             meta=meta,
         )
 
@@ -234,8 +256,9 @@ class Simulation:
         if "token" in obj:  # to simulate a forged or foreign token
             meta["token"] = obj["token"]
         kind: Literal["reply", "command"] = "reply" if "reply" in obj else "command"
+        command = None
         if kind == "command":
-            meta["command"] = {"name": obj["command"], "args": list(obj.get("args", []))}
+            command = Command(name=str(obj["command"]), args=[str(a) for a in obj.get("args", [])])
         address = obj.get("from", agent.sink.address or agent.id)
         return Envelope(
             id=envelope_id(f"agent:{agent.id}", obj.get("id", native)),
@@ -247,6 +270,7 @@ class Simulation:
             sender=Sender(address=str(address), name=agent.name, role="agent"),
             received_at=self.clock,
             text=obj.get("reply", ""),
+            command=command,
             meta=meta,
         )
 

@@ -17,7 +17,22 @@ from router.errors import OmniError
 
 # Keys each form reads (besides "at", which any line may carry).
 CUSTOMER_KEYS = frozenset(
-    {"channel", "from", "name", "thread", "subject", "text", "id", "message_id", "kind", "meta"}
+    {
+        "channel",
+        "from",
+        "name",
+        "thread",
+        "subject",
+        "text",
+        "id",
+        "message_id",
+        "kind",
+        "meta",
+        # The envelope's typed parts, as the channel's intake would write them.
+        "automated",
+        "identities",
+        "reply_context",
+    }
 )
 AGENT_KEYS = frozenset({"agent", "command", "args", "reply", "conversation", "token", "from", "id"})
 
@@ -62,8 +77,9 @@ def check_event(number: int, obj: dict[str, Any]) -> None:
             raise SimulationError(f"line {number}: a customer line needs {key!r} (a string)")
     if obj.get("kind", "message") not in ("message", "call"):
         raise SimulationError(f"line {number}: kind: expected 'message' or 'call'")
-    if not isinstance(obj.get("meta", {}), dict):
-        raise SimulationError(f"line {number}: meta: expected an object")
+    for key in ("meta", "reply_context"):
+        if not isinstance(obj.get(key, {}), dict):
+            raise SimulationError(f"line {number}: {key}: expected an object")
 
 
 def _unknown(number: int, keys: set[str], known: frozenset[str], form: str) -> None:

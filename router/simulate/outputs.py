@@ -56,7 +56,8 @@ def customer_message(env: Envelope, input_id: str | None) -> Output:
         fields={
             "channel": env.channel,
             "thread": env.thread_key,
-            "to": [a for a in meta.get("to") or [] if a],
+            # What the channel threads the message by (its intake wrote it).
+            "reply_context": dict(env.reply_context),
             "purpose": meta.get("purpose"),
             "template": meta.get("template"),
             "language": meta.get("language"),
@@ -68,7 +69,7 @@ def customer_message(env: Envelope, input_id: str | None) -> Output:
 
 
 def delivery(env: Envelope, input_id: str | None) -> Output:
-    d = env.meta.get("delivery") or {}
+    d = env.delivery.model_dump(mode="json") if env.delivery is not None else {}
     context = d.get("context") or {}
     customer = context.get("customer") or {}
     conv = context.get("conversation") or {}

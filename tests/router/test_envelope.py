@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -6,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router.envelope import Attachment, Envelope, Sender, decode, encode, envelope_id
+from router.envelope_docs import DEFAULT_OUTPUT, generate
 from router.errors import EnvelopeError
 
 text = st.text(max_size=40)
@@ -162,3 +164,70 @@ def test_encoding_invalid_text_is_an_envelope_error() -> None:
     env = decode(orjson.dumps(sample())).model_copy(update={"text": "bad \udc80 byte"})
     with pytest.raises(EnvelopeError, match="cannot encode envelope abc"):
         encode(env)
+
+
+def test_typed_parts_round_trip_and_default_to_empty() -> None:
+    old = decode(orjson.dumps(sample()))  # a record written before the typed parts
+    assert (old.automated, old.identities, old.reply_context) == (None, [], {})
+    assert (old.delivery, old.command) == (None, None)
+    env = decode(
+        orjson.dumps(
+            sample(
+                automated={"auto": True, "bounce": {"envelope_id": "e1", "recipients": []}},
+                identities=[{"kind": "phone", "value": "+34600112233"}],
+                reply_context={"message_id": "<m1@x>", "references": ["<r@x>"]},
+                command={"name": "transfer", "args": ["billing"]},
+            )
+        )
+    )
+    assert env.automated is not None and env.automated.bounce is not None
+    assert env.automated.bounce.envelope_id == "e1"
+    assert env.reply_context == {"message_id": "<m1@x>", "references": ["<r@x>"]}
+    assert decode(encode(env)) == env
+
+
+def test_command_and_delivery_in_meta_are_lifted_into_their_parts() -> None:
+    delivery = {"event": "assigned", "agent": {"id": "ana"}, "sink": {"type": "email"}}
+    env = decode(
+        orjson.dumps(
+            sample(meta={"command": {"name": "resolve", "args": []}, "delivery": delivery, "x": 1})
+        )
+    )
+    assert env.command is not None and env.command.name == "resolve"
+    assert env.delivery is not None and env.delivery.agent.id == "ana"
+    assert env.meta == {"x": 1}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"reply_context": {"ids": ["<m@x>"] * 600}}, "reply_context"),  # over 4096 bytes
+        ({"identities": [{"kind": "phone"}]}, "identities.0.value"),
+        ({"automated": {"auto": "yes"}}, "automated.auto"),
+        ({"command": {"name": "x", "args": [1]}}, "command.args.0"),
+        ({"delivery": {"event": "assigned", "agent": {"id": "a"}}}, "delivery.sink"),
+    ],
+)
+def test_typed_parts_are_checked(change: dict[str, object], field: str) -> None:
+    with pytest.raises(EnvelopeError, match=field.replace(".", r"\.")):
+        decode(orjson.dumps(sample(**change)))
+
+
+def test_committed_envelope_reference_is_up_to_date() -> None:
+    committed = (Path(__file__).parents[2] / DEFAULT_OUTPUT).read_text(encoding="utf-8")
+    assert committed == generate(), (
+        "docs/envelope.md is out of date: run python -m router.envelope_docs"
+    )
+
+
+def test_automated_flags_an_earlier_intake_wrote_in_meta_are_lifted() -> None:
+    legacy = {"auto": True, "is_auto_reply": True, "auto_reasons": ["x-autoreply"], "size": 9}
+    env = decode(orjson.dumps(sample(meta=legacy)))
+    assert env.automated is not None
+    assert (env.automated.auto, env.automated.auto_reply) == (True, True)
+    assert env.automated.reasons == ["x-autoreply"] and env.automated.bounce is None
+    bounce = decode(orjson.dumps(sample(meta={"auto": True, "is_bounce": True})))
+    assert bounce.automated is not None and bounce.automated.bounce is not None
+    assert bounce.automated.bounce.envelope_id is None  # recorded, never matched
+    person = decode(orjson.dumps(sample(meta={"auto": False, "is_bounce": False})))
+    assert person.automated is None

@@ -117,7 +117,7 @@ def test_long_threads_huge_messages_and_unknown_channels_do_not_stop_the_router(
         delivered = {
             m["id"]
             for d in deliveries
-            for m in d.meta["delivery"]["context"]["transcript"]
+            for m in d.delivery.model_dump(mode="json")["context"]["transcript"]
             if m["direction"] == "in"
         }
         assert {e.id for e in (*thread, huge)} <= delivered

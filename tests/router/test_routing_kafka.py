@@ -431,7 +431,7 @@ def test_two_routers_one_killed_midstream_lose_and_repeat_nothing(
             thread_inputs[(e.channel, e.thread_key)].append(e.id)
         delivered: dict[str, list[str]] = defaultdict(list)
         for d in deliveries.values():
-            info = d.meta["delivery"]
+            info = d.delivery.model_dump(mode="json")
             context = info["context"]
             # the record that caused a delivery is the newest customer message it shows
             shown = [m["id"] for m in context["transcript"] if m["direction"] == "in"]

@@ -14,7 +14,8 @@ from tests.harness.daemon import ROOT
 CONFIG = ROOT / "tests" / "router" / "routing" / "scenario.yaml"
 INVOICE = (
     '{"at": "2026-03-02T10:00:00Z", "channel": "mail", "from": "eva@shop.test",'
-    ' "name": "Eva", "thread": "t1", "text": "my invoice is wrong"}\n'
+    ' "name": "Eva", "thread": "t1", "text": "my invoice is wrong",'
+    ' "reply_context": {"to": ["eva@shop.test"]}}\n'
 )
 
 
@@ -69,7 +70,8 @@ def test_simulate_prints_decisions_then_outputs_in_json_lines(tmp_path: Path) ->
         ("customer_message", "reply"),
     ]
     ack, delivery, reply = outputs
-    assert (ack["channel"], ack["thread"], ack["to"]) == ("mail", "t1", ["eva@shop.test"])
+    assert (ack["channel"], ack["thread"]) == ("mail", "t1")
+    assert ack["reply_context"] == {"to": ["eva@shop.test"]}  # the intake's, handed back
     assert "within 1 hour" in ack["text"]
     assert delivery["agent"] == "ana"
     assert delivery["sla_due"] == "2026-03-02T11:00:00+00:00"

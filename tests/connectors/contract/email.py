@@ -83,8 +83,8 @@ class EmailHarness(Harness):
     def bad_outbound(self) -> Sequence[Envelope]:
         out = reply()
         return [
-            out.model_copy(update={"meta": {}}),  # nobody to send it to
-            out.model_copy(update={"meta": {**out.meta, "to": 5}}),
+            out.model_copy(update={"meta": {}, "reply_context": {}}),  # nobody to send it to
+            out.model_copy(update={"reply_context": {**out.reply_context, "to": 5}}),
             out.model_copy(update={"direction": "in"}),
         ]
 

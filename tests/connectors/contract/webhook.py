@@ -119,11 +119,15 @@ class WebhookHarness(Harness):
 
     def bad_outbound(self) -> Sequence[Envelope]:
         good = self.good_outbound()
+        assert good.delivery is not None
+        bob = good.delivery.model_copy(
+            update={"agent": good.delivery.agent.model_copy(update={"id": "bob"})}
+        )
         return [
-            good.model_copy(update={"meta": {}}),  # not a delivery
-            good.model_copy(update={"meta": {"delivery": "x"}}),
+            good.model_copy(update={"delivery": None}),  # not a delivery
+            good.model_copy(update={"direction": "in"}),
             # for an agent this channel does not reach (their URL is nowhere in the config)
-            good.model_copy(update={"meta": {"delivery": {"agent": {"id": "bob"}}}}),
+            good.model_copy(update={"delivery": bob}),
         ]
 
     async def close(self) -> None:

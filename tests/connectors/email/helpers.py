@@ -15,7 +15,7 @@ from connectors.email.smtp import SmtpSender
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
 from router.connector.testing import MemoryCheckpoints
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Automated, Envelope, Sender, envelope_id
 from tests.harness.daemon import embedded_config
 
 if TYPE_CHECKING:
@@ -110,8 +110,24 @@ def ids(items: list[Any]) -> list[str]:
     return [i.envelope.meta["message_id"] for i in items]
 
 
-def reply(n: str = "r1", **meta: object) -> Envelope:
-    """An agent's reply to a customer, as the router puts it on the outbound topic."""
+def reply(
+    n: str = "r1",
+    *,
+    to: list[str] | None = None,
+    in_reply_to: str | None = "<latest@example.net>",
+    references: list[str] | None = None,
+    auto: bool = False,
+    **meta: object,
+) -> Envelope:
+    """An agent's reply to a customer, as the router puts it on the outbound topic: the
+    reply context our intake wrote for the customer's latest message, handed back."""
+    context = {
+        "to": ["customer@example.net"] if to is None else to,
+        "message_id": in_reply_to,
+        "references": ["<root@example.net>", "<ours@shop.example>"]
+        if references is None
+        else references,
+    }
     return Envelope(
         id=envelope_id("support-email", n),
         kind="reply",
@@ -124,13 +140,9 @@ def reply(n: str = "r1", **meta: object) -> Envelope:
         subject="Your order #10442",
         text="We are sending the mug today.",
         html="<p>We are sending the <b>mug</b> today.</p>",
-        meta={
-            "to": ["customer@example.net"],
-            "in_reply_to": "<latest@example.net>",
-            "references": ["<root@example.net>", "<ours@shop.example>"],
-            "conversation_ref": "k7m2q9ta",
-            **meta,
-        },
+        automated=Automated(auto=True) if auto else None,
+        reply_context=context,
+        meta={"conversation_ref": "k7m2q9ta", **meta},
     )
 
 

@@ -30,7 +30,7 @@ from connectors.email.smtp import OutboundError
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
 from router.connector.testing import MemoryCheckpoints
-from router.envelope import Envelope, Sender
+from router.envelope import Command, Delivery, Envelope, Sender
 from router.routing import tokens
 from tests.connectors.email.helpers import email_config
 from tests.harness.dovecot import ImapAccount
@@ -241,7 +241,7 @@ async def test_a_reply_with_a_command_is_a_reply_then_the_command(tmp_path: Path
     assert [i.envelope.kind for i in items] == ["reply", "command"]
     reply, command = (i.envelope for i in items)
     assert reply.text == "Refunded today."
-    assert command.meta["command"] == {"name": "resolve", "args": []}
+    assert command.command == Command(name="resolve")
     for env in (reply, command):
         assert env.sender == Sender(address="ana@corp.example", name="Ana", role="agent")
         assert env.meta["token"] == TOKEN
@@ -351,7 +351,7 @@ def delivery(event: str = "assigned", **extra: Any) -> Envelope:
     data = {
         "event": event,
         "agent": {"id": "ana", "name": "Ana"},
-        "sink": {"type": "email", "address": "ana@corp.example", "url": None},
+        "sink": {"type": "email", "address": "ana@corp.example"},
         "token": TOKEN,
         "reason": {"rule": "best_available", "detail": "least occupied", "skills": {"billing": 2}},
         "note": None,
@@ -370,7 +370,7 @@ def delivery(event: str = "assigned", **extra: Any) -> Envelope:
         received_at=datetime.now(UTC),
         subject="[#k7m2p9q] Invoice",
         text="Assigned: conversation #k7m2p9q on support-email\nCustomer: Eva",
-        meta={"delivery": data},
+        delivery=Delivery.model_validate(data),
     )
 
 
@@ -397,19 +397,17 @@ def test_notification_headers_and_body() -> None:
 
 
 def test_a_rejection_notice_has_no_reply_to() -> None:
-    env = delivery("rejected", token=None, context=None)
+    env = delivery("rejected", token=None, context={})
     msg = build_notification(env, SHARED)
     assert msg["Reply-To"] is None
     assert REPLY_MARKER not in msg.get_body(("plain",)).get_content()
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [{"sink": {"type": "email", "address": "not-an-address"}}, {"token": 5}],
-)
-def test_unusable_deliveries(extra: dict[str, Any]) -> None:
+def test_unusable_deliveries() -> None:
     with pytest.raises(OutboundError):
-        build_notification(delivery(**extra), SHARED)
+        build_notification(delivery(sink={"type": "email", "address": "not-an-address"}), SHARED)
+    with pytest.raises(ValidationError, match="token"):  # the envelope refuses it already
+        delivery(token=5)
 
 
 # --- a second folder for agents' replies (real Dovecot) ---------------------------------

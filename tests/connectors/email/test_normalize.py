@@ -46,7 +46,8 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
             "meta.thread_source": "references",
             "meta.in_reply_to": "<omni.8c1f0e5a@shop.example>",
             "meta.conversation_ref": "k7m2q9ta",
-            "meta.auto": False,
+            "automated": None,
+            "reply_context.to": ["ana.perez@example.net"],
             "sent_at": "2025-03-03T10:02:05+01:00",
         },
     ),
@@ -88,15 +89,16 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
         "forwarded.eml",
         {
             "attachments.names": ["part-3.eml"],
-            "meta.auto": False,
+            "automated": None,
         },
     ),
     (
         "dsn_bounce.eml",
         {
-            "meta.auto": True,
-            "meta.is_bounce": True,
-            "meta.bounce.original_message_id": (
+            "automated.auto": True,
+            # Ours: the Message-ID names the envelope the router sent.
+            "automated.bounce.envelope_id": "5d41402abc4b2a76b9719d911017c592",
+            "automated.bounce.original_id": (
                 "<omni.5d41402abc4b2a76b9719d911017c592@shop.example>"
             ),
         },
@@ -104,13 +106,13 @@ ROWS: list[tuple[str, dict[str, Any]]] = [
     (
         "auto_reply.eml",
         {
-            "meta.auto": True,
-            "meta.is_auto_reply": True,
+            "automated.auto": True,
+            "automated.auto_reply": True,
             "meta.auto_submitted": "auto-replied",
             "thread_key": "<frank-root@example.com>",
         },
     ),
-    ("newsletter.eml", {"meta.auto": True, "meta.is_auto_reply": False}),
+    ("newsletter.eml", {"automated.auto": True, "automated.auto_reply": False}),
     (
         "malformed_headers.eml",
         {"sender.address": "greg@example.com", "meta.message_id": None},
@@ -167,10 +169,11 @@ def test_html_is_sanitized(blobs: BlobStore) -> None:
 
 def test_bounce_names_the_failed_recipient(blobs: BlobStore) -> None:
     env = normalize(load("dsn_bounce.eml"), "c", blobs)
-    [rcpt] = env.meta["bounce"]["recipients"]
-    assert rcpt["address"] == "nobody@example.net"
-    assert rcpt["action"] == "failed" and rcpt["status"] == "5.1.1"
-    assert "null return path" in env.meta["auto_reasons"]
+    assert env.automated is not None and env.automated.bounce is not None
+    [rcpt] = env.automated.bounce.recipients
+    assert rcpt.address == "nobody@example.net"
+    assert rcpt.action == "failed" and rcpt.status == "5.1.1"
+    assert "null return path" in env.automated.reasons
 
 
 def test_forwarded_message_is_kept_not_stripped(blobs: BlobStore) -> None:

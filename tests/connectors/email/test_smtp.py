@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from connectors.email.normalize import normalize
 from connectors.email.smtp import build_message
+from router.blobs import BlobStore
 from router.connector.testing import MemoryCheckpoints
 from tests.connectors.email.helpers import email_config, reply, sender_for
 from tests.harness.smtp import CapturingSmtp
@@ -91,3 +95,25 @@ async def test_automatic_messages_are_marked_and_rate_limited(smtp_server: Captu
 async def test_unusable_envelope_fails(smtp_server: CapturingSmtp) -> None:
     result = await sender_for(smtp_server).send(reply(to=[]))
     assert result.status == "failed" and "no recipient" in result.detail
+
+
+def test_a_reply_threads_from_the_context_its_intake_wrote(tmp_path: Path) -> None:
+    raw = (
+        b"From: Eva <eva@example.net>\r\nTo: support@shop.example\r\n"
+        b"Subject: Re: Where is my parcel?\r\nMessage-ID: <m2@example.net>\r\n"
+        b"In-Reply-To: <m1@example.net>\r\nReferences: <m1@example.net>\r\n\r\nStill waiting.\r\n"
+    )
+    customer = normalize(raw, "support-email", BlobStore(tmp_path))
+    # What the router sends back: the reply context unchanged, the conversation's subject.
+    answer = reply(n="r9").model_copy(
+        update={
+            "thread_key": customer.thread_key,
+            "subject": customer.subject,
+            "reply_context": customer.reply_context,
+        }
+    )
+    msg = build_message(answer, email_config().smtp)
+    assert msg["To"] == "eva@example.net"
+    assert msg["In-Reply-To"] == "<m2@example.net>"
+    assert msg["References"] == "<m1@example.net> <m2@example.net>"
+    assert msg["Subject"] == "Re: Where is my parcel? [#k7m2q9ta]"  # one "Re:"

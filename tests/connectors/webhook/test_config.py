@@ -59,7 +59,6 @@ def test_webhook_sink_without_channel_is_a_clear_error() -> None:
     problem = find(problems(text, ENV), "agents[0].sink.channel")
     assert problem.message == (
         "a webhook sink needs channel: the name of a channel of type webhook"
-        " (its secret signs the deliveries and it takes the agent's replies)"
     )
     assert problem.line == line_of(text, "sink:")
 

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 
 from connectors.webhook.signing import verify
 from router.connector import SendResult
-from router.envelope import Envelope, Sender, envelope_id
+from router.envelope import Delivery, Envelope, Sender, envelope_id
 from tests.connectors.webhook.helpers import KEY, Listening, listening, receiver, webhook_config
 from tests.harness.common import free_port
 
@@ -51,8 +51,8 @@ def delivery(**extra: Any) -> Envelope:
         received_at=MADE_AT,
         subject="[#K7M2] Invoice charged twice",
         text="Assigned: conversation #K7M2 on support-email",
-        meta={
-            "delivery": {
+        delivery=Delivery.model_validate(
+            {
                 "event": "assigned",
                 "agent": {"id": "chloe", "name": "Chloé Martin"},
                 "sink": {"type": "webhook", "address": None},
@@ -62,7 +62,7 @@ def delivery(**extra: Any) -> Envelope:
                 "context": context,
                 **extra,
             }
-        },
+        ),
     )
 
 
@@ -100,7 +100,8 @@ async def test_body_headers_and_signature(tmp_path: Path) -> None:
             "token": "conv-1.signature",
             "reason": {"rule": "best_qualified"},
             "note": None,
-            "context": env.meta["delivery"]["context"],
+            "sla_due": None,
+            "context": env.delivery.model_dump(mode="json")["context"],
             "sent_at": MADE_AT.isoformat(),
         }
 
@@ -181,7 +182,7 @@ async def test_an_agent_reached_elsewhere_gets_nothing_from_this_channel(tmp_pat
 async def test_an_envelope_without_delivery_fails(tmp_path: Path) -> None:
     async with listening(tmp_path) as hooks:
         hooks.reach("chloe", "http://127.0.0.1:1/x")
-        env = delivery().model_copy(update={"meta": {"to": ["x"]}})
+        env = delivery().model_copy(update={"delivery": None, "meta": {"to": ["x"]}})
         result = await hooks.connector.send(env)
         assert result.status == "failed"
         assert "only carries deliveries to agents" in result.detail

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.webhook.errors import BadEvent
 from connectors.webhook.events import to_envelope
-from router.envelope import decode, encode, envelope_id
+from router.envelope import Command, decode, encode, envelope_id
 
 NOW = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"
@@ -46,14 +46,15 @@ def test_command_with_args() -> None:
         NOW,
     )
     assert env.kind == "command"
-    assert env.meta["command"] == {"name": "transfer", "args": ["billing", "needs", "refund"]}
+    assert env.command == Command(name="transfer", args=["billing", "needs", "refund"])
     assert env.meta["token"] == TOKEN
     assert env.text == "transfer billing needs refund"
 
 
 def test_presence_needs_no_token() -> None:
     env = to_envelope(body(type="command", command="away", token=..., text=...), "agent-hooks", NOW)
-    assert env.meta == {"token": None, "event_id": "ev-1", "command": {"name": "away", "args": []}}
+    assert env.meta == {"token": None, "event_id": "ev-1"}
+    assert env.command == Command(name="away")
     assert env.thread_key == "agent:chloe"
 
 

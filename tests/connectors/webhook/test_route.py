@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from connectors.webhook.connector import WebhookConnector
 from router.connector import Incoming
-from router.envelope import envelope_id
+from router.envelope import Command, envelope_id
 from router.logs import RateLimiter
 from tests.connectors.webhook.helpers import (
     listening,
@@ -80,7 +80,7 @@ async def test_command_accept(tmp_path: Path) -> None:
         posting = asyncio.create_task(post_event(hooks.url(), event))
         incoming = await next_incoming(hooks.connector)
         assert incoming.envelope.kind == "command"
-        assert incoming.envelope.meta["command"] == {"name": "accept", "args": []}
+        assert incoming.envelope.command == Command(name="accept")
         await incoming.ack()
         assert (await posting)[0] == 202
 

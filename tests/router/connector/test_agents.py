@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from router.connector.agents import MAX_ARGS, AgentInput, BadCommand, command_of
-from router.envelope import AGENT_COMMANDS, envelope_id
+from router.envelope import AGENT_COMMANDS, Command, envelope_id
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TOKEN = "0123456789abcdef0123456789abcdef.abcdefghijklmnopqrstuvwx"
@@ -39,13 +39,14 @@ def test_without_a_conversation_the_thread_is_the_agent(token: str | None) -> No
 def test_channel_meta_cannot_set_another_token_or_command() -> None:
     env = source(meta={"token": "x.y", "command": {"name": "resolve"}}).command("e2", "away")
     assert env.meta["token"] == TOKEN
-    assert env.meta["command"] == {"name": "away", "args": []}
+    assert env.command == Command(name="away", args=[])
+    assert "command" not in env.meta
 
 
 def test_a_command() -> None:
     env = source().command("e2", " Transfer ", ["billing"])
     assert env.kind == "command" and env.id == envelope_id("hooks", "e2")
-    assert env.meta["command"] == {"name": "transfer", "args": ["billing"]}
+    assert env.command == Command(name="transfer", args=["billing"])
     assert env.text == "transfer billing"
     assert env.attachments == []
     assert source().command("e3", "note", ["x"], text="#note x").text == "#note x"
@@ -69,11 +70,11 @@ def test_bad_commands_name_the_field(name: str, args: list[Any], reason: str) ->
 
 
 def test_an_unknown_but_well_formed_name_may_be_passed_on_for_the_router_to_answer() -> None:
-    assert command_of("reslove", [], pass_unknown=True) == {"name": "reslove", "args": []}
+    assert command_of("reslove", [], pass_unknown=True) == Command(name="reslove", args=[])
     with pytest.raises(BadCommand):
         command_of("not a name", [], pass_unknown=True)
 
 
 def test_every_agent_command_is_taken() -> None:
     for name in AGENT_COMMANDS:
-        assert command_of(name, [])["name"] == name
+        assert command_of(name, []).name == name

@@ -53,5 +53,7 @@ def mail(sender: str, thread: str, text: str, **kw: Any) -> dict[str, Any]:
         "subject": kw.pop("subject", "Hello"),
         "text": text,
         "message_id": thread,
+        # Opaque to the router: handed back unchanged on every reply in the thread.
+        "reply_context": {"to": [sender], "message_id": thread},
         **kw,
     }

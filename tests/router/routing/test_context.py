@@ -64,3 +64,33 @@ def env(channel: str, channel_type: str, address: str) -> Envelope:
 )
 def test_agent_of(routing: Routing, args: Any, expected: str | None) -> None:
     assert routing.agent_of(env(*args)) == expected
+
+
+def test_defaults_come_from_the_types_and_the_config_overrides_each_type() -> None:
+    text = (
+        CONFIG
+        + """\
+routing: {default_capacity: {email: 4}}
+sla: {first_response: {telegram: {normal: 2h}}}
+"""
+    )
+    ctx = Routing(parse_config(text, env={}), store=None, topics=Topics(prefix="omni."))  # type: ignore[arg-type]
+    # the config's value for email; every other customer type its connector's
+    assert ctx.default_capacity == {"email": 4, "telegram": 5, "webchat": 3, "phone": 1}
+    assert ctx.targets["telegram"].normal.total_seconds() == 7200
+    assert ctx.targets["telegram"].urgent is None  # the config's table replaces the type's
+    assert ctx.targets["email"].normal.total_seconds() == 24 * 3600
+    assert "webhook" not in ctx.targets  # agents only: no customer conversations there
+
+
+def test_the_phone_region_is_read_from_the_channel_block_as_its_type_says() -> None:
+    text = CONFIG.replace(
+        "agents:",
+        '  - {name: calls, type: phone, enabled: false, phone: {hmac_secret: "${H}",'
+        " default_region: ES}}\nagents:",
+    )
+    ctx = Routing(parse_config(text, env={}), store=None, topics=Topics(prefix="omni."))  # type: ignore[arg-type]
+    assert ctx.default_region("calls") == "ES"
+    assert ctx.default_region("mail") is None  # a type that declares no region
+    call = env("calls", "phone", "600 11 22 33").model_copy(update={"kind": "call"})
+    assert str(ctx.sender_identity(call)) == "phone:+34600112233"

@@ -12,7 +12,11 @@ from tests.router.routing.scenarios import Run, at, mail
 
 def deliveries(run: Run) -> list[tuple[bytes, dict[str, Any]]]:
     """Each delivery to an agent: its bytes on the bus and its `meta.delivery`."""
-    return [(encode(e), e.meta["delivery"]) for t, e in run.sim.published if ".agent." in t]
+    return [
+        (encode(e), e.delivery.model_dump(mode="json"))
+        for t, e in run.sim.published
+        if ".agent." in t
+    ]
 
 
 def summaries(run: Run) -> list[str]:

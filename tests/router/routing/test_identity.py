@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.envelope import Envelope, Sender
+from router.envelope import Envelope, Sender, StatedIdentity
 from router.errors import EnvelopeError
 from router.routing.identity import (
     Identity,
@@ -32,6 +32,7 @@ def envelope(channel_type: str, address: str, **kw: Any) -> Envelope:
         received_at=T0,
         text="hello",
         meta=kw.pop("meta", {}),
+        identities=kw.pop("identities", []),
     )
 
 
@@ -129,53 +130,51 @@ def test_sender_identity_national_phone_needs_region() -> None:
 
 
 @pytest.mark.parametrize(
-    ("meta", "expected"),
+    ("stated", "expected"),
     [
-        # the customer shares their own contact (Telegram omits the "+")
-        ({"contact": {"phone_number": "34600112233", "user_id": 42}}, ["phone:+34600112233"]),
-        ({"contact": {"phone_number": "+34600112233", "user_id": "42"}}, ["phone:+34600112233"]),
-        # someone else's contact: states nothing about the sender
-        ({"contact": {"phone_number": "34600112233", "user_id": 43}}, []),
-        ({"contact": {"phone_number": "34600112233"}}, []),
-        ({"contact": {"phone_number": "34600112233", "user_id": True}}, []),
-        ({"contact": {"phone_number": "nonsense", "user_id": 42}}, []),
-        # a pre-form
+        ([("phone", "+34600112233")], ["phone:+34600112233"]),
         (
-            {"form": {"email": "Ana@Example.com", "phone": "+34 600 11 22 33"}},
+            [("email", "Ana@Example.com"), ("phone", "+34 600 11 22 33")],
             ["email:ana@example.com", "phone:+34600112233"],
         ),
-        ({"form": {"email": "not an email", "phone": 12}}, []),
-        ({"form": "ana@example.com"}, []),
-        (
-            {
-                "contact": {"phone_number": "34600112233", "user_id": 42},
-                "form": {"phone": "+34600112233"},
-            },
-            ["phone:+34600112233"],
-        ),
-        ({}, []),
+        # invalid values are ignored, never errors
+        ([("email", "not an email"), ("phone", "nonsense")], []),
+        # duplicates once
+        ([("phone", "+34600112233"), ("phone", "+34 600 112 233")], ["phone:+34600112233"]),
+        ([], []),
     ],
 )
-def test_stated_identities_telegram(meta: dict[str, Any], expected: list[str]) -> None:
-    found = stated_identities(envelope("telegram", "42", meta=meta))
+def test_stated_identities(stated: list[tuple[str, str]], expected: list[str]) -> None:
+    parts = [StatedIdentity(kind=k, value=v) for k, v in stated]
+    found = stated_identities(envelope("telegram", "42", identities=parts))
     assert [str(i) for i in found] == expected
 
 
-def test_stated_identities_webchat_form_with_region() -> None:
-    env = envelope("webchat", "v-1", meta={"form": {"phone": "600 11 22 33"}})
+def test_stated_identities_with_region() -> None:
+    parts = [StatedIdentity(kind="phone", value="600 11 22 33")]
+    env = envelope("webchat", "v-1", identities=parts)
     assert stated_identities(env) == []
     assert stated_identities(env, default_region="ES") == [Identity("phone", "+34600112233")]
 
 
-def test_contact_share_only_counts_on_telegram() -> None:
-    env = envelope(
-        "webchat", "42", meta={"contact": {"phone_number": "34600112233", "user_id": 42}}
-    )
-    assert stated_identities(env) == []
+def test_a_channel_kind_normalizer_comes_from_its_connector() -> None:
+    def upper(value: str) -> str:
+        if not value.isalpha():
+            raise ValueError("letters only")
+        return value.upper()
+
+    kinds = {"shout": upper}
+    assert normalize_identity("shout", " abc ", normalizers=kinds) == Identity("shout", "ABC")
+    with pytest.raises(IdentityError, match="shout identity: letters only"):
+        normalize_identity("shout", "a1", normalizers=kinds)
+    env = envelope("loud", "abc")
+    assert sender_identity(env, kind="shout", normalizers=kinds) == Identity("shout", "ABC")
 
 
 def test_stated_identities_leave_out_the_sender_and_agents() -> None:
-    env = envelope("email", "ana@example.com", meta={"form": {"email": "ANA@example.com"}})
+    own = [StatedIdentity(kind="email", value="ANA@example.com")]
+    env = envelope("email", "ana@example.com", identities=own)
     assert stated_identities(env) == []
-    agent = envelope("webchat", "v-1", role="agent", meta={"form": {"email": "x@example.com"}})
+    other = [StatedIdentity(kind="email", value="x@example.com")]
+    agent = envelope("webchat", "v-1", role="agent", identities=other)
     assert stated_identities(agent) == []

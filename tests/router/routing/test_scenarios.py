@@ -16,13 +16,14 @@ async def test_new_message_is_acknowledged_on_its_channel_and_assigned(run: Run)
     assert assign.reason["rule"] == "best_available"
     [ack] = run.out("outbound.mail")
     assert ack.thread_key == "<t1@x>" and ack.channel == "mail"
-    assert ack.meta["to"] == ["eva@shop.test"] and ack.meta["auto"] is True
-    assert "within" in ack.text and ack.meta["in_reply_to"] == "<t1@x>"
+    assert ack.automated is not None and ack.automated.auto
+    assert ack.reply_context == {"to": ["eva@shop.test"], "message_id": "<t1@x>"}
+    assert "within" in ack.text
     [delivery] = run.out("agent.mail")
-    ctx = delivery.meta["delivery"]["context"]
+    ctx = delivery.delivery.model_dump(mode="json")["context"]
     assert ctx["customer"]["identities"] == [{"kind": "email", "value": "eva@shop.test"}]
     assert ctx["transcript"][0]["text"] == "My invoice is wrong, please refund"
-    assert delivery.meta["delivery"]["reason"]["rule"] == "best_available"
+    assert delivery.delivery.model_dump(mode="json")["reason"]["rule"] == "best_available"
 
 
 async def test_same_envelope_twice_has_one_effect(run: Run) -> None:
@@ -66,14 +67,15 @@ async def test_same_customer_on_email_then_telegram_reaches_the_same_agent(run: 
             "name": "Eva",
             "thread": "777",
             "text": "hola, soy Eva",
-            "meta": {"contact": {"phone_number": "+34600111222", "user_id": 777}},
+            # Her own contact, shared (the connector checked it is the sender's).
+            "identities": [{"kind": "phone", "value": "+34600111222"}],
         },
     )
     second = [d for d in run.actions("assign") if d.conversation_id != conv.conversation_id]
     assert [d.agent for d in second] == ["ana"]
     assert second[0].reason["rule"] == "last_agent"
     # One customer, two conversations, each on its own channel.
-    delivery = run.out("agent.mail")[-1].meta["delivery"]["context"]
+    delivery = run.out("agent.mail")[-1].delivery.model_dump(mode="json")["context"]
     assert {i["kind"] for i in delivery["customer"]["identities"]} == {"email", "phone", "telegram"}
     assert [o["channel"] for o in delivery["other_conversations"]] == ["mail"]
 
@@ -95,7 +97,7 @@ async def test_waits_for_previous_agent_then_widens(run: Run) -> None:
             "from": "visitor-9",
             "thread": "s9",
             "text": "hi again about my invoice",
-            "meta": {"form": {"email": "eva@shop.test"}},
+            "identities": [{"kind": "email", "value": "eva@shop.test"}],
         },
     )
     waiting = run.actions("queue")[-1]
@@ -214,7 +216,9 @@ async def test_first_reply_stops_the_sla_clock(run: Run) -> None:
     await run.step(at=at(2), agent="ana", reply="Done, refunded.", conversation="mail/<a@x>")
     [reply] = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
     assert reply.text == "Done, refunded." and reply.thread_key == "<a@x>"
-    assert reply.meta["in_reply_to"] == "<a@x>" and reply.subject == "Re: Hello"
+    # The reply context comes back unchanged; the channel makes "Re:" and its headers.
+    assert reply.reply_context == {"to": ["a@shop.test"], "message_id": "<a@x>"}
+    assert reply.subject == "Hello"
     await run.step(at=at(120))
     assert not run.actions("escalate") and not run.actions("breach")
 
@@ -228,7 +232,11 @@ async def test_reply_from_another_agent_or_with_a_forged_token_is_rejected(run: 
         "missing or invalid conversation token",
     ]
     assert not [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
-    notices = [e for e in run.out("agent.mail") if e.meta["delivery"]["event"] == "rejected"]
+    notices = [
+        e
+        for e in run.out("agent.mail")
+        if e.delivery.model_dump(mode="json")["event"] == "rejected"
+    ]
     assert len(notices) == 2
 
 
@@ -243,7 +251,7 @@ async def test_transfer_tells_customer_once_and_carries_the_note(run: Run) -> No
     assert run.actions("assign")[-1].agent == "ben"
     told = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "transfer"]
     assert len(told) == 1 and "specialist" in told[0].text
-    note = run.out("agent.mail")[-1].meta["delivery"]
+    note = run.out("agent.mail")[-1].delivery.model_dump(mode="json")
     assert note["agent"]["id"] == "ben" and note["note"] == "customer wants tech"
 
 
@@ -292,11 +300,11 @@ async def test_bounce_of_our_mail_is_a_delivery_incident_told_to_the_owner(run: 
             "from": "mailer-daemon@shop.test",
             "thread": "<dsn1@x>",
             "text": "Delivery failed",
-            "meta": {
-                "is_bounce": True,
+            "automated": {
                 "auto": True,
                 "bounce": {
-                    "original_message_id": f"<omni.{ack.id}@corp.test>",
+                    "envelope_id": ack.id,
+                    "original_id": f"<omni.{ack.id}@corp.test>",
                     "recipients": [
                         {"address": "a@shop.test", "status": "5.1.1", "diagnostic": "no such user"}
                     ],
@@ -307,7 +315,7 @@ async def test_bounce_of_our_mail_is_a_delivery_incident_told_to_the_owner(run: 
     [failed] = run.actions("delivery_failed")
     assert failed.agent == "ana" and "5.1.1" in failed.reason["detail"]
     assert [i.kind for i in await run.incidents()] == ["delivery_failure"]
-    told = run.out("agent.mail")[-1].meta["delivery"]
+    told = run.out("agent.mail")[-1].delivery.model_dump(mode="json")
     assert told["event"] == "delivery_failed" and told["agent"]["id"] == "ana"
     # The bounce opened no conversation and sent no acknowledgement.
     assert len(run.out("outbound.mail")) == 1
@@ -321,7 +329,7 @@ async def test_connector_reported_failure_is_an_incident(run: Run) -> None:
     run.decisions += await run.sim.drain_outbox()
     [failed] = run.actions("delivery_failed")
     assert failed.conversation_id == ack.conversation_id
-    told = run.out("agent.mail")[-1].meta["delivery"]
+    told = run.out("agent.mail")[-1].delivery.model_dump(mode="json")
     assert told["event"] == "delivery_failed" and told["agent"]["id"] == "ana"
     [incident] = await run.incidents()
     assert incident.kind == "delivery_failure" and "550" in incident.cause
@@ -333,7 +341,7 @@ async def test_list_mail_opens_no_conversation_and_gets_no_ack(run: Run) -> None
             "news@shop.test",
             "<n@x>",
             "Our newsletter",
-            meta={"auto": True, "auto_reasons": ["List-Id"]},
+            automated={"auto": True, "reasons": ["List-Id"]},
         )
     )
     assert [d.action for d in run.decisions] == ["ignore"]
