@@ -1,7 +1,7 @@
 """Email normalization: messages/s on a mixed corpus, and memory for one 25 MB message.
 
 Prints, from the same run:
-- messages/s through `connectors.email.normalize.normalize` (parse, decode,
+- messages/s through `connectors.email.inbound.normalize` (parse, decode,
   strip history, sanitize HTML, store attachments in a temp blob store) on the
   test corpus, next to a plain `email.message_from_bytes(policy=default)`
   parse plus `get_body()` of the same bytes (the baseline);
@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from connectors.email.config import EmailLimits  # noqa: E402
 from connectors.email.errors import MalformedMessage  # noqa: E402
-from connectors.email.normalize import Options, normalize  # noqa: E402
+from connectors.email.inbound import Options, normalize  # noqa: E402
 from router.blobs import BlobStore  # noqa: E402
 from router.budget import Budget  # noqa: E402
 from tests.connectors.email.test_limits import ROWS  # noqa: E402

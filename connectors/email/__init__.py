@@ -112,7 +112,7 @@ from datetime import timedelta
 
 from connectors.email.config import EmailChannelConfig
 from connectors.email.connector import build
-from connectors.email.normalize import normalize_cli
+from connectors.email.inbound import normalize_cli
 from connectors.email.threads import agent_address
 from router.connector import ConnectorSpec
 

@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 import structlog
 
 from connectors.email.agentmail import agent_envelopes, route
+from connectors.email.client import OutboundError, SmtpSender
 from connectors.email.config import EmailChannelConfig
 from connectors.email.imap import ImapIntake
-from connectors.email.normalize import DEFAULT_MAX_ATTACHMENT, Options
-from connectors.email.notify import agent_address, build_notification, delivery_of
-from connectors.email.smtp import OutboundError, SmtpSender
+from connectors.email.inbound import DEFAULT_MAX_ATTACHMENT, Options
+from connectors.email.outbound import agent_address, build_notification, delivery_of
 from router.budget import Budget
 from router.connector import DONE, Incoming, Outcome, Rejected, SendResult, Services
 from router.envelope import Envelope

@@ -45,7 +45,7 @@ import structlog
 
 from connectors.email.config import EmailChannelConfig, ImapConfig
 from connectors.email.errors import ImapError, MalformedMessage
-from connectors.email.normalize import Options, cpu_seconds, normalize
+from connectors.email.inbound import Options, cpu_seconds, normalize
 from connectors.email.threads import resolve_token
 from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.blobs import BlobStore

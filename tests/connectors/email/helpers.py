@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from connectors.email.client import SmtpSender
 from connectors.email.config import EmailChannelConfig
 from connectors.email.connector import EmailConnector
-from connectors.email.smtp import SmtpSender
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
 from router.connector.testing import MemoryCheckpoints

@@ -23,10 +23,10 @@ from connectors.email.agentmail import (
     reply_to_address,
     route,
 )
+from connectors.email.client import OutboundError
 from connectors.email.connector import EmailConnector
-from connectors.email.normalize import normalize
-from connectors.email.notify import build_notification
-from connectors.email.smtp import OutboundError
+from connectors.email.inbound import normalize
+from connectors.email.outbound import build_notification
 from router.blobs import BlobStore
 from router.connector import Incoming, Rejected, Services
 from router.connector.testing import MemoryCheckpoints

@@ -14,8 +14,8 @@ import pytest
 
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
+from connectors.email.inbound import Options, normalize
 from connectors.email.limits import check, html_depth
-from connectors.email.normalize import Options, normalize
 from connectors.email.text import html_to_text
 from router.blobs import BlobStore
 from router.cli import main as cli

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
-from connectors.email.normalize import Options, normalize
+from connectors.email.inbound import Options, normalize
 from router.blobs import BlobStore
 from router.cli import main as cli
 from router.envelope import decode, encode

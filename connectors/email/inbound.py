@@ -36,11 +36,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from connectors.email.client import our_envelope_id
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
 from connectors.email.limits import check, html_depth
 from connectors.email.noise import Noise, classify
-from connectors.email.smtp import our_envelope_id
 from connectors.email.text import html_to_text, sanitize_html, strip_quoted
 from connectors.email.threads import (
     parse_msgids,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connectors.email.normalize import normalize
-from connectors.email.smtp import build_message
+from connectors.email.client import build_message
+from connectors.email.inbound import normalize
 from router.blobs import BlobStore
 from router.connector.testing import MemoryCheckpoints
 from tests.connectors.email.helpers import email_config, reply, sender_for

@@ -30,8 +30,8 @@ from html import escape
 from typing import Any
 
 from connectors.email.agentmail import REPLY_MARKER, reply_to_address
+from connectors.email.client import OutboundError, message_id_for
 from connectors.email.config import EmailChannelConfig
-from connectors.email.smtp import OutboundError, message_id_for
 from router.envelope import Envelope
 
 TITLES = {
