@@ -1,12 +1,22 @@
 """Email connector: customer mail in over IMAP IDLE, replies out over SMTP in-thread,
 and agents who work from their own mailbox.
 
-Modules: `config` (the `email:` block), `imap` (intake and checkpoint),
-`normalize` (MIME → envelope), `text` (HTML to text, sanitizing, quoted
-history), `threads` (thread keys and conversation tokens), `noise` (loop
-protection and bounces), `smtp` (sending), `agentmail` (agents' reply
-addresses and their mail turned into `reply`/`command` envelopes), `notify`
-(deliveries to agents as emails), `connector` (the contract), `errors`.
+Modules, in the shape every connector has:
+
+- `config`: the `email:` block of channels.yaml;
+- `inbound`: MIME → envelope (no network; attachments go to the blob store),
+  with its helpers `text` (HTML to text, sanitizing, quoted history),
+  `noise` (loop protection and bounces), `limits` (what the parsers are
+  spared) and `agentmail` (agents' mail → `reply`/`command` envelopes, and
+  the token in their reply address);
+- `outbound`: envelope → MIME, no I/O: customer replies and notifications
+  to agents;
+- `client`: the SMTP client (sending, the outcome of each envelope), and
+  `imap`: the IMAP client (the intake and its checkpoint). Two modules, not
+  one `client`, because the IMAP session alone is near 600 lines;
+- `threads` (thread keys, conversation tokens, our Message-IDs) and `tls`
+  (certificates) serve both directions;
+- `connector`: the wiring behind the connector contract; `errors`.
 
 Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
 ---------------------------------------------------------------------------------
@@ -29,7 +39,7 @@ Inbound envelopes (`kind="message"`, `direction="in"`, `channel_type="email"`)
   action, status, diagnostic) and `reasons` (e.g. `precedence: bulk`).
 - `reply_context`: `{to: [sender], message_id, references}` (References plus
   this Message-ID, the root and the latest 19): the router hands it back on
-  every reply to the conversation, and `smtp` threads the reply from it.
+  every reply to the conversation, and `outbound` threads the reply from it.
 
 `meta` keys, channel-native extras the router stores but never reads (always
 present unless marked *optional*):
@@ -89,7 +99,7 @@ Agents in their mailbox
 Deliveries to an agent whose sink is `{type: email, channel: <this channel>}`
 reach `send()` too (the router's `omni.agent.<channel>`): an envelope with
 a `delivery` is sent to `delivery.sink.address` as a notification
-(`notify`): the router's subject (`[#REF] ...`), its plain summary plus an
+(`outbound`): the router's subject (`[#REF] ...`), its plain summary plus an
 HTML layout of the context, `Auto-Submitted: auto-generated`, and Reply-To
 `<reply local part>+<token>@<domain>`: the agents' reply address
 (`agents.reply_address`, default `smtp.from_address`) with the signed
@@ -125,7 +135,7 @@ spec = ConnectorSpec(
     factory=build,
     normalize=normalize_cli,
     customer_channel=True,
-    agent_sink=True,  # agents work from their own mailbox (`notify`, `agentmail`)
+    agent_sink=True,  # agents work from their own mailbox (`outbound`, `agentmail`)
     sink_address=agent_address,
     default_capacity=10,
     # Most customers drop a supplier that takes more than a day to answer an email.

@@ -1,4 +1,4 @@
-"""Sending: one outbound envelope becomes one threaded email over SMTP (aiosmtplib).
+"""The SMTP client: sends the email `outbound` builds for an envelope (aiosmtplib).
 
 The outbound topic is the durable outbox; this module only answers, for each
 envelope, `sent`, `retry` or `failed` (see the package docstring for the
@@ -17,137 +17,27 @@ envelope convention):
   the ones who got it), with the refused ones in the detail;
 - an automatic message (`automated.auto`) to an address that already had one
   within `auto_reply_window` → `sent` with detail `suppressed: ...`: nothing
-  goes out, and nothing is retried.
+  goes out, and nothing is retried;
+- an envelope `outbound` cannot use → `failed` with the reason.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from email.utils import format_datetime, formataddr
 
 import aiosmtplib
 import structlog
 
 from connectors.email.config import SmtpConfig
-from connectors.email.threads import (
-    parse_msgids,
-    plus_address,
-    remember_ref,
-    reply_subject,
-    with_token,
-)
+from connectors.email.errors import OutboundError
+from connectors.email.outbound import addressing, build_message, is_auto
+from connectors.email.threads import remember_ref
 from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.connector import Checkpoints, SendResult
 from router.envelope import Envelope
 
 log = structlog.get_logger(__name__)
-
-_TOKEN = re.compile(r"^[A-Za-z0-9]{4,32}$")
-
-
-class OutboundError(ValueError):
-    """The envelope does not follow the outbound email convention."""
-
-
-def message_id_for(envelope: Envelope, from_address: str) -> str:
-    """The stable Message-ID of the email made from `envelope`: same envelope, same id."""
-    domain = from_address.rpartition("@")[2] or "omnirouter.invalid"
-    return f"<omni.{envelope.id}@{domain}>"
-
-
-_OUR_MESSAGE_ID = re.compile(r"<?omni\.([0-9a-f]{32})@")
-
-
-def our_envelope_id(message_id: str) -> str | None:
-    """The envelope id in a Message-ID we made (`message_id_for`); None if not ours."""
-    match = _OUR_MESSAGE_ID.search(message_id)
-    return match.group(1) if match else None
-
-
-def _str_list(value: object, what: str, part: str = "meta") -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise OutboundError(f"{part}.{what} must be a list of strings")
-
-
-def _addressing(envelope: Envelope) -> tuple[list[str], list[str], str | None, list[str]]:
-    """(to, cc, in_reply_to, references): from the reply context our intake wrote (the
-    router hands it back unchanged), else from `meta` (a message we start)."""
-    context, meta = envelope.reply_context, envelope.meta
-    if context:
-        to = _str_list(context.get("to"), "to", "reply_context")
-        in_reply_to = context.get("message_id")
-        references = _str_list(context.get("references"), "references", "reply_context")
-        what = "reply_context.message_id"
-    else:
-        to = _str_list(meta.get("to"), "to")
-        in_reply_to = meta.get("in_reply_to")
-        references = _str_list(meta.get("references"), "references")
-        what = "meta.in_reply_to"
-    if not to:
-        raise OutboundError("names no recipient (reply_context.to or meta.to)")
-    if in_reply_to is not None and not isinstance(in_reply_to, str):
-        raise OutboundError(f"{what} must be a string")
-    return to, _str_list(meta.get("cc"), "cc"), in_reply_to, references
-
-
-def is_auto(envelope: Envelope) -> bool:
-    """An automatic message of ours (acknowledgement, notice): marked, and rate-limited."""
-    return envelope.automated is not None and envelope.automated.auto
-
-
-def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
-    """The email for an outbound envelope; raises `OutboundError` if the envelope is unusable."""
-    if envelope.direction != "out":
-        raise OutboundError(f"not an outbound envelope (direction {envelope.direction!r})")
-    meta = envelope.meta
-    to, cc, in_reply_to, answered = _addressing(envelope)
-    ref = meta.get("conversation_ref")
-    if ref is not None and (not isinstance(ref, str) or not _TOKEN.match(ref)):
-        raise OutboundError("meta.conversation_ref must be 4-32 letters and digits")
-
-    references: list[str] = []
-    for mid in [envelope.thread_key, *answered]:
-        references.extend(parse_msgids(mid))
-    if in_reply_to:
-        references.extend(parse_msgids(in_reply_to))
-    references = list(dict.fromkeys(references))  # order kept, duplicates dropped
-
-    subject = envelope.subject or ""
-    if in_reply_to or answered:
-        subject = reply_subject(subject)
-    if ref:
-        subject = with_token(subject, ref)
-
-    msg = EmailMessage()
-    msg["From"] = formataddr((cfg.from_name or "", cfg.from_address))
-    msg["To"] = ", ".join(to)
-    if cc:
-        msg["Cc"] = ", ".join(cc)
-    if ref and cfg.reply_to_tokens:
-        msg["Reply-To"] = formataddr((cfg.from_name or "", plus_address(cfg.from_address, ref)))
-    msg["Subject"] = subject or "(no subject)"
-    msg["Date"] = format_datetime(datetime.now(UTC))
-    msg["Message-ID"] = message_id_for(envelope, cfg.from_address)
-    if in_reply_to:
-        ids = parse_msgids(in_reply_to)
-        if ids:
-            msg["In-Reply-To"] = ids[0]
-    if references:
-        msg["References"] = " ".join(references)
-    if is_auto(envelope):
-        msg["Auto-Submitted"] = "auto-replied"
-        msg["X-Auto-Response-Suppress"] = "All"  # asks Exchange not to answer our robot
-    msg.set_content(envelope.text or "")
-    if envelope.html:
-        msg.add_alternative(envelope.html, subtype="html")
-    return msg
 
 
 class SmtpSender:
@@ -188,7 +78,7 @@ class SmtpSender:
         except OutboundError as exc:
             return SendResult(status="failed", detail=f"unusable outbound envelope: {exc}")
         message_id = str(msg["Message-ID"])
-        to = _addressing(envelope)[0]
+        to = addressing(envelope)[0]
         auto = is_auto(envelope)
         if auto and await self._recently_auto(to[0]):
             log.info("automatic message suppressed", channel=self.channel, record_id=envelope.id)
@@ -196,7 +86,7 @@ class SmtpSender:
                 status="sent",
                 detail=f"suppressed: {to[0]} had an automatic message within {self.auto_window}",
             )
-        recipients = to + _addressing(envelope)[1]
+        recipients = to + addressing(envelope)[1]
         result = await self.deliver(msg, recipients)
         if result.status != "sent":
             return result

@@ -9,8 +9,8 @@ the last with the mail's own ack. An agent's mail with nothing to pass on
 notification, a bounce) is `Rejected`, with the reason, and never reaches a
 customer.
 
-`send()` sends customer replies (`smtp`) and, for envelopes carrying
-`delivery`, notifications to agents (`notify`).
+`send()` sends customer replies and, for envelopes carrying `delivery`,
+notifications to agents: built by `outbound`, sent by `client`.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from datetime import UTC, datetime
 import structlog
 
 from connectors.email.agentmail import agent_envelopes, route
-from connectors.email.client import OutboundError, SmtpSender
+from connectors.email.client import SmtpSender
 from connectors.email.config import EmailChannelConfig
+from connectors.email.errors import OutboundError
 from connectors.email.imap import ImapIntake
 from connectors.email.inbound import DEFAULT_MAX_ATTACHMENT, Options
 from connectors.email.outbound import agent_address, build_notification, delivery_of

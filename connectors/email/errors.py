@@ -4,8 +4,9 @@
   it is dead-lettered with the reason and its raw blob reference).
 - `ImapError`: the mailbox could not be reached, logged into or read
   (retriable unless the server refused the login or the folder).
-- `SmtpError`: raised only for configuration mistakes found while sending;
-  delivery outcomes are `SendResult`s, not exceptions.
+- `OutboundError`: an outbound envelope that cannot be made into an email
+  (`outbound`); never retriable: the connector answers `failed` with the
+  reason. Delivery outcomes are `SendResult`s, not exceptions.
 - `TlsSetupError`: the TLS settings cannot be used (an unreadable or invalid
   `ca_file`); never retriable.
 
@@ -35,8 +36,8 @@ class ImapError(EmailError):
     retriable = True
 
 
-class SmtpError(EmailError):
-    """The SMTP side is misconfigured (the envelope cannot be turned into a message)."""
+class OutboundError(EmailError):
+    """The envelope does not follow the outbound email convention."""
 
     retriable = False
 

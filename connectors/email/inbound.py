@@ -1,4 +1,4 @@
-"""MIME to envelope: one raw RFC 5322 message in, one `Envelope` out (or `MalformedMessage`).
+"""MIME → envelope: one raw RFC 5322 message in, one `Envelope` out (or `MalformedMessage`).
 
 Parsing uses the standard library `email` package with `policy.default`.
 Nothing in the message is trusted: every header is read through a guard,
@@ -36,13 +36,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.email.client import our_envelope_id
 from connectors.email.config import EmailLimits
 from connectors.email.errors import MalformedMessage
 from connectors.email.limits import check, html_depth
 from connectors.email.noise import Noise, classify
 from connectors.email.text import html_to_text, sanitize_html, strip_quoted
 from connectors.email.threads import (
+    our_envelope_id,
     parse_msgids,
     plus_token,
     reply_context,

@@ -1,7 +1,14 @@
-"""Notifications to agents: a delivery from the router becomes an email in the agent's mailbox.
+"""Envelope → email, pure: the message for each outbound envelope, built and not sent.
 
-A delivery is an envelope with a `delivery` (the router puts it on
-`omni.agent.<channel>`; see the package docstring). Its email:
+`build_message` turns a customer reply (or a notice we start) into one
+threaded email: the addressing from the reply context our intake wrote, else
+from `meta` (see the package docstring); In-Reply-To and References rooted
+at the thread key; one `Re:` when it answers something; the `[#ref]` token in
+the subject and in a plus-addressed Reply-To; `Auto-Submitted: auto-replied`
+on an automatic message. `client` sends it and applies the rate limit.
+
+`build_notification` turns a delivery to an agent (an envelope with a
+`delivery`, on `omni.agent.<channel>`) into an email for the agent's mailbox:
 
 - To the agent's address (`delivery.sink.address`), From `smtp.from_address`
   with `agents.from_name`, Subject the router's (`[#REF] ...`);
@@ -18,10 +25,14 @@ A delivery is an envelope with a `delivery` (the router puts it on
   customer and all their identities, the conversation (priority, SLA due time,
   queue, tags), why this agent got it, the transcript and the customer's
   other recent conversations.
+
+Both build the same Message-ID for the same envelope (`threads.message_id_for`)
+and raise `OutboundError` for an envelope they cannot use.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -30,9 +41,109 @@ from html import escape
 from typing import Any
 
 from connectors.email.agentmail import REPLY_MARKER, reply_to_address
-from connectors.email.client import OutboundError, message_id_for
-from connectors.email.config import EmailChannelConfig
+from connectors.email.config import EmailChannelConfig, SmtpConfig
+from connectors.email.errors import OutboundError
+from connectors.email.threads import (
+    message_id_for,
+    parse_msgids,
+    plus_address,
+    reply_subject,
+    with_token,
+)
 from router.envelope import Envelope
+
+_TOKEN = re.compile(r"^[A-Za-z0-9]{4,32}$")
+
+
+# --- customer replies ------------------------------------------------------------------
+
+
+def _str_list(value: object, what: str, part: str = "meta") -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise OutboundError(f"{part}.{what} must be a list of strings")
+
+
+def addressing(envelope: Envelope) -> tuple[list[str], list[str], str | None, list[str]]:
+    """(to, cc, in_reply_to, references): from the reply context our intake wrote (the
+    router hands it back unchanged), else from `meta` (a message we start)."""
+    context, meta = envelope.reply_context, envelope.meta
+    if context:
+        to = _str_list(context.get("to"), "to", "reply_context")
+        in_reply_to = context.get("message_id")
+        references = _str_list(context.get("references"), "references", "reply_context")
+        what = "reply_context.message_id"
+    else:
+        to = _str_list(meta.get("to"), "to")
+        in_reply_to = meta.get("in_reply_to")
+        references = _str_list(meta.get("references"), "references")
+        what = "meta.in_reply_to"
+    if not to:
+        raise OutboundError("names no recipient (reply_context.to or meta.to)")
+    if in_reply_to is not None and not isinstance(in_reply_to, str):
+        raise OutboundError(f"{what} must be a string")
+    return to, _str_list(meta.get("cc"), "cc"), in_reply_to, references
+
+
+def is_auto(envelope: Envelope) -> bool:
+    """An automatic message of ours (acknowledgement, notice): marked, and rate-limited."""
+    return envelope.automated is not None and envelope.automated.auto
+
+
+def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
+    """The email for an outbound envelope; raises `OutboundError` if the envelope is unusable."""
+    if envelope.direction != "out":
+        raise OutboundError(f"not an outbound envelope (direction {envelope.direction!r})")
+    meta = envelope.meta
+    to, cc, in_reply_to, answered = addressing(envelope)
+    ref = meta.get("conversation_ref")
+    if ref is not None and (not isinstance(ref, str) or not _TOKEN.match(ref)):
+        raise OutboundError("meta.conversation_ref must be 4-32 letters and digits")
+
+    references: list[str] = []
+    for mid in [envelope.thread_key, *answered]:
+        references.extend(parse_msgids(mid))
+    if in_reply_to:
+        references.extend(parse_msgids(in_reply_to))
+    references = list(dict.fromkeys(references))  # order kept, duplicates dropped
+
+    subject = envelope.subject or ""
+    if in_reply_to or answered:
+        subject = reply_subject(subject)
+    if ref:
+        subject = with_token(subject, ref)
+
+    msg = EmailMessage()
+    msg["From"] = formataddr((cfg.from_name or "", cfg.from_address))
+    msg["To"] = ", ".join(to)
+    if cc:
+        msg["Cc"] = ", ".join(cc)
+    if ref and cfg.reply_to_tokens:
+        msg["Reply-To"] = formataddr((cfg.from_name or "", plus_address(cfg.from_address, ref)))
+    msg["Subject"] = subject or "(no subject)"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = message_id_for(envelope, cfg.from_address)
+    if in_reply_to:
+        ids = parse_msgids(in_reply_to)
+        if ids:
+            msg["In-Reply-To"] = ids[0]
+    if references:
+        msg["References"] = " ".join(references)
+    if is_auto(envelope):
+        msg["Auto-Submitted"] = "auto-replied"
+        msg["X-Auto-Response-Suppress"] = "All"  # asks Exchange not to answer our robot
+    msg.set_content(envelope.text or "")
+    if envelope.html:
+        msg.add_alternative(envelope.html, subtype="html")
+    return msg
+
+
+# --- notifications to agents -------------------------------------------------------------
+
 
 TITLES = {
     "assigned": "A conversation for you",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from router.connector import Checkpoints
+from router.envelope import Envelope
 
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _SUBJECT_TOKEN = re.compile(r"\[#([A-Za-z0-9]{4,32})\]")
@@ -159,3 +160,21 @@ def agent_address(value: str) -> str:
     if not at or not local or not domain or any(c.isspace() for c in address):
         raise ValueError("expected the agent's email address, such as ana@example.com")
     return address
+
+
+# --- our own Message-IDs ---------------------------------------------------------------
+
+
+def message_id_for(envelope: Envelope, from_address: str) -> str:
+    """The stable Message-ID of the email made from `envelope`: same envelope, same id."""
+    domain = from_address.rpartition("@")[2] or "omnirouter.invalid"
+    return f"<omni.{envelope.id}@{domain}>"
+
+
+_OUR_MESSAGE_ID = re.compile(r"<?omni\.([0-9a-f]{32})@")
+
+
+def our_envelope_id(message_id: str) -> str | None:
+    """The envelope id in a Message-ID we made (`message_id_for`); None if not ours."""
+    match = _OUR_MESSAGE_ID.search(message_id)
+    return match.group(1) if match else None
