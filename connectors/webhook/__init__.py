@@ -1,8 +1,8 @@
 """Webhook connector: the agent tool for Slack, Teams or any HTTP tool, both directions.
 
-Modules: `config` (the `webhook:` block), `signing` (HMAC-SHA256 with a
-timestamp, both ways), `deliveries` (deliveries POSTed to agents and what
-each HTTP outcome means), `events` (the tool's events turned into `reply` and
+Modules: `config` (the `webhook:` block), `outbound` (HMAC-SHA256 with a
+timestamp, both ways), `client` (deliveries POSTed to agents and what
+each HTTP outcome means), `inbound` (the tool's events turned into `reply` and
 `command` envelopes), `connector` (the contract and the events route),
 `errors`. The protocol, for whoever builds the tool's side: docs/webhook.md.
 

@@ -1,7 +1,7 @@
 """The webhook connector: deliveries POSTed out, the tool's events taken in over HTTP.
 
 `send()` POSTs each delivery (`Envelope.delivery`, from `omni.agent.<channel>`)
-to its agent's URL (`deliveries`). The events route (`POST <path>` on the
+to its agent's URL (`client`). The events route (`POST <path>` on the
 daemon's listener) is the kit's `HttpIntake` (router.connector.http): size
 (413), then signature and timestamp (401), then here that the body is
 declared JSON (415), its shape (400) and that the channel reaches the agent
@@ -21,10 +21,10 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from connectors.webhook import deliveries, events
+from connectors.webhook import client, inbound
 from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.errors import BadEvent
-from connectors.webhook.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from connectors.webhook.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from router.connector import Incoming, SendResult, Services
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.envelope import Delivery, Envelope, now_utc
@@ -104,7 +104,7 @@ class WebhookConnector:
             )
         if self._stopped:
             return SendResult(status="retry", detail="the connector is stopped")
-        return await deliveries.post(
+        return await client.post(
             self._client(), self._key, envelope, delivery, self._url_of(delivery), channel=self.name
         )
 
@@ -137,7 +137,7 @@ class WebhookConnector:
     def _parse(self, request: web.Request, body: bytes) -> Envelope:
         require_json(request)
         try:
-            envelope = events.to_envelope(body, self.name, now_utc())
+            envelope = inbound.to_envelope(body, self.name, now_utc())
         except BadEvent as exc:
             raise HttpRefusal(400, str(exc), logged=_field_of(exc)) from None
         agent = envelope.sender.address
@@ -155,7 +155,7 @@ class WebhookConnector:
 def _field_of(exc: BadEvent) -> str:
     """What a shape refusal may log: the field it names, if it is one of ours."""
     field = str(exc).partition(":")[0]
-    return f"bad field {field}" if field in events.FIELDS | {"body"} else "unknown field"
+    return f"bad field {field}" if field in inbound.FIELDS | {"body"} else "unknown field"
 
 
 def build(name: str, settings: WebhookChannelConfig, services: Services) -> WebhookConnector:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.connector import WebhookConnector
-from connectors.webhook.signing import signature
+from connectors.webhook.outbound import signature
 from router.blobs import BlobStore
 from router.config.people import SinkConfig
 from router.connector import Services

@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 import structlog
 
-from connectors.webhook.signing import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from connectors.webhook.outbound import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from router.connector import SendResult
 from router.envelope import Delivery, Envelope
 

@@ -8,7 +8,7 @@ import hmac
 import pytest
 
 from connectors.webhook.errors import BadSignature
-from connectors.webhook.signing import signature, verify
+from connectors.webhook.outbound import signature, verify
 
 KEY = b"0123456789abcdef-key"
 BODY = b'{"id":"e1","agent":"ana","type":"reply","text":"hi","token":"c.x"}'

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from connectors.webhook.signing import verify
+from connectors.webhook.outbound import verify
 from router.connector import SendResult
 from router.envelope import Delivery, Envelope, Sender, envelope_id
 from tests.connectors.webhook.helpers import KEY, Listening, listening, receiver, webhook_config

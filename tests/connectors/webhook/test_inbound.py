@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from connectors.webhook.errors import BadEvent
-from connectors.webhook.events import to_envelope
+from connectors.webhook.inbound import to_envelope
 from router.envelope import Command, decode, encode, envelope_id
 
 NOW = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
