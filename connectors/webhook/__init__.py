@@ -1,9 +1,10 @@
 """Webhook connector: the agent tool for Slack, Teams or any HTTP tool, both directions.
 
-Modules: `config` (the `webhook:` block), `outbound` (HMAC-SHA256 with a
-timestamp, both ways), `client` (deliveries POSTed to agents and what
-each HTTP outcome means), `inbound` (the tool's events turned into `reply` and
-`command` envelopes), `connector` (the contract and the events route),
+Modules, as in every connector: `config` (the `webhook:` block), `inbound`
+(the tool's signed events checked and turned into `reply` and `command`
+envelopes, pure), `outbound` (a delivery as the signed JSON body and headers
+POSTed, pure; the signature scheme, both ways), `client` (the POST and what
+each HTTP outcome means), `connector` (the contract and the events route),
 `errors`. The protocol, for whoever builds the tool's side: docs/webhook.md.
 
 Out: every delivery to an agent whose sink is `{type: webhook, channel: <this

@@ -1,4 +1,4 @@
-"""Deliveries to agents as signed JSON POSTs, and what each HTTP outcome means.
+"""Deliveries POSTed to agents' tools, and what each HTTP outcome means.
 
 2xx is sent; 408, 429, 5xx, connection errors and timeouts are retried later
 (the same `X-Omnirouter-Id` every time, so the tool can drop a repeat after an
@@ -9,53 +9,18 @@ host is ever logged or put in a result: Slack and Teams URLs are secrets.
 
 from __future__ import annotations
 
-import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
-import orjson
 import structlog
 
-from connectors.webhook.outbound import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from router.connector import SendResult
-from router.envelope import Delivery, Envelope
 
 log = structlog.get_logger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429})
 MAX_DETAIL_CHARS = 120
-
-
-def body_of(envelope: Envelope, delivery: Delivery) -> bytes:
-    """The JSON body POSTed for one delivery (the same bytes on every retry)."""
-    return orjson.dumps(
-        {
-            "v": 1,
-            "id": envelope.id,
-            "event": delivery.event,
-            "agent": delivery.agent.model_dump(mode="json"),
-            "conversation_id": envelope.conversation_id,
-            "subject": envelope.subject,
-            "text": envelope.text,
-            "token": delivery.token,
-            "reason": delivery.reason,
-            "note": delivery.note,
-            "sla_due": delivery.sla_due.isoformat() if delivery.sla_due else None,
-            "context": delivery.context or None,
-            # When the router made the delivery: stable across retries.
-            "sent_at": (envelope.sent_at or envelope.received_at).isoformat(),
-        }
-    )
-
-
-def headers_for(key: bytes, envelope_id: str, body: bytes, now: float) -> dict[str, str]:
-    timestamp = int(now)
-    return {
-        "Content-Type": "application/json",
-        ID_HEADER: envelope_id,
-        TIMESTAMP_HEADER: str(timestamp),
-        SIGNATURE_HEADER: signature(key, timestamp, body),
-    }
 
 
 def host_of(url: str) -> str:
@@ -70,27 +35,31 @@ def _short(text: str) -> str:
     return line if len(line) <= MAX_DETAIL_CHARS else line[: MAX_DETAIL_CHARS - 1] + "…"
 
 
+def open_session(timeout: timedelta) -> aiohttp.ClientSession:
+    """A channel's session for its deliveries (its owner closes it)."""
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=timeout.total_seconds()),
+        headers={"User-Agent": "omnirouter"},
+    )
+
+
 async def post(
     session: aiohttp.ClientSession,
-    key: bytes,
-    envelope: Envelope,
-    delivery: Delivery,
-    url: str | None,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
     *,
     channel: str,
+    record_id: str,
 ) -> SendResult:
-    """POST one delivery to its agent's URL; every outcome is a `SendResult`."""
-    if not url:
-        return SendResult(status="failed", detail="no webhook url for the delivery's agent")
+    """POST one delivery's `body` to its agent's `url`; every outcome is a `SendResult`."""
     host = host_of(url)
     where = f"agent tool at {host}"
-    body = body_of(envelope, delivery)
-    headers = headers_for(key, envelope.id, body, time.time())
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
             status = resp.status
             if 200 <= status < 300:
-                log.info("delivery posted", channel=channel, host=host, record_id=envelope.id)
+                log.info("delivery posted", channel=channel, host=host, record_id=record_id)
                 return SendResult(status="sent", detail=f"{where}: HTTP {status}")
             # Not the body: a receiver's error page may echo the secret path back.
             answer = _short(resp.reason or "")
@@ -108,7 +77,5 @@ async def post(
             "delivery refused for now; will retry", channel=channel, host=host, status=status
         )
         return SendResult(status="retry", detail=detail)
-    log.warning(
-        "delivery refused", channel=channel, host=host, status=status, record_id=envelope.id
-    )
+    log.warning("delivery refused", channel=channel, host=host, status=status, record_id=record_id)
     return SendResult(status="failed", detail=detail)

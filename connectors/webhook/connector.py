@@ -1,14 +1,15 @@
 """The webhook connector: deliveries POSTed out, the tool's events taken in over HTTP.
 
 `send()` POSTs each delivery (`Envelope.delivery`, from `omni.agent.<channel>`)
-to its agent's URL (`client`). The events route (`POST <path>` on the
+to its agent's URL: the body and signed headers from `outbound`, the POST and
+what its outcome means in `client`. The events route (`POST <path>` on the
 daemon's listener) is the kit's `HttpIntake` (router.connector.http): size
 (413), then signature and timestamp (401), then here that the body is
-declared JSON (415), its shape (400) and that the channel reaches the agent
-(403); 202 only once the envelope is durably on the bus, 503 while stopped,
-when the bus does not take it within `ack_timeout` or too many wait (the
-tool retries: the same event id gives the same envelope id, so the router
-drops the repeat).
+declared JSON (415), its shape (400, `inbound` makes the envelope) and that
+the channel reaches the agent (403); 202 only once the envelope is durably
+on the bus, 503 while stopped, when the bus does not take it within
+`ack_timeout` or too many wait (the tool retries: the same event id gives
+the same envelope id, so the router drops the repeat).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from connectors.webhook import client, inbound
+from connectors.webhook import client, inbound, outbound
 from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.errors import BadEvent
-from connectors.webhook.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from connectors.webhook.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from router.connector import Incoming, SendResult, Services
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.envelope import Delivery, Envelope, now_utc
@@ -84,12 +85,9 @@ class WebhookConnector:
 
     # --- sending --------------------------------------------------------------------------
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.cfg.timeout.total_seconds()),
-                headers={"User-Agent": "omnirouter"},
-            )
+            self._session = client.open_session(self.cfg.timeout)
         return self._session
 
     async def send(self, envelope: Envelope) -> SendResult:
@@ -104,8 +102,13 @@ class WebhookConnector:
             )
         if self._stopped:
             return SendResult(status="retry", detail="the connector is stopped")
+        url = self._url_of(delivery)
+        if not url:
+            return SendResult(status="failed", detail="no webhook url for the delivery's agent")
+        body = outbound.body_of(envelope, delivery)
+        headers = outbound.headers_for(self._key, envelope.id, body, time.time())
         return await client.post(
-            self._client(), self._key, envelope, delivery, self._url_of(delivery), channel=self.name
+            self._open_session(), url, body, headers, channel=self.name, record_id=envelope.id
         )
 
     def _url_of(self, delivery: Delivery) -> str | None:
@@ -125,7 +128,7 @@ class WebhookConnector:
         return self.intake.receive()
 
     def _verify(self, request: web.Request, body: bytes) -> None:
-        verify(
+        inbound.verify(
             self._key,
             request.headers.get(TIMESTAMP_HEADER),
             request.headers.get(SIGNATURE_HEADER),

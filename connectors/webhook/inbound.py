@@ -1,4 +1,5 @@
-"""Events an agent's tool POSTs back, turned into `reply` and `command` envelopes.
+"""Events an agent's tool POSTs back: their signature checked, turned into `reply` and
+`command` envelopes.
 
     {"id": "<tool's event id>", "agent": "<agent id>", "token": "<delivery token>",
      "type": "reply", "text": "..."}
@@ -8,6 +9,10 @@
 `token` is the one from the delivery the event answers; the presence commands
 (`available`, `away`, `offline`) need none. Unknown fields are refused, so a
 misspelt one never silently does nothing. Every error names its field.
+
+Events are signed as deliveries are (`outbound`). A replayed event needs no
+refusal here: it carries its event id, so it gives the same envelope id and
+the router drops the repeat.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from typing import Any
 import orjson
 
 from connectors.webhook.errors import BadEvent
+from connectors.webhook.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from router.connector import signing
 from router.connector.agents import AgentInput, BadCommand
+from router.connector.signing import BadSignature
 from router.envelope import Envelope
 
 CHANNEL_TYPE = "webhook"
@@ -27,6 +35,25 @@ PRESENCE = frozenset({"available", "away", "offline"})
 FIELDS = frozenset({"v", "id", "agent", "token", "type", "text", "command", "args"})
 MAX_ID_CHARS = 200
 _AGENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+
+
+def verify(
+    key: bytes,
+    timestamp: str | None,
+    signed: str | None,
+    body: bytes,
+    *,
+    now: float,
+    max_skew: float,
+) -> None:
+    """Raise `BadSignature` (with a short reason) unless the request is signed with `key`
+    at a time within `max_skew` seconds of `now`."""
+    if not timestamp:
+        raise BadSignature(f"missing {TIMESTAMP_HEADER}")
+    if not signed:
+        raise BadSignature(f"missing {SIGNATURE_HEADER}")
+    when = signing.check_timestamp(timestamp, now=now, max_skew=max_skew, name=TIMESTAMP_HEADER)
+    signing.check(signature(key, when, body), signed)
 
 
 def _string(obj: dict[str, Any], key: str, *, max_chars: int | None = None) -> str:

@@ -1,17 +1,20 @@
-"""The webhook's signature scheme, both ways: HMAC-SHA256 over the timestamp and the exact body.
+"""A delivery envelope as the webhook POSTs it: the JSON body and its signed headers.
+
+The signature scheme, used both ways (the tool signs its events the same way;
+`inbound.verify` checks them): HMAC-SHA256 over the timestamp and the exact body.
 
     X-Omnirouter-Timestamp: <unix seconds>
     X-Omnirouter-Signature: v1=<hex of HMAC-SHA256(key, b"<timestamp>." + body)>
 
-The helpers (constant-time compare, clock skew) are `router.connector.signing`'s.
-A replayed event needs no refusal here: it carries its event id, so it gives
-the same envelope id and the router drops the repeat.
+The helpers (HMAC, constant-time compare, clock skew) are `router.connector.signing`'s.
 """
 
 from __future__ import annotations
 
+import orjson
+
 from router.connector import signing
-from router.connector.signing import BadSignature
+from router.envelope import Delivery, Envelope
 
 ID_HEADER = "X-Omnirouter-Id"
 TIMESTAMP_HEADER = "X-Omnirouter-Timestamp"
@@ -20,24 +23,38 @@ SCHEME = "v1"
 
 
 def signature(key: bytes, timestamp: int, body: bytes) -> str:
-    """The header value: `v1=<hex>`."""
+    """The signature header's value: `v1=<hex>`."""
     return f"{SCHEME}={signing.hmac_hex(key, timestamp, body)}"
 
 
-def verify(
-    key: bytes,
-    timestamp: str | None,
-    signed: str | None,
-    body: bytes,
-    *,
-    now: float,
-    max_skew: float,
-) -> None:
-    """Raise `BadSignature` (with a short reason) unless the request is signed with `key`
-    at a time within `max_skew` seconds of `now`."""
-    if not timestamp:
-        raise BadSignature(f"missing {TIMESTAMP_HEADER}")
-    if not signed:
-        raise BadSignature(f"missing {SIGNATURE_HEADER}")
-    when = signing.check_timestamp(timestamp, now=now, max_skew=max_skew, name=TIMESTAMP_HEADER)
-    signing.check(signature(key, when, body), signed)
+def body_of(envelope: Envelope, delivery: Delivery) -> bytes:
+    """The JSON body POSTed for one delivery (the same bytes on every retry)."""
+    return orjson.dumps(
+        {
+            "v": 1,
+            "id": envelope.id,
+            "event": delivery.event,
+            "agent": delivery.agent.model_dump(mode="json"),
+            "conversation_id": envelope.conversation_id,
+            "subject": envelope.subject,
+            "text": envelope.text,
+            "token": delivery.token,
+            "reason": delivery.reason,
+            "note": delivery.note,
+            "sla_due": delivery.sla_due.isoformat() if delivery.sla_due else None,
+            "context": delivery.context or None,
+            # When the router made the delivery: stable across retries.
+            "sent_at": (envelope.sent_at or envelope.received_at).isoformat(),
+        }
+    )
+
+
+def headers_for(key: bytes, envelope_id: str, body: bytes, now: float) -> dict[str, str]:
+    """The headers of a POST of `body`, signed with `key` at `now` (Unix seconds)."""
+    timestamp = int(now)
+    return {
+        "Content-Type": "application/json",
+        ID_HEADER: envelope_id,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: signature(key, timestamp, body),
+    }

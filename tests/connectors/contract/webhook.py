@@ -26,8 +26,13 @@ from router.connector.testing import MemoryCheckpoints
 from router.envelope import Envelope, envelope_id
 from router.http import Routes
 from tests.connectors.contract.harness import Fed, Harness
-from tests.connectors.webhook.helpers import Receiver, post_event, receiver, webhook_config
-from tests.connectors.webhook.test_client import delivery
+from tests.connectors.webhook.helpers import (
+    Receiver,
+    delivery,
+    post_event,
+    receiver,
+    webhook_config,
+)
 from tests.harness.common import free_port
 
 TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"

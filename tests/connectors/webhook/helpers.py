@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,15 @@ from connectors.webhook.connector import WebhookConnector
 from connectors.webhook.outbound import signature
 from router.blobs import BlobStore
 from router.config.people import SinkConfig
-from router.connector import Services
+from router.connector import SendResult, Services
 from router.connector.testing import MemoryCheckpoints
+from router.envelope import Delivery, Envelope, Sender, envelope_id
 from router.http import Routes
 from tests.harness.common import free_port
 
 SECRET = "s3cret-signing-key-for-tests"
 KEY = SECRET.encode()
+MADE_AT = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 
 
 def webhook_config(**extra: Any) -> WebhookChannelConfig:
@@ -149,3 +152,47 @@ async def post_event(
         ) as resp,
     ):
         return resp.status, await resp.json(content_type=None)
+
+
+def delivery(**extra: Any) -> Envelope:
+    context = {
+        "customer": {
+            "id": "cust-1",
+            "name": "Eva",
+            "identities": [{"kind": "email", "value": "e"}],
+        },
+        "conversation": {"id": "conv-1", "ref": "K7M2", "channel": "support-email"},
+        "transcript": [{"text": "My invoice was charged twice"}],
+        "other_conversations": [],
+    }
+    return Envelope(
+        id=envelope_id("agent:chloe", "in-1:assigned:0"),
+        kind="message",
+        direction="out",
+        channel="agent-hooks",
+        channel_type="webhook",
+        thread_key="conv-1",
+        conversation_id="conv-1",
+        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
+        received_at=MADE_AT,
+        subject="[#K7M2] Invoice charged twice",
+        text="Assigned: conversation #K7M2 on support-email",
+        delivery=Delivery.model_validate(
+            {
+                "event": "assigned",
+                "agent": {"id": "chloe", "name": "Chloé Martin"},
+                "sink": {"type": "webhook", "address": None},
+                "token": "conv-1.signature",
+                "reason": {"rule": "best_qualified"},
+                "note": None,
+                "context": context,
+                **extra,
+            }
+        ),
+    )
+
+
+async def send(hooks: Listening, url: str | None) -> SendResult:
+    """Send the delivery to chloe, whose sink (in the config, never on the bus) is `url`."""
+    hooks.reach("chloe", url)
+    return await hooks.connector.send(delivery())

@@ -3,67 +3,25 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from connectors.webhook.outbound import verify
-from router.connector import SendResult
-from router.envelope import Delivery, Envelope, Sender, envelope_id
-from tests.connectors.webhook.helpers import KEY, Listening, listening, receiver, webhook_config
+from connectors.webhook.inbound import verify
+from tests.connectors.webhook.helpers import (
+    KEY,
+    MADE_AT,
+    delivery,
+    listening,
+    receiver,
+    send,
+    webhook_config,
+)
 from tests.harness.common import free_port
 
-
-async def send(hooks: Listening, url: str | None) -> SendResult:
-    """Send the delivery to chloe, whose sink (in the config, never on the bus) is `url`."""
-    hooks.reach("chloe", url)
-    return await hooks.connector.send(delivery())
-
-
-MADE_AT = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
 SECRET_PATH = "/services/T0001/B0002/XyZsecretPart"
 SECRET_QUERY = "sig=QueryS3cret"
-
-
-def delivery(**extra: Any) -> Envelope:
-    context = {
-        "customer": {
-            "id": "cust-1",
-            "name": "Eva",
-            "identities": [{"kind": "email", "value": "e"}],
-        },
-        "conversation": {"id": "conv-1", "ref": "K7M2", "channel": "support-email"},
-        "transcript": [{"text": "My invoice was charged twice"}],
-        "other_conversations": [],
-    }
-    return Envelope(
-        id=envelope_id("agent:chloe", "in-1:assigned:0"),
-        kind="message",
-        direction="out",
-        channel="agent-hooks",
-        channel_type="webhook",
-        thread_key="conv-1",
-        conversation_id="conv-1",
-        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
-        received_at=MADE_AT,
-        subject="[#K7M2] Invoice charged twice",
-        text="Assigned: conversation #K7M2 on support-email",
-        delivery=Delivery.model_validate(
-            {
-                "event": "assigned",
-                "agent": {"id": "chloe", "name": "Chloé Martin"},
-                "sink": {"type": "webhook", "address": None},
-                "token": "conv-1.signature",
-                "reason": {"rule": "best_qualified"},
-                "note": None,
-                "context": context,
-                **extra,
-            }
-        ),
-    )
 
 
 async def test_body_headers_and_signature(tmp_path: Path) -> None:
@@ -160,41 +118,6 @@ async def test_connection_refused_is_retried(tmp_path: Path) -> None:
     async with listening(tmp_path) as hooks:
         result = await send(hooks, f"http://127.0.0.1:{free_port()}/x")
         assert result.status == "retry"
-
-
-@pytest.mark.parametrize("url", [None, ""])
-async def test_missing_url_fails(tmp_path: Path, url: str | None) -> None:
-    async with listening(tmp_path) as hooks:
-        result = await send(hooks, url)
-        assert result.status == "failed"
-        assert "no webhook url" in result.detail
-
-
-async def test_an_agent_reached_elsewhere_gets_nothing_from_this_channel(tmp_path: Path) -> None:
-    async with receiver() as tool, listening(tmp_path) as hooks:
-        hooks.reach("chloe", tool.url(), channel="other-hooks")
-        result = await hooks.connector.send(delivery())
-        assert (result.status, tool.requests) == ("failed", [])
-        hooks.sinks.clear()  # no longer an agent (config reloaded)
-        assert (await hooks.connector.send(delivery())).status == "failed"
-
-
-async def test_an_envelope_without_delivery_fails(tmp_path: Path) -> None:
-    async with listening(tmp_path) as hooks:
-        hooks.reach("chloe", "http://127.0.0.1:1/x")
-        env = delivery().model_copy(update={"delivery": None, "meta": {"to": ["x"]}})
-        result = await hooks.connector.send(env)
-        assert result.status == "failed"
-        assert "only carries deliveries to agents" in result.detail
-
-
-async def test_a_stopped_connector_defers(tmp_path: Path) -> None:
-    async with receiver() as tool, listening(tmp_path) as hooks:
-        await hooks.connector.stop()
-        assert (await send(hooks, tool.url())).status == "retry"
-        assert tool.requests == []
-        await hooks.connector.start()
-        assert (await send(hooks, tool.url())).status == "sent"
 
 
 @pytest.mark.parametrize("status", [200, 404, 500])

@@ -1,4 +1,5 @@
-"""The events route, through real HTTP: signed events in, 202 only once acked, refusals."""
+"""The connector through real HTTP: what it will not send, and the events route (signed
+events in, 202 only once acked, refusals)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,11 @@ from router.connector import Incoming
 from router.envelope import Command, envelope_id
 from router.logs import RateLimiter
 from tests.connectors.webhook.helpers import (
+    delivery,
     listening,
     post_event,
+    receiver,
+    send,
     signed_headers,
     webhook_config,
 )
@@ -28,6 +32,47 @@ from tests.harness.common import eventually
 
 TOKEN = "conv-42.abcdefghijklmnopqrstuvwx"
 REPLY = {"id": "slack-evt-1", "agent": "chloe", "token": TOKEN, "type": "reply", "text": "Hi Eva"}
+
+
+# --- sending (the POST itself: test_client.py) -----------------------------------------
+
+
+@pytest.mark.parametrize("url", [None, ""])
+async def test_missing_url_fails(tmp_path: Path, url: str | None) -> None:
+    async with listening(tmp_path) as hooks:
+        result = await send(hooks, url)
+        assert result.status == "failed"
+        assert "no webhook url" in result.detail
+
+
+async def test_an_agent_reached_elsewhere_gets_nothing_from_this_channel(tmp_path: Path) -> None:
+    async with receiver() as tool, listening(tmp_path) as hooks:
+        hooks.reach("chloe", tool.url(), channel="other-hooks")
+        result = await hooks.connector.send(delivery())
+        assert (result.status, tool.requests) == ("failed", [])
+        hooks.sinks.clear()  # no longer an agent (config reloaded)
+        assert (await hooks.connector.send(delivery())).status == "failed"
+
+
+async def test_an_envelope_without_delivery_fails(tmp_path: Path) -> None:
+    async with listening(tmp_path) as hooks:
+        hooks.reach("chloe", "http://127.0.0.1:1/x")
+        env = delivery().model_copy(update={"delivery": None, "meta": {"to": ["x"]}})
+        result = await hooks.connector.send(env)
+        assert result.status == "failed"
+        assert "only carries deliveries to agents" in result.detail
+
+
+async def test_a_stopped_connector_defers(tmp_path: Path) -> None:
+    async with receiver() as tool, listening(tmp_path) as hooks:
+        await hooks.connector.stop()
+        assert (await send(hooks, tool.url())).status == "retry"
+        assert tool.requests == []
+        await hooks.connector.start()
+        assert (await send(hooks, tool.url())).status == "sent"
+
+
+# --- the events route ------------------------------------------------------------------
 
 
 async def next_incoming(connector: WebhookConnector) -> Incoming:

@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectors.webhook.outbound import verify
+from connectors.webhook.inbound import verify
 from router.config import parse_config
 from router.daemon import Daemon
 from router.store import open_store

@@ -1,4 +1,5 @@
-"""Events from an agent's tool turned into envelopes; every shape error names its field."""
+"""Events from an agent's tool: the signature checked (every way a request is refused), and
+turned into envelopes (every shape error names its field)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.webhook.errors import BadEvent
-from connectors.webhook.inbound import to_envelope
+from connectors.webhook.errors import BadEvent, BadSignature
+from connectors.webhook.inbound import to_envelope, verify
+from connectors.webhook.outbound import signature
 from router.envelope import Command, decode, encode, envelope_id
 
 NOW = datetime(2025, 3, 3, 10, 0, tzinfo=UTC)
@@ -98,3 +100,72 @@ def test_shape_errors_name_the_field(raw: bytes, message: str) -> None:
     with pytest.raises(BadEvent) as info:
         to_envelope(raw, "agent-hooks", NOW)
     assert str(info.value).startswith(message), str(info.value)
+
+
+# --- the signature --------------------------------------------------------------------
+
+KEY = b"0123456789abcdef-key"
+BODY = b'{"id":"e1","agent":"ana","type":"reply","text":"hi","token":"c.x"}'
+SIGNED_AT = 1_760_000_000
+
+
+def test_good_signature_verifies() -> None:
+    verify(
+        KEY, str(SIGNED_AT), signature(KEY, SIGNED_AT, BODY), BODY, now=SIGNED_AT + 30, max_skew=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "signed", "body", "now", "reason"),
+    [
+        (
+            str(SIGNED_AT),
+            signature(b"another-key-entirely", SIGNED_AT, BODY),
+            BODY,
+            SIGNED_AT,
+            "does not match",
+        ),
+        (
+            str(SIGNED_AT),
+            signature(KEY, SIGNED_AT, BODY),
+            BODY.replace(b"hi", b"ho"),
+            SIGNED_AT,
+            "does not match",
+        ),
+        # the timestamp is part of what is signed: moving it breaks the signature
+        (str(SIGNED_AT + 1), signature(KEY, SIGNED_AT, BODY), BODY, SIGNED_AT, "does not match"),
+        (str(SIGNED_AT), "v1=" + "0" * 64, BODY, SIGNED_AT, "does not match"),
+        (
+            str(SIGNED_AT),
+            signature(KEY, SIGNED_AT, BODY)[3:],
+            BODY,
+            SIGNED_AT,
+            "does not match",
+        ),  # no v1=
+        (str(SIGNED_AT), "v1=ünicode", BODY, SIGNED_AT, "does not match"),
+        (
+            str(SIGNED_AT - 301),
+            signature(KEY, SIGNED_AT - 301, BODY),
+            BODY,
+            SIGNED_AT,
+            "clock skew",
+        ),
+        (
+            str(SIGNED_AT + 301),
+            signature(KEY, SIGNED_AT + 301, BODY),
+            BODY,
+            SIGNED_AT,
+            "clock skew",
+        ),
+        ("yesterday", signature(KEY, SIGNED_AT, BODY), BODY, SIGNED_AT, "Unix seconds"),
+        ("-5", signature(KEY, SIGNED_AT, BODY), BODY, SIGNED_AT, "Unix seconds"),
+        (None, signature(KEY, SIGNED_AT, BODY), BODY, SIGNED_AT, "missing X-Omnirouter-Timestamp"),
+        (str(SIGNED_AT), None, BODY, SIGNED_AT, "missing X-Omnirouter-Signature"),
+        (str(SIGNED_AT), "", BODY, SIGNED_AT, "missing X-Omnirouter-Signature"),
+    ],
+)
+def test_signature_refused(
+    timestamp: str | None, signed: str | None, body: bytes, now: int, reason: str
+) -> None:
+    with pytest.raises(BadSignature, match=reason):
+        verify(KEY, timestamp, signed, body, now=now, max_skew=300)
