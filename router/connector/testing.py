@@ -17,6 +17,13 @@ asks of a real one:
 - `send()` records every envelope in `sent` and answers `failed` for one it
   could never send: not outbound, for another channel, or any envelope when
   the channel is configured with `fail_sends`.
+
+And it fails as a real one does, for the daemon's reconnect tests: while
+`start_error` is set (from the start with `refuse_start` in its block, as a
+wrong password would), `start()` raises it; `break_intake(exc)` makes the
+running `receive()` raise `exc`, as a dropped connection would (what the
+channel holds stays). Lent the daemon's HTTP listener, it serves
+`GET /memory/<name>/ping`, as a connector's own endpoint (a webhook) is served.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from router.connector import (
@@ -41,7 +49,7 @@ from router.connector import (
     Services,
 )
 from router.envelope import Envelope, decode
-from router.errors import EnvelopeError
+from router.errors import ConnectorError, EnvelopeError
 
 MEMORY_TYPE = "memory"
 
@@ -76,6 +84,8 @@ class MemoryChannelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     fail_sends: bool = False  # every send answers `failed` (a tool that refuses everything)
+    # Every start raises a non-retriable ConnectorError with this reason (a wrong password).
+    refuse_start: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +117,12 @@ class MemoryConnector:
         self._arrived = asyncio.Event()
         self._seq = itertools.count()
         self._deliveries = itertools.count()
+        self._breaks: deque[Exception] = deque()
+        self.start_error: Exception | None = None  # raised by every start() while set
+        if self.settings.refuse_start is not None:
+            self.start_error = ConnectorError(self.settings.refuse_start, retriable=False)
+        if services is not None and services.http is not None:
+            services.http.add("GET", f"/{MEMORY_TYPE}/{name}/ping", self._ping)
 
     # --- the channel's side ------------------------------------------------------------
 
@@ -125,6 +141,14 @@ class MemoryConnector:
         self._arrived.set()
         return taken.native_id
 
+    def break_intake(self, error: Exception) -> None:
+        """The running (or next) `receive()` raises `error`; inputs stay on the channel."""
+        self._breaks.append(error)
+        self._arrived.set()
+
+    async def _ping(self, _request: web.Request) -> web.Response:
+        return web.Response(text=f"pong from {self.name}")
+
     @property
     def pending(self) -> list[str]:
         """Native ids the channel still holds: waiting, or yielded and not yet acked."""
@@ -139,6 +163,8 @@ class MemoryConnector:
 
     async def start(self) -> None:
         self.starts += 1
+        if self.start_error is not None:
+            raise self.start_error
         self.running = True
 
     async def stop(self) -> None:
@@ -153,9 +179,11 @@ class MemoryConnector:
 
     async def receive(self) -> AsyncIterator[Incoming | Rejected]:
         while True:
-            while not self._waiting:
+            while not self._waiting and not self._breaks:
                 self._arrived.clear()
                 await self._arrived.wait()
+            if self._breaks:
+                raise self._breaks.popleft()
             taken = self._waiting.popleft()
             delivery = next(self._deliveries)
             self._in_flight[delivery] = taken

@@ -1,11 +1,10 @@
-"""The daemon in-process, with an in-memory connector registered under `type: memory`."""
+"""The daemon in-process, with the in-memory connector registered under `type: memory`."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import urllib.request
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,98 +14,26 @@ import orjson
 import pytest
 import sqlalchemy as sa
 import structlog.testing
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict
 
 from router.bus import EmbeddedBus
 from router.config import parse_config
-from router.connector import ConnectorSpec, Incoming, Outcome, Rejected, SendResult, load_registry
+from router.connector import DONE, Connector, Services, load_registry
+from router.connector.testing import MEMORY_TYPE, MemoryChannelConfig, MemoryConnector, memory_spec
 from router.daemon import Daemon
 from router.envelope import Envelope, Sender, encode, envelope_id
-from router.errors import BusError, ConnectorError, StoreError
+from router.errors import BusError, StoreError
 from router.store import open_store
 from router.store import routing as routing_db
 from tests.harness.common import eventually
 from tests.harness.daemon import break_consume_loop, embedded_config, get, running
 
 
-class MemoryChannelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    fail_sends: bool = False
-    refuse_start: bool = False  # as a wrong password would
-
-
-class MemoryConnector:
-    """Our own in-memory channel: a queue in, a list out."""
-
-    def __init__(self, name: str, settings: MemoryChannelConfig) -> None:
-        self.name = name
-        self.settings = settings
-        self.inbox: asyncio.Queue[Envelope | Exception | str] = asyncio.Queue()
-        self.acked: list[str] = []
-        self.outcomes: list[Outcome] = []
-        self.sent: list[Envelope] = []
-        self.starts = 0
-        self.stops = 0
-        self.refusing = getattr(settings, "refuse_start", False)
-
-    async def start(self) -> None:
-        self.starts += 1
-        if self.refusing:
-            raise ConnectorError("login refused: wrong password", retriable=False)
-
-    async def stop(self) -> None:
-        self.stops += 1
-
-    async def receive(self) -> AsyncIterator[Incoming]:
-        while True:
-            item = await self.inbox.get()
-            if isinstance(item, Exception):
-                raise item
-            if isinstance(item, str):  # input the channel could not understand
-
-                async def ack_rejected(outcome: Outcome, *, native: str = item) -> None:
-                    self.acked.append(native)
-                    self.outcomes.append(outcome)
-
-                yield Rejected(reason=f"cannot parse {item}", native_id=item, ack=ack_rejected)
-                continue
-
-            async def ack(outcome: Outcome, *, env_id: str = item.id) -> None:
-                self.acked.append(env_id)
-                self.outcomes.append(outcome)
-
-            yield Incoming(envelope=item, ack=ack)
-
-    async def send(self, envelope: Envelope) -> SendResult:
-        self.sent.append(envelope)
-        if self.settings.fail_sends:
-            return SendResult(status="failed", detail="550 mailbox unavailable")
-        return SendResult(status="sent", native_id=f"native-{len(self.sent)}")
-
-
 class Registry:
+    """The installed connectors plus `type: memory`; the memory connectors built, by name."""
+
     def __init__(self) -> None:
         self.built: dict[str, MemoryConnector] = {}
-        self.specs = {
-            **load_registry(),  # the installed connectors, plus ours
-            "memory": ConnectorSpec(
-                type="memory",
-                description="in-memory test channel",
-                config=MemoryChannelConfig,
-                factory=self.build,
-            ),
-        }
-
-    def build(self, name: str, settings: Any, services: Any) -> MemoryConnector:
-        self.built[name] = MemoryConnector(name, settings)
-        if services.http is not None:  # a connector's own endpoint on the daemon's listener
-
-            async def ping(_request: web.Request) -> web.Response:
-                return web.Response(text=f"pong from {name}")
-
-            services.http.add("GET", f"/memory/{name}/ping", ping)
-        return self.built[name]
+        self.specs = {**load_registry(), MEMORY_TYPE: memory_spec(self.built)}
 
 
 def message(channel: str, native: str, thread: str = "t1") -> Envelope:
@@ -123,8 +50,13 @@ def message(channel: str, native: str, thread: str = "t1") -> Envelope:
     )
 
 
-def config_text(tmp: Path, *, fail_sends: bool = False, refuse_start: bool = False) -> str:
-    flags = f"fail_sends: {str(fail_sends).lower()}, refuse_start: {str(refuse_start).lower()}"
+REFUSED = "login refused: wrong password"
+
+
+def config_text(tmp: Path, *, fail_sends: bool = False, refuse_start: str | None = None) -> str:
+    flags = f"fail_sends: {str(fail_sends).lower()}"
+    if refuse_start is not None:
+        flags += f", refuse_start: {refuse_start!r}"
     return (
         embedded_config(tmp)
         + f"""
@@ -141,7 +73,7 @@ def running_chat(
     registry: Registry,
     *,
     fail_sends: bool = False,
-    refuse_start: bool = False,
+    refuse_start: str | None = None,
     **kw: Any,
 ) -> AbstractAsyncContextManager[Daemon]:
     """The daemon on `config_text` (one memory channel, `chat`), running for the block."""
@@ -165,9 +97,9 @@ async def test_intake_reaches_the_store_and_is_acked_after_publish(tmp_path: Pat
     async with running_chat(tmp_path, reg) as daemon:
         chat = reg.built["chat"]
         first, dup = message("chat", "m1"), message("chat", "m1")
-        await chat.inbox.put(first)
-        await chat.inbox.put(dup)  # the channel re-delivered it
-        await eventually(lambda: len(chat.acked) == 2)
+        chat.offer(first)
+        chat.offer(dup)  # the channel re-delivered it
+        await eventually(lambda: len(chat.acks) == 2)
         await eventually(
             lambda: (
                 daemon.metrics.messages_in.labels(channel="chat", kind="message")._value.get() == 2
@@ -203,7 +135,7 @@ async def test_failed_send_is_dead_lettered_not_retried(tmp_path: Path) -> None:
         assert len(reg.built["chat"].sent) == 1
     dlq = await read_topic(tmp_path, "omni.dlq")
     assert len(dlq) == 1
-    assert "550 mailbox unavailable" in orjson.loads(dlq[0])["reason"]
+    assert "the channel refuses every send" in orjson.loads(dlq[0])["reason"]
 
 
 async def test_bad_inbound_record_goes_to_dlq_and_router_keeps_going(tmp_path: Path) -> None:
@@ -212,8 +144,8 @@ async def test_bad_inbound_record_goes_to_dlq_and_router_keeps_going(tmp_path: P
         assert daemon.bus is not None
         await daemon.bus.produce(daemon.topics.inbound, b"k", b'{"v": 1, "kind": "message"}')
         good = message("chat", "after-bad")
-        await reg.built["chat"].inbox.put(good)
-        await eventually(lambda: reg.built["chat"].acked == [good.id])
+        reg.built["chat"].offer(good)
+        await eventually(lambda: reg.built["chat"].acks == [(good.id, DONE)])
         await eventually(
             lambda: (
                 daemon.metrics.messages_in.labels(channel="chat", kind="message")._value.get() == 1
@@ -231,13 +163,15 @@ async def test_rejected_input_is_dead_lettered_then_acked(tmp_path: Path) -> Non
     reg = Registry()
     async with running_chat(tmp_path, reg):
         chat = reg.built["chat"]
-        await chat.inbox.put("native-77")
-        await eventually(lambda: chat.acked == ["native-77"])
+        chat.offer_raw(b"native-77", native_id="native-77")
+        await eventually(lambda: [n for n, _ in chat.acks] == ["native-77"])
         # Refused, not done: the channel forgets it (an HTTP intake answers 422).
-        assert chat.outcomes == [Outcome("cannot parse native-77", retriable=False)]
+        [(_, refused)] = chat.acks
+        assert not refused.done and not refused.retriable
+        assert chat.pending == []
     [dead] = await read_topic(tmp_path, "omni.dlq")
     body = orjson.loads(dead)
-    assert body["reason"] == "cannot parse native-77"
+    assert body["reason"] == refused.error and body["reason"].startswith("not JSON")
     assert body["source"] == {"channel": "chat"}
     assert body["native_id"] == "native-77"
 
@@ -246,11 +180,11 @@ async def test_failing_connector_is_restarted_and_daemon_stays_up(tmp_path: Path
     reg = Registry()
     async with running_chat(tmp_path, reg) as daemon:
         chat = reg.built["chat"]
-        await chat.inbox.put(ConnectionResetError("peer went away"))
+        chat.break_intake(ConnectionResetError("peer went away"))
         await eventually(lambda: chat.starts >= 2)
         later = message("chat", "after-restart")
-        await chat.inbox.put(later)
-        await eventually(lambda: chat.acked == [later.id])
+        chat.offer(later)
+        await eventually(lambda: chat.acks == [(later.id, DONE)])
         assert await daemon.readiness() == []
 
 
@@ -259,9 +193,9 @@ async def test_a_refused_channel_is_down_on_readyz_with_the_reason_until_a_reloa
 ) -> None:
     reg = Registry()
     path = tmp_path / "channels.yaml"
-    path.write_text(config_text(tmp_path, refuse_start=True))
+    path.write_text(config_text(tmp_path, refuse_start=REFUSED))
     async with running_chat(
-        tmp_path, reg, refuse_start=True, config_path=path, watch_config=None
+        tmp_path, reg, refuse_start=REFUSED, config_path=path, watch_config=None
     ) as daemon:
         assert daemon.http is not None
         url = f"http://127.0.0.1:{daemon.http.port}"
@@ -270,7 +204,7 @@ async def test_a_refused_channel_is_down_on_readyz_with_the_reason_until_a_reloa
         assert status == 503
         ready = orjson.loads(body)
         assert ready["waiting_for"] == ["channel chat"]
-        assert ready["channels_down"]["chat"]["reason"] == "login refused: wrong password"
+        assert ready["channels_down"]["chat"]["reason"] == REFUSED
         assert ready["channels_down"]["chat"]["retriable"] is False
         _, metrics = await asyncio.to_thread(get, url + "/metrics")
         assert (
@@ -279,7 +213,7 @@ async def test_a_refused_channel_is_down_on_readyz_with_the_reason_until_a_reloa
         )
         chat = reg.built["chat"]
         assert chat.starts == 1  # not tried again before `reconnect.after_refusal`
-        chat.refusing = False  # fixed (a password file, say); the operator reloads
+        chat.start_error = None  # fixed (a password file, say); the operator reloads
         assert await daemon.reload() is True
         await eventually(lambda: daemon.channels_down() == {})
         assert chat.starts == 2
@@ -385,7 +319,7 @@ async def test_channel_serving_agents_sends_their_deliveries_too(tmp_path: Path)
     bus = EmbeddedBus(tmp_path / "bus.sqlite3", partitions=2)
     await bus.start()
     topics = Topics(prefix="omni.")
-    connector = MemoryConnector("chat", MemoryChannelConfig())
+    connector = MemoryConnector("chat")
     runner = ChannelRunner(
         name="chat",
         connector=connector,
@@ -418,11 +352,11 @@ async def test_input_too_large_for_the_bus_is_dead_lettered_and_intake_goes_on(
         chat = reg.built["chat"]
         huge = message("chat", "huge").model_copy(update={"text": "x" * 1_100_000})
         after = message("chat", "after")
-        await chat.inbox.put(huge)
-        await chat.inbox.put(after)
-        await eventually(lambda: chat.acked == [huge.id, after.id])
+        chat.offer(huge)
+        chat.offer(after)
+        await eventually(lambda: [n for n, _ in chat.acks] == [huge.id, after.id])
         assert chat.starts == 1  # refused, not a connector failure: offered once, not again
-        refused, done = chat.outcomes
+        (_, refused), (_, done) = chat.acks
         assert not refused.done and not refused.retriable
         assert "max_record_bytes" in (refused.error or "")
         assert done.done
@@ -510,7 +444,13 @@ agents:"""
 def in_memory(reg: Registry, channel_type: str) -> None:
     """Run `channel_type`'s channels as memory connectors: their agents are reachable
     (an enabled channel whose type has a runtime), and nothing leaves the test."""
-    reg.specs[channel_type] = dataclasses.replace(reg.specs[channel_type], factory=reg.build)
+    build = reg.specs[MEMORY_TYPE].factory
+    assert build is not None
+
+    def as_memory(name: str, _block: object, services: Services) -> Connector:
+        return build(name, MemoryChannelConfig(), services)
+
+    reg.specs[channel_type] = dataclasses.replace(reg.specs[channel_type], factory=as_memory)
 
 
 async def owners(tmp: Path) -> dict[str, str | None]:
@@ -534,7 +474,7 @@ async def test_an_agent_added_by_a_reload_gets_work(tmp_path: Path) -> None:
     async with running(cfg, registry=reg.specs, config_path=path, watch_config=None) as daemon:
         chat = reg.built["chat"]
         routed = daemon.metrics.messages_in.labels(channel="chat", kind="message")
-        await chat.inbox.put(message("chat", "m1", thread="t1"))
+        chat.offer(message("chat", "m1", thread="t1"))
         await eventually(lambda: routed._value.get() == 1)
         path.write_text(with_agents(tmp_path, "ana", "a5"))
         assert await daemon.reload() is True
@@ -542,7 +482,7 @@ async def test_an_agent_added_by_a_reload_gets_work(tmp_path: Path) -> None:
         other = message("chat", "m2", thread="t2").model_copy(
             update={"sender": Sender(address="visitor-2", name="Bo")}
         )
-        await chat.inbox.put(other)
+        chat.offer(other)
         await eventually(lambda: routed._value.get() == 2)
     assert await owners(tmp_path) == {"t1": "ana", "t2": "a5"}
 

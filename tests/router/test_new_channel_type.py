@@ -9,8 +9,6 @@ pigeon intake wrote, unchanged.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from router.config import ConfigError, parse_config
-from router.connector import DONE, ConnectorSpec, Incoming, Outcome, SendResult, load_registry
+from router.connector import ConnectorSpec, Services, load_registry
+from router.connector.testing import MemoryConnector
 from router.envelope import Envelope, Sender, StatedIdentity, envelope_id
 from tests.harness.common import eventually
 from tests.harness.daemon import embedded_config, running
@@ -27,33 +26,6 @@ from tests.harness.daemon import embedded_config, running
 
 class NoSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Loopback:
-    """A channel in memory: envelopes put in `inbox` are taken in, sends kept in `sent`."""
-
-    def __init__(self) -> None:
-        self.inbox: asyncio.Queue[Envelope] = asyncio.Queue()
-        self.sent: list[Envelope] = []
-
-    async def start(self) -> None:
-        pass
-
-    async def stop(self) -> None:
-        pass
-
-    async def receive(self) -> AsyncIterator[Incoming]:
-        while True:
-            env = await self.inbox.get()
-
-            async def ack(outcome: Outcome = DONE) -> None:
-                pass
-
-            yield Incoming(envelope=env, ack=ack)
-
-    async def send(self, envelope: Envelope) -> SendResult:
-        self.sent.append(envelope)
-        return SendResult(status="sent")
 
 
 def flag_address(value: str) -> str:
@@ -70,7 +42,7 @@ def pigeon_id(value: str) -> str:
 
 class Registry:
     def __init__(self) -> None:
-        self.built: dict[str, Loopback] = {}
+        self.built: dict[str, MemoryConnector] = {}
         common: dict[str, Any] = {"config": NoSettings, "factory": self.build}
         self.specs = {
             **load_registry(),
@@ -95,8 +67,9 @@ class Registry:
             ),
         }
 
-    def build(self, name: str, settings: Any, services: Any) -> Loopback:
-        self.built[name] = Loopback()
+    def build(self, name: str, settings: NoSettings, services: Services) -> MemoryConnector:
+        # A channel in memory: what is offered is taken in, what is sent is kept in `sent`.
+        self.built[name] = MemoryConnector(name, services=services)
         return self.built[name]
 
 
@@ -118,7 +91,7 @@ async def test_a_new_customer_type_and_sink_type_work_end_to_end(tmp_path: Path)
     sent_at = datetime.now(UTC)
     async with running(config, registry=reg.specs):
         loft, tower = reg.built["loft"], reg.built["tower"]
-        await loft.inbox.put(
+        loft.offer(
             Envelope(
                 id=envelope_id("loft", "coo-1"),
                 kind="message",
@@ -152,7 +125,7 @@ async def test_a_new_customer_type_and_sink_type_work_end_to_end(tmp_path: Path)
         }
         assert delivery.token
         # The agent answers through their tool: back in on the sink's channel.
-        await tower.inbox.put(
+        tower.offer(
             Envelope(
                 id=envelope_id("tower", "wave-1"),
                 kind="reply",

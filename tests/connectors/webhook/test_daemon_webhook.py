@@ -83,7 +83,7 @@ async def test_delivery_accept_and_reply_through_the_daemon(tmp_path: Path) -> N
             # 1. The customer writes; the assignment is POSTed to Chloé's tool.
             chat = reg.built["chat"]
             first = message("chat", "m1")
-            await chat.inbox.put(first)
+            chat.offer(first)
             await eventually(lambda: len(tool.requests) >= 1)
             [posted] = tool.requests
             assert posted.path_qs == "/hooks/chloe?k=urlsecret"

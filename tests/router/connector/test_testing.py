@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from router.blobs import BlobStore
 from router.connector import DONE, Incoming, Outcome, Services
@@ -20,6 +22,8 @@ from router.connector.testing import (
     memory_spec,
 )
 from router.envelope import encode
+from router.errors import ConnectorError
+from router.http import Routes
 from tests.router.test_daemon import message
 
 
@@ -81,6 +85,43 @@ def test_the_spec_builds_connectors_and_keeps_them_by_name(tmp_path: Path) -> No
     services = Services(blobs=BlobStore(tmp_path / "blobs"), checkpoints=MemoryCheckpoints())
     connector = spec.factory("chat", settings, services)
     assert built == {"chat": connector}
+
+
+async def test_refuse_start_makes_every_start_raise_until_cleared() -> None:
+    chat = MemoryConnector("chat", MemoryChannelConfig(refuse_start="wrong password"))
+    for _ in range(2):
+        with pytest.raises(ConnectorError, match="wrong password") as info:
+            await chat.start()
+        assert info.value.retriable is False
+    assert (chat.starts, chat.running) == (2, False)
+    chat.start_error = None  # the cause was fixed
+    await chat.start()
+    assert (chat.starts, chat.running) == (3, True)
+
+
+async def test_a_broken_intake_raises_and_keeps_what_the_channel_holds() -> None:
+    chat = MemoryConnector("chat")
+    await chat.start()
+    waiting = chat.offer(message("chat", "m1"))
+    items = chat.receive()
+    chat.break_intake(ConnectionResetError("peer went away"))
+    with pytest.raises(ConnectionResetError, match="peer went away"):
+        await asyncio.wait_for(anext(items), 5)
+    assert chat.pending == [waiting]
+    await chat.stop()
+    await chat.start()  # reconnected: the input comes in after all
+    assert (await take(chat)).envelope.id == waiting
+
+
+async def test_lent_a_listener_it_serves_its_own_endpoint(tmp_path: Path) -> None:
+    app = web.Application()
+    services = Services(
+        blobs=BlobStore(tmp_path / "blobs"), checkpoints=MemoryCheckpoints(), http=Routes(app)
+    )
+    MemoryConnector("chat", services=services)
+    async with TestClient(TestServer(app)) as client:
+        resp = await client.get("/memory/chat/ping")
+        assert (resp.status, await resp.text()) == (200, "pong from chat")
 
 
 async def test_checkpoints_prune_only_old_keys_with_the_prefix() -> None:
