@@ -18,11 +18,12 @@ asks of a real one:
   could never send: not outbound, for another channel, or any envelope when
   the channel is configured with `fail_sends`.
 
-And it fails as a real one does, for the daemon's reconnect tests: while
-`start_error` is set (from the start with `refuse_start` in its block, as a
-wrong password would), `start()` raises it; `break_intake(exc)` makes the
-running `receive()` raise `exc`, as a dropped connection would (what the
-channel holds stays). Lent the daemon's HTTP listener, it serves
+And it fails as a real one does, for the reconnect tests: after
+`fail_starts(exc)` its starts raise `exc` (every one, as a wrong password
+would, or the next few, as a passing outage would; `refuse_start` in its
+block does it from the first start); `break_intake(exc)` makes the running
+`receive()` raise `exc`, as a dropped connection would (what the channel
+holds stays). Lent the daemon's HTTP listener, it serves
 `GET /memory/<name>/ping`, as a connector's own endpoint (a webhook) is served.
 """
 
@@ -118,9 +119,10 @@ class MemoryConnector:
         self._seq = itertools.count()
         self._deliveries = itertools.count()
         self._breaks: deque[Exception] = deque()
-        self.start_error: Exception | None = None  # raised by every start() while set
+        self._start_error: Exception | None = None
+        self._start_failures: int | None = None  # how many more starts fail (None: all)
         if self.settings.refuse_start is not None:
-            self.start_error = ConnectorError(self.settings.refuse_start, retriable=False)
+            self.fail_starts(ConnectorError(self.settings.refuse_start, retriable=False))
         if services is not None and services.http is not None:
             services.http.add("GET", f"/{MEMORY_TYPE}/{name}/ping", self._ping)
 
@@ -140,6 +142,10 @@ class MemoryConnector:
         self._waiting.append(taken)
         self._arrived.set()
         return taken.native_id
+
+    def fail_starts(self, error: Exception | None, times: int | None = None) -> None:
+        """The next `times` starts (None: every one) raise `error`; None: none does."""
+        self._start_error, self._start_failures = error, times
 
     def break_intake(self, error: Exception) -> None:
         """The running (or next) `receive()` raises `error`; inputs stay on the channel."""
@@ -163,8 +169,11 @@ class MemoryConnector:
 
     async def start(self) -> None:
         self.starts += 1
-        if self.start_error is not None:
-            raise self.start_error
+        error = self._start_error
+        if error is not None and self._start_failures != 0:
+            if self._start_failures is not None:
+                self._start_failures -= 1
+            raise error
         self.running = True
 
     async def stop(self) -> None:

@@ -19,6 +19,7 @@ from router.bus import EmbeddedBus
 from router.bus.base import Topics
 from router.channels import OUTBOUND_COMMIT_STEP, ChannelRunner
 from router.connector import Incoming, Outcome, SendResult
+from router.connector.testing import MemoryConnector
 from router.envelope import Envelope, encode
 from router.errors import BusError, ConnectorError
 from router.metrics import Metrics
@@ -116,43 +117,12 @@ class Clock:
         await asyncio.sleep(0)
 
 
-class Channel:
-    """A connector whose start fails while `failure` is set (only its first `fail_times`
-    starts, when that is given); its intake is `inbox`."""
-
-    def __init__(
-        self, clock: Clock, failure: Exception | None = None, fail_times: int | None = None
-    ) -> None:
-        self.clock = clock
-        self.failure = failure
-        self.fail_times = fail_times
-        self.starts: list[float] = []
-        self.inbox: asyncio.Queue[Envelope | Exception] = asyncio.Queue()
-        self.outcomes: dict[str, list[Outcome]] = {}
-
-    async def start(self) -> None:
-        self.starts.append(self.clock.now)
-        if self.fail_times is not None and len(self.starts) > self.fail_times:
-            return
-        if self.failure is not None:
-            raise self.failure
-
-    async def stop(self) -> None:
-        pass
-
-    async def receive(self) -> AsyncIterator[Incoming]:
-        while True:
-            item = await self.inbox.get()
-            if isinstance(item, Exception):
-                raise item
-
-            async def ack(outcome: Outcome, env_id: str = item.id) -> None:
-                self.outcomes.setdefault(env_id, []).append(outcome)
-
-            yield Incoming(envelope=item, ack=ack)
-
-    async def send(self, envelope: Envelope) -> SendResult:
-        return SendResult(status="sent")
+def channel(failure: Exception | None = None, fail_times: int | None = None) -> MemoryConnector:
+    """The `mail` channel in memory, whose starts fail with `failure` (only the first
+    `fail_times`, when that is given)."""
+    mail = MemoryConnector("mail")
+    mail.fail_starts(failure, fail_times)
+    return mail
 
 
 @pytest.fixture
@@ -163,18 +133,19 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 @contextlib.asynccontextmanager
 async def supervising(
-    bus: EmbeddedBus, channel: Channel, **kw: Any
+    bus: EmbeddedBus, mail: MemoryConnector, clock: Clock, **kw: Any
 ) -> AsyncIterator[ChannelRunner]:
-    """A runner of `channel`'s intake on `bus` (the `bus` fixture's topics) for the block."""
+    """A runner of `mail`'s intake on `bus` (the `bus` fixture's topics) for the block, its
+    waits on `clock`."""
     runner = ChannelRunner(
         name="mail",
-        connector=channel,
+        connector=mail,
         bus=bus,
         topics=BUS_TOPICS,
         metrics=Metrics(),
         reconnect=Backoff(base=1.0, cap=60.0, attempts=5),
         after_refusal=600.0,
-        sleep=channel.clock.sleep,
+        sleep=clock.sleep,
         **kw,
     )
     runner.start_intake()
@@ -198,10 +169,11 @@ async def test_a_refusal_marks_the_channel_down_once_and_is_not_retried_in_a_sto
     bus: EmbeddedBus, logs: list[dict[str, Any]]
 ) -> None:
     clock = Clock(horizon=3600)
-    channel = Channel(clock, ConnectorError(REFUSED, retriable=False))
-    async with supervising(bus, channel) as runner:
-        await eventually(lambda: clock.waits != [] and len(channel.starts) == 6)  # an hour
-        assert sum(t < 60 for t in channel.starts) == 1  # within the first minute: one
+    mail = channel(ConnectorError(REFUSED, retriable=False))
+    async with supervising(bus, mail, clock) as runner:
+        await eventually(lambda: len(clock.waits) == 6)  # an hour: the sixth wait never ends
+        # One start before each wait, never two in a row: within the first minute, one.
+        assert mail.starts == 6
         assert clock.waits[:5] == [600.0] * 5  # the long wait after each refusal
         assert runner.down is not None
         assert (runner.down.reason, runner.down.retriable) == (REFUSED, False)
@@ -217,13 +189,13 @@ async def test_a_fixed_cause_brings_the_channel_up_and_clears_the_reason(
     bus: EmbeddedBus, logs: list[dict[str, Any]]
 ) -> None:
     clock = Clock(horizon=60)  # the first wait (10 minutes) never ends by itself
-    channel = Channel(clock, ConnectorError(REFUSED, retriable=False))
-    async with supervising(bus, channel) as runner:
+    mail = channel(ConnectorError(REFUSED, retriable=False))
+    async with supervising(bus, mail, clock) as runner:
         await eventually(lambda: runner.down is not None and clock.waits == [600.0])
-        channel.failure = None  # the password file was fixed, then the config reloaded
+        mail.fail_starts(None)  # the password file was fixed, then the config reloaded
         runner.retry_now()
         await eventually(lambda: runner.down is None)
-        assert len(channel.starts) == 2
+        assert mail.starts == 2
         assert down_gauge(runner) == {}
         assert up_gauge(runner) == 1
         assert [e["event"] for e in logs if e.get("channel") == "mail"] == [
@@ -231,17 +203,17 @@ async def test_a_fixed_cause_brings_the_channel_up_and_clears_the_reason(
             "channel up again",
         ]
         msg = message("mail", "after-fix")
-        await channel.inbox.put(msg)
-        await eventually(lambda: channel.outcomes.get(msg.id) == [Outcome()])
+        mail.offer(msg)
+        await eventually(lambda: mail.acks == [(msg.id, Outcome())])
 
 
 async def test_passing_failures_are_retried_with_backoff_then_the_channel_is_down(
     bus: EmbeddedBus, logs: list[dict[str, Any]]
 ) -> None:
     clock = Clock(horizon=3600)
-    channel = Channel(clock, ConnectorError("cannot reach mail:993: refused", retriable=True))
-    async with supervising(bus, channel) as runner:
-        await eventually(lambda: len(channel.starts) >= 8)
+    mail = channel(ConnectorError("cannot reach mail:993: refused", retriable=True))
+    async with supervising(bus, mail, clock) as runner:
+        await eventually(lambda: mail.starts >= 8)
         retries, then = clock.waits[:4], clock.waits[4:7]
         assert all(0 <= d <= min(60.0, 2**n) for n, d in enumerate(retries))
         assert then == [60.0] * 3  # attempts (5) in a row failed: every `cap`
@@ -255,10 +227,10 @@ async def test_a_passing_failure_is_retried_and_never_reported_down(
     bus: EmbeddedBus, logs: list[dict[str, Any]]
 ) -> None:
     clock = Clock(horizon=3600)
-    channel = Channel(clock, ConnectorError("connection reset", retriable=True), fail_times=1)
-    async with supervising(bus, channel) as runner:
+    mail = channel(ConnectorError("connection reset", retriable=True), fail_times=1)
+    async with supervising(bus, mail, clock) as runner:
         await eventually(lambda: up_gauge(runner) == 1)
-        assert len(channel.starts) == 2 and len(clock.waits) == 1
+        assert mail.starts == 2 and len(clock.waits) == 1
         assert clock.waits[0] <= 1.0  # `base`
         assert runner.down is None and down_gauge(runner) == {}
         assert [e["event"] for e in logs if e.get("channel") == "mail"] == [
@@ -271,16 +243,16 @@ async def test_a_passing_failure_is_retried_and_never_reported_down(
 
 
 async def test_inputs_are_acked_done_or_refused_with_the_reason(bus: EmbeddedBus) -> None:
-    channel = Channel(Clock(horizon=3600))
-    async with supervising(bus, channel):
+    mail = channel()
+    async with supervising(bus, mail, Clock(horizon=3600)):
         bad = message("mail", "bad").model_copy(update={"text": "lone \ud800 surrogate"})
         good = message("mail", "good")
         for env in (bad, good):
-            await channel.inbox.put(env)
-        await eventually(lambda: len(channel.outcomes) == 2)
-        [refused] = channel.outcomes[bad.id]
+            mail.offer(env)
+        await eventually(lambda: len(mail.acks) == 2)
+        (_, refused), done = mail.acks
         assert not refused.done and not refused.retriable
-        assert channel.outcomes[good.id] == [Outcome()]
+        assert done == (good.id, Outcome())
         [dead] = await drain(bus, BUS_TOPICS.dlq, "dlq", 1)
         body = orjson.loads(dead.value)
         assert body["source"] == {"channel": "mail"}
@@ -290,7 +262,7 @@ async def test_inputs_are_acked_done_or_refused_with_the_reason(bus: EmbeddedBus
 async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake(
     bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    channel = Channel(Clock(horizon=3600))
+    mail = channel()
     produce = bus.produce
     failing = True
 
@@ -300,14 +272,16 @@ async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake
         await produce(topic, key, value)
 
     monkeypatch.setattr(bus, "produce", flaky)
-    async with supervising(bus, channel, publish=Backoff(base=0.001, cap=0.001, attempts=3)):
+    publish = Backoff(base=0.001, cap=0.001, attempts=3)
+    async with supervising(bus, mail, Clock(horizon=3600), publish=publish) as runner:
         msg = message("mail", "m1")
-        await channel.inbox.put(msg)
-        await eventually(lambda: msg.id in channel.outcomes)
-        [outcome] = channel.outcomes[msg.id]
+        mail.offer(msg)
+        await eventually(lambda: mail.acks != [])
+        [(_, outcome), *_] = mail.acks
         assert outcome.retriable and "broker unavailable" in (outcome.error or "")
-        await eventually(lambda: len(channel.starts) == 2)  # taken in again from the channel
+        await eventually(lambda: mail.starts >= 2)  # the intake starts again from the channel
         failing = False
-        await channel.inbox.put(msg)
-        await eventually(lambda: len(channel.outcomes[msg.id]) == 2)
-        assert channel.outcomes[msg.id][1] == Outcome()
+        runner.retry_now()  # its waits may have run the pretend clock out meanwhile
+        # The channel still holds it and offers it again: this time it is on the bus.
+        await eventually(lambda: mail.outcome(msg.id) == Outcome())
+        assert mail.pending == []

@@ -213,7 +213,7 @@ async def test_a_refused_channel_is_down_on_readyz_with_the_reason_until_a_reloa
         )
         chat = reg.built["chat"]
         assert chat.starts == 1  # not tried again before `reconnect.after_refusal`
-        chat.start_error = None  # fixed (a password file, say); the operator reloads
+        chat.fail_starts(None)  # fixed (a password file, say); the operator reloads
         assert await daemon.reload() is True
         await eventually(lambda: daemon.channels_down() == {})
         assert chat.starts == 2

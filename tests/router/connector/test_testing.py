@@ -94,9 +94,21 @@ async def test_refuse_start_makes_every_start_raise_until_cleared() -> None:
             await chat.start()
         assert info.value.retriable is False
     assert (chat.starts, chat.running) == (2, False)
-    chat.start_error = None  # the cause was fixed
+    chat.fail_starts(None)  # the cause was fixed
     await chat.start()
     assert (chat.starts, chat.running) == (3, True)
+
+
+async def test_a_passing_failure_fails_only_the_next_starts() -> None:
+    chat = MemoryConnector("chat")
+    chat.fail_starts(ConnectionResetError("connection reset"), times=2)
+    for _ in range(2):
+        with pytest.raises(ConnectionResetError):
+            await chat.start()
+    await chat.start()
+    await chat.stop()
+    await chat.start()
+    assert (chat.starts, chat.running) == (4, True)
 
 
 async def test_a_broken_intake_raises_and_keeps_what_the_channel_holds() -> None:
