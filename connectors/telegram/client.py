@@ -15,8 +15,8 @@ the outbound pacing.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -27,6 +27,11 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 from router.connector import Outcome
+
+# python-telegram-bot's documented opt-in to v23's durations (`RetryAfter.retry_after` a
+# timedelta): without it, every 429 raises a deprecation warning inside the library.
+# Only the library reads it, and `seconds()` takes either form.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 10.0
@@ -85,9 +90,7 @@ def seconds(value: int | float | timedelta) -> float:
 
 
 def retry_after_of(exc: Any) -> float:
-    with warnings.catch_warnings():  # the int form is deprecated in v22; either is fine here
-        warnings.simplefilter("ignore")
-        return seconds(exc.retry_after)
+    return seconds(exc.retry_after)
 
 
 class Offsets:

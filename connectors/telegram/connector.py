@@ -54,7 +54,13 @@ from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
 from connectors.telegram import inbound, outbound
-from connectors.telegram.client import AiohttpRequest, Offsets, Pacer, retry_after_of
+from connectors.telegram.client import (
+    READ_TIMEOUT,
+    AiohttpRequest,
+    Offsets,
+    Pacer,
+    retry_after_of,
+)
 from connectors.telegram.config import TelegramChannelConfig
 from connectors.telegram.errors import ApiUnavailable, BadUpdate, BotRefused
 from connectors.telegram.identity import deep_link_key, linked_by_start
@@ -107,6 +113,7 @@ class TelegramConnector:
         *,
         pacer: Pacer | None = None,
         max_hold: float = MAX_HOLD,
+        read_timeout: float = READ_TIMEOUT,
         ack_timeout: timedelta = ACK_TIMEOUT,
         queue_size: int = QUEUE_SIZE,
     ) -> None:
@@ -121,6 +128,7 @@ class TelegramConnector:
         self._sinks = services.sinks  # agent id -> sink; the daemon keeps it current
         self.pacer = pacer or Pacer()
         self._max_hold = max_hold
+        self.read_timeout = read_timeout  # of every call but getUpdates
         self._bot: Bot | None = None
         self._updates = AiohttpRequest()
         self._recent: OrderedDict[int, None] = OrderedDict()  # update ids done lately
@@ -161,7 +169,7 @@ class TelegramConnector:
             self._token,
             base_url=self._api() + "/bot",
             base_file_url=self._api() + "/file/bot",
-            request=AiohttpRequest(),
+            request=AiohttpRequest(self.read_timeout),
             get_updates_request=self._updates,
         )
         try:

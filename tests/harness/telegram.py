@@ -58,7 +58,9 @@ class FakeBotApi:
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # file_id -> path, bytes
     webhook: dict[str, Any] | None = None
     faults: dict[str, list[Fault]] = field(default_factory=dict)
-    refused: list[tuple[str, int, str]] = field(default_factory=list)  # method, status, chat
+    refused: list[tuple[str, int, str, float]] = field(
+        default_factory=list
+    )  # method, status, chat, at
     confirmed: int = 0  # getUpdates offsets confirm every update below this
     timeout_seconds: float = 5.0  # how long a "timeout" fault holds the answer back
 
@@ -138,13 +140,13 @@ class FakeBotApi:
                 await asyncio.sleep(self.timeout_seconds)
                 return _error(504, "Gateway Timeout")
             if fault.kind == "429":
-                self.refused.append((method, 429, str(params.get("chat_id"))))
+                self.refused.append((method, 429, str(params.get("chat_id")), time.monotonic()))
                 return _error(
                     429,
                     f"Too Many Requests: retry after {fault.retry_after}",
                     {"retry_after": fault.retry_after},
                 )
-            self.refused.append((method, 403, str(params.get("chat_id"))))
+            self.refused.append((method, 403, str(params.get("chat_id")), time.monotonic()))
             return _error(403, "Forbidden: bot was blocked by the user")
         handler = getattr(self, "_m_" + method, None)
         if handler is None:

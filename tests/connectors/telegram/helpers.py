@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from router.blobs import BlobStore
 from router.config.people import SinkConfig
 from router.connector import Services
 from router.connector.testing import MemoryCheckpoints
-from router.envelope import Envelope, Sender, envelope_id, now_utc
+from router.envelope import Delivery, Envelope, Sender, envelope_id, now_utc
 from router.http import Routes
 from tests.harness.common import free_port
 from tests.harness.telegram import FakeBotApi
@@ -87,7 +88,7 @@ async def wired(
 
 
 def reply(chat_id: int, text: str, *, message_id: int | None = None, n: int = 0) -> Envelope:
-    """An agent's reply to the customer in `chat_id`, as the router puts it on the outbound topic."""
+    """An agent's reply to the customer in `chat_id`, as the router puts it on its topic."""
     return Envelope(
         id=envelope_id(CHANNEL, f"out:{chat_id}:{n}:{text}"),
         kind="reply",
@@ -99,4 +100,51 @@ def reply(chat_id: int, text: str, *, message_id: int | None = None, n: int = 0)
         received_at=now_utc(),
         text=text,
         reply_context={"chat_id": chat_id, **({"message_id": message_id} if message_id else {})},
+    )
+
+
+TOKEN = "0123456789abcdef0123456789abcdef.abcdefghijklmnopqrstuvwx"  # a conversation token
+CONVERSATION = TOKEN.split(".")[0]
+
+
+def delivery(agent: str = AGENT_ID, **extra: Any) -> Envelope:
+    """An assignment for `agent`, as the router puts it on `omni.agent.<channel>`."""
+    context = {
+        "customer": {
+            "id": "cust-1",
+            "name": "Eva",
+            "tier": "gold",
+            "tags": [],
+            "identities": [
+                {"kind": "telegram", "value": "42"},
+                {"kind": "email", "value": "e@x.es"},
+            ],
+        },
+        "conversation": {"id": CONVERSATION, "ref": "K7M2", "channel": CHANNEL, "priority": "high"},
+        "transcript": [{"text": "My invoice was charged twice", "from": {"name": "Eva"}}],
+        "other_conversations": [{"ref": "A1B2", "channel": "support-email", "status": "resolved"}],
+    }
+    return Envelope(
+        id=envelope_id(f"agent:{agent}", "in-1:assigned:0"),
+        kind="message",
+        direction="out",
+        channel=CHANNEL,
+        channel_type="telegram",
+        thread_key=CONVERSATION,
+        conversation_id=CONVERSATION,
+        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
+        received_at=now_utc(),
+        text="Assigned: conversation #K7M2",
+        delivery=Delivery.model_validate(
+            {
+                "event": "assigned",
+                "agent": {"id": agent},
+                "sink": {"type": "telegram", "address": str(AGENT_USER)},
+                "token": TOKEN,
+                "reason": {"rule": "last_agent", "detail": "served Eva before"},
+                "sla_due": datetime(2026, 1, 2, 10, 30, tzinfo=UTC),
+                "context": context,
+                **extra,
+            }
+        ),
     )

@@ -17,7 +17,6 @@ from connectors.telegram.identity import deep_link_key, start_payload
 from router.connector import DONE, Incoming, Outcome, Rejected
 from router.envelope import StatedIdentity, now_utc
 from tests.connectors.telegram.helpers import SECRET, Wired, reply, wired
-from tests.harness.common import eventually
 from tests.harness.telegram import FakeBotApi, fake_bot_api, message
 
 WAIT = 10.0
