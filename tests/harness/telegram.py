@@ -323,3 +323,20 @@ def message(
     if text is not None:
         body["text"] = text
     return {"message": body}
+
+
+def press(api: FakeBotApi, user_id: int, card_id: int, data: str) -> dict[str, Any]:
+    """A `callback_query` update: `user_id` pressed the button `data` on message `card_id`."""
+    return {
+        "callback_query": {
+            "id": f"cb-{api.message_id()}",
+            "from": user(user_id, "Chloé"),
+            "chat_instance": "ci",
+            "message": {
+                "message_id": card_id,
+                "date": 0,
+                "chat": {"id": user_id, "type": "private"},
+            },
+            "data": data,
+        }
+    }

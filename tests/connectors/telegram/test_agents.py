@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import structlog.testing
@@ -19,7 +18,7 @@ from tests.connectors.telegram.helpers import (
     delivery,
     wired,
 )
-from tests.harness.telegram import FakeBotApi, fake_bot_api, message, user
+from tests.harness.telegram import FakeBotApi, fake_bot_api, message, press
 
 WAIT = 10.0
 
@@ -35,22 +34,6 @@ async def card_sent(w: Wired, api: FakeBotApi) -> int:
     assert result.status == "sent", result
     [card] = api.to(AGENT_USER)
     return card.message_id
-
-
-def press(api: FakeBotApi, user_id: int, card_id: int, data: str) -> dict[str, Any]:
-    return {
-        "callback_query": {
-            "id": f"cb-{api.message_id()}",
-            "from": user(user_id, "Chloé"),
-            "chat_instance": "ci",
-            "message": {
-                "message_id": card_id,
-                "date": 0,
-                "chat": {"id": user_id, "type": "private"},
-            },
-            "data": data,
-        }
-    }
 
 
 async def items_until(w: Wired, api: FakeBotApi, count: int) -> list[Incoming | Rejected]:
