@@ -129,6 +129,7 @@ Sleep = Callable[[float], Awaitable[None]]
 PER_CHAT = 1.0  # seconds between messages to one chat
 PER_GROUP = (20, 60.0)  # messages per window (seconds) to one group
 OVERALL = (30, 1.0)  # messages per window (seconds) in all
+MAX_CHATS = 10_000  # chats remembered before the idle ones are forgotten
 
 
 class Pacer:
@@ -171,6 +172,11 @@ class Pacer:
     def sent(self, chat_id: int) -> None:
         """A send to `chat_id` just ended (delivered or refused: it counted either way)."""
         now = self._clock()
+        if len(self._next) > MAX_CHATS:  # forget chats that may be written to at once anyway
+            self._next = {c: at for c, at in self._next.items() if at > now}
+            self._groups = {
+                c: g for c, g in self._groups.items() if g[-1] > now - self.per_group[1]
+            }
         self._next[chat_id] = max(self._next.get(chat_id, 0.0), now + self.per_chat)
         self._all.append(now)
         if chat_id < 0:

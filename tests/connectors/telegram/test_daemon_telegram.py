@@ -81,3 +81,24 @@ async def test_customer_and_agent_on_telegram(tmp_path: Path) -> None:
             )
         acked, *_ = api.to(CUSTOMER)
         assert "We got your message" in acked.text
+
+
+async def test_a_customer_who_blocked_the_bot_is_told_to_the_owner(tmp_path: Path) -> None:
+    async with fake_bot_api() as api:
+        registry = load_registry()
+        cfg = parse_config(
+            config_text(tmp_path, api.port), env={"BOT_TOKEN": api.token}, registry=registry
+        )
+        async with running(cfg, registry=registry, watch_config=None, ready_within=WAIT):
+            api.add_update(message(api, CUSTOMER, "Hello?"))
+            await eventually(lambda: len(api.to(AGENT_USER)) >= 1, WAIT)
+            [card] = api.to(AGENT_USER)
+            api.fail("sendMessage", "403", chat_id=CUSTOMER, times=100)  # blocked from now on
+            answered = {"message_id": card.message_id, "date": 0, "chat": {"id": AGENT_USER}}
+            api.add_update(message(api, AGENT_USER, "Here to help", reply_to_message=answered))
+            # the owner hears of it in their chat; the send was tried once, not again
+            await eventually(
+                lambda: any("failed" in s.text.lower() for s in api.to(AGENT_USER)[1:]), WAIT
+            )
+        blocked = [r for r in api.refused if r[2] == str(CUSTOMER)]
+        assert len(blocked) == 1
