@@ -1,8 +1,16 @@
-"""Telegram connector: a bot, by long polling or webhook (secret token checked)."""
+"""Telegram connector: a bot, by long polling or webhook (secret token checked).
+
+Modules: `config` (the `telegram:` block), `inbound` (updates read, pure),
+`outbound` (replies and agents' cards written, pure), `client` (the bot's
+transport, the update offset, the pacing), `connector` (the contract: intake,
+sending, agents), `identity` (user ids, shared contacts, signed deep links),
+`errors`. Behaviour for operators: docs/telegram.md.
+"""
 
 from datetime import timedelta
 
 from connectors.telegram.config import TelegramChannelConfig
+from connectors.telegram.connector import build
 from connectors.telegram.identity import user_id
 from router.connector import ConnectorSpec
 
@@ -20,7 +28,7 @@ spec = ConnectorSpec(
     default_targets={"urgent": 5 * _M, "high": 15 * _M, "normal": _H, "low": 4 * _H},
     identity_kind="telegram",
     normalize_identity=user_id,
-    factory=None,
+    factory=build,
 )
 
 __all__ = ["TelegramChannelConfig", "spec"]

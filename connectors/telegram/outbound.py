@@ -1,0 +1,151 @@
+"""Envelopes, written for Telegram: pure functions giving sendMessage's parameters.
+
+A reply to a customer goes to the chat its reply context names (else its thread
+key, the chat id), cut into Telegram's 4096-character messages. A delivery to an
+agent is a compact context card with inline buttons; the card's message id is
+remembered with the delivery's token, so a Telegram reply to the card answers
+the customer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from router.envelope import Delivery, Envelope
+
+MAX_TEXT = 4096  # Telegram's limit for one message's text
+TRANSCRIPT_LINES = 10
+LINE_CHARS = 300
+
+# callback_data of the card's buttons (at most 64 bytes each) -> the agent command.
+BUTTONS = {
+    "accept": "Accept",
+    "resolve": "Resolve",
+    "transfer": "Transfer",
+    "away": "Away",
+    "available": "Available",
+}
+PRESENCE = frozenset({"away", "available"})  # commands that need no conversation
+
+
+class NoChat(ValueError):
+    """The envelope names no chat to send to."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    chat_id: int
+    reply_to: int | None  # the customer's message to answer as a Telegram reply
+
+
+def target(envelope: Envelope) -> Target:
+    """Where a reply to a customer goes: the chat and message its reply context names."""
+    ctx = envelope.reply_context
+    chat = ctx.get("chat_id", envelope.thread_key)
+    try:
+        chat_id = int(chat)
+    except (TypeError, ValueError):
+        raise NoChat(
+            f"no chat id in the reply context or thread key ({str(chat)[:40]!r})"
+        ) from None
+    reply_to = ctx.get("message_id")
+    return Target(chat_id, reply_to if isinstance(reply_to, int) else None)
+
+
+def chunks(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """`text` in messages of at most `limit` characters, cut at a line break where one is near."""
+    text = text.strip()
+    out: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind("\n", limit // 2, limit)
+        cut = cut if cut > 0 else limit
+        out.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        out.append(text)
+    return out
+
+
+def keyboard() -> dict[str, Any]:
+    """The card's inline keyboard: Accept / Resolve, Transfer, Away / Available."""
+    rows = [["accept", "resolve"], ["transfer"], ["away", "available"]]
+    return {
+        "inline_keyboard": [
+            [{"text": BUTTONS[data], "callback_data": data} for data in row] for row in rows
+        ]
+    }
+
+
+def _relative(due: datetime, now: datetime) -> str:
+    minutes = round((due - now).total_seconds() / 60)
+    if minutes < 0:
+        return f"{-minutes} min overdue"
+    return f"in {minutes} min" if minutes < 120 else f"in {minutes // 60} h"
+
+
+def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
+    """The compact context card: what happened, the customer and all their identities,
+    when the answer is due, why this agent, the customer's other conversations, the
+    latest messages. The due time is written in UTC and relative to now (the agent's
+    time zone is not known to the channel)."""
+    ctx: Mapping[str, Any] = delivery.context or {}
+    customer = ctx.get("customer") or {}
+    conv = ctx.get("conversation") or {}
+    event = delivery.event.replace("_", " ").capitalize()
+    head = f"{event}: #{conv.get('ref', '?')} on {conv.get('channel', envelope.channel)}"
+    if conv.get("priority"):
+        head += f" ({conv['priority']}{', COMPLAINT' if conv.get('complaint') else ''})"
+    lines = [head]
+    if customer:
+        tags = customer.get("tags") or []
+        lines.append(
+            f"Customer: {customer.get('name') or '(no name)'}"
+            + (f", tier {customer['tier']}" if customer.get("tier") else "")
+            + (f", tags {', '.join(tags)}" if tags else "")
+        )
+        identities = customer.get("identities") or []
+        if identities:
+            lines.append(
+                "Identities: " + ", ".join(f"{i.get('kind')} {i.get('value')}" for i in identities)
+            )
+    if delivery.sla_due is not None:
+        due = delivery.sla_due
+        lines.append(f"Answer by {due:%Y-%m-%d %H:%M} UTC ({_relative(due, now)})")
+    reason = delivery.reason or {}
+    why = " ".join(str(reason.get(k, "")) for k in ("rule", "detail")).strip()
+    if why:
+        lines.append(f"Why you: {why}")
+    if delivery.note:
+        lines.append(f"Note: {delivery.note}")
+    others = ctx.get("other_conversations") or []
+    if others:
+        lines.append(
+            "Other conversations: "
+            + "; ".join(
+                f"#{o.get('ref')} {o.get('channel')} ({o.get('status')})" for o in others[:5]
+            )
+        )
+    transcript = (ctx.get("transcript") or [])[-TRANSCRIPT_LINES:]
+    if transcript:
+        lines.append("")
+        for m in transcript:
+            who = (m.get("from") or {}).get("name") or (m.get("from") or {}).get("role", "")
+            text = " ".join(str(m.get("text", "")).split())
+            if len(text) > LINE_CHARS:
+                text = text[: LINE_CHARS - 1] + "…"
+            lines.append(f"{who}: {text}")
+    elif envelope.text:
+        lines.extend(["", envelope.text])
+    lines.extend(["", "Reply to this message to answer the customer."])
+    text = "\n".join(lines)
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+WHICH_CONVERSATION = (
+    "Which conversation is this for? Reply (swipe left) to its card so the customer gets it."
+)
+NOT_AN_AGENT = "Sorry, this chat is for our support team only. Write to us here as a customer."
+TRANSFER_HOW = "To transfer, reply to the card with: /transfer <queue> [note for the next agent]"

@@ -1,0 +1,149 @@
+"""Agents in their private chat with the bot: the card, replies to it, buttons, strangers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import structlog.testing
+
+from router.connector import DONE, Incoming, Rejected
+from tests.connectors.telegram.helpers import (
+    AGENT_USER,
+    CONVERSATION,
+    TOKEN,
+    Wired,
+    delivery,
+    wired,
+)
+from tests.harness.telegram import FakeBotApi, fake_bot_api, message, press
+
+WAIT = 10.0
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[FakeBotApi]:
+    async with fake_bot_api() as fake:
+        yield fake
+
+
+async def card_sent(w: Wired, api: FakeBotApi) -> int:
+    result = await w.connector.send(delivery())
+    assert result.status == "sent", result
+    [card] = api.to(AGENT_USER)
+    return card.message_id
+
+
+async def items_until(w: Wired, api: FakeBotApi, count: int) -> list[Incoming | Rejected]:
+    """The next `count` items, each acked done; waits until the offset passed every update."""
+    items = w.connector.receive()
+    got = []
+    try:
+        for _ in range(count):
+            item = await asyncio.wait_for(anext(items), WAIT)
+            got.append(item)
+            await item.ack(DONE)
+    finally:
+        await items.aclose()  # type: ignore[attr-defined]
+    return got
+
+
+async def test_the_card_has_the_context_and_the_buttons(api: FakeBotApi, tmp_path: Path) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        key = f"card:{AGENT_USER}:{card_id}"
+        assert await w.checkpoints.get_checkpoint("tg", key) == TOKEN
+    [card] = api.to(AGENT_USER)
+    for shown in (
+        "#K7M2",
+        "Eva",
+        "telegram 42",
+        "email e@x.es",
+        "2026-01-02 10:30 UTC",
+        "served Eva before",
+        "#A1B2 support-email",
+        "charged twice",
+    ):
+        assert shown in card.text, shown
+    assert card.reply_markup is not None
+    buttons = [b["callback_data"] for row in card.reply_markup["inline_keyboard"] for b in row]
+    assert buttons == ["accept", "resolve", "transfer", "away", "available"]
+
+
+async def test_a_delivery_for_an_agent_elsewhere_fails(api: FakeBotApi, tmp_path: Path) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        result = await w.connector.send(delivery(agent="bob"))
+        assert result.status == "failed" and "bob" in result.detail
+    assert api.sent == []
+
+
+async def test_a_reply_to_the_card_answers_the_customer(api: FakeBotApi, tmp_path: Path) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        card = {"message_id": card_id, "date": 0, "chat": {"id": AGENT_USER, "type": "private"}}
+        api.add_update(message(api, AGENT_USER, "Refunded, sorry!", reply_to_message=card))
+        [item] = await items_until(w, api, 1)
+    assert isinstance(item, Incoming)
+    env = item.envelope
+    assert (env.kind, env.direction, env.text) == ("reply", "in", "Refunded, sorry!")
+    assert env.sender.role == "agent" and env.sender.address == str(AGENT_USER)
+    assert env.meta["token"] == TOKEN and env.thread_key == CONVERSATION
+
+
+async def test_a_message_replying_to_nothing_asks_which_conversation(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        lost = api.add_update(message(api, AGENT_USER, "Refunded"))
+        api.add_update(message(api, AGENT_USER, "/away"))
+        [item] = await items_until(w, api, 1)
+        assert isinstance(item, Incoming)
+        assert item.envelope.command is not None and item.envelope.command.name == "away"
+        assert int(await w.checkpoints.get_checkpoint("tg", "offset") or 0) > lost
+    [asked] = api.to(AGENT_USER)
+    assert "Which conversation" in asked.text
+
+
+async def test_buttons_are_commands_for_the_cards_conversation(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        api.add_update(press(api, AGENT_USER, card_id, "accept"))
+        api.add_update(press(api, AGENT_USER, card_id, "transfer"))  # explains how
+        api.add_update(press(api, AGENT_USER, card_id, "resolve"))
+        accept, resolve = await items_until(w, api, 2)
+    commands = []
+    for item in (accept, resolve):
+        assert isinstance(item, Incoming)
+        env = item.envelope
+        assert env.command is not None and env.meta["token"] == TOKEN
+        commands.append(env.command.name)
+    assert commands == ["accept", "resolve"]
+    answers = [str(p.get("text")) for m, p in api.calls if m == "answerCallbackQuery"]
+    assert answers[0] == "Accept: sent" and "/transfer" in answers[1]
+
+
+async def test_a_stranger_pressing_a_button_gets_a_polite_refusal(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        api.add_update(press(api, 4242, card_id, "accept"))
+        api.add_update(message(api, 42, "customer text"))
+        with structlog.testing.capture_logs() as logs:
+            [item] = await items_until(w, api, 1)
+        assert isinstance(item, Incoming) and item.envelope.kind == "message"
+    answers = [p.get("text") for m, p in api.calls if m == "answerCallbackQuery"]
+    assert answers == [
+        "Sorry, this chat is for our support team only. Write to us here as a customer."
+    ]
+    assert any(e.get("user_id") == 4242 for e in logs)
