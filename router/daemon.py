@@ -231,7 +231,10 @@ class Daemon:
         await self.http.start()
         await self._start()
         if self.config_path is not None and self.watch_config is not None:
-            self._spawn(self._watch_config(self.config_path, self.watch_config), "config")
+            # The file as it is now, not when the task first runs: a change made in
+            # between would otherwise be the baseline, and never reloaded.
+            seen = _file_signature(self.config_path)
+            self._spawn(self._watch_config(self.config_path, self.watch_config, seen), "config")
 
     @property
     def store_backend(self) -> str:
@@ -404,10 +407,11 @@ class Daemon:
 
     # -- reload ------------------------------------------------------------
 
-    async def _watch_config(self, path: Path, every: float) -> None:
-        """Reload when the file changes: editors, config management, Kubernetes ConfigMaps
-        (whose symlink swap changes what the path points to, which stat follows)."""
-        seen = _file_signature(path)
+    async def _watch_config(
+        self, path: Path, every: float, seen: tuple[int, int, int] | None
+    ) -> None:
+        """Reload when the file changes from `seen`: editors, config management, Kubernetes
+        ConfigMaps (whose symlink swap changes what the path points to, which stat follows)."""
         while True:
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=every)
