@@ -1,0 +1,279 @@
+"""The phone connector's I/O: tailing the CDR file, and merging its sources into one intake.
+
+Delivery guarantees of the tail: a line's position (the file's identity,
+device and inode, and the offset after the line) is checkpointed only once
+its envelope is acked done or dead-lettered, so a crash at any point offers
+again at most the lines after the checkpoint; each gets the same envelope id
+(the PBX's call id), so the router drops the repeat: exactly once in effect.
+
+- A partial last line (the PBX is writing it) waits for its newline.
+- Rotation (the path now names another file): the old file, still open, is
+  read to its end first. After a restart the checkpointed file is looked for
+  by identity next to the path (`Master.csv.1`), and its rest read first.
+- Truncation in place (the file is shorter than the checkpoint): read again
+  from the start, and said so in the log.
+- A line longer than `MAX_LINE` is refused (dead-lettered with its offset),
+  never held in memory whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import orjson
+import structlog
+
+from connectors.phone.errors import CdrFileError
+from router.connector import DONE, Checkpoints, Incoming, Outcome, Rejected
+
+log = structlog.get_logger(__name__)
+
+MAX_LINE = 64 * 1024
+CHUNK = 64 * 1024
+CHECKPOINT_KEY = "cdr"
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where the tail is: a file by identity, and the offset of the next byte to read."""
+
+    dev: int
+    ino: int
+    offset: int
+
+    def same_file(self, st: os.stat_result) -> bool:
+        return (self.dev, self.ino) == (st.st_dev, st.st_ino)
+
+    def encode(self) -> str:
+        return orjson.dumps({"dev": self.dev, "ino": self.ino, "offset": self.offset}).decode()
+
+    @classmethod
+    def decode(cls, text: str) -> Position | None:
+        try:
+            obj = orjson.loads(text)
+            return cls(int(obj["dev"]), int(obj["ino"]), int(obj["offset"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+
+@dataclass(slots=True)
+class Line:
+    """One complete line (without its newline) and the position after it."""
+
+    text: str
+    start: int
+    end: Position
+    oversized: bool = False  # longer than MAX_LINE: `text` is empty
+    outcome: Outcome | None = None  # set by its ack
+
+
+class CdrTail:
+    """One CDR file, tailed from its checkpoint; `lines()` yields each line until acked."""
+
+    def __init__(self, path: Path, *, channel: str, checkpoints: Checkpoints, poll: float) -> None:
+        self.path = path
+        self.channel = channel
+        self._checkpoints = checkpoints
+        self._poll = poll
+
+    async def position(self) -> Position | None:
+        text = await self._checkpoints.get_checkpoint(self.channel, CHECKPOINT_KEY)
+        return None if text is None else Position.decode(text)
+
+    async def ack(self, line: Line, outcome: Outcome) -> None:
+        """Done or dead-lettered: the line is behind us for good."""
+        line.outcome = outcome
+        if outcome.done or not outcome.retriable:
+            await self._checkpoints.set_checkpoint(self.channel, CHECKPOINT_KEY, line.end.encode())
+
+    async def lines(self) -> AsyncIterator[Line]:
+        """Every line after the checkpoint, then new ones as they come. A line not acked
+        (or acked with a retriable error) when the next is asked for is offered again."""
+        position = await self.position()
+        while True:
+            handle, st = await self._open(position)
+            try:
+                position = self._resume(st, position)
+                async for line in self._follow(handle, position):
+                    yield line
+                    if not _taken(line):
+                        break
+                    position = line.end
+                else:
+                    # Rotated away (read to its end) or truncated: the path's file from 0.
+                    position = None
+                    continue
+                position = await self.position()  # not taken: again from the checkpoint
+            finally:
+                handle.close()
+
+    async def _open(self, position: Position | None) -> tuple[IO[bytes], os.stat_result]:
+        """The checkpointed file if it was rotated away and is still there, else the path's."""
+        if position is not None:
+            try:
+                current = self.path.stat()
+            except FileNotFoundError:
+                current = None
+            if current is None or not position.same_file(current):
+                old = self.rotated_away(position)
+                if old is not None:
+                    with contextlib.suppress(FileNotFoundError):
+                        handle = old.open("rb")
+                        return handle, os.fstat(handle.fileno())
+        while True:
+            try:
+                handle = self.path.open("rb")
+            except FileNotFoundError:
+                await asyncio.sleep(self._poll)  # not created yet, or between rotations
+                continue
+            except OSError as exc:
+                raise CdrFileError(f"cannot open {self.path}: {exc.strerror}") from exc
+            return handle, os.fstat(handle.fileno())
+
+    def _resume(self, st: os.stat_result, position: Position | None) -> Position:
+        """Where to read the open file from: the checkpoint if it is this file, else 0."""
+        if position is None or not position.same_file(st):
+            return Position(st.st_dev, st.st_ino, 0)
+        if st.st_size < position.offset:
+            self._truncated(st.st_size, position.offset)
+            return Position(st.st_dev, st.st_ino, 0)
+        return position
+
+    def _truncated(self, size: int, offset: int) -> None:
+        log.warning(
+            "CDR file truncated: reading it again from the start",
+            channel=self.channel,
+            path=str(self.path),
+            size=size,
+            checkpoint=offset,
+        )
+
+    def rotated_away(self, position: Position) -> Path | None:
+        """The checkpointed file, if it now lives next to the path under another name."""
+        with contextlib.suppress(OSError):
+            for sibling in sorted(self.path.parent.iterdir()):
+                if sibling != self.path and sibling.name.startswith(self.path.name):
+                    with contextlib.suppress(OSError):
+                        if position.same_file(sibling.stat()):
+                            return sibling
+        return None
+
+    async def _follow(self, handle: IO[bytes], position: Position) -> AsyncIterator[Line]:
+        """Lines of `handle` from `position`; at its end, wait for more unless the path has
+        been rotated to another file (then the rest of this one, and return)."""
+        handle.seek(position.offset)
+        offset = position.offset
+        buffer = b""
+        skipping = False  # inside a line longer than MAX_LINE
+        while True:
+            chunk = handle.read(CHUNK)
+            if chunk:
+                buffer += chunk
+                while (nl := buffer.find(b"\n")) >= 0:
+                    raw, buffer = buffer[:nl], buffer[nl + 1 :]
+                    start, offset = offset, offset + nl + 1
+                    end = Position(position.dev, position.ino, offset)
+                    if skipping:
+                        skipping = False
+                        yield Line("", start, end, oversized=True)
+                    elif len(raw) > MAX_LINE:
+                        yield Line("", start, end, oversized=True)
+                    elif raw.strip():
+                        yield Line(raw.rstrip(b"\r").decode("utf-8", "replace"), start, end)
+                if len(buffer) > MAX_LINE:
+                    offset += len(buffer)
+                    buffer, skipping = b"", True
+                continue
+            size = os.fstat(handle.fileno()).st_size
+            if size < offset:
+                self._truncated(size, offset)
+                return
+            if self._rotated(position):
+                # Only complete lines count: a rotated file's partial tail was never finished.
+                if buffer or skipping:
+                    log.warning(
+                        "CDR file rotated with an unfinished last line: left unread",
+                        channel=self.channel,
+                        path=str(self.path),
+                        offset=offset,
+                    )
+                return
+            await asyncio.sleep(self._poll)
+
+    def _rotated(self, position: Position) -> bool:
+        try:
+            return not position.same_file(self.path.stat())
+        except FileNotFoundError:
+            return False  # renamed, the new one not created yet: keep reading the old
+
+
+def _taken(line: Line) -> bool:
+    """Acked done, or dead-lettered: never offered again."""
+    return line.outcome is not None and (line.outcome.done or not line.outcome.retriable)
+
+
+Item = Incoming | Rejected
+
+
+async def merge(*sources: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    """One intake from several: each source waits for its item's ack before its next.
+
+    Waiting keeps each source's own order and contract (a tail offers again an
+    item not acked when it is asked for the next).
+    """
+    queue: asyncio.Queue[Item] = asyncio.Queue()
+
+    async def pump(source: AsyncIterator[Item]) -> None:
+        async for item in source:
+            acked = asyncio.Event()
+            inner = item.ack
+
+            async def ack(
+                outcome: Outcome = DONE,
+                inner: Callable[[Outcome], Awaitable[None]] = inner,
+                acked: asyncio.Event = acked,
+            ) -> None:
+                try:
+                    await inner(outcome)
+                finally:
+                    acked.set()
+
+            if isinstance(item, Incoming):
+                queue.put_nowait(Incoming(envelope=item.envelope, ack=ack))
+            else:
+                queue.put_nowait(
+                    Rejected(
+                        reason=item.reason, ack=ack, native_id=item.native_id, raw_ref=item.raw_ref
+                    )
+                )
+            await acked.wait()
+
+    tasks = [asyncio.create_task(pump(s)) for s in sources]
+    try:
+        while True:
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait([getter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                yield getter.result()
+                continue
+            getter.cancel()
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]  # a source failed: the runner reconnects
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for source in sources:
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
