@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -30,11 +31,12 @@ import orjson
 import structlog
 
 from connectors.phone.errors import CdrFileError
-from router.connector import DONE, Checkpoints, Incoming, Outcome, Rejected
+from router.connector import Checkpoints, Incoming, Outcome, Rejected
 
 log = structlog.get_logger(__name__)
 
 MAX_LINE = 64 * 1024
+MAX_IN_FLIGHT = 1000  # lines yielded and not yet acked before the tail waits
 CHUNK = 64 * 1024
 CHECKPOINT_KEY = "cdr"
 
@@ -70,46 +72,78 @@ class Line:
     start: int
     end: Position
     oversized: bool = False  # longer than MAX_LINE: `text` is empty
+    epoch: int = 0  # which reading of the file offered it (see `CdrTail.ack`)
     outcome: Outcome | None = None  # set by its ack
 
 
 class CdrTail:
-    """One CDR file, tailed from its checkpoint; `lines()` yields each line until acked."""
+    """One CDR file, tailed from its checkpoint.
+
+    Several lines may be in flight (yielded, not yet acked). The checkpoint
+    moves over the lines at the head of the flight that are done or
+    dead-lettered, in file order. A retriable ack starts a new reading from
+    the checkpoint: that line and any after it are offered again (the later
+    ones may be repeats; their envelope ids make them harmless).
+    """
 
     def __init__(self, path: Path, *, channel: str, checkpoints: Checkpoints, poll: float) -> None:
         self.path = path
         self.channel = channel
         self._checkpoints = checkpoints
         self._poll = poll
+        self._epoch = 0
+        self._flight: deque[Line] = deque()
+        self._space = asyncio.Event()
 
     async def position(self) -> Position | None:
         text = await self._checkpoints.get_checkpoint(self.channel, CHECKPOINT_KEY)
         return None if text is None else Position.decode(text)
 
     async def ack(self, line: Line, outcome: Outcome) -> None:
-        """Done or dead-lettered: the line is behind us for good."""
         line.outcome = outcome
-        if outcome.done or not outcome.retriable:
-            await self._checkpoints.set_checkpoint(self.channel, CHECKPOINT_KEY, line.end.encode())
+        if line.epoch != self._epoch:
+            return  # from an earlier reading: offered again since, that copy counts
+        if not _taken(line):
+            self._epoch += 1  # read again from the checkpoint
+            self._flight.clear()
+            self._space.set()
+            return
+        last = None
+        while self._flight and _taken(self._flight[0]):
+            last = self._flight.popleft()
+        if last is not None:
+            await self._checkpoints.set_checkpoint(self.channel, CHECKPOINT_KEY, last.end.encode())
+        self._space.set()
 
     async def lines(self) -> AsyncIterator[Line]:
-        """Every line after the checkpoint, then new ones as they come. A line not acked
-        (or acked with a retriable error) when the next is asked for is offered again."""
-        position = await self.position()
+        """Every line after the checkpoint, then new ones as they come."""
+        self._epoch += 1  # a new intake: whatever was in flight is offered again
+        self._flight.clear()
         while True:
+            epoch = self._epoch
+            reading = self._read(await self.position(), epoch)
+            async with contextlib.aclosing(reading):
+                async for line in reading:
+                    while len(self._flight) >= MAX_IN_FLIGHT and self._epoch == epoch:
+                        self._space.clear()
+                        await self._space.wait()
+                    if self._epoch != epoch:
+                        break
+                    line.epoch = epoch
+                    self._flight.append(line)
+                    yield line
+
+    async def _read(self, position: Position | None, epoch: int) -> AsyncGenerator[Line, None]:
+        """The lines from `position` on, across rotations, until the epoch changes."""
+        while self._epoch == epoch:
             handle, st = await self._open(position)
             try:
                 position = self._resume(st, position)
-                async for line in self._follow(handle, position):
+                async for line in self._follow(handle, position, epoch):
                     yield line
-                    if not _taken(line):
-                        break
                     position = line.end
-                else:
-                    # Rotated away (read to its end) or truncated: the path's file from 0.
-                    position = None
-                    continue
-                position = await self.position()  # not taken: again from the checkpoint
+                # Rotated away (read to its end), truncated, or a new epoch.
+                position = None
             finally:
                 handle.close()
 
@@ -164,14 +198,16 @@ class CdrTail:
                             return sibling
         return None
 
-    async def _follow(self, handle: IO[bytes], position: Position) -> AsyncIterator[Line]:
+    async def _follow(
+        self, handle: IO[bytes], position: Position, epoch: int
+    ) -> AsyncIterator[Line]:
         """Lines of `handle` from `position`; at its end, wait for more unless the path has
         been rotated to another file (then the rest of this one, and return)."""
         handle.seek(position.offset)
         offset = position.offset
         buffer = b""
         skipping = False  # inside a line longer than MAX_LINE
-        while True:
+        while self._epoch == epoch:
             chunk = handle.read(CHUNK)
             if chunk:
                 buffer += chunk
@@ -222,58 +258,31 @@ Item = Incoming | Rejected
 
 
 async def merge(*sources: AsyncIterator[Item]) -> AsyncIterator[Item]:
-    """One intake from several: each source waits for its item's ack before its next.
-
-    Waiting keeps each source's own order and contract (a tail offers again an
-    item not acked when it is asked for the next).
-    """
-    queue: asyncio.Queue[Item] = asyncio.Queue()
+    """One intake from several, each in its own order. An item taken from a source and
+    not yet from here when the intake closes was never acked: its source offers it again
+    (the tail on its next reading, an HTTP sender after its 503)."""
+    queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=1)  # sources wait for the reader
 
     async def pump(source: AsyncIterator[Item]) -> None:
-        async for item in source:
-            acked = asyncio.Event()
-            inner = item.ack
-
-            async def ack(
-                outcome: Outcome = DONE,
-                inner: Callable[[Outcome], Awaitable[None]] = inner,
-                acked: asyncio.Event = acked,
-            ) -> None:
-                try:
-                    await inner(outcome)
-                finally:
-                    acked.set()
-
-            if isinstance(item, Incoming):
-                queue.put_nowait(Incoming(envelope=item.envelope, ack=ack))
-            else:
-                queue.put_nowait(
-                    Rejected(
-                        reason=item.reason, ack=ack, native_id=item.native_id, raw_ref=item.raw_ref
-                    )
-                )
-            await acked.wait()
+        async with contextlib.aclosing(source):  # type: ignore[type-var]
+            async for item in source:
+                await queue.put(item)
 
     tasks = [asyncio.create_task(pump(s)) for s in sources]
     try:
         while True:
-            getter = asyncio.create_task(queue.get())
+            getter = asyncio.ensure_future(queue.get())
             done, _ = await asyncio.wait([getter, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 yield getter.result()
                 continue
             getter.cancel()
-            for task in tasks:
-                if task.done() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]  # a source failed: the runner reconnects
+            for task in done:
+                if (exc := task.exception()) is not None:
+                    raise exc  # a source failed: the runner reconnects
     finally:
         for task in tasks:
             task.cancel()
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for source in sources:
-            aclose = getattr(source, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(Exception):
-                    await aclose()

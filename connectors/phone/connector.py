@@ -48,8 +48,9 @@ from router.logs import RateLimiter
 log = structlog.get_logger(__name__)
 
 TWILIO_SIGNATURE = "X-Twilio-Signature"
-_SIGNED = "phone.signature"  # request key: the JSON event's signature, forgotten after a 503
-_FORM = "phone.form"  # request key: Twilio's parsed parameters
+# The JSON event's signature (forgotten after a 503), Twilio's parsed parameters.
+_SIGNED = web.RequestKey("phone.signature", str)
+_FORM: web.RequestKey[dict[str, str]] = web.RequestKey("phone.form", dict)
 
 
 def twilio_signature(auth_token: str, url: str, params: list[tuple[str, str]]) -> str:
@@ -170,7 +171,7 @@ class PhoneConnector:
         assert self.events is not None
         response = await self.events.handle(request)
         signed = request.get(_SIGNED)
-        if response.status == 503 and isinstance(signed, str):
+        if response.status == 503 and signed is not None:
             self.replays.forget(signed)  # not taken: the sender may send the same bytes again
         return response
 
@@ -224,8 +225,9 @@ class PhoneConnector:
         request[_FORM] = dict(params)
 
     def _parse_twilio(self, request: web.Request, body: bytes) -> Envelope:
+        params: dict[str, str] = request[_FORM]
         try:
-            return self.reader.twilio(request[_FORM], now_utc())
+            return self.reader.twilio(params, now_utc())
         except BadCall as exc:
             raise HttpRefusal(400, str(exc), logged=_field_of(exc)) from None
 

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+from aiohttp import web
+
 from connectors.phone.config import PhoneChannelConfig
+from connectors.phone.connector import PhoneConnector
 from connectors.phone.inbound import Reader
+from router.blobs import BlobStore
 from router.config.secrets import SecretRef
+from router.connector import Services
+from router.connector.signing import hmac_hex
+from router.connector.testing import MemoryCheckpoints
+from router.http import Routes
+from tests.harness.common import free_port
 
 CHANNEL = "main-line"
 SECRET = "phone-signing-key-0123456789"
@@ -73,3 +87,53 @@ def cdr_line(
 def write_lines(path: Path, lines: list[str], *, mode: str = "a") -> None:
     with path.open(mode, encoding="utf-8", newline="") as f:
         f.writelines(line + "\n" for line in lines)
+
+
+@dataclass
+class Listening:
+    """A phone connector whose routes are served on 127.0.0.1."""
+
+    connector: PhoneConnector
+    port: int
+    checkpoints: MemoryCheckpoints
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@asynccontextmanager
+async def listening(
+    tmp: Path, cfg: PhoneChannelConfig | None = None, **kw: Any
+) -> AsyncIterator[Listening]:
+    """The connector built as the daemon builds it (its routes on a real listener), started."""
+    app = web.Application()
+    checkpoints = MemoryCheckpoints()
+    services = Services(blobs=BlobStore(tmp / "blobs"), checkpoints=checkpoints, http=Routes(app))
+    connector = PhoneConnector(CHANNEL, cfg or phone_config(), services, **kw)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await connector.start()
+    try:
+        yield Listening(connector, port, checkpoints)
+    finally:
+        await connector.stop()
+        await runner.cleanup()
+
+
+def signed(body: bytes, *, key: str = SECRET, at: float | None = None) -> dict[str, str]:
+    timestamp = int(time.time() if at is None else at)
+    return {
+        "Content-Type": "application/json",
+        "X-Omni-Timestamp": str(timestamp),
+        "X-Omni-Signature": hmac_hex(key.encode(), timestamp, body),
+    }
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url, data=body, headers=headers) as resp,
+    ):
+        return resp.status, await resp.json(content_type=None)

@@ -80,8 +80,31 @@ async def test_the_checkpoint_moves_only_on_done_or_dead_lettered(tmp_path: Path
         await t.ack(again, Outcome("too large", retriable=False))  # dead-lettered: forgotten
         c = await take(lines)
         assert c.text == "c"
-        # Asked for the next without acking: `c` is offered again.
-        assert (await take(lines)).text == "c"
+        await t.ack(c, DONE)
+        assert (p := await t.position()) is not None and p.offset == 6
+    finally:
+        await lines.aclose()
+
+
+async def test_lines_in_flight_checkpoint_in_file_order(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    write_lines(path, ["a", "b", "c"])
+    t = tail(path, MemoryCheckpoints())
+    lines = t.lines()
+    try:
+        a, b, c = [await take(lines) for _ in range(3)]  # all in flight
+        await t.ack(b, DONE)
+        assert await t.position() is None  # `a` is not done: nothing behind us yet
+        await t.ack(a, DONE)
+        assert (p := await t.position()) is not None and p.offset == 4
+        # A retriable error on `c`: offered again (with anything after it).
+        await t.ack(c, Outcome("the bus is unavailable", retriable=True))
+        again = await take(lines)
+        assert again.text == "c"
+        await t.ack(c, DONE)  # a late ack of the earlier copy does not count
+        assert (p := await t.position()) is not None and p.offset == 4
+        await t.ack(again, DONE)
+        assert (p := await t.position()) is not None and p.offset == 6
     finally:
         await lines.aclose()
 
