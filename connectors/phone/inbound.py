@@ -220,7 +220,11 @@ class Reader:
         ended = self._time(row, "end")
         duration = _int(row, "duration")
         talk = _int(row, "billsec")
-        native = row.get("uniqueid", "").strip() or "row:" + _row_hash(row)
+        native = (
+            row.get("uniqueid", "").strip()
+            or row.get("linkedid", "").strip()
+            or "row:" + _row_hash(row)
+        )
         return self.envelope(
             Facts(
                 call_id=native,

@@ -293,3 +293,9 @@ def test_twilio_recording_and_transcription_attach_to_their_call():
         "voicemail",
         "call me back please",
     )
+
+
+def test_a_layout_with_only_linkedid_takes_its_id_from_it():
+    r = reader(cdr={"path": "/tmp/x.csv", "columns": ["linkedid", "start", "src", "disposition"]})
+    env = from_line("1741597200.9,2026-03-10 10:00:00,600112233,BUSY", r)
+    assert env.id == envelope_id(CHANNEL, "1741597200.9")
