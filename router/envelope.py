@@ -43,6 +43,10 @@ AGENT_COMMANDS = frozenset(
         "link",
         "unlink",
         "reopen",
+        # A callback's outcome (a call owed to the customer).
+        "called",
+        "no-answer",
+        "wrong-number",
     }
 )
 
@@ -183,8 +187,9 @@ class Command(_Strict):
     name: str = Field(
         max_length=MAX_NAME,
         description="`available`, `away`, `offline`, `accept`, `resolve`, `transfer`,"
-        " `note`, `link`, `unlink`, `reopen` from agents; `delivery_failed` from the"
-        " system. Anything else is rejected by name.",
+        " `note`, `link`, `unlink`, `reopen`, and a callback's outcome `called`,"
+        " `no-answer`, `wrong-number` from agents; `delivery_failed` from the system."
+        " Anything else is rejected by name.",
     )
     args: list[Annotated[str, Field(max_length=MAX_ARG)]] = Field(
         default_factory=list,
