@@ -258,8 +258,9 @@ class Delivery(_Strict):
         default_factory=dict,
         description="`customer` (name, tier, tags, language, every identity, link"
         " suggestions), `conversation` (ref, channel, priority, queue, tags, complaint,"
-        " subject, SLA due), `transcript` (the latest messages, oldest first, long texts"
-        " cut), `transcript_window` (how many are shown of how many) and"
+        " subject, SLA due, an open callback with its `tel:` link), `transcript` (the"
+        " latest messages, oldest first, long texts cut), `transcript_window` (how many"
+        " are shown of how many) and"
         " `other_conversations` (the customer's recent ones on every channel).",
     )
 

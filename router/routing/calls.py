@@ -29,14 +29,13 @@ from router.envelope import UNRETURNED, Call, Envelope
 from router.routing import timers
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
-from router.routing.delivery import deliver, to_customer
+from router.routing.delivery import CALLBACK, deliver, to_customer
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS, queue_rank
 from router.routing.templates import render, template_language
 from router.store import routing as db
 
 # What the caller does next with a conversation (route it as new, resolve it).
 Step = Callable[[Any], Awaitable[None]]
-CALLBACK = "callback"  # the key in thread_meta, and the conversation's tag
 RETRY_TIMER = "callback_retry"
 # The store's incident kinds are fixed: a callback that never reached the customer is
 # a failure to deliver (its details say `callback: unreached`).

@@ -113,6 +113,8 @@ async def test_a_missed_call_opens_a_callback_with_the_customer_s_email_history(
     # The phone type's declared target: a missed call is returned within the hour.
     assert delivery.sla_due == datetime.fromisoformat(at(10)) + timedelta(hours=1)
     assert "callback" in context["conversation"]["tags"]
+    assert context["conversation"]["callback"]["tel"] == f"tel:{EVA_PHONE}"
+    assert f"Call back: tel:{EVA_PHONE}" in run.out("agent.mail")[-1].text
 
 
 async def test_three_missed_calls_make_one_callback_with_raised_priority(run: Run) -> None:
