@@ -5,6 +5,10 @@ device and inode, and the offset after the line) is checkpointed only once
 its envelope is acked done or dead-lettered, so a crash at any point offers
 again at most the lines after the checkpoint; each gets the same envelope id
 (the PBX's call id), so the router drops the repeat: exactly once in effect.
+The checkpoint is written in the background, one store write at a time for
+all the lines acked meanwhile, at most `MAX_UNWRITTEN` behind (measured with
+bench/phone.py: a write per line held the tail at a fifth of the bus's rate);
+a crash repeats those few too.
 
 - A partial last line (the PBX is writing it) waits for its newline.
 - Rotation (the path now names another file): the old file, still open, is
@@ -37,6 +41,9 @@ log = structlog.get_logger(__name__)
 
 MAX_LINE = 64 * 1024
 MAX_IN_FLIGHT = 1000  # lines yielded and not yet acked before the tail waits
+# Lines acked whose position the store does not have yet before the tail waits: at most
+# this many (and the one being put on the bus) come again after a crash.
+MAX_UNWRITTEN = 16
 CHUNK = 64 * 1024
 CHECKPOINT_KEY = "cdr"
 
@@ -94,8 +101,19 @@ class CdrTail:
         self._epoch = 0
         self._flight: deque[Line] = deque()
         self._space = asyncio.Event()
+        # Behind us for good (acked), and what the store has: written by `_writer`.
+        self._acked: Position | None = None
+        self._written: Position | None = None
+        self._dirty = asyncio.Event()
+        self._unwritten = 0  # lines acked since the position the store has
+
+    @property
+    def acked(self) -> Position | None:
+        """Where the lines behind us for good end (the store has it, or soon will)."""
+        return self._acked
 
     async def position(self) -> Position | None:
+        """The checkpoint in the store."""
         text = await self._checkpoints.get_checkpoint(self.channel, CHECKPOINT_KEY)
         return None if text is None else Position.decode(text)
 
@@ -104,34 +122,66 @@ class CdrTail:
         if line.epoch != self._epoch:
             return  # from an earlier reading: offered again since, that copy counts
         if not _taken(line):
-            self._epoch += 1  # read again from the checkpoint
+            self._epoch += 1  # read again from the last line behind us
             self._flight.clear()
             self._space.set()
             return
         last = None
         while self._flight and _taken(self._flight[0]):
             last = self._flight.popleft()
+            self._unwritten += 1
         if last is not None:
-            await self._checkpoints.set_checkpoint(self.channel, CHECKPOINT_KEY, last.end.encode())
+            self._acked = last.end
+            self._dirty.set()
         self._space.set()
+
+    async def _writer(self) -> None:
+        """Write the latest acked position, one store write at a time. Acks that come
+        during a write share the next one: a crash repeats at most those lines."""
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        acked, lines = self._acked, self._unwritten
+        if acked is not None and acked != self._written:
+            await self._checkpoints.set_checkpoint(self.channel, CHECKPOINT_KEY, acked.encode())
+            self._written = acked
+            self._unwritten = max(self._unwritten - lines, 0)
+            self._space.set()
 
     async def lines(self) -> AsyncIterator[Line]:
         """Every line after the checkpoint, then new ones as they come."""
         self._epoch += 1  # a new intake: whatever was in flight is offered again
         self._flight.clear()
-        while True:
-            epoch = self._epoch
-            reading = self._read(await self.position(), epoch)
-            async with contextlib.aclosing(reading):
-                async for line in reading:
-                    while len(self._flight) >= MAX_IN_FLIGHT and self._epoch == epoch:
-                        self._space.clear()
-                        await self._space.wait()
-                    if self._epoch != epoch:
-                        break
-                    line.epoch = epoch
-                    self._flight.append(line)
-                    yield line
+        self._acked = self._written = await self.position()
+        self._unwritten = 0
+        writer = asyncio.create_task(self._writer())
+        try:
+            while True:
+                epoch = self._epoch
+                reading = self._read(self._acked, epoch)
+                async with contextlib.aclosing(reading):
+                    async for line in reading:
+                        while self._full() and self._epoch == epoch:
+                            self._space.clear()
+                            await self._space.wait()
+                        if self._epoch != epoch:
+                            break
+                        line.epoch = epoch
+                        self._flight.append(line)
+                        yield line
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+            await self._flush()  # what was acked before the stop
+
+    def _full(self) -> bool:
+        """Too many lines in flight, or acked and not yet in the store (what a crash
+        would offer again)."""
+        return len(self._flight) >= MAX_IN_FLIGHT or self._unwritten >= MAX_UNWRITTEN
 
     async def _read(self, position: Position | None, epoch: int) -> AsyncGenerator[Line, None]:
         """The lines from `position` on, across rotations, until the epoch changes."""

@@ -13,6 +13,7 @@ from connectors.phone.client import MAX_LINE, CdrTail, Line, Position
 from router.connector import DONE, Outcome
 from router.connector.testing import MemoryCheckpoints
 from tests.connectors.phone.helpers import CHANNEL, write_lines
+from tests.harness.common import eventually
 
 WAIT = 5.0  # bound on any one line showing up
 POLL = 0.01
@@ -20,6 +21,17 @@ POLL = 0.01
 
 def tail(path: Path, checkpoints: MemoryCheckpoints) -> CdrTail:
     return CdrTail(path, channel=CHANNEL, checkpoints=checkpoints, poll=POLL)
+
+
+async def checkpointed(t: CdrTail, offset: int) -> None:
+    """The tail is past `offset`, and the store says so (written in the background)."""
+    assert t.acked is not None and t.acked.offset == offset
+
+    async def stored() -> bool:
+        position = await t.position()
+        return position is not None and position.offset == offset
+
+    await eventually(stored, WAIT)
 
 
 async def take(lines: AsyncIterator[Line]) -> Line:
@@ -69,19 +81,19 @@ async def test_the_checkpoint_moves_only_on_done_or_dead_lettered(tmp_path: Path
     lines = t.lines()
     try:
         a = await take(lines)
-        assert await t.position() is None  # yielded, not acked: nothing checkpointed
+        assert t.acked is None  # yielded, not acked: nothing behind us
         await t.ack(a, DONE)
-        assert (p := await t.position()) is not None and p.offset == 2
+        await checkpointed(t, 2)
         b = await take(lines)
         await t.ack(b, Outcome("the bus is unavailable", retriable=True))
-        assert (p := await t.position()) is not None and p.offset == 2
+        await checkpointed(t, 2)
         again = await take(lines)  # offered again after a retriable error
         assert again.text == "b"
         await t.ack(again, Outcome("too large", retriable=False))  # dead-lettered: forgotten
         c = await take(lines)
         assert c.text == "c"
         await t.ack(c, DONE)
-        assert (p := await t.position()) is not None and p.offset == 6
+        await checkpointed(t, 6)
     finally:
         await lines.aclose()
 
@@ -94,17 +106,17 @@ async def test_lines_in_flight_checkpoint_in_file_order(tmp_path: Path) -> None:
     try:
         a, b, c = [await take(lines) for _ in range(3)]  # all in flight
         await t.ack(b, DONE)
-        assert await t.position() is None  # `a` is not done: nothing behind us yet
+        assert t.acked is None  # `a` is not done: nothing behind us yet
         await t.ack(a, DONE)
-        assert (p := await t.position()) is not None and p.offset == 4
+        await checkpointed(t, 4)
         # A retriable error on `c`: offered again (with anything after it).
         await t.ack(c, Outcome("the bus is unavailable", retriable=True))
         again = await take(lines)
         assert again.text == "c"
         await t.ack(c, DONE)  # a late ack of the earlier copy does not count
-        assert (p := await t.position()) is not None and p.offset == 4
+        await checkpointed(t, 4)
         await t.ack(again, DONE)
-        assert (p := await t.position()) is not None and p.offset == 6
+        await checkpointed(t, 6)
     finally:
         await lines.aclose()
 
