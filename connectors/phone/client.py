@@ -165,8 +165,8 @@ class CdrTail:
                 async with contextlib.aclosing(reading):
                     async for line in reading:
                         while self._full() and self._epoch == epoch:
-                            self._space.clear()
-                            await self._space.wait()
+                            await self._wait_for_space(writer)
+                        _raise_if_failed(writer)
                         if self._epoch != epoch:
                             break
                         line.epoch = epoch
@@ -174,9 +174,25 @@ class CdrTail:
                         yield line
         finally:
             writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
-            await self._flush()  # what was acked before the stop
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await writer  # its failure, if any, was raised above
+            try:
+                await self._flush()  # what was acked before the stop
+            except Exception as exc:  # the store is unavailable: those lines come again
+                log.warning(
+                    "CDR checkpoint not written at stop",
+                    channel=self.channel,
+                    error=str(exc),
+                )
+
+    async def _wait_for_space(self, writer: asyncio.Task[None]) -> None:
+        self._space.clear()
+        space = asyncio.ensure_future(self._space.wait())
+        try:
+            await asyncio.wait([space, writer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            space.cancel()
+        _raise_if_failed(writer)
 
     def _full(self) -> bool:
         """Too many lines in flight, or acked and not yet in the store (what a crash
@@ -297,6 +313,13 @@ class CdrTail:
             return not position.same_file(self.path.stat())
         except FileNotFoundError:
             return False  # renamed, the new one not created yet: keep reading the old
+
+
+def _raise_if_failed(writer: asyncio.Task[None]) -> None:
+    """The checkpoint writer's failure (the store is unavailable): the intake stops with
+    it, and the runner starts it again after a backoff."""
+    if writer.done() and not writer.cancelled() and (exc := writer.exception()) is not None:
+        raise exc
 
 
 def _taken(line: Line) -> bool:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from connectors.phone.client import MAX_LINE, CdrTail, Line, Position
+from connectors.phone.client import MAX_LINE, MAX_UNWRITTEN, CdrTail, Line, Position
 from router.connector import DONE, Outcome
 from router.connector.testing import MemoryCheckpoints
+from router.errors import StoreError
 from tests.connectors.phone.helpers import CHANNEL, write_lines
 from tests.harness.common import eventually
 
@@ -242,3 +243,21 @@ async def test_every_line_once_across_restarts_at_random_points(tmp_path: Path, 
     firsts = list(dict.fromkeys(taken))
     assert firsts == expected
     assert rotated
+
+
+class BrokenStore(MemoryCheckpoints):
+    async def set_checkpoint(self, name: str, key: str, value: str) -> None:
+        raise StoreError("store: database is locked", retriable=True)
+
+
+async def test_a_store_that_cannot_take_the_checkpoint_stops_the_tail(tmp_path: Path) -> None:
+    path = tmp_path / "Master.csv"
+    write_lines(path, [f"line-{n}" for n in range(MAX_UNWRITTEN + 5)])
+    t = tail(path, BrokenStore())
+    lines = t.lines()
+    try:
+        with pytest.raises(StoreError, match="database is locked"):
+            for _ in range(MAX_UNWRITTEN + 5):
+                await t.ack(await take(lines), DONE)
+    finally:
+        await lines.aclose()
