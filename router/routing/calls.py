@@ -51,9 +51,10 @@ UNREACHED_TEXT = (
 
 
 def callback_of(conv: Any) -> dict[str, Any]:
-    """The conversation's open callback ({} when none)."""
+    """The conversation's open callback ({} when none). Resolving the conversation ends
+    it too, whoever resolves it."""
     state = (conv.thread_meta or {}).get(CALLBACK) or {}
-    return dict(state) if state.get("open") else {}
+    return dict(state) if state.get("open") and conv.status == "open" else {}
 
 
 def reopens(call: Call) -> bool:
@@ -70,15 +71,16 @@ async def _set_callback(unit: Unit, conv: Any, state: dict[str, Any], **values: 
 
 
 async def call(
-    ctx: Routing, unit: Unit, conv: Any, env: Envelope, customer_id: str, route_new: Step
+    ctx: Routing, unit: Unit, conv: Any, env: Envelope, route_new: Step, *, reopened: bool
 ) -> None:
-    """Apply a logged call to its (recorded, open or reopened) conversation.
+    """Apply a logged call to its (recorded, open) conversation; `reopened`: it was
+    resolved until this call (a callback it had then is over).
 
     `route_new(conv)` classifies and routes the conversation as a new request."""
     assert env.call is not None
     facts = env.call
     if reopens(facts):
-        await _unreturned(ctx, unit, conv, facts, route_new)
+        await _unreturned(ctx, unit, conv, facts, route_new, reopened=reopened)
     elif facts.disposition == "answered":
         await _answered(ctx, unit, conv, facts)
     else:
@@ -92,8 +94,10 @@ async def call(
             await deliver(ctx, unit, conv, conv.owner_agent_id, "message", {"rule": "call"})
 
 
-async def _unreturned(ctx: Routing, unit: Unit, conv: Any, facts: Call, route_new: Step) -> None:
-    state = callback_of(conv)
+async def _unreturned(
+    ctx: Routing, unit: Unit, conv: Any, facts: Call, route_new: Step, *, reopened: bool
+) -> None:
+    state = {} if reopened else callback_of(conv)
     if state:
         calls = int(state.get("calls", 1)) + 1
         level = min(conv.priority + 1, PRIORITY_LEVELS["urgent"])

@@ -294,7 +294,7 @@ def _callback(conv: Any, numbers: list[str]) -> dict[str, Any] | None:
     """An open callback: how many calls it holds, tries made, and the number to call as
     a `tel:` link (the conversation's own number first)."""
     state = (conv.thread_meta or {}).get(CALLBACK) or {}
-    if not state.get("open"):
+    if not state.get("open") or conv.status != "open":
         return None
     numbers = sorted(numbers, key=lambda n: n != conv.thread_key)
     return {

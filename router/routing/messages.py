@@ -111,6 +111,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
     thread_meta = merged_thread_meta(ctx, env, conv.thread_meta if conv is not None else {})
     fresh = conv is None
+    reopened = False
     if conv is None:
         conv = await db.create_conversation(
             conn,
@@ -142,7 +143,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
             return
         conv = await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, reason={"detail": "customer wrote again"})
-        fresh = True
+        fresh = reopened = True
     if env.automated is not None and env.automated.auto_reply:
         # Out-of-office and similar: kept in the transcript, no ack, no SLA reset.
         unit.decide(
@@ -160,7 +161,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         async def new_request(c: Any) -> None:
             await classify_and_route(ctx, unit, c, env, customer_id)
 
-        await calls.call(ctx, unit, conv, env, customer_id, new_request)
+        await calls.call(ctx, unit, conv, env, new_request, reopened=reopened)
         return
     if conv.owner_agent_id is not None:
         await deliver(

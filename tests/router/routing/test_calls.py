@@ -213,3 +213,16 @@ async def test_the_same_call_twice_is_one(run: Run) -> None:
     again = await run.step(**call(run, "c1", "missed"))
     assert [d.action for d in again] == ["duplicate"]
     assert run.actions("callback_join") == []
+
+
+async def test_resolving_the_conversation_ends_its_callback(run: Run) -> None:
+    await run.step(**call(run, "c1", "missed"))
+    conv = f"{LINE}/{EVA_PHONE}"
+    await run.step(agent="ana", command="no-answer", conversation=conv, id="try-1")
+    await run.step(agent="ana", command="resolve", conversation=conv)
+    # No reminder for a resolved conversation; the next missed call opens a new callback.
+    await run.step(at=at(30))
+    assert run.actions("callback_retry_due") == []
+    await run.step(**call(run, "c2", "missed"))
+    assert len(run.actions("callback_open")) == 2
+    assert run.actions("callback_join") == []
