@@ -6,7 +6,8 @@ Read from the envelope's `call` part only, whatever channel logged it:
   callback on its conversation: it is classified and routed as a new request,
   with the channel's first-response target (a fresh one, even on a
   conversation answered before). Another such call while the callback is open
-  joins it and raises its priority one level (up to urgent): never a second one.
+  joins it and raises its priority one level (up to urgent), and its target to
+  that priority's when sooner: never a second callback.
 - An answered call makes the agent who took it the conversation's owner (when
   they are configured and available; otherwise the owner stays). An answered
   inbound call closes an open callback: the customer got through.
@@ -22,7 +23,7 @@ The callback's state lives in the conversation's `thread_meta` under `callback`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from router.envelope import UNRETURNED, Call, Envelope
@@ -107,11 +108,17 @@ async def _unreturned(
                 level, conv.waiting_since, ctx.config.routing.aging_step
             )
         conv = await _set_callback(unit, conv, {**state, "calls": calls}, **values)
+        due = await _sooner(ctx, unit, conv, state)
         unit.decide(
             "callback_join",
             conversation_id=conv.id,
             priority=LEVEL_NAMES[level],
-            reason={"calls": calls, "call": facts.id, "disposition": facts.disposition},
+            reason={
+                "calls": calls,
+                "call": facts.id,
+                "disposition": facts.disposition,
+                "due": due.isoformat() if due else None,
+            },
         )
         if conv.owner_agent_id is not None:
             await deliver(
@@ -128,6 +135,22 @@ async def _unreturned(
         reason={"call": facts.id, "disposition": facts.disposition, "wait": facts.wait},
     )
     await route_new(conv)
+
+
+async def _sooner(ctx: Routing, unit: Unit, conv: Any, state: dict[str, Any]) -> datetime | None:
+    """The first-response target of the callback's new priority, counted from its first
+    call, when that is sooner than the one it has: the SLA timers move to it."""
+    if conv.first_response_at is not None or not state.get("since"):
+        return conv.sla_due_at  # type: ignore[no-any-return]
+    since = datetime.fromisoformat(state["since"])
+    due = timers.sla_due(ctx, conv.channel, conv.channel_type, LEVEL_NAMES[conv.priority], since)
+    if due is None or (conv.sla_due_at is not None and due >= conv.sla_due_at):
+        return conv.sla_due_at  # type: ignore[no-any-return]
+    due = max(due, unit.now)
+    await db.cancel_timers(unit.conn, conv.id, timers.SLA_TIMERS, unit.now)
+    conv = await db.update_conversation(unit.conn, conv.id, sla_due_at=due)
+    await timers.schedule_sla(ctx, unit, conv, unit.now, due)
+    return due
 
 
 async def _answered(ctx: Routing, unit: Unit, conv: Any, facts: Call) -> None:

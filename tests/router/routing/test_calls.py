@@ -126,6 +126,9 @@ async def test_three_missed_calls_make_one_callback_with_raised_priority(run: Ru
     assert [d.conversation_id for d in joins] == [callback, callback]
     assert [d.priority for d in joins] == ["high", "urgent"]
     assert [d.reason["calls"] for d in joins] == [2, 3]
+    # The first-response target tightens with the priority, from the first call on:
+    # the phone type's high (30m), then urgent (15m) target.
+    assert [d.reason["due"] for d in joins] == [at(30), at(15)]
 
 
 async def test_an_answered_inbound_call_closes_the_callback_and_its_agent_owns_it(
