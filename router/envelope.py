@@ -43,6 +43,10 @@ AGENT_COMMANDS = frozenset(
         "link",
         "unlink",
         "reopen",
+        # A callback's outcome (a call owed to the customer).
+        "called",
+        "no-answer",
+        "wrong-number",
     }
 )
 
@@ -183,8 +187,9 @@ class Command(_Strict):
     name: str = Field(
         max_length=MAX_NAME,
         description="`available`, `away`, `offline`, `accept`, `resolve`, `transfer`,"
-        " `note`, `link`, `unlink`, `reopen` from agents; `delivery_failed` from the"
-        " system. Anything else is rejected by name.",
+        " `note`, `link`, `unlink`, `reopen`, and a callback's outcome `called`,"
+        " `no-answer`, `wrong-number` from agents; `delivery_failed` from the system."
+        " Anything else is rejected by name.",
     )
     args: list[Annotated[str, Field(max_length=MAX_ARG)]] = Field(
         default_factory=list,
@@ -253,9 +258,57 @@ class Delivery(_Strict):
         default_factory=dict,
         description="`customer` (name, tier, tags, language, every identity, link"
         " suggestions), `conversation` (ref, channel, priority, queue, tags, complaint,"
-        " subject, SLA due), `transcript` (the latest messages, oldest first, long texts"
-        " cut), `transcript_window` (how many are shown of how many) and"
+        " subject, SLA due, an open callback with its `tel:` link), `transcript` (the"
+        " latest messages, oldest first, long texts cut), `transcript_window` (how many"
+        " are shown of how many) and"
         " `other_conversations` (the customer's recent ones on every channel).",
+    )
+
+
+CallDirection = Literal["inbound", "outbound"]
+Disposition = Literal["answered", "missed", "busy", "failed", "voicemail", "abandoned"]
+# Dispositions after which the customer is owed a call back.
+UNRETURNED = frozenset({"missed", "voicemail", "abandoned"})
+
+
+class Call(_Strict):
+    """What the channel knows about one call: the facts the router routes by.
+
+    Every record about one call (the call itself, its recording, a voicemail
+    transcript in `text`) carries the phone system's id of the call in `id`.
+    """
+
+    id: str = Field(
+        min_length=1, max_length=MAX_ID, description="The phone system's own id of the call."
+    )
+    direction: CallDirection = Field(
+        description="`inbound` (the customer called) or `outbound` (we called them)."
+    )
+    disposition: Disposition | None = Field(
+        default=None,
+        description="`answered`, `missed`, `busy`, `failed`, `voicemail` or `abandoned`"
+        " (the caller hung up while waiting); null on a record that only adds to a call"
+        " already logged (its recording, its transcript).",
+    )
+    started_at: AwareDatetime | None = Field(
+        default=None, strict=False, description="When the call started."
+    )
+    answered_at: AwareDatetime | None = Field(
+        default=None, strict=False, description="When it was answered (null: it was not)."
+    )
+    ended_at: AwareDatetime | None = Field(default=None, strict=False, description="When it ended.")
+    duration: int = Field(default=0, ge=0, description="Seconds from start to end.")
+    talk: int = Field(default=0, ge=0, description="Seconds from answer to end.")
+    wait: int = Field(
+        default=0, ge=0, description="Seconds the caller waited before an answer or hanging up."
+    )
+    agent: str | None = Field(
+        default=None,
+        max_length=MAX_ID,
+        description="The agent who answered or placed the call (their configured id).",
+    )
+    recording: str | None = Field(
+        default=None, max_length=MAX_ADDRESS, description="Where the recording is (a URL)."
     )
 
 
@@ -359,6 +412,9 @@ class Envelope(_Strict):
         default=None, description="On `omni.agent.<sink>`: the conversation handed to an agent."
     )
     command: Command | None = Field(default=None, description="On a `command`: what is asked.")
+    call: Call | None = Field(
+        default=None, description="On a `call`: its direction, disposition, times and agent."
+    )
     meta: dict[str, Any] = Field(
         default_factory=dict,
         description="Channel-native extras (an email's Cc, a call's duration), stored, never"

@@ -1,8 +1,15 @@
-"""Phone connector: signed call records (answered, missed, voicemail) from a PBX webhook."""
+"""Phone connector: the PBX's call logs in, as `call` envelopes; it sends nothing.
+
+Modules: `config` (the `phone:` block), `inbound` (CDR rows, JSON call events,
+Twilio callbacks → envelopes, pure), `client` (tailing the CDR file; merging
+the sources), `connector` (wiring, the HTTP routes and their signatures),
+`errors`. Sources, shapes and the mapping: docs/phone.md.
+"""
 
 from datetime import timedelta
 
 from connectors.phone.config import PhoneChannelConfig
+from connectors.phone.connector import build
 from router.connector import ConnectorSpec
 
 _M, _H = timedelta(minutes=1), timedelta(hours=1)
@@ -16,7 +23,7 @@ spec = ConnectorSpec(
     type="phone",
     description="Call logs from a phone system: every call, and missed calls to return.",
     config=PhoneChannelConfig,
-    factory=None,
+    factory=build,
     default_capacity=1,  # one call at a time
     # A missed call is returned within the hour.
     default_targets={"urgent": 15 * _M, "high": 30 * _M, "normal": _H, "low": 4 * _H},

@@ -231,6 +231,31 @@ class RoutingConfig(Section):
         default_factory=ComplaintsConfig,
         description="Complaint detection.",
     )
+    callbacks: CallbacksConfig = Field(
+        default_factory=lambda: CallbacksConfig(),
+        description="Calls owed to customers (a missed, abandoned or voicemail call).",
+    )
+
+
+class CallbacksConfig(Section):
+    """How a callback is retried when the customer does not answer (`no-answer`)."""
+
+    retry_after: Duration = Field(
+        timedelta(minutes=15),
+        description="After a `no-answer`, when the owner is reminded to call again.",
+    )
+    attempts: int = Field(
+        3,
+        ge=1,
+        le=20,
+        description="Unanswered attempts before we stop calling: the customer is told on"
+        " another channel we know for them, and an incident is recorded.",
+    )
+    unreached_template: Name | None = Field(
+        None,
+        description="Template telling the customer we tried to call them (fields:"
+        " customer_name, conversation_ref, attempts; null: a built-in English text).",
+    )
 
 
 class TargetsConfig(Section):

@@ -27,7 +27,7 @@ from router.envelope import (
     encode,
     envelope_id,
 )
-from router.routing import tokens
+from router.routing import calls, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
@@ -225,6 +225,13 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
             await route(ctx, unit, conv, widen=True)
     elif name in ("link", "unlink"):
         await link(ctx, unit, env, conv, agent_id, name, args)
+    elif name in calls.COMMANDS:
+        await remember(ctx, unit, env, conv, " ".join([f"{name} by {agent_id}", *args]))
+
+        async def resolved(c: Any) -> None:
+            await resolve(ctx, unit, c, agent_id)
+
+        await calls.outcome(ctx, unit, conv, agent_id, name, args, resolved)
 
 
 async def remember(ctx: Routing, unit: Unit, env: Envelope, conv: Any, text: str) -> None:

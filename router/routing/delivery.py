@@ -26,6 +26,7 @@ from router.envelope import (
 )
 from router.routing import tokens
 from router.routing.context import Routing, Unit
+from router.routing.identity import PHONE
 from router.routing.queueing import LEVEL_NAMES
 from router.store import routing as db
 
@@ -46,6 +47,8 @@ PREVIEW_MESSAGES = 10
 PREVIEW_CHARS = 280
 # Where a conversation's thread facts keep the latest reply context.
 REPLY_CONTEXT = "reply_context"
+# The conversation's callback state in `thread_meta` (router.routing.calls).
+CALLBACK = "callback"
 # Share of max_record_bytes an output's content may use (headroom for the envelope).
 RECORD_SHARE = 0.8
 
@@ -171,6 +174,7 @@ async def deliver(
             "language": conv.language,
             "sla_due_at": conv.sla_due_at.isoformat() if conv.sla_due_at else None,
             "subject": _cut((conv.thread_meta or {}).get("subject"), SUBJECT_LIMIT)[0] or None,
+            "callback": _callback(conv, [i.value for i in idents if i.kind == PHONE]),
         },
         "transcript": transcript,
         # How much of the conversation the window shows; the rest is in the store.
@@ -286,6 +290,21 @@ def specialist_text(language: str | None) -> str:
     return "A specialist on our team is taking over your case, with the whole conversation in hand."
 
 
+def _callback(conv: Any, numbers: list[str]) -> dict[str, Any] | None:
+    """An open callback: how many calls it holds, tries made, and the number to call as
+    a `tel:` link (the conversation's own number first)."""
+    state = (conv.thread_meta or {}).get(CALLBACK) or {}
+    if not state.get("open") or conv.status != "open":
+        return None
+    numbers = sorted(numbers, key=lambda n: n != conv.thread_key)
+    return {
+        "calls": state.get("calls", 1),
+        "attempts": state.get("attempts", 0),
+        "since": state.get("since"),
+        "tel": f"tel:{numbers[0]}" if numbers else None,
+    }
+
+
 def summary(
     context: Mapping[str, Any], reason: Mapping[str, Any], event: str, note: str | None
 ) -> str:
@@ -301,6 +320,12 @@ def summary(
         + (f" — answer by {conv['sla_due_at']}" if conv["sla_due_at"] else ""),
         f"Why you: {reason.get('rule', '')} {reason.get('detail', '')}".rstrip(),
     ]
+    callback = conv.get("callback")
+    if callback:
+        lines.append(
+            f"Call back: {callback['tel'] or '(no number known)'} — {callback['calls']} call(s),"
+            f" {callback['attempts']} attempt(s) so far"
+        )
     if note:
         lines.append(f"Note: {note}")
     lines.append("")

@@ -13,7 +13,7 @@ from typing import Any
 
 from router.envelope import Bounce, Envelope
 from router.errors import EnvelopeError
-from router.routing import failures
+from router.routing import calls, failures
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
@@ -111,6 +111,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
     thread_meta = merged_thread_meta(ctx, env, conv.thread_meta if conv is not None else {})
     fresh = conv is None
+    reopened = False
     if conv is None:
         conv = await db.create_conversation(
             conn,
@@ -134,11 +135,15 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     await ctx.store.record_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
 
     if conv.status in ("resolved", "closed"):
-        if await satisfaction_answer(ctx, unit, conv, env):
+        if env.call is not None and not calls.reopens(env.call):
+            # An answered call (or a record about one) in a closed conversation: logged.
+            unit.decide("call_logged", conversation_id=conv.id, reason={"call": env.call.id})
+            return
+        if env.call is None and await satisfaction_answer(ctx, unit, conv, env):
             return
         conv = await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, reason={"detail": "customer wrote again"})
-        fresh = True
+        fresh = reopened = True
     if env.automated is not None and env.automated.auto_reply:
         # Out-of-office and similar: kept in the transcript, no ack, no SLA reset.
         unit.decide(
@@ -148,7 +153,15 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     if conv.owner_agent_id is not None and conv.owner_agent_id not in ctx.agents:
         # Their agent left the config: someone else takes it, with the whole transcript.
         conv = await release_removed_owner(ctx, unit, conv)
-        await route(ctx, unit, conv, widen=True)
+        if env.call is None:
+            await route(ctx, unit, conv, widen=True)
+            return
+    if env.call is not None:
+
+        async def new_request(c: Any) -> None:
+            await classify_and_route(ctx, unit, c, env, customer_id)
+
+        await calls.call(ctx, unit, conv, env, new_request, reopened=reopened)
         return
     if conv.owner_agent_id is not None:
         await deliver(
@@ -247,6 +260,12 @@ async def classify_and_route(
     if due is not None and conv.first_response_at is None:
         await schedule_sla(ctx, unit, conv, now, due)
     await acknowledge(ctx, unit, conv, cust, due)
+    if conv.owner_agent_id is not None:
+        # A new request (a callback) on a conversation someone owns: it stays theirs.
+        reason = {"rule": "current_owner", "detail": "one conversation, one owner"}
+        await deliver(ctx, unit, conv, conv.owner_agent_id, "message", reason)
+        unit.decide("deliver", conversation_id=conv.id, agent=conv.owner_agent_id, reason=reason)
+        return
     await route(ctx, unit, conv)
 
 

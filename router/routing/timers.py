@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
+from router.routing import calls
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
@@ -134,6 +135,8 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await assignment_timeout(ctx, unit, conv, env)
     elif kind == "followup":
         await follow_up(ctx, unit, conv, env)
+    elif kind == calls.RETRY_TIMER:
+        await calls.retry_due(ctx, unit, conv, env)
     else:
         unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"unknown timer {kind}"})
 

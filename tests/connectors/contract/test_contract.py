@@ -23,7 +23,7 @@ from router.channels import ChannelRunner
 from router.connector import DONE, Incoming, Outcome, Rejected, load_registry
 from router.metrics import Metrics
 from router.retry import Backoff
-from tests.connectors.contract import email, memory, telegram, webhook
+from tests.connectors.contract import email, memory, phone, telegram, webhook
 from tests.connectors.contract.harness import (
     Fed,
     Harness,
@@ -42,6 +42,7 @@ HARNESSES: dict[str, OpenHarness] = {
     "memory": memory.open_harness,
     "email": email.open_harness,
     "webhook": webhook.open_harness,
+    "phone": phone.open_harness,
     "telegram": telegram.open_harness,
 }
 MARKS = {"email": [pytest.mark.imap]}  # types whose harness needs a real service

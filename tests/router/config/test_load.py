@@ -1,4 +1,5 @@
 import io
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 from connectors.email import EmailChannelConfig
 from router.config import ConfigError, check, load_config
 from router.config.secrets import SecretRef
+from router.connector import load_registry
 from tests.router.config.support import SHIPPED, find, line_of, parse, problems
 
 EMAIL_CHANNEL = """\
@@ -347,7 +349,9 @@ def test_enabled_channel_without_a_runtime_is_an_error():
         "version: 1\nchannels:\n  - name: line\n    type: phone\n    phone:\n"
         "      webhook_path: /phone/cdr\n      hmac_secret: ${S}\n"
     )
-    problem = find(problems(text, {"S": "x"}), "channels[0].type")
+    installed = load_registry()
+    without = {**installed, "phone": replace(installed["phone"], factory=None)}
+    problem = find(problems(text, {"S": "x"}, registry=without), "channels[0].type")
     assert problem.message == (
         "the phone connector's runtime is not in this build yet; set enabled: false"
     )
