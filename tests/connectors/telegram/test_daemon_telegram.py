@@ -93,6 +93,9 @@ async def test_a_customer_who_blocked_the_bot_is_told_to_the_owner(tmp_path: Pat
             api.add_update(message(api, CUSTOMER, "Hello?"))
             await eventually(lambda: len(api.to(AGENT_USER)) >= 1, WAIT)
             [card] = api.to(AGENT_USER)
+            # the acknowledgement travels on its own topic: let it arrive first, so the
+            # agent's reply is the one send the block refuses
+            await eventually(lambda: len(api.to(CUSTOMER)) >= 1, WAIT)
             api.fail("sendMessage", "403", chat_id=CUSTOMER, times=100)  # blocked from now on
             answered = {"message_id": card.message_id, "date": 0, "chat": {"id": AGENT_USER}}
             api.add_update(message(api, AGENT_USER, "Here to help", reply_to_message=answered))
