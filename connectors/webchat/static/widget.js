@@ -51,7 +51,7 @@
     if (text) n.textContent = text;
     return n;
   }
-  var root = el("div", { "class": "omnichat" });
+  var root = el("aside", { "class": "omnichat", "aria-label": t("us") });
   var launcher = el("button", { type: "button", "class": "omnichat-launcher",
     "aria-expanded": "false", "aria-controls": "omnichat-panel" }, t("open"));
   var panel = el("div", { id: "omnichat-panel", "class": "omnichat-panel", role: "dialog",

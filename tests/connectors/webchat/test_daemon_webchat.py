@@ -21,7 +21,7 @@ async def test_a_visitor_gets_the_acknowledgement_and_the_agents_reply(tmp_path:
 
             async def until(t: str, **match: object) -> dict[str, object]:
                 while True:
-                    frame = await ws.receive_json(timeout=20)
+                    frame: dict[str, object] = await ws.receive_json(timeout=20)
                     frames.append(frame)
                     if frame["t"] == t and all(frame.get(k) == v for k, v in match.items()):
                         return frame
