@@ -118,8 +118,12 @@ class WebchatConnector:
         for future in list(self._waiting):
             if not future.done():
                 future.set_result(_NOT_YET)
-        for ws in list(self._sockets):
-            await ws.close(code=1001, message=b"the chat server is restarting")
+        await asyncio.gather(
+            *(
+                ws.close(code=1001, message=b"the chat server is restarting")
+                for ws in list(self._sockets)
+            )
+        )
         pruner, self._pruner = self._pruner, None
         if pruner is not None:
             pruner.cancel()
@@ -259,7 +263,7 @@ class WebchatConnector:
                 f"rate limited: more than {self.cfg.messages_per_minute} messages a minute"
                 " in this chat"
             )
-        async with self.sessions.intake_lock(visitor):
+        async with self.sessions.intake(visitor):
             seq = await self.sessions.sent(visitor, msg.cid)
             if seq is None:
                 envelope = inbound.to_envelope(
@@ -347,7 +351,9 @@ class WebchatConnector:
         """The next text frame; None once the socket closed. Silence for two heartbeats is
         a half-open socket (4408)."""
         try:
-            msg = await ws.receive(timeout=2 * self._heartbeat)
+            # One deadline for the frame: aiohttp's own timeout restarts on every pong.
+            async with asyncio.timeout(2 * self._heartbeat):
+                msg = await ws.receive()
         except TimeoutError:
             raise _Silent("no frame for two heartbeats") from None
         if msg.type == WSMsgType.TEXT:

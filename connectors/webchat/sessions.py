@@ -20,7 +20,8 @@ misses nothing and sees nothing twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ class Session:
         self.intake = asyncio.Lock()  # one visitor message at a time: they stay in order
         self.last: int | None = None  # loaded on first use
         self.sockets: set[Push] = set()
+        self.users = 0  # operations under way; with no sockets either, memory forgets it
 
 
 class Sessions:
@@ -46,11 +48,28 @@ class Sessions:
         self._store = store
         self._sessions: dict[str, Session] = {}
 
-    def _session(self, visitor: str) -> Session:
+    @asynccontextmanager
+    async def _use(self, visitor: str) -> AsyncIterator[Session]:
+        """The session's live state while an operation runs. Memory holds a session only
+        while it has sockets or operations (its log is in the store), and never two for
+        one visitor: that would give one seq twice."""
         session = self._sessions.get(visitor)
         if session is None:
             session = self._sessions[visitor] = Session()
-        return session
+        session.users += 1
+        try:
+            yield session
+        finally:
+            session.users -= 1
+            self._forget_idle(visitor, session)
+
+    def _forget_idle(self, visitor: str, session: Session) -> None:
+        if not session.users and not session.sockets:
+            self._sessions.pop(visitor, None)
+
+    def live(self) -> int:
+        """Sessions held in memory (open sockets or operations under way)."""
+        return len(self._sessions)
 
     async def _get(self, key: str) -> str | None:
         return await self._store.get_checkpoint(self._channel, key)
@@ -64,20 +83,22 @@ class Sessions:
         return session.last
 
     async def last(self, visitor: str) -> int:
-        session = self._session(visitor)
-        async with session.lock:
+        async with self._use(visitor) as session, session.lock:
             return await self._last(visitor, session)
 
-    def intake_lock(self, visitor: str) -> asyncio.Lock:
-        return self._session(visitor).intake
+    @asynccontextmanager
+    async def intake(self, visitor: str) -> AsyncIterator[None]:
+        """Held while one visitor message goes to the bus: the next waits, so they stay
+        in order and a resend finds the first one's seq."""
+        async with self._use(visitor) as session, session.intake:
+            yield
 
     async def join(
         self, visitor: str, push: Push, after: int, greet: Callable[[int], dict[str, Any]]
     ) -> None:
         """Subscribe `push` to the session: first `greet(highest seq)`, then every message
         above `after`, then every new one."""
-        session = self._session(visitor)
-        async with session.lock:
+        async with self._use(visitor) as session, session.lock:
             last = await self._last(visitor, session)
             push(greet(last))
             for seq in range(after + 1, last + 1):
@@ -91,8 +112,7 @@ class Sessions:
         if session is None:
             return
         session.sockets.discard(push)
-        if not session.sockets and not session.lock.locked() and not session.intake.locked():
-            del self._sessions[visitor]  # the log is in the store; memory holds live ones only
+        self._forget_idle(visitor, session)
 
     async def sent(self, visitor: str, cid: str) -> int | None:
         """The seq the visitor message `cid` got, if it was sent already."""
@@ -102,8 +122,7 @@ class Sessions:
     async def append(self, visitor: str, frame: dict[str, Any], dedup: str) -> int:
         """Give `frame` the next seq, keep it, send it to the session's sockets; a `dedup`
         key (`c:<cid>` or `o:<envelope id>`) seen before returns its seq and sends nothing."""
-        session = self._session(visitor)
-        async with session.lock:
+        async with self._use(visitor) as session, session.lock:
             kind, _, ident = dedup.partition(":")
             dedup_key = f"{kind}:{visitor}:{ident}"
             done = await self._get(dedup_key)

@@ -119,7 +119,9 @@ class Client:
             if msg.type == aiohttp.WSMsgType.TEXT:
                 self.frames.append(msg.json())
                 continue
-            return self.ws.close_code, str(msg.extra or "")
+            # The code the server sent (close_code may say 1006 when it did not wait for ours).
+            code = msg.data if msg.type == aiohttp.WSMsgType.CLOSE else self.ws.close_code
+            return code, str(msg.extra or "")
 
     async def say(self, cid: str, text: str) -> dict[str, Any]:
         """Send a visitor message; the `state` frame answering it."""

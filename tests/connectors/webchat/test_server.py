@@ -330,3 +330,34 @@ async def test_the_widget_is_served_with_cache_headers(tmp_path: Path) -> None:
             assert r.headers["Content-Type"].startswith("text/css")
         async with c.http.get(f"{c.url}/v/0000/widget.css") as r:
             assert r.status == 404
+
+
+async def test_a_silent_socket_is_closed_as_half_open(tmp_path: Path) -> None:
+    async with chat(tmp_path, heartbeat="1s") as c:
+        client, _, _ = await started(c)
+        # the widget pings every heartbeat; this one says nothing for two
+        assert await client.closed() == (4408, "no frame for two heartbeats")
+
+
+async def test_memory_holds_only_live_sessions(tmp_path: Path) -> None:
+    async with chat(tmp_path) as c:
+        client, visitor, token = await started(c)
+        await client.say("c1", "hi")
+        assert c.connector.sessions.live() == 1
+        await client.ws.close()
+        await until(lambda: c.connector.sessions.live() == 0)
+        await c.reply(visitor, "while away")  # kept in the store, not in memory
+        assert c.connector.sessions.live() == 0
+        back = await c.hello(session=token, last=1)
+        await back.next("welcome")
+        assert (await back.next("msg"))["text"] == "while away"
+
+
+async def test_stopping_closes_sockets_for_a_reconnect(tmp_path: Path) -> None:
+    async with chat(tmp_path) as c:
+        client, _, _ = await started(c)
+        await c.connector.stop()
+        assert await client.closed() == (1001, "the chat server is restarting")
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await c.open()
+        assert refused.value.status == 503
