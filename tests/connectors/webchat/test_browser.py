@@ -54,7 +54,7 @@ pytestmark = [
 ]
 
 PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
+<html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Acme shop</title></head>
 <body><main><h1>Acme shop</h1><p>Hand-made teapots.</p></main>
@@ -66,11 +66,13 @@ PAGE = """<!doctype html>
 async def shop_page(chat_url: str, port: int) -> AsyncIterator[str]:
     """The shop's page on 127.0.0.1, embedding the widget with one tag."""
 
-    async def page(_: web.Request) -> web.Response:
-        return web.Response(text=PAGE.format(chat=chat_url), content_type="text/html")
+    async def page(request: web.Request) -> web.Response:
+        lang = request.match_info.get("lang") or "en"
+        return web.Response(text=PAGE.format(chat=chat_url, lang=lang), content_type="text/html")
 
     app = web.Application()
     app.router.add_get("/", page)
+    app.router.add_get("/{lang:es}", page)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -159,6 +161,12 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             # Escape closes the chat and gives focus back to the launcher.
             await page.keyboard.press("Escape")
             await expect(page.get_by_role("button", name="Chat with us")).to_be_focused()
+
+            # The page's language picks the widget's strings.
+            spanish = await context.new_page()
+            await spanish.goto(url + "es")
+            await spanish.get_by_role("button", name="Chatea con nosotros").click()
+            await expect(spanish.get_by_role("textbox", name="Tu mensaje")).to_be_focused()
 
             # Phone width: the panel fills the screen and stays usable.
             phone = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)

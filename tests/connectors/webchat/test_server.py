@@ -44,7 +44,9 @@ async def test_a_message_is_sent_once_on_the_bus_and_numbered(tmp_path: Path) ->
         [env] = c.runner.taken
         assert env.thread_key == visitor and env.sender.address == visitor
         assert env.text == "hola" and env.channel_type == "webchat"
-        assert client.frames == [client.frames[0]]  # nothing but the welcome: not sent yet
+        # Not on the bus yet: nothing numbered, nothing said but the welcome.
+        assert await c.connector.sessions.last(visitor) == 0
+        assert client.frames == [client.frames[0]]
         await c.runner.release()
         msg = await client.next("msg")
         assert (msg["seq"], msg["from"], msg["cid"]) == (1, "visitor", "c1")
