@@ -125,11 +125,14 @@
   }
 
   // --- the connection ----------------------------------------------------------------------
+  // An identity token refused once (expired on a page left open) is not sent again: the
+  // visitor goes on as a guest instead of reconnecting in a loop.
+  var identityRefused = false;
   var ws = null, useHttp = false, failures = 0, timer = null, lastHeard = 0, polling = false;
   function hello() {
     var h = { t: "hello", session: store.get(), last: last, lang: lang };
     var identity = script.getAttribute("data-identity");
-    if (identity) h.identity = identity;
+    if (identity && !identityRefused) h.identity = identity;
     return h;
   }
   function onFrame(f) {
@@ -152,7 +155,10 @@
         setState(pending[f.cid].node, "refused"); delete pending[f.cid];
         status.textContent = t("tooLarge");
       } else if (f.code === 4429) status.textContent = t("limited");
-      else if (f.code === 4401) store.set("");
+      else if (f.code === 4401) {
+        if (/identity/.test(f.reason || "")) identityRefused = true;
+        else store.set("");
+      }
     }
   }
   function connect() {
@@ -168,7 +174,6 @@
       if (!lastHeard || e.code === 1006 && !sock.__opened) failures++;
       if (failures >= 3) useHttp = true;
       status.textContent = t("offline");
-      if (e.code === 4401) store.set("");
       var wait = Math.min(30000, 500 * Math.pow(2, Math.min(failures, 6)));
       setTimeout(connect, e.code === 4429 ? 60000 : wait);
     };

@@ -9,6 +9,7 @@ Skipped, with the reason, only outside CI when Chromium or Playwright is missing
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,7 +35,7 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core 4.14.1 (MPL-2.
 WAIT_MS = 20_000
 
 try:
-    from playwright.async_api import Page, ViewportSize, async_playwright, expect
+    from playwright.async_api import Page, ViewportSize, WebSocketRoute, async_playwright, expect
 except ImportError:  # pragma: no cover - the test extras install it
     async_playwright = None  # type: ignore[assignment]
 
@@ -180,6 +181,28 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             assert box is not None and box["width"] >= PHONE["width"] - 20
             await small.screenshot(path=str(tmp_path / "webchat-phone.png"))
             await no_serious_violations(small)
+
+            # No socket can open (a proxy refuses the upgrade): the widget falls back to
+            # POST and long-poll, and works the same.
+            blocked = await browser.new_context(viewport=DESKTOP)
+            http_only = await blocked.new_page()
+
+            refused: list[str] = []
+
+            async def refuse(ws: WebSocketRoute) -> None:
+                refused.append(ws.url)
+                await ws.close()
+
+            await http_only.route_web_socket(re.compile(".*"), refuse)
+            await http_only.goto(url)
+            await open_chat(http_only)
+            await http_only.keyboard.type("Is anyone there?")
+            await http_only.keyboard.press("Enter")
+            await expect(http_only.locator(".omnichat-visitor .omnichat-state")).to_have_text(
+                "Sent"
+            )
+            await expect(http_only.locator(".omnichat-system p")).to_contain_text("we will answer")
+            assert len(refused) >= 3  # it tried sockets first
         finally:
             await browser.close()
         for name in ("webchat-desktop.png", "webchat-phone.png"):
