@@ -263,7 +263,7 @@ class WebchatConnector:
                 f"rate limited: more than {self.cfg.messages_per_minute} messages a minute"
                 " in this chat"
             )
-        async with self.sessions.intake(visitor):
+        async with self.sessions.intake(visitor) as append:
             seq = await self.sessions.sent(visitor, msg.cid)
             if seq is None:
                 envelope = inbound.to_envelope(
@@ -295,7 +295,7 @@ class WebchatConnector:
                     "text": msg.text,
                     "at": envelope.received_at.isoformat(),
                 }
-                seq = await self.sessions.append(visitor, frame, f"c:{msg.cid}")
+                seq = await append(frame, f"c:{msg.cid}")
         push({"t": "state", "cid": msg.cid, "state": "sent", "seq": seq})
 
     # --- the socket -------------------------------------------------------------------------

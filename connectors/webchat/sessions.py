@@ -20,7 +20,7 @@ misses nothing and sees nothing twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,13 +30,13 @@ import orjson
 from router.connector import Checkpoints
 
 Push = Callable[[dict[str, Any]], None]  # hands a frame to one socket's writer, never blocks
+Append = Callable[[dict[str, Any], str], Awaitable[int]]
 PREFIXES = ("n:", "m:", "c:", "o:", "i:")
 
 
 class Session:
     def __init__(self) -> None:
-        self.lock = asyncio.Lock()  # seq allocation and (re)joins
-        self.intake = asyncio.Lock()  # one visitor message at a time: they stay in order
+        self.lock = asyncio.Lock()  # seq allocation, (re)joins, a visitor message in flight
         self.last: int | None = None  # loaded on first use
         self.sockets: set[Push] = set()
         self.users = 0  # operations under way; with no sockets either, memory forgets it
@@ -87,11 +87,19 @@ class Sessions:
             return await self._last(visitor, session)
 
     @asynccontextmanager
-    async def intake(self, visitor: str) -> AsyncIterator[None]:
-        """Held while one visitor message goes to the bus: the next waits, so they stay
-        in order and a resend finds the first one's seq."""
-        async with self._use(visitor) as session, session.intake:
-            yield
+    async def intake(self, visitor: str) -> AsyncIterator[Append]:
+        """Held while one visitor message goes to the bus; yields its `append`.
+
+        The whole session waits meanwhile (the next message, a reply, a tab joining):
+        the message's seq is given only once it is on the bus, and nothing may take
+        a seq before it (the router's acknowledgement of it, above all).
+        """
+        async with self._use(visitor) as session, session.lock:
+
+            async def append(frame: dict[str, Any], dedup: str) -> int:
+                return await self._append(visitor, session, frame, dedup)
+
+            yield append
 
     async def join(
         self, visitor: str, push: Push, after: int, greet: Callable[[int], dict[str, Any]]
@@ -123,20 +131,25 @@ class Sessions:
         """Give `frame` the next seq, keep it, send it to the session's sockets; a `dedup`
         key (`c:<cid>` or `o:<envelope id>`) seen before returns its seq and sends nothing."""
         async with self._use(visitor) as session, session.lock:
-            kind, _, ident = dedup.partition(":")
-            dedup_key = f"{kind}:{visitor}:{ident}"
-            done = await self._get(dedup_key)
-            if done is not None:
-                return int(done)
-            seq = await self._last(visitor, session) + 1
-            frame = {**frame, "seq": seq}
-            await self._set(f"m:{visitor}:{seq}", orjson.dumps(frame).decode())
-            await self._set(f"n:{visitor}", str(seq))
-            await self._set(dedup_key, str(seq))
-            session.last = seq
-            for push in list(session.sockets):
-                push(frame)
-            return seq
+            return await self._append(visitor, session, frame, dedup)
+
+    async def _append(
+        self, visitor: str, session: Session, frame: dict[str, Any], dedup: str
+    ) -> int:
+        kind, _, ident = dedup.partition(":")
+        dedup_key = f"{kind}:{visitor}:{ident}"
+        done = await self._get(dedup_key)
+        if done is not None:
+            return int(done)
+        seq = await self._last(visitor, session) + 1
+        frame = {**frame, "seq": seq}
+        await self._set(f"m:{visitor}:{seq}", orjson.dumps(frame).decode())
+        await self._set(f"n:{visitor}", str(seq))
+        await self._set(dedup_key, str(seq))
+        session.last = seq
+        for push in list(session.sockets):
+            push(frame)
+        return seq
 
     async def who(self, visitor: str) -> dict[str, Any] | None:
         raw = await self._get(f"i:{visitor}")

@@ -45,12 +45,28 @@ async def test_a_message_is_sent_once_on_the_bus_and_numbered(tmp_path: Path) ->
         assert env.thread_key == visitor and env.sender.address == visitor
         assert env.text == "hola" and env.channel_type == "webchat"
         # Not on the bus yet: nothing numbered, nothing said but the welcome.
-        assert await c.connector.sessions.last(visitor) == 0
+        assert await c.connector.sessions._store.get_checkpoint("web", f"n:{visitor}") is None
         assert client.frames == [client.frames[0]]
         await c.runner.release()
         msg = await client.next("msg")
         assert (msg["seq"], msg["from"], msg["cid"]) == (1, "visitor", "c1")
         assert await client.next("state") == {"t": "state", "cid": "c1", "state": "sent", "seq": 1}
+
+
+async def test_a_reply_waits_for_the_visitor_message_on_its_way_to_the_bus(
+    tmp_path: Path,
+) -> None:
+    async with chat(tmp_path, outcome=None) as c:
+        client, visitor, _ = await started(c)
+        await client.send({"t": "msg", "cid": "c1", "text": "hola"})
+        await until(lambda: len(c.runner.held) == 1)
+        sending = asyncio.create_task(c.reply(visitor, "the acknowledgement of it"))
+        for _ in range(3):  # let the reply run as far as it can (no store I/O to wait on)
+            await asyncio.sleep(0)
+        await c.runner.release()
+        await sending
+        frames = [await client.next("msg"), await client.next("msg")]
+        assert [(m["seq"], m["from"]) for m in frames] == [(1, "visitor"), (2, "agent")]
 
 
 async def test_a_retriable_outcome_is_failed_with_retry_and_the_resend_goes_through(
