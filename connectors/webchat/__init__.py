@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 from connectors.webchat.config import WebchatChannelConfig
+from connectors.webchat.connector import build
 from router.connector import ConnectorSpec
 
 _M = timedelta(minutes=1)
@@ -11,7 +12,7 @@ spec = ConnectorSpec(
     type="webchat",
     description="A chat widget on your site; the session is the thread.",
     config=WebchatChannelConfig,
-    factory=None,
+    factory=build,
     default_capacity=3,
     # Chat customers expect an answer within minutes.
     default_targets={"urgent": _M, "high": 2 * _M, "normal": 5 * _M, "low": 15 * _M},

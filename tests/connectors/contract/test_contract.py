@@ -23,7 +23,7 @@ from router.channels import ChannelRunner
 from router.connector import DONE, Incoming, Outcome, Rejected, load_registry
 from router.metrics import Metrics
 from router.retry import Backoff
-from tests.connectors.contract import email, memory, phone, telegram, webhook
+from tests.connectors.contract import email, memory, phone, telegram, webchat, webhook
 from tests.connectors.contract.harness import (
     Fed,
     Harness,
@@ -44,6 +44,7 @@ HARNESSES: dict[str, OpenHarness] = {
     "webhook": webhook.open_harness,
     "phone": phone.open_harness,
     "telegram": telegram.open_harness,
+    "webchat": webchat.open_harness,
 }
 MARKS = {"email": [pytest.mark.imap]}  # types whose harness needs a real service
 
@@ -163,7 +164,7 @@ async def test_a_rejected_input_is_dead_lettered_and_acked(
 
 
 # Types whose channel shows how an input ended (`Harness.refused`), not only that it did.
-SHOWS_REFUSAL = ["memory", "webhook"]
+SHOWS_REFUSAL = ["memory", "webhook", "webchat"]
 
 
 @pytest.mark.parametrize("harness", SHOWS_REFUSAL, indirect=True)

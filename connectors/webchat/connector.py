@@ -1,0 +1,459 @@
+"""The web chat connector: the widget's socket (and its HTTP fallback), its files, and
+agents' replies into the visitor's session. The protocol: docs/webchat.md.
+
+A visitor message is handed to the channel runner and answered `sent` only
+once the runner acks it durably on the bus; a retriable outcome (the bus is
+slow, the daemon stopping) is `failed` with `retry`, and the widget sends the
+same client id again. Origin (403), session and identity tokens (4401) and
+rate limits (4429) are checked per socket or request and never touch another
+session. Outgoing replies are appended to the session's log (sessions.py) and
+pushed to its open sockets, or shown when the visitor returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import WSMsgType, web
+
+from connectors.webchat import inbound, outbound, static
+from connectors.webchat.config import WebchatChannelConfig
+from connectors.webchat.errors import BadFrame, RateLimited, WebchatError
+from connectors.webchat.sessions import Push, Sessions
+from connectors.webchat.tokens import issue_session, new_visitor, verify_identity, verify_session
+from router.connector import DONE, Incoming, Outcome, SendResult, Services
+from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, read_body
+from router.envelope import Envelope, now_utc
+from router.errors import ConnectorError
+from router.logs import RateLimiter
+
+log = structlog.get_logger(__name__)
+
+POLL_WAIT = 25.0  # a long-poll answers at the latest after this (under proxies' 30 s)
+FRAME_OVERHEAD = 4096  # room for a msg frame's fields around its text
+RATE_KEYS = 100_000  # sessions and IPs tracked by the rate limits
+PRUNE_EVERY = 3600.0
+
+_NOT_YET = Outcome("not on the bus yet", retriable=True)
+
+
+class Who:
+    """Who a session's visitor is: the sender address, name and identities of its messages."""
+
+    def __init__(self, visitor: str, stored: dict[str, Any] | None) -> None:
+        stored = stored or {}
+        self.sender: str = stored.get("sender") or visitor
+        self.name: str | None = stored.get("name")
+        self.identities: list[tuple[str, str]] = [tuple(i) for i in stored.get("identities", [])]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"sender": self.sender, "name": self.name, "identities": self.identities}
+
+
+class WebchatConnector:
+    def __init__(
+        self,
+        name: str,
+        cfg: WebchatChannelConfig,
+        services: Services,
+        *,
+        ack_timeout: timedelta = ACK_TIMEOUT,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.sessions = Sessions(name, services.checkpoints)
+        self._ack_timeout = ack_timeout.total_seconds()
+        self._in_flight = queue_size
+        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue()
+        self._waiting: set[asyncio.Future[Outcome]] = set()
+        self._sockets: set[web.WebSocketResponse] = set()
+        self._per_session = RateLimiter(cfg.messages_per_minute, 60.0, max_keys=RATE_KEYS)
+        self._per_ip = RateLimiter(cfg.sessions_per_hour, 3600.0, max_keys=RATE_KEYS)
+        self._accepting = False
+        self._pruner: asyncio.Task[None] | None = None
+        self._ttl = cfg.session_ttl.total_seconds()
+        self._heartbeat = cfg.heartbeat.total_seconds()
+        self._max_frame = cfg.max_message_bytes + FRAME_OVERHEAD
+        if services.http is None:
+            log.warning("no HTTP listener: the web chat cannot be reached", channel=name)
+        else:
+            path = cfg.path.rstrip("/") or ""
+            services.http.add("GET", path or "/", self.socket)
+            services.http.add("POST", f"{path}/http", self.http_frame)
+            services.http.add("POST", f"{path}/poll", self.poll)
+            services.http.add("GET", f"{path}/widget.js", static.latest)
+            services.http.add("GET", f"{path}/v/{{version}}/{{file}}", static.versioned)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.cfg.session_key is None:
+            raise ConnectorError(
+                "webchat.session_key (or session_key_file) is required: it signs the"
+                " visitors' session tokens",
+                retriable=False,
+            )
+        self._keys = self.cfg.keys()
+        self._identity_key = self.cfg.identity_key()
+        self._accepting = True
+        if self._pruner is None:
+            self._pruner = asyncio.create_task(self._prune())
+
+    async def stop(self) -> None:
+        """Close every socket (1001: the widget reconnects) and answer waiting messages
+        `failed`, `retry` (the widget sends them again)."""
+        self._accepting = False
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_result(_NOT_YET)
+        for future in list(self._waiting):
+            if not future.done():
+                future.set_result(_NOT_YET)
+        await asyncio.gather(
+            *(
+                ws.close(code=1001, message=b"the chat server is restarting")
+                for ws in list(self._sockets)
+            )
+        )
+        pruner, self._pruner = self._pruner, None
+        if pruner is not None:
+            pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pruner
+
+    async def _prune(self) -> None:
+        while True:
+            try:
+                removed = await self.sessions.prune(self.cfg.session_ttl, now_utc())
+                if removed:
+                    log.info("web chat sessions pruned", channel=self.name, keys=removed)
+            except Exception as exc:  # the store is down: try at the next round
+                log.warning("web chat prune failed", channel=self.name, error=str(exc))
+            await asyncio.sleep(PRUNE_EVERY)
+
+    # --- intake ---------------------------------------------------------------------------
+
+    async def receive(self) -> AsyncIterator[Incoming]:
+        while True:
+            incoming, _ = await self._queue.get()
+            yield incoming
+
+    async def _hand_over(self, envelope: Envelope) -> Outcome:
+        if not self._accepting:
+            return _NOT_YET
+        if len(self._waiting) >= self._in_flight:
+            return Outcome("too many messages in flight", retriable=True)
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        async def ack(outcome: Outcome = DONE) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        self._queue.put_nowait((Incoming(envelope=envelope, ack=ack), future))
+        self._waiting.add(future)
+        try:
+            return await asyncio.wait_for(future, self._ack_timeout)
+        except TimeoutError:
+            return _NOT_YET
+        finally:
+            self._waiting.discard(future)
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        try:
+            visitor = outbound.visitor_of(envelope)
+        except outbound.Unsendable as exc:
+            return SendResult(status="failed", detail=str(exc))
+        try:
+            seq = await self.sessions.append(
+                visitor, outbound.to_frame(envelope), f"o:{envelope.id}"
+            )
+        except Exception as exc:  # the store: the runner retries later
+            return SendResult(status="retry", detail=f"session store: {exc}")
+        return SendResult(status="sent", native_id=f"{visitor}:{seq}")
+
+    # --- what every socket and request goes through ----------------------------------------
+
+    def _origin_ok(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return False
+        allowed = self.cfg.allowed_origins or [f"{request.scheme}://{request.host}"]
+        return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
+
+    def _refuse(self, request: web.Request, status: int, reason: str) -> web.Response:
+        log.warning(
+            "web chat refused",
+            channel=self.name,
+            status=status,
+            reason=reason,
+            peer=request.remote,
+        )
+        return web.json_response({"error": reason}, status=status)
+
+    async def _hello(self, hello: inbound.Hello, ip: str | None) -> tuple[str, Who]:
+        now = time.time()
+        if hello.session is not None:
+            visitor = verify_session(self._keys, hello.session, now, self._ttl)
+        else:
+            if self._per_ip.admit(ip) is None:
+                raise RateLimited(
+                    f"rate limited: more than {self.cfg.sessions_per_hour} new chats an hour"
+                    " from this address"
+                )
+            visitor = new_visitor()
+        who = Who(visitor, await self.sessions.who(visitor))
+        before = who.as_dict()
+        if hello.identity is not None:
+            customer = verify_identity(self._identity_key, hello.identity, now)
+            who.sender = f"shop:{customer.id}"
+            if customer.email:
+                who.identities = [("email", customer.email)]
+        form = hello.form
+        if form.get("name"):
+            who.name = form["name"]
+        for kind in ("email", "phone"):
+            value = form.get(kind)
+            # A typed email is only stated: the router decides what it links.
+            if value and all(k != kind for k, _ in who.identities):
+                who.identities.append((kind, value))
+        if who.as_dict() != before:
+            await self.sessions.remember(visitor, who.as_dict())
+        return visitor, who
+
+    def _welcome(self, visitor: str, lang: str | None) -> Callable[[int], dict[str, Any]]:
+        token = issue_session(self._keys[0], visitor, time.time())
+
+        def greet(last: int) -> dict[str, Any]:
+            return {
+                "t": "welcome",
+                "session": token,
+                "visitor": visitor,
+                "last": last,
+                "title": self.cfg.title,
+                "lang": self.cfg.language or lang,
+            }
+
+        return greet
+
+    async def _message(self, visitor: str, who: Who, msg: inbound.Msg, push: Push) -> None:
+        size = len(msg.text.encode())
+        if size > self.cfg.max_message_bytes:
+            push(
+                {
+                    "t": "error",
+                    "code": "too_large",
+                    "cid": msg.cid,
+                    "reason": f"message of {size} bytes; at most {self.cfg.max_message_bytes}",
+                }
+            )
+            return
+        if self._per_session.admit(visitor) is None:
+            raise RateLimited(
+                f"rate limited: more than {self.cfg.messages_per_minute} messages a minute"
+                " in this chat"
+            )
+        async with self.sessions.intake(visitor) as append:
+            seq = await self.sessions.sent(visitor, msg.cid)
+            if seq is None:
+                envelope = inbound.to_envelope(
+                    self.name,
+                    visitor,
+                    msg,
+                    sender=who.sender,
+                    name=who.name,
+                    identities=who.identities,
+                    received_at=now_utc(),
+                )
+                outcome = await self._hand_over(envelope)
+                if not outcome.done:
+                    push(
+                        {
+                            "t": "state",
+                            "cid": msg.cid,
+                            "state": "failed",
+                            "retry": outcome.retriable,
+                            "reason": outcome.error,
+                        }
+                    )
+                    return
+                frame = {
+                    "t": "msg",
+                    "id": envelope.id,
+                    "from": "visitor",
+                    "cid": msg.cid,
+                    "text": msg.text,
+                    "at": envelope.received_at.isoformat(),
+                }
+                seq = await append(frame, f"c:{msg.cid}")
+        push({"t": "state", "cid": msg.cid, "state": "sent", "seq": seq})
+
+    # --- the socket -------------------------------------------------------------------------
+
+    async def socket(self, request: web.Request) -> web.StreamResponse:
+        if not self._accepting:
+            return self._refuse(request, 503, "the chat is not available right now; try again")
+        if not self._origin_ok(request):
+            return self._refuse(request, 403, "this page's origin may not open the chat")
+        ws = web.WebSocketResponse(max_msg_size=self._max_frame, heartbeat=self._heartbeat)
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        out: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        push: Push = out.put_nowait
+        writer = asyncio.create_task(_write(ws, out))
+        try:
+            await self._serve(ws, request, push)
+        except WebchatError as exc:
+            push({"t": "error", "code": exc.code, "reason": str(exc)})
+            out.put_nowait(None)
+            await writer
+            await ws.close(code=exc.code, message=str(exc).encode()[:120])
+        finally:
+            self._sockets.discard(ws)
+            if not writer.done():
+                out.put_nowait(None)
+                await writer
+            await ws.close()
+        return ws
+
+    async def _serve(self, ws: web.WebSocketResponse, request: web.Request, push: Push) -> None:
+        first = await self._next(ws)
+        if first is None:
+            return
+        hello = inbound.parse(first)
+        if not isinstance(hello, inbound.Hello):
+            raise BadFrame("the first frame must be hello")
+        visitor, who = await self._hello(hello, request.remote)
+        await self.sessions.join(visitor, push, hello.last, self._welcome(visitor, hello.lang))
+        try:
+            while (data := await self._next(ws)) is not None:
+                frame = inbound.parse(data)
+                if isinstance(frame, inbound.Ping):
+                    push({"t": "pong"})
+                elif isinstance(frame, inbound.Msg):
+                    await self._message(visitor, who, frame, push)
+                else:
+                    raise BadFrame("hello only once per socket")
+        finally:
+            self.sessions.leave(visitor, push)
+
+    async def _next(self, ws: web.WebSocketResponse) -> str | None:
+        """The next text frame; None once the socket closed. Silence for two heartbeats is
+        a half-open socket (4408)."""
+        try:
+            # One deadline for the frame: aiohttp's own timeout restarts on every pong.
+            async with asyncio.timeout(2 * self._heartbeat):
+                msg = await ws.receive()
+        except TimeoutError:
+            raise _Silent("no frame for two heartbeats") from None
+        if msg.type == WSMsgType.TEXT:
+            return str(msg.data)
+        if msg.type == WSMsgType.BINARY:
+            raise BadFrame("frames are JSON text")
+        if msg.type == WSMsgType.ERROR and ws.close_code == 1009:
+            return None  # aiohttp closed it already, with its reason
+        return None
+
+    # --- the HTTP fallback ------------------------------------------------------------------
+
+    def _cors(self, request: web.Request, response: web.Response) -> web.Response:
+        response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "")
+        response.headers["Vary"] = "Origin"
+        return response
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        if not self._accepting:
+            return self._refuse(request, 503, "the chat is not available right now; try again")
+        if not self._origin_ok(request):
+            return self._refuse(request, 403, "this page's origin may not open the chat")
+        body = await read_body(request, self._max_frame)
+        if body is None:
+            return self._cors(request, self._refuse(request, 413, "frame too large"))
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return self._cors(request, self._refuse(request, 400, "frame is not JSON"))
+        if not isinstance(obj, dict):
+            return self._cors(request, self._refuse(request, 400, "frame is not a JSON object"))
+        return obj
+
+    async def http_frame(self, request: web.Request) -> web.Response:
+        """One client frame by POST; the frames it gives, as a JSON array."""
+        obj = await self._body(request)
+        if isinstance(obj, web.Response):
+            return obj
+        frames: list[dict[str, Any]] = []
+        try:
+            frame = inbound.parse(orjson.dumps(obj))
+            if isinstance(frame, inbound.Hello):
+                visitor, _ = await self._hello(frame, request.remote)
+                await self.sessions.join(
+                    visitor, frames.append, frame.last, self._welcome(visitor, frame.lang)
+                )
+                self.sessions.leave(visitor, frames.append)
+            elif isinstance(frame, inbound.Msg):
+                visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
+                who = Who(visitor, await self.sessions.who(visitor))
+                await self._message(visitor, who, frame, frames.append)
+            else:
+                frames.append({"t": "pong"})
+        except WebchatError as exc:
+            status = 429 if isinstance(exc, RateLimited) else 401 if exc.code == 4401 else 400
+            return self._cors(request, self._refuse(request, status, str(exc)))
+        return self._cors(request, web.json_response(frames))
+
+    async def poll(self, request: web.Request) -> web.Response:
+        """The frames above `last`, waiting up to POLL_WAIT for one."""
+        obj = await self._body(request)
+        if isinstance(obj, web.Response):
+            return obj
+        try:
+            visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
+        except WebchatError as exc:
+            return self._cors(request, self._refuse(request, 401, str(exc)))
+        last = obj.get("last", 0)
+        if not isinstance(last, int) or last < 0:
+            return self._cors(request, self._refuse(request, 400, "last: expected a seq"))
+        frames: list[dict[str, Any]] = []
+        arrived = asyncio.Event()
+
+        def push(frame: dict[str, Any]) -> None:
+            if frame.get("t") == "msg":
+                frames.append(frame)
+                arrived.set()
+
+        await self.sessions.join(visitor, push, last, lambda n: {"t": "welcome", "last": n})
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), POLL_WAIT)
+        finally:
+            self.sessions.leave(visitor, push)
+        return self._cors(request, web.json_response(frames))
+
+
+class _Silent(WebchatError):
+    code = 4408
+
+
+async def _write(ws: web.WebSocketResponse, out: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """One socket's writer: frames in the order they were pushed, until None."""
+    while (frame := await out.get()) is not None:
+        if ws.closed:
+            continue
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.send_str(orjson.dumps(frame).decode())
+
+
+def build(name: str, settings: WebchatChannelConfig, services: Services) -> WebchatConnector:
+    """The `ConnectorSpec.factory` for `type: webchat`."""
+    return WebchatConnector(name, settings, services)

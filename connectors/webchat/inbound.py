@@ -1,0 +1,114 @@
+"""Widget frames in (pure): a client frame parsed and checked, a visitor message made an
+envelope. The frames are those of docs/webchat.md."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from connectors.webchat.errors import BadFrame
+from router.envelope import Envelope, Sender, StatedIdentity, envelope_id
+
+CID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+FORM_FIELDS = ("name", "email", "phone", "topic")
+MAX_FORM_FIELD = 320
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    session: str | None
+    last: int
+    identity: str | None
+    form: dict[str, str] = field(default_factory=dict)
+    lang: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Msg:
+    cid: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+Frame = Hello | Msg | Ping
+
+
+def _str(obj: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadFrame(f"{name}: expected a string of at most {limit} characters")
+    return value
+
+
+def parse(data: str | bytes) -> Frame:
+    """One client frame; raises `BadFrame` naming what is wrong."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise BadFrame("frame is not JSON") from None
+    if not isinstance(obj, dict):
+        raise BadFrame("frame is not a JSON object")
+    kind = obj.get("t")
+    if kind == "ping":
+        return Ping()
+    if kind == "msg":
+        cid, text = obj.get("cid"), obj.get("text")
+        if not isinstance(cid, str) or not CID.match(cid):
+            raise BadFrame("cid: expected 1-64 of A-Z a-z 0-9 _ -")
+        if not isinstance(text, str) or not text.strip():
+            raise BadFrame("text: expected a non-empty string")
+        return Msg(cid, text)
+    if kind == "hello":
+        last = obj.get("last", 0)
+        if not isinstance(last, int) or isinstance(last, bool) or last < 0:
+            raise BadFrame("last: expected a sequence number (0 for none)")
+        form = obj.get("form") or {}
+        if not isinstance(form, dict):
+            raise BadFrame("form: expected an object")
+        fields = {k: _str(form, k, limit=MAX_FORM_FIELD) for k in FORM_FIELDS}
+        return Hello(
+            session=_str(obj, "session"),
+            last=last,
+            identity=_str(obj, "identity"),
+            form={k: v.strip() for k, v in fields.items() if v and v.strip()},
+            lang=_str(obj, "lang", limit=16),
+        )
+    raise BadFrame("t: expected hello, msg or ping")
+
+
+def to_envelope(
+    channel: str,
+    visitor: str,
+    msg: Msg,
+    *,
+    sender: str,
+    name: str | None,
+    identities: list[tuple[str, str]],
+    received_at: datetime,
+) -> Envelope:
+    """A visitor message. Its id comes from the session and the client id: a resend of the
+    same message is the same envelope, which the router drops."""
+    return Envelope(
+        id=envelope_id(channel, f"{visitor}:{msg.cid}"),
+        kind="message",
+        direction="in",
+        channel=channel,
+        channel_type="webchat",
+        thread_key=visitor,  # the session is the thread
+        sender=Sender(address=sender, name=name, role="customer"),
+        received_at=received_at,
+        text=msg.text,
+        identities=[StatedIdentity(kind=k, value=v) for k, v in identities],
+        reply_context={"visitor": visitor},
+        meta={"cid": msg.cid},
+    )

@@ -1,0 +1,42 @@
+"""Outgoing envelopes to widget frames (pure): what the visitor's session shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from connectors.webchat.tokens import VISITOR
+from router.envelope import Envelope
+
+
+class Unsendable(ValueError):
+    """The envelope can never reach a chat session; the message says why."""
+
+
+def visitor_of(envelope: Envelope) -> str:
+    if envelope.direction != "out":
+        raise Unsendable("not an outbound envelope (direction in)")
+    if envelope.kind != "reply":
+        raise Unsendable(f"a web chat only shows replies, not {envelope.kind!r}")
+    if not VISITOR.match(envelope.thread_key):
+        raise Unsendable("thread_key is not a web chat session")
+    if not envelope.text.strip():
+        raise Unsendable("the reply has no text")
+    return envelope.thread_key
+
+
+def to_frame(envelope: Envelope) -> dict[str, Any]:
+    """The `msg` frame of a reply, without its `seq` (the session gives it)."""
+    agent = envelope.sender.role == "agent"
+    frame: dict[str, Any] = {
+        "t": "msg",
+        "id": envelope.id,
+        "from": "agent" if agent else "system",
+        "text": envelope.text,
+        "at": envelope.received_at.isoformat(),
+    }
+    if agent and envelope.sender.name:
+        frame["name"] = envelope.sender.name
+    purpose = envelope.meta.get("purpose")
+    if isinstance(purpose, str):
+        frame["purpose"] = purpose
+    return frame

@@ -1,0 +1,232 @@
+/* omnirouter web chat widget: one <script> tag, no framework. Protocol: docs/webchat.md. */
+(function () {
+  "use strict";
+  if (window.__omniChat) return;
+  var script = document.currentScript;
+  var src = new URL(script.src, location.href);
+  var base = src.href.replace(/\/(v\/[^/]+\/)?widget\.js(\?.*)?$/, "");
+  var VERSION = "__WIDGET_VERSION__";
+  var STRINGS = {
+    en: {
+      open: "Chat with us", close: "Close chat", placeholder: "Write a message",
+      label: "Your message", send: "Send", sending: "Sending…", sent: "Sent",
+      failed: "Not sent, retrying…", refused: "Not sent", you: "You", us: "Support",
+      offline: "Reconnecting…", tooLarge: "This message is too long.",
+      limited: "Too many messages; please wait a moment."
+    },
+    es: {
+      open: "Chatea con nosotros", close: "Cerrar el chat", placeholder: "Escribe un mensaje",
+      label: "Tu mensaje", send: "Enviar", sending: "Enviando…", sent: "Enviado",
+      failed: "No enviado, reintentando…", refused: "No enviado", you: "Tú", us: "Soporte",
+      offline: "Reconectando…", tooLarge: "Este mensaje es demasiado largo.",
+      limited: "Demasiados mensajes; espera un momento."
+    }
+  };
+  function pickLang(given) {
+    var wanted = [given, script.getAttribute("data-lang"), document.documentElement.lang,
+      navigator.language];
+    for (var i = 0; i < wanted.length; i++) {
+      var l = (wanted[i] || "").slice(0, 2).toLowerCase();
+      if (STRINGS[l]) return l;
+    }
+    return "en";
+  }
+  var lang = pickLang(null);
+  function t(key) { return STRINGS[lang][key]; }
+
+  var KEY = "omnichat:" + base;
+  var store = {
+    get: function () { try { return localStorage.getItem(KEY); } catch (e) { return null; } },
+    set: function (v) { try { localStorage.setItem(KEY, v); } catch (e) { /* private mode */ } }
+  };
+
+  var css = document.createElement("link");
+  css.rel = "stylesheet";
+  css.href = base + "/v/" + VERSION + "/widget.css";
+  document.head.appendChild(css);
+
+  function el(tag, attrs, text) {
+    var n = document.createElement(tag);
+    for (var k in attrs) n.setAttribute(k, attrs[k]);
+    if (text) n.textContent = text;
+    return n;
+  }
+  var root = el("aside", { "class": "omnichat", "aria-label": t("us") });
+  var launcher = el("button", { type: "button", "class": "omnichat-launcher",
+    "aria-expanded": "false", "aria-controls": "omnichat-panel" }, t("open"));
+  var panel = el("div", { id: "omnichat-panel", "class": "omnichat-panel", role: "dialog",
+    "aria-labelledby": "omnichat-title", hidden: "" });
+  var head = el("div", { "class": "omnichat-head" });
+  var title = el("h2", { id: "omnichat-title" }, t("us"));
+  var closer = el("button", { type: "button", "class": "omnichat-close", "aria-label": t("close") },
+    "×");
+  var status = el("p", { "class": "omnichat-status", role: "status" });
+  var logBox = el("div", { "class": "omnichat-log", role: "log", "aria-live": "polite",
+    tabindex: "0", "aria-label": t("us") });
+  var form = el("form", { "class": "omnichat-form" });
+  var label = el("label", { "for": "omnichat-input", "class": "omnichat-sr" }, t("label"));
+  var input = el("textarea", { id: "omnichat-input", rows: "2", placeholder: t("placeholder") });
+  var sendBtn = el("button", { type: "submit", "class": "omnichat-send" }, t("send"));
+  head.appendChild(title); head.appendChild(closer);
+  form.appendChild(label); form.appendChild(input); form.appendChild(sendBtn);
+  panel.appendChild(head); panel.appendChild(status); panel.appendChild(logBox);
+  panel.appendChild(form);
+  root.appendChild(launcher); root.appendChild(panel);
+  document.body.appendChild(root);
+
+  function relabel() {
+    launcher.textContent = t("open"); closer.setAttribute("aria-label", t("close"));
+    label.textContent = t("label"); input.placeholder = t("placeholder");
+    sendBtn.textContent = t("send");
+  }
+  function setOpen(open) {
+    if (open) { panel.removeAttribute("hidden"); input.focus(); connect(); }
+    else { panel.setAttribute("hidden", ""); launcher.focus(); }
+    launcher.setAttribute("aria-expanded", String(open));
+  }
+  launcher.addEventListener("click", function () { setOpen(panel.hasAttribute("hidden")); });
+  closer.addEventListener("click", function () { setOpen(false); });
+  panel.addEventListener("keydown", function (e) { if (e.key === "Escape") setOpen(false); });
+  input.addEventListener("keydown", function (e) {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+  });
+
+  // --- the log: each seq shown once, in order ---------------------------------------------
+  var last = 0;          // highest seq shown on this page
+  var pending = {};      // cid -> {text, node, state}
+  var order = [];        // cids not yet sent, in the order written
+  function bubble(who, text, cls) {
+    var n = el("div", { "class": "omnichat-msg " + cls });
+    n.appendChild(el("span", { "class": "omnichat-who" }, who));
+    n.appendChild(el("p", {}, text));
+    var st = el("span", { "class": "omnichat-state" });
+    n.appendChild(st);
+    logBox.appendChild(n);
+    logBox.scrollTop = logBox.scrollHeight;
+    return n;
+  }
+  function setState(node, key) {
+    node.querySelector(".omnichat-state").textContent = key ? t(key) : "";
+    node.setAttribute("data-state", key || "");
+  }
+  function show(frame) {
+    if (frame.seq <= last) return;  // already shown (a replay overlapping a push)
+    last = frame.seq;
+    if (frame.from === "visitor" && pending[frame.cid]) {
+      var p = pending[frame.cid];
+      setState(p.node, "sent"); p.node.setAttribute("data-seq", frame.seq);
+      delete pending[frame.cid]; order = order.filter(function (c) { return c !== frame.cid; });
+      return;
+    }
+    var who = frame.from === "visitor" ? t("you") : (frame.name || t("us"));
+    var n = bubble(who, frame.text, "omnichat-" + frame.from);
+    n.setAttribute("data-seq", frame.seq);
+    if (frame.from === "visitor") setState(n, "sent");
+  }
+
+  // --- the connection ----------------------------------------------------------------------
+  // An identity token refused once (expired on a page left open) is not sent again: the
+  // visitor goes on as a guest instead of reconnecting in a loop.
+  var identityRefused = false;
+  var ws = null, useHttp = false, failures = 0, timer = null, lastHeard = 0, polling = false;
+  function hello() {
+    var h = { t: "hello", session: store.get(), last: last, lang: lang };
+    var identity = script.getAttribute("data-identity");
+    if (identity && !identityRefused) h.identity = identity;
+    return h;
+  }
+  function onFrame(f) {
+    lastHeard = Date.now();
+    if (f.t === "welcome") {
+      if (f.session) store.set(f.session);
+      if (f.title) title.textContent = f.title;
+      if (f.lang && f.lang !== lang) { lang = pickLang(f.lang); relabel(); }
+      status.textContent = ""; failures = 0;
+      order.forEach(function (cid) { transmit(cid); });
+    } else if (f.t === "msg") show(f);
+    else if (f.t === "state") {
+      var p = pending[f.cid];
+      if (!p) return;
+      if (f.state === "sent") show({ seq: f.seq, from: "visitor", cid: f.cid });
+      else if (f.retry) { setState(p.node, "failed"); setTimeout(function () { transmit(f.cid); }, 2000); }
+      else { setState(p.node, "refused"); delete pending[f.cid]; }
+    } else if (f.t === "error") {
+      if (f.code === "too_large" && pending[f.cid]) {
+        setState(pending[f.cid].node, "refused"); delete pending[f.cid];
+        status.textContent = t("tooLarge");
+      } else if (f.code === 4429) status.textContent = t("limited");
+      else if (f.code === 4401) {
+        if (/identity/.test(f.reason || "")) identityRefused = true;
+        else store.set("");
+      }
+    }
+  }
+  function connect() {
+    if (ws || polling) return;
+    if (useHttp) return httpLoop();
+    var url = base.replace(/^http/, "ws");
+    var sock = new WebSocket(url);
+    ws = sock;
+    sock.onopen = function () { sock.send(JSON.stringify(hello())); };
+    sock.onmessage = function (e) { onFrame(JSON.parse(e.data)); };
+    sock.onclose = function (e) {
+      if (ws === sock) ws = null;
+      if (!lastHeard || e.code === 1006 && !sock.__opened) failures++;
+      if (failures >= 3) useHttp = true;
+      status.textContent = t("offline");
+      var wait = Math.min(30000, 500 * Math.pow(2, Math.min(failures, 6)));
+      setTimeout(connect, e.code === 4429 ? 60000 : wait);
+    };
+    sock.addEventListener("open", function () { sock.__opened = true; });
+  }
+  function post(path, body) {
+    return fetch(base + path, { method: "POST", body: JSON.stringify(body),
+      headers: { "Content-Type": "text/plain" } }).then(function (r) { return r.json(); });
+  }
+  function httpLoop() {
+    polling = true;
+    post("/http", hello()).then(function (frames) {
+      frames.forEach(onFrame);
+      (function poll() {
+        post("/poll", { session: store.get(), last: last }).then(function (fs) {
+          fs.forEach(onFrame); poll();
+        }, function () { polling = false; setTimeout(connect, 3000); });
+      })();
+    }, function () { polling = false; setTimeout(connect, 3000); });
+  }
+  function transmit(cid) {
+    var p = pending[cid];
+    if (!p) return;
+    setState(p.node, "sending");
+    var frame = { t: "msg", cid: cid, text: p.text };
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+    else if (useHttp) {
+      frame.session = store.get();
+      post("/http", frame).then(function (fs) { fs.forEach(onFrame); });
+    }
+  }
+  setInterval(function () {
+    if (ws && ws.readyState === 1) {
+      if (lastHeard && Date.now() - lastHeard > 60000) { ws.close(); return; }
+      ws.send('{"t":"ping"}');
+    }
+  }, 25000);
+  function newCid() {
+    var a = new Uint8Array(12);
+    crypto.getRandomValues(a);
+    return Array.prototype.map.call(a, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    var text = input.value.trim();
+    if (!text) return;
+    input.value = "";
+    var cid = newCid();
+    pending[cid] = { text: text, node: bubble(t("you"), text, "omnichat-visitor") };
+    order.push(cid);
+    transmit(cid);
+    connect();
+  });
+  window.__omniChat = { open: function () { setOpen(true); }, base: base };
+  if (store.get()) connect();  // a returning visitor: history and replies kept meanwhile
+})();

@@ -1,0 +1,107 @@
+"""The web chat in the real daemon (embedded bus, SQLite store), with an agent, Chloé,
+who works in an HTTP tool (a webhook channel): what she writes there reaches the chat
+through the router."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+
+from connectors.webchat.connector import WebchatConnector
+from router.config import parse_config
+from router.connector import load_registry
+from router.daemon import Daemon
+from tests.connectors.webchat.helpers import KEY
+from tests.connectors.webhook.helpers import SECRET, Receiver, post_event, receiver
+from tests.harness.common import eventually
+from tests.harness.daemon import embedded_config, running
+
+WAIT = 20.0
+_EVENTS = count(1)  # the tool's event ids
+ACK = "Thanks, we will answer {expected_response} (ref {conversation_ref})."
+
+
+def config_text(tmp: Path, origin: str) -> str:
+    return (
+        embedded_config(tmp)
+        + f"""
+channels:
+  - name: web
+    type: webchat
+    acknowledge: ack
+    webchat:
+      session_key: "${{CHAT_KEY}}"
+      allowed_origins: ["{origin}"]
+      title: "Acme Support"
+  - name: agent-hooks
+    type: webhook
+    webhook: {{secret: "${{HOOK_SECRET}}"}}
+agents:
+  - id: chloe
+    name: Chloé Martin
+    capacity: {{webchat: 3}}
+    sink: {{type: webhook, channel: agent-hooks, url: "${{CHLOE_URL}}", accepts: true}}
+routing:
+  assignment_timeout: 1h
+templates:
+  ack:
+    en: "{ACK}"
+"""
+    )
+
+
+@dataclass
+class Site:
+    daemon: Daemon
+    tool: Receiver  # Chloé's tool: deliveries arrive here
+    base: str  # http://127.0.0.1:<port>
+
+    @property
+    def chat_url(self) -> str:
+        return f"{self.base}/chat"
+
+    @property
+    def webchat(self) -> WebchatConnector:
+        [runner] = [r for r in self.daemon.channels if r.name == "web"]
+        connector = runner._connector
+        assert isinstance(connector, WebchatConnector)
+        return connector
+
+    async def token(self) -> str:
+        """The conversation token of the latest delivery to Chloé."""
+        await eventually(lambda: any(r.json().get("token") for r in self.tool.requests), WAIT)
+        token: str = [r.json()["token"] for r in self.tool.requests if r.json().get("token")][-1]
+        return token
+
+    async def agent_says(self, text: str) -> None:
+        event = {
+            "id": f"tool-{next(_EVENTS)}",
+            "agent": "chloe",
+            "token": await self.token(),
+            "type": "reply",
+            "text": text,
+        }
+        status, answer = await post_event(f"{self.base}/webhook/agent-hooks/events", event)
+        assert status == 202, answer
+
+    def cut_sockets(self) -> int:
+        """Close every chat socket's TCP connection from the server side, as a proxy would."""
+        sockets = list(self.webchat._sockets)
+        for ws in sockets:
+            assert ws._req is not None and ws._req.transport is not None
+            ws._req.transport.close()
+        return len(sockets)
+
+
+@asynccontextmanager
+async def site(tmp: Path, origin: str) -> AsyncIterator[Site]:
+    specs = load_registry()
+    async with receiver() as tool:
+        env = {"CHAT_KEY": KEY, "HOOK_SECRET": SECRET, "CHLOE_URL": tool.url("/hooks/chloe")}
+        cfg = parse_config(config_text(tmp, origin), env=env, registry=specs)
+        async with running(cfg, registry=specs, watch_config=None, ready_within=WAIT) as daemon:
+            assert daemon.http is not None
+            yield Site(daemon, tool, f"http://127.0.0.1:{daemon.http.port}")

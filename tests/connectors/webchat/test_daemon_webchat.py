@@ -1,0 +1,39 @@
+"""A visitor through the real daemon: the router's acknowledgement and an agent's reply
+(written in her tool, through the router) reach the visitor's socket."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import aiohttp
+
+from tests.connectors.webchat.daemon import site
+from tests.harness.common import eventually
+
+ORIGIN = "http://shop.test"
+
+
+async def test_a_visitor_gets_the_acknowledgement_and_the_agents_reply(tmp_path: Path) -> None:
+    async with site(tmp_path, ORIGIN) as s, aiohttp.ClientSession() as http:
+        async with http.ws_connect(s.chat_url, headers={"Origin": ORIGIN}) as ws:
+            await ws.send_json({"t": "hello", "session": None, "last": 0})
+            frames: list[dict[str, object]] = []
+
+            async def until(t: str, **match: object) -> dict[str, object]:
+                while True:
+                    frame: dict[str, object] = await ws.receive_json(timeout=20)
+                    frames.append(frame)
+                    if frame["t"] == t and all(frame.get(k) == v for k, v in match.items()):
+                        return frame
+
+            welcome = await until("welcome")
+            assert welcome["title"] == "Acme Support"
+            await ws.send_json({"t": "msg", "cid": "c1", "text": "Where is my order?"})
+            assert (await until("state", cid="c1"))["state"] == "sent"
+            ack = await until("msg", purpose="ack")
+            assert ack["from"] == "system" and "we will answer" in str(ack["text"])
+            await eventually(lambda: len(s.tool.requests) >= 1, 20)
+            await s.agent_says("Hi, it ships today.")
+            reply = await until("msg", **{"from": "agent"})
+            assert reply["text"] == "Hi, it ships today." and reply["name"] == "Chloé Martin"
+            assert [f["seq"] for f in frames if f["t"] == "msg"] == [1, 2, 3]
