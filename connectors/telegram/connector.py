@@ -32,6 +32,7 @@ the runner reports to the router (an incident, and a note to the owner).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -80,6 +81,9 @@ REMEMBERED_UPDATES = 10_000  # update ids done lately: a replay is dropped here
 REMEMBERED_CHATS = 10_000  # chats whose latest message id we know
 POLL_SLACK = 10.0  # read timeout beyond the long-poll's own
 CARD_PREFIX = "card:"
+# How long a reply to a card we do not know yet waits for cards still being sent to
+# that chat (sent, but not yet remembered) before it is taken as a reply to nothing.
+CARD_WAIT = 10.0
 OFFSET_KEY = "offset"
 
 Item = Incoming | Rejected
@@ -133,6 +137,8 @@ class TelegramConnector:
         self._updates = AiohttpRequest()
         self._recent: OrderedDict[int, None] = OrderedDict()  # update ids done lately
         self._latest: OrderedDict[int, int] = OrderedDict()  # chat -> latest message id
+        self._cards_sending: dict[int, int] = {}  # agent chat -> cards on their way
+        self._card_done = asyncio.Condition()
         self.intake: HttpIntake | None = None
         if cfg.mode == "webhook":
             assert cfg.webhook is not None  # the config requires it
@@ -394,7 +400,17 @@ class TelegramConnector:
         if chat_id is None or message_id is None:
             return None
         key = f"{CARD_PREFIX}{chat_id}:{message_id}"
-        return await self._checkpoints.get_checkpoint(self.name, key)
+        token = await self._checkpoints.get_checkpoint(self.name, key)
+        if token is None and self._cards_sending.get(chat_id):
+            # The agent saw the card before we heard back that it was sent: wait for it.
+            async with self._card_done:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._card_done.wait_for(lambda: not self._cards_sending.get(chat_id)),
+                        CARD_WAIT,
+                    )
+            token = await self._checkpoints.get_checkpoint(self.name, key)
+        return token
 
     async def _agent_message(self, agent: str, msg: inbound.Message, ack: Ack) -> Item | None:
         token = await self._card_token(msg.chat_id, msg.reply_to)
@@ -496,12 +512,20 @@ class TelegramConnector:
         except ValueError:
             return SendResult(status="failed", detail="the agent's sink has no Telegram user id")
         text = outbound.card(envelope, delivery, now_utc())
-        sent = await self._paced(chat_id, text, markup=_markup(outbound.keyboard()))
-        if isinstance(sent, SendResult):
-            return sent
-        if delivery.token:
-            key = f"{CARD_PREFIX}{chat_id}:{sent.message_id}"
-            await self._checkpoints.set_checkpoint(self.name, key, delivery.token)
+        self._cards_sending[chat_id] = self._cards_sending.get(chat_id, 0) + 1
+        try:
+            sent = await self._paced(chat_id, text, markup=_markup(outbound.keyboard()))
+            if isinstance(sent, SendResult):
+                return sent
+            if delivery.token:
+                key = f"{CARD_PREFIX}{chat_id}:{sent.message_id}"
+                await self._checkpoints.set_checkpoint(self.name, key, delivery.token)
+        finally:
+            left = self._cards_sending.pop(chat_id) - 1
+            if left:
+                self._cards_sending[chat_id] = left
+            async with self._card_done:
+                self._card_done.notify_all()
         return SendResult(status="sent", native_id=str(sent.message_id))
 
     async def _paced(
