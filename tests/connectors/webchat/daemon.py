@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
 
@@ -22,6 +23,13 @@ from tests.harness.daemon import embedded_config, running
 WAIT = 20.0
 _EVENTS = count(1)  # the tool's event ids
 ACK = "Thanks, we will answer {expected_response} (ref {conversation_ref})."
+CLOSED_ACK = "Thanks, we are closed now: we open {opens_at} and answer then."
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def closed_day() -> str:
+    """A weekday three days from now: the `web-closed` channel is closed today and tomorrow."""
+    return DAYS[(datetime.now(UTC).weekday() + 3) % 7]
 
 
 def config_text(tmp: Path, origin: str) -> str:
@@ -36,6 +44,16 @@ channels:
       session_key: "${{CHAT_KEY}}"
       allowed_origins: ["{origin}"]
       title: "Acme Support"
+  - name: web-closed
+    type: webchat
+    acknowledge: closed_ack
+    business_hours: shop
+    webchat:
+      path: /closed-chat
+      session_key: "${{CHAT_KEY}}"
+      allowed_origins: ["{origin}"]
+      title: "Acme Support"
+      form: [name, email]
   - name: agent-hooks
     type: webhook
     webhook: {{secret: "${{HOOK_SECRET}}"}}
@@ -44,11 +62,17 @@ agents:
     name: Chloé Martin
     capacity: {{webchat: 3}}
     sink: {{type: webhook, channel: agent-hooks, url: "${{CHLOE_URL}}", accepts: true}}
+business_hours:
+  shop:
+    timezone: UTC
+    weekly: {{{closed_day()}: ["09:00-17:00"]}}
 routing:
   assignment_timeout: 1h
 templates:
   ack:
     en: "{ACK}"
+  closed_ack:
+    en: "{CLOSED_ACK}"
 """
     )
 
@@ -62,6 +86,10 @@ class Site:
     @property
     def chat_url(self) -> str:
         return f"{self.base}/chat"
+
+    @property
+    def closed_chat_url(self) -> str:
+        return f"{self.base}/closed-chat"
 
     @property
     def webchat(self) -> WebchatConnector:
