@@ -276,6 +276,12 @@ class WebchatConnector:
         return opens.isoformat() if opens > now else None
 
     async def _form(self, visitor: str, who: Who, form: inbound.Form, push: Push) -> None:
+        # Each one writes to the store: it counts against the session's message rate.
+        if self._per_session.admit(visitor) is None:
+            raise RateLimited(
+                f"rate limited: more than {self.cfg.messages_per_minute} messages a minute"
+                " in this chat"
+            )
         before = who.as_dict()
         who.fill(form.fields, reply_by_email=form.reply_by_email)
         if who.as_dict() != before:

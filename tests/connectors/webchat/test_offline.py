@@ -114,3 +114,13 @@ async def test_the_form_by_the_http_fallback(tmp_path: Path) -> None:
             assert await r.json() == [{"t": "form", "saved": True}]
         who = await c.connector.sessions.who(welcome["visitor"])
         assert who is not None and who["name"] == "Cy"
+
+
+async def test_a_form_flood_is_rate_limited_like_messages(tmp_path: Path) -> None:
+    async with chat(tmp_path, messages_per_minute=2) as c:
+        client = await c.hello()
+        await client.next("welcome")
+        for n in range(3):
+            await client.send({"t": "form", "consent": True, "fields": {"name": f"N{n}"}})
+        code, reason = await client.closed()
+        assert (code, reason) == (4429, "rate limited: more than 2 messages a minute in this chat")
