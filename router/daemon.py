@@ -17,6 +17,7 @@ import asyncio
 import signal
 import ssl
 from collections.abc import Awaitable, Callable, Collection
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -38,6 +39,7 @@ from router.metrics import Metrics
 from router.outbox import OutboxPublisher
 from router.retry import Backoff
 from router.routing.engine import Engine
+from router.routing.hours import hours_of, next_open
 from router.store import Store, open_store
 
 log = structlog.get_logger(__name__)
@@ -248,10 +250,15 @@ class Daemon:
             checkpoints=self.store,
             http=routes,
             sinks=self._sinks,
+            opens_at=self._opens_at,
         )
         for name, spec, settings in self._enabled_channels():
             assert spec.factory is not None
             self._connectors.append((name, spec.factory(name, settings, services)))
+
+    def _opens_at(self, channel: str, now: datetime) -> datetime:
+        """The channel's next open moment by the current config's business hours."""
+        return next_open(hours_of(self.config, channel), now)
 
     async def _start(self) -> None:
         assert self.store is not None

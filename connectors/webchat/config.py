@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -10,6 +12,27 @@ from pydantic import Field, field_validator, model_validator
 from router.config.types import Duration, Secret, Section, check_secret_chars
 
 MIN_SECRET_CHARS = 16
+MIN_CONTRAST = 4.5  # WCAG AA for normal text
+HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+FormField = Literal["name", "email", "phone", "topic"]
+# The widget strings an operator may reword, per language (the rest stay ours).
+TEXT_KEYS = ("open", "greeting", "consent", "closed", "leave")
+Lang = Literal["en", "es"]
+
+
+def _luminance(hex_color: str) -> float:
+    def channel(c: int) -> float:
+        v = c / 255
+        return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (int(hex_color[i : i + 2], 16) for i in (1, 3, 5))
+    return 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b)
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG contrast ratio of two `#rrggbb` colours (1 to 21)."""
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
 
 
 class WebchatChannelConfig(Section):
@@ -36,6 +59,32 @@ class WebchatChannelConfig(Section):
         description="Largest chat message accepted.",
     )
     title: str = Field("Support", description="Title shown in the chat window.")
+    color: str = Field(
+        "#0b5394",
+        pattern=HEX.pattern,
+        description="Main colour (`#rrggbb`): the header, the launcher, the visitor's messages.",
+    )
+    text_color: str = Field(
+        "#ffffff",
+        pattern=HEX.pattern,
+        description=f"Text on the main colour; the pair must contrast at least {MIN_CONTRAST}:1.",
+    )
+    form: list[FormField] = Field(
+        default_factory=list,
+        description="Pre-chat form fields asked before the first message (`name`, `email`,"
+        " `phone`, `topic`); empty: no form. A typed email or phone is only a stated identity.",
+    )
+    topics: list[str] = Field(
+        default_factory=list,
+        description="The choices of the form's `topic` (empty: free text).",
+    )
+    texts: dict[Lang, dict[str, str]] = Field(
+        default_factory=dict,
+        description="The widget's own words reworded, per language: `open` (the launcher),"
+        " `greeting` (above the form), `consent` (the line the visitor agrees to before"
+        " giving details), `closed` (out of hours; `{opens}` is when we open), `leave` (the"
+        " leave-a-message button).",
+    )
     language: str | None = Field(
         None,
         pattern=r"^(en|es)$",
@@ -89,6 +138,37 @@ class WebchatChannelConfig(Section):
     def identity_key(self) -> bytes | None:
         ref = self.identity_secret
         return None if ref is None else ref.get_secret_value().encode()
+
+    @model_validator(mode="after")
+    def _readable(self) -> WebchatChannelConfig:
+        ratio = contrast(self.color, self.text_color)
+        if ratio < MIN_CONTRAST:
+            raise ValueError(
+                f"text_color {self.text_color} on color {self.color} contrasts {ratio:.1f}:1;"
+                f" at least {MIN_CONTRAST}:1 is readable (WCAG AA)"
+            )
+        return self
+
+    @field_validator("texts")
+    @classmethod
+    def _text_keys(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for lang, words in value.items():
+            unknown = sorted(set(words) - set(TEXT_KEYS))
+            if unknown:
+                raise ValueError(
+                    f"texts.{lang}: unknown {', '.join(unknown)}; known: {', '.join(TEXT_KEYS)}"
+                )
+        return value
+
+    def widget(self) -> dict[str, object]:
+        """What the widget shows from this block (the `welcome` frame's `look`)."""
+        return {
+            "color": self.color,
+            "text_color": self.text_color,
+            "form": list(self.form),
+            "topics": list(self.topics),
+            "texts": {lang: dict(words) for lang, words in self.texts.items()},
+        }
 
     @field_validator("allowed_origins")
     @classmethod

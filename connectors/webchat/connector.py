@@ -52,9 +52,31 @@ class Who:
         self.sender: str = stored.get("sender") or visitor
         self.name: str | None = stored.get("name")
         self.identities: list[tuple[str, str]] = [tuple(i) for i in stored.get("identities", [])]
+        self.topic: str | None = stored.get("topic")
+        self.reply_by_email: str | None = stored.get("reply_by_email")
 
     def as_dict(self) -> dict[str, Any]:
-        return {"sender": self.sender, "name": self.name, "identities": self.identities}
+        return {
+            "sender": self.sender,
+            "name": self.name,
+            "identities": self.identities,
+            "topic": self.topic,
+            "reply_by_email": self.reply_by_email,
+        }
+
+    def fill(self, form: dict[str, str], *, reply_by_email: bool = False) -> None:
+        """The form's answers. A typed email or phone is only stated: the router decides
+        what it links."""
+        if form.get("name"):
+            self.name = form["name"]
+        if form.get("topic"):
+            self.topic = form["topic"]
+        for kind in ("email", "phone"):
+            value = form.get(kind)
+            if value and all(k != kind for k, _ in self.identities):
+                self.identities.append((kind, value))
+        if reply_by_email:
+            self.reply_by_email = form["email"]
 
 
 class WebchatConnector:
@@ -70,6 +92,7 @@ class WebchatConnector:
         self.name = name
         self.cfg = cfg
         self.sessions = Sessions(name, services.checkpoints)
+        self._opens_at = services.opens_at
         self._ack_timeout = ack_timeout.total_seconds()
         self._in_flight = queue_size
         self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue()
@@ -219,14 +242,7 @@ class WebchatConnector:
             who.sender = f"shop:{customer.id}"
             if customer.email:
                 who.identities = [("email", customer.email)]
-        form = hello.form
-        if form.get("name"):
-            who.name = form["name"]
-        for kind in ("email", "phone"):
-            value = form.get(kind)
-            # A typed email is only stated: the router decides what it links.
-            if value and all(k != kind for k, _ in who.identities):
-                who.identities.append((kind, value))
+        who.fill(hello.form)
         if who.as_dict() != before:
             await self.sessions.remember(visitor, who.as_dict())
         return visitor, who
@@ -234,17 +250,53 @@ class WebchatConnector:
     def _welcome(self, visitor: str, lang: str | None) -> Callable[[int], dict[str, Any]]:
         token = issue_session(self._keys[0], visitor, time.time())
 
+        look = self.cfg.widget()
+        opens = self._closed_until()
+
         def greet(last: int) -> dict[str, Any]:
-            return {
+            frame = {
                 "t": "welcome",
                 "session": token,
                 "visitor": visitor,
                 "last": last,
                 "title": self.cfg.title,
                 "lang": self.cfg.language or lang,
+                "look": look,
             }
+            if opens is not None:
+                frame["opens_at"] = opens
+            return frame
 
         return greet
+
+    def _closed_until(self) -> str | None:
+        """When the channel opens (ISO 8601) while it is closed by its business hours."""
+        now = now_utc()
+        opens = self._opens_at(self.name, now)
+        return opens.isoformat() if opens > now else None
+
+    async def _form(self, visitor: str, who: Who, form: inbound.Form, push: Push) -> None:
+        # Each one writes to the store: it counts against the session's message rate.
+        if self._per_session.admit(visitor) is None:
+            raise RateLimited(
+                f"rate limited: more than {self.cfg.messages_per_minute} messages a minute"
+                " in this chat"
+            )
+        before = who.as_dict()
+        who.fill(form.fields, reply_by_email=form.reply_by_email)
+        if who.as_dict() != before:
+            await self.sessions.remember(visitor, who.as_dict())
+        push({"t": "form", "saved": True})
+
+    def _meta(self, who: Who) -> dict[str, Any]:
+        """What the agent should know beside the text: left while we were closed, and
+        the address the visitor asked to be answered at by email."""
+        meta: dict[str, Any] = {}
+        if self._closed_until() is not None:
+            meta["left_while_closed"] = True
+        if who.reply_by_email:
+            meta["reply_by_email"] = who.reply_by_email
+        return meta
 
     async def _message(self, visitor: str, who: Who, msg: inbound.Msg, push: Push) -> None:
         size = len(msg.text.encode())
@@ -274,6 +326,8 @@ class WebchatConnector:
                     name=who.name,
                     identities=who.identities,
                     received_at=now_utc(),
+                    subject=who.topic,
+                    meta=self._meta(who),
                 )
                 outcome = await self._hand_over(envelope)
                 if not outcome.done:
@@ -342,6 +396,8 @@ class WebchatConnector:
                     push({"t": "pong"})
                 elif isinstance(frame, inbound.Msg):
                     await self._message(visitor, who, frame, push)
+                elif isinstance(frame, inbound.Form):
+                    await self._form(visitor, who, frame, push)
                 else:
                     raise BadFrame("hello only once per socket")
         finally:
@@ -405,6 +461,10 @@ class WebchatConnector:
                 visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
                 who = Who(visitor, await self.sessions.who(visitor))
                 await self._message(visitor, who, frame, frames.append)
+            elif isinstance(frame, inbound.Form):
+                visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
+                who = Who(visitor, await self.sessions.who(visitor))
+                await self._form(visitor, who, frame, frames.append)
             else:
                 frames.append({"t": "pong"})
         except WebchatError as exc:

@@ -38,7 +38,16 @@ class Ping:
     pass
 
 
-Frame = Hello | Msg | Ping
+@dataclass(frozen=True, slots=True)
+class Form:
+    """The pre-chat (or leave-a-message) form, sent once the visitor agreed to the
+    consent line; `reply_by_email`: they asked to be answered by email."""
+
+    fields: dict[str, str]
+    reply_by_email: bool = False
+
+
+Frame = Hello | Msg | Ping | Form
 
 
 def _str(obj: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:
@@ -48,6 +57,13 @@ def _str(obj: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:
     if not isinstance(value, str) or len(value) > limit:
         raise BadFrame(f"{name}: expected a string of at most {limit} characters")
     return value
+
+
+def _form(form: Any) -> dict[str, str]:
+    if not isinstance(form, dict):
+        raise BadFrame("form: expected an object")
+    fields = {k: _str(form, k, limit=MAX_FORM_FIELD) for k in FORM_FIELDS}
+    return {k: v.strip() for k, v in fields.items() if v and v.strip()}
 
 
 def parse(data: str | bytes) -> Frame:
@@ -72,18 +88,24 @@ def parse(data: str | bytes) -> Frame:
         last = obj.get("last", 0)
         if not isinstance(last, int) or isinstance(last, bool) or last < 0:
             raise BadFrame("last: expected a sequence number (0 for none)")
-        form = obj.get("form") or {}
-        if not isinstance(form, dict):
-            raise BadFrame("form: expected an object")
-        fields = {k: _str(form, k, limit=MAX_FORM_FIELD) for k in FORM_FIELDS}
         return Hello(
             session=_str(obj, "session"),
             last=last,
             identity=_str(obj, "identity"),
-            form={k: v.strip() for k, v in fields.items() if v and v.strip()},
+            form=_form(obj.get("form") or {}),
             lang=_str(obj, "lang", limit=16),
         )
-    raise BadFrame("t: expected hello, msg or ping")
+    if kind == "form":
+        if obj.get("consent") is not True:
+            raise BadFrame("consent: the visitor must agree to the consent line first")
+        fields = _form(obj.get("fields") or {})
+        by_email = obj.get("reply_by_email", False)
+        if not isinstance(by_email, bool):
+            raise BadFrame("reply_by_email: expected true or false")
+        if by_email and "email" not in fields:
+            raise BadFrame("reply_by_email: needs an email")
+        return Form(fields, by_email)
+    raise BadFrame("t: expected hello, msg, form or ping")
 
 
 def to_envelope(
@@ -95,9 +117,12 @@ def to_envelope(
     name: str | None,
     identities: list[tuple[str, str]],
     received_at: datetime,
+    subject: str | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> Envelope:
     """A visitor message. Its id comes from the session and the client id: a resend of the
-    same message is the same envelope, which the router drops."""
+    same message is the same envelope, which the router drops. The form's topic is the
+    subject (routing rules read it); `meta` adds what the agent should know."""
     return Envelope(
         id=envelope_id(channel, f"{visitor}:{msg.cid}"),
         kind="message",
@@ -107,8 +132,9 @@ def to_envelope(
         thread_key=visitor,  # the session is the thread
         sender=Sender(address=sender, name=name, role="customer"),
         received_at=received_at,
+        subject=subject,
         text=msg.text,
         identities=[StatedIdentity(kind=k, value=v) for k, v in identities],
         reply_context={"visitor": visitor},
-        meta={"cid": msg.cid},
+        meta={"cid": msg.cid, **(meta or {})},
     )

@@ -169,13 +169,16 @@ class Services:
     A connector adds its HTTP routes in its factory (before the listener starts).
     `sinks` (agent id -> sink) is kept current across config reloads; a connector
     that serves agents looks them up there, so what an address may reveal (a
-    Slack webhook URL is a credential) never rides the bus.
+    Slack webhook URL is a credential) never rides the bus. `opens_at(channel, now)`
+    is the channel's next open moment by its business hours (`now` while open), read
+    from the current config: a chat can say when we open before anyone writes.
     """
 
     blobs: BlobStore
     checkpoints: Checkpoints
     http: HttpRoutes | None = None
     sinks: Mapping[str, SinkConfig] = field(default_factory=dict)
+    opens_at: Callable[[str, datetime], datetime] = field(default=lambda _channel, now: now)
 
 
 class Checkpoints(Protocol):

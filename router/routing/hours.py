@@ -16,9 +16,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from router.config.people import AgentConfig, BusinessHoursConfig
+
+if TYPE_CHECKING:
+    from router.config import Config
 
 # A schedule that has been closed for this long will never open: a config problem.
 MAX_CLOSED_DAYS = 400
@@ -104,6 +108,13 @@ def is_open(hours: BusinessHoursConfig | None, at: datetime) -> bool:
     if hours is None:
         return True
     return _is_open(hours, _zone(hours.timezone), _aware(at, "at"))
+
+
+def hours_of(config: Config, channel: str) -> BusinessHoursConfig | None:
+    """The business hours `channel` runs on: its own, else `sla.business_hours`."""
+    own = next((c.business_hours for c in config.channels if c.name == channel), None)
+    name = own or config.sla.business_hours
+    return config.business_hours.get(name) if name else None
 
 
 def next_open(hours: BusinessHoursConfig | None, at: datetime) -> datetime:

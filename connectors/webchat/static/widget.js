@@ -12,14 +12,29 @@
       label: "Your message", send: "Send", sending: "Sending…", sent: "Sent",
       failed: "Not sent, retrying…", refused: "Not sent", you: "You", us: "Support",
       offline: "Reconnecting…", tooLarge: "This message is too long.",
-      limited: "Too many messages; please wait a moment."
+      limited: "Too many messages; please wait a moment.",
+      greeting: "Before we start, tell us a little about you.",
+      name: "Name", email: "Email", phone: "Phone", topic: "Topic", start: "Start chat",
+      consent: "I agree that you keep these details to answer me.",
+      closed: "We are closed now. We open {opens}.", leave: "Leave a message",
+      leaveHint: "Write your message: we answer here when you come back.",
+      saved: "Thanks, noted.",
+      rateUs: "Was your problem solved?", good: "5/5 Yes, solved", bad: "1/5 Not really"
     },
     es: {
       open: "Chatea con nosotros", close: "Cerrar el chat", placeholder: "Escribe un mensaje",
       label: "Tu mensaje", send: "Enviar", sending: "Enviando…", sent: "Enviado",
       failed: "No enviado, reintentando…", refused: "No enviado", you: "Tú", us: "Soporte",
       offline: "Reconectando…", tooLarge: "Este mensaje es demasiado largo.",
-      limited: "Demasiados mensajes; espera un momento."
+      limited: "Demasiados mensajes; espera un momento.",
+      greeting: "Antes de empezar, cuéntanos un poco sobre ti.",
+      name: "Nombre", email: "Correo electrónico", phone: "Teléfono", topic: "Tema",
+      start: "Empezar el chat",
+      consent: "Acepto que guardéis estos datos para responderme.",
+      closed: "Ahora estamos cerrados. Abrimos {opens}.", leave: "Dejar un mensaje",
+      leaveHint: "Escribe tu mensaje: te respondemos aquí cuando vuelvas.",
+      saved: "Gracias, anotado.",
+      rateUs: "¿Se resolvió tu problema?", good: "5/5 Sí, resuelto", bad: "1/5 No del todo"
     }
   };
   function pickLang(given) {
@@ -32,7 +47,8 @@
     return "en";
   }
   var lang = pickLang(null);
-  function t(key) { return STRINGS[lang][key]; }
+  var texts = {};  // the channel's rewording of our strings, per language (welcome.look)
+  function t(key) { return (texts[lang] || {})[key] || STRINGS[lang][key]; }
 
   var KEY = "omnichat:" + base;
   var store = {
@@ -142,8 +158,10 @@
       if (f.title) title.textContent = f.title;
       if (f.lang && f.lang !== lang) { lang = pickLang(f.lang); relabel(); }
       status.textContent = ""; failures = 0;
+      welcomed(f);
       order.forEach(function (cid) { transmit(cid); });
-    } else if (f.t === "msg") show(f);
+    } else if (f.t === "msg") { show(f); offerRating(f); }
+    else if (f.t === "form") formSaved();
     else if (f.t === "state") {
       var p = pending[f.cid];
       if (!p) return;
@@ -227,6 +245,131 @@
     transmit(cid);
     connect();
   });
+  // --- the channel's look, the pre-chat form, out of hours, the satisfaction question -----
+  // Each in its own functions: welcomed() is the one call from onFrame's welcome.
+  var prechat = null, offline = null, rating = null, formSent = false;
+  function look(l) {
+    if (!l) return;
+    texts = l.texts || {};
+    root.style.setProperty("--omnichat-color", l.color);
+    root.style.setProperty("--omnichat-on-color", l.text_color);
+    relabel();
+  }
+  function welcomed(f) {
+    look(f.look);
+    var fields = (f.look && f.look.form) || [];
+    var fresh = !f.last && !last && !order.length;  // nothing said yet in this session
+    if (f.opens_at && !offline) showClosed(f.opens_at, fresh);
+    else if (!f.opens_at && offline) { offline.remove(); offline = null; }
+    if (fresh && fields.length && !prechat && !formSent && !offline) showForm(fields, f.look.topics);
+  }
+  function when(iso) {
+    var d = new Date(iso);
+    var opts = { weekday: "long", hour: "2-digit", minute: "2-digit" };
+    return new Intl.DateTimeFormat(lang, opts).format(d);
+  }
+  function field(box, name, type, options) {
+    var id = "omnichat-f-" + name;
+    var wrap = el("div", { "class": "omnichat-field" });
+    wrap.appendChild(el("label", { "for": id }, t(name)));
+    var input;
+    if (options && options.length) {
+      input = el("select", { id: id, name: name });
+      options.forEach(function (o) { input.appendChild(el("option", { value: o }, o)); });
+    } else input = el("input", { id: id, name: name, type: type,
+      autocomplete: { name: "name", email: "email", phone: "tel" }[name] || "off" });
+    wrap.appendChild(input);
+    box.appendChild(wrap);
+    return input;
+  }
+  function check(box, name, required) {
+    var id = "omnichat-f-" + name;
+    var wrap = el("div", { "class": "omnichat-check" });
+    var box_ = el("input", { type: "checkbox", id: id, name: name });
+    if (required) box_.required = true;
+    wrap.appendChild(box_);
+    wrap.appendChild(el("label", { "for": id }, t(name)));
+    box.appendChild(wrap);
+    return box_;
+  }
+  function sendForm(fields, byEmail) {
+    var frame = { t: "form", consent: true, fields: fields, reply_by_email: !!byEmail };
+    formSent = true;
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
+    else if (useHttp) {
+      frame.session = store.get();
+      post("/http", frame).then(function (fs) { fs.forEach(onFrame); });
+    }
+  }
+  function formSaved() { status.textContent = t("saved"); }
+  function showForm(fields, topics) {
+    prechat = el("form", { "class": "omnichat-prechat", "aria-labelledby": "omnichat-greeting" });
+    prechat.appendChild(el("p", { id: "omnichat-greeting" }, t("greeting")));
+    var inputs = {};
+    fields.forEach(function (name) {
+      inputs[name] = field(prechat, name, name === "email" ? "email" : name === "phone" ? "tel" : "text",
+        name === "topic" ? topics : null);
+    });
+    check(prechat, "consent", true);
+    prechat.appendChild(el("button", { type: "submit", "class": "omnichat-send" }, t("start")));
+    prechat.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var values = {};
+      for (var k in inputs) if (inputs[k].value.trim()) values[k] = inputs[k].value.trim();
+      sendForm(values, false);
+      prechat.remove(); prechat = null; form.hidden = false; input.focus();
+    });
+    form.hidden = true;
+    logBox.parentNode.insertBefore(prechat, form);
+    var first = prechat.querySelector("input,select");
+    if (first) first.focus();
+  }
+  function showClosed(opensAt, fresh) {
+    offline = el("div", { "class": "omnichat-closed", role: "note" });
+    offline.appendChild(el("p", {}, t("closed").replace("{opens}", when(opensAt))));
+    logBox.parentNode.insertBefore(offline, logBox);
+    if (!fresh) return;  // a returning visitor: their chat goes on as it was
+    var leave = el("button", { type: "button", "class": "omnichat-send" }, t("leave"));
+    offline.appendChild(leave);
+    form.hidden = true;
+    leave.addEventListener("click", function () {
+      leave.remove();
+      var details = el("form", { "class": "omnichat-prechat" });
+      details.appendChild(el("p", {}, t("leaveHint")));
+      var name = field(details, "name", "text"), email = field(details, "email", "email");
+      check(details, "consent", true);
+      details.appendChild(el("button", { type: "submit", "class": "omnichat-send" }, t("start")));
+      details.addEventListener("submit", function (e) {
+        e.preventDefault();
+        var values = {};
+        if (name.value.trim()) values.name = name.value.trim();
+        if (email.value.trim()) values.email = email.value.trim();
+        // No "answer me by email" offered yet: the router answers on the chat's own
+        // channel only, and a promise nobody keeps is worse than none.
+        sendForm(values, false);
+        details.remove(); form.hidden = false; input.focus();
+      });
+      offline.appendChild(details);
+      name.focus();
+    });
+  }
+  // The router's satisfaction question (purpose `followup`): two quick replies, each an
+  // ordinary message starting with a score the router reads (4-5 closes, else reopens).
+  function offerRating(f) {
+    if (rating && f.from === "visitor") { rating.remove(); rating = null; }  // answered
+    if (f.purpose !== "followup" || rating || f.seq < last) return;
+    rating = el("div", { "class": "omnichat-quick", role: "group", "aria-label": t("rateUs") });
+    ["good", "bad"].forEach(function (key) {
+      var b = el("button", { type: "button", "class": "omnichat-send" }, t(key));
+      b.addEventListener("click", function () {
+        rating.remove(); rating = null;
+        input.value = t(key); form.requestSubmit();
+      });
+      rating.appendChild(b);
+    });
+    logBox.parentNode.insertBefore(rating, form);
+  }
+
   window.__omniChat = { open: function () { setOpen(true); }, base: base };
   if (store.get()) connect();  // a returning visitor: history and replies kept meanwhile
 })();

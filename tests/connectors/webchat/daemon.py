@@ -7,13 +7,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import count
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from connectors.webchat.connector import WebchatConnector
 from router.config import parse_config
 from router.connector import load_registry
 from router.daemon import Daemon
+from router.store.schema import conversations
 from tests.connectors.webchat.helpers import KEY
 from tests.connectors.webhook.helpers import SECRET, Receiver, post_event, receiver
 from tests.harness.common import eventually
@@ -22,6 +26,14 @@ from tests.harness.daemon import embedded_config, running
 WAIT = 20.0
 _EVENTS = count(1)  # the tool's event ids
 ACK = "Thanks, we will answer {expected_response} (ref {conversation_ref})."
+CLOSED_ACK = "Thanks, we are closed now: we open {opens_at} and answer then."
+FOLLOW_UP = "Hi {customer_name}, {agent_name} here again: is it solved?"
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def closed_day() -> str:
+    """A weekday three days from now: the `web-closed` channel is closed today and tomorrow."""
+    return DAYS[(datetime.now(UTC).weekday() + 3) % 7]
 
 
 def config_text(tmp: Path, origin: str) -> str:
@@ -36,6 +48,28 @@ channels:
       session_key: "${{CHAT_KEY}}"
       allowed_origins: ["{origin}"]
       title: "Acme Support"
+  - name: web-closed
+    type: webchat
+    acknowledge: closed_ack
+    business_hours: shop
+    webchat:
+      path: /closed-chat
+      session_key: "${{CHAT_KEY}}"
+      allowed_origins: ["{origin}"]
+      title: "Acme Support"
+      form: [name, email]
+  - name: web-form
+    type: webchat
+    acknowledge: ack
+    webchat:
+      path: /form-chat
+      session_key: "${{CHAT_KEY}}"
+      allowed_origins: ["{origin}"]
+      title: "Acme Support"
+      color: "#7a1f5c"
+      form: [name, email, topic]
+      topics: [Orders, Returns]
+      texts: {{en: {{greeting: "Hello! Who are we talking to?"}}}}
   - name: agent-hooks
     type: webhook
     webhook: {{secret: "${{HOOK_SECRET}}"}}
@@ -44,11 +78,22 @@ agents:
     name: Chloé Martin
     capacity: {{webchat: 3}}
     sink: {{type: webhook, channel: agent-hooks, url: "${{CHLOE_URL}}", accepts: true}}
+business_hours:
+  shop:
+    timezone: UTC
+    weekly: {{{closed_day()}: ["09:00-17:00"]}}
 routing:
   assignment_timeout: 1h
+sla:
+  follow_up_after: 1s
+  follow_up_template: follow_up
 templates:
   ack:
     en: "{ACK}"
+  closed_ack:
+    en: "{CLOSED_ACK}"
+  follow_up:
+    en: "{FOLLOW_UP}"
 """
     )
 
@@ -64,6 +109,14 @@ class Site:
         return f"{self.base}/chat"
 
     @property
+    def closed_chat_url(self) -> str:
+        return f"{self.base}/closed-chat"
+
+    @property
+    def form_chat_url(self) -> str:
+        return f"{self.base}/form-chat"
+
+    @property
     def webchat(self) -> WebchatConnector:
         [runner] = [r for r in self.daemon.channels if r.name == "web"]
         connector = runner._connector
@@ -77,15 +130,27 @@ class Site:
         return token
 
     async def agent_says(self, text: str) -> None:
+        await self._event({"type": "reply", "text": text})
+
+    async def agent_resolves(self) -> None:
+        await self._event({"type": "command", "command": "resolve"})
+
+    async def _event(self, what: dict[str, str]) -> None:
         event = {
             "id": f"tool-{next(_EVENTS)}",
             "agent": "chloe",
             "token": await self.token(),
-            "type": "reply",
-            "text": text,
+            **what,
         }
         status, answer = await post_event(f"{self.base}/webhook/agent-hooks/events", event)
         assert status == 202, answer
+
+    async def statuses(self, channel: str) -> list[str]:
+        """The status of each conversation on `channel`, from the router's store."""
+        assert self.daemon.store is not None
+        query = sa.select(conversations.c.status).where(conversations.c.channel == channel)
+        async with self.daemon.store.engine.connect() as conn:
+            return [row.status for row in await conn.execute(query)]
 
     def cut_sockets(self) -> int:
         """Close every chat socket's TCP connection from the server side, as a proxy would."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -150,10 +150,21 @@ def reply(visitor: str, text: str, native: str | None = None) -> Envelope:
 
 
 @asynccontextmanager
-async def chat(tmp: Path, *, outcome: Outcome | None = DONE, **extra: Any) -> AsyncIterator[Chat]:
+async def chat(
+    tmp: Path,
+    *,
+    outcome: Outcome | None = DONE,
+    opens_at: Callable[[str, datetime], datetime] | None = None,
+    **extra: Any,
+) -> AsyncIterator[Chat]:
+    """The connector on a real listener; `opens_at` stands in for the channel's business
+    hours (default: always open)."""
     app = web.Application()
     services = Services(
-        blobs=BlobStore(tmp / "blobs"), checkpoints=MemoryCheckpoints(), http=Routes(app)
+        blobs=BlobStore(tmp / "blobs"),
+        checkpoints=MemoryCheckpoints(),
+        http=Routes(app),
+        opens_at=opens_at or (lambda _channel, now: now),
     )
     connector = WebchatConnector("web", chat_config(**extra), services)
     runner_app = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)

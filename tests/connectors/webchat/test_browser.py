@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from tests.connectors.webchat.daemon import site
-from tests.harness.common import free_port, in_ci
+from tests.harness.common import eventually, free_port, in_ci
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
@@ -64,16 +64,27 @@ PAGE = """<!doctype html>
 
 
 @asynccontextmanager
-async def shop_page(chat_url: str, port: int) -> AsyncIterator[str]:
-    """The shop's page on 127.0.0.1, embedding the widget with one tag."""
+async def shop_page(
+    chat_url: str, port: int, closed_url: str = "", form_url: str = ""
+) -> AsyncIterator[str]:
+    """The shop's page on 127.0.0.1, embedding the widget with one tag (at `/closed`, the
+    chat of a channel out of hours; at `/form`, one with a pre-chat form)."""
 
     async def page(request: web.Request) -> web.Response:
         lang = request.match_info.get("lang") or "en"
         return web.Response(text=PAGE.format(chat=chat_url, lang=lang), content_type="text/html")
 
+    async def closed(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE.format(chat=closed_url, lang="en"), content_type="text/html")
+
+    async def form(request: web.Request) -> web.Response:
+        return web.Response(text=PAGE.format(chat=form_url, lang="en"), content_type="text/html")
+
     app = web.Application()
     app.router.add_get("/", page)
     app.router.add_get("/{lang:es}", page)
+    app.router.add_get("/closed", closed)
+    app.router.add_get("/form", form)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -207,3 +218,144 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             await browser.close()
         for name in ("webchat-desktop.png", "webchat-phone.png"):
             assert (tmp_path / name).stat().st_size > 0
+
+
+async def test_out_of_hours_a_visitor_leaves_a_message_and_finds_the_answer_on_return(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    async with (
+        site(tmp_path, origin) as s,
+        shop_page(s.chat_url, port, s.closed_chat_url) as url,
+        async_playwright() as p,
+    ):
+        expect.set_options(timeout=WAIT_MS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(viewport=DESKTOP)
+            page = await context.new_page()
+            await page.goto(url + "closed")
+            await open_chat(page)
+            # It says when we open (in the visitor's own words and clock) and offers to
+            # leave a message; the message box waits for that choice.
+            note = page.locator(".omnichat-closed p").first
+            await expect(note).to_contain_text("We are closed now. We open")
+            await expect(page.get_by_role("textbox", name="Your message")).to_be_hidden()
+            await page.get_by_role("button", name="Leave a message").click()
+            await expect(page.get_by_role("textbox", name="Name")).to_be_focused()
+            await page.keyboard.type("Ana Pérez")
+            await page.get_by_role("textbox", name="Email").fill("ana@example.com")
+            await page.get_by_role("checkbox", name="I agree").check()
+            await page.screenshot(path=str(tmp_path / "webchat-closed.png"))
+            await no_serious_violations(page)
+            await page.get_by_role("button", name="Start chat").click()
+            await expect(page.locator(".omnichat-status")).to_have_text("Thanks, noted.")
+            await expect(page.get_by_role("textbox", name="Your message")).to_be_focused()
+            await page.keyboard.type("Is the blue teapot back in stock?")
+            await page.keyboard.press("Enter")
+            await expect(page.locator(".omnichat-visitor .omnichat-state")).to_have_text("Sent")
+            await expect(page.locator(".omnichat-system p")).to_contain_text("we open on ")
+            await page.close()
+
+            # An ordinary conversation: it reached Chloé, who answers while the visitor is away.
+            await s.token()
+            [delivery] = [r.json() for r in s.tool.requests if r.json().get("token")]
+            assert "Is the blue teapot back in stock?" in str(delivery)
+            # The form's name and (stated) email reached her with it.
+            assert "Ana Pérez" in str(delivery) and "ana@example.com" in str(delivery)
+            await s.agent_says("Yes, it is back: I kept one for you.")
+
+            back = await context.new_page()
+            await back.goto(url + "closed")
+            await open_chat(back)
+            await expect(texts(back)).to_have_text(
+                [
+                    "Is the blue teapot back in stock?",
+                    await back.locator(".omnichat-system p").inner_text(),
+                    "Yes, it is back: I kept one for you.",
+                ]
+            )
+            # A returning visitor is not offered the form again.
+            await expect(back.get_by_role("textbox", name="Your message")).to_be_visible()
+            await expect(back.get_by_role("button", name="Leave a message")).to_have_count(0)
+        finally:
+            await browser.close()
+
+
+async def test_the_pre_chat_form_the_channels_look_and_the_satisfaction_question(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    async with (
+        site(tmp_path, origin) as s,
+        shop_page(s.chat_url, port, form_url=s.form_chat_url) as url,
+        async_playwright() as p,
+    ):
+        expect.set_options(timeout=WAIT_MS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            context = await browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
+            page = await context.new_page()
+            await page.goto(url + "form")
+            await open_chat(page)
+            # The channel's colour and words; its form first, focused, by keyboard only.
+            head = page.locator(".omnichat-head")
+            await expect(head).to_have_css("background-color", "rgb(122, 31, 92)")
+            await expect(page.get_by_text("Hello! Who are we talking to?")).to_be_visible()
+            await expect(page.get_by_role("textbox", name="Your message")).to_be_hidden()
+            await expect(page.get_by_role("textbox", name="Name")).to_be_focused()
+            await page.keyboard.type("Bo Lind")
+            await page.keyboard.press("Tab")
+            await page.keyboard.type("bo@example.com")
+            await page.get_by_role("combobox", name="Topic").select_option("Returns")
+            await page.get_by_role("checkbox", name="I agree").check()
+            await no_serious_violations(page)
+            await page.get_by_role("button", name="Start chat").click()
+            await expect(page.get_by_role("textbox", name="Your message")).to_be_focused()
+            await page.keyboard.type("The lid arrived broken")
+            await page.keyboard.press("Enter")
+            await expect(page.locator(".omnichat-visitor .omnichat-state")).to_have_text("Sent")
+
+            # Chloé has the topic as the subject, the name and the stated email.
+            await s.token()
+            [delivery] = [r.json() for r in s.tool.requests if r.json().get("token")]
+            for fact in ("Returns", "Bo Lind", "bo@example.com"):
+                assert fact in str(delivery)
+            await s.agent_says("Sorry! A new one is on its way.")
+            await expect(page.locator(".omnichat-agent .omnichat-who")).to_have_text(
+                ["Chloé Martin"]
+            )
+
+            # Resolved: the router's follow-up question comes with two quick replies.
+            await s.agent_resolves()
+            follow_up = page.locator(".omnichat-system p").last
+            await expect(follow_up).to_have_text(
+                "Hi Bo Lind, Chloé Martin here again: is it solved?"
+            )
+            replies = page.get_by_role("group", name="Was your problem solved?")
+            await expect(replies.get_by_role("button")).to_have_text(
+                ["5/5 Yes, solved", "1/5 Not really"]
+            )
+            await no_serious_violations(page)
+            await replies.get_by_role("button", name="5/5 Yes, solved").click()
+            answer = page.locator(".omnichat-visitor").last
+            await expect(answer.locator("p")).to_have_text("5/5 Yes, solved")
+            await expect(answer.locator(".omnichat-state")).to_have_text("Sent")
+            await expect(replies).to_have_count(0)
+
+            # The router read the score: satisfied, the conversation is closed.
+            async def closed() -> bool:
+                return await s.statuses("web-form") == ["closed"]
+
+            await eventually(closed, WAIT_MS / 1000)
+            # A reload replays the question and its answer: no buttons offered again.
+            await page.reload()
+            await open_chat(page)
+            await expect(page.locator(".omnichat-visitor p").last).to_have_text("5/5 Yes, solved")
+            await expect(page.get_by_role("group", name="Was your problem solved?")).to_have_count(
+                0
+            )
+        finally:
+            await browser.close()

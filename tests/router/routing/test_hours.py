@@ -8,10 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from router.config import parse_config
 from router.config.people import AgentConfig, BusinessHoursConfig
 from router.routing.hours import (
     add_business_time,
     business_time_between,
+    hours_of,
     is_open,
     next_open,
     on_shift,
@@ -248,3 +250,23 @@ def test_next_open_invariants(schedule: BusinessHoursConfig, at: datetime) -> No
     assert (opens == at) is is_open(schedule, at)
     assert business_time_between(schedule, at, opens) == timedelta(0)
     assert add_business_time(schedule, at, timedelta(0)) == opens
+
+
+def test_hours_of_a_channel_are_its_own_else_the_sla_ones() -> None:
+    text = """version: 1
+channels:
+  - {name: shop, type: webhook, business_hours: shop, webhook: {secret: "${S}"}}
+  - {name: other, type: webhook, webhook: {secret: "${S}"}}
+business_hours:
+  shop: {timezone: Europe/Madrid, weekly: {mon: ["09:00-18:00"]}}
+  office: {timezone: Europe/Madrid, weekly: {tue: ["09:00-18:00"]}}
+sla: {business_hours: office}
+"""
+    config = parse_config(text, env={"S": "0123456789abcdef0123"})
+    assert hours_of(config, "shop") == config.business_hours["shop"]
+    assert hours_of(config, "other") == config.business_hours["office"]
+    assert hours_of(config, "unknown") == config.business_hours["office"]
+    without = parse_config(
+        text.replace("sla: {business_hours: office}\n", ""), env={"S": "0123456789abcdef0123"}
+    )
+    assert hours_of(without, "other") is None
