@@ -125,7 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     inc.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
     inc.add_argument("--json", action="store_true", help="one JSON object per line")
     inc.add_argument(
-        "--kind", choices=["complaint", "sla_breach", "bad_satisfaction", "delivery_failure"]
+        "--kind",
+        choices=[
+            "complaint",
+            "sla_breach",
+            "bad_satisfaction",
+            "delivery_failure",
+            "callback_unreached",
+        ],
     )
     inc.add_argument("--limit", type=int, default=100)
 

@@ -38,9 +38,7 @@ from router.store import routing as db
 # What the caller does next with a conversation (route it as new, resolve it).
 Step = Callable[[Any], Awaitable[None]]
 RETRY_TIMER = "callback_retry"
-# The store's incident kinds are fixed: a callback that never reached the customer is
-# a failure to deliver (its details say `callback: unreached`).
-UNREACHED_INCIDENT = "delivery_failure"
+UNREACHED_INCIDENT = "callback_unreached"
 COMMANDS = frozenset({"called", "no-answer", "wrong-number"})
 # The answering agent already spoke with the customer: they own the conversation
 # whatever their load (it is counted, not checked).
@@ -276,7 +274,7 @@ async def _no_answer(
         conv.id,
         conv.customer_id,
         f"customer not reached after {attempts} call attempts",
-        {"callback": "unreached", "attempts": attempts, "told_on": told},
+        {"attempts": attempts, "told_on": told},
         unit.now,
     )
     unit.decide(

@@ -167,8 +167,8 @@ async def test_no_answer_retries_then_tells_the_customer_by_email_and_records_an
     assert unreached.reason == {"attempts": 3, "told_on": "mail"}
     [told] = run.out("outbound.mail")[mails_before:]
     assert told.thread_key == "<t1@x>" and "tried to call you back 3 times" in told.text
-    assert [(i.kind, i.details["callback"]) for i in await run.incidents()] == [
-        ("delivery_failure", "unreached")
+    assert [(i.kind, i.details["attempts"]) for i in await run.incidents()] == [
+        ("callback_unreached", 3)
     ]
 
 
@@ -180,8 +180,8 @@ async def test_no_answer_without_another_channel_records_the_incident_only(run: 
         )
     [unreached] = run.actions("callback_unreached")
     assert unreached.reason["told_on"] is None
-    assert [(i.kind, i.details["callback"]) for i in await run.incidents()] == [
-        ("delivery_failure", "unreached")
+    assert [(i.kind, i.details["attempts"]) for i in await run.incidents()] == [
+        ("callback_unreached", 3)
     ]
 
 
