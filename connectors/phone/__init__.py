@@ -29,6 +29,7 @@ spec = ConnectorSpec(
     default_targets={"urgent": 15 * _M, "high": 30 * _M, "normal": _H, "low": 4 * _H},
     identity_kind="phone",  # the caller's number
     default_region=_region,
+    carries_callbacks=True,  # its thread is the customer's number
 )
 
 __all__ = ["PhoneChannelConfig", "spec"]

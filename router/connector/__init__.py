@@ -142,6 +142,9 @@ class ConnectorSpec:
     # The region (ISO 3166 code) for phone numbers written without a country code
     # on a channel of this type, read from its validated block (None: none).
     default_region: Callable[[Any], str | None] | None = None
+    # Whether a callback a customer asks for on another channel (a web chat's "call
+    # me back") lives on a channel of this type, its thread the customer's number.
+    carries_callbacks: bool = False
 
     @property
     def sender_kind(self) -> str:
