@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import (
@@ -271,7 +271,7 @@ Disposition = Literal["answered", "missed", "busy", "failed", "voicemail", "aban
 UNRETURNED = frozenset({"missed", "voicemail", "abandoned"})
 # Not a call: the customer asked, on any channel, to be called back (a web chat's
 # "call me back"); the number is the envelope's stated `phone` identity.
-REQUESTED = "requested"
+REQUESTED: Final = "requested"
 
 
 class Call(_Strict):
