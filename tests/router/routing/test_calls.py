@@ -107,8 +107,14 @@ async def test_a_missed_call_opens_a_callback_with_the_customer_s_email_history(
     assert assign.agent == "ana"  # the agent who last served Eva
     delivery = run.out("agent.mail")[-1].delivery
     assert delivery is not None
+    assert delivery.event == "assigned"
     context = delivery.model_dump(mode="json")["context"]
-    assert [o["channel"] for o in context["other_conversations"]] == ["mail"]
+    # Done-when: the callback's assignment carries the email conversation itself.
+    [other] = context["other_conversations"]
+    first = run.out("agent.mail")[0].delivery  # Eva's email, as it reached Ana
+    assert first is not None
+    assert (other["channel"], other["status"]) == ("mail", "resolved")
+    assert other["ref"] == first.context["conversation"]["ref"]
     assert {"kind": "email", "value": "eva@shop.test"} in context["customer"]["identities"]
     # The phone type's declared target: a missed call is returned within the hour.
     assert delivery.sla_due == datetime.fromisoformat(at(10)) + timedelta(hours=1)
