@@ -79,7 +79,8 @@ def call(
             agent=agent,
         ),
     )
-    return orjson.loads(encode(env))
+    event: dict[str, Any] = orjson.loads(encode(env))
+    return event
 
 
 def conv_of(run: Run, action: str) -> str:
