@@ -100,6 +100,8 @@ async def request(
         number = ctx.normalize(PHONE, stated, channel).value
     except IdentityError as exc:
         unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"callback: {exc}"})
+        if fresh:
+            await _resolve_asking(unit, conv)
         text = UNREADABLE_TEXT.format(number=stated)
         await to_customer(ctx, unit, conv, text, purpose="callback_refused", auto=True)
         return
@@ -108,14 +110,17 @@ async def request(
     else:
         target, reopened = await _thread_of(ctx, unit, conv, channel, number)
         if fresh:
-            # Opened only to ask: nothing is owed here, the callback is on `target`.
-            await db.update_conversation(
-                unit.conn, conv.id, status="resolved", resolved_at=unit.now
-            )
-            unit.decide("resolve", conversation_id=conv.id, reason={"by": "callback request"})
+            await _resolve_asking(unit, conv)
     await _unreturned(ctx, unit, target, env.call, route_new, reopened=reopened)
     text = REQUESTED_TEXT.format(number=number, conversation_ref=target.ref or "")
     await to_customer(ctx, unit, conv, text, purpose="callback_requested", auto=True)
+
+
+async def _resolve_asking(unit: Unit, conv: Any) -> None:
+    """A conversation opened only to ask: nothing is owed on it (the callback lives
+    elsewhere, or the number was unreadable); the customer's next message reopens it."""
+    await db.update_conversation(unit.conn, conv.id, status="resolved", resolved_at=unit.now)
+    unit.decide("resolve", conversation_id=conv.id, reason={"by": "callback request"})
 
 
 async def _thread_of(

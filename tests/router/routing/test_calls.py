@@ -293,6 +293,8 @@ async def test_call_me_back_with_an_unreadable_number_is_answered_in_the_chat(ru
     [told] = run.out("outbound.chat")
     assert told.meta["purpose"] == "callback_refused"
     assert "could not read 'call me maybe'" in told.text
+    # The chat opened only to ask owes nothing; writing again reopens it.
+    assert [d.reason for d in run.actions("resolve")] == [{"by": "callback request"}]
 
 
 async def test_without_a_channel_that_carries_callbacks_it_lives_in_the_chat(
