@@ -106,7 +106,7 @@ async def request(
         await to_customer(ctx, unit, conv, text, purpose="callback_refused", auto=True)
         return
     if channel == conv.channel:
-        target, reopened = conv, False
+        target, reopened = await _reopened(unit, conv)
     else:
         target, reopened = await _thread_of(ctx, unit, conv, channel, number)
         if fresh:
@@ -152,13 +152,18 @@ async def _thread_of(
             },
         )
         return target, False
-    if target.status in ("resolved", "closed"):
-        target = await db.update_conversation(
-            conn, target.id, status="open", resolved_at=None, updated_at=now
-        )
-        unit.decide("reopen", conversation_id=target.id, reason={"detail": "callback requested"})
-        return target, True
-    return target, False
+    return await _reopened(unit, target)
+
+
+async def _reopened(unit: Unit, conv: Any) -> tuple[Any, bool]:
+    """`conv`, open again if it was resolved; whether it was."""
+    if conv.status not in ("resolved", "closed"):
+        return conv, False
+    conv = await db.update_conversation(
+        unit.conn, conv.id, status="open", resolved_at=None, updated_at=unit.now
+    )
+    unit.decide("reopen", conversation_id=conv.id, reason={"detail": "callback requested"})
+    return conv, True
 
 
 async def _set_callback(unit: Unit, conv: Any, state: dict[str, Any], **values: Any) -> Any:

@@ -311,5 +311,10 @@ async def test_without_a_channel_that_carries_callbacks_it_lives_in_the_chat(
         assert assign.conversation_id == opened.conversation_id
         assert run.actions("resolve") == []
         assert [e.meta["purpose"] for e in run.out("outbound.chat")][-1] == "callback_requested"
+        # Resolved, then asked again: the chat reopens with a new callback.
+        await run.step(agent=assign.agent, command="resolve", conversation="chat/v-1", id="done-1")
+        await run.step(at=at(30), **call_me_back(run, "cb2", "+34600111222"))
+        assert [d.reason for d in run.actions("reopen")] == [{"detail": "callback requested"}]
+        assert len(run.actions("callback_open")) == 2
     finally:
         await store.close()
