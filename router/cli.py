@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     norm.add_argument("--type", required=True, help="connector type, e.g. email")
     norm.add_argument("--channel", help="channel name for the envelope (default: the type)")
+    norm.add_argument(
+        "-c",
+        "--config",
+        help="config file: the channel's settings (time zone, region, columns) come from it",
+    )
     norm.add_argument("--blobs", help="blob store directory (default: a temporary one)")
     norm.add_argument("file", help="the raw input, e.g. a .eml file ('-' for stdin)")
 
@@ -125,7 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     inc.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
     inc.add_argument("--json", action="store_true", help="one JSON object per line")
     inc.add_argument(
-        "--kind", choices=["complaint", "sla_breach", "bad_satisfaction", "delivery_failure"]
+        "--kind",
+        choices=[
+            "complaint",
+            "sla_breach",
+            "bad_satisfaction",
+            "delivery_failure",
+            "callback_unreached",
+        ],
     )
     inc.add_argument("--limit", type=int, default=100)
 
@@ -196,6 +208,17 @@ def _normalize(args: argparse.Namespace) -> int:
         known = sorted(t for t, s in load_registry().items() if s.normalize is not None)
         print(f"no normalizer for type {args.type!r}; known: {', '.join(known)}", file=sys.stderr)
         return 2
+    settings = None
+    if args.config is not None:
+        config = _config_or_none(args.config)
+        if config is None:
+            return 2
+        name = args.channel or args.type
+        channel = next((c for c in config.channels if c.name == name), None)
+        if channel is None or channel.type != args.type:
+            print(f"no channel {name!r} of type {args.type!r} in {args.config}", file=sys.stderr)
+            return 2
+        settings = channel.settings
     try:
         raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     except OSError as exc:
@@ -211,6 +234,7 @@ def _normalize(args: argparse.Namespace) -> int:
                     raw,
                     args.channel or args.type,
                     blobs,
+                    settings,
                     cpu_seconds=cpu_seconds_for(len(raw)),
                 )
         except OmniError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 import orjson
 from pydantic import (
@@ -266,9 +266,12 @@ class Delivery(_Strict):
 
 
 CallDirection = Literal["inbound", "outbound"]
-Disposition = Literal["answered", "missed", "busy", "failed", "voicemail", "abandoned"]
+Disposition = Literal["answered", "missed", "busy", "failed", "voicemail", "abandoned", "requested"]
 # Dispositions after which the customer is owed a call back.
 UNRETURNED = frozenset({"missed", "voicemail", "abandoned"})
+# Not a call: the customer asked, on any channel, to be called back (a web chat's
+# "call me back"); the number is the envelope's stated `phone` identity.
+REQUESTED: Final = "requested"
 
 
 class Call(_Strict):
@@ -287,8 +290,10 @@ class Call(_Strict):
     disposition: Disposition | None = Field(
         default=None,
         description="`answered`, `missed`, `busy`, `failed`, `voicemail` or `abandoned`"
-        " (the caller hung up while waiting); null on a record that only adds to a call"
-        " already logged (its recording, its transcript).",
+        " (the caller hung up while waiting); `requested`: no call yet, the customer asked"
+        " to be called back (inbound, on any channel; the number is the envelope's stated"
+        " `phone` identity); null on a record that only adds to a call already logged (its"
+        " recording, its transcript).",
     )
     started_at: AwareDatetime | None = Field(
         default=None, strict=False, description="When the call started."

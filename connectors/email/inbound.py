@@ -118,8 +118,9 @@ def cpu_seconds(size: int, limits: EmailLimits) -> float:
     return cpu_seconds_for(size, base=limits.cpu_seconds, per_mib=limits.cpu_seconds_per_mib)
 
 
-def normalize_cli(raw: bytes, channel: str, blobs: BlobStore) -> Envelope:
-    """The `ConnectorSpec.normalize` entry point (`omnirouter normalize --type email`)."""
+def normalize_cli(raw: bytes, channel: str, blobs: BlobStore, settings: Any) -> Envelope:
+    """The `ConnectorSpec.normalize` entry point (`omnirouter normalize --type email`); the
+    channel's settings change nothing in how a message reads."""
     return normalize(raw, channel, blobs)
 
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from connectors.phone.config import PhoneChannelConfig
 from connectors.phone.connector import build
+from connectors.phone.inbound import normalize_cli
 from router.connector import ConnectorSpec
 
 _M, _H = timedelta(minutes=1), timedelta(hours=1)
@@ -24,11 +25,13 @@ spec = ConnectorSpec(
     description="Call logs from a phone system: every call, and missed calls to return.",
     config=PhoneChannelConfig,
     factory=build,
+    normalize=normalize_cli,
     default_capacity=1,  # one call at a time
     # A missed call is returned within the hour.
     default_targets={"urgent": 15 * _M, "high": 30 * _M, "normal": _H, "low": 4 * _H},
     identity_kind="phone",  # the caller's number
     default_region=_region,
+    carries_callbacks=True,  # its thread is the customer's number
 )
 
 __all__ = ["PhoneChannelConfig", "spec"]

@@ -18,7 +18,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, get_args
 from zoneinfo import ZoneInfo
@@ -27,6 +27,7 @@ import orjson
 
 from connectors.phone.config import ASTERISK_COLUMNS, PhoneChannelConfig
 from connectors.phone.errors import BadCall
+from router.blobs import BlobStore
 from router.envelope import (
     MAX_ID,
     Call,
@@ -471,3 +472,24 @@ def _rfc2822(text: str) -> datetime | None:
     except (TypeError, ValueError, IndexError):
         return None
     return when if when.tzinfo else None
+
+
+def normalize_cli(
+    raw: bytes, channel: str, blobs: BlobStore, settings: PhoneChannelConfig | None
+) -> Envelope:
+    """The `ConnectorSpec.normalize` entry point (`omnirouter normalize --type phone`): one
+    CDR row (the channel's columns, time zone and region) or one JSON call event. Without
+    settings, the block's defaults (Asterisk's columns, UTC, region US)."""
+    # Nothing is listened to here: no webhook, so no signing secret is needed.
+    reader = Reader.of(channel, settings or PhoneChannelConfig(webhook_path=None))
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadCall(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    received_at = datetime.now(UTC)
+    if text.lstrip().startswith("{"):
+        return reader.event(raw, received_at)
+    rows = [line for line in text.splitlines() if line.strip()]
+    if len(rows) != 1:
+        raise BadCall(f"expected one CDR row or one JSON call event; got {len(rows)} lines")
+    return reader.cdr(reader.split(rows[0]), received_at)

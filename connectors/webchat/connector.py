@@ -310,31 +310,65 @@ class WebchatConnector:
                 }
             )
             return
+        self._admit(visitor)
+        envelope = inbound.to_envelope(
+            self.name,
+            visitor,
+            msg,
+            sender=who.sender,
+            name=who.name,
+            identities=who.identities,
+            received_at=now_utc(),
+            subject=who.topic,
+            meta=self._meta(who),
+        )
+        await self._take(visitor, msg.cid, envelope, push)
+
+    async def _callback(self, visitor: str, who: Who, frame: inbound.Callback, push: Push) -> None:
+        """ "Call me back" on the number given, or the one the pre-chat form stated."""
+        phone = frame.phone or next((v for k, v in who.identities if k == "phone"), None)
+        if phone is None or not inbound.PHONE.match(phone) or sum(map(str.isdigit, phone)) < 5:
+            code = "phone_required" if phone is None else "bad_phone"
+            reason = "a phone number to call" if phone is None else f"not a phone number: {phone}"
+            push({"t": "error", "code": code, "cid": frame.cid, "reason": reason})
+            return
+        self._admit(visitor)
+        if frame.phone is not None:
+            # The number they gave is the one they state from now on.
+            who.identities = [(k, v) for k, v in who.identities if k != "phone"]
+            who.identities.append(("phone", phone))
+            await self.sessions.remember(visitor, who.as_dict())
+        envelope = inbound.callback_envelope(
+            self.name,
+            visitor,
+            frame,
+            phone,
+            sender=who.sender,
+            name=who.name,
+            identities=who.identities,
+            received_at=now_utc(),
+        )
+        await self._take(visitor, frame.cid, envelope, push)
+
+    def _admit(self, visitor: str) -> None:
         if self._per_session.admit(visitor) is None:
             raise RateLimited(
                 f"rate limited: more than {self.cfg.messages_per_minute} messages a minute"
                 " in this chat"
             )
+
+    async def _take(self, visitor: str, cid: str, envelope: Envelope, push: Push) -> None:
+        """Hand the visitor's envelope over and number it once it is on the bus; a resend
+        of `cid` already sent creates nothing new."""
         async with self.sessions.intake(visitor) as append:
-            seq = await self.sessions.sent(visitor, msg.cid)
+            seq = await self.sessions.sent(visitor, cid)
             if seq is None:
-                envelope = inbound.to_envelope(
-                    self.name,
-                    visitor,
-                    msg,
-                    sender=who.sender,
-                    name=who.name,
-                    identities=who.identities,
-                    received_at=now_utc(),
-                    subject=who.topic,
-                    meta=self._meta(who),
-                )
                 outcome = await self._hand_over(envelope)
                 if not outcome.done:
                     push(
                         {
                             "t": "state",
-                            "cid": msg.cid,
+                            "cid": cid,
                             "state": "failed",
                             "retry": outcome.retriable,
                             "reason": outcome.error,
@@ -345,12 +379,12 @@ class WebchatConnector:
                     "t": "msg",
                     "id": envelope.id,
                     "from": "visitor",
-                    "cid": msg.cid,
-                    "text": msg.text,
+                    "cid": cid,
+                    "text": envelope.text,
                     "at": envelope.received_at.isoformat(),
                 }
-                seq = await append(frame, f"c:{msg.cid}")
-        push({"t": "state", "cid": msg.cid, "state": "sent", "seq": seq})
+                seq = await append(frame, f"c:{cid}")
+        push({"t": "state", "cid": cid, "state": "sent", "seq": seq})
 
     # --- the socket -------------------------------------------------------------------------
 
@@ -398,6 +432,8 @@ class WebchatConnector:
                     await self._message(visitor, who, frame, push)
                 elif isinstance(frame, inbound.Form):
                     await self._form(visitor, who, frame, push)
+                elif isinstance(frame, inbound.Callback):
+                    await self._callback(visitor, who, frame, push)
                 else:
                     raise BadFrame("hello only once per socket")
         finally:
@@ -457,14 +493,15 @@ class WebchatConnector:
                     visitor, frames.append, frame.last, self._welcome(visitor, frame.lang)
                 )
                 self.sessions.leave(visitor, frames.append)
-            elif isinstance(frame, inbound.Msg):
+            elif isinstance(frame, inbound.Msg | inbound.Callback | inbound.Form):
                 visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
                 who = Who(visitor, await self.sessions.who(visitor))
-                await self._message(visitor, who, frame, frames.append)
-            elif isinstance(frame, inbound.Form):
-                visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
-                who = Who(visitor, await self.sessions.who(visitor))
-                await self._form(visitor, who, frame, frames.append)
+                if isinstance(frame, inbound.Msg):
+                    await self._message(visitor, who, frame, frames.append)
+                elif isinstance(frame, inbound.Form):
+                    await self._form(visitor, who, frame, frames.append)
+                else:
+                    await self._callback(visitor, who, frame, frames.append)
             else:
                 frames.append({"t": "pong"})
         except WebchatError as exc:

@@ -11,9 +11,12 @@ from typing import Any
 import orjson
 
 from connectors.webchat.errors import BadFrame
-from router.envelope import Envelope, Sender, StatedIdentity, envelope_id
+from router.envelope import REQUESTED, Call, Envelope, Sender, StatedIdentity, envelope_id
 
 CID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A phone number as people type it: the router reads it (with the region of the channel
+# that calls back) and says so in the chat when it cannot.
+PHONE = re.compile(r"^\+?[0-9 ().-]{5,32}$")
 FORM_FIELDS = ("name", "email", "phone", "topic")
 MAX_FORM_FIELD = 320
 
@@ -34,6 +37,14 @@ class Msg:
 
 
 @dataclass(frozen=True, slots=True)
+class Callback:
+    """ "Call me back": on `phone`, or (None) the number the pre-chat form stated."""
+
+    cid: str
+    phone: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     pass
 
@@ -47,7 +58,7 @@ class Form:
     reply_by_email: bool = False
 
 
-Frame = Hello | Msg | Ping | Form
+Frame = Hello | Msg | Callback | Ping | Form
 
 
 def _str(obj: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:
@@ -77,13 +88,18 @@ def parse(data: str | bytes) -> Frame:
     kind = obj.get("t")
     if kind == "ping":
         return Ping()
-    if kind == "msg":
-        cid, text = obj.get("cid"), obj.get("text")
+    if kind in ("msg", "callback"):
+        cid = obj.get("cid")
         if not isinstance(cid, str) or not CID.match(cid):
             raise BadFrame("cid: expected 1-64 of A-Z a-z 0-9 _ -")
+    if kind == "msg":
+        text = obj.get("text")
         if not isinstance(text, str) or not text.strip():
             raise BadFrame("text: expected a non-empty string")
-        return Msg(cid, text)
+        return Msg(obj["cid"], text)
+    if kind == "callback":
+        phone = (_str(obj, "phone", limit=MAX_FORM_FIELD) or "").strip() or None
+        return Callback(obj["cid"], phone)
     if kind == "hello":
         last = obj.get("last", 0)
         if not isinstance(last, int) or isinstance(last, bool) or last < 0:
@@ -105,7 +121,7 @@ def parse(data: str | bytes) -> Frame:
         if by_email and "email" not in fields:
             raise BadFrame("reply_by_email: needs an email")
         return Form(fields, by_email)
-    raise BadFrame("t: expected hello, msg, form or ping")
+    raise BadFrame("t: expected hello, msg, callback, form or ping")
 
 
 def to_envelope(
@@ -138,3 +154,40 @@ def to_envelope(
         reply_context={"visitor": visitor},
         meta={"cid": msg.cid, **(meta or {})},
     )
+
+
+def callback_envelope(
+    channel: str,
+    visitor: str,
+    frame: Callback,
+    phone: str,
+    *,
+    sender: str,
+    name: str | None,
+    identities: list[tuple[str, str]],
+    received_at: datetime,
+) -> Envelope:
+    """A visitor's "call me back": a `requested` call part, the number a stated `phone`
+    identity (the only one). Its id, like a message's, comes from the session and the
+    client id."""
+    others = [StatedIdentity(kind=k, value=v) for k, v in identities if k != "phone"]
+    native = f"{visitor}:{frame.cid}"
+    return Envelope(
+        id=envelope_id(channel, native),
+        kind="call",
+        direction="in",
+        channel=channel,
+        channel_type="webchat",
+        thread_key=visitor,
+        sender=Sender(address=sender, name=name, role="customer"),
+        received_at=received_at,
+        text=callback_text(phone),
+        identities=[*others, StatedIdentity(kind="phone", value=phone)],
+        reply_context={"visitor": visitor},
+        call=Call(id=f"webchat:{native}", direction="inbound", disposition=REQUESTED),
+        meta={"cid": frame.cid},
+    )
+
+
+def callback_text(phone: str) -> str:
+    return f"Please call me back on {phone}"

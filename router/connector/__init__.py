@@ -109,10 +109,11 @@ class ConnectorSpec:
     # and the services the daemon shares with connectors.
     # None while the connector's runtime is not part of this build.
     factory: Callable[[str, Any, Services], Connector] | None = None
-    # Turns one raw channel input (an .eml file, a webhook body) into an envelope
-    # for `omnirouter normalize`; raises EnvelopeError or ConnectorError with the
-    # reason when it cannot. Arguments: raw bytes, channel name, blob store.
-    normalize: Callable[[bytes, str, BlobStore], Envelope] | None = None
+    # Turns one raw channel input (an .eml file, a webhook body, a CDR row) into an
+    # envelope for `omnirouter normalize`; raises EnvelopeError or ConnectorError with
+    # the reason when it cannot. Arguments: raw bytes, channel name, blob store, and
+    # the channel's validated block (None: no config given, the type's defaults).
+    normalize: Callable[[bytes, str, BlobStore, Any], Envelope] | None = None
     # What the type is: a channel customers write on, a way agents are reached
     # (an agent's `sink.type`), or both.
     customer_channel: bool = True
@@ -142,6 +143,9 @@ class ConnectorSpec:
     # The region (ISO 3166 code) for phone numbers written without a country code
     # on a channel of this type, read from its validated block (None: none).
     default_region: Callable[[Any], str | None] | None = None
+    # Whether a callback a customer asks for on another channel (a web chat's "call
+    # me back") lives on a channel of this type, its thread the customer's number.
+    carries_callbacks: bool = False
 
     @property
     def sender_kind(self) -> str:

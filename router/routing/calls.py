@@ -11,6 +11,10 @@ Read from the envelope's `call` part only, whatever channel logged it:
 - An answered call makes the agent who took it the conversation's owner (when
   they are configured and available; otherwise the owner stays). An answered
   inbound call closes an open callback: the customer got through.
+- A customer who asks to be called back (`requested`, on any channel: a web chat's
+  "call me back") is owed a callback like a missed call: it opens (or joins) on
+  the first configured channel whose type carries callbacks, in the thread of the
+  number they stated, and they are told so where they asked.
 - The owner reports how a callback went: `called [resolve]` (returned; with
   `resolve` the conversation is resolved too), `no-answer` (they are reminded
   after `routing.callbacks.retry_after`; after `attempts` we stop: the customer
@@ -26,11 +30,12 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from router.envelope import UNRETURNED, Call, Envelope
+from router.envelope import REQUESTED, UNRETURNED, Call, Envelope
 from router.routing import timers
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import CALLBACK, deliver, to_customer
+from router.routing.identity import PHONE, IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS, queue_rank
 from router.routing.templates import render, template_language
 from router.store import routing as db
@@ -38,9 +43,7 @@ from router.store import routing as db
 # What the caller does next with a conversation (route it as new, resolve it).
 Step = Callable[[Any], Awaitable[None]]
 RETRY_TIMER = "callback_retry"
-# The store's incident kinds are fixed: a callback that never reached the customer is
-# a failure to deliver (its details say `callback: unreached`).
-UNREACHED_INCIDENT = "delivery_failure"
+UNREACHED_INCIDENT = "callback_unreached"
 COMMANDS = frozenset({"called", "no-answer", "wrong-number"})
 # The answering agent already spoke with the customer: they own the conversation
 # whatever their load (it is counted, not checked).
@@ -49,6 +52,10 @@ UNREACHED_TEXT = (
     "Hello {customer_name}, we tried to call you back {attempts} times and could not reach"
     " you. Answer here whenever suits you and we will help (ref {conversation_ref})."
 )
+
+
+REQUESTED_TEXT = "Thank you: we will call you back on {number} (ref {conversation_ref})."
+UNREADABLE_TEXT = "We could not read {number!r} as a phone number: please check it and ask again."
 
 
 def callback_of(conv: Any) -> dict[str, Any]:
@@ -61,6 +68,102 @@ def callback_of(conv: Any) -> dict[str, Any]:
 def reopens(call: Call) -> bool:
     """A call after which the customer is owed one: it reopens a resolved conversation."""
     return call.direction == "inbound" and call.disposition in UNRETURNED
+
+
+def requested(call: Call) -> bool:
+    """The customer asked to be called back: no call yet, the callback may live elsewhere."""
+    return call.direction == "inbound" and call.disposition == REQUESTED
+
+
+def callback_channel(ctx: Routing, asked_on: str) -> str:
+    """Where a callback asked for on `asked_on` lives: there when its type carries
+    callbacks, else on the first configured channel whose type does (by the spec, not
+    by name), else where it was asked."""
+    carries = [
+        c.name
+        for c in ctx.config.channels
+        if (spec := ctx.registry.get(c.type)) is not None and spec.carries_callbacks
+    ]
+    return asked_on if asked_on in carries or not carries else carries[0]
+
+
+async def request(
+    ctx: Routing, unit: Unit, conv: Any, env: Envelope, route_new: Step, *, fresh: bool
+) -> None:
+    """The customer asked on `conv` (recorded; `fresh`: opened by this request) to be
+    called back on their stated phone number. `route_new(c)` classifies and routes `c`."""
+    assert env.call is not None
+    channel = callback_channel(ctx, conv.channel)
+    stated = next((s.value for s in env.identities if s.kind == PHONE), "")
+    try:
+        # The region of the channel the call is made on reads a national number.
+        number = ctx.normalize(PHONE, stated, channel).value
+    except IdentityError as exc:
+        unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"callback: {exc}"})
+        if fresh:
+            await _resolve_asking(unit, conv)
+        text = UNREADABLE_TEXT.format(number=stated)
+        await to_customer(ctx, unit, conv, text, purpose="callback_refused", auto=True)
+        return
+    if channel == conv.channel:
+        target, reopened = await _reopened(unit, conv)
+    else:
+        target, reopened = await _thread_of(ctx, unit, conv, channel, number)
+        if fresh:
+            await _resolve_asking(unit, conv)
+    await _unreturned(ctx, unit, target, env.call, route_new, reopened=reopened)
+    text = REQUESTED_TEXT.format(number=number, conversation_ref=target.ref or "")
+    await to_customer(ctx, unit, conv, text, purpose="callback_requested", auto=True)
+
+
+async def _resolve_asking(unit: Unit, conv: Any) -> None:
+    """A conversation opened only to ask: nothing is owed on it (the callback lives
+    elsewhere, or the number was unreadable); the customer's next message reopens it."""
+    await db.update_conversation(unit.conn, conv.id, status="resolved", resolved_at=unit.now)
+    unit.decide("resolve", conversation_id=conv.id, reason={"by": "callback request"})
+
+
+async def _thread_of(
+    ctx: Routing, unit: Unit, conv: Any, channel: str, number: str
+) -> tuple[Any, bool]:
+    """The conversation in the thread of `number` on `channel`, opened (or reopened) for
+    the callback; whether it was resolved until now."""
+    conn, now = unit.conn, unit.now
+    owner = await db.identity_owner(conn, PHONE, number)
+    if owner is None:
+        owner = await db.add_identity(conn, PHONE, number, conv.customer_id, "stated", now)
+    target = await db.conversation_by_thread(conn, channel, number)
+    if target is None:
+        target = await db.create_conversation(
+            conn,
+            {
+                "channel": channel,
+                "channel_type": ctx.channels[channel].type,
+                "thread_key": number,
+                "customer_id": owner,
+                "status": "open",
+                "priority": PRIORITY_LEVELS[ctx.config.routing.default_priority],
+                "opened_at": now,
+                "updated_at": now,
+                "skills": {},
+                "tags": [],
+                "complaint": False,
+                "thread_meta": {},
+            },
+        )
+        return target, False
+    return await _reopened(unit, target)
+
+
+async def _reopened(unit: Unit, conv: Any) -> tuple[Any, bool]:
+    """`conv`, open again if it was resolved; whether it was."""
+    if conv.status not in ("resolved", "closed"):
+        return conv, False
+    conv = await db.update_conversation(
+        unit.conn, conv.id, status="open", resolved_at=None, updated_at=unit.now
+    )
+    unit.decide("reopen", conversation_id=conv.id, reason={"detail": "callback requested"})
+    return conv, True
 
 
 async def _set_callback(unit: Unit, conv: Any, state: dict[str, Any], **values: Any) -> Any:
@@ -276,7 +379,7 @@ async def _no_answer(
         conv.id,
         conv.customer_id,
         f"customer not reached after {attempts} call attempts",
-        {"callback": "unreached", "attempts": attempts, "told_on": told},
+        {"attempts": attempts, "told_on": told},
         unit.now,
     )
     unit.decide(

@@ -133,6 +133,14 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     else:
         conv = await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
     await ctx.store.record_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
+    if env.call is not None and calls.requested(env.call):
+        # Asked here, owed on the channel that carries callbacks (to the customer whose
+        # number it is): calls.py decides.
+        async def route_callback(c: Any) -> None:
+            await classify_and_route(ctx, unit, c, env, c.customer_id)
+
+        await calls.request(ctx, unit, conv, env, route_callback, fresh=fresh)
+        return
 
     if conv.status in ("resolved", "closed"):
         if env.call is not None and not calls.reopens(env.call):

@@ -84,7 +84,13 @@ def _in(column: str, values: tuple[str, ...]) -> str:
 
 CONVERSATION_STATUSES = ("open", "pending", "resolved", "closed")
 AGENT_STATUSES = ("available", "away", "offline")
-INCIDENT_KINDS = ("complaint", "sla_breach", "bad_satisfaction", "delivery_failure")
+INCIDENT_KINDS = (
+    "complaint",
+    "sla_breach",
+    "bad_satisfaction",
+    "delivery_failure",
+    "callback_unreached",
+)
 MESSAGE_KINDS = ("message", "reply", "call", "command", "timer")
 DIRECTIONS = ("in", "out")
 SENDER_ROLES = ("customer", "agent", "system")

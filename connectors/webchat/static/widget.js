@@ -370,6 +370,68 @@
     logBox.parentNode.insertBefore(rating, form);
   }
 
+  // "Call me back": its button, a phone field (empty: the number the pre-chat form stated),
+  // and a `callback` frame (docs/webchat.md); the router's confirmation arrives as a msg.
+  function callMeBack() {
+    var S = {
+      en: { ask: "Call me back", phone: "Your phone number", go: "Request the call",
+        need: "Please enter your phone number.", bad: "That does not look like a phone number." },
+      es: { ask: "Llámame", phone: "Tu número de teléfono", go: "Pedir la llamada",
+        need: "Escribe tu número de teléfono.", bad: "Eso no parece un número de teléfono." }
+    };
+    function s(key) { return (S[lang] || S.en)[key]; }
+    var ask = el("button", { type: "button", "class": "omnichat-callback",
+      "aria-expanded": "false", "aria-controls": "omnichat-callback-form" }, s("ask"));
+    var box = el("form", { id: "omnichat-callback-form", "class": "omnichat-callback-form",
+      hidden: "" });
+    var tel = el("input", { id: "omnichat-phone", type: "tel", autocomplete: "tel" });
+    var go = el("button", { type: "submit", "class": "omnichat-send" }, s("go"));
+    var hint = el("p", { "class": "omnichat-callback-hint", role: "alert" });
+    var label = el("label", { "for": "omnichat-phone" }, s("phone"));
+    box.appendChild(label); box.appendChild(tel); box.appendChild(go); box.appendChild(hint);
+    panel.insertBefore(ask, form); panel.insertBefore(box, form);
+    var cids = {};  // one client id per number: a resend is the same request
+    function answer(f, cid) {
+      if (f.cid !== cid) return;
+      if (f.t === "error") { hint.textContent = s(f.code === "bad_phone" ? "bad" : "need"); tel.focus(); }
+      else if (f.t === "state" && f.state === "sent") { box.setAttribute("hidden", "");
+        ask.setAttribute("aria-expanded", "false"); hint.textContent = ""; ask.focus(); }
+      else if (f.t === "state" && f.retry) setTimeout(function () { send(cid, 0); }, 2000);
+    }
+    function send(cid, tries) {
+      var frame = { t: "callback", cid: cid };
+      var phone = tel.value.trim();
+      if (phone) frame.phone = phone;
+      if (ws && ws.readyState === 1) {
+        var sock = ws;
+        sock.addEventListener("message", function on(e) {
+          var f = JSON.parse(e.data);
+          if (f.cid === cid && (f.t === "error" || f.t === "state")) {
+            sock.removeEventListener("message", on); answer(f, cid);
+          }
+        });
+        sock.send(JSON.stringify(frame));
+      } else if (useHttp) {
+        frame.session = store.get();
+        post("/http", frame).then(function (fs) {
+          fs.forEach(onFrame); fs.forEach(function (f) { answer(f, cid); });
+        });
+      } else if (tries < 20) { connect(); setTimeout(function () { send(cid, tries + 1); }, 500); }
+    }
+    ask.addEventListener("click", function () {
+      var open = box.hasAttribute("hidden");
+      ask.textContent = s("ask"); label.textContent = s("phone"); go.textContent = s("go");
+      if (open) { box.removeAttribute("hidden"); tel.focus(); } else box.setAttribute("hidden", "");
+      ask.setAttribute("aria-expanded", String(open));
+    });
+    box.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var key = tel.value.replace(/[^0-9+]/g, "");
+      hint.textContent = "";
+      send(cids[key] = cids[key] || "cb" + newCid(), 0);
+    });
+  }
+  callMeBack();
   window.__omniChat = { open: function () { setOpen(true); }, base: base };
   if (store.get()) connect();  // a returning visitor: history and replies kept meanwhile
 })();

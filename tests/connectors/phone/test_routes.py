@@ -114,16 +114,17 @@ async def test_a_bad_call_event_is_a_400_naming_the_field(tmp_path: Path) -> Non
 # --- Twilio -------------------------------------------------------------------------------
 
 TOKEN = "12345"
-# Twilio's documented example (security docs and helper libraries' examples).
+# Twilio's documented example, exactly as on their security page
+# (https://www.twilio.com/docs/usage/security#validating-requests).
 DOC_URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 DOC_PARAMS = {
     "CallSid": "CA1234567890ABCDE",
-    "Caller": "+14158675309",
+    "Caller": "+12349013030",
     "Digits": "1234",
-    "From": "+14158675309",
+    "From": "+12349013030",
     "To": "+18005551212",
 }
-DOC_SIGNATURE = "RSOYDt4T1cUTdK1PDd93/VVr8B8="
+DOC_SIGNATURE = "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
 
 
 def twilio_config(**kw: Any) -> Any:
@@ -173,7 +174,7 @@ async def test_twilio_status_callback_becomes_a_call_after_ack(tmp_path: Path) -
         item = await next_item(line.connector)
         assert isinstance(item, Incoming)
         assert item.envelope.id == envelope_id(CHANNEL, "CA1234567890ABCDE")
-        assert item.envelope.thread_key == "+14158675309"
+        assert item.envelope.thread_key == "+12349013030"
         await item.ack(Outcome())
         assert (await asyncio.wait_for(posting, 5))[0] == 200
 

@@ -1,6 +1,6 @@
 """The web chat in the real daemon (embedded bus, SQLite store), with an agent, Chloé,
 who works in an HTTP tool (a webhook channel): what she writes there reaches the chat
-through the router."""
+through the router. A phone line (not started) carries the chat's callbacks."""
 
 from __future__ import annotations
 
@@ -73,10 +73,15 @@ channels:
   - name: agent-hooks
     type: webhook
     webhook: {{secret: "${{HOOK_SECRET}}"}}
+  # Where a "call me back" lives: no PBX in this test, so the line takes no input.
+  - name: line
+    type: phone
+    enabled: false
+    phone: {{webhook_path: null, default_region: ES}}
 agents:
   - id: chloe
     name: Chloé Martin
-    capacity: {{webchat: 3}}
+    capacity: {{webchat: 3, phone: 1}}
     sink: {{type: webhook, channel: agent-hooks, url: "${{CHLOE_URL}}", accepts: true}}
 business_hours:
   shop:

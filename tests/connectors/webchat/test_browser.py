@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.connectors.webchat.daemon import site
+from tests.connectors.webchat.daemon import Site, site
 from tests.harness.common import eventually, free_port, in_ci
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,6 +101,14 @@ async def open_chat(page: Page) -> None:
 
 def texts(page: Page) -> Any:
     return page.locator(".omnichat-msg p")
+
+
+def callback_links(s: Site) -> list[str]:
+    """The tel: links of the callbacks delivered to Chloé's tool."""
+    conversations = [
+        (r.json().get("context") or {}).get("conversation", {}) for r in s.tool.requests
+    ]
+    return [c["callback"]["tel"] for c in conversations if c.get("callback")]
 
 
 async def no_serious_violations(page: Page) -> None:
@@ -214,6 +222,23 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             )
             await expect(http_only.locator(".omnichat-system p")).to_contain_text("we will answer")
             assert len(refused) >= 3  # it tried sockets first
+
+            # "Call me back": the visitor types a national number; the request and the
+            # router's confirmation show in the chat, and Chloé gets the callback on the
+            # phone line with a tel: link.
+            await open_chat(page)
+            await page.get_by_role("button", name="Call me back").click()
+            await page.get_by_role("textbox", name="Your phone number").fill("600 111 222")
+            await no_serious_violations(page)
+            await page.get_by_role("button", name="Request the call").click()
+            await expect(page.locator(".omnichat-visitor p").last).to_have_text(
+                "Please call me back on 600 111 222"
+            )
+            await expect(page.locator(".omnichat-system p").last).to_contain_text(
+                "we will call you back on +34600111222"
+            )
+            await expect(page.get_by_role("button", name="Call me back")).to_be_focused()
+            await eventually(lambda: callback_links(s) == ["tel:+34600111222"], WAIT_MS / 1000)
         finally:
             await browser.close()
         for name in ("webchat-desktop.png", "webchat-phone.png"):

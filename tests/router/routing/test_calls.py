@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from router.config import parse_config
-from router.envelope import Call, Envelope, Sender, encode, envelope_id
+from router.envelope import Call, Envelope, Sender, StatedIdentity, encode, envelope_id
 from router.simulate import Simulation
 from router.store import open_store
 from tests.router.routing.scenarios import CONFIG, T0, Run, at, mail
@@ -79,7 +79,8 @@ def call(
             agent=agent,
         ),
     )
-    return orjson.loads(encode(env))
+    event: dict[str, Any] = orjson.loads(encode(env))
+    return event
 
 
 def conv_of(run: Run, action: str) -> str:
@@ -107,8 +108,14 @@ async def test_a_missed_call_opens_a_callback_with_the_customer_s_email_history(
     assert assign.agent == "ana"  # the agent who last served Eva
     delivery = run.out("agent.mail")[-1].delivery
     assert delivery is not None
+    assert delivery.event == "assigned"
     context = delivery.model_dump(mode="json")["context"]
-    assert [o["channel"] for o in context["other_conversations"]] == ["mail"]
+    # Done-when: the callback's assignment carries the email conversation itself.
+    [other] = context["other_conversations"]
+    first = run.out("agent.mail")[0].delivery  # Eva's email, as it reached Ana
+    assert first is not None
+    assert (other["channel"], other["status"]) == ("mail", "resolved")
+    assert other["ref"] == first.context["conversation"]["ref"]
     assert {"kind": "email", "value": "eva@shop.test"} in context["customer"]["identities"]
     # The phone type's declared target: a missed call is returned within the hour.
     assert delivery.sla_due == datetime.fromisoformat(at(10)) + timedelta(hours=1)
@@ -167,8 +174,8 @@ async def test_no_answer_retries_then_tells_the_customer_by_email_and_records_an
     assert unreached.reason == {"attempts": 3, "told_on": "mail"}
     [told] = run.out("outbound.mail")[mails_before:]
     assert told.thread_key == "<t1@x>" and "tried to call you back 3 times" in told.text
-    assert [(i.kind, i.details["callback"]) for i in await run.incidents()] == [
-        ("delivery_failure", "unreached")
+    assert [(i.kind, i.details["attempts"]) for i in await run.incidents()] == [
+        ("callback_unreached", 3)
     ]
 
 
@@ -180,8 +187,8 @@ async def test_no_answer_without_another_channel_records_the_incident_only(run: 
         )
     [unreached] = run.actions("callback_unreached")
     assert unreached.reason["told_on"] is None
-    assert [(i.kind, i.details["callback"]) for i in await run.incidents()] == [
-        ("delivery_failure", "unreached")
+    assert [(i.kind, i.details["attempts"]) for i in await run.incidents()] == [
+        ("callback_unreached", 3)
     ]
 
 
@@ -229,3 +236,85 @@ async def test_resolving_the_conversation_ends_its_callback(run: Run) -> None:
     await run.step(**call(run, "c2", "missed"))
     assert len(run.actions("callback_open")) == 2
     assert run.actions("callback_join") == []
+
+
+# --- "call me back" asked on another channel ------------------------------------------------
+
+
+def call_me_back(run: Run, cid: str, phone: str, *, visitor: str = "v-1") -> dict[str, Any]:
+    """A web chat visitor's "call me back", as the webchat connector writes it."""
+    env = Envelope(
+        id=envelope_id("chat", f"{visitor}:{cid}"),
+        kind="call",
+        direction="in",
+        channel="chat",
+        channel_type="webchat",
+        thread_key=visitor,
+        sender=Sender(address=visitor, role="customer"),
+        received_at=run.sim.clock,
+        text=f"Please call me back on {phone}",
+        identities=[StatedIdentity(kind="phone", value=phone)],
+        reply_context={"visitor": visitor},
+        call=Call(id=f"webchat:{visitor}:{cid}", direction="inbound", disposition="requested"),
+    )
+    event: dict[str, Any] = orjson.loads(encode(env))
+    return event
+
+
+async def test_call_me_back_in_the_chat_opens_a_callback_on_the_phone_line(run: Run) -> None:
+    await eva_known_by_email(run)
+    # A national number: read with the phone line's region (ES), not the chat's (none).
+    await run.step(at=at(10), **call_me_back(run, "cb1", "600 111 222"))
+    callback = conv_of(run, "callback_open")
+    [assign] = [d for d in run.actions("assign") if d.conversation_id == callback]
+    assert assign.agent == "ana"  # the agent who last served Eva, whose number it is
+    delivery = run.out("agent.mail")[-1].delivery
+    assert delivery is not None
+    context = delivery.model_dump(mode="json")["context"]
+    assert context["conversation"]["channel"] == LINE
+    assert context["conversation"]["callback"]["tel"] == f"tel:{EVA_PHONE}"
+    assert delivery.sla_due == datetime.fromisoformat(at(10)) + timedelta(hours=1)
+    # The visitor is told in the chat; the chat opened only to ask is resolved.
+    [told] = run.out("outbound.chat")
+    assert told.meta["purpose"] == "callback_requested"
+    assert f"call you back on {EVA_PHONE} (ref {context['conversation']['ref']})" in told.text
+    [resolved] = run.actions("resolve")[-1:]
+    assert resolved.reason == {"by": "callback request"} and resolved.conversation_id != callback
+    # Asking again (or a missed call meanwhile) joins it: one callback, raised priority.
+    await run.step(at=at(12), **call_me_back(run, "cb2", EVA_PHONE))
+    await run.step(at=at(13), **call(run, "c1", "missed"))
+    assert [d.conversation_id for d in run.actions("callback_join")] == [callback, callback]
+    assert len(run.actions("callback_open")) == 1
+
+
+async def test_call_me_back_with_an_unreadable_number_is_answered_in_the_chat(run: Run) -> None:
+    await run.step(**call_me_back(run, "cb1", "call me maybe"))
+    assert run.actions("callback_open") == []
+    [told] = run.out("outbound.chat")
+    assert told.meta["purpose"] == "callback_refused"
+    assert "could not read 'call me maybe'" in told.text
+    # The chat opened only to ask owes nothing; writing again reopens it.
+    assert [d.reason for d in run.actions("resolve")] == [{"by": "callback request"}]
+
+
+async def test_without_a_channel_that_carries_callbacks_it_lives_in_the_chat(
+    tmp_path: Path,
+) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    try:
+        sim = Simulation(parse_config(CONFIG.read_text(encoding="utf-8"), env={}), store)
+        await sim.start(datetime.fromisoformat(T0))
+        run = Run(sim, [])
+        await run.step(**call_me_back(run, "cb1", "+34600111222"))
+        [opened] = run.actions("callback_open")
+        [assign] = run.actions("assign")
+        assert assign.conversation_id == opened.conversation_id
+        assert run.actions("resolve") == []
+        assert [e.meta["purpose"] for e in run.out("outbound.chat")][-1] == "callback_requested"
+        # Resolved, then asked again: the chat reopens with a new callback.
+        await run.step(agent=assign.agent, command="resolve", conversation="chat/v-1", id="done-1")
+        await run.step(at=at(30), **call_me_back(run, "cb2", "+34600111222"))
+        assert [d.reason for d in run.actions("reopen")] == [{"detail": "callback requested"}]
+        assert len(run.actions("callback_open")) == 2
+    finally:
+        await store.close()

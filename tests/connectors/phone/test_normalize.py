@@ -1,0 +1,82 @@
+"""`omnirouter normalize --type phone`: one CDR row or JSON call event, read with the
+channel's own settings (region, time zone, agents) when a config names the channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from router.cli import main as cli
+from tests.connectors.phone.helpers import cdr_line
+
+CONFIG = """version: 1
+channels:
+  - name: line
+    type: phone
+    phone:
+      webhook_path: null
+      default_region: ES
+      timezone: Europe/Madrid
+      agents: {"201": ana}
+"""
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    config = tmp_path / "channels.yaml"
+    config.write_text(CONFIG, encoding="utf-8")
+    row = tmp_path / "row.csv"
+    row.write_text(cdr_line() + "\n", encoding="utf-8")
+    return config, row
+
+
+def test_a_cdr_row_reads_with_the_channel_s_settings(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, row = files
+    args = ["normalize", "--type", "phone", "--channel", "line", "-c", str(config), str(row)]
+    assert cli(args) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    # The national number in the channel's region, the time in its zone, the agent mapped.
+    assert (out["channel"], out["thread_key"]) == ("line", "+34600112233")
+    assert out["call"]["started_at"] == "2026-03-10T10:00:00+01:00"
+    assert (out["call"]["disposition"], out["call"]["agent"]) == ("answered", "ana")
+
+
+def test_without_a_config_the_defaults_read_it_and_say_why_not(
+    files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, row = files
+    assert cli(["normalize", "--type", "phone", str(row)]) == 2
+    err = capsys.readouterr().err
+    assert "not a customer's number we can call back" in err and err.count("\n") == 1
+
+
+def test_a_json_call_event_and_bad_input(
+    tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = files
+    event = tmp_path / "event.json"
+    event.write_bytes(
+        orjson.dumps(
+            {
+                "call_id": "c-1",
+                "from": "+34600112233",
+                "to": "+34910000000",
+                "direction": "inbound",
+                "disposition": "missed",
+                "started_at": "2026-03-10T10:00:00+01:00",
+            }
+        )
+    )
+    base = ["normalize", "--type", "phone", "--channel", "line", "-c", str(config)]
+    assert cli([*base, str(event)]) == 0
+    assert orjson.loads(capsys.readouterr().out)["call"]["disposition"] == "missed"
+    two = tmp_path / "two.csv"
+    two.write_text(cdr_line() + "\n" + cdr_line(uniqueid="2") + "\n", encoding="utf-8")
+    assert cli([*base, str(two)]) == 2
+    assert "expected one CDR row or one JSON call event; got 2 lines" in capsys.readouterr().err
+    assert cli(["normalize", "--type", "phone", "--channel", "nope", "-c", str(config), "x"]) == 2
+    assert "no channel 'nope' of type 'phone'" in capsys.readouterr().err
