@@ -8,6 +8,7 @@ from typing import Any
 
 from router.envelope import Envelope
 from router.routing.standing import LOOK_AHEAD
+from router.simulate.outputs import Output
 from router.store import routing as db
 from tests.router.routing.scenarios import T0, Run, at, mail
 
@@ -68,6 +69,13 @@ async def test_an_assignment_ahead_is_told_to_those_behind(run: Run) -> None:
     assert update.text == "" and update.automated is not None and update.automated.auto
     assert update.standing is not None and update.standing.wait == 300 - 60 + 4
     assert [d.reason["was"] for d in run.actions("standing")] == [2, 3]
+    # `simulate` shows each update as an output, with where the customer stands.
+    shown = [
+        (e.conversation, e.item.fields["standing"]["position"])
+        for e in run.sim.timeline
+        if isinstance(e.item, Output) and e.item.fields.get("purpose") == "standing"
+    ]
+    assert shown == [("chat/v4", 1), ("chat/v5", 2)]
     # Not in the transcript: the agent's context shows what was said, not every position.
     async with run.sim.store.transaction(readonly=True) as conn:
         conv = await db.conversation_by_thread(conn, "chat", "v4")
