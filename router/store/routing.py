@@ -343,9 +343,10 @@ def _same_line(queue: str | None, channel_type: str) -> sa.ColumnElement[bool]:
 
 async def queue_position(conn: AsyncConnection, conv: Row) -> int:
     """1 + how many conversations wait ahead of `conv` in its queue on its channel type."""
-    mine = tuple(getattr(conv, c.name) for c in _QUEUE_ORDER)
+    # Bound with the columns' own types (times stored as UTC, as the column stores them).
+    mine = sa.tuple_(*(sa.literal(getattr(conv, c.name), c.type) for c in _QUEUE_ORDER))
     stmt = sa.select(sa.func.count()).where(
-        _same_line(conv.queue, conv.channel_type), sa.tuple_(*_QUEUE_ORDER) < sa.tuple_(*mine)
+        _same_line(conv.queue, conv.channel_type), sa.tuple_(*_QUEUE_ORDER) < mine
     )
     return 1 + int(await conn.scalar(stmt) or 0)
 
