@@ -317,6 +317,30 @@ class Call(_Strict):
     )
 
 
+class Standing(_Strict):
+    """Where a waiting conversation stands, as of the envelope's `received_at`: channel-neutral
+    facts a channel may show (a web chat does, live) or leave aside (an email's text says it)."""
+
+    position: int = Field(
+        ge=1,
+        description="1 for the next conversation its agents take, in its queue and on its"
+        " channel type (an agent's capacity is per channel type).",
+    )
+    queue: str | None = Field(
+        default=None, max_length=MAX_NAME, description="The queue it waits in (null: none)."
+    )
+    due: AwareDatetime | None = Field(
+        default=None,
+        strict=False,
+        description="When the first response is promised (null: no target on the channel).",
+    )
+    wait: int | None = Field(
+        default=None,
+        ge=0,
+        description="Seconds from `received_at` to `due` (0 once due; null when `due` is).",
+    )
+
+
 def _bounded_context(value: dict[str, Any]) -> dict[str, Any]:
     try:
         size = len(orjson.dumps(value))
@@ -419,6 +443,12 @@ class Envelope(_Strict):
     command: Command | None = Field(default=None, description="On a `command`: what is asked.")
     call: Call | None = Field(
         default=None, description="On a `call`: its direction, disposition, times and agent."
+    )
+    standing: Standing | None = Field(
+        default=None,
+        description="On an outgoing acknowledgement or standing update (`meta.purpose:"
+        " standing`, no text) of a conversation waiting for an agent: its queue position"
+        " and expected wait.",
     )
     meta: dict[str, Any] = Field(
         default_factory=dict,

@@ -17,6 +17,7 @@ spec = ConnectorSpec(
     # Chat customers expect an answer within minutes.
     default_targets={"urgent": _M, "high": 2 * _M, "normal": 5 * _M, "low": 15 * _M},
     identity_kind="webchat",  # the visitor id
+    live_standing=True,  # the widget shows the queue position and updates it
 )
 
 __all__ = ["WebchatChannelConfig", "spec"]

@@ -6,8 +6,9 @@ once the runner acks it durably on the bus; a retriable outcome (the bus is
 slow, the daemon stopping) is `failed` with `retry`, and the widget sends the
 same client id again. Origin (403), session and identity tokens (4401) and
 rate limits (4429) are checked per socket or request and never touch another
-session. Outgoing replies are appended to the session's log (sessions.py) and
-pushed to its open sockets, or shown when the visitor returns.
+session. Outgoing replies (and where a waiting visitor stands in the queue) are
+appended to the session's log (sessions.py) and pushed to its open sockets, or
+shown when the visitor returns.
 """
 
 from __future__ import annotations
@@ -197,10 +198,11 @@ class WebchatConnector:
             visitor = outbound.visitor_of(envelope)
         except outbound.Unsendable as exc:
             return SendResult(status="failed", detail=str(exc))
+        seq = 0
         try:
-            seq = await self.sessions.append(
-                visitor, outbound.to_frame(envelope), f"o:{envelope.id}"
-            )
+            # One by one: after a failure between them, the retry shows only what is missing.
+            for frame, dedup in outbound.to_frames(envelope):
+                seq = await self.sessions.append(visitor, frame, dedup)
         except Exception as exc:  # the store: the runner retries later
             return SendResult(status="retry", detail=f"session store: {exc}")
         return SendResult(status="sent", native_id=f"{visitor}:{seq}")
@@ -525,7 +527,7 @@ class WebchatConnector:
         arrived = asyncio.Event()
 
         def push(frame: dict[str, Any]) -> None:
-            if frame.get("t") == "msg":
+            if frame.get("t") in ("msg", "standing"):  # the session's numbered frames
                 frames.append(frame)
                 arrived.set()
 

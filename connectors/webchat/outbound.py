@@ -19,9 +19,35 @@ def visitor_of(envelope: Envelope) -> str:
         raise Unsendable(f"a web chat only shows replies, not {envelope.kind!r}")
     if not VISITOR.match(envelope.thread_key):
         raise Unsendable("thread_key is not a web chat session")
-    if not envelope.text.strip():
+    if not envelope.text.strip() and envelope.standing is None:
         raise Unsendable("the reply has no text")
     return envelope.thread_key
+
+
+def to_frames(envelope: Envelope) -> list[tuple[dict[str, Any], str]]:
+    """The frames an outgoing envelope shows, each with its dedup key (a redelivery shows
+    nothing twice): its `msg` when it has text, then its `standing` when it has one."""
+    frames = []
+    if envelope.text.strip():
+        frames.append((to_frame(envelope), f"o:{envelope.id}"))
+    if envelope.standing is not None:
+        frames.append((standing_frame(envelope), f"o:{envelope.id}:standing"))
+    return frames
+
+
+def standing_frame(envelope: Envelope) -> dict[str, Any]:
+    """Where the waiting visitor stands, as of `at`; without its `seq`."""
+    standing = envelope.standing
+    assert standing is not None
+    return {
+        "t": "standing",
+        "id": envelope.id,
+        "position": standing.position,
+        "queue": standing.queue,
+        "due": standing.due.isoformat() if standing.due else None,
+        "wait": standing.wait,
+        "at": envelope.received_at.isoformat(),
+    }
 
 
 def to_frame(envelope: Envelope) -> dict[str, Any]:

@@ -209,6 +209,12 @@ class RoutingConfig(Section):
         timedelta(minutes=10),
         description="A waiting conversation gains one priority level per step.",
     )
+    standing_interval: Duration = Field(
+        timedelta(seconds=20),
+        description="The least time between two queue-position updates to one waiting"
+        " customer, on channel types that show them live (web chat); a change meanwhile"
+        " is told when it ends.",
+    )
     last_agent_window: Duration = Field(
         timedelta(days=30),
         description="How far back the customer's previous agent counts as theirs.",

@@ -140,6 +140,10 @@ class ConnectorSpec:
     # (returns it or raises ValueError; None: the core's rule for the kind).
     identity_kind: str | None = None
     normalize_identity: Callable[[str], str] | None = None
+    # Whether the type shows a waiting customer their queue position live: outgoing
+    # standing updates (an envelope with a `standing` part and no text) go only to
+    # channels of such a type; other types get the position in the acknowledgement only.
+    live_standing: bool = False
     # The region (ISO 3166 code) for phone numbers written without a country code
     # on a channel of this type, read from its validated block (None: none).
     default_region: Callable[[Any], str | None] | None = None

@@ -27,7 +27,7 @@ from router.envelope import (
     encode,
     envelope_id,
 )
-from router.routing import calls, tokens
+from router.routing import calls, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
@@ -243,6 +243,8 @@ async def remember(ctx: Routing, unit: Unit, env: Envelope, conv: Any, text: str
 
 async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
     owner, _ = await release(ctx, unit, conv, "resolved")
+    if conv.waiting_since is not None:  # resolved while waiting: those behind move up
+        standing.moved(ctx, unit, conv)
     await db.update_conversation(
         unit.conn, conv.id, status="resolved", resolved_at=unit.now, waiting_since=None
     )

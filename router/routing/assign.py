@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router.routing import standing
 from router.routing.board import REFRESH, AgentBoard
 from router.routing.choose import AgentView, Choice, Need, can_take, choose_agent
 from router.routing.context import Routing, Unit
@@ -197,6 +198,8 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
     if not await db.take_capacity(unit.conn, agent_id, conv.channel_type, capacity, at):
         return False  # another router process took the last slot or changed their status
     board.add_load(agent_id, conv.channel_type, 1, at=at)
+    if conv.waiting_since is not None:  # it leaves its line: everyone behind moves up
+        standing.moved(ctx, unit, conv)
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
     await cancel_overflow(unit, conv)
     conv = await db.update_conversation(
@@ -237,6 +240,7 @@ async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:
     since = conv.waiting_since or unit.now
     rank = queue_rank(conv.priority, since, ctx.config.routing.aging_step)
     await db.update_conversation(unit.conn, conv.id, waiting_since=since, queue_rank=rank)
+    standing.moved(ctx, unit, conv)  # by priority it may go ahead of some who wait
     await schedule_overflow(ctx, unit, conv, since)
     if choice.rule == "waiting_for_last_agent" and conv.prefer_until is not None:
         await db.schedule_timer(

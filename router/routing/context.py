@@ -60,6 +60,9 @@ class Unit:
         self.input_id = input_id
         self.decisions: list[Decision] = []
         self.outputs = 0  # outputs written so far; part of each output's stable id
+        # Lines (queue, channel type) whose order changed: their waiting customers are
+        # told where they now stand at the end of the unit (router.routing.standing).
+        self.moved: set[tuple[str | None, str]] = set()
 
     def decide(self, action: str, **kw: Any) -> None:
         self.decisions.append(Decision(input=self.input_id, action=action, **kw))

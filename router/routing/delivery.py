@@ -21,6 +21,7 @@ from router.envelope import (
     DeliverySink,
     Envelope,
     Sender,
+    Standing,
     encode,
     envelope_id,
 )
@@ -246,7 +247,11 @@ async def to_customer(
     template: str | None = None,
     language: str | None = None,
     agent: AgentConfig | None = None,
-) -> None:
+    standing: Standing | None = None,
+    record: bool = True,
+) -> tuple[int, Envelope]:
+    """Write a message to the customer on the conversation's own channel and thread; its
+    outbox row and envelope. `record`: kept in the transcript (a standing update is not)."""
     meta = dict(conv.thread_meta or {})
     subject = meta.get("subject") or ""
     env = Envelope(
@@ -266,6 +271,7 @@ async def to_customer(
         subject=subject or None,
         text=text,
         automated=Automated(auto=True) if auto else None,
+        standing=standing,
         # The channel threads the reply from it (email: To, In-Reply-To, References).
         reply_context=meta.get(REPLY_CONTEXT) or {},
         meta={
@@ -276,10 +282,12 @@ async def to_customer(
         },
     )
     unit.outputs += 1
-    await ctx.store.record_message(env, conn=unit.conn)
-    await db.add_outbox(
+    if record:
+        await ctx.store.record_message(env, conn=unit.conn)
+    row = await db.add_outbox(
         unit.conn, ctx.topics.outbound(conv.channel), env.bus_key(), encode(env), unit.now
     )
+    return row, env
 
 
 def specialist_text(language: str | None) -> str:

@@ -34,7 +34,7 @@ from router.bus.base import Topics
 from router.config import AgentConfig, Config
 from router.connector import ConnectorSpec
 from router.envelope import Envelope, Sender, encode, envelope_id
-from router.routing import agents, failures, messages, timers
+from router.routing import agents, failures, messages, standing, timers
 from router.routing.assign import drain
 from router.routing.context import Decision, Routing, Unit
 from router.routing.hours import on_shift
@@ -151,6 +151,7 @@ class Engine:
                 "ignore",
                 reason={"detail": f"{envelope.kind} from {envelope.sender.role} not routed"},
             )
+        await standing.notify(ctx, unit)
         return unit.decisions
 
     async def _subject(self, unit: Unit, envelope: Envelope) -> str | None:
@@ -203,6 +204,7 @@ class Engine:
             unit = Unit(conn, now, f"shift:{now.isoformat()}")
             unit.decide("shift_start", reason={"agents": started})
             await drain(self.ctx, unit, started)
+            await standing.notify(self.ctx, unit)
         return unit.decisions
 
     async def _rank_waiting_again(self) -> None:

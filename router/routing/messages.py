@@ -13,7 +13,7 @@ from typing import Any
 
 from router.envelope import Bounce, Envelope
 from router.errors import EnvelopeError
-from router.routing import calls, failures
+from router.routing import calls, failures, standing
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
@@ -267,21 +267,26 @@ async def classify_and_route(
         )
     if due is not None and conv.first_response_at is None:
         await schedule_sla(ctx, unit, conv, now, due)
-    await acknowledge(ctx, unit, conv, cust, due)
+    ack = await acknowledge(ctx, unit, conv, cust, due)
     if conv.owner_agent_id is not None:
         # A new request (a callback) on a conversation someone owns: it stays theirs.
         reason = {"rule": "current_owner", "detail": "one conversation, one owner"}
         await deliver(ctx, unit, conv, conv.owner_agent_id, "message", reason)
         unit.decide("deliver", conversation_id=conv.id, agent=conv.owner_agent_id, reason=reason)
         return
-    await route(ctx, unit, conv)
+    if not await route(ctx, unit, conv) and ack is not None:
+        await standing.amend_ack(ctx, unit, conv.id, ack)
 
 
-async def acknowledge(ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datetime | None) -> None:
+async def acknowledge(
+    ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datetime | None
+) -> tuple[int, Envelope] | None:
+    """Acknowledge at once with the promised wait; its outbox row and envelope (None: the
+    channel sends none), so the position can join it once the conversation is routed."""
     channel = ctx.channels.get(conv.channel)
     template = channel.acknowledge if channel is not None else None
     if template is None or template not in ctx.config.templates:
-        return
+        return None
     default = ctx.config.routing.default_language
     language = template_language(
         ctx.config.templates, template, conv.language or default, default_language=default
@@ -295,7 +300,7 @@ async def acknowledge(ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datet
         conversation_ref=conv.ref or "",
         **promise_fields(ctx, conv.channel, language, unit.now, due),
     )
-    await to_customer(
+    ack = await to_customer(
         ctx, unit, conv, text, purpose="ack", auto=True, template=template, language=used
     )
     unit.decide(
@@ -307,3 +312,4 @@ async def acknowledge(ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datet
             "due": due.isoformat() if due else None,
         },
     )
+    return ack

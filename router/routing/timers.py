@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
-from router.routing import calls
+from router.routing import calls, standing
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
@@ -137,6 +137,8 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await follow_up(ctx, unit, conv, env)
     elif kind == calls.RETRY_TIMER:
         await calls.retry_due(ctx, unit, conv, env)
+    elif kind == standing.STANDING_TIMER:
+        await standing.tell(ctx, unit, conv)
     else:
         unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"unknown timer {kind}"})
 
@@ -180,6 +182,7 @@ async def overflow(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
             reason={"detail": f"queue {name} no longer overflows (config reloaded)"},
         )
         return
+    standing.moved(ctx, unit, conv)  # it leaves this queue's line
     conv = await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
     minutes = queue.overflow_after.total_seconds() / 60
     unit.decide(
@@ -253,6 +256,8 @@ async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
         and queue.overflow
         and queue.overflow_after is None
     ):
+        if conv.waiting_since is not None:
+            standing.moved(ctx, unit, conv)  # it leaves this queue's line
         conv = await db.update_conversation(unit.conn, conv.id, queue=queue.overflow)
         rerouted = queue.overflow
     unit.decide(

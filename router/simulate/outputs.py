@@ -64,6 +64,8 @@ def customer_message(env: Envelope, input_id: str | None) -> Output:
             "agent": env.sender.address if env.sender.role == "agent" else None,
             "subject": env.subject,
             "text": env.text,
+            # Where a waiting customer stands (an acknowledgement, a standing update).
+            "standing": env.standing.model_dump(mode="json") if env.standing else None,
         },
     )
 

@@ -78,7 +78,10 @@ def _output(o: Output) -> tuple[str, str, str]:
     f = o.fields
     if o.output == "customer_message":
         by = f" from {f['agent']}" if f.get("agent") else ""
-        return "customer", f"{f['purpose']}{by} on {f['channel']}, thread {f['thread']}", f["text"]
+        where = f"{f['purpose']}{by} on {f['channel']}, thread {f['thread']}"
+        if f.get("standing"):
+            where += f"; standing {_pairs(f['standing'])}"
+        return "customer", where, f["text"]
     if o.output == "incident":
         return "incident", f"{f['kind']}: {f['cause']}", ""
     c = f["context"]

@@ -321,6 +321,49 @@ async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:
     return list((await conn.execute(stmt)).all())
 
 
+# The queue's order (as `waiting` walks it); ties broken by stable facts.
+_QUEUE_ORDER = (
+    conversations.c.queue_rank,
+    conversations.c.waiting_since,
+    conversations.c.opened_at,
+    conversations.c.channel,
+    conversations.c.thread_key,
+)
+
+
+def _same_line(queue: str | None, channel_type: str) -> sa.ColumnElement[bool]:
+    """Waiting, open, in `queue` on `channel_type`: the conversations one waits behind."""
+    return sa.and_(
+        conversations.c.waiting_since.is_not(None),
+        conversations.c.status == "open",
+        conversations.c.channel_type == channel_type,
+        conversations.c.queue.is_(None) if queue is None else conversations.c.queue == queue,
+    )
+
+
+async def queue_position(conn: AsyncConnection, conv: Row) -> int:
+    """1 + how many conversations wait ahead of `conv` in its queue on its channel type."""
+    # Bound with the columns' own types (times stored as UTC, as the column stores them).
+    mine = sa.tuple_(*(sa.literal(getattr(conv, c.name), c.type) for c in _QUEUE_ORDER))
+    stmt = sa.select(sa.func.count()).where(
+        _same_line(conv.queue, conv.channel_type), sa.tuple_(*_QUEUE_ORDER) < mine
+    )
+    return 1 + int(await conn.scalar(stmt) or 0)
+
+
+async def waiting_in(
+    conn: AsyncConnection, queue: str | None, channel_type: str, limit: int
+) -> list[Row]:
+    """The first `limit` conversations waiting in `queue` on `channel_type`, in queue order."""
+    stmt = (
+        sa.select(conversations)
+        .where(_same_line(queue, channel_type))
+        .order_by(*_QUEUE_ORDER)
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).all())
+
+
 async def waiting_positions(conn: AsyncConnection) -> list[Row]:
     """Every waiting conversation's id, priority and wait start (to rank them again)."""
     stmt = sa.select(
@@ -601,8 +644,21 @@ async def list_incidents(conn: AsyncConnection, limit: int, kind: str | None = N
 
 async def add_outbox(
     conn: AsyncConnection, topic: str, key: bytes, value: bytes, now: datetime
-) -> None:
-    await conn.execute(outbox.insert().values(topic=topic, key=key, value=value, created_at=now))
+) -> int:
+    """Queue a record for publishing after the commit; its row id."""
+    result = await conn.execute(
+        outbox.insert().values(topic=topic, key=key, value=value, created_at=now)
+    )
+    row_id = result.inserted_primary_key
+    assert row_id is not None
+    return int(row_id[0])
+
+
+async def amend_outbox(conn: AsyncConnection, row_id: int, value: bytes) -> None:
+    """Rewrite a record queued in this same transaction (never one already published)."""
+    await conn.execute(
+        outbox.update().where(outbox.c.id == row_id, outbox.c.sent_at.is_(None)).values(value=value)
+    )
 
 
 async def claim_unsent(

@@ -140,6 +140,44 @@
     if (frame.from === "visitor") setState(n, "sent");
   }
 
+  // --- where a waiting visitor stands (a `standing` frame, docs/webchat.md) ---------------
+  // One line after the acknowledgement, rewritten in place as it changes: inside the log,
+  // a polite live region, so each change is announced. Gone once an agent writes.
+  var standingLine = null, standingAt = 0;
+  function standing(f) {
+    if (f.seq <= last) return;  // numbered like messages: shown once, resumed above it
+    last = f.seq;
+    var at = Date.parse(f.at) || 0;
+    if (at < standingAt && standingLine) return;  // an older word than the one shown
+    standingAt = at;
+    var words = {
+      en: function (n, m) {
+        return "You are number " + n + " in the queue" + (m ? " · about " + m + " min" : "");
+      },
+      es: function (n, m) {
+        return "Eres el número " + n + " en la cola" + (m ? " · unos " + m + " min" : "");
+      }
+    };
+    // The wait as of `at`, less the time since (by this clock; never more than promised).
+    var left = f.wait == null ? 0 : f.wait * 1000 - Math.max(0, Date.now() - at);
+    if (!standingLine) {
+      var line = standingLine = el("p", { "class": "omnichat-standing" });
+      logBox.appendChild(line);
+      new MutationObserver(function (changes, watch) {
+        changes.forEach(function (c) {
+          Array.prototype.forEach.call(c.addedNodes, function (n) {
+            if (n.classList && n.classList.contains("omnichat-agent")) {
+              line.remove(); watch.disconnect();
+              if (standingLine === line) standingLine = null;
+            }
+          });
+        });
+      }).observe(logBox, { childList: true });
+    }
+    standingLine.setAttribute("data-position", f.position);
+    standingLine.textContent = words[lang](f.position, left > 0 ? Math.ceil(left / 60000) : 0);
+  }
+
   // --- the connection ----------------------------------------------------------------------
   // An identity token refused once (expired on a page left open) is not sent again: the
   // visitor goes on as a guest instead of reconnecting in a loop.
@@ -162,6 +200,7 @@
       order.forEach(function (cid) { transmit(cid); });
     } else if (f.t === "msg") { show(f); offerRating(f); }
     else if (f.t === "form") formSaved();
+    else if (f.t === "standing") standing(f);
     else if (f.t === "state") {
       var p = pending[f.cid];
       if (!p) return;

@@ -89,6 +89,7 @@ business_hours:
     weekly: {{{closed_day()}: ["09:00-17:00"]}}
 routing:
   assignment_timeout: 1h
+  standing_interval: 1s
 sla:
   follow_up_after: 1s
   follow_up_template: follow_up
@@ -128,11 +129,25 @@ class Site:
         assert isinstance(connector, WebchatConnector)
         return connector
 
+    def tokens(self) -> list[str]:
+        """The conversation tokens of the deliveries to Chloé, oldest first."""
+        return [r.json()["token"] for r in self.tool.requests if r.json().get("token")]
+
     async def token(self) -> str:
         """The conversation token of the latest delivery to Chloé."""
-        await eventually(lambda: any(r.json().get("token") for r in self.tool.requests), WAIT)
-        token: str = [r.json()["token"] for r in self.tool.requests if r.json().get("token")][-1]
-        return token
+        await eventually(lambda: self.tokens(), WAIT)
+        return self.tokens()[-1]
+
+    async def agent_does(self, command: str, token: str) -> None:
+        event = {
+            "id": f"tool-{next(_EVENTS)}",
+            "agent": "chloe",
+            "token": token,
+            "type": "command",
+            "command": command,
+        }
+        status, answer = await post_event(f"{self.base}/webhook/agent-hooks/events", event)
+        assert status == 202, answer
 
     async def agent_says(self, text: str) -> None:
         await self._event({"type": "reply", "text": text})

@@ -1,7 +1,7 @@
 """The widget in real headless Chromium (Debian's, driven by Playwright), embedded in a
 shop's page from the running daemon: acknowledgement, an agent's reply through the router,
-a server-side cut while three replies are sent, reload and a second tab, phone width, and
-axe-core's accessibility check.
+a server-side cut while three replies are sent, reload and a second tab, phone width, the
+queue position in the acknowledgement and as it changes, and axe-core's accessibility check.
 
 Skipped, with the reason, only outside CI when Chromium or Playwright is missing: in CI
 .ci/system-deps installs Chromium and the test extras Playwright, so it must run.
@@ -223,6 +223,39 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             await expect(http_only.locator(".omnichat-system p")).to_contain_text("we will answer")
             assert len(refused) >= 3  # it tried sockets first
 
+            # Chloé has three chats now (her web chat capacity): the next two visitors
+            # wait, and see where they stand in the acknowledgement, then as it changes.
+            waiting: list[Page] = []
+            for n, question in ((1, "Do you ship to Spain?"), (2, "Can I pay by card?")):
+                visitor = await (await browser.new_context(viewport=DESKTOP)).new_page()
+                await visitor.goto(url)
+                await open_chat(visitor)
+                await visitor.keyboard.type(question)
+                await visitor.keyboard.press("Enter")
+                # In the log (a polite live region), after the acknowledgement: announced.
+                line = visitor.locator(
+                    "[role=log][aria-live=polite] .omnichat-system + .omnichat-standing"
+                )
+                await expect(line).to_have_text(
+                    re.compile(rf"^You are number {n} in the queue · about [45] min$")
+                )
+                waiting.append(visitor)
+            first, second = waiting
+            await no_serious_violations(second)
+            # Chloé resolves the first chat: the first waiting visitor is hers, the second
+            # is told they are next, and the first's line goes once she writes.
+            assert len(s.tokens()) == 3
+            await s.agent_does("resolve", s.tokens()[0])
+            await expect(second.locator(".omnichat-standing")).to_have_text(
+                re.compile(r"^You are number 1 in the queue · about [45] min$")
+            )
+            await eventually(lambda: len(s.tokens()) == 4, WAIT_MS / 1000)
+            await s.agent_says("Yes, we ship to Spain.")
+            await expect(first.locator(".omnichat-agent p")).to_have_text(
+                ["Yes, we ship to Spain."]
+            )
+            await expect(first.locator(".omnichat-standing")).to_have_count(0)
+            await expect(second.locator(".omnichat-standing")).to_have_count(1)
             # "Call me back": the visitor types a national number; the request and the
             # router's confirmation show in the chat, and Chloé gets the callback on the
             # phone line with a tel: link.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 
 from connectors.webchat.tokens import issue_session, sign_identity
 from router.connector import Outcome
+from router.envelope import Sender, Standing
 from tests.connectors.webchat.helpers import (
     KEY,
     OLD_KEY,
@@ -20,6 +22,7 @@ from tests.connectors.webchat.helpers import (
     Chat,
     Client,
     chat,
+    reply,
     until,
 )
 
@@ -320,7 +323,6 @@ async def test_the_http_fallback_says_and_polls(tmp_path: Path) -> None:
 async def test_bad_outbound_envelopes_fail_without_raising(tmp_path: Path) -> None:
     async with chat(tmp_path) as c:
         _, visitor, _ = await started(c)
-        from tests.connectors.webchat.helpers import reply
 
         good = reply(visitor, "ok")
         for bad in (
@@ -379,3 +381,56 @@ async def test_stopping_closes_sockets_for_a_reconnect(tmp_path: Path) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await c.open()
         assert refused.value.status == 503
+
+
+async def test_the_acknowledgement_and_standing_updates_become_standing_frames(
+    tmp_path: Path,
+) -> None:
+    async with chat(tmp_path) as c:
+        client, visitor, token = await started(c)
+        assert (await client.say("c1", "hello"))["seq"] == 1
+        due = datetime(2026, 3, 2, 10, 5, tzinfo=UTC)
+        ack = reply(visitor, "Thanks, we will answer within 5 minutes.", "ack").model_copy(
+            update={
+                "sender": Sender(address="omnirouter", role="system"),
+                "meta": {"purpose": "ack"},
+                "standing": Standing(position=3, queue="general", due=due, wait=300),
+            }
+        )
+        assert (await c.connector.send(ack)).status == "sent"
+        assert (await c.connector.send(ack)).status == "sent"  # redelivered: nothing twice
+        msg, standing = await client.next("msg"), await client.next("standing")
+        assert (msg["seq"], msg["purpose"]) == (2, "ack")
+        assert standing == {
+            "t": "standing",
+            "id": ack.id,
+            "seq": 3,
+            "position": 3,
+            "queue": "general",
+            "due": due.isoformat(),
+            "wait": 300,
+            "at": ack.received_at.isoformat(),
+        }
+        # An update: a standing part and no text is a standing frame alone.
+        update = ack.model_copy(
+            update={
+                "id": "standing-1",
+                "text": "",
+                "meta": {"purpose": "standing"},
+                "standing": Standing(position=2, queue="general", due=due, wait=240),
+            }
+        )
+        assert (await c.connector.send(update)).status == "sent"
+        assert (await client.next("standing"))["position"] == 2
+        assert await c.connector.sessions.last(visitor) == 4
+        # Numbered like messages: a returning tab gets them in order, and so does a poll.
+        back = await c.hello(session=token, last=1)
+        await back.next("welcome")
+        assert [(await back.next())["t"] for _ in range(3)] == ["msg", "standing", "standing"]
+        async with c.http.post(
+            c.url + "/poll",
+            json={"session": token, "last": 3},
+            headers={"Origin": ORIGIN, "Content-Type": "text/plain"},
+        ) as r:
+            [polled] = await r.json()
+        assert (polled["t"], polled["seq"], polled["position"]) == ("standing", 4, 2)

@@ -111,3 +111,30 @@ async def test_last_texts_gives_each_conversations_newest_message(store: Store) 
         texts = await db.last_texts(conn, [c.id for c in convs])
         assert await db.last_texts(conn, []) == {}
     assert texts == {convs[0].id: "at minute 5", convs[1].id: "at minute 2"}
+
+
+async def test_a_queue_position_counts_who_waits_ahead_in_its_line_only(store: Store) -> None:
+    """Same queue and channel type, in queue order (rank, then wait start, ...): ties on the
+    rank are broken by times, compared as the store keeps them."""
+    async with store.transaction() as conn:
+        rows = await mail_conversations(conn, 5)
+        waits = [  # (rank, waiting since, queue): t3 is another queue, t4 does not wait
+            (10.0, NOW + timedelta(seconds=2), "general"),
+            (10.0, NOW + timedelta(seconds=1), "general"),
+            (5.0, NOW + timedelta(seconds=3), "general"),
+            (1.0, NOW, "billing"),
+        ]
+        for row, (rank, since, queue) in zip(rows, waits, strict=False):
+            await db.update_conversation(
+                conn, row.id, queue_rank=rank, waiting_since=since, queue=queue
+            )
+        line = await db.waiting_in(conn, "general", "email", 10)
+        assert [r.thread_key for r in line] == ["t2", "t1", "t0"]
+        assert [await db.queue_position(conn, r) for r in line] == [1, 2, 3]
+        assert [r.thread_key for r in await db.waiting_in(conn, "general", "email", 2)] == [
+            "t2",
+            "t1",
+        ]
+        assert await db.waiting_in(conn, "general", "webchat", 10) == []
+        [billing] = await db.waiting_in(conn, "billing", "email", 10)
+        assert await db.queue_position(conn, billing) == 1
