@@ -205,6 +205,12 @@ class DeliveryAgent(_Strict):
     name: str | None = Field(
         default=None, max_length=MAX_ADDRESS, description="The agent's display name."
     )
+    timezone: str | None = Field(
+        default=None,
+        max_length=MAX_NAME,
+        description="The agent's IANA time zone (theirs, else their schedule's; null:"
+        " not known), for showing times such as `sla_due` in it.",
+    )
 
 
 class DeliverySink(_Strict):

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from router.envelope import Delivery, Envelope
 
@@ -86,11 +87,22 @@ def _relative(due: datetime, now: datetime) -> str:
     return f"in {minutes} min" if minutes < 120 else f"in {minutes // 60} h"
 
 
+def _local(at: datetime, timezone: str | None) -> str:
+    """`at` in the agent's time zone, named; in UTC when theirs is not known."""
+    zone: tzinfo = UTC
+    if timezone:
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):  # checked by the config; a stale record
+            timezone = None
+    return f"{at.astimezone(zone):%Y-%m-%d %H:%M} {timezone or 'UTC'}"
+
+
 def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
     """The compact context card: what happened, the customer and all their identities,
     when the answer is due, why this agent, the customer's other conversations, the
-    latest messages. The due time is written in UTC and relative to now (the agent's
-    time zone is not known to the channel)."""
+    latest messages. The due time is written in the agent's time zone (UTC when the
+    delivery names none) and relative to now."""
     ctx: Mapping[str, Any] = delivery.context or {}
     customer = ctx.get("customer") or {}
     conv = ctx.get("conversation") or {}
@@ -113,7 +125,7 @@ def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
             )
     if delivery.sla_due is not None:
         due = delivery.sla_due
-        lines.append(f"Answer by {due:%Y-%m-%d %H:%M} UTC ({_relative(due, now)})")
+        lines.append(f"Answer by {_local(due, delivery.agent.timezone)} ({_relative(due, now)})")
     reason = delivery.reason or {}
     why = " ".join(str(reason.get(k, "")) for k in ("rule", "detail")).strip()
     if why:

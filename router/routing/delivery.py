@@ -205,7 +205,7 @@ async def deliver(
             text=summary(context, reason, event, note),
             delivery=Delivery(
                 event=event,
-                agent=DeliveryAgent(id=agent.id, name=agent.name),
+                agent=DeliveryAgent(id=agent.id, name=agent.name, timezone=_timezone(ctx, agent)),
                 sink=DeliverySink(type=sink.type, address=sink.address),
                 token=tokens.issue(ctx.signing_key, conv.id, agent.id),
                 reason=dict(reason),
@@ -220,6 +220,12 @@ async def deliver(
     unit.outputs += 1
     await db.add_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), value, unit.now)
     return True
+
+
+def _timezone(ctx: Routing, agent: AgentConfig) -> str | None:
+    """The agent's time zone: their own, else their schedule's."""
+    hours = ctx.config.business_hours.get(agent.schedule) if agent.schedule else None
+    return agent.timezone or (hours.timezone if hours is not None else None)
 
 
 def _shrink(context: dict[str, Any]) -> bool:

@@ -107,8 +107,11 @@ TOKEN = "0123456789abcdef0123456789abcdef.abcdefghijklmnopqrstuvwx"  # a convers
 CONVERSATION = TOKEN.split(".")[0]
 
 
-def delivery(agent: str = AGENT_ID, **extra: Any) -> Envelope:
-    """An assignment for `agent`, as the router puts it on `omni.agent.<channel>`."""
+def delivery(agent: str | dict[str, Any] = AGENT_ID, **extra: Any) -> Envelope:
+    """An assignment for `agent` (an id, or the delivery's whole `agent` part), as the
+    router puts it on `omni.agent.<channel>`."""
+    agent_part = {"id": agent} if isinstance(agent, str) else agent
+    agent = agent_part["id"]
     context = {
         "customer": {
             "id": "cust-1",
@@ -138,7 +141,7 @@ def delivery(agent: str = AGENT_ID, **extra: Any) -> Envelope:
         delivery=Delivery.model_validate(
             {
                 "event": "assigned",
-                "agent": {"id": agent},
+                "agent": agent_part,
                 "sink": {"type": "telegram", "address": str(AGENT_USER)},
                 "token": TOKEN,
                 "reason": {"rule": "last_agent", "detail": "served Eva before"},

@@ -73,6 +73,25 @@ async def test_the_card_has_the_context_and_the_buttons(api: FakeBotApi, tmp_pat
     assert buttons == ["accept", "resolve", "transfer", "away", "available"]
 
 
+@pytest.mark.parametrize(
+    ("timezone", "due"),
+    [
+        ("Europe/Madrid", "2026-01-02 11:30 Europe/Madrid"),
+        ("America/New_York", "2026-01-02 05:30 America/New_York"),
+        (None, "2026-01-02 10:30 UTC"),
+    ],
+)
+async def test_the_answer_is_due_in_the_agents_time_zone(
+    api: FakeBotApi, tmp_path: Path, timezone: str | None, due: str
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        sent = await w.connector.send(delivery(agent={"id": "chloe", "timezone": timezone}))
+        assert sent.status == "sent", sent
+    [card] = api.to(AGENT_USER)
+    assert f"Answer by {due} (" in card.text
+
+
 async def test_a_delivery_for_an_agent_elsewhere_fails(api: FakeBotApi, tmp_path: Path) -> None:
     async with wired(api, tmp_path) as w:
         await w.connector.start()
