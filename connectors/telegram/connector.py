@@ -21,6 +21,8 @@ channel (kept current by the daemon). Their private chat gets the context card
 (`outbound.card`) with inline buttons; the card's message id is kept with the
 delivery's token (checkpoint `card:<chat>:<message>`), so a Telegram reply to the
 card answers the customer and a button press is a command for that conversation.
+Transfer swaps the card's buttons for the queues (`Services.queues`, kept current
+by the daemon); a queue's button is the transfer command.
 A callback from anyone else gets a polite refusal and a log line.
 
 Sending is paced (`client.Pacer`) and one send at a time (the runner's outbound
@@ -126,6 +128,7 @@ class TelegramConnector:
         self._blobs: BlobStore = services.blobs
         self._checkpoints = services.checkpoints
         self._sinks = services.sinks  # agent id -> sink; the daemon keeps it current
+        self._queues = services.queues  # the queue names; the daemon keeps them current
         self.pacer = pacer or Pacer()
         self._max_hold = max_hold
         self.read_timeout = read_timeout  # of every call but getUpdates
@@ -424,20 +427,56 @@ class TelegramConnector:
             )
             await self._answer(press.callback_id, outbound.NOT_AN_AGENT)
             return None
-        if press.data not in outbound.BUTTONS:
+        queue = press.data.removeprefix(outbound.QUEUE_PREFIX)
+        picked = queue != press.data
+        if not picked and press.data not in outbound.BUTTONS and press.data != outbound.BACK:
             await self._answer(press.callback_id, "This button is no longer in use.")
-            return None
-        if press.data == "transfer":
-            await self._answer(press.callback_id, outbound.TRANSFER_HOW)
             return None
         token = await self._card_token(press.chat_id, press.message_id)
         if token is None and press.data not in outbound.PRESENCE:
             await self._answer(press.callback_id, "I no longer know this card's conversation.")
             return None
+        if press.data == "transfer":
+            await self._pick_queue(press)
+            return None
+        if press.data == outbound.BACK or picked:
+            await self._set_keyboard(press, outbound.keyboard())
+        if press.data == outbound.BACK:
+            await self._answer(press.callback_id, "")
+            return None
+        if picked and queue not in self._queues:
+            await self._answer(press.callback_id, f"There is no queue {queue!r} any more.")
+            return None
         builder = self._agent_input(press.user_id, token, press.name)
-        envelope = builder.command(f"callback:{press.callback_id}", press.data)
-        await self._answer(press.callback_id, f"{outbound.BUTTONS[press.data]}: sent")
+        native_id = f"callback:{press.callback_id}"
+        if picked:
+            envelope = builder.command(native_id, "transfer", [queue])
+            await self._answer(press.callback_id, f"Transfer to {queue}: sent")
+        else:
+            envelope = builder.command(native_id, press.data)
+            await self._answer(press.callback_id, f"{outbound.BUTTONS[press.data]}: sent")
         return Incoming(envelope=envelope, ack=ack)
+
+    async def _pick_queue(self, press: inbound.Press) -> None:
+        """Transfer: the card's keyboard becomes the queues (the daemon keeps them
+        current); with none configured, how to transfer by command."""
+        if not self._queues:
+            await self._answer(press.callback_id, outbound.TRANSFER_HOW)
+            return
+        await self._set_keyboard(press, outbound.queue_keyboard(self._queues))
+        await self._answer(press.callback_id, outbound.PICK_QUEUE)
+
+    async def _set_keyboard(self, press: inbound.Press, keyboard: Mapping[str, Any]) -> None:
+        if press.chat_id is None or press.message_id is None:
+            return
+        try:
+            await _call(
+                self._live().edit_message_reply_markup(
+                    press.chat_id, press.message_id, reply_markup=_markup(keyboard)
+                )
+            )
+        except (ApiUnavailable, BotRefused, TelegramError) as exc:
+            log.warning("telegram card keyboard not changed", channel=self.name, error=str(exc))
 
     async def _answer(self, callback_id: str, text: str) -> None:
         try:

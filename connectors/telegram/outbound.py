@@ -9,7 +9,7 @@ the customer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -78,6 +78,23 @@ def keyboard() -> dict[str, Any]:
             [{"text": BUTTONS[data], "callback_data": data} for data in row] for row in rows
         ]
     }
+
+
+# A queue button's callback_data is QUEUE_PREFIX and the queue's name: a name is at
+# most 63 characters of [a-z0-9_-], so it fits Telegram's 64 bytes and is never a
+# button of the card's own.
+QUEUE_PREFIX = ">"
+BACK = "back"
+QUEUES_PER_ROW = 2
+MAX_QUEUE_BUTTONS = 98  # Telegram takes 100 buttons per keyboard; one is Back
+
+
+def queue_keyboard(queues: Sequence[str]) -> dict[str, Any]:
+    """The transfer picker that replaces the card's keyboard: a button per queue, then Back."""
+    shown = list(queues)[:MAX_QUEUE_BUTTONS]
+    buttons = [{"text": q, "callback_data": QUEUE_PREFIX + q} for q in shown]
+    rows = [buttons[i : i + QUEUES_PER_ROW] for i in range(0, len(buttons), QUEUES_PER_ROW)]
+    return {"inline_keyboard": [*rows, [{"text": "« Back", "callback_data": BACK}]]}
 
 
 def _relative(due: datetime, now: datetime) -> str:
@@ -161,3 +178,4 @@ WHICH_CONVERSATION = (
 )
 NOT_AN_AGENT = "Sorry, this chat is for our support team only. Write to us here as a customer."
 TRANSFER_HOW = "To transfer, reply to the card with: /transfer <queue> [note for the next agent]"
+PICK_QUEUE = "Transfer to which queue? (With a note: reply /transfer <queue> <note> to the card.)"

@@ -62,7 +62,11 @@ class Wired:
 
 @asynccontextmanager
 async def wired(
-    api: FakeBotApi, tmp: Path, mode: str = "polling", pacer: Pacer | None = None
+    api: FakeBotApi,
+    tmp: Path,
+    mode: str = "polling",
+    pacer: Pacer | None = None,
+    queues: list[str] | None = None,
 ) -> AsyncIterator[Wired]:
     app = web.Application()
     checkpoints = MemoryCheckpoints()
@@ -72,7 +76,9 @@ async def wired(
             type="telegram", channel=CHANNEL, address=str(AGENT_USER), url=None, accepts=None
         )
     }
-    services = Services(blobs=blobs, checkpoints=checkpoints, http=Routes(app), sinks=sinks)
+    services = Services(
+        blobs=blobs, checkpoints=checkpoints, http=Routes(app), sinks=sinks, queues=queues or []
+    )
     connector = TelegramConnector(
         CHANNEL, telegram_config(api, mode), services, pacer=pacer or fast_pacer()
     )

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import orjson
 import pytest
 import structlog.testing
 
@@ -18,6 +19,7 @@ from tests.connectors.telegram.helpers import (
     delivery,
     wired,
 )
+from tests.harness.common import eventually
 from tests.harness.telegram import FakeBotApi, fake_bot_api, message, press
 
 WAIT = 10.0
@@ -148,6 +150,47 @@ async def test_buttons_are_commands_for_the_cards_conversation(
     assert commands == ["accept", "resolve"]
     answers = [str(p.get("text")) for m, p in api.calls if m == "answerCallbackQuery"]
     assert answers[0] == "Accept: sent" and "/transfer" in answers[1]
+
+
+def keyboards(api: FakeBotApi) -> list[list[str]]:
+    """The callback data of each keyboard the card was changed to, in order."""
+    out = []
+    for method, params in api.calls:
+        if method == "editMessageReplyMarkup":
+            markup = orjson.loads(params["reply_markup"])
+            out.append([b["callback_data"] for row in markup["inline_keyboard"] for b in row])
+    return out
+
+
+async def test_transfer_picks_a_queue_from_the_cards_keyboard(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    queues = ["billing", "returns"]
+    async with wired(api, tmp_path, queues=queues) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        api.add_update(press(api, AGENT_USER, card_id, "transfer"))  # the picker
+        api.add_update(press(api, AGENT_USER, card_id, "back"))  # the card's buttons again
+        api.add_update(press(api, AGENT_USER, card_id, "transfer"))
+        taking = asyncio.create_task(items_until(w, api, 1))
+        try:
+            await eventually(lambda: len(keyboards(api)) == 3, WAIT)
+            queues[:] = ["returns"]  # a reload removed billing
+            api.add_update(press(api, AGENT_USER, card_id, ">billing"))  # refused: gone
+            api.add_update(press(api, AGENT_USER, card_id, ">returns"))
+            [item] = await taking
+        finally:
+            taking.cancel()
+    assert isinstance(item, Incoming)
+    env = item.envelope
+    assert env.command is not None and env.meta["token"] == TOKEN
+    assert (env.command.name, env.command.args) == ("transfer", ["returns"])
+    card = ["accept", "resolve", "transfer", "away", "available"]
+    picker = [">billing", ">returns", "back"]
+    assert keyboards(api) == [picker, card, picker, card, card]
+    answers = [str(p.get("text")) for m, p in api.calls if m == "answerCallbackQuery"]
+    assert answers[0].startswith("Transfer to which queue?")
+    assert answers[3:] == ["There is no queue 'billing' any more.", "Transfer to returns: sent"]
 
 
 async def test_a_stranger_pressing_a_button_gets_a_polite_refusal(
