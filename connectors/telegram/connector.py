@@ -34,6 +34,7 @@ the runner reports to the router (an incident, and a note to the owner).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
@@ -82,6 +83,7 @@ REMEMBERED_UPDATES = 10_000  # update ids done lately: a replay is dropped here
 REMEMBERED_CHATS = 10_000  # chats whose latest message id we know
 POLL_SLACK = 10.0  # read timeout beyond the long-poll's own
 CARD_PREFIX = "card:"
+CARD_STORE_WAIT = 5.0  # seconds a press waits for its card's token to be stored
 OFFSET_KEY = "offset"
 
 Item = Incoming | Rejected
@@ -136,6 +138,7 @@ class TelegramConnector:
         self._updates = AiohttpRequest()
         self._recent: OrderedDict[int, None] = OrderedDict()  # update ids done lately
         self._latest: OrderedDict[int, int] = OrderedDict()  # chat -> latest message id
+        self._storing: dict[int, asyncio.Event] = {}  # agent chat -> its card's token write
         self.intake: HttpIntake | None = None
         if cfg.mode == "webhook":
             assert cfg.webhook is not None  # the config requires it
@@ -397,7 +400,15 @@ class TelegramConnector:
         if chat_id is None or message_id is None:
             return None
         key = f"{CARD_PREFIX}{chat_id}:{message_id}"
-        return await self._checkpoints.get_checkpoint(self.name, key)
+        token = await self._checkpoints.get_checkpoint(self.name, key)
+        storing = self._storing.get(chat_id)
+        if token is None and storing is not None:
+            # The card is in the chat before its token is stored: a quick agent's
+            # press or reply waits for that write rather than finding no card.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(storing.wait(), CARD_STORE_WAIT)
+            token = await self._checkpoints.get_checkpoint(self.name, key)
+        return token
 
     async def _agent_message(self, agent: str, msg: inbound.Message, ack: Ack) -> Item | None:
         token = await self._card_token(msg.chat_id, msg.reply_to)
@@ -535,12 +546,18 @@ class TelegramConnector:
         except ValueError:
             return SendResult(status="failed", detail="the agent's sink has no Telegram user id")
         text = outbound.card(envelope, delivery, now_utc())
-        sent = await self._paced(chat_id, text, markup=_markup(outbound.keyboard()))
-        if isinstance(sent, SendResult):
-            return sent
-        if delivery.token:
-            key = f"{CARD_PREFIX}{chat_id}:{sent.message_id}"
-            await self._checkpoints.set_checkpoint(self.name, key, delivery.token)
+        storing = self._storing[chat_id] = asyncio.Event()
+        try:
+            sent = await self._paced(chat_id, text, markup=_markup(outbound.keyboard()))
+            if isinstance(sent, SendResult):
+                return sent
+            if delivery.token:
+                key = f"{CARD_PREFIX}{chat_id}:{sent.message_id}"
+                await self._checkpoints.set_checkpoint(self.name, key, delivery.token)
+        finally:
+            storing.set()
+            if self._storing.get(chat_id) is storing:
+                del self._storing[chat_id]
         return SendResult(status="sent", native_id=str(sent.message_id))
 
     async def _paced(

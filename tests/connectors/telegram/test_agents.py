@@ -152,6 +152,38 @@ async def test_buttons_are_commands_for_the_cards_conversation(
     assert answers[0] == "Accept: sent" and "/transfer" in answers[1]
 
 
+async def test_a_press_on_a_card_whose_token_is_being_stored_waits_for_it(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with wired(api, tmp_path) as w:
+        looked_up = asyncio.Event()
+        get, put = w.checkpoints.get_checkpoint, w.checkpoints.set_checkpoint
+
+        async def looking(name: str, key: str) -> str | None:
+            if key.startswith("card:"):
+                looked_up.set()
+            return await get(name, key)
+
+        async def slow(name: str, key: str, value: str) -> None:
+            if key.startswith("card:"):  # stored only once the press looked for it
+                await looked_up.wait()
+            await put(name, key, value)
+
+        monkeypatch.setattr(w.checkpoints, "get_checkpoint", looking)
+        monkeypatch.setattr(w.checkpoints, "set_checkpoint", slow)
+        await w.connector.start()
+        sending = asyncio.create_task(w.connector.send(delivery()))
+        try:
+            await eventually(lambda: len(api.to(AGENT_USER)) == 1, WAIT)
+            [card] = api.to(AGENT_USER)
+            api.add_update(press(api, AGENT_USER, card.message_id, "accept"))
+            [item] = await items_until(w, api, 1)
+            assert (await sending).status == "sent"
+        finally:
+            sending.cancel()
+    assert isinstance(item, Incoming) and item.envelope.meta["token"] == TOKEN
+
+
 def keyboards(api: FakeBotApi) -> list[list[str]]:
     """The callback data of each keyboard the card was changed to, in order."""
     out = []
