@@ -143,6 +143,13 @@ def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
     if delivery.sla_due is not None:
         due = delivery.sla_due
         lines.append(f"Answer by {_local(due, delivery.agent.timezone)} ({_relative(due, now)})")
+    unreachable = conv.get("unreachable")
+    if isinstance(unreachable, Mapping):
+        since = str(unreachable.get("since", ""))[:16].replace("T", " ")
+        lines.append(
+            f"Not reached on {conv.get('channel', envelope.channel)} since {since} UTC:"
+            f" {unreachable.get('detail', '')}"
+        )
     reason = delivery.reason or {}
     why = " ".join(str(reason.get(k, "")) for k in ("rule", "detail")).strip()
     if why:

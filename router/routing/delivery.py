@@ -49,6 +49,10 @@ PREVIEW_CHARS = 280
 REPLY_CONTEXT = "reply_context"
 # The conversation's callback state in `thread_meta` (router.routing.calls).
 CALLBACK = "callback"
+# The conversation's "customer not reached here" fact in `thread_meta`: set when a
+# message to the customer failed for good (blocked bot, bounce), cleared when the
+# customer writes on it again.
+UNREACHABLE = "unreachable"
 # Share of max_record_bytes an output's content may use (headroom for the envelope).
 RECORD_SHARE = 0.8
 
@@ -175,6 +179,7 @@ async def deliver(
             "sla_due_at": conv.sla_due_at.isoformat() if conv.sla_due_at else None,
             "subject": _cut((conv.thread_meta or {}).get("subject"), SUBJECT_LIMIT)[0] or None,
             "callback": _callback(conv, [i.value for i in idents if i.kind == PHONE]),
+            "unreachable": (conv.thread_meta or {}).get(UNREACHABLE),
         },
         "transcript": transcript,
         # How much of the conversation the window shows; the rest is in the store.
@@ -331,6 +336,12 @@ def summary(
         lines.append(
             f"Call back: {callback['tel'] or '(no number known)'} — {callback['calls']} call(s),"
             f" {callback['attempts']} attempt(s) so far"
+        )
+    unreachable = conv.get("unreachable")
+    if unreachable:
+        lines.append(
+            f"Customer not reached on {conv['channel']} since {unreachable['since']}:"
+            f" {unreachable['detail']}"
         )
     if note:
         lines.append(f"Note: {note}")
