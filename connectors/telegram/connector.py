@@ -38,7 +38,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -73,6 +73,7 @@ from router.connector.agents import AgentInput, BadCommand
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.connector.signing import BadSignature, same
 from router.envelope import Attachment, Envelope, Sender, envelope_id, now_utc
+from router.errors import OmniError
 
 log = structlog.get_logger(__name__)
 
@@ -84,6 +85,7 @@ REMEMBERED_CHATS = 10_000  # chats whose latest message id we know
 POLL_SLACK = 10.0  # read timeout beyond the long-poll's own
 CARD_PREFIX = "card:"
 CARD_STORE_WAIT = 5.0  # seconds a press waits for its card's token to be stored
+HOUSEKEEPING_SECONDS = 3600.0  # how often old cards are pruned
 OFFSET_KEY = "offset"
 
 Item = Incoming | Rejected
@@ -139,6 +141,7 @@ class TelegramConnector:
         self._recent: OrderedDict[int, None] = OrderedDict()  # update ids done lately
         self._latest: OrderedDict[int, int] = OrderedDict()  # chat -> latest message id
         self._storing: dict[int, asyncio.Event] = {}  # agent chat -> its card's token write
+        self._housekeeping: asyncio.Task[None] | None = None
         self.intake: HttpIntake | None = None
         if cfg.mode == "webhook":
             assert cfg.webhook is not None  # the config requires it
@@ -190,6 +193,26 @@ class TelegramConnector:
         self._bot = bot
         if self.intake is not None:
             self.intake.start()
+        if self._housekeeping is None or self._housekeeping.done():
+            self._housekeeping = asyncio.create_task(
+                self._keep_house(), name=f"telegram-housekeeping:{self.name}"
+            )
+
+    async def prune(self, now: datetime) -> int:
+        """Forget the cards (card message -> conversation token) older than
+        `card_retention`; the offset is never pruned."""
+        before = now - self.cfg.card_retention
+        return await self._checkpoints.prune_checkpoints(self.name, CARD_PREFIX, before)
+
+    async def _keep_house(self) -> None:
+        while True:
+            try:
+                forgotten = await self.prune(now_utc())
+                if forgotten:
+                    log.info("old telegram cards pruned", channel=self.name, count=forgotten)
+            except OmniError as exc:  # the store is down: try again next time
+                log.warning("could not prune telegram cards", channel=self.name, error=str(exc))
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     async def _set_webhook(self, bot: Bot) -> None:
         hook = self.cfg.webhook
@@ -204,6 +227,11 @@ class TelegramConnector:
         )
 
     async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
         if self.intake is not None:
             self.intake.stop()
         bot, self._bot = self._bot, None

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 import structlog.testing
 
-from router.connector import DONE, Incoming, Rejected
+from connectors.telegram.connector import TelegramConnector
+from router.blobs import BlobStore
+from router.connector import DONE, Incoming, Rejected, Services
+from router.store import open_store
 from tests.connectors.telegram.helpers import (
     AGENT_USER,
     CONVERSATION,
     TOKEN,
     Wired,
     delivery,
+    telegram_config,
     wired,
 )
 from tests.harness.common import eventually
@@ -241,3 +246,40 @@ async def test_a_stranger_pressing_a_button_gets_a_polite_refusal(
         "Sorry, this chat is for our support team only. Write to us here as a customer."
     ]
     assert any(e.get("user_id") == 4242 for e in logs)
+
+
+async def test_old_cards_are_pruned_the_offset_kept(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    try:
+        async with fake_bot_api() as fake:
+            connector = TelegramConnector(
+                "tg",
+                telegram_config(fake, card_retention="30d"),
+                Services(blobs=BlobStore(tmp_path / "blobs"), checkpoints=store),
+            )
+            for key in ("card:777:5", "offset"):
+                await store.set_checkpoint("tg", key, "x")
+            await store.set_checkpoint("other-tg", "card:777:5", "x")
+            now = datetime.now(UTC)
+            assert await connector.prune(now + timedelta(days=29)) == 0
+            assert await connector.prune(now + timedelta(days=31)) == 1
+            assert await store.get_checkpoint("tg", "card:777:5") is None
+            assert await store.get_checkpoint("tg", "offset") == "x"
+            assert await store.get_checkpoint("other-tg", "card:777:5") == "x"
+    finally:
+        await store.close()
+
+
+async def test_cards_are_pruned_while_the_connector_runs(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pruned: list[tuple[str, str]] = []
+
+    async def prune(name: str, prefix: str, before: datetime) -> int:
+        pruned.append((name, prefix))
+        return 0
+
+    async with wired(api, tmp_path) as w:
+        monkeypatch.setattr(w.checkpoints, "prune_checkpoints", prune)
+        await w.connector.start()
+        await eventually(lambda: pruned == [("tg", "card:")], WAIT)
