@@ -37,14 +37,21 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    ReplyParameters,
+)
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -67,7 +74,7 @@ from connectors.telegram.client import (
 from connectors.telegram.config import TelegramChannelConfig
 from connectors.telegram.errors import ApiUnavailable, BadUpdate, BotRefused
 from connectors.telegram.identity import deep_link_key, linked_by_start
-from router.blobs import BlobStore
+from router.blobs import BlobError, BlobStore
 from router.connector import DONE, Ack, Incoming, Outcome, Rejected, SendResult, Services
 from router.connector.agents import AgentInput, BadCommand
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
@@ -448,7 +455,18 @@ class TelegramConnector:
             return None
         builder = self._agent_input(msg.user_id, token, msg.name)
         if not is_command:
-            return Incoming(envelope=builder.reply(msg.native_id, msg.text), ack=ack)
+            files = await self._fetch(msg.files)
+            if files.notes:  # over the 20 MB a bot may download: the agent must know
+                names = ", ".join(ref.name for ref in msg.files)
+                await self._tell(
+                    msg.chat_id,
+                    f"Not all files could be taken ({names}): "
+                    "Telegram lets a bot download 20 MB at most.",
+                )
+                if not (msg.text or files.attachments):
+                    return None
+            envelope = builder.reply(msg.native_id, msg.text, attachments=files.attachments)
+            return Incoming(envelope=envelope, ack=ack)
         args = words[1:2] + ([" ".join(words[2:])] if len(words) > 2 else [])
         try:
             envelope = builder.command(msg.native_id, name, args, text=msg.text)
@@ -549,8 +567,11 @@ class TelegramConnector:
         except outbound.NoChat as exc:
             return SendResult(status="failed", detail=str(exc))
         parts = outbound.chunks(envelope.text)
-        if not parts:
-            return SendResult(status="failed", detail="no text to send (files are not sent yet)")
+        files = envelope.attachments
+        if not parts and not files:
+            return SendResult(status="failed", detail="nothing to send (no text, no files)")
+        if (too_large := outbound.too_large(files)) is not None:
+            return SendResult(status="failed", detail=too_large)
         # A Telegram reply where the answered message is no longer the chat's latest.
         reply_to = where.reply_to if self._latest.get(where.chat_id) != where.reply_to else None
         sent: Any = None
@@ -558,7 +579,23 @@ class TelegramConnector:
             sent = await self._paced(where.chat_id, part, reply_to=reply_to if i == 0 else None)
             if isinstance(sent, SendResult):
                 return sent
+        for attachment in files:
+            sent = await self._send_file(where.chat_id, attachment)
+            if isinstance(sent, SendResult):
+                return sent
         return SendResult(status="sent", native_id=str(sent.message_id))
+
+    async def _send_file(self, chat_id: int, attachment: Attachment) -> Any:
+        """One file from the blob store, as a photo or a document; paced like a message."""
+        try:
+            data = await asyncio.to_thread(self._blobs.get, attachment.ref)
+        except BlobError as exc:
+            return SendResult(status="retry" if exc.retriable else "failed", detail=str(exc))
+        upload = InputFile(data, filename=attachment.name, attach=True)
+        bot = self._live()
+        if outbound.upload_as(attachment) == "photo":
+            return await self._paced(chat_id, call=lambda: bot.send_photo(chat_id, upload))
+        return await self._paced(chat_id, call=lambda: bot.send_document(chat_id, upload))
 
     async def _send_card(self, envelope: Envelope) -> SendResult:
         delivery = envelope.delivery
@@ -591,22 +628,27 @@ class TelegramConnector:
     async def _paced(
         self,
         chat_id: int,
-        text: str,
+        text: str = "",
         *,
         reply_to: int | None = None,
         markup: InlineKeyboardMarkup | None = None,
+        call: Callable[[], Awaitable[Message]] | None = None,
     ) -> Any:
         """The sent Message, or the SendResult saying why not. A 429 holds the chat and the
-        same message is sent again (up to `max_hold` of waiting, then the runner retries)."""
+        same message is sent again (up to `max_hold` of waiting, then the runner retries).
+        `call` sends something else than `text` (a file), made anew for each try."""
         bot = self._live()
         held = 0.0
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        if call is None:
+
+            def call() -> Awaitable[Message]:
+                return bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=markup)
+
         while True:
             await self.pacer.slot(chat_id)
             try:
-                message = await bot.send_message(
-                    chat_id, text, reply_parameters=reply, reply_markup=markup
-                )
+                message = await call()
             except RetryAfter as exc:
                 self.pacer.sent(chat_id)
                 wait = retry_after_of(exc)

@@ -1,7 +1,8 @@
 """Envelopes, written for Telegram: pure functions giving sendMessage's parameters.
 
 A reply to a customer goes to the chat its reply context names (else its thread
-key, the chat id), cut into Telegram's 4096-character messages. A delivery to an
+key, the chat id), cut into Telegram's 4096-character messages, then its files
+(photos shown inline, anything else as a document). A delivery to an
 agent is a compact context card with inline buttons; the card's message id is
 remembered with the delivery's token, so a Telegram reply to the card answers
 the customer.
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from router.envelope import Delivery, Envelope
+from router.envelope import Attachment, Delivery, Envelope
 
 MAX_TEXT = 4096  # Telegram's limit for one message's text
 TRANSCRIPT_LINES = 10
@@ -54,6 +55,25 @@ def target(envelope: Envelope) -> Target:
         ) from None
     reply_to = ctx.get("message_id")
     return Target(chat_id, reply_to if isinstance(reply_to, int) else None)
+
+
+UPLOAD_LIMIT = 50 * 1024 * 1024  # the Bot API takes documents up to 50 MB
+PHOTO_LIMIT = 10 * 1024 * 1024  # and photos up to 10 MB
+PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
+
+def upload_as(attachment: Attachment) -> str:
+    """How a file goes to a chat: `photo` (shown inline) or `document` (as it is)."""
+    is_photo = attachment.content_type in PHOTO_TYPES and attachment.size <= PHOTO_LIMIT
+    return "photo" if is_photo else "document"
+
+
+def too_large(attachments: Sequence[Attachment]) -> str | None:
+    """Why the files cannot go by the Bot API (one over 50 MB), or None."""
+    big = [a.name for a in attachments if a.size > UPLOAD_LIMIT]
+    if not big:
+        return None
+    return f"Telegram takes files up to 50 MB; too large: {', '.join(big)[:200]}"
 
 
 def chunks(text: str, limit: int = MAX_TEXT) -> list[str]:

@@ -9,12 +9,13 @@ the conversation's own channel and thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from router.config import AgentConfig
 from router.envelope import (
+    Attachment,
     Automated,
     Delivery,
     DeliveryAgent,
@@ -257,7 +258,10 @@ async def to_customer(
     template: str | None = None,
     language: str | None = None,
     agent: AgentConfig | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> None:
+    """A message to the customer, on the conversation's own channel and thread (with the
+    agent's files, by reference: the channel sends what it can)."""
     meta = dict(conv.thread_meta or {})
     subject = meta.get("subject") or ""
     env = Envelope(
@@ -276,6 +280,7 @@ async def to_customer(
         received_at=unit.now,
         subject=subject or None,
         text=text,
+        attachments=list(attachments),
         automated=Automated(auto=True) if auto else None,
         # The channel threads the reply from it (email: To, In-Reply-To, References).
         reply_context=meta.get(REPLY_CONTEXT) or {},

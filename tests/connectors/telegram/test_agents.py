@@ -121,6 +121,28 @@ async def test_a_reply_to_the_card_answers_the_customer(api: FakeBotApi, tmp_pat
     assert env.meta["token"] == TOKEN and env.thread_key == CONVERSATION
 
 
+async def test_an_agents_file_in_reply_to_the_card_goes_with_the_reply(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    api.add_file("doc1", b"%PDF-1.7 invoice", "documents/doc1.pdf")
+    doc = {"file_id": "doc1", "file_unique_id": "u1", "file_name": "invoice.pdf"}
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        card = {"message_id": card_id, "date": 0, "chat": {"id": AGENT_USER, "type": "private"}}
+        api.add_update(
+            message(
+                api, AGENT_USER, None, document=doc, caption="Your invoice", reply_to_message=card
+            )
+        )
+        [item] = await items_until(w, api, 1)
+        assert isinstance(item, Incoming)
+        env = item.envelope
+        assert (env.kind, env.text, env.meta["token"]) == ("reply", "Your invoice", TOKEN)
+        [att] = env.attachments
+        assert att.name == "invoice.pdf" and w.blobs.get(att.ref) == b"%PDF-1.7 invoice"
+
+
 async def test_a_message_replying_to_nothing_asks_which_conversation(
     api: FakeBotApi, tmp_path: Path
 ) -> None:
