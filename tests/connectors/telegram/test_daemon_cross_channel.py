@@ -24,6 +24,8 @@ from tests.harness.dovecot import ImapAccount
 from tests.harness.smtp import CapturingSmtp
 from tests.harness.telegram import fake_bot_api, message
 
+pytestmark = pytest.mark.imap
+
 WAIT = 30.0
 CUSTOMER, AGENT_USER = 42, 777
 EMAIL = "ana@example.net"
