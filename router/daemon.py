@@ -61,6 +61,10 @@ def sinks_of(config: Config) -> dict[str, SinkConfig]:
     return {a.id: a.sink for a in config.agents}
 
 
+def queues_of(config: Config) -> list[str]:
+    return [q.name for q in config.queues]
+
+
 def open_bus(config: Config) -> Bus:
     bus = config.bus
     if bus.backend == "kafka":
@@ -130,6 +134,7 @@ class Daemon:
         self.channels: list[ChannelRunner] = []
         self._connectors: list[tuple[str, Connector]] = []
         self._sinks: dict[str, SinkConfig] = {}  # lent to connectors, current after reloads
+        self._queues: list[str] = []  # the same
         self._topics_made: frozenset[str] = frozenset()  # what the bus was asked to create
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP's, held until done
@@ -245,12 +250,14 @@ class Daemon:
     def _build_connectors(self, routes: Routes) -> None:
         assert self.store is not None
         self._sinks.update(sinks_of(self.config))
+        self._queues[:] = queues_of(self.config)
         services = Services(
             blobs=BlobStore(self.config.blobs.path),
             checkpoints=self.store,
             http=routes,
             sinks=self._sinks,
             opens_at=self._opens_at,
+            queues=self._queues,
         )
         for name, spec, settings in self._enabled_channels():
             assert spec.factory is not None
@@ -495,6 +502,7 @@ class Daemon:
         self.config = new
         self._sinks.clear()  # in place: the connectors hold this mapping
         self._sinks.update(sinks_of(new))
+        self._queues[:] = queues_of(new)
         self.metrics.config_reloads.labels(result="ok").inc()
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()

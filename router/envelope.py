@@ -205,6 +205,12 @@ class DeliveryAgent(_Strict):
     name: str | None = Field(
         default=None, max_length=MAX_ADDRESS, description="The agent's display name."
     )
+    timezone: str | None = Field(
+        default=None,
+        max_length=MAX_NAME,
+        description="The agent's IANA time zone (theirs, else their schedule's; null:"
+        " not known), for showing times such as `sla_due` in it.",
+    )
 
 
 class DeliverySink(_Strict):
@@ -258,7 +264,9 @@ class Delivery(_Strict):
         default_factory=dict,
         description="`customer` (name, tier, tags, language, every identity, link"
         " suggestions), `conversation` (ref, channel, priority, queue, tags, complaint,"
-        " subject, SLA due, an open callback with its `tel:` link), `transcript` (the"
+        " subject, SLA due, an open callback with its `tel:` link, `unreachable`: since when"
+        " and why messages to the customer on the conversation's channel fail, until they"
+        " write again), `transcript` (the"
         " latest messages, oldest first, long texts cut), `transcript_window` (how many"
         " are shown of how many) and"
         " `other_conversations` (the customer's recent ones on every channel).",

@@ -69,11 +69,13 @@ class AiohttpRequest(BaseRequest):
     ) -> tuple[int, bytes]:
         if self._session is None or self._session.closed:
             raise NetworkError("the transport is not initialized")
-        if request_data is not None and request_data.contains_files:
-            raise NetworkError("uploading files is not supported")
         read = read_timeout if isinstance(read_timeout, int | float) else self._read_timeout
         timeout = aiohttp.ClientTimeout(sock_connect=CONNECT_TIMEOUT, sock_read=read)
-        data = request_data.json_parameters if request_data is not None else None
+        data: Any = request_data.json_parameters if request_data is not None else None
+        if request_data is not None and request_data.contains_files:
+            data = aiohttp.FormData(request_data.json_parameters)  # a file goes as multipart
+            for part, (filename, content, mime) in request_data.multipart_data.items():
+                data.add_field(part, content, filename=filename, content_type=mime)
         try:
             async with self._session.request(method, url, data=data, timeout=timeout) as resp:
                 return resp.status, await resp.read()

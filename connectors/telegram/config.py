@@ -81,6 +81,12 @@ class TelegramChannelConfig(Section):
         "https://api.telegram.org",
         description="Bot API base URL (a local Bot API server or a test fake).",
     )
+    card_retention: Duration = Field(
+        timedelta(days=90),
+        description="How long an agent's card stays answerable: its message id is kept with"
+        " the conversation token this long after it was sent (pruned hourly); a reply to an"
+        " older card asks which conversation it is for.",
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> TelegramChannelConfig:

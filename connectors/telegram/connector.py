@@ -21,6 +21,8 @@ channel (kept current by the daemon). Their private chat gets the context card
 (`outbound.card`) with inline buttons; the card's message id is kept with the
 delivery's token (checkpoint `card:<chat>:<message>`), so a Telegram reply to the
 card answers the customer and a button press is a command for that conversation.
+Transfer swaps the card's buttons for the queues (`Services.queues`, kept current
+by the daemon); a queue's button is the transfer command.
 A callback from anyone else gets a polite refusal and a log line.
 
 Sending is paced (`client.Pacer`) and one send at a time (the runner's outbound
@@ -35,14 +37,21 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
-from datetime import timedelta
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, ReplyParameters
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputFile,
+    Message,
+    ReplyParameters,
+)
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -65,12 +74,13 @@ from connectors.telegram.client import (
 from connectors.telegram.config import TelegramChannelConfig
 from connectors.telegram.errors import ApiUnavailable, BadUpdate, BotRefused
 from connectors.telegram.identity import deep_link_key, linked_by_start
-from router.blobs import BlobStore
+from router.blobs import BlobError, BlobStore
 from router.connector import DONE, Ack, Incoming, Outcome, Rejected, SendResult, Services
 from router.connector.agents import AgentInput, BadCommand
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.connector.signing import BadSignature, same
 from router.envelope import Attachment, Envelope, Sender, envelope_id, now_utc
+from router.errors import OmniError
 
 log = structlog.get_logger(__name__)
 
@@ -81,9 +91,8 @@ REMEMBERED_UPDATES = 10_000  # update ids done lately: a replay is dropped here
 REMEMBERED_CHATS = 10_000  # chats whose latest message id we know
 POLL_SLACK = 10.0  # read timeout beyond the long-poll's own
 CARD_PREFIX = "card:"
-# How long a reply to a card we do not know yet waits for cards still being sent to
-# that chat (sent, but not yet remembered) before it is taken as a reply to nothing.
-CARD_WAIT = 10.0
+CARD_STORE_WAIT = 5.0  # seconds a press waits for its card's token to be stored
+HOUSEKEEPING_SECONDS = 3600.0  # how often old cards are pruned
 OFFSET_KEY = "offset"
 
 Item = Incoming | Rejected
@@ -130,6 +139,7 @@ class TelegramConnector:
         self._blobs: BlobStore = services.blobs
         self._checkpoints = services.checkpoints
         self._sinks = services.sinks  # agent id -> sink; the daemon keeps it current
+        self._queues = services.queues  # the queue names; the daemon keeps them current
         self.pacer = pacer or Pacer()
         self._max_hold = max_hold
         self.read_timeout = read_timeout  # of every call but getUpdates
@@ -137,8 +147,8 @@ class TelegramConnector:
         self._updates = AiohttpRequest()
         self._recent: OrderedDict[int, None] = OrderedDict()  # update ids done lately
         self._latest: OrderedDict[int, int] = OrderedDict()  # chat -> latest message id
-        self._cards_sending: dict[int, int] = {}  # agent chat -> cards on their way
-        self._card_done = asyncio.Condition()
+        self._storing: dict[int, asyncio.Event] = {}  # agent chat -> its card's token write
+        self._housekeeping: asyncio.Task[None] | None = None
         self.intake: HttpIntake | None = None
         if cfg.mode == "webhook":
             assert cfg.webhook is not None  # the config requires it
@@ -190,6 +200,26 @@ class TelegramConnector:
         self._bot = bot
         if self.intake is not None:
             self.intake.start()
+        if self._housekeeping is None or self._housekeeping.done():
+            self._housekeeping = asyncio.create_task(
+                self._keep_house(), name=f"telegram-housekeeping:{self.name}"
+            )
+
+    async def prune(self, now: datetime) -> int:
+        """Forget the cards (card message -> conversation token) older than
+        `card_retention`; the offset is never pruned."""
+        before = now - self.cfg.card_retention
+        return await self._checkpoints.prune_checkpoints(self.name, CARD_PREFIX, before)
+
+    async def _keep_house(self) -> None:
+        while True:
+            try:
+                forgotten = await self.prune(now_utc())
+                if forgotten:
+                    log.info("old telegram cards pruned", channel=self.name, count=forgotten)
+            except OmniError as exc:  # the store is down: try again next time
+                log.warning("could not prune telegram cards", channel=self.name, error=str(exc))
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
 
     async def _set_webhook(self, bot: Bot) -> None:
         hook = self.cfg.webhook
@@ -204,6 +234,11 @@ class TelegramConnector:
         )
 
     async def stop(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+            self._housekeeping = None
         if self.intake is not None:
             self.intake.stop()
         bot, self._bot = self._bot, None
@@ -401,14 +436,12 @@ class TelegramConnector:
             return None
         key = f"{CARD_PREFIX}{chat_id}:{message_id}"
         token = await self._checkpoints.get_checkpoint(self.name, key)
-        if token is None and self._cards_sending.get(chat_id):
-            # The agent saw the card before we heard back that it was sent: wait for it.
-            async with self._card_done:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._card_done.wait_for(lambda: not self._cards_sending.get(chat_id)),
-                        CARD_WAIT,
-                    )
+        storing = self._storing.get(chat_id)
+        if token is None and storing is not None:
+            # The card is in the chat before its token is stored: a quick agent's
+            # press or reply waits for that write rather than finding no card.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(storing.wait(), CARD_STORE_WAIT)
             token = await self._checkpoints.get_checkpoint(self.name, key)
         return token
 
@@ -422,7 +455,18 @@ class TelegramConnector:
             return None
         builder = self._agent_input(msg.user_id, token, msg.name)
         if not is_command:
-            return Incoming(envelope=builder.reply(msg.native_id, msg.text), ack=ack)
+            files = await self._fetch(msg.files)
+            if files.notes:  # over the 20 MB a bot may download: the agent must know
+                names = ", ".join(ref.name for ref in msg.files)
+                await self._tell(
+                    msg.chat_id,
+                    f"Not all files could be taken ({names}): "
+                    "Telegram lets a bot download 20 MB at most.",
+                )
+                if not (msg.text or files.attachments):
+                    return None
+            envelope = builder.reply(msg.native_id, msg.text, attachments=files.attachments)
+            return Incoming(envelope=envelope, ack=ack)
         args = words[1:2] + ([" ".join(words[2:])] if len(words) > 2 else [])
         try:
             envelope = builder.command(msg.native_id, name, args, text=msg.text)
@@ -440,20 +484,56 @@ class TelegramConnector:
             )
             await self._answer(press.callback_id, outbound.NOT_AN_AGENT)
             return None
-        if press.data not in outbound.BUTTONS:
+        queue = press.data.removeprefix(outbound.QUEUE_PREFIX)
+        picked = queue != press.data
+        if not picked and press.data not in outbound.BUTTONS and press.data != outbound.BACK:
             await self._answer(press.callback_id, "This button is no longer in use.")
-            return None
-        if press.data == "transfer":
-            await self._answer(press.callback_id, outbound.TRANSFER_HOW)
             return None
         token = await self._card_token(press.chat_id, press.message_id)
         if token is None and press.data not in outbound.PRESENCE:
             await self._answer(press.callback_id, "I no longer know this card's conversation.")
             return None
+        if press.data == "transfer":
+            await self._pick_queue(press)
+            return None
+        if press.data == outbound.BACK or picked:
+            await self._set_keyboard(press, outbound.keyboard())
+        if press.data == outbound.BACK:
+            await self._answer(press.callback_id, "")
+            return None
+        if picked and queue not in self._queues:
+            await self._answer(press.callback_id, f"There is no queue {queue!r} any more.")
+            return None
         builder = self._agent_input(press.user_id, token, press.name)
-        envelope = builder.command(f"callback:{press.callback_id}", press.data)
-        await self._answer(press.callback_id, f"{outbound.BUTTONS[press.data]}: sent")
+        native_id = f"callback:{press.callback_id}"
+        if picked:
+            envelope = builder.command(native_id, "transfer", [queue])
+            await self._answer(press.callback_id, f"Transfer to {queue}: sent")
+        else:
+            envelope = builder.command(native_id, press.data)
+            await self._answer(press.callback_id, f"{outbound.BUTTONS[press.data]}: sent")
         return Incoming(envelope=envelope, ack=ack)
+
+    async def _pick_queue(self, press: inbound.Press) -> None:
+        """Transfer: the card's keyboard becomes the queues (the daemon keeps them
+        current); with none configured, how to transfer by command."""
+        if not self._queues:
+            await self._answer(press.callback_id, outbound.TRANSFER_HOW)
+            return
+        await self._set_keyboard(press, outbound.queue_keyboard(self._queues))
+        await self._answer(press.callback_id, outbound.PICK_QUEUE)
+
+    async def _set_keyboard(self, press: inbound.Press, keyboard: Mapping[str, Any]) -> None:
+        if press.chat_id is None or press.message_id is None:
+            return
+        try:
+            await _call(
+                self._live().edit_message_reply_markup(
+                    press.chat_id, press.message_id, reply_markup=_markup(keyboard)
+                )
+            )
+        except (ApiUnavailable, BotRefused, TelegramError) as exc:
+            log.warning("telegram card keyboard not changed", channel=self.name, error=str(exc))
 
     async def _answer(self, callback_id: str, text: str) -> None:
         try:
@@ -487,8 +567,11 @@ class TelegramConnector:
         except outbound.NoChat as exc:
             return SendResult(status="failed", detail=str(exc))
         parts = outbound.chunks(envelope.text)
-        if not parts:
-            return SendResult(status="failed", detail="no text to send (files are not sent yet)")
+        files = envelope.attachments
+        if not parts and not files:
+            return SendResult(status="failed", detail="nothing to send (no text, no files)")
+        if (too_large := outbound.too_large(files)) is not None:
+            return SendResult(status="failed", detail=too_large)
         # A Telegram reply where the answered message is no longer the chat's latest.
         reply_to = where.reply_to if self._latest.get(where.chat_id) != where.reply_to else None
         sent: Any = None
@@ -496,7 +579,23 @@ class TelegramConnector:
             sent = await self._paced(where.chat_id, part, reply_to=reply_to if i == 0 else None)
             if isinstance(sent, SendResult):
                 return sent
+        for attachment in files:
+            sent = await self._send_file(where.chat_id, attachment)
+            if isinstance(sent, SendResult):
+                return sent
         return SendResult(status="sent", native_id=str(sent.message_id))
+
+    async def _send_file(self, chat_id: int, attachment: Attachment) -> Any:
+        """One file from the blob store, as a photo or a document; paced like a message."""
+        try:
+            data = await asyncio.to_thread(self._blobs.get, attachment.ref)
+        except BlobError as exc:
+            return SendResult(status="retry" if exc.retriable else "failed", detail=str(exc))
+        upload = InputFile(data, filename=attachment.name, attach=True)
+        bot = self._live()
+        if outbound.upload_as(attachment) == "photo":
+            return await self._paced(chat_id, call=lambda: bot.send_photo(chat_id, upload))
+        return await self._paced(chat_id, call=lambda: bot.send_document(chat_id, upload))
 
     async def _send_card(self, envelope: Envelope) -> SendResult:
         delivery = envelope.delivery
@@ -512,7 +611,7 @@ class TelegramConnector:
         except ValueError:
             return SendResult(status="failed", detail="the agent's sink has no Telegram user id")
         text = outbound.card(envelope, delivery, now_utc())
-        self._cards_sending[chat_id] = self._cards_sending.get(chat_id, 0) + 1
+        storing = self._storing[chat_id] = asyncio.Event()
         try:
             sent = await self._paced(chat_id, text, markup=_markup(outbound.keyboard()))
             if isinstance(sent, SendResult):
@@ -521,32 +620,35 @@ class TelegramConnector:
                 key = f"{CARD_PREFIX}{chat_id}:{sent.message_id}"
                 await self._checkpoints.set_checkpoint(self.name, key, delivery.token)
         finally:
-            left = self._cards_sending.pop(chat_id) - 1
-            if left:
-                self._cards_sending[chat_id] = left
-            async with self._card_done:
-                self._card_done.notify_all()
+            storing.set()
+            if self._storing.get(chat_id) is storing:
+                del self._storing[chat_id]
         return SendResult(status="sent", native_id=str(sent.message_id))
 
     async def _paced(
         self,
         chat_id: int,
-        text: str,
+        text: str = "",
         *,
         reply_to: int | None = None,
         markup: InlineKeyboardMarkup | None = None,
+        call: Callable[[], Awaitable[Message]] | None = None,
     ) -> Any:
         """The sent Message, or the SendResult saying why not. A 429 holds the chat and the
-        same message is sent again (up to `max_hold` of waiting, then the runner retries)."""
+        same message is sent again (up to `max_hold` of waiting, then the runner retries).
+        `call` sends something else than `text` (a file), made anew for each try."""
         bot = self._live()
         held = 0.0
         reply = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+        if call is None:
+
+            def call() -> Awaitable[Message]:
+                return bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=markup)
+
         while True:
             await self.pacer.slot(chat_id)
             try:
-                message = await bot.send_message(
-                    chat_id, text, reply_parameters=reply, reply_markup=markup
-                )
+                message = await call()
             except RetryAfter as exc:
                 self.pacer.sent(chat_id)
                 wait = retry_after_of(exc)

@@ -1,7 +1,8 @@
 """Envelopes, written for Telegram: pure functions giving sendMessage's parameters.
 
 A reply to a customer goes to the chat its reply context names (else its thread
-key, the chat id), cut into Telegram's 4096-character messages. A delivery to an
+key, the chat id), cut into Telegram's 4096-character messages, then its files
+(photos shown inline, anything else as a document). A delivery to an
 agent is a compact context card with inline buttons; the card's message id is
 remembered with the delivery's token, so a Telegram reply to the card answers
 the customer.
@@ -9,12 +10,13 @@ the customer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from router.envelope import Delivery, Envelope
+from router.envelope import Attachment, Delivery, Envelope
 
 MAX_TEXT = 4096  # Telegram's limit for one message's text
 TRANSCRIPT_LINES = 10
@@ -55,6 +57,25 @@ def target(envelope: Envelope) -> Target:
     return Target(chat_id, reply_to if isinstance(reply_to, int) else None)
 
 
+UPLOAD_LIMIT = 50 * 1024 * 1024  # the Bot API takes documents up to 50 MB
+PHOTO_LIMIT = 10 * 1024 * 1024  # and photos up to 10 MB
+PHOTO_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
+
+
+def upload_as(attachment: Attachment) -> str:
+    """How a file goes to a chat: `photo` (shown inline) or `document` (as it is)."""
+    is_photo = attachment.content_type in PHOTO_TYPES and attachment.size <= PHOTO_LIMIT
+    return "photo" if is_photo else "document"
+
+
+def too_large(attachments: Sequence[Attachment]) -> str | None:
+    """Why the files cannot go by the Bot API (one over 50 MB), or None."""
+    big = [a.name for a in attachments if a.size > UPLOAD_LIMIT]
+    if not big:
+        return None
+    return f"Telegram takes files up to 50 MB; too large: {', '.join(big)[:200]}"
+
+
 def chunks(text: str, limit: int = MAX_TEXT) -> list[str]:
     """`text` in messages of at most `limit` characters, cut at a line break where one is near."""
     text = text.strip()
@@ -79,6 +100,23 @@ def keyboard() -> dict[str, Any]:
     }
 
 
+# A queue button's callback_data is QUEUE_PREFIX and the queue's name: a name is at
+# most 63 characters of [a-z0-9_-], so it fits Telegram's 64 bytes and is never a
+# button of the card's own.
+QUEUE_PREFIX = ">"
+BACK = "back"
+QUEUES_PER_ROW = 2
+MAX_QUEUE_BUTTONS = 98  # Telegram takes 100 buttons per keyboard; one is Back
+
+
+def queue_keyboard(queues: Sequence[str]) -> dict[str, Any]:
+    """The transfer picker that replaces the card's keyboard: a button per queue, then Back."""
+    shown = list(queues)[:MAX_QUEUE_BUTTONS]
+    buttons = [{"text": q, "callback_data": QUEUE_PREFIX + q} for q in shown]
+    rows = [buttons[i : i + QUEUES_PER_ROW] for i in range(0, len(buttons), QUEUES_PER_ROW)]
+    return {"inline_keyboard": [*rows, [{"text": "« Back", "callback_data": BACK}]]}
+
+
 def _relative(due: datetime, now: datetime) -> str:
     minutes = round((due - now).total_seconds() / 60)
     if minutes < 0:
@@ -86,11 +124,22 @@ def _relative(due: datetime, now: datetime) -> str:
     return f"in {minutes} min" if minutes < 120 else f"in {minutes // 60} h"
 
 
+def _local(at: datetime, timezone: str | None) -> str:
+    """`at` in the agent's time zone, named; in UTC when theirs is not known."""
+    zone: tzinfo = UTC
+    if timezone:
+        try:
+            zone = ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):  # checked by the config; a stale record
+            timezone = None
+    return f"{at.astimezone(zone):%Y-%m-%d %H:%M} {timezone or 'UTC'}"
+
+
 def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
     """The compact context card: what happened, the customer and all their identities,
     when the answer is due, why this agent, the customer's other conversations, the
-    latest messages. The due time is written in UTC and relative to now (the agent's
-    time zone is not known to the channel)."""
+    latest messages. The due time is written in the agent's time zone (UTC when the
+    delivery names none) and relative to now."""
     ctx: Mapping[str, Any] = delivery.context or {}
     customer = ctx.get("customer") or {}
     conv = ctx.get("conversation") or {}
@@ -113,7 +162,14 @@ def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
             )
     if delivery.sla_due is not None:
         due = delivery.sla_due
-        lines.append(f"Answer by {due:%Y-%m-%d %H:%M} UTC ({_relative(due, now)})")
+        lines.append(f"Answer by {_local(due, delivery.agent.timezone)} ({_relative(due, now)})")
+    unreachable = conv.get("unreachable")
+    if isinstance(unreachable, Mapping):
+        since = str(unreachable.get("since", ""))[:16].replace("T", " ")
+        lines.append(
+            f"Not reached on {conv.get('channel', envelope.channel)} since {since} UTC:"
+            f" {unreachable.get('detail', '')}"
+        )
     reason = delivery.reason or {}
     why = " ".join(str(reason.get(k, "")) for k in ("rule", "detail")).strip()
     if why:
@@ -149,3 +205,4 @@ WHICH_CONVERSATION = (
 )
 NOT_AN_AGENT = "Sorry, this chat is for our support team only. Write to us here as a customer."
 TRANSFER_HOW = "To transfer, reply to the card with: /transfer <queue> [note for the next agent]"
+PICK_QUEUE = "Transfer to which queue? (With a note: reply /transfer <queue> <note> to the card.)"

@@ -11,7 +11,7 @@ typed result. The daemon owns lifecycle, reconnection and backoff.
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib.metadata import entry_points
@@ -172,7 +172,7 @@ class HttpRoutes(Protocol):
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Services:
     """What the daemon lends a connector: blob store, checkpoint store, HTTP routes,
-    and where each agent is reached.
+    where each agent is reached, and the queues.
 
     A connector adds its HTTP routes in its factory (before the listener starts).
     `sinks` (agent id -> sink) is kept current across config reloads; a connector
@@ -180,6 +180,8 @@ class Services:
     Slack webhook URL is a credential) never rides the bus. `opens_at(channel, now)`
     is the channel's next open moment by its business hours (`now` while open), read
     from the current config: a chat can say when we open before anyone writes.
+    `queues` (the configured queue names, in config order) is kept current the same
+    way as `sinks`, for a tool that offers agents the queues to transfer to.
     """
 
     blobs: BlobStore
@@ -187,6 +189,7 @@ class Services:
     http: HttpRoutes | None = None
     sinks: Mapping[str, SinkConfig] = field(default_factory=dict)
     opens_at: Callable[[str, datetime], datetime] = field(default=lambda _channel, now: now)
+    queues: Sequence[str] = field(default_factory=tuple)
 
 
 class Checkpoints(Protocol):

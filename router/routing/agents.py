@@ -166,7 +166,16 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
     # Not stored as it came in: `to_customer` stores the reply as the customer gets it
     # (from this agent), and the transcript shows it once.
     agent = ctx.agents[agent_id]
-    await to_customer(ctx, unit, conv, env.text, purpose="reply", auto=False, agent=agent)
+    await to_customer(
+        ctx,
+        unit,
+        conv,
+        env.text,
+        purpose="reply",
+        auto=False,
+        agent=agent,
+        attachments=env.attachments,
+    )
     if conv.first_response_at is None:
         await db.update_conversation(unit.conn, conv.id, first_response_at=unit.now)
         await db.cancel_timers(unit.conn, conv.id, SLA_TIMERS, unit.now)

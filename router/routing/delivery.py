@@ -9,12 +9,13 @@ the conversation's own channel and thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from router.config import AgentConfig
 from router.envelope import (
+    Attachment,
     Automated,
     Delivery,
     DeliveryAgent,
@@ -50,6 +51,10 @@ PREVIEW_CHARS = 280
 REPLY_CONTEXT = "reply_context"
 # The conversation's callback state in `thread_meta` (router.routing.calls).
 CALLBACK = "callback"
+# The conversation's "customer not reached here" fact in `thread_meta`: set when a
+# message to the customer failed for good (blocked bot, bounce), cleared when the
+# customer writes on it again.
+UNREACHABLE = "unreachable"
 # Share of max_record_bytes an output's content may use (headroom for the envelope).
 RECORD_SHARE = 0.8
 
@@ -176,6 +181,7 @@ async def deliver(
             "sla_due_at": conv.sla_due_at.isoformat() if conv.sla_due_at else None,
             "subject": _cut((conv.thread_meta or {}).get("subject"), SUBJECT_LIMIT)[0] or None,
             "callback": _callback(conv, [i.value for i in idents if i.kind == PHONE]),
+            "unreachable": (conv.thread_meta or {}).get(UNREACHABLE),
         },
         "transcript": transcript,
         # How much of the conversation the window shows; the rest is in the store.
@@ -206,7 +212,7 @@ async def deliver(
             text=summary(context, reason, event, note),
             delivery=Delivery(
                 event=event,
-                agent=DeliveryAgent(id=agent.id, name=agent.name),
+                agent=DeliveryAgent(id=agent.id, name=agent.name, timezone=_timezone(ctx, agent)),
                 sink=DeliverySink(type=sink.type, address=sink.address),
                 token=tokens.issue(ctx.signing_key, conv.id, agent.id),
                 reason=dict(reason),
@@ -221,6 +227,12 @@ async def deliver(
     unit.outputs += 1
     await db.add_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), value, unit.now)
     return True
+
+
+def _timezone(ctx: Routing, agent: AgentConfig) -> str | None:
+    """The agent's time zone: their own, else their schedule's."""
+    hours = ctx.config.business_hours.get(agent.schedule) if agent.schedule else None
+    return agent.timezone or (hours.timezone if hours is not None else None)
 
 
 def _shrink(context: dict[str, Any]) -> bool:
@@ -249,9 +261,11 @@ async def to_customer(
     agent: AgentConfig | None = None,
     standing: Standing | None = None,
     record: bool = True,
+    attachments: Sequence[Attachment] = (),
 ) -> tuple[int, Envelope]:
-    """Write a message to the customer on the conversation's own channel and thread; its
-    outbox row and envelope. `record`: kept in the transcript (a standing update is not)."""
+    """Write a message to the customer on the conversation's own channel and thread (with
+    the agent's files, by reference: the channel sends what it can); its outbox row and
+    envelope. `record`: kept in the transcript (a standing update is not)."""
     meta = dict(conv.thread_meta or {})
     subject = meta.get("subject") or ""
     env = Envelope(
@@ -270,6 +284,7 @@ async def to_customer(
         received_at=unit.now,
         subject=subject or None,
         text=text,
+        attachments=list(attachments),
         automated=Automated(auto=True) if auto else None,
         standing=standing,
         # The channel threads the reply from it (email: To, In-Reply-To, References).
@@ -333,6 +348,12 @@ def summary(
         lines.append(
             f"Call back: {callback['tel'] or '(no number known)'} — {callback['calls']} call(s),"
             f" {callback['attempts']} attempt(s) so far"
+        )
+    unreachable = conv.get("unreachable")
+    if unreachable:
+        lines.append(
+            f"Customer not reached on {conv['channel']} since {unreachable['since']}:"
+            f" {unreachable['detail']}"
         )
     if note:
         lines.append(f"Note: {note}")

@@ -1,5 +1,9 @@
 """Delivery failures: recorded in the incident register and told to the owning agent.
 
+A message to a customer that failed for good also marks the conversation: the
+customer is not reached on its channel (`thread_meta.unreachable`), which every
+later delivery shows until the customer writes on it again.
+
 Two ways a failure reaches the router, both through the inbound topic: a
 connector's report that a send failed for good (a `command` from `system`
 named `delivery_failed`), and a bounce (a delivery report, `automated.bounce`),
@@ -12,8 +16,10 @@ from typing import Any
 
 from router.envelope import Bounce, Envelope
 from router.routing.context import Routing, Unit
-from router.routing.delivery import deliver
+from router.routing.delivery import UNREACHABLE, deliver
 from router.store import routing as db
+
+MAX_DETAIL = 500
 
 
 async def system_event(ctx: Routing, unit: Unit, env: Envelope) -> None:
@@ -76,6 +82,8 @@ async def record_failure(
     if conv is None:
         unit.decide("delivery_failed", reason={"envelope_id": envelope_id, "detail": detail})
         return True
+    if to_customer is not None:
+        conv = await _unreachable(unit, conv, detail)
     reason = {"rule": "delivery_failed", "detail": detail, "envelope_id": envelope_id}
     if conv.owner_agent_id is not None and to_customer is not None:
         await deliver(ctx, unit, conv, conv.owner_agent_id, "delivery_failed", reason)
@@ -83,3 +91,12 @@ async def record_failure(
         "delivery_failed", conversation_id=conv.id, agent=conv.owner_agent_id, reason=reason
     )
     return True
+
+
+async def _unreachable(unit: Unit, conv: Any, detail: str) -> Any:
+    """Record on the conversation that the customer is not reached on its channel (since
+    the first such failure), for every later delivery to show until they write again."""
+    meta = dict(conv.thread_meta or {})
+    since = (meta.get(UNREACHABLE) or {}).get("since") or unit.now.isoformat()
+    meta[UNREACHABLE] = {"since": since, "detail": detail[:MAX_DETAIL]}
+    return await db.update_conversation(unit.conn, conv.id, thread_meta=meta)

@@ -17,7 +17,7 @@ from router.routing import calls, failures, standing
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
-from router.routing.delivery import REPLY_CONTEXT, deliver, to_customer
+from router.routing.delivery import REPLY_CONTEXT, UNREACHABLE, deliver, to_customer
 from router.routing.identity import IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
 from router.routing.templates import render, template_language
@@ -203,6 +203,7 @@ def merged_thread_meta(ctx: Routing, env: Envelope, current: Mapping[str, Any]) 
     """The conversation's thread facts: its subject, and the reply context of the latest
     customer message that had one (the channel's own, handed back on every reply)."""
     meta = dict(current)
+    meta.pop(UNREACHABLE, None)  # they wrote: the channel reaches them again
     meta.setdefault("subject", env.subject)
     if env.reply_context:
         meta[REPLY_CONTEXT] = dict(env.reply_context)

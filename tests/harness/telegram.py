@@ -28,6 +28,8 @@ from tests.harness.common import free_port
 
 TOKEN = "123456:TEST-fake-bot-token_abcdefghijklmn"
 BOT_ID = 123456
+UPLOAD_LIMIT = 50 * 1024 * 1024  # the Bot API's upload limits: documents
+PHOTO_UPLOAD_LIMIT = 10 * 1024 * 1024  # and photos
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Sent:
     text: str
     reply_to: int | None
     reply_markup: dict[str, Any] | None
+    file: tuple[str, bytes] | None = None  # an uploaded document or photo: name, bytes
 
 
 @dataclass
@@ -113,7 +116,7 @@ class FakeBotApi:
     # --- server --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application()
+        app = web.Application(client_max_size=UPLOAD_LIMIT + 1024 * 1024)
         app.router.add_post("/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2)
@@ -249,6 +252,39 @@ class FakeBotApi:
             message["reply_markup"] = markup
         return message
 
+    def _m_sendDocument(self, params: dict[str, Any]) -> Any:
+        return self._upload(params, "document")
+
+    def _m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        return self._upload(params, "photo")
+
+    def _upload(self, params: dict[str, Any], kind: str) -> Any:
+        """sendDocument / sendPhoto with the file uploaded (multipart, `attach://`)."""
+        chat_id = int(params["chat_id"])
+        ref = str(params.get(kind) or "")
+        part = params.get(ref.removeprefix("attach://")) if ref.startswith("attach://") else None
+        if not isinstance(part, tuple):
+            return _error(400, f"Bad Request: there is no {kind} in the request")
+        name, data = part
+        limit = PHOTO_UPLOAD_LIMIT if kind == "photo" else UPLOAD_LIMIT
+        if len(data) > limit:
+            return _error(413, "Request Entity Too Large")
+        message_id = self.message_id()
+        caption = str(params.get("caption") or "")
+        self.sent.append(Sent(time.monotonic(), chat_id, message_id, caption, None, None, part))
+        file = {"file_id": f"up-{message_id}", "file_unique_id": f"u{message_id}"}
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "from": {**self._me()},
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+        }
+        if kind == "photo":
+            message["photo"] = [{**file, "width": 1, "height": 1}]
+        else:
+            message["document"] = {**file, "file_name": name}
+        return message
+
     def _m_getFile(self, params: dict[str, Any]) -> Any:
         file_id = str(params.get("file_id"))
         if file_id not in self.files:
@@ -276,6 +312,8 @@ class FakeBotApi:
 
 
 def _field(value: Any) -> Any:
+    if isinstance(value, web.FileField):  # an upload: its name and bytes
+        return (value.filename, value.file.read())
     return value if isinstance(value, str) else str(value)
 
 

@@ -272,6 +272,20 @@ async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path
         assert daemon.metrics.config_reloads.labels(result="invalid")._value.get() == 1
 
 
+async def test_connectors_see_the_queues_of_the_running_config(tmp_path: Path) -> None:
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(config_text(tmp_path) + "queues:\n  - name: billing\n")
+    cfg = parse_config(path.read_text(), registry=reg.specs)
+    async with running(cfg, registry=reg.specs, config_path=path, watch_config=None) as daemon:
+        services = reg.built["chat"].services
+        assert services is not None
+        assert list(services.queues) == ["billing"]
+        path.write_text(config_text(tmp_path) + "queues:\n  - name: returns\n  - name: billing\n")
+        assert await daemon.reload() is True
+        assert list(services.queues) == ["returns", "billing"]
+
+
 async def test_a_changed_config_file_is_reloaded_without_a_signal(tmp_path: Path) -> None:
     reg = Registry()
     path = tmp_path / "channels.yaml"

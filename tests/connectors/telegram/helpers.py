@@ -62,7 +62,11 @@ class Wired:
 
 @asynccontextmanager
 async def wired(
-    api: FakeBotApi, tmp: Path, mode: str = "polling", pacer: Pacer | None = None
+    api: FakeBotApi,
+    tmp: Path,
+    mode: str = "polling",
+    pacer: Pacer | None = None,
+    queues: list[str] | None = None,
 ) -> AsyncIterator[Wired]:
     app = web.Application()
     checkpoints = MemoryCheckpoints()
@@ -72,7 +76,9 @@ async def wired(
             type="telegram", channel=CHANNEL, address=str(AGENT_USER), url=None, accepts=None
         )
     }
-    services = Services(blobs=blobs, checkpoints=checkpoints, http=Routes(app), sinks=sinks)
+    services = Services(
+        blobs=blobs, checkpoints=checkpoints, http=Routes(app), sinks=sinks, queues=queues or []
+    )
     connector = TelegramConnector(
         CHANNEL, telegram_config(api, mode), services, pacer=pacer or fast_pacer()
     )
@@ -107,8 +113,11 @@ TOKEN = "0123456789abcdef0123456789abcdef.abcdefghijklmnopqrstuvwx"  # a convers
 CONVERSATION = TOKEN.split(".")[0]
 
 
-def delivery(agent: str = AGENT_ID, **extra: Any) -> Envelope:
-    """An assignment for `agent`, as the router puts it on `omni.agent.<channel>`."""
+def delivery(agent: str | dict[str, Any] = AGENT_ID, **extra: Any) -> Envelope:
+    """An assignment for `agent` (an id, or the delivery's whole `agent` part), as the
+    router puts it on `omni.agent.<channel>`."""
+    agent_part = {"id": agent} if isinstance(agent, str) else agent
+    agent = agent_part["id"]
     context = {
         "customer": {
             "id": "cust-1",
@@ -138,7 +147,7 @@ def delivery(agent: str = AGENT_ID, **extra: Any) -> Envelope:
         delivery=Delivery.model_validate(
             {
                 "event": "assigned",
-                "agent": {"id": agent},
+                "agent": agent_part,
                 "sink": {"type": "telegram", "address": str(AGENT_USER)},
                 "token": TOKEN,
                 "reason": {"rule": "last_agent", "detail": "served Eva before"},

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 import structlog.testing
 
-from router.connector import DONE, Incoming, Rejected
+from connectors.telegram.connector import TelegramConnector
+from router.blobs import BlobStore
+from router.connector import DONE, Incoming, Rejected, Services
+from router.store import open_store
 from tests.connectors.telegram.helpers import (
     AGENT_USER,
     CONVERSATION,
     TOKEN,
     Wired,
     delivery,
+    telegram_config,
     wired,
 )
+from tests.harness.common import eventually
 from tests.harness.telegram import FakeBotApi, fake_bot_api, message, press
 
 WAIT = 10.0
@@ -73,6 +80,25 @@ async def test_the_card_has_the_context_and_the_buttons(api: FakeBotApi, tmp_pat
     assert buttons == ["accept", "resolve", "transfer", "away", "available"]
 
 
+@pytest.mark.parametrize(
+    ("timezone", "due"),
+    [
+        ("Europe/Madrid", "2026-01-02 11:30 Europe/Madrid"),
+        ("America/New_York", "2026-01-02 05:30 America/New_York"),
+        (None, "2026-01-02 10:30 UTC"),
+    ],
+)
+async def test_the_answer_is_due_in_the_agents_time_zone(
+    api: FakeBotApi, tmp_path: Path, timezone: str | None, due: str
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        sent = await w.connector.send(delivery(agent={"id": "chloe", "timezone": timezone}))
+        assert sent.status == "sent", sent
+    [card] = api.to(AGENT_USER)
+    assert f"Answer by {due} (" in card.text
+
+
 async def test_a_delivery_for_an_agent_elsewhere_fails(api: FakeBotApi, tmp_path: Path) -> None:
     async with wired(api, tmp_path) as w:
         await w.connector.start()
@@ -93,6 +119,28 @@ async def test_a_reply_to_the_card_answers_the_customer(api: FakeBotApi, tmp_pat
     assert (env.kind, env.direction, env.text) == ("reply", "in", "Refunded, sorry!")
     assert env.sender.role == "agent" and env.sender.address == str(AGENT_USER)
     assert env.meta["token"] == TOKEN and env.thread_key == CONVERSATION
+
+
+async def test_an_agents_file_in_reply_to_the_card_goes_with_the_reply(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    api.add_file("doc1", b"%PDF-1.7 invoice", "documents/doc1.pdf")
+    doc = {"file_id": "doc1", "file_unique_id": "u1", "file_name": "invoice.pdf"}
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        card = {"message_id": card_id, "date": 0, "chat": {"id": AGENT_USER, "type": "private"}}
+        api.add_update(
+            message(
+                api, AGENT_USER, None, document=doc, caption="Your invoice", reply_to_message=card
+            )
+        )
+        [item] = await items_until(w, api, 1)
+        assert isinstance(item, Incoming)
+        env = item.envelope
+        assert (env.kind, env.text, env.meta["token"]) == ("reply", "Your invoice", TOKEN)
+        [att] = env.attachments
+        assert att.name == "invoice.pdf" and w.blobs.get(att.ref) == b"%PDF-1.7 invoice"
 
 
 async def test_a_message_replying_to_nothing_asks_which_conversation(
@@ -131,6 +179,79 @@ async def test_buttons_are_commands_for_the_cards_conversation(
     assert answers[0] == "Accept: sent" and "/transfer" in answers[1]
 
 
+async def test_a_press_on_a_card_whose_token_is_being_stored_waits_for_it(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with wired(api, tmp_path) as w:
+        looked_up = asyncio.Event()
+        get, put = w.checkpoints.get_checkpoint, w.checkpoints.set_checkpoint
+
+        async def looking(name: str, key: str) -> str | None:
+            if key.startswith("card:"):
+                looked_up.set()
+            return await get(name, key)
+
+        async def slow(name: str, key: str, value: str) -> None:
+            if key.startswith("card:"):  # stored only once the press looked for it
+                await looked_up.wait()
+            await put(name, key, value)
+
+        monkeypatch.setattr(w.checkpoints, "get_checkpoint", looking)
+        monkeypatch.setattr(w.checkpoints, "set_checkpoint", slow)
+        await w.connector.start()
+        sending = asyncio.create_task(w.connector.send(delivery()))
+        try:
+            await eventually(lambda: len(api.to(AGENT_USER)) == 1, WAIT)
+            [card] = api.to(AGENT_USER)
+            api.add_update(press(api, AGENT_USER, card.message_id, "accept"))
+            [item] = await items_until(w, api, 1)
+            assert (await sending).status == "sent"
+        finally:
+            sending.cancel()
+    assert isinstance(item, Incoming) and item.envelope.meta["token"] == TOKEN
+
+
+def keyboards(api: FakeBotApi) -> list[list[str]]:
+    """The callback data of each keyboard the card was changed to, in order."""
+    out = []
+    for method, params in api.calls:
+        if method == "editMessageReplyMarkup":
+            markup = orjson.loads(params["reply_markup"])
+            out.append([b["callback_data"] for row in markup["inline_keyboard"] for b in row])
+    return out
+
+
+async def test_transfer_picks_a_queue_from_the_cards_keyboard(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    queues = ["billing", "returns"]
+    async with wired(api, tmp_path, queues=queues) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        api.add_update(press(api, AGENT_USER, card_id, "transfer"))  # the picker
+        api.add_update(press(api, AGENT_USER, card_id, "back"))  # the card's buttons again
+        api.add_update(press(api, AGENT_USER, card_id, "transfer"))
+        taking = asyncio.create_task(items_until(w, api, 1))
+        try:
+            await eventually(lambda: len(keyboards(api)) == 3, WAIT)
+            queues[:] = ["returns"]  # a reload removed billing
+            api.add_update(press(api, AGENT_USER, card_id, ">billing"))  # refused: gone
+            api.add_update(press(api, AGENT_USER, card_id, ">returns"))
+            [item] = await taking
+        finally:
+            taking.cancel()
+    assert isinstance(item, Incoming)
+    env = item.envelope
+    assert env.command is not None and env.meta["token"] == TOKEN
+    assert (env.command.name, env.command.args) == ("transfer", ["returns"])
+    card = ["accept", "resolve", "transfer", "away", "available"]
+    picker = [">billing", ">returns", "back"]
+    assert keyboards(api) == [picker, card, picker, card, card]
+    answers = [str(p.get("text")) for m, p in api.calls if m == "answerCallbackQuery"]
+    assert answers[0].startswith("Transfer to which queue?")
+    assert answers[3:] == ["There is no queue 'billing' any more.", "Transfer to returns: sent"]
+
+
 async def test_a_stranger_pressing_a_button_gets_a_polite_refusal(
     api: FakeBotApi, tmp_path: Path
 ) -> None:
@@ -147,3 +268,40 @@ async def test_a_stranger_pressing_a_button_gets_a_polite_refusal(
         "Sorry, this chat is for our support team only. Write to us here as a customer."
     ]
     assert any(e.get("user_id") == 4242 for e in logs)
+
+
+async def test_old_cards_are_pruned_the_offset_kept(tmp_path: Path) -> None:
+    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    try:
+        async with fake_bot_api() as fake:
+            connector = TelegramConnector(
+                "tg",
+                telegram_config(fake, card_retention="30d"),
+                Services(blobs=BlobStore(tmp_path / "blobs"), checkpoints=store),
+            )
+            for key in ("card:777:5", "offset"):
+                await store.set_checkpoint("tg", key, "x")
+            await store.set_checkpoint("other-tg", "card:777:5", "x")
+            now = datetime.now(UTC)
+            assert await connector.prune(now + timedelta(days=29)) == 0
+            assert await connector.prune(now + timedelta(days=31)) == 1
+            assert await store.get_checkpoint("tg", "card:777:5") is None
+            assert await store.get_checkpoint("tg", "offset") == "x"
+            assert await store.get_checkpoint("other-tg", "card:777:5") == "x"
+    finally:
+        await store.close()
+
+
+async def test_cards_are_pruned_while_the_connector_runs(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pruned: list[tuple[str, str]] = []
+
+    async def prune(name: str, prefix: str, before: datetime) -> int:
+        pruned.append((name, prefix))
+        return 0
+
+    async with wired(api, tmp_path) as w:
+        monkeypatch.setattr(w.checkpoints, "prune_checkpoints", prune)
+        await w.connector.start()
+        await eventually(lambda: pruned == [("tg", "card:")], WAIT)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from connectors.telegram.client import Pacer
+from router.blobs import BlobStore
 from router.connector import DONE, Incoming
+from router.envelope import Attachment
 from tests.connectors.telegram.helpers import reply, wired
 from tests.harness.telegram import FakeBotApi, Sent, fake_bot_api, message
 
@@ -127,3 +129,59 @@ async def test_a_timeout_is_retried_later_not_lost(api: FakeBotApi, tmp_path: Pa
         result = await w.connector.send(reply(42, "hello"))
         assert result.status == "retry" and "not reached" in result.detail
         assert (await w.connector.send(reply(42, "hello"))).status == "sent"
+
+
+async def test_a_replys_files_follow_its_text_as_photo_and_document(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    photo, pdf = b"\x89PNG\r\n\x1a\n fake png", b"%PDF-1.7 fake invoice"
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        files = [
+            attachment(w.blobs, "label.png", "image/png", photo),
+            attachment(w.blobs, "invoice.pdf", "application/pdf", pdf),
+        ]
+        result = await w.connector.send(
+            reply(42, "Here are your label and invoice").model_copy(update={"attachments": files})
+        )
+        assert result.status == "sent", result
+        only_files = reply(42, "", n=1).model_copy(update={"attachments": files[1:]})
+        assert (await w.connector.send(only_files)).status == "sent"
+    text, shown, sent, again = api.to(42)
+    assert (text.text, text.file) == ("Here are your label and invoice", None)
+    assert (shown.file, sent.file, again.file) == (
+        ("label.png", photo),
+        ("invoice.pdf", pdf),
+        ("invoice.pdf", pdf),
+    )
+    assert [m for m, _ in api.calls if m.startswith("send")] == [
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendDocument",
+    ]
+    assert result.native_id == str(sent.message_id)
+
+
+async def test_a_file_over_telegrams_limit_fails_before_anything_is_sent(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        big = Attachment(
+            name="video.mp4",
+            content_type="video/mp4",
+            size=60 * 1024 * 1024,
+            sha256="0" * 64,
+            ref="blob://sha256/" + "0" * 64,
+        )
+        result = await w.connector.send(
+            reply(42, "The video").model_copy(update={"attachments": [big]})
+        )
+    assert result.status == "failed" and "video.mp4" in result.detail
+    assert api.sent == []
+
+
+def attachment(blobs: BlobStore, name: str, content_type: str, data: bytes) -> Attachment:
+    sha, ref = blobs.put(data)
+    return Attachment(name=name, content_type=content_type, size=len(data), sha256=sha, ref=ref)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from router.envelope import encode
+from router.config.people import BusinessHoursConfig
+from router.envelope import Attachment, encode
 from router.routing.delivery import PREVIEW_CHARS, RECORD_SHARE, TEXT_LIMIT, TRANSCRIPT_WINDOW
 from tests.router.routing.scenarios import Run, at, mail
 
@@ -144,3 +145,41 @@ async def test_the_new_owners_transcript_shows_each_message_once_and_the_transfe
         ("command", "in", "agent", "transferred to ben by ana: the other half"),
         ("reply", "out", "system", told),
     ]
+
+
+async def test_a_delivery_names_the_agents_time_zone_theirs_else_their_schedules(
+    run: Run,
+) -> None:
+    engine = run.sim.engine
+    config = engine.config
+    hours = {"office": BusinessHoursConfig.model_validate({"timezone": "Asia/Tokyo"})}
+    agents = [
+        a.model_copy(update={"timezone": "America/New_York"} if i == 0 else {"schedule": "office"})
+        for i, a in enumerate(config.agents)
+    ]
+    changed = config.model_copy(update={"agents": agents, "business_hours": hours})
+    await engine.configure(changed, run.sim.clock)
+    zones = {a.id: ("America/New_York" if i == 0 else "Asia/Tokyo") for i, a in enumerate(agents)}
+    await run.step(**mail("eva@shop.test", "<tz@x>", "Where is my order?"))
+    [(_, sent)] = deliveries(run)
+    assert sent["agent"]["timezone"] == zones[sent["agent"]["id"]]
+
+
+async def test_an_agents_files_go_to_the_customer_with_the_reply(run: Run) -> None:
+    await run.step(**mail("eva@shop.test", "<f@x>", "Can I have the invoice?"))
+    [assign] = run.actions("assign")
+    invoice = Attachment(
+        name="invoice.pdf",
+        content_type="application/pdf",
+        size=1234,
+        sha256="a" * 64,
+        ref="blob://sha256/" + "a" * 64,
+    )
+    reply = await run.sim._agent_envelope(
+        1, {"agent": assign.agent, "reply": "Here it is.", "conversation": "mail/<f@x>"}, "r1"
+    )
+    event = reply.model_copy(update={"attachments": [invoice]})
+    run.decisions += await run.sim.engine.handle(event, run.sim.clock)
+    run.decisions += await run.sim.drain_outbox()
+    [sent] = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
+    assert (sent.text, sent.attachments) == ("Here it is.", [invoice])
