@@ -51,7 +51,7 @@ async def test_body_headers_and_signature(tmp_path: Path) -> None:
             "v": 1,
             "id": env.id,
             "event": "assigned",
-            "agent": {"id": "chloe", "name": "Chloé Martin"},
+            "agent": {"id": "chloe", "name": "Chloé Martin", "timezone": None},
             "conversation_id": "conv-1",
             "subject": "[#K7M2] Invoice charged twice",
             "text": "Assigned: conversation #K7M2 on support-email",
