@@ -49,14 +49,15 @@ async def test_the_owner_s_typing_and_seen_reach_the_chat_and_are_not_kept(run: 
 
 async def test_only_the_owner_is_heard(run: Run) -> None:
     await run.step(**chat("v1"), at=secs(1))
-    (assigned,) = run.actions("assign")
-    other = "ben" if assigned.agent == "ana" else "ana"
-    await run.step(agent=other, command="typing", conversation="chat/v1", at=secs(5))
-    await run.step(
-        agent=assigned.agent, command="seen", token="forged.token", at=secs(6)
-    )  # no conversation's token: nobody's
+    await run.step(**chat("v2"), at=secs(2))
+    assert [d.agent for d in run.actions("assign")] == ["ana", "ben"]  # v1 Ana's, v2 Ben's
+    # Ana is a supervisor: she may act on Ben's chat, but she does not type in it.
+    await run.step(agent="ana", command="typing", conversation="chat/v2", at=secs(5))
+    await run.step(agent="ben", command="seen", conversation="chat/v1", at=secs(6))
+    await run.step(agent="ana", command="seen", token="forged.token", at=secs(7))
     assert signals(run) == []
-    assert [d.reason["code"] for d in run.actions("signal_dropped")] == ["not_owner", "token"]
+    codes = [d.reason["code"] for d in run.actions("signal_dropped")]
+    assert codes == ["not_owner", "not_owner", "token"]
     assert run.actions("reject") == []  # quietly: a tool sends these every few seconds
 
 
