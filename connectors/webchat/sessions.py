@@ -171,16 +171,22 @@ class Sessions:
 
     async def seen(self, visitor: str, when: datetime, frame: Frame) -> int:
         """Append the frame `frame(upto)` gives, `upto` being the seq of the latest visitor
-        message taken in by `when` (0: none among the last SEEN_LOOK_BACK frames)."""
+        message taken in by `when`, among the last SEEN_LOOK_BACK frames. A `seen` that
+        marks nothing new (none found, or the latest `seen` covers it) appends nothing:
+        a tool may say "seen" every time the agent looks."""
         async with self._use(visitor) as session, session.lock:
             last = await self._last(visitor, session)
-            upto = 0
+            upto, told = 0, 0
             for seq in range(last, max(0, last - SEEN_LOOK_BACK), -1):
                 raw = await self._get(f"m:{visitor}:{seq}")
                 shown = orjson.loads(raw) if raw is not None else {}
+                if shown.get("t") == "seen" and not told:
+                    told = int(shown.get("upto") or 0)
                 if shown.get("from") == "visitor" and _at(shown) <= when:
                     upto = seq
                     break
+            if upto <= told:
+                return last
             built, dedup = frame(upto)
             return await self._append(visitor, session, built, dedup)
 

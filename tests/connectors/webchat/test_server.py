@@ -466,6 +466,10 @@ async def test_typing_is_told_live_and_seen_is_numbered_up_to_the_agent_s_word(
         assert (await c.connector.send(later)).status == "sent"
         assert (await client.next("seen"))["upto"] == 2
         assert await c.connector.sessions.last(visitor) == 4
+        # Seen again with nothing new to mark: no frame.
+        again = reply(visitor, "", "seen-3").model_copy(update={"signal": "seen"})
+        assert (await c.connector.send(again)).status == "sent"
+        assert await c.connector.sessions.last(visitor) == 4
         # A returning tab gets the seen frames in order, and no typing.
         back = await c.hello(session=token, last=0)
         await back.next("welcome")
@@ -474,6 +478,6 @@ async def test_typing_is_told_live_and_seen_is_numbered_up_to_the_agent_s_word(
         # Nobody connected: a typing frame is simply not shown, and nothing is kept.
         for gone in (client, tab, back):
             await gone.ws.close()
-        again = reply(visitor, "", "typing-2").model_copy(update={"signal": "typing"})
-        assert (await c.connector.send(again)).status == "sent"
+        typing = reply(visitor, "", "typing-2").model_copy(update={"signal": "typing"})
+        assert (await c.connector.send(typing)).status == "sent"
         assert await c.connector.sessions.last(visitor) == 4
