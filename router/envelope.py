@@ -47,8 +47,13 @@ AGENT_COMMANDS = frozenset(
         "called",
         "no-answer",
         "wrong-number",
+        # Live signals for the customer (router.routing.signals): never kept.
+        "typing",
+        "seen",
     }
 )
+# An outgoing live signal's `signal`: the agent is writing, or has read the customer.
+Signal = Literal["typing", "seen"]
 
 
 class _Strict(BaseModel):
@@ -188,7 +193,8 @@ class Command(_Strict):
         max_length=MAX_NAME,
         description="`available`, `away`, `offline`, `accept`, `resolve`, `transfer`,"
         " `note`, `link`, `unlink`, `reopen`, and a callback's outcome `called`,"
-        " `no-answer`, `wrong-number` from agents; `delivery_failed` from the system."
+        " `no-answer`, `wrong-number`, and the live signals `typing`, `seen` from agents;"
+        " `delivery_failed` from the system."
         " Anything else is rejected by name.",
     )
     args: list[Annotated[str, Field(max_length=MAX_ARG)]] = Field(
@@ -457,6 +463,13 @@ class Envelope(_Strict):
         description="On an outgoing acknowledgement or standing update (`meta.purpose:"
         " standing`, no text) of a conversation waiting for an agent: its queue position"
         " and expected wait.",
+    )
+    signal: Signal | None = Field(
+        default=None,
+        description="On an outgoing live signal (no text, never in the transcript; only to"
+        " channel types that declare `live_signals`): `typing`, the conversation's agent is"
+        " writing; `seen`, they have read the customer's messages taken in up to"
+        " `received_at`.",
     )
     meta: dict[str, Any] = Field(
         default_factory=dict,

@@ -18,6 +18,7 @@ spec = ConnectorSpec(
     default_targets={"urgent": _M, "high": 2 * _M, "normal": 5 * _M, "low": 15 * _M},
     identity_kind="webchat",  # the visitor id
     live_standing=True,  # the widget shows the queue position and updates it
+    live_signals=True,  # the widget shows "typing" and marks messages seen
 )
 
 __all__ = ["WebchatChannelConfig", "spec"]

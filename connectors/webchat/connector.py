@@ -198,11 +198,22 @@ class WebchatConnector:
             visitor = outbound.visitor_of(envelope)
         except outbound.Unsendable as exc:
             return SendResult(status="failed", detail=str(exc))
+        typing = outbound.typing_frame(envelope)
+        if typing is not None:  # transient: nobody connected, nobody to tell
+            return SendResult(
+                status="sent", detail=f"{self.sessions.tell(visitor, typing)} sockets"
+            )
         seq = 0
         try:
             # One by one: after a failure between them, the retry shows only what is missing.
             for frame, dedup in outbound.to_frames(envelope):
                 seq = await self.sessions.append(visitor, frame, dedup)
+            if envelope.signal == "seen":
+                seq = await self.sessions.seen(
+                    visitor,
+                    envelope.received_at,
+                    lambda upto: (outbound.seen_frame(envelope, upto), f"o:{envelope.id}:seen"),
+                )
         except Exception as exc:  # the store: the runner retries later
             return SendResult(status="retry", detail=f"session store: {exc}")
         return SendResult(status="sent", native_id=f"{visitor}:{seq}")
@@ -527,7 +538,7 @@ class WebchatConnector:
         arrived = asyncio.Event()
 
         def push(frame: dict[str, Any]) -> None:
-            if frame.get("t") in ("msg", "standing"):  # the session's numbered frames
+            if frame.get("t") in ("msg", "standing", "seen", "typing"):  # not the greeting
                 frames.append(frame)
                 arrived.set()
 

@@ -19,14 +19,16 @@ def visitor_of(envelope: Envelope) -> str:
         raise Unsendable(f"a web chat only shows replies, not {envelope.kind!r}")
     if not VISITOR.match(envelope.thread_key):
         raise Unsendable("thread_key is not a web chat session")
-    if not envelope.text.strip() and envelope.standing is None:
+    if not envelope.text.strip() and envelope.standing is None and envelope.signal is None:
         raise Unsendable("the reply has no text")
     return envelope.thread_key
 
 
 def to_frames(envelope: Envelope) -> list[tuple[dict[str, Any], str]]:
-    """The frames an outgoing envelope shows, each with its dedup key (a redelivery shows
-    nothing twice): its `msg` when it has text, then its `standing` when it has one."""
+    """The numbered frames an outgoing envelope shows, each with its dedup key (a
+    redelivery shows nothing twice): its `msg` when it has text, then its `standing` when
+    it has one. A `seen` signal is numbered too, but the session writes its `upto`
+    (`seen_frame`); a `typing` one is not numbered (`typing_frame`)."""
     frames = []
     if envelope.text.strip():
         frames.append((to_frame(envelope), f"o:{envelope.id}"))
@@ -66,3 +68,23 @@ def to_frame(envelope: Envelope) -> dict[str, Any]:
     if isinstance(purpose, str):
         frame["purpose"] = purpose
     return frame
+
+
+def typing_frame(envelope: Envelope) -> dict[str, Any] | None:
+    """The transient `typing` frame of a `typing` signal (None for anything else): shown
+    to the sockets open now, never numbered nor replayed; the widget lets it expire."""
+    if envelope.signal != "typing":
+        return None
+    return {"t": "typing", "name": envelope.sender.name, "at": envelope.received_at.isoformat()}
+
+
+def seen_frame(envelope: Envelope, upto: int) -> dict[str, Any]:
+    """The `seen` frame: the agent has read the visitor's messages numbered up to `upto`
+    (those taken in by `at`); without its own `seq`."""
+    return {
+        "t": "seen",
+        "id": envelope.id,
+        "upto": upto,
+        "name": envelope.sender.name,
+        "at": envelope.received_at.isoformat(),
+    }

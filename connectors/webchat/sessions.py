@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -31,7 +31,16 @@ from router.connector import Checkpoints
 
 Push = Callable[[dict[str, Any]], None]  # hands a frame to one socket's writer, never blocks
 Append = Callable[[dict[str, Any], str], Awaitable[int]]
+Frame = Callable[[int], tuple[dict[str, Any], str]]  # a frame and its dedup key, from a seq
 PREFIXES = ("n:", "m:", "c:", "o:", "i:")
+# How far back a `seen` looks for the visitor's latest message: one read per frame, and
+# a visitor's messages are rarely further back than a few agent replies.
+SEEN_LOOK_BACK = 50
+
+
+def _at(frame: dict[str, Any]) -> datetime:
+    at = frame.get("at")
+    return datetime.fromisoformat(at) if isinstance(at, str) else datetime.max.replace(tzinfo=UTC)
 
 
 class Session:
@@ -150,6 +159,36 @@ class Sessions:
         for push in list(session.sockets):
             push(frame)
         return seq
+
+    def tell(self, visitor: str, frame: dict[str, Any]) -> int:
+        """Send a transient frame (not numbered, not kept) to the session's open sockets;
+        how many got it."""
+        session = self._sessions.get(visitor)
+        sockets = list(session.sockets) if session is not None else []
+        for push in sockets:
+            push(frame)
+        return len(sockets)
+
+    async def seen(self, visitor: str, when: datetime, frame: Frame) -> int:
+        """Append the frame `frame(upto)` gives, `upto` being the seq of the latest visitor
+        message taken in by `when`, among the last SEEN_LOOK_BACK frames. A `seen` that
+        marks nothing new (none found, or the latest `seen` covers it) appends nothing:
+        a tool may say "seen" every time the agent looks."""
+        async with self._use(visitor) as session, session.lock:
+            last = await self._last(visitor, session)
+            upto, told = 0, 0
+            for seq in range(last, max(0, last - SEEN_LOOK_BACK), -1):
+                raw = await self._get(f"m:{visitor}:{seq}")
+                shown = orjson.loads(raw) if raw is not None else {}
+                if shown.get("t") == "seen" and not told:
+                    told = int(shown.get("upto") or 0)
+                if shown.get("from") == "visitor" and _at(shown) <= when:
+                    upto = seq
+                    break
+            if upto <= told:
+                return last
+            built, dedup = frame(upto)
+            return await self._append(visitor, session, built, dedup)
 
     async def who(self, visitor: str) -> dict[str, Any] | None:
         raw = await self._get(f"i:{visitor}")

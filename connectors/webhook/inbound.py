@@ -5,10 +5,13 @@
      "type": "reply", "text": "..."}
     {"id": ..., "agent": ..., "token": ..., "type": "command",
      "command": "resolve", "args": ["..."]}
+    {"id": ..., "agent": ..., "token": ..., "type": "typing"}   # or "seen"
 
 `token` is the one from the delivery the event answers; the presence commands
-(`available`, `away`, `offline`) need none. Unknown fields are refused, so a
-misspelt one never silently does nothing. Every error names its field.
+(`available`, `away`, `offline`) need none. `typing` and `seen` are live signals
+for the customer (the router's commands of those names): nothing but the token.
+Unknown fields are refused, so a misspelt one never silently does nothing. Every
+error names its field.
 
 Events are signed as deliveries are (`outbound`). A replayed event needs no
 refusal here: it carries its event id, so it gives the same envelope id and
@@ -32,6 +35,8 @@ from router.envelope import Envelope
 
 CHANNEL_TYPE = "webhook"
 PRESENCE = frozenset({"available", "away", "offline"})
+SIGNALS = ("typing", "seen")
+TYPES = ("reply", "command", *SIGNALS)
 FIELDS = frozenset({"v", "id", "agent", "token", "type", "text", "command", "args"})
 MAX_ID_CHARS = 200
 _AGENT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
@@ -93,8 +98,8 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
     if not _AGENT.fullmatch(agent):
         raise BadEvent("agent: not an agent id (lowercase letters, digits, '-' and '_')")
     kind = obj.get("type")
-    if kind not in ("reply", "command"):
-        raise BadEvent('type: must be "reply" or "command"')
+    if kind not in TYPES:
+        raise BadEvent("type: must be " + ", ".join(f'"{t}"' for t in TYPES))
     token = obj.get("token")
     if token is not None and not isinstance(token, str):
         raise BadEvent("token: must be a string")
@@ -106,6 +111,13 @@ def to_envelope(body: bytes, channel: str, now: datetime) -> Envelope:
         received_at=now,
         meta={"event_id": event_id},
     )
+    if kind in SIGNALS:
+        for key in ("text", "command", "args"):
+            if key in obj:
+                raise BadEvent(f'{key}: not with type "{kind}"')
+        if not token:
+            raise BadEvent("token: required (the token of the delivery this is about)")
+        return source.command(event_id, str(kind))
     if kind == "reply":
         for key in ("command", "args"):
             if key in obj:

@@ -144,6 +144,10 @@ class ConnectorSpec:
     # standing updates (an envelope with a `standing` part and no text) go only to
     # channels of such a type; other types get the position in the acknowledgement only.
     live_standing: bool = False
+    # Whether the type shows a customer live signals from their conversation's agent
+    # (an envelope with a `signal`, `typing` or `seen`, and no text): sent only to
+    # channels of such a type; others never hear of them.
+    live_signals: bool = False
     # The region (ISO 3166 code) for phone numbers written without a country code
     # on a channel of this type, read from its validated block (None: none).
     default_region: Callable[[Any], str | None] | None = None

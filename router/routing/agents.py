@@ -27,7 +27,7 @@ from router.envelope import (
     encode,
     envelope_id,
 )
-from router.routing import calls, standing, tokens
+from router.routing import calls, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
@@ -207,6 +207,9 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
         unit.decide("presence", agent=agent_id, reason={"status": name, "changed": changed})
         if name == "available":
             await drain(ctx, unit, [agent_id])
+        return
+    if name in signals.SIGNALS:
+        await signals.signal(ctx, unit, env, agent_id, name)
         return
     conv = await authorised(ctx, unit, env, agent_id)
     if conv is None:

@@ -10,7 +10,7 @@ the conversation's own channel and thread.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from router.config import AgentConfig
@@ -22,6 +22,7 @@ from router.envelope import (
     DeliverySink,
     Envelope,
     Sender,
+    Signal,
     Standing,
     encode,
     envelope_id,
@@ -260,12 +261,15 @@ async def to_customer(
     language: str | None = None,
     agent: AgentConfig | None = None,
     standing: Standing | None = None,
+    signal: Signal | None = None,
+    at: datetime | None = None,
     record: bool = True,
     attachments: Sequence[Attachment] = (),
 ) -> tuple[int, Envelope]:
     """Write a message to the customer on the conversation's own channel and thread (with
     the agent's files, by reference: the channel sends what it can); its outbox row and
-    envelope. `record`: kept in the transcript (a standing update is not)."""
+    envelope. `record`: kept in the transcript (a standing update is not). `at`: the
+    moment it speaks of (default: now; a `seen` is as of the agent's word)."""
     meta = dict(conv.thread_meta or {})
     subject = meta.get("subject") or ""
     env = Envelope(
@@ -281,12 +285,13 @@ async def to_customer(
             name=agent.name if agent else None,
             role="agent" if agent else "system",
         ),
-        received_at=unit.now,
+        received_at=at or unit.now,
         subject=subject or None,
         text=text,
         attachments=list(attachments),
         automated=Automated(auto=True) if auto else None,
         standing=standing,
+        signal=signal,
         # The channel threads the reply from it (email: To, In-Reply-To, References).
         reply_context=meta.get(REPLY_CONTEXT) or {},
         meta={

@@ -178,6 +178,44 @@
     standingLine.textContent = words[lang](f.position, left > 0 ? Math.ceil(left / 60000) : 0);
   }
 
+  // --- the agent's live signals (`typing`, `seen` frames, docs/webchat.md) -----------------
+  // "Chloé is typing…" on one polite status line above the box: announced when it appears,
+  // not at every refresh; gone 6 s after the last word, or when the agent's message comes.
+  // `seen` (numbered) marks the visitor's messages numbered up to `upto`.
+  var typingLine = null, typingTimer = 0;
+  function signal(f) {
+    var words = {
+      en: { typing: " is typing…", seen: "Seen", us: "Support" },
+      es: { typing: " está escribiendo…", seen: "Visto", us: "Soporte" }
+    }[lang] || {};
+    if (f.t === "seen") {
+      if (f.seq <= last) return;  // numbered: shown once, resumed above it
+      last = f.seq;
+      Array.prototype.forEach.call(logBox.querySelectorAll(".omnichat-visitor[data-seq]"), function (n) {
+        if (+n.getAttribute("data-seq") > f.upto || n.getAttribute("data-state") === "seen") return;
+        n.querySelector(".omnichat-state").textContent = words.seen;
+        n.setAttribute("data-state", "seen");
+      });
+      return;
+    }
+    var done = function () { clearTimeout(typingTimer); typingLine.textContent = ""; };
+    if (!typingLine) {
+      typingLine = el("p", { "class": "omnichat-typing", role: "status", "aria-live": "polite" });
+      panel.insertBefore(typingLine, form);
+      new MutationObserver(function (changes) {
+        changes.forEach(function (c) {
+          Array.prototype.forEach.call(c.addedNodes, function (n) {
+            if (n.classList && n.classList.contains("omnichat-agent")) done();
+          });
+        });
+      }).observe(logBox, { childList: true });
+    }
+    var text = ((f.name || "").split(" ")[0] || words.us) + words.typing;  // first name
+    if (typingLine.textContent !== text) typingLine.textContent = text;  // said once
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(done, 6000);
+  }
+
   // --- the connection ----------------------------------------------------------------------
   // An identity token refused once (expired on a page left open) is not sent again: the
   // visitor goes on as a guest instead of reconnecting in a loop.
@@ -201,6 +239,7 @@
     } else if (f.t === "msg") { show(f); offerRating(f); }
     else if (f.t === "form") formSaved();
     else if (f.t === "standing") standing(f);
+    else if (f.t === "typing" || f.t === "seen") signal(f);
     else if (f.t === "state") {
       var p = pending[f.cid];
       if (!p) return;

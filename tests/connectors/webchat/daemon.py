@@ -152,6 +152,10 @@ class Site:
     async def agent_says(self, text: str) -> None:
         await self._event({"type": "reply", "text": text})
 
+    async def agent_signals(self, kind: str) -> None:
+        """Chloé's tool says she is `typing`, or has `seen` the messages."""
+        await self._event({"type": kind})
+
     async def agent_resolves(self) -> None:
         await self._event({"type": "command", "command": "resolve"})
 

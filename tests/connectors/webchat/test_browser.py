@@ -152,6 +152,13 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
                 ["Hi, Chloé here: it ships today."]
             )
 
+            # Her tool says she is typing, then that she has read: shown live, politely.
+            typing = page.locator(".omnichat-typing[role=status][aria-live=polite]")
+            await s.agent_signals("typing")
+            await expect(typing).to_have_text("Chloé is typing…")
+            await s.agent_signals("seen")
+            await expect(page.locator(".omnichat-visitor .omnichat-state")).to_have_text("Seen")
+
             # The server cuts the socket while three replies are sent: each shows once, in order.
             assert s.cut_sockets() == 1
             for n in (1, 2, 3):
@@ -166,6 +173,7 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
                 "Reply 3",
             ]
             await expect(texts(page)).to_have_text(history)
+            await expect(typing).to_have_text("")  # her message came: no longer typing
             await page.screenshot(path=str(tmp_path / "webchat-desktop.png"))
             await no_serious_violations(page)
 
@@ -177,6 +185,9 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             await second.goto(url)
             await open_chat(second)
             await expect(texts(second)).to_have_text(history)
+            # Seen is numbered: a new tab shows it too (typing is not replayed).
+            await expect(second.locator(".omnichat-visitor .omnichat-state")).to_have_text("Seen")
+            await expect(second.locator(".omnichat-typing")).to_have_count(0)
 
             # Escape closes the chat and gives focus back to the launcher.
             await page.keyboard.press("Escape")

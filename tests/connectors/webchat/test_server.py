@@ -434,3 +434,50 @@ async def test_the_acknowledgement_and_standing_updates_become_standing_frames(
         ) as r:
             [polled] = await r.json()
         assert (polled["t"], polled["seq"], polled["position"]) == ("standing", 4, 2)
+
+
+async def test_typing_is_told_live_and_seen_is_numbered_up_to_the_agent_s_word(
+    tmp_path: Path,
+) -> None:
+    async with chat(tmp_path) as c:
+        client, visitor, token = await started(c)
+        tab = await c.hello(session=token, last=0)  # a second tab sees the visitor's msg
+        await tab.next("welcome")
+        assert (await client.say("c1", "hello"))["seq"] == 1
+        first = (await tab.next("msg"))["at"]
+        typing = reply(visitor, "", "typing-1").model_copy(update={"signal": "typing"})
+        assert (await c.connector.send(typing)).status == "sent"
+        assert await client.next("typing") == {
+            "t": "typing",
+            "name": "Chloé",
+            "at": typing.received_at.isoformat(),
+        }
+        assert await c.connector.sessions.last(visitor) == 1  # not numbered, not kept
+        assert (await client.say("c2", "are you there?"))["seq"] == 2
+        # Seen as of the first message's moment: the second came after the agent's word.
+        seen = reply(visitor, "", "seen-1").model_copy(
+            update={"signal": "seen", "received_at": datetime.fromisoformat(first)}
+        )
+        assert (await c.connector.send(seen)).status == "sent"
+        assert (await c.connector.send(seen)).status == "sent"  # redelivered: nothing twice
+        frame = await client.next("seen")
+        assert (frame["seq"], frame["upto"], frame["name"]) == (3, 1, "Chloé")
+        later = reply(visitor, "", "seen-2").model_copy(update={"signal": "seen"})
+        assert (await c.connector.send(later)).status == "sent"
+        assert (await client.next("seen"))["upto"] == 2
+        assert await c.connector.sessions.last(visitor) == 4
+        # Seen again with nothing new to mark: no frame.
+        again = reply(visitor, "", "seen-3").model_copy(update={"signal": "seen"})
+        assert (await c.connector.send(again)).status == "sent"
+        assert await c.connector.sessions.last(visitor) == 4
+        # A returning tab gets the seen frames in order, and no typing.
+        back = await c.hello(session=token, last=0)
+        await back.next("welcome")
+        replayed = [(await back.next())["t"] for _ in range(4)]
+        assert replayed == ["msg", "msg", "seen", "seen"]
+        # Nobody connected: a typing frame is simply not shown, and nothing is kept.
+        for gone in (client, tab, back):
+            await gone.ws.close()
+        typing = reply(visitor, "", "typing-2").model_copy(update={"signal": "typing"})
+        assert (await c.connector.send(typing)).status == "sent"
+        assert await c.connector.sessions.last(visitor) == 4

@@ -60,6 +60,15 @@ def test_presence_needs_no_token() -> None:
     assert env.thread_key == "agent:chloe"
 
 
+@pytest.mark.parametrize("kind", ["typing", "seen"])
+def test_typing_and_seen_are_the_router_s_signal_commands(kind: str) -> None:
+    env = to_envelope(body(type=kind, text=...), "agent-hooks", NOW)
+    assert env.kind == "command" and env.command == Command(name=kind)
+    assert env.thread_key == "conv-42"  # in order with the agent's replies
+    assert env.meta == {"token": TOKEN, "event_id": "ev-1"}
+    assert decode(encode(env)) == env
+
+
 def test_same_event_same_id_other_channel_other_id() -> None:
     a = to_envelope(body(), "agent-hooks", NOW)
     b = to_envelope(body(text="Hello again"), "agent-hooks", NOW)
@@ -78,8 +87,12 @@ def test_same_event_same_id_other_channel_other_id() -> None:
         (body(id="x" * 201), "id: at most 200 characters"),
         (body(agent=...), "agent: required"),
         (body(agent="Chloe Martin"), "agent: not an agent id"),
-        (body(type=...), 'type: must be "reply" or "command"'),
-        (body(type="message"), 'type: must be "reply" or "command"'),
+        (body(type=...), 'type: must be "reply", "command", "typing", "seen"'),
+        (body(type="message"), 'type: must be "reply", "command", "typing", "seen"'),
+        (body(type="typing", text=..., token=...), "token: required"),
+        (body(type="seen", text=..., token=""), "token: required"),
+        (body(type="typing"), 'text: not with type "typing"'),
+        (body(type="seen", text=..., command="seen"), 'command: not with type "seen"'),
         (body(token=...), "token: required"),
         (body(token=12), "token: must be a string"),
         (body(text=...), "text: required"),
