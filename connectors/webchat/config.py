@@ -58,6 +58,13 @@ class WebchatChannelConfig(Section):
         le=1_048_576,
         description="Largest chat message accepted.",
     )
+    max_attachment_bytes: int = Field(
+        5_242_880,
+        ge=0,
+        le=52_428_800,
+        description="Largest file a visitor may attach (PNG, JPEG, GIF, WebP, PDF or plain"
+        " text, read from the bytes); 0: no attachments.",
+    )
     title: str = Field("Support", description="Title shown in the chat window.")
     color: str = Field(
         "#0b5394",
