@@ -111,7 +111,8 @@ class WebchatChannelConfig(Section):
     identity_secret: Secret | None = Field(
         None,
         description="Key the shop's backend signs logged-in customers' identity tokens with"
-        " (HMAC-SHA256 over id, email and expiry); null: no identity tokens are accepted.",
+        " (HMAC-SHA256 over id, email and expiry, or a JWT signed HS256; 32 characters or"
+        " more for JWT); null: no identity tokens are accepted.",
     )
     messages_per_minute: int = Field(
         30,
