@@ -514,7 +514,17 @@
     var ready = [];
     var picker = el("input", { type: "file", id: "omnichat-file", hidden: "" });
     var button = el("button", { type: "button", "class": "omnichat-attach",
-      "aria-label": s("attach"), title: s("attach") }, "📎");
+      "aria-label": s("attach"), title: s("attach") });
+    // A drawn paperclip: an emoji needs a font the visitor's machine may not have.
+    var NS = "http://www.w3.org/2000/svg";
+    var icon = document.createElementNS(NS, "svg");
+    icon.setAttribute("viewBox", "0 0 24 24"); icon.setAttribute("width", "20");
+    icon.setAttribute("height", "20"); icon.setAttribute("aria-hidden", "true");
+    var clip = document.createElementNS(NS, "path");
+    clip.setAttribute("d", "M16.5 6.5l-7.8 7.8a2 2 0 0 0 2.8 2.8l8-8a4 4 0 0 0-5.6-5.6l-8.2 8.2a6 6 0 0 0 8.5 8.5l7-7");
+    clip.setAttribute("fill", "none"); clip.setAttribute("stroke", "currentColor");
+    clip.setAttribute("stroke-width", "2"); clip.setAttribute("stroke-linecap", "round");
+    icon.appendChild(clip); button.appendChild(icon);
     var line = el("p", { "class": "omnichat-file", role: "status", "aria-live": "polite" });
     form.insertBefore(button, sendBtn); form.appendChild(picker);
     form.parentNode.insertBefore(line, form.nextSibling);

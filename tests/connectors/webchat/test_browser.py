@@ -9,6 +9,7 @@ Skipped, with the reason, only outside CI when Chromium or Playwright is missing
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -35,7 +36,14 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core 4.14.1 (MPL-2.
 WAIT_MS = 20_000
 
 try:
-    from playwright.async_api import Page, ViewportSize, WebSocketRoute, async_playwright, expect
+    from playwright.async_api import (
+        FileChooser,
+        Page,
+        ViewportSize,
+        WebSocketRoute,
+        async_playwright,
+        expect,
+    )
 except ImportError:  # pragma: no cover - the test extras install it
     async_playwright = None  # type: ignore[assignment]
 
@@ -432,6 +440,10 @@ async def test_a_visitor_attaches_a_file_by_keyboard(tmp_path: Path) -> None:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = await (await browser.new_context(viewport=DESKTOP)).new_page()
+            # Listened for from the start: Playwright turns the interception on without
+            # waiting, so a listener added just before the key press can miss the chooser.
+            choosers: asyncio.Queue[FileChooser] = asyncio.Queue()
+            page.on("filechooser", choosers.put_nowait)
             await page.goto(url)
             await open_chat(page)
             await page.keyboard.type("Hello")
@@ -442,17 +454,15 @@ async def test_a_visitor_attaches_a_file_by_keyboard(tmp_path: Path) -> None:
             # Not a type we take, whatever its name says: refused with the server's reason.
             attach = page.get_by_role("button", name="Attach a file")
             await attach.focus()
-            async with page.expect_file_chooser() as chooser:
-                await page.keyboard.press("Enter")
+            await page.keyboard.press("Enter")
             zipped = b"PK\x03\x04" + bytes(60)
-            await (await chooser.value).set_files(
+            await (await asyncio.wait_for(choosers.get(), WAIT_MS / 1000)).set_files(
                 {"name": "photo.png", "mimeType": "image/png", "buffer": zipped}
             )
             await expect(status).to_contain_text("photo.png not attached: file type not accepted")
 
-            async with page.expect_file_chooser() as chooser:
-                await page.keyboard.press("Enter")
-            await (await chooser.value).set_files(
+            await page.keyboard.press("Enter")
+            await (await asyncio.wait_for(choosers.get(), WAIT_MS / 1000)).set_files(
                 {"name": "receipt.png", "mimeType": "text/plain", "buffer": png}
             )
             await expect(status).to_have_text("receipt.png attached")
@@ -466,6 +476,7 @@ async def test_a_visitor_attaches_a_file_by_keyboard(tmp_path: Path) -> None:
             assert href is not None
             fetched = await page.request.get(href)
             assert fetched.status == 200 and await fetched.body() == png
+            await page.screenshot(path=str(tmp_path / "webchat-attach.png"))
             await no_serious_violations(page)
         finally:
             await browser.close()
