@@ -211,6 +211,8 @@
       if (f.code === "too_large" && pending[f.cid]) {
         setState(pending[f.cid].node, "refused"); delete pending[f.cid];
         status.textContent = t("tooLarge");
+      } else if (f.code === "no_such_file" && pending[f.cid]) {
+        setState(pending[f.cid].node, "refused"); delete pending[f.cid]; status.textContent = f.reason;
       } else if (f.code === 4429) status.textContent = t("limited");
       else if (f.code === 4401) {
         if (/identity/.test(f.reason || "")) identityRefused = true;
