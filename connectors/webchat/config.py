@@ -58,6 +58,13 @@ class WebchatChannelConfig(Section):
         le=1_048_576,
         description="Largest chat message accepted.",
     )
+    max_attachment_bytes: int = Field(
+        5_242_880,
+        ge=0,
+        le=52_428_800,
+        description="Largest file a visitor may attach (PNG, JPEG, GIF, WebP, PDF or plain"
+        " text, read from the bytes); 0: no attachments.",
+    )
     title: str = Field("Support", description="Title shown in the chat window.")
     color: str = Field(
         "#0b5394",
@@ -104,7 +111,8 @@ class WebchatChannelConfig(Section):
     identity_secret: Secret | None = Field(
         None,
         description="Key the shop's backend signs logged-in customers' identity tokens with"
-        " (HMAC-SHA256 over id, email and expiry); null: no identity tokens are accepted.",
+        " (HMAC-SHA256 over id, email and expiry, or a JWT signed HS256; 32 characters or"
+        " more for JWT); null: no identity tokens are accepted.",
     )
     messages_per_minute: int = Field(
         30,

@@ -24,14 +24,15 @@ import orjson
 import structlog
 from aiohttp import WSMsgType, web
 
-from connectors.webchat import inbound, outbound, static
+from connectors.webchat import files, inbound, outbound, static
 from connectors.webchat.config import WebchatChannelConfig
 from connectors.webchat.errors import BadFrame, RateLimited, WebchatError
 from connectors.webchat.sessions import Push, Sessions
 from connectors.webchat.tokens import issue_session, new_visitor, verify_identity, verify_session
+from router.blobs import BlobError, BlobStore
 from router.connector import DONE, Incoming, Outcome, SendResult, Services
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, read_body
-from router.envelope import Envelope, now_utc
+from router.envelope import Attachment, Envelope, now_utc
 from router.errors import ConnectorError
 from router.logs import RateLimiter
 
@@ -93,6 +94,8 @@ class WebchatConnector:
         self.name = name
         self.cfg = cfg
         self.sessions = Sessions(name, services.checkpoints)
+        self._blobs: BlobStore = services.blobs
+        self._path = cfg.path.rstrip("/")
         self._opens_at = services.opens_at
         self._ack_timeout = ack_timeout.total_seconds()
         self._in_flight = queue_size
@@ -114,6 +117,10 @@ class WebchatConnector:
             services.http.add("POST", f"{path}/http", self.http_frame)
             services.http.add("POST", f"{path}/poll", self.poll)
             services.http.add("GET", f"{path}/widget.js", static.latest)
+            services.http.add("POST", f"{path}/upload", self.upload)
+            services.http.add(
+                "GET", f"{path}/file/{{visitor}}/{{sha}}/{{sig}}/{{name}}", self.download
+            )
             services.http.add("GET", f"{path}/v/{{version}}/{{file}}", static.versioned)
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -207,6 +214,7 @@ class WebchatConnector:
         try:
             # One by one: after a failure between them, the retry shows only what is missing.
             for frame, dedup in outbound.to_frames(envelope):
+                frame = self._with_files(visitor, envelope, frame)
                 seq = await self.sessions.append(visitor, frame, dedup)
             if envelope.signal == "seen":
                 seq = await self.sessions.seen(
@@ -324,6 +332,20 @@ class WebchatConnector:
             )
             return
         self._admit(visitor)
+        attachments = []
+        for sha in msg.files:
+            kept = await self.sessions.file(visitor, sha)
+            if kept is None:
+                push(
+                    {
+                        "t": "error",
+                        "code": "no_such_file",
+                        "cid": msg.cid,
+                        "reason": "that file was not uploaded in this chat; attach it again",
+                    }
+                )
+                return
+            attachments.append(Attachment.model_validate(kept))
         envelope = inbound.to_envelope(
             self.name,
             visitor,
@@ -334,6 +356,7 @@ class WebchatConnector:
             received_at=now_utc(),
             subject=who.topic,
             meta=self._meta(who),
+            attachments=attachments,
         )
         await self._take(visitor, msg.cid, envelope, push)
 
@@ -396,6 +419,7 @@ class WebchatConnector:
                     "text": envelope.text,
                     "at": envelope.received_at.isoformat(),
                 }
+                frame = self._with_files(visitor, envelope, frame)
                 seq = await append(frame, f"c:{cid}")
         push({"t": "state", "cid": cid, "state": "sent", "seq": seq})
 
@@ -549,6 +573,86 @@ class WebchatConnector:
         finally:
             self.sessions.leave(visitor, push)
         return self._cors(request, web.json_response(frames))
+
+    # --- attachments --------------------------------------------------------------------
+
+    def _with_files(
+        self, visitor: str, envelope: Envelope, frame: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A `msg` frame with its envelope's attachments as links only this session has."""
+        if frame.get("t") != "msg" or not envelope.attachments:
+            return frame
+        shown = []
+        for a in envelope.attachments:
+            name = files.safe_name(a.name, a.content_type)
+            url = files.link(self._path, self._keys[0], visitor, a.sha256, name)
+            shown.append({"name": name, "content_type": a.content_type, "size": a.size, "url": url})
+        return {**frame, "files": shown}
+
+    async def upload(self, request: web.Request) -> web.Response:
+        """A visitor's file (the raw body; `?session=<token>&name=<file name>`): its type read
+        from the bytes, kept in the blob store and with the session until a message
+        carries it."""
+        if not self._accepting:
+            return self._refuse(request, 503, "the chat is not available right now; try again")
+        if not self._origin_ok(request):
+            return self._refuse(request, 403, "this page's origin may not open the chat")
+        limit = self.cfg.max_attachment_bytes
+        try:
+            visitor = verify_session(
+                self._keys, request.query.get("session"), time.time(), self._ttl
+            )
+            self._admit(visitor)
+        except WebchatError as exc:
+            status = 429 if isinstance(exc, RateLimited) else 401
+            return self._cors(request, self._refuse(request, status, str(exc)))
+        if limit == 0:
+            return self._cors(request, self._refuse(request, 403, "this chat takes no files"))
+        data = await read_body(request, limit)
+        if data is None:
+            return self._cors(
+                request, self._refuse(request, 413, f"file larger than {limit} bytes")
+            )
+        content_type = files.sniff(data)
+        if content_type is None:
+            reason = "file type not accepted: send " + ", ".join(files.ALLOWED)
+            return self._cors(request, self._refuse(request, 415, reason))
+        try:
+            sha, ref = await asyncio.to_thread(self._blobs.put, data)
+        except BlobError as exc:
+            log.error("web chat file not stored", channel=self.name, error=str(exc))
+            return self._cors(request, self._refuse(request, 503, "could not keep the file"))
+        name = files.safe_name(request.query.get("name"), content_type)
+        attachment = Attachment(
+            name=name, content_type=content_type, size=len(data), sha256=sha, ref=ref
+        )
+        await self.sessions.keep_file(visitor, sha, attachment.model_dump(mode="json"))
+        log.info("web chat file", channel=self.name, visitor=visitor, sha256=sha, size=len(data))
+        answer = {"file": sha, "name": name, "content_type": content_type, "size": len(data)}
+        return self._cors(request, web.json_response(answer))
+
+    async def download(self, request: web.Request) -> web.Response:
+        """A file shown in a session, by the link only that session was given."""
+        visitor, sha = request.match_info["visitor"], request.match_info["sha"]
+        if not files.SHA.match(sha) or not files.link_ok(
+            self._keys, visitor, sha, request.match_info["sig"]
+        ):
+            return self._refuse(request, 403, "not a link of this chat")
+        try:
+            data = await asyncio.to_thread(self._blobs.get, BlobStore.ref_for(sha))
+        except BlobError as exc:
+            return self._refuse(request, 404, str(exc))
+        content_type = files.sniff(data) or "application/octet-stream"
+        name = files.safe_name(request.match_info["name"], content_type)
+        return web.Response(
+            body=data,
+            headers={
+                "Content-Type": content_type,
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, max-age=3600",
+            },
+        )
 
 
 class _Silent(WebchatError):

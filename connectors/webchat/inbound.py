@@ -11,7 +11,16 @@ from typing import Any
 import orjson
 
 from connectors.webchat.errors import BadFrame
-from router.envelope import REQUESTED, Call, Envelope, Sender, StatedIdentity, envelope_id
+from connectors.webchat.files import MAX_FILES, SHA
+from router.envelope import (
+    REQUESTED,
+    Attachment,
+    Call,
+    Envelope,
+    Sender,
+    StatedIdentity,
+    envelope_id,
+)
 
 CID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # A phone number as people type it: the router reads it (with the region of the channel
@@ -34,6 +43,7 @@ class Hello:
 class Msg:
     cid: str
     text: str
+    files: tuple[str, ...] = ()  # sha256s of files this session uploaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +87,16 @@ def _form(form: Any) -> dict[str, str]:
     return {k: v.strip() for k, v in fields.items() if v and v.strip()}
 
 
+def _files(value: Any) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > MAX_FILES
+        or not all(isinstance(v, str) and SHA.match(v) for v in value)
+    ):
+        raise BadFrame(f"files: expected at most {MAX_FILES} uploaded files' sha256")
+    return tuple(dict.fromkeys(value))
+
+
 def parse(data: str | bytes) -> Frame:
     """One client frame; raises `BadFrame` naming what is wrong."""
     try:
@@ -93,10 +113,11 @@ def parse(data: str | bytes) -> Frame:
         if not isinstance(cid, str) or not CID.match(cid):
             raise BadFrame("cid: expected 1-64 of A-Z a-z 0-9 _ -")
     if kind == "msg":
-        text = obj.get("text")
-        if not isinstance(text, str) or not text.strip():
+        files = _files(obj.get("files", []))
+        text = obj.get("text", "" if files else None)
+        if not isinstance(text, str) or not (text.strip() or files):
             raise BadFrame("text: expected a non-empty string")
-        return Msg(obj["cid"], text)
+        return Msg(obj["cid"], text, files)
     if kind == "callback":
         phone = (_str(obj, "phone", limit=MAX_FORM_FIELD) or "").strip() or None
         return Callback(obj["cid"], phone)
@@ -135,6 +156,7 @@ def to_envelope(
     received_at: datetime,
     subject: str | None = None,
     meta: dict[str, Any] | None = None,
+    attachments: list[Attachment] | None = None,
 ) -> Envelope:
     """A visitor message. Its id comes from the session and the client id: a resend of the
     same message is the same envelope, which the router drops. The form's topic is the
@@ -150,6 +172,7 @@ def to_envelope(
         received_at=received_at,
         subject=subject,
         text=msg.text,
+        attachments=attachments or [],
         identities=[StatedIdentity(kind=k, value=v) for k, v in identities],
         reply_context={"visitor": visitor},
         meta={"cid": msg.cid, **(meta or {})},

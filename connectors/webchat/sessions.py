@@ -8,6 +8,8 @@ PostgreSQL, the router's own store), under the channel's name:
     c:<visitor>:<cid>    the seq a visitor message (client id) got: resends create nothing
     o:<visitor>:<id>     the seq an outgoing envelope got: a redelivery shows nothing twice
     i:<visitor>          who the visitor is (sender address, name, identities)
+    f:<visitor>:<sha256> a file the visitor uploaded (its attachment, JSON): only the
+                         session that uploaded it can put it on a message
 
 So replies written while nobody is connected are there when the visitor
 returns, across daemon restarts, and keys not written for `session_ttl` are
@@ -32,7 +34,7 @@ from router.connector import Checkpoints
 Push = Callable[[dict[str, Any]], None]  # hands a frame to one socket's writer, never blocks
 Append = Callable[[dict[str, Any], str], Awaitable[int]]
 Frame = Callable[[int], tuple[dict[str, Any], str]]  # a frame and its dedup key, from a seq
-PREFIXES = ("n:", "m:", "c:", "o:", "i:")
+PREFIXES = ("n:", "m:", "c:", "o:", "i:", "f:")
 # How far back a `seen` looks for the visitor's latest message: one read per frame, and
 # a visitor's messages are rarely further back than a few agent replies.
 SEEN_LOOK_BACK = 50
@@ -196,6 +198,14 @@ class Sessions:
 
     async def remember(self, visitor: str, who: dict[str, Any]) -> None:
         await self._set(f"i:{visitor}", orjson.dumps(who).decode())
+
+    async def keep_file(self, visitor: str, sha256: str, attachment: dict[str, Any]) -> None:
+        await self._set(f"f:{visitor}:{sha256}", orjson.dumps(attachment).decode())
+
+    async def file(self, visitor: str, sha256: str) -> dict[str, Any] | None:
+        """A file this visitor uploaded (None for another session's, or none)."""
+        raw = await self._get(f"f:{visitor}:{sha256}")
+        return None if raw is None else dict(orjson.loads(raw))
 
     async def prune(self, ttl: timedelta, now: datetime) -> int:
         """Forget sessions (and old messages) not written for `ttl`."""

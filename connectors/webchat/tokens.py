@@ -4,7 +4,8 @@ A session token is `<payload>.<sig>`, payload base64url JSON `{"v": visitor, "ia
 it names the session and is reissued on every `hello`, so an active visitor's token
 never expires. It verifies under the current key or the previous one (rotation).
 An identity token is signed by the shop's backend with hex HMAC over the payload
-`{"id", "email", "exp"}`. Reasons are our own fixed texts: safe to log and to send.
+`{"id", "email", "exp"}`, or is a JWT (HS256 only, `sub`, `email`, `exp` required),
+read by PyJWT. Reasons are our own fixed texts: safe to log and to send.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import warnings
 from dataclasses import dataclass
 
+import jwt
 import orjson
+from jwt.warnings import InsecureKeyLengthWarning
 
 from connectors.webchat.errors import BadToken
 
@@ -91,10 +95,15 @@ def sign_identity(key: bytes, customer_id: str, email: str | None, exp: int) -> 
 def verify_identity(key: bytes | None, token: object, now: float) -> ShopCustomer:
     if key is None:
         raise BadToken("this chat takes no identity tokens")
+    if isinstance(token, str) and token.count(".") == 2:
+        return _verify_jwt(key, token, now)
     payload, sig, data = _payload(token)
     if not hmac.compare_digest(_mac(key, payload).hex().encode(), sig.encode("utf-8", "replace")):
         raise BadToken("identity token signature does not match")
-    cid, email, exp = data.get("id"), data.get("email"), data.get("exp")
+    return _customer(data.get("id"), data.get("email"), data.get("exp"), now)
+
+
+def _customer(cid: object, email: object, exp: object, now: float) -> ShopCustomer:
     if not isinstance(cid, str) or not 0 < len(cid) <= 128 or not isinstance(exp, int):
         raise BadToken("identity token needs id and exp")
     if email is not None and (not isinstance(email, str) or len(email) > 320):
@@ -102,3 +111,37 @@ def verify_identity(key: bytes | None, token: object, now: float) -> ShopCustome
     if now > exp:
         raise BadToken("identity token expired")
     return ShopCustomer(cid, email)
+
+
+def _verify_jwt(key: bytes, token: str, now: float) -> ShopCustomer:
+    """A JWT identity token: HS256 and nothing else (never `none`, never a public-key
+    alg a shared secret could be confused with); `sub` the customer id, `exp` required."""
+    if len(token) > MAX_TOKEN:
+        raise BadToken("malformed token")
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        raise BadToken("malformed token") from None
+    if alg != "HS256":
+        raise BadToken("identity token alg must be HS256")
+    try:
+        # The config sets the key's strength (identity_secret, at least 16 characters;
+        # docs/webchat.md advises 32 for JWT): no warning from every visitor's hello.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            # The expiry is checked below against `now`, like the HMAC format's.
+            data = jwt.decode(
+                token,
+                key,
+                algorithms=["HS256"],
+                options={"require": ["exp", "sub"], "verify_exp": False},
+            )
+    except jwt.InvalidSignatureError:
+        raise BadToken("identity token signature does not match") from None
+    except jwt.MissingRequiredClaimError:
+        raise BadToken("identity token needs sub and exp") from None
+    except jwt.PyJWTError:
+        raise BadToken("malformed token") from None
+    exp = data.get("exp")
+    exp = int(exp) if isinstance(exp, float) else exp  # a NumericDate may have a fraction
+    return _customer(data.get("sub"), data.get("email"), exp, now)

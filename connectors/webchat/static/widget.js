@@ -236,7 +236,7 @@
       status.textContent = ""; failures = 0;
       welcomed(f);
       order.forEach(function (cid) { transmit(cid); });
-    } else if (f.t === "msg") { show(f); offerRating(f); }
+    } else if (f.t === "msg") { show(f); fileLinks(f); offerRating(f); }
     else if (f.t === "form") formSaved();
     else if (f.t === "standing") standing(f);
     else if (f.t === "typing" || f.t === "seen") signal(f);
@@ -250,6 +250,8 @@
       if (f.code === "too_large" && pending[f.cid]) {
         setState(pending[f.cid].node, "refused"); delete pending[f.cid];
         status.textContent = t("tooLarge");
+      } else if (f.code === "no_such_file" && pending[f.cid]) {
+        setState(pending[f.cid].node, "refused"); delete pending[f.cid]; status.textContent = f.reason;
       } else if (f.code === 4429) status.textContent = t("limited");
       else if (f.code === 4401) {
         if (/identity/.test(f.reason || "")) identityRefused = true;
@@ -295,6 +297,7 @@
     if (!p) return;
     setState(p.node, "sending");
     var frame = { t: "msg", cid: cid, text: p.text };
+    if (p.files && p.files.length) frame.files = p.files.map(function (x) { return x.file; });
     if (ws && ws.readyState === 1) ws.send(JSON.stringify(frame));
     else if (useHttp) {
       frame.session = store.get();
@@ -315,10 +318,12 @@
   form.addEventListener("submit", function (e) {
     e.preventDefault();
     var text = input.value.trim();
-    if (!text) return;
+    var files = attached.take();
+    if (!text && !files.length) return;
     input.value = "";
     var cid = newCid();
-    pending[cid] = { text: text, node: bubble(t("you"), text, "omnichat-visitor") };
+    pending[cid] = { text: text, files: files, node: bubble(t("you"), text, "omnichat-visitor") };
+    fileList(pending[cid].node, files);
     order.push(cid);
     transmit(cid);
     connect();
@@ -510,6 +515,83 @@
     });
   }
   callMeBack();
+
+  // --- attachments (docs/webchat.md, "Attachments") --------------------------------------
+  // A labelled button opens the file picker; the file is uploaded at once (its type is
+  // read by the server from the bytes), its name and state shown in a polite live line,
+  // and the next message carries it. Files on messages show as links to the daemon.
+  function fileList(node, files) {
+    if (!files || !files.length) return;
+    var origin = new URL(base).origin;
+    var list = el("ul", { "class": "omnichat-files" });
+    files.forEach(function (f) {
+      var li = el("li");
+      if (f.url) li.appendChild(el("a", { href: origin + f.url, download: f.name,
+        target: "_blank", rel: "noopener" }, f.name));
+      else li.textContent = f.name;
+      list.appendChild(li);
+    });
+    node.insertBefore(list, node.querySelector(".omnichat-state"));
+  }
+  function fileLinks(f) {
+    if (!f.files) return;
+    var node = logBox.querySelector('[data-seq="' + f.seq + '"]');
+    if (!node) return;
+    var old = node.querySelector(".omnichat-files");
+    if (old) old.remove();  // the visitor's own names become links
+    fileList(node, f.files);
+  }
+  var attached = (function () {
+    var S = {
+      en: { attach: "Attach a file", uploading: "Uploading {name}…", ready: "{name} attached",
+        refused: "{name} not attached: {why}", offline: "Connecting… try again in a moment." },
+      es: { attach: "Adjuntar un archivo", uploading: "Subiendo {name}…",
+        ready: "{name} adjuntado", refused: "{name} no adjuntado: {why}",
+        offline: "Conectando… inténtalo de nuevo en un momento." }
+    };
+    function s(key, name, why) {
+      return (S[lang] || S.en)[key].replace("{name}", name || "").replace("{why}", why || "");
+    }
+    var ready = [];
+    var picker = el("input", { type: "file", id: "omnichat-file", hidden: "" });
+    var button = el("button", { type: "button", "class": "omnichat-attach",
+      "aria-label": s("attach"), title: s("attach") });
+    // A drawn paperclip: an emoji needs a font the visitor's machine may not have.
+    var NS = "http://www.w3.org/2000/svg";
+    var icon = document.createElementNS(NS, "svg");
+    icon.setAttribute("viewBox", "0 0 24 24"); icon.setAttribute("width", "20");
+    icon.setAttribute("height", "20"); icon.setAttribute("aria-hidden", "true");
+    var clip = document.createElementNS(NS, "path");
+    clip.setAttribute("d", "M16.5 6.5l-7.8 7.8a2 2 0 0 0 2.8 2.8l8-8a4 4 0 0 0-5.6-5.6l-8.2 8.2a6 6 0 0 0 8.5 8.5l7-7");
+    clip.setAttribute("fill", "none"); clip.setAttribute("stroke", "currentColor");
+    clip.setAttribute("stroke-width", "2"); clip.setAttribute("stroke-linecap", "round");
+    icon.appendChild(clip); button.appendChild(icon);
+    var line = el("p", { "class": "omnichat-file", role: "status", "aria-live": "polite" });
+    form.insertBefore(button, sendBtn); form.appendChild(picker);
+    form.parentNode.insertBefore(line, form.nextSibling);
+    button.addEventListener("click", function () { picker.click(); });
+    picker.addEventListener("change", function () {
+      var file = picker.files && picker.files[0];
+      picker.value = "";
+      if (!file) return;
+      var session = store.get();
+      if (!session) { line.textContent = s("offline"); connect(); return; }
+      line.textContent = s("uploading", file.name);
+      var url = base + "/upload?session=" + encodeURIComponent(session) +
+        "&name=" + encodeURIComponent(file.name);
+      // text/plain: no CORS preflight; the server reads the type from the bytes anyway.
+      fetch(url, { method: "POST", body: file, headers: { "Content-Type": "text/plain" } })
+        .then(function (r) { return r.json().then(function (b) { return [r.ok, b]; }); })
+        .then(function (res) {
+          if (res[0]) { ready.push(res[1]); line.textContent = s("ready", res[1].name); }
+          else line.textContent = s("refused", file.name, res[1].error);
+          button.focus();
+        }, function () { line.textContent = s("refused", file.name, t("offline")); });
+    });
+    return {
+      take: function () { var r = ready; ready = []; line.textContent = ""; return r; }
+    };
+  })();
   window.__omniChat = { open: function () { setOpen(true); }, base: base };
   if (store.get()) connect();  // a returning visitor: history and replies kept meanwhile
 })();

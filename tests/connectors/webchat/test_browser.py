@@ -9,6 +9,7 @@ Skipped, with the reason, only outside CI when Chromium or Playwright is missing
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator
@@ -35,7 +36,14 @@ AXE = Path(__file__).parent / "vendor" / "axe.min.js"  # axe-core 4.14.1 (MPL-2.
 WAIT_MS = 20_000
 
 try:
-    from playwright.async_api import Page, ViewportSize, WebSocketRoute, async_playwright, expect
+    from playwright.async_api import (
+        FileChooser,
+        Page,
+        ViewportSize,
+        WebSocketRoute,
+        async_playwright,
+        expect,
+    )
 except ImportError:  # pragma: no cover - the test extras install it
     async_playwright = None  # type: ignore[assignment]
 
@@ -426,5 +434,60 @@ async def test_the_pre_chat_form_the_channels_look_and_the_satisfaction_question
             await expect(page.get_by_role("group", name="Was your problem solved?")).to_have_count(
                 0
             )
+        finally:
+            await browser.close()
+
+
+async def test_a_visitor_attaches_a_file_by_keyboard(tmp_path: Path) -> None:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    async with (
+        site(tmp_path, origin) as s,
+        shop_page(s.chat_url, port) as url,
+        async_playwright() as p,
+    ):
+        expect.set_options(timeout=WAIT_MS)
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await (await browser.new_context(viewport=DESKTOP)).new_page()
+            # Listened for from the start: Playwright turns the interception on without
+            # waiting, so a listener added just before the key press can miss the chooser.
+            choosers: asyncio.Queue[FileChooser] = asyncio.Queue()
+            page.on("filechooser", choosers.put_nowait)
+            await page.goto(url)
+            await open_chat(page)
+            await page.keyboard.type("Hello")
+            await page.keyboard.press("Enter")
+            await expect(page.locator(".omnichat-visitor .omnichat-state")).to_have_text("Sent")
+            status = page.locator(".omnichat-file")
+
+            # Not a type we take, whatever its name says: refused with the server's reason.
+            attach = page.get_by_role("button", name="Attach a file")
+            await attach.focus()
+            await page.keyboard.press("Enter")
+            zipped = b"PK\x03\x04" + bytes(60)
+            await (await asyncio.wait_for(choosers.get(), WAIT_MS / 1000)).set_files(
+                {"name": "photo.png", "mimeType": "image/png", "buffer": zipped}
+            )
+            await expect(status).to_contain_text("photo.png not attached: file type not accepted")
+
+            await page.keyboard.press("Enter")
+            await (await asyncio.wait_for(choosers.get(), WAIT_MS / 1000)).set_files(
+                {"name": "receipt.png", "mimeType": "text/plain", "buffer": png}
+            )
+            await expect(status).to_have_text("receipt.png attached")
+            await expect(attach).to_be_focused()
+            await page.get_by_role("textbox", name="Your message").fill("My receipt")
+            await page.keyboard.press("Enter")
+            sent = page.locator(".omnichat-visitor").last
+            await expect(sent.locator(".omnichat-state")).to_have_text("Sent")
+            link = sent.get_by_role("link", name="receipt.png")
+            href = await link.get_attribute("href")
+            assert href is not None
+            fetched = await page.request.get(href)
+            assert fetched.status == 200 and await fetched.body() == png
+            await page.screenshot(path=str(tmp_path / "webchat-attach.png"))
+            await no_serious_violations(page)
         finally:
             await browser.close()
