@@ -30,7 +30,8 @@ from connectors.webchat.errors import BadFrame, RateLimited, WebchatError
 from connectors.webchat.sessions import Push, Sessions
 from connectors.webchat.tokens import issue_session, new_visitor, verify_identity, verify_session
 from router.blobs import BlobError, BlobStore
-from router.connector import DONE, Incoming, Outcome, SendResult, Services
+from router.connector import Incoming, Outcome, SendResult, Services
+from router.connector.handover import NOT_YET, Handover
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, read_body
 from router.envelope import Attachment, Envelope, now_utc
 from router.errors import ConnectorError
@@ -42,8 +43,6 @@ POLL_WAIT = 25.0  # a long-poll answers at the latest after this (under proxies'
 FRAME_OVERHEAD = 4096  # room for a msg frame's fields around its text
 RATE_KEYS = 100_000  # sessions and IPs tracked by the rate limits
 PRUNE_EVERY = 3600.0
-
-_NOT_YET = Outcome("not on the bus yet", retriable=True)
 
 
 class Who:
@@ -97,10 +96,7 @@ class WebchatConnector:
         self._blobs: BlobStore = services.blobs
         self._path = cfg.path.rstrip("/")
         self._opens_at = services.opens_at
-        self._ack_timeout = ack_timeout.total_seconds()
-        self._in_flight = queue_size
-        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue()
-        self._waiting: set[asyncio.Future[Outcome]] = set()
+        self._handover = Handover(ack_timeout=ack_timeout.total_seconds(), in_flight=queue_size)
         self._sockets: set[web.WebSocketResponse] = set()
         self._per_session = RateLimiter(cfg.messages_per_minute, 60.0, max_keys=RATE_KEYS)
         self._per_ip = RateLimiter(cfg.sessions_per_hour, 3600.0, max_keys=RATE_KEYS)
@@ -142,13 +138,7 @@ class WebchatConnector:
         """Close every socket (1001: the widget reconnects) and answer waiting messages
         `failed`, `retry` (the widget sends them again)."""
         self._accepting = False
-        while not self._queue.empty():
-            _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_result(_NOT_YET)
-        for future in list(self._waiting):
-            if not future.done():
-                future.set_result(_NOT_YET)
+        self._handover.release()
         await asyncio.gather(
             *(
                 ws.close(code=1001, message=b"the chat server is restarting")
@@ -173,30 +163,14 @@ class WebchatConnector:
 
     # --- intake ---------------------------------------------------------------------------
 
-    async def receive(self) -> AsyncIterator[Incoming]:
-        while True:
-            incoming, _ = await self._queue.get()
-            yield incoming
+    def receive(self) -> AsyncIterator[Incoming]:
+        return self._handover.receive()
 
     async def _hand_over(self, envelope: Envelope) -> Outcome:
         if not self._accepting:
-            return _NOT_YET
-        if len(self._waiting) >= self._in_flight:
-            return Outcome("too many messages in flight", retriable=True)
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-
-        async def ack(outcome: Outcome = DONE) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        self._queue.put_nowait((Incoming(envelope=envelope, ack=ack), future))
-        self._waiting.add(future)
-        try:
-            return await asyncio.wait_for(future, self._ack_timeout)
-        except TimeoutError:
-            return _NOT_YET
-        finally:
-            self._waiting.discard(future)
+            return NOT_YET
+        outcome = await self._handover.hand_over(envelope)
+        return outcome or Outcome("too many messages in flight", retriable=True)
 
     # --- sending --------------------------------------------------------------------------
 

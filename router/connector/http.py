@@ -22,14 +22,14 @@ sender retrying in a loop must not flood the log.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
 import structlog
 from aiohttp import web
 
-from router.connector import DONE, Incoming, Outcome
+from router.connector import Incoming
+from router.connector.handover import Handover
 from router.connector.signing import BadSignature
 from router.envelope import Envelope
 from router.logs import RateLimiter
@@ -40,8 +40,6 @@ ACK_TIMEOUT = timedelta(seconds=10)  # how long a request waits for its envelope
 QUEUE_SIZE = 256  # requests handed over and not yet answered
 CHUNK = 64 * 1024
 REFUSALS_BURST = 10  # refusals logged per status and minute; the rest are counted
-
-_NOT_YET = Outcome("not stored yet", retriable=True)
 
 
 class HttpRefusal(Exception):
@@ -115,11 +113,7 @@ class HttpIntake:
         self._parse = parse
         self._check = check
         self._max_body = max_body_bytes
-        self._ack_timeout = ack_timeout.total_seconds()
-        # Bounded by `_in_flight`: every queued request also waits in `_waiting`.
-        self._queue: asyncio.Queue[tuple[Incoming, asyncio.Future[Outcome]]] = asyncio.Queue()
-        self._in_flight = queue_size
-        self._waiting: set[asyncio.Future[Outcome]] = set()
+        self._handover = Handover(ack_timeout=ack_timeout.total_seconds(), in_flight=queue_size)
         self._refusals = refusals or RateLimiter(REFUSALS_BURST, 60.0)
         self._accepted = accepted_status
         self._log_as = log_as
@@ -132,22 +126,14 @@ class HttpIntake:
     def stop(self) -> None:
         """Stop taking requests; those waiting are answered 503 (the sender retries later)."""
         self._accepting = False
-        while not self._queue.empty():
-            _, future = self._queue.get_nowait()
-            if not future.done():
-                future.set_result(_NOT_YET)
-        for future in list(self._waiting):
-            if not future.done():
-                future.set_result(_NOT_YET)
+        self._handover.release()
 
     def queued(self) -> int:
         """Requests handed over but not yet taken by `receive()`."""
-        return self._queue.qsize()
+        return self._handover.queued()
 
-    async def receive(self) -> AsyncIterator[Incoming]:
-        while True:
-            incoming, _ = await self._queue.get()
-            yield incoming
+    def receive(self) -> AsyncIterator[Incoming]:
+        return self._handover.receive()
 
     async def handle(self, request: web.Request) -> web.Response:
         if not self._accepting:
@@ -163,7 +149,7 @@ class HttpIntake:
             return self.refuse(401, str(exc))  # our own fixed texts
         except HttpRefusal as exc:
             return self.refuse(exc.status, exc.reason, logged=exc.logged)
-        outcome = await self._hand_over(envelope)
+        outcome = await self._handover.hand_over(envelope)
         if outcome is None:
             return self.refuse(503, f"too many {self._noun}s in flight; try again")
         if not outcome.done:
@@ -179,25 +165,6 @@ class HttpIntake:
             **fields,
         )
         return web.json_response({"id": envelope.id}, status=self._accepted)
-
-    async def _hand_over(self, envelope: Envelope) -> Outcome | None:
-        """The ack's outcome (or not yet, after `ack_timeout`); None when too many wait."""
-        if len(self._waiting) >= self._in_flight:
-            return None
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-
-        async def ack(outcome: Outcome = DONE) -> None:
-            if not future.done():
-                future.set_result(outcome)
-
-        self._queue.put_nowait((Incoming(envelope=envelope, ack=ack), future))
-        self._waiting.add(future)
-        try:
-            return await asyncio.wait_for(future, self._ack_timeout)
-        except TimeoutError:
-            return _NOT_YET
-        finally:
-            self._waiting.discard(future)
 
     def refuse(self, status: int, reason: str, *, logged: str | None = None) -> web.Response:
         """Answer `reason`; log `logged` (nothing the caller sent) if it is not one too many

@@ -202,16 +202,7 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
         standing.moved(ctx, unit, conv)
     await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
     await cancel_overflow(unit, conv)
-    conv = await db.update_conversation(
-        unit.conn,
-        conv.id,
-        owner_agent_id=agent_id,
-        waiting_since=None,
-        queue_rank=None,
-        preferred_agent_id=None,
-        prefer_until=None,
-        updated_at=unit.now,
-    )
+    conv = await owned_by(unit, conv, agent_id)
     # An agent whose tool can say "I take it" (a button, a command) and does not
     # within routing.assignment_timeout is passed over; one whose tool cannot keeps it.
     if agent_id in ctx.accepting:
@@ -234,6 +225,20 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
         reason=choice.reason,
     )
     return True
+
+
+async def owned_by(unit: Unit, conv: Any, agent_id: str) -> Any:
+    """`conv` with `agent_id` its owner: out of its line, no preference left."""
+    return await db.update_conversation(
+        unit.conn,
+        conv.id,
+        owner_agent_id=agent_id,
+        waiting_since=None,
+        queue_rank=None,
+        preferred_agent_id=None,
+        prefer_until=None,
+        updated_at=unit.now,
+    )
 
 
 async def wait(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> None:

@@ -32,8 +32,9 @@ from typing import Any
 
 from router.envelope import REQUESTED, UNRETURNED, Call, Envelope
 from router.routing import timers
-from router.routing.assign import release, route
+from router.routing.assign import owned_by, release, route
 from router.routing.context import Routing, Unit
+from router.routing.conversations import open_conversation
 from router.routing.delivery import CALLBACK, deliver, to_customer
 from router.routing.identity import PHONE, IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS, queue_rank
@@ -134,23 +135,7 @@ async def _thread_of(
         owner = await db.add_identity(conn, PHONE, number, conv.customer_id, "stated", now)
     target = await db.conversation_by_thread(conn, channel, number)
     if target is None:
-        target = await db.create_conversation(
-            conn,
-            {
-                "channel": channel,
-                "channel_type": ctx.channels[channel].type,
-                "thread_key": number,
-                "customer_id": owner,
-                "status": "open",
-                "priority": PRIORITY_LEVELS[ctx.config.routing.default_priority],
-                "opened_at": now,
-                "updated_at": now,
-                "skills": {},
-                "tags": [],
-                "complaint": False,
-                "thread_meta": {},
-            },
-        )
+        target = await open_conversation(ctx, unit, channel, number, owner)
         return target, False
     return await _reopened(unit, target)
 
@@ -294,16 +279,7 @@ async def _make_owner(ctx: Routing, unit: Unit, conv: Any, agent_id: str, facts:
     await db.start_assignment(unit.conn, conv.id, agent_id, reason, unit.now)
     await db.accept_assignment(unit.conn, conv.id, unit.now)
     await db.cancel_timers(unit.conn, conv.id, ("widen", "assignment_timeout"), unit.now)
-    conv = await db.update_conversation(
-        unit.conn,
-        conv.id,
-        owner_agent_id=agent_id,
-        waiting_since=None,
-        queue_rank=None,
-        preferred_agent_id=None,
-        prefer_until=None,
-        updated_at=unit.now,
-    )
+    conv = await owned_by(unit, conv, agent_id)
     unit.decide("owner", conversation_id=conv.id, agent=agent_id, reason=reason)
     return conv
 

@@ -17,6 +17,7 @@ from router.routing import calls, failures, standing
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
+from router.routing.conversations import open_conversation
 from router.routing.delivery import REPLY_CONTEXT, UNREACHABLE, deliver, to_customer
 from router.routing.identity import IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
@@ -113,22 +114,8 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     fresh = conv is None
     reopened = False
     if conv is None:
-        conv = await db.create_conversation(
-            conn,
-            {
-                "channel": env.channel,
-                "channel_type": env.channel_type,
-                "thread_key": env.thread_key,
-                "customer_id": customer_id,
-                "status": "open",
-                "priority": PRIORITY_LEVELS[ctx.config.routing.default_priority],
-                "opened_at": now,
-                "updated_at": now,
-                "skills": {},
-                "tags": [],
-                "complaint": False,
-                "thread_meta": thread_meta,
-            },
+        conv = await open_conversation(
+            ctx, unit, env.channel, env.thread_key, customer_id, thread_meta=thread_meta
         )
     else:
         conv = await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
