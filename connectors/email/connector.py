@@ -31,7 +31,7 @@ from connectors.email.imap import ImapIntake
 from connectors.email.inbound import DEFAULT_MAX_ATTACHMENT, Options
 from connectors.email.outbound import agent_address, build_notification, delivery_of
 from router.budget import Budget
-from router.connector import DONE, Incoming, Outcome, Rejected, SendResult, Services
+from router.connector import DONE, Incoming, Outcome, Rejected, SendResult, Services, cancelled
 from router.envelope import Envelope
 from router.errors import OmniError
 
@@ -88,11 +88,8 @@ class EmailConnector:
             )
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
-            self._housekeeping = None
+        housekeeping, self._housekeeping = self._housekeeping, None
+        await cancelled(housekeeping)
         for intake in self._intakes():
             await intake.close()
 

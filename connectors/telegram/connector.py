@@ -75,7 +75,7 @@ from connectors.telegram.config import TelegramChannelConfig
 from connectors.telegram.errors import ApiUnavailable, BadUpdate, BotRefused
 from connectors.telegram.identity import deep_link_key, linked_by_start
 from router.blobs import BlobError, BlobStore
-from router.connector import DONE, Ack, Incoming, Outcome, Rejected, SendResult, Services
+from router.connector import DONE, Ack, Incoming, Outcome, Rejected, SendResult, Services, cancelled
 from router.connector.agents import AgentInput, BadCommand
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.connector.signing import BadSignature, same
@@ -234,11 +234,8 @@ class TelegramConnector:
         )
 
     async def stop(self) -> None:
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
-            self._housekeeping = None
+        housekeeping, self._housekeeping = self._housekeeping, None
+        await cancelled(housekeeping)
         if self.intake is not None:
             self.intake.stop()
         bot, self._bot = self._bot, None

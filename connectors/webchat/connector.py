@@ -30,7 +30,7 @@ from connectors.webchat.errors import BadFrame, RateLimited, WebchatError
 from connectors.webchat.sessions import Push, Sessions
 from connectors.webchat.tokens import issue_session, new_visitor, verify_identity, verify_session
 from router.blobs import BlobError, BlobStore
-from router.connector import Incoming, Outcome, SendResult, Services
+from router.connector import Incoming, Outcome, SendResult, Services, cancelled
 from router.connector.handover import NOT_YET, Handover
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, read_body
 from router.envelope import Attachment, Envelope, now_utc
@@ -146,10 +146,7 @@ class WebchatConnector:
             )
         )
         pruner, self._pruner = self._pruner, None
-        if pruner is not None:
-            pruner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pruner
+        await cancelled(pruner)
 
     async def _prune(self) -> None:
         while True:

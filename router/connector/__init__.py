@@ -10,7 +10,9 @@ typed result. The daemon owns lifecycle, reconnection and backoff.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -223,3 +225,12 @@ def load_registry() -> dict[str, ConnectorSpec]:
             raise DuplicateConnectorError(f"two connectors register type {spec.type!r}")
         registry[spec.type] = spec
     return registry
+
+
+async def cancelled(task: asyncio.Task[Any] | None) -> None:
+    """Cancel a connector's background task (housekeeping, pruning) and wait for it."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
