@@ -69,6 +69,8 @@ Outbound envelopes (on `omni.outbound.<channel>`; what the router sends)
 `channel`, `thread_key` (the conversation's root Message-ID), `subject` (the
 conversation's subject; one `Re:` is added when it answers something),
 `text` (required), `html` (optional: sent as multipart/alternative),
+`attachments` (the agent's files, read from the blob store and attached; at
+most 18 MB together, else the send fails with the reason),
 `sender` (the agent or `role="system"`), `automated.auto` for automatic
 messages (below), and the addressing: the `reply_context` our intake wrote
 (`to`, `message_id` answered, `references`), handed back by the router; or,

@@ -23,6 +23,7 @@ envelope convention):
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 
@@ -34,22 +35,54 @@ from connectors.email.errors import OutboundError
 from connectors.email.outbound import addressing, build_message, is_auto
 from connectors.email.threads import remember_ref
 from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
+from router.blobs import BlobError, BlobStore
 from router.connector import Checkpoints, SendResult
-from router.envelope import Envelope
+from router.envelope import Attachment, Envelope
 
 log = structlog.get_logger(__name__)
+
+# Attachments of one email together: most mail servers refuse messages over 25 MB, and
+# base64 makes them a third larger.
+MAX_ATTACHED_BYTES = 18 * 1024 * 1024
 
 
 class SmtpSender:
     """Sends outbound envelopes for one channel."""
 
     def __init__(
-        self, channel: str, cfg: SmtpConfig, checkpoints: Checkpoints, auto_window: timedelta
+        self,
+        channel: str,
+        cfg: SmtpConfig,
+        checkpoints: Checkpoints,
+        auto_window: timedelta,
+        blobs: BlobStore | None = None,
     ) -> None:
         self.channel = channel
         self.cfg = cfg
         self.checkpoints = checkpoints
         self.auto_window = auto_window
+        self.blobs = blobs  # where an agent's files are, to attach them
+
+    async def _files(self, envelope: Envelope) -> list[tuple[Attachment, bytes]]:
+        """The envelope's attachments and their bytes; `OutboundError` when one cannot be
+        sent (too large together, or gone from the blob store): never sent without them."""
+        if not envelope.attachments:
+            return []
+        total = sum(a.size for a in envelope.attachments)
+        if total > MAX_ATTACHED_BYTES:
+            raise OutboundError(
+                f"attachments of {total} bytes; at most {MAX_ATTACHED_BYTES} go by email"
+            )
+        if self.blobs is None:
+            raise OutboundError("attachments, but no blob store to read them from")
+        files = []
+        for attachment in envelope.attachments:
+            try:
+                data = await asyncio.to_thread(self.blobs.get, attachment.ref)
+            except BlobError as exc:
+                raise OutboundError(f"attachment {attachment.name!r}: {exc}") from exc
+            files.append((attachment, data))
+        return files
 
     def _client(self) -> aiosmtplib.SMTP:
         cfg = self.cfg
@@ -74,7 +107,7 @@ class SmtpSender:
 
     async def send(self, envelope: Envelope) -> SendResult:
         try:
-            msg = build_message(envelope, self.cfg)
+            msg = build_message(envelope, self.cfg, await self._files(envelope))
         except OutboundError as exc:
             return SendResult(status="failed", detail=f"unusable outbound envelope: {exc}")
         message_id = str(msg["Message-ID"])

@@ -71,7 +71,9 @@ class EmailConnector:
         self.intake = intake()
         folder = cfg.agents.folder
         self.agent_intake = intake(folder=folder) if folder and folder != cfg.imap.folder else None
-        self.sender = SmtpSender(name, cfg.smtp, services.checkpoints, cfg.auto_reply_window)
+        self.sender = SmtpSender(
+            name, cfg.smtp, services.checkpoints, cfg.auto_reply_window, services.blobs
+        )
         self._checkpoints = services.checkpoints
         self._housekeeping: asyncio.Task[None] | None = None
 

@@ -33,7 +33,7 @@ and raise `OutboundError` for an envelope they cannot use.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
@@ -50,7 +50,7 @@ from connectors.email.threads import (
     reply_subject,
     with_token,
 )
-from router.envelope import Envelope
+from router.envelope import Attachment, Envelope
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{4,32}$")
 
@@ -94,8 +94,11 @@ def is_auto(envelope: Envelope) -> bool:
     return envelope.automated is not None and envelope.automated.auto
 
 
-def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
-    """The email for an outbound envelope; raises `OutboundError` if the envelope is unusable."""
+def build_message(
+    envelope: Envelope, cfg: SmtpConfig, files: Sequence[tuple[Attachment, bytes]] = ()
+) -> EmailMessage:
+    """The email for an outbound envelope, with `files` (its attachments and their bytes)
+    attached; raises `OutboundError` if the envelope is unusable."""
     if envelope.direction != "out":
         raise OutboundError(f"not an outbound envelope (direction {envelope.direction!r})")
     meta = envelope.meta
@@ -139,6 +142,11 @@ def build_message(envelope: Envelope, cfg: SmtpConfig) -> EmailMessage:
     msg.set_content(envelope.text or "")
     if envelope.html:
         msg.add_alternative(envelope.html, subtype="html")
+    for attachment, data in files:
+        maintype, _, subtype = attachment.content_type.partition("/")
+        if not maintype or not subtype:
+            maintype, subtype = "application", "octet-stream"
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=attachment.name)
     return msg
 
 

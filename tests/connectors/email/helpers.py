@@ -147,12 +147,16 @@ def reply(
 
 
 def sender_for(
-    server: CapturingSmtp, checkpoints: MemoryCheckpoints | None = None, **smtp: Any
+    server: CapturingSmtp,
+    checkpoints: MemoryCheckpoints | None = None,
+    *,
+    blobs: BlobStore | None = None,
+    **smtp: Any,
 ) -> SmtpSender:
     """A sender to the capturing `server` (`smtp` overrides its SMTP settings)."""
     cfg = email_config(smtp_port=server.port, smtp={"host": server.host, **smtp})
     return SmtpSender(
-        "support-email", cfg.smtp, checkpoints or MemoryCheckpoints(), timedelta(hours=1)
+        "support-email", cfg.smtp, checkpoints or MemoryCheckpoints(), timedelta(hours=1), blobs
     )
 
 

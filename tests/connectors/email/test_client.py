@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from connectors.email.client import MAX_ATTACHED_BYTES
+from router.blobs import BlobStore
 from router.connector.testing import MemoryCheckpoints
+from router.envelope import Attachment
 from tests.connectors.email.helpers import reply, sender_for
 from tests.harness.smtp import CapturingSmtp
 
@@ -19,6 +24,39 @@ async def test_delivered_and_ref_remembered(smtp_server: CapturingSmtp) -> None:
     )
     ref = checkpoints.values[("support-email", "ref:k7m2q9ta")]
     assert "customer@example.net" in ref and "<root@example.net>" in ref
+
+
+def attached(blobs: BlobStore, data: bytes, name: str, content_type: str) -> Attachment:
+    sha, ref = blobs.put(data)
+    return Attachment(name=name, content_type=content_type, size=len(data), sha256=sha, ref=ref)
+
+
+async def test_an_agents_files_are_attached(smtp_server: CapturingSmtp, tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    pdf = b"%PDF-1.4 the refund receipt"
+    files = [attached(blobs, pdf, "receipt.pdf", "application/pdf")]
+    envelope = reply().model_copy(update={"attachments": files})
+    result = await sender_for(smtp_server, blobs=blobs).send(envelope)
+    assert result.status == "sent", result.detail
+    [got] = smtp_server.messages
+    [part] = list(got.message.iter_attachments())
+    assert part.get_filename() == "receipt.pdf"
+    assert part.get_content_type() == "application/pdf"
+    assert part.get_content() == pdf
+    assert "We are sending the mug today." in got.message.get_body(("plain",)).get_content()
+
+
+async def test_files_that_cannot_go_fail_the_send_and_nothing_is_sent(
+    smtp_server: CapturingSmtp, tmp_path: Path
+) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    gone = attached(BlobStore(tmp_path / "elsewhere"), b"not here", "a.txt", "text/plain")
+    huge = gone.model_copy(update={"size": MAX_ATTACHED_BYTES + 1})
+    for files, why in (([gone], "no such blob"), ([huge], "at most")):
+        envelope = reply().model_copy(update={"attachments": files})
+        result = await sender_for(smtp_server, blobs=blobs).send(envelope)
+        assert result.status == "failed" and why in result.detail, result.detail
+    assert smtp_server.messages == []
 
 
 async def test_451_then_250_delivers_exactly_once(smtp_server: CapturingSmtp) -> None:
