@@ -19,18 +19,19 @@ def visitor_of(envelope: Envelope) -> str:
         raise Unsendable(f"a web chat only shows replies, not {envelope.kind!r}")
     if not VISITOR.match(envelope.thread_key):
         raise Unsendable("thread_key is not a web chat session")
-    if not envelope.text.strip() and envelope.standing is None and envelope.signal is None:
-        raise Unsendable("the reply has no text")
+    shows = envelope.text.strip() or envelope.attachments or envelope.standing or envelope.signal
+    if not shows:
+        raise Unsendable("the reply has no text and no files")
     return envelope.thread_key
 
 
 def to_frames(envelope: Envelope) -> list[tuple[dict[str, Any], str]]:
     """The numbered frames an outgoing envelope shows, each with its dedup key (a
-    redelivery shows nothing twice): its `msg` when it has text, then its `standing` when
+    redelivery shows nothing twice): its `msg` when it has text or files, then its `standing` when
     it has one. A `seen` signal is numbered too, but the session writes its `upto`
     (`seen_frame`); a `typing` one is not numbered (`typing_frame`)."""
     frames = []
-    if envelope.text.strip():
+    if envelope.text.strip() or envelope.attachments:
         frames.append((to_frame(envelope), f"o:{envelope.id}"))
     if envelope.standing is not None:
         frames.append((standing_frame(envelope), f"o:{envelope.id}:standing"))

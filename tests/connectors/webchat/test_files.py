@@ -156,3 +156,12 @@ async def test_a_foreign_session_can_neither_send_nor_fetch_a_file(tmp_path: Pat
         ):
             status, data, _ = await fetch(c, path)
             assert status in (403, 404) and data != signed, path
+
+        # Files alone, no text: shown as a message with its links, not refused.
+        only = reply(owner, "").model_copy(update={"id": "files-only", "attachments": [attachment]})
+        assert (await c.connector.send(only)).status == "sent"
+        frames.clear()
+        await c.connector.sessions.join(owner, frames.append, 0, lambda n: {"t": "welcome"})
+        c.connector.sessions.leave(owner, frames.append)
+        shown = [f for f in frames if f.get("id") == "files-only"]
+        assert [[x["name"] for x in f["files"]] for f in shown] == [["signed.pdf"]]
