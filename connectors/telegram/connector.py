@@ -75,7 +75,17 @@ from connectors.telegram.config import TelegramChannelConfig
 from connectors.telegram.errors import ApiUnavailable, BadUpdate, BotRefused
 from connectors.telegram.identity import deep_link_key, linked_by_start
 from router.blobs import BlobError, BlobStore
-from router.connector import DONE, Ack, Incoming, Outcome, Rejected, SendResult, Services, cancelled
+from router.connector import (
+    DONE,
+    Ack,
+    Incoming,
+    Outcome,
+    Rejected,
+    SendResult,
+    Services,
+    cancelled,
+    sink_through,
+)
 from router.connector.agents import AgentInput, BadCommand
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.connector.signing import BadSignature, same
@@ -414,8 +424,9 @@ class TelegramConnector:
         """Telegram user id -> agent id, for the agents this channel reaches."""
         return {
             sink.address: agent_id
-            for agent_id, sink in self._sinks.items()
-            if sink.type == "telegram" and sink.channel in (None, self.name) and sink.address
+            for agent_id in self._sinks
+            if (sink := sink_through(self._sinks, agent_id, "telegram", self.name)) is not None
+            and sink.address
         }
 
     def _agent_input(self, user_id: int, token: str | None, name: str | None) -> AgentInput:
@@ -597,8 +608,8 @@ class TelegramConnector:
     async def _send_card(self, envelope: Envelope) -> SendResult:
         delivery = envelope.delivery
         assert delivery is not None
-        sink = self._sinks.get(delivery.agent.id)
-        if sink is None or sink.type != "telegram" or sink.channel not in (None, self.name):
+        sink = sink_through(self._sinks, delivery.agent.id, "telegram", self.name)
+        if sink is None:
             return SendResult(
                 status="failed",
                 detail=f"agent {delivery.agent.id!r} is not reached through this channel",

@@ -26,7 +26,8 @@ from connectors.webhook import client, inbound, outbound
 from connectors.webhook.config import WebhookChannelConfig
 from connectors.webhook.errors import BadEvent
 from connectors.webhook.outbound import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from router.connector import Incoming, SendResult, Services
+from router.config.people import SinkConfig
+from router.connector import Incoming, SendResult, Services, sink_through
 from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, HttpIntake, HttpRefusal, require_json
 from router.envelope import Delivery, Envelope, now_utc
 from router.logs import RateLimiter
@@ -113,14 +114,11 @@ class WebhookConnector:
 
     def _url_of(self, delivery: Delivery) -> str | None:
         """The agent's URL from the config (never from the bus: it is a credential)."""
-        agent_id = delivery.agent.id
-        if not self._reaches(agent_id):
-            return None
-        return self._sinks[agent_id].url
+        sink = self._sink_of(delivery.agent.id)
+        return sink.url if sink is not None else None
 
-    def _reaches(self, agent_id: str) -> bool:
-        sink = self._sinks.get(agent_id)
-        return sink is not None and sink.type == "webhook" and sink.channel == self.name
+    def _sink_of(self, agent_id: str) -> SinkConfig | None:
+        return sink_through(self._sinks, agent_id, "webhook", self.name)
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -144,7 +142,7 @@ class WebhookConnector:
         except BadEvent as exc:
             raise HttpRefusal(400, str(exc), logged=_field_of(exc)) from None
         agent = envelope.sender.address
-        if not self._reaches(agent):
+        if self._sink_of(agent) is None:
             # The key is the channel's: it vouches for the tool, which may speak only for
             # the agents this channel reaches.
             raise HttpRefusal(

@@ -234,3 +234,13 @@ async def cancelled(task: asyncio.Task[Any] | None) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def sink_through(
+    sinks: Mapping[str, SinkConfig], agent_id: str, channel_type: str, channel: str
+) -> SinkConfig | None:
+    """`agent_id`'s sink when the agent is reached through `channel` (of `channel_type`)."""
+    sink = sinks.get(agent_id)
+    if sink is None or sink.type != channel_type or sink.channel != channel:
+        return None
+    return sink
