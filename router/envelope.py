@@ -53,7 +53,7 @@ AGENT_COMMANDS = frozenset(
     }
 )
 # An outgoing live signal's `signal`: the agent is writing, or has read the customer.
-Signal = Literal["typing", "seen"]
+Signal = Literal["typing", "seen", "assigned"]
 
 
 class _Strict(BaseModel):
@@ -469,7 +469,7 @@ class Envelope(_Strict):
         description="On an outgoing live signal (no text, never in the transcript; only to"
         " channel types that declare `live_signals`): `typing`, the conversation's agent is"
         " writing; `seen`, they have read the customer's messages taken in up to"
-        " `received_at`.",
+        " `received_at`; `assigned`, the agent named in `sender` now has the conversation.",
     )
     meta: dict[str, Any] = Field(
         default_factory=dict,

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
 from router.config.types import Duration, Secret, Section, check_secret_chars
 
@@ -124,6 +124,14 @@ class WebchatChannelConfig(Section):
         20,
         ge=1,
         description="New chat sessions one client IP may open an hour.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Reverse proxies (addresses or CIDR networks) in front of the daemon:"
+        " a request from one of them is counted against the client address its"
+        " X-Forwarded-For names (the nearest entry that is not one of these); empty: the"
+        " peer address is the client's (behind a proxy, every visitor would share its limit).",
     )
     heartbeat: Duration = Field(
         timedelta(seconds=25),

@@ -32,7 +32,7 @@ from connectors.webchat.tokens import issue_session, new_visitor, verify_identit
 from router.blobs import BlobError, BlobStore
 from router.connector import Incoming, Outcome, SendResult, Services, cancelled
 from router.connector.handover import NOT_YET, Handover
-from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, read_body
+from router.connector.http import ACK_TIMEOUT, QUEUE_SIZE, client_ip, read_body
 from router.envelope import Attachment, Envelope, now_utc
 from router.errors import ConnectorError
 from router.logs import RateLimiter
@@ -206,13 +206,17 @@ class WebchatConnector:
         allowed = self.cfg.allowed_origins or [f"{request.scheme}://{request.host}"]
         return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
 
+    def _client(self, request: web.Request) -> str | None:
+        """The visitor's address, through the channel's trusted proxies."""
+        return client_ip(request, self.cfg.trusted_proxies)
+
     def _refuse(self, request: web.Request, status: int, reason: str) -> web.Response:
         log.warning(
             "web chat refused",
             channel=self.name,
             status=status,
             reason=reason,
-            peer=request.remote,
+            peer=self._client(request),
         )
         return web.json_response({"error": reason}, status=status)
 
@@ -429,7 +433,7 @@ class WebchatConnector:
         hello = inbound.parse(first)
         if not isinstance(hello, inbound.Hello):
             raise BadFrame("the first frame must be hello")
-        visitor, who = await self._hello(hello, request.remote)
+        visitor, who = await self._hello(hello, self._client(request))
         await self.sessions.join(visitor, push, hello.last, self._welcome(visitor, hello.lang))
         try:
             while (data := await self._next(ws)) is not None:
@@ -496,7 +500,7 @@ class WebchatConnector:
         try:
             frame = inbound.parse(orjson.dumps(obj))
             if isinstance(frame, inbound.Hello):
-                visitor, _ = await self._hello(frame, request.remote)
+                visitor, _ = await self._hello(frame, self._client(request))
                 await self.sessions.join(
                     visitor, frames.append, frame.last, self._welcome(visitor, frame.lang)
                 )
@@ -533,7 +537,13 @@ class WebchatConnector:
         arrived = asyncio.Event()
 
         def push(frame: dict[str, Any]) -> None:
-            if frame.get("t") in ("msg", "standing", "seen", "typing"):  # not the greeting
+            if frame.get("t") in (
+                "msg",
+                "standing",
+                "assigned",
+                "seen",
+                "typing",
+            ):  # not the greeting
                 frames.append(frame)
                 arrived.set()
 

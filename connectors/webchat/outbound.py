@@ -27,15 +27,29 @@ def visitor_of(envelope: Envelope) -> str:
 
 def to_frames(envelope: Envelope) -> list[tuple[dict[str, Any], str]]:
     """The numbered frames an outgoing envelope shows, each with its dedup key (a
-    redelivery shows nothing twice): its `msg` when it has text or files, then its `standing` when
-    it has one. A `seen` signal is numbered too, but the session writes its `upto`
-    (`seen_frame`); a `typing` one is not numbered (`typing_frame`)."""
+    redelivery shows nothing twice): its `msg` when it has text or files, then its
+    `standing` when it has one, or its `assigned` frame. A `seen` signal is numbered too,
+    but the session writes its `upto` (`seen_frame`); a `typing` one is not numbered
+    (`typing_frame`)."""
     frames = []
     if envelope.text.strip() or envelope.attachments:
         frames.append((to_frame(envelope), f"o:{envelope.id}"))
     if envelope.standing is not None:
         frames.append((standing_frame(envelope), f"o:{envelope.id}:standing"))
+    if envelope.signal == "assigned":
+        frames.append((assigned_frame(envelope), f"o:{envelope.id}:assigned"))
     return frames
+
+
+def assigned_frame(envelope: Envelope) -> dict[str, Any]:
+    """The agent named now has the chat (on assignment, and again after a hand-over);
+    without its `seq`."""
+    return {
+        "t": "assigned",
+        "id": envelope.id,
+        "name": envelope.sender.name,
+        "at": envelope.received_at.isoformat(),
+    }
 
 
 def standing_frame(envelope: Envelope) -> dict[str, Any]:

@@ -22,7 +22,8 @@ sender retrying in a loop must not flood the log.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import ipaddress
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 
 import structlog
@@ -75,6 +76,42 @@ def require_json(request: web.Request) -> None:
             f" {request.headers.get('Content-Type') or 'none'}",
             logged="Content-Type is not application/json",
         )
+
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# How many X-Forwarded-For entries are read: a chain of proxies is short, and a
+# client may send a header of any length.
+MAX_FORWARDED_HOPS = 16
+
+
+def client_ip(request: web.Request, trusted: Sequence[IpNetwork]) -> str | None:
+    """The address of the client a request comes from: the peer, or, when the peer is one
+    of the `trusted` proxies, the nearest X-Forwarded-For entry that is not a trusted proxy
+    (entries further left were written by the client and prove nothing)."""
+    peer = request.remote
+    if not trusted or peer is None or not _trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")]
+    for hop in reversed([h for h in hops if h][-MAX_FORWARDED_HOPS:]):
+        if not _trusted(hop, trusted):
+            return hop if _parses(hop) else peer
+    return peer  # every hop is a proxy of ours (or no header): the peer is as near as we get
+
+
+def _parses(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _trusted(address: str, trusted: Sequence[IpNetwork]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:

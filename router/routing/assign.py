@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from router.routing import standing
+from router.routing import signals, standing
 from router.routing.board import REFRESH, AgentBoard
 from router.routing.choose import AgentView, Choice, Need, can_take, choose_agent
 from router.routing.context import Routing, Unit
@@ -216,6 +216,7 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
             unit.now,
         )
     await deliver(ctx, unit, conv, agent_id, "assigned", choice.reason)
+    await signals.assigned(ctx, unit, conv, agent_id)
     unit.decide(
         "assign",
         conversation_id=conv.id,

@@ -1,4 +1,5 @@
-"""Live signals from a conversation's agent to its customer: `typing` and `seen`.
+"""Live signals from a conversation's agent to its customer: `typing`, `seen`, and
+`assigned` (from the router: who now has the conversation).
 
 An agent's tool may say the agent is writing (`typing`) or has read the customer's
 messages (`seen`, as of the moment the tool said so: the envelope's `received_at`).
@@ -62,6 +63,24 @@ async def signal(ctx: Routing, unit: Unit, env: Envelope, agent_id: str, name: s
         record=False,
     )
     unit.decide("signal", conversation_id=conv.id, agent=agent_id, reason={"signal": kind})
+
+
+async def assigned(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
+    """Tell a live channel's customer who has their conversation now (the agent's name as
+    configured): on assignment and on every hand-over to another agent."""
+    if not live(ctx, conv.channel_type):
+        return
+    await to_customer(
+        ctx,
+        unit,
+        conv,
+        "",
+        purpose="assigned",
+        auto=True,
+        agent=ctx.agents[agent_id],
+        signal="assigned",
+        record=False,
+    )
 
 
 def _unheard(ctx: Routing, conv: Any, agent_id: str) -> str | None:

@@ -19,7 +19,8 @@
       closed: "We are closed now. We open {opens}.", leave: "Leave a message",
       leaveHint: "Write your message: we answer here when you come back.",
       saved: "Thanks, noted.",
-      rateUs: "Was your problem solved?", good: "5/5 Yes, solved", bad: "1/5 Not really"
+      rateUs: "Was your problem solved?", good: "5/5 Yes, solved", bad: "1/5 Not really",
+      joined: "{name} has joined the chat", joinedNoName: "An agent has joined the chat"
     },
     es: {
       open: "Chatea con nosotros", close: "Cerrar el chat", placeholder: "Escribe un mensaje",
@@ -34,7 +35,8 @@
       closed: "Ahora estamos cerrados. Abrimos {opens}.", leave: "Dejar un mensaje",
       leaveHint: "Escribe tu mensaje: te respondemos aquí cuando vuelvas.",
       saved: "Gracias, anotado.",
-      rateUs: "¿Se resolvió tu problema?", good: "5/5 Sí, resuelto", bad: "1/5 No del todo"
+      rateUs: "¿Se resolvió tu problema?", good: "5/5 Sí, resuelto", bad: "1/5 No del todo",
+      joined: "{name} se ha unido al chat", joinedNoName: "Un agente se ha unido al chat"
     }
   };
   function pickLang(given) {
@@ -178,6 +180,18 @@
     standingLine.textContent = words[lang](f.position, left > 0 ? Math.ceil(left / 60000) : 0);
   }
 
+  // --- who has the chat (an `assigned` frame, docs/webchat.md) ----------------------------
+  // A line in the log (announced with it): the visitor waits in no queue any more.
+  function assigned(f) {
+    if (f.seq <= last) return;  // numbered: shown once, resumed above it
+    last = f.seq;
+    if (standingLine) { standingLine.remove(); standingLine = null; }
+    var line = el("p", { "class": "omnichat-joined", "data-seq": f.seq });
+    line.textContent = f.name ? t("joined").replace("{name}", f.name) : t("joinedNoName");
+    logBox.appendChild(line);
+    logBox.scrollTop = logBox.scrollHeight;
+  }
+
   // --- the agent's live signals (`typing`, `seen` frames, docs/webchat.md) -----------------
   // "Chloé is typing…" on one polite status line above the box: announced when it appears,
   // not at every refresh; gone 6 s after the last word, or when the agent's message comes.
@@ -239,6 +253,7 @@
     } else if (f.t === "msg") { show(f); fileLinks(f); offerRating(f); }
     else if (f.t === "form") formSaved();
     else if (f.t === "standing") standing(f);
+    else if (f.t === "assigned") assigned(f);
     else if (f.t === "typing" || f.t === "seen") signal(f);
     else if (f.t === "state") {
       var p = pending[f.cid];

@@ -74,8 +74,12 @@ class Chat:
     http: aiohttp.ClientSession
     clients: list[Client] = field(default_factory=list)
 
-    async def open(self, origin: str = ORIGIN) -> Client:
-        ws = await self.http.ws_connect(self.url, headers={"Origin": origin})
+    async def open(self, origin: str = ORIGIN, via: str | None = None) -> Client:
+        """A socket; `via`: the X-Forwarded-For a proxy in front would add."""
+        headers = {"Origin": origin}
+        if via is not None:
+            headers["X-Forwarded-For"] = via
+        ws = await self.http.ws_connect(self.url, headers=headers)
         self.clients.append(Client(ws))
         return self.clients[-1]
 
@@ -83,8 +87,10 @@ class Chat:
         for client in self.clients:
             await client.ws.close()
 
-    async def hello(self, session: str | None = None, last: int = 0, **extra: Any) -> Client:
-        client = await self.open()
+    async def hello(
+        self, session: str | None = None, last: int = 0, via: str | None = None, **extra: Any
+    ) -> Client:
+        client = await self.open(via=via)
         await client.send({"t": "hello", "session": session, "last": last, **extra})
         return client
 

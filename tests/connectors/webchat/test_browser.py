@@ -154,6 +154,10 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
             await expect(page.locator(".omnichat-visitor .omnichat-state")).to_have_text("Sent")
             await expect(page.locator(".omnichat-system p")).to_contain_text("we will answer")
             await expect(page.get_by_role("heading", name="Acme Support")).to_be_visible()
+            # Who has the chat, in the log (announced) before she writes.
+            await expect(page.locator("[role=log] .omnichat-joined")).to_have_text(
+                "Chloé Martin has joined the chat"
+            )
 
             await s.agent_says("Hi, Chloé here: it ships today.")
             await expect(page.locator(".omnichat-agent p")).to_have_text(
@@ -269,6 +273,11 @@ async def test_the_widget_end_to_end_in_chromium(tmp_path: Path) -> None:
                 re.compile(r"^You are number 1 in the queue · about [45] min$")
             )
             await eventually(lambda: len(s.tokens()) == 4, WAIT_MS / 1000)
+            # Taken: the first is told who has it, and waits in no line any more.
+            await expect(first.locator(".omnichat-joined")).to_have_text(
+                "Chloé Martin has joined the chat"
+            )
+            await expect(first.locator(".omnichat-standing")).to_have_count(0)
             await s.agent_says("Yes, we ship to Spain.")
             await expect(first.locator(".omnichat-agent p")).to_have_text(
                 ["Yes, we ship to Spain."]

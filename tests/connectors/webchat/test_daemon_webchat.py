@@ -33,11 +33,13 @@ async def test_a_visitor_gets_the_acknowledgement_and_the_agents_reply(tmp_path:
             assert (await until("state", cid="c1"))["state"] == "sent"
             ack = await until("msg", purpose="ack")
             assert ack["from"] == "system" and "we will answer" in str(ack["text"])
+            joined = await until("assigned")  # who has the chat, before they write
+            assert (joined["seq"], joined["name"]) == (3, "Chloé Martin")
             await eventually(lambda: len(s.tool.requests) >= 1, 20)
             await s.agent_says("Hi, it ships today.")
             reply = await until("msg", **{"from": "agent"})
             assert reply["text"] == "Hi, it ships today." and reply["name"] == "Chloé Martin"
-            assert [f["seq"] for f in frames if f["t"] == "msg"] == [1, 2, 3]
+            assert [f["seq"] for f in frames if f["t"] == "msg"] == [1, 2, 4]
 
 
 async def test_out_of_hours_the_welcome_says_when_we_open_and_a_message_is_taken(

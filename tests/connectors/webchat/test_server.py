@@ -191,6 +191,28 @@ async def test_new_chats_per_address_are_rate_limited(tmp_path: Path) -> None:
         await still_works(c, first, "ok1")
 
 
+async def test_behind_a_trusted_proxy_new_chats_are_counted_per_visitor_address(
+    tmp_path: Path,
+) -> None:
+    async with chat(tmp_path, sessions_per_hour=1, trusted_proxies=["127.0.0.0/8"]) as c:
+        for visitor in ("203.0.113.5", "203.0.113.6"):  # two visitors: one chat each
+            await (await c.hello(via=visitor)).next("welcome")
+        # What the client wrote itself (left of the proxy's entry) does not make it new.
+        again = await c.hello(via="198.51.100.9, 203.0.113.5")
+        code, reason = await again.closed()
+        assert code == 4429 and "new chats an hour" in reason
+
+
+async def test_without_trusted_proxies_a_forwarded_for_header_is_not_believed(
+    tmp_path: Path,
+) -> None:
+    async with chat(tmp_path, sessions_per_hour=1) as c:
+        await (await c.hello(via="203.0.113.5")).next("welcome")
+        second = await c.hello(via="203.0.113.6")  # the same peer, whatever it says
+        code, _ = await second.closed()
+        assert code == 4429
+
+
 async def test_an_oversized_message_is_refused_with_the_reason(tmp_path: Path) -> None:
     async with chat(tmp_path, max_message_bytes=100) as c:
         client, _, _ = await started(c)

@@ -4,6 +4,7 @@ and every refusal with its status and reason."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -13,11 +14,12 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
+from multidict import CIMultiDict
 from structlog.testing import capture_logs
 
 from router.connector import Incoming, Outcome
-from router.connector.http import HttpIntake, HttpRefusal, require_json
+from router.connector.http import HttpIntake, HttpRefusal, client_ip, require_json
 from router.connector.signing import BadSignature
 from router.envelope import Envelope, Sender, envelope_id, now_utc
 from router.logs import RateLimiter
@@ -187,3 +189,42 @@ async def test_a_client_that_gives_up_leaves_nothing_hanging() -> None:
                 pass
         incoming = await next_incoming(intake)
         await incoming.ack()  # acking a request nobody waits for any more is harmless
+
+
+def forwarded(peer: str, *hops: str) -> web.Request:
+    headers = CIMultiDict([("X-Forwarded-For", hop) for hop in hops])
+    return make_mocked_request("GET", "/", headers=headers).clone(remote=peer)
+
+
+PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32")]
+
+
+@pytest.mark.parametrize(
+    ("request_", "client"),
+    [
+        (forwarded("10.0.0.2", "203.0.113.5"), "203.0.113.5"),
+        # The client's own entry is left of what our proxies appended, hop by hop.
+        (forwarded("10.0.0.2", "198.51.100.1, 203.0.113.5, 10.0.0.3"), "203.0.113.5"),
+        (forwarded("10.0.0.2", "198.51.100.1", "203.0.113.5"), "203.0.113.5"),  # two headers
+        (forwarded("2001:db8::1", "2001:db9::7"), "2001:db9::7"),
+        # Not from a proxy of ours: the header proves nothing.
+        (forwarded("192.0.2.1", "203.0.113.5"), "192.0.2.1"),
+        # Only proxies, or garbage where the client should be: the peer.
+        (forwarded("10.0.0.2", "10.0.0.9"), "10.0.0.2"),
+        (forwarded("10.0.0.2"), "10.0.0.2"),
+        (forwarded("10.0.0.2", "not-an-ip"), "10.0.0.2"),
+    ],
+)
+def test_the_client_is_the_nearest_address_that_is_not_a_trusted_proxy(
+    request_: web.Request, client: str
+) -> None:
+    assert client_ip(request_, PROXIES) == client
+
+
+def test_without_trusted_proxies_the_peer_is_the_client() -> None:
+    assert client_ip(forwarded("10.0.0.2", "203.0.113.5"), []) == "10.0.0.2"
+
+
+def test_a_long_forwarded_chain_is_read_only_so_far() -> None:
+    hops = ", ".join(["10.0.0.1"] * 10_000)
+    assert client_ip(forwarded("10.0.0.2", "203.0.113.5, " + hops), PROXIES) == "10.0.0.2"
