@@ -7,6 +7,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,16 @@ exit status: 0 done, 2 invalid config, events or customers file (the reason is p
 """
 
 
+STAFFING_EPILOG = """\
+what it shows: the model and its inputs per channel (handling time, measured from the
+  conversations' assignments or given; the target; the slots an agent holds at once),
+  then per hour: arrivals, offered traffic (erlangs), agents needed, agents scheduled,
+  the service level the needed agents give, and SHORT where the schedules fall short.
+
+exit status: 0 done, 2 invalid config, events or option (the reason is printed)
+"""
+
+
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -53,6 +64,23 @@ def _names(value: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of names")
     return names
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        share = -1.0
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"expected a share between 0 and 1, got {value!r}")
+    return share
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +152,54 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "events", help="JSON lines: messages, agent commands and replies, times ('-': stdin)"
+    )
+
+    staff = sub.add_parser(
+        "staffing",
+        help="agents needed per hour and channel (Erlang C) next to what the schedules provide",
+        description=(
+            "Work out, per hour and channel, how many agents answer the target share of\n"
+            "conversations within the channel's first-response target (Erlang C, with the\n"
+            "handling time measured per channel), next to the agents the config's schedules\n"
+            "put on shift; hours where the schedules fall short are flagged. The traffic is\n"
+            "an events file (as for simulate) run through the routing code, or, without\n"
+            "one, the router's store (the latest day in it, or --day)."
+        ),
+        epilog=STAFFING_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    staff.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    staff.add_argument(
+        "events", nargs="?", help="JSON lines as for simulate ('-': stdin); none: the store"
+    )
+    staff.add_argument("--day", type=_day, help="the day to work out, YYYY-MM-DD (local)")
+    staff.add_argument(
+        "--timezone",
+        help="zone the hours are read in (default: sla.business_hours' zone, else UTC)",
+    )
+    staff.add_argument(
+        "--handle-time",
+        action="append",
+        default=[],
+        metavar="CHANNEL=DURATION",
+        help="handling time of a channel's conversations (e.g. chat=6m), instead of the"
+        " one measured; repeat per channel",
+    )
+    staff.add_argument(
+        "--target",
+        metavar="DURATION",
+        help="answer within this (default: each channel type's first-response target for"
+        " normal priority)",
+    )
+    staff.add_argument(
+        "--service-level",
+        type=_share,
+        default=0.8,
+        metavar="SHARE",
+        help="share to answer within the target, between 0 and 1 (default 0.8)",
+    )
+    staff.add_argument(
+        "--format", choices=["table", "json"], default="table", help="table (default) or json"
     )
 
     inc = sub.add_parser("incidents", help="list the incident register (newest first)")
@@ -348,6 +424,60 @@ async def _import_customers(args: argparse.Namespace, store: Any) -> int:
     return 0
 
 
+def _staffing(args: argparse.Namespace) -> int:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from router.errors import OmniError
+    from router.logs import setup_logging
+    from router.simulate import read_events
+    from router.staffing import StaffingError, read_handle_times, run_staffing, seconds
+    from router.store import open_store
+
+    config = _config_or_none(args.config)
+    if config is None:
+        return 2
+    setup_logging(level="warning", fmt="console", stream=sys.stderr)
+    try:
+        zone = ZoneInfo(args.timezone) if args.timezone else None
+    except (ZoneInfoNotFoundError, ValueError):
+        print(f"staffing: --timezone {args.timezone!r}: not a time zone", file=sys.stderr)
+        return 2
+    try:
+        options: dict[str, Any] = {
+            "day": args.day,
+            "zone": zone,
+            "handle_given": read_handle_times(args.handle_time),
+            "target_given": seconds(args.target) if args.target else None,
+            "share": args.service_level,
+            "fmt": args.format,
+        }
+        if args.events is not None:
+            if args.events == "-":
+                events = list(read_events(sys.stdin))
+            else:
+                with open(args.events, encoding="utf-8") as lines:
+                    events = list(read_events(lines))
+            return asyncio.run(run_staffing(config, sys.stdout, events=events, **options))
+
+        async def from_store() -> int:
+            store = await open_store(config.store.dsn())
+            try:
+                return await run_staffing(config, sys.stdout, store=store, **options)
+            finally:
+                await store.close()
+
+        return asyncio.run(from_store())
+    except StaffingError as exc:
+        print(f"staffing: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"cannot read {exc.filename or args.events}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except OmniError as exc:
+        print(f"staffing: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "run":
@@ -356,6 +486,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _normalize(args)
     if args.command == "simulate":
         return _simulate(args)
+    if args.command == "staffing":
+        return _staffing(args)
     if args.command == "incidents":
         return _with_store(args, _incidents)
     if args.command == "import-customers":

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -13,16 +14,17 @@ from router.simulate.core import Simulation
 from router.simulate.events import when
 from router.simulate.figures import ChannelFigures, channel_figures, compare
 from router.simulate.outputs import Entry
-from router.store import open_store
+from router.store import Store, open_store
 from router.store.routing import seeded_ids
 
 Format = Literal["json", "table"]
 
 
-async def simulate(
+@asynccontextmanager
+async def simulated(
     config: Config, events: Sequence[tuple[int, dict[str, Any]]], customers: Path | None
-) -> tuple[list[Entry], list[ChannelFigures]]:
-    """The timeline and the closing figures of `events` on `config`, on a throwaway store."""
+) -> AsyncIterator[tuple[Simulation, Store]]:
+    """`events` run on `config` on a throwaway store, for the caller to read."""
     first_at = next((when(o["at"], n) for n, o in events if "at" in o), None)
     with tempfile.TemporaryDirectory(prefix="omnirouter-simulate-") as tmp, seeded_ids("simulate"):
         store = await open_store(f"sqlite:///{Path(tmp) / 'store.sqlite3'}")
@@ -33,9 +35,17 @@ async def simulate(
                 await sim.load_customers(customers)
             for number, obj in events:
                 await sim.step(number, dict(obj))
-            return sim.timeline, await channel_figures(store, sim.clock)
+            yield sim, store
         finally:
             await store.close()
+
+
+async def simulate(
+    config: Config, events: Sequence[tuple[int, dict[str, Any]]], customers: Path | None
+) -> tuple[list[Entry], list[ChannelFigures]]:
+    """The timeline and the closing figures of `events` on `config`, on a throwaway store."""
+    async with simulated(config, events, customers) as (sim, store):
+        return sim.timeline, await channel_figures(store, sim.clock)
 
 
 async def run(
