@@ -9,17 +9,28 @@ the image then installs exactly what was tested. Test tools are not in the list.
 
 from __future__ import annotations
 
+import tomllib
 from importlib import metadata
+from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 EXTRAS = ("postgres",)
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def runtime_requirements() -> list[str]:
+    # From pyproject.toml, not the installed metadata: an editable install keeps the
+    # requirements it was installed with until it is installed again.
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extras = [r for e in EXTRAS for r in project["optional-dependencies"][e]]
+    return [*project["dependencies"], *extras]
 
 
 def closure() -> dict[str, str]:
     pins: dict[str, str] = {}
-    todo = [(r, EXTRAS) for r in metadata.requires("omnirouter") or []]
+    todo: list[tuple[str, tuple[str, ...]]] = [(r, ()) for r in runtime_requirements()]
     seen: set[tuple[str, tuple[str, ...]]] = set()
     while todo:
         text, extras = todo.pop()
@@ -27,15 +38,12 @@ def closure() -> dict[str, str]:
         if req.marker is not None and not any(
             req.marker.evaluate({"extra": e}) for e in extras or ("",)
         ):
-            continue  # a test extra, or another platform's dependency
+            continue  # an extra not asked for, or another platform's dependency
         name = canonicalize_name(req.name)
         key = (name, tuple(sorted(req.extras)))
         if key in seen:
             continue
         seen.add(key)
-        if name == "omnirouter":  # omnirouter[postgres] inside an extra: its own extras
-            todo.extend((r, tuple(req.extras)) for r in metadata.requires(name) or [])
-            continue
         pins[name] = metadata.version(name)
         todo.extend((r, tuple(req.extras)) for r in metadata.requires(name) or [])
     return pins
