@@ -125,7 +125,7 @@ from datetime import timedelta
 from connectors.email.config import EmailChannelConfig
 from connectors.email.connector import build
 from connectors.email.inbound import normalize_cli
-from connectors.email.threads import agent_address
+from connectors.email.threads import agent_address, start_thread
 from router.connector import ConnectorSpec
 
 _H = timedelta(hours=1)
@@ -143,6 +143,7 @@ spec = ConnectorSpec(
     # Most customers drop a supplier that takes more than a day to answer an email.
     default_targets={"urgent": _H, "high": 4 * _H, "normal": 24 * _H, "low": 48 * _H},
     identity_kind="email",
+    start_thread=start_thread,  # a web chat's visitor answered by email (threads.py)
 )
 
 __all__ = ["EmailChannelConfig", "spec"]
