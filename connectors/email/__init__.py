@@ -96,6 +96,12 @@ with `Auto-Submitted: auto-replied`, at most one per address per
 The email's Message-ID is `<omni.<envelope id>@<from domain>>`, so it is the
 same on every retry and is returned as `SendResult.native_id`.
 
+A thread we start (`ConnectorSpec.start_thread`, `threads.start_thread`: a web
+chat visitor answered by email) has the thread key `<omni.thread.<seed>@<from
+domain>>`, a root no message carries, named first in our References; the
+customer's answer names it first in theirs, so the intake gives it that thread
+key, and the router the conversation it started the thread for.
+
 Agents in their mailbox
 -----------------------
 Deliveries to an agent whose sink is `{type: email, channel: <this channel>}`
