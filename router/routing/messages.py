@@ -113,9 +113,12 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     except IdentityError as exc:
         raise EnvelopeError(f"sender: {exc}") from exc
     conn, now = unit.conn, unit.now
-    conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
-    # The customer's answer in the thread we started elsewhere for a conversation.
-    elsewhere = conv is None and (conv := await answer_at.joined(ctx, unit, env)) is not None
+    # The customer's answer in the thread we started elsewhere for a conversation: first,
+    # so one that someone else's answer in that thread opened cannot take it over.
+    conv = await answer_at.joined(ctx, unit, env)
+    elsewhere = conv is not None
+    if conv is None:
+        conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
     current = conv.thread_meta if conv is not None else {}
     thread_meta = merged_thread_meta(ctx, env, current, elsewhere=elsewhere)
     fresh = conv is None

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -14,8 +15,10 @@ import pytest
 
 from router.config import ConfigError, parse_config
 from router.envelope import Envelope, Sender, StatedIdentity, encode, envelope_id
+from router.routing.answer_at import WORDS, transcript_text
 from router.simulate import Simulation
 from router.store import open_store
+from router.store import routing as db
 from tests.router.routing.scenarios import CONFIG, T0, Run, at, mail
 
 ENV = {"P": "secret", "T": "token"}
@@ -105,6 +108,8 @@ async def test_an_agent_s_reply_also_goes_by_email_threaded_when_the_visitor_agr
     [reply_out] = run.actions("reply_out")
     assert [d.reason for d in run.actions("answer_at")] == [{"channel": "mail", "purpose": "reply"}]
     assert reply_out.conversation_id == chat.conversation_id
+    # The address is personal data: no decision (they are logged) names it.
+    assert EVA not in str([d.as_json() for d in run.decisions])
 
 
 async def test_without_consent_nothing_goes_by_email(run: Run) -> None:
@@ -150,6 +155,10 @@ async def test_a_stranger_in_the_thread_joins_nothing(run: Run) -> None:
     assert "another address" in not_joined.reason["detail"]
     opened = [d for d in run.actions("assign") if d.conversation_id != first.conversation_id]
     assert len(opened) == 1  # a conversation of its own on the mail channel
+    # Eva's own answer in the thread still joins the chat's, not the stranger's.
+    await run.step(at=at(6), **mail(EVA, first.thread_key, "Any news?", message_id="<r2@x>"))
+    [joined] = run.actions("joined")
+    assert joined.conversation_id == first.conversation_id
 
 
 async def test_the_transcript_goes_by_email_in_order_with_both_sides(run: Run) -> None:
@@ -174,8 +183,6 @@ async def test_the_transcript_goes_by_email_in_order_with_both_sides(run: Run) -
     # The request is no message for an agent: nothing routed, nothing kept.
     assert run.actions("deliver")[-1].reason.get("rule") == "current_owner"
     async with run.sim.store.transaction(readonly=True) as conn:
-        from router.store import routing as db
-
         assert told.conversation_id is not None
         rows = await db.transcript(conn, told.conversation_id, 50)
     assert [r.envelope["text"] for r in rows if r.kind == "message"] == [
@@ -235,3 +242,23 @@ def test_the_config_check_refuses_a_disabled_email_channel() -> None:
         parse_config(text, env=ENV)
     [problem] = [str(p) for p in caught.value.problems]
     assert "channel 'mail' is disabled: nothing would send the answers" in problem
+
+
+def test_a_long_transcript_leaves_out_the_oldest_messages_and_says_so() -> None:
+    rows = [
+        SimpleNamespace(
+            kind="message",
+            direction="in",
+            envelope={
+                "sender": {"role": "customer"},
+                "received_at": f"2026-03-02T10:{n:02d}:00+00:00",
+                "text": f"message {n} " + "x" * 100,
+            },
+        )
+        for n in range(50)
+    ]
+    text = transcript_text(rows, "Europe/Madrid", WORDS["es"], budget=1000)
+    assert len(text.encode()) <= 1000
+    assert text.startswith("(mensajes anteriores omitidos)\n[2026-03-02 11:")
+    assert "message 49" in text and "message 0 " not in text
+    assert "Tú:" in text  # the customer, in their language
