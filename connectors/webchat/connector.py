@@ -360,31 +360,25 @@ class WebchatConnector:
     ) -> None:
         """ "Email me the transcript": refused here when nothing could send it; else asked
         of the router (once on the bus: `state` `sent`), which answers in the chat."""
-        refusal = None
+        address = who.reply_by_email
         if self.cfg.answer_by_email is None:
-            refusal = ("no_email_channel", "this chat cannot send transcripts by email")
-        elif who.reply_by_email is None:
-            refusal = ("email_required", "give your email and agree to be answered by email")
+            code, reason = "no_email_channel", "this chat cannot send transcripts by email"
+        elif address is None:
+            code, reason = "email_required", "give your email and agree to be answered by email"
         elif await self.sessions.last(visitor) == 0:
-            refusal = ("nothing_yet", "nothing has been said in this chat yet")
-        if refusal is not None or who.reply_by_email is None:
-            code, reason = refusal or ("email_required", "")
-            push({"t": "error", "code": code, "cid": frame.cid, "reason": reason})
+            code, reason = "nothing_yet", "nothing has been said in this chat yet"
+        else:
+            self._admit(visitor)
+            envelope = inbound.transcript_envelope(
+                self.name, visitor, frame, address, sender=who.sender, received_at=now_utc()
+            )
+            outcome = await self._hand_over(envelope)
+            state: dict[str, Any] = {"t": "state", "cid": frame.cid, "state": "sent"}
+            if not outcome.done:
+                state.update(state="failed", retry=outcome.retriable, reason=outcome.error)
+            push(state)
             return
-        self._admit(visitor)
-        envelope = inbound.transcript_envelope(
-            self.name,
-            visitor,
-            frame,
-            who.reply_by_email,
-            sender=who.sender,
-            received_at=now_utc(),
-        )
-        outcome = await self._hand_over(envelope)
-        state: dict[str, Any] = {"t": "state", "cid": frame.cid, "state": "sent"}
-        if not outcome.done:
-            state.update(state="failed", retry=outcome.retriable, reason=outcome.error)
-        push(state)
+        push({"t": "error", "code": code, "cid": frame.cid, "reason": reason})
 
     def _admit(self, visitor: str) -> None:
         if self._per_session.admit(visitor) is None:
