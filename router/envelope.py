@@ -54,6 +54,8 @@ AGENT_COMMANDS = frozenset(
 )
 # An outgoing live signal's `signal`: the agent is writing, or has read the customer.
 Signal = Literal["typing", "seen", "assigned"]
+# What a customer may ask of the router itself (not of an agent), on any channel.
+Request = Literal["transcript"]
 
 
 class _Strict(BaseModel):
@@ -470,6 +472,19 @@ class Envelope(_Strict):
         " channel types that declare `live_signals`): `typing`, the conversation's agent is"
         " writing; `seen`, they have read the customer's messages taken in up to"
         " `received_at`; `assigned`, the agent named in `sender` now has the conversation.",
+    )
+    answer_at: StatedIdentity | None = Field(
+        default=None,
+        description="On a customer's message: an identity (an `email`) the customer gave and"
+        " agreed to be answered at, besides the conversation's own channel. The router sends"
+        " agents' replies (and a transcript they ask for) there too, on the channel the"
+        " conversation's channel names for it (a web chat's `answer_by_email`).",
+    )
+    request: Request | None = Field(
+        default=None,
+        description="On a customer's `message`: a service asked of the router, not a message"
+        " for an agent (not routed, not kept in the transcript): `transcript`, send this"
+        " conversation's transcript to `answer_at`.",
     )
     meta: dict[str, Any] = Field(
         default_factory=dict,

@@ -96,6 +96,12 @@ with `Auto-Submitted: auto-replied`, at most one per address per
 The email's Message-ID is `<omni.<envelope id>@<from domain>>`, so it is the
 same on every retry and is returned as `SendResult.native_id`.
 
+A thread we start (`ConnectorSpec.start_thread`, `threads.start_thread`: a web
+chat visitor answered by email) has the thread key `<omni.thread.<seed>@<from
+domain>>`, a root no message carries, named first in our References; the
+customer's answer names it first in theirs, so the intake gives it that thread
+key, and the router the conversation it started the thread for.
+
 Agents in their mailbox
 -----------------------
 Deliveries to an agent whose sink is `{type: email, channel: <this channel>}`
@@ -125,7 +131,7 @@ from datetime import timedelta
 from connectors.email.config import EmailChannelConfig
 from connectors.email.connector import build
 from connectors.email.inbound import normalize_cli
-from connectors.email.threads import agent_address
+from connectors.email.threads import agent_address, start_thread
 from router.connector import ConnectorSpec
 
 _H = timedelta(hours=1)
@@ -143,6 +149,7 @@ spec = ConnectorSpec(
     # Most customers drop a supplier that takes more than a day to answer an email.
     default_targets={"urgent": _H, "high": 4 * _H, "normal": 24 * _H, "low": 48 * _H},
     identity_kind="email",
+    start_thread=start_thread,  # a web chat's visitor answered by email (threads.py)
 )
 
 __all__ = ["EmailChannelConfig", "spec"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -150,6 +151,15 @@ def reply_context(address: str, message_id: str | None, references: list[str]) -
     if len(orjson.dumps(context)) > _CONTEXT_BYTES:
         context["message_id"] = None
     return context
+
+
+def start_thread(cfg: Any, address: str, seed: str) -> tuple[str, dict[str, object]]:
+    """A thread we start with the customer at `address` (`ConnectorSpec.start_thread`):
+    its root is a Message-ID of ours that no message carries, named in the first email's
+    References, so the customer's answers carry it first in theirs and the intake gives
+    them this thread key. `seed` is the router's random part: nobody can guess the key."""
+    domain = str(cfg.smtp.from_address).rpartition("@")[2] or "omnirouter.invalid"
+    return f"<omni.thread.{seed}@{domain}>", reply_context(address, None, [])
 
 
 def agent_address(value: str) -> str:

@@ -19,6 +19,7 @@ spec = ConnectorSpec(
     identity_kind="webchat",  # the visitor id
     live_standing=True,  # the widget shows the queue position and updates it
     live_signals=True,  # the widget shows "typing" and marks messages seen
+    answer_channel=lambda block: block.answer_by_email,  # a visitor answered by email too
 )
 
 __all__ = ["WebchatChannelConfig", "spec"]

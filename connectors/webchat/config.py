@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 
-from router.config.types import Duration, Secret, Section, check_secret_chars
+from router.config.types import Duration, Name, Secret, Section, check_secret_chars
 
 MIN_SECRET_CHARS = 16
 MIN_CONTRAST = 4.5  # WCAG AA for normal text
@@ -133,6 +133,13 @@ class WebchatChannelConfig(Section):
         " X-Forwarded-For names (the nearest entry that is not one of these); empty: the"
         " peer address is the client's (behind a proxy, every visitor would share its limit).",
     )
+    answer_by_email: Name | None = Field(
+        None,
+        description="The email channel (by name) that answers a visitor who gave their email"
+        ' and ticked "answer me by email": agents\' replies go there too, threaded, and'
+        " the widget offers the transcript by email. It must be an enabled channel whose"
+        " type writes to an email address. Null: answers in the chat only, no transcript.",
+    )
     heartbeat: Duration = Field(
         timedelta(seconds=25),
         description="How often the widget pings; a socket silent for twice this is closed.",
@@ -184,6 +191,7 @@ class WebchatChannelConfig(Section):
             "form": list(self.form),
             "topics": list(self.topics),
             "texts": {lang: dict(words) for lang, words in self.texts.items()},
+            "by_email": self.answer_by_email is not None,
         }
 
     @field_validator("allowed_origins")

@@ -285,13 +285,10 @@ class WebchatConnector:
         push({"t": "form", "saved": True})
 
     def _meta(self, who: Who) -> dict[str, Any]:
-        """What the agent should know beside the text: left while we were closed, and
-        the address the visitor asked to be answered at by email."""
+        """What the agent should know beside the text: left while we were closed."""
         meta: dict[str, Any] = {}
         if self._closed_until() is not None:
             meta["left_while_closed"] = True
-        if who.reply_by_email:
-            meta["reply_by_email"] = who.reply_by_email
         return meta
 
     async def _message(self, visitor: str, who: Who, msg: inbound.Msg, push: Push) -> None:
@@ -332,6 +329,7 @@ class WebchatConnector:
             subject=who.topic,
             meta=self._meta(who),
             attachments=attachments,
+            answer_at=who.reply_by_email,
         )
         await self._take(visitor, msg.cid, envelope, push)
 
@@ -360,6 +358,31 @@ class WebchatConnector:
             received_at=now_utc(),
         )
         await self._take(visitor, frame.cid, envelope, push)
+
+    async def _transcript(
+        self, visitor: str, who: Who, frame: inbound.Transcript, push: Push
+    ) -> None:
+        """ "Email me the transcript": refused here when nothing could send it; else asked
+        of the router (once on the bus: `state` `sent`), which answers in the chat."""
+        address = who.reply_by_email
+        if self.cfg.answer_by_email is None:
+            code, reason = "no_email_channel", "this chat cannot send transcripts by email"
+        elif address is None:
+            code, reason = "email_required", "give your email and agree to be answered by email"
+        elif await self.sessions.last(visitor) == 0:
+            code, reason = "nothing_yet", "nothing has been said in this chat yet"
+        else:
+            self._admit(visitor)
+            envelope = inbound.transcript_envelope(
+                self.name, visitor, frame, address, sender=who.sender, received_at=now_utc()
+            )
+            outcome = await self._hand_over(envelope)
+            state: dict[str, Any] = {"t": "state", "cid": frame.cid, "state": "sent"}
+            if not outcome.done:
+                state.update(state="failed", retry=outcome.retriable, reason=outcome.error)
+            push(state)
+            return
+        push({"t": "error", "code": code, "cid": frame.cid, "reason": reason})
 
     def _admit(self, visitor: str) -> None:
         if self._per_session.admit(visitor) is None:
@@ -446,6 +469,8 @@ class WebchatConnector:
                     await self._form(visitor, who, frame, push)
                 elif isinstance(frame, inbound.Callback):
                     await self._callback(visitor, who, frame, push)
+                elif isinstance(frame, inbound.Transcript):
+                    await self._transcript(visitor, who, frame, push)
                 else:
                     raise BadFrame("hello only once per socket")
         finally:
@@ -505,13 +530,17 @@ class WebchatConnector:
                     visitor, frames.append, frame.last, self._welcome(visitor, frame.lang)
                 )
                 self.sessions.leave(visitor, frames.append)
-            elif isinstance(frame, inbound.Msg | inbound.Callback | inbound.Form):
+            elif isinstance(
+                frame, inbound.Msg | inbound.Callback | inbound.Form | inbound.Transcript
+            ):
                 visitor = verify_session(self._keys, obj.get("session"), time.time(), self._ttl)
                 who = Who(visitor, await self.sessions.who(visitor))
                 if isinstance(frame, inbound.Msg):
                     await self._message(visitor, who, frame, frames.append)
                 elif isinstance(frame, inbound.Form):
                     await self._form(visitor, who, frame, frames.append)
+                elif isinstance(frame, inbound.Transcript):
+                    await self._transcript(visitor, who, frame, frames.append)
                 else:
                     await self._callback(visitor, who, frame, frames.append)
             else:

@@ -55,6 +55,13 @@ class Callback:
 
 
 @dataclass(frozen=True, slots=True)
+class Transcript:
+    """ "Email me the transcript", to the address the visitor agreed to be answered at."""
+
+    cid: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     pass
 
@@ -68,7 +75,7 @@ class Form:
     reply_by_email: bool = False
 
 
-Frame = Hello | Msg | Callback | Ping | Form
+Frame = Hello | Msg | Callback | Transcript | Ping | Form
 
 
 def _str(obj: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:
@@ -108,7 +115,7 @@ def parse(data: str | bytes) -> Frame:
     kind = obj.get("t")
     if kind == "ping":
         return Ping()
-    if kind in ("msg", "callback"):
+    if kind in ("msg", "callback", "transcript"):
         cid = obj.get("cid")
         if not isinstance(cid, str) or not CID.match(cid):
             raise BadFrame("cid: expected 1-64 of A-Z a-z 0-9 _ -")
@@ -118,6 +125,8 @@ def parse(data: str | bytes) -> Frame:
         if not isinstance(text, str) or not (text.strip() or files):
             raise BadFrame("text: expected a non-empty string")
         return Msg(obj["cid"], text, files)
+    if kind == "transcript":
+        return Transcript(obj["cid"])
     if kind == "callback":
         phone = (_str(obj, "phone", limit=MAX_FORM_FIELD) or "").strip() or None
         return Callback(obj["cid"], phone)
@@ -142,7 +151,7 @@ def parse(data: str | bytes) -> Frame:
         if by_email and "email" not in fields:
             raise BadFrame("reply_by_email: needs an email")
         return Form(fields, by_email)
-    raise BadFrame("t: expected hello, msg, callback, form or ping")
+    raise BadFrame("t: expected hello, msg, callback, transcript, form or ping")
 
 
 def to_envelope(
@@ -157,10 +166,12 @@ def to_envelope(
     subject: str | None = None,
     meta: dict[str, Any] | None = None,
     attachments: list[Attachment] | None = None,
+    answer_at: str | None = None,
 ) -> Envelope:
     """A visitor message. Its id comes from the session and the client id: a resend of the
     same message is the same envelope, which the router drops. The form's topic is the
-    subject (routing rules read it); `meta` adds what the agent should know."""
+    subject (routing rules read it); `meta` adds what the agent should know; `answer_at`
+    is the email the visitor agreed to be answered at too."""
     return Envelope(
         id=envelope_id(channel, f"{visitor}:{msg.cid}"),
         kind="message",
@@ -174,8 +185,40 @@ def to_envelope(
         text=msg.text,
         attachments=attachments or [],
         identities=[StatedIdentity(kind=k, value=v) for k, v in identities],
+        answer_at=_email(answer_at),
         reply_context={"visitor": visitor},
         meta={"cid": msg.cid, **(meta or {})},
+    )
+
+
+def _email(address: str | None) -> StatedIdentity | None:
+    return None if address is None else StatedIdentity(kind="email", value=address)
+
+
+def transcript_envelope(
+    channel: str,
+    visitor: str,
+    frame: Transcript,
+    answer_at: str,
+    *,
+    sender: str,
+    received_at: datetime,
+) -> Envelope:
+    """ "Email me the transcript": asked of the router, to the email the visitor agreed to
+    be answered at. Its id, like a message's, comes from the session and the client id."""
+    return Envelope(
+        id=envelope_id(channel, f"{visitor}:{frame.cid}"),
+        kind="message",
+        direction="in",
+        channel=channel,
+        channel_type="webchat",
+        thread_key=visitor,
+        sender=Sender(address=sender, role="customer"),
+        received_at=received_at,
+        request="transcript",
+        answer_at=_email(answer_at),
+        reply_context={"visitor": visitor},
+        meta={"cid": frame.cid},
     )
 
 

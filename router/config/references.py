@@ -13,6 +13,7 @@ from typing import Any
 
 from router.config.model import Config
 from router.connector import ConnectorSpec
+from router.routing.identity import EMAIL
 
 Loc = tuple[str | int, ...]
 
@@ -137,6 +138,7 @@ def reference_problems(
             names.business_hours,
         )
         need(("channels", i, "acknowledge"), "template", channel.acknowledge, names.templates)
+        problems.extend(_answer_channel(config, registry, i))
 
     for i, queue in enumerate(config.queues):
         for skill in queue.skills:
@@ -220,6 +222,33 @@ def reference_problems(
                 )
             )
     return problems
+
+
+def _answer_channel(
+    config: Config, registry: Mapping[str, ConnectorSpec], i: int
+) -> list[tuple[Loc, str]]:
+    """The channel a channel answers customers on at the email they gave (a web chat's
+    `answer_by_email`): an enabled channel whose type writes first to an email address."""
+    channel = config.channels[i]
+    spec = registry.get(channel.type)
+    if spec is None or spec.answer_channel is None or channel.settings is None:
+        return []
+    name = spec.answer_channel(channel.settings)
+    if name is None:
+        return []
+    loc: Loc = ("channels", i, channel.type, "answer_by_email")
+    target = next((c for c in config.channels if c.name == name), None)
+    if target is None:
+        known = sorted(c.name for c in config.channels)
+        return [(loc, f"channel {name!r} is not defined; defined: {', '.join(known)}")]
+    kind = registry.get(target.type)
+    if kind is None or kind.start_thread is None or kind.sender_kind != EMAIL:
+        return [
+            (loc, f"channel {name!r} is a {target.type} channel, which cannot write to an email")
+        ]
+    if not target.enabled:
+        return [(loc, f"channel {name!r} is disabled: nothing would send the answers")]
+    return []
 
 
 def _overflow_cycles(config: Config) -> list[tuple[Loc, str]]:

@@ -156,6 +156,17 @@ class ConnectorSpec:
     # Whether a callback a customer asks for on another channel (a web chat's "call
     # me back") lives on a channel of this type, its thread the customer's number.
     carries_callbacks: bool = False
+    # The channel (by name) that answers a customer of a channel of this type at the
+    # identity they agreed to be answered at (an envelope's `answer_at`), read from its
+    # validated block (a web chat's `answer_by_email`); None: not configured.
+    answer_channel: Callable[[Any], str | None] | None = None
+    # How the router starts a thread with a customer at an identity of the type's own
+    # kind (`identity_kind`: an email address) on a channel of this type, to answer a
+    # conversation held on another channel: from the channel's validated block, the
+    # address and a random seed, the thread key (the one the type's intake gives the
+    # customer's answers in that thread) and the reply context of the first message.
+    # None: the type cannot write first.
+    start_thread: Callable[[Any, str, str], tuple[str, dict[str, Any]]] | None = None
 
     @property
     def sender_kind(self) -> str:

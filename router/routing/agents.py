@@ -27,7 +27,7 @@ from router.envelope import (
     encode,
     envelope_id,
 )
-from router.routing import calls, signals, standing, tokens
+from router.routing import answer_at, calls, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
@@ -176,6 +176,7 @@ async def agent_reply(ctx: Routing, unit: Unit, env: Envelope) -> None:
         agent=agent,
         attachments=env.attachments,
     )
+    await answer_at.copy_reply(ctx, unit, conv, env.text, agent, env.attachments)
     if conv.first_response_at is None:
         await db.update_conversation(unit.conn, conv.id, first_response_at=unit.now)
         await db.cancel_timers(unit.conn, conv.id, SLA_TIMERS, unit.now)

@@ -13,7 +13,7 @@ from typing import Any
 
 from router.envelope import Bounce, Envelope
 from router.errors import EnvelopeError
-from router.routing import calls, failures, standing
+from router.routing import answer_at, calls, failures, standing
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
@@ -89,6 +89,10 @@ def bounce_report(env: Envelope) -> Bounce | None:
 
 
 async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
+    if env.request is not None:
+        # Asked of the router (a transcript), not of an agent: not routed, not kept.
+        await answer_at.request(ctx, unit, env)
+        return
     report = bounce_report(env)
     if report is not None:
         # A delivery report, not a customer: an incident for the message it bounces.
@@ -109,8 +113,14 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     except IdentityError as exc:
         raise EnvelopeError(f"sender: {exc}") from exc
     conn, now = unit.conn, unit.now
-    conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
-    thread_meta = merged_thread_meta(ctx, env, conv.thread_meta if conv is not None else {})
+    # The customer's answer in the thread we started elsewhere for a conversation: first,
+    # so one that someone else's answer in that thread opened cannot take it over.
+    conv = await answer_at.joined(ctx, unit, env)
+    elsewhere = conv is not None
+    if conv is None:
+        conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
+    current = conv.thread_meta if conv is not None else {}
+    thread_meta = merged_thread_meta(ctx, env, current, elsewhere=elsewhere)
     fresh = conv is None
     reopened = False
     if conv is None:
@@ -186,14 +196,23 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     await classify_and_route(ctx, unit, conv, env, customer_id)
 
 
-def merged_thread_meta(ctx: Routing, env: Envelope, current: Mapping[str, Any]) -> dict[str, Any]:
-    """The conversation's thread facts: its subject, and the reply context of the latest
-    customer message that had one (the channel's own, handed back on every reply)."""
+def merged_thread_meta(
+    ctx: Routing, env: Envelope, current: Mapping[str, Any], *, elsewhere: bool = False
+) -> dict[str, Any]:
+    """The conversation's thread facts: its subject, the reply context of the latest
+    customer message that had one (the channel's own, handed back on every reply), and
+    the address they agreed to be answered at too. `elsewhere`: the message came in the
+    thread started for that address, whose own reply context it updates."""
     meta = dict(current)
+    if elsewhere:
+        answer_at.answered(meta, env)
+        return meta
     meta.pop(UNREACHABLE, None)  # they wrote: the channel reaches them again
     meta.setdefault("subject", env.subject)
     if env.reply_context:
         meta[REPLY_CONTEXT] = dict(env.reply_context)
+    if env.answer_at is not None:
+        answer_at.agreed(meta, env.answer_at)
     return meta
 
 

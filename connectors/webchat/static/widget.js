@@ -18,6 +18,7 @@
       consent: "I agree that you keep these details to answer me.",
       closed: "We are closed now. We open {opens}.", leave: "Leave a message",
       leaveHint: "Write your message: we answer here when you come back.",
+      byEmail: "Answer me by email too, in case I am not here",
       saved: "Thanks, noted.",
       rateUs: "Was your problem solved?", good: "5/5 Yes, solved", bad: "1/5 Not really",
       joined: "{name} has joined the chat", joinedNoName: "An agent has joined the chat"
@@ -34,6 +35,7 @@
       consent: "Acepto que guardéis estos datos para responderme.",
       closed: "Ahora estamos cerrados. Abrimos {opens}.", leave: "Dejar un mensaje",
       leaveHint: "Escribe tu mensaje: te respondemos aquí cuando vuelvas.",
+      byEmail: "Respondedme también por email, por si no estoy aquí",
       saved: "Gracias, anotado.",
       rateUs: "¿Se resolvió tu problema?", good: "5/5 Sí, resuelto", bad: "1/5 No del todo",
       joined: "{name} se ha unido al chat", joinedNoName: "Un agente se ha unido al chat"
@@ -349,6 +351,7 @@
   function look(l) {
     if (!l) return;
     texts = l.texts || {};
+    transcript.offer(!!l.by_email);
     root.style.setProperty("--omnichat-color", l.color);
     root.style.setProperty("--omnichat-on-color", l.text_color);
     relabel();
@@ -409,12 +412,13 @@
         name === "topic" ? topics : null);
     });
     check(prechat, "consent", true);
+    var byEmail = inputs.email ? transcript.consent(prechat, inputs.email) : null;
     prechat.appendChild(el("button", { type: "submit", "class": "omnichat-send" }, t("start")));
     prechat.addEventListener("submit", function (e) {
       e.preventDefault();
       var values = {};
       for (var k in inputs) if (inputs[k].value.trim()) values[k] = inputs[k].value.trim();
-      sendForm(values, false);
+      sendForm(values, !!(byEmail && byEmail.checked && values.email));
       prechat.remove(); prechat = null; form.hidden = false; input.focus();
     });
     form.hidden = true;
@@ -436,15 +440,15 @@
       details.appendChild(el("p", {}, t("leaveHint")));
       var name = field(details, "name", "text"), email = field(details, "email", "email");
       check(details, "consent", true);
+      var byEmail = transcript.consent(details, email);
       details.appendChild(el("button", { type: "submit", "class": "omnichat-send" }, t("start")));
       details.addEventListener("submit", function (e) {
         e.preventDefault();
         var values = {};
         if (name.value.trim()) values.name = name.value.trim();
         if (email.value.trim()) values.email = email.value.trim();
-        // No "answer me by email" offered yet: the router answers on the chat's own
-        // channel only, and a promise nobody keeps is worse than none.
-        sendForm(values, false);
+        // Answered by email too only when the chat can (look.by_email) and they ticked it.
+        sendForm(values, !!(byEmail && byEmail.checked && values.email));
         details.remove(); form.hidden = false; input.focus();
       });
       offline.appendChild(details);
@@ -530,6 +534,93 @@
     });
   }
   callMeBack();
+
+  // Answers and the transcript by email (docs/webchat.md, "Answers by email"): shown only
+  // when the chat has an email channel (look.by_email). "Email me the transcript" sends a
+  // `transcript` frame; without an agreed email the server says so, and a small form asks
+  // for the email with its consent box, then asks again. The router's word comes as a msg.
+  var transcript = (function () {
+    var S = {
+      en: { ask: "Email me the transcript", go: "Send me the transcript",
+        asked: "Asked: the transcript is on its way.",
+        nothing_yet: "There is nothing to send yet.",
+        no_email_channel: "This chat cannot send transcripts by email." },
+      es: { ask: "Envíame la transcripción por email", go: "Enviarme la transcripción",
+        asked: "Pedida: la transcripción va de camino.",
+        nothing_yet: "Todavía no hay nada que enviar.",
+        no_email_channel: "Este chat no puede enviar transcripciones por email." }
+    };
+    function s(key) { return (S[lang] || S.en)[key]; }
+    var offered = false;
+    var ask = el("button", { type: "button", "class": "omnichat-callback", hidden: "",
+      "aria-controls": "omnichat-transcript-form", "aria-expanded": "false" }, s("ask"));
+    var box = el("form", { id: "omnichat-transcript-form", "class": "omnichat-prechat",
+      hidden: "" });
+    var wrap = el("div", { "class": "omnichat-field" });
+    wrap.appendChild(el("label", { "for": "omnichat-t-email" }, t("email")));
+    var address = el("input", { id: "omnichat-t-email", type: "email", autocomplete: "email",
+      required: "" });
+    wrap.appendChild(address); box.appendChild(wrap);
+    var agree = el("input", { type: "checkbox", id: "omnichat-t-agree", required: "" });
+    var agreeWrap = el("div", { "class": "omnichat-check" });
+    var agreeLabel = el("label", { "for": "omnichat-t-agree" }, t("byEmail"));
+    agreeWrap.appendChild(agree); agreeWrap.appendChild(agreeLabel); box.appendChild(agreeWrap);
+    var go = el("button", { type: "submit", "class": "omnichat-send" }, s("go"));
+    box.appendChild(go);
+    var hint = el("p", { "class": "omnichat-callback-hint", role: "alert" });
+    panel.insertBefore(ask, form); panel.insertBefore(box, form); panel.insertBefore(hint, form);
+    function answer(f) {
+      if (f.t === "state" && f.state === "sent") {
+        hint.textContent = s("asked"); box.setAttribute("hidden", "");
+        ask.setAttribute("aria-expanded", "false"); ask.focus();
+      } else if (f.t === "state" && f.retry) setTimeout(function () { send(f.cid, 0); }, 2000);
+      else if (f.t === "error" && f.code === "email_required") {
+        hint.textContent = ""; box.removeAttribute("hidden");
+        ask.setAttribute("aria-expanded", "true"); address.focus();
+      } else if (f.t === "error" || f.t === "state") hint.textContent = s(f.code) || f.reason || "";
+    }
+    function send(cid, tries) {
+      var frame = { t: "transcript", cid: cid };
+      if (ws && ws.readyState === 1) {
+        var sock = ws;
+        sock.addEventListener("message", function on(e) {
+          var f = JSON.parse(e.data);
+          if (f.cid === cid && (f.t === "error" || f.t === "state")) {
+            sock.removeEventListener("message", on); answer(f);
+          }
+        });
+        sock.send(JSON.stringify(frame));
+      } else if (useHttp) {
+        frame.session = store.get();
+        post("/http", frame).then(function (fs) {
+          fs.forEach(function (f) { if (f.cid === cid) answer(f); });
+        });
+      } else if (tries < 20) { connect(); setTimeout(function () { send(cid, tries + 1); }, 500); }
+    }
+    function relabel() {
+      ask.textContent = s("ask"); go.textContent = s("go"); agreeLabel.textContent = t("byEmail");
+    }
+    ask.addEventListener("click", function () { hint.textContent = ""; send("tr" + newCid(), 0); });
+    box.addEventListener("submit", function (e) {
+      e.preventDefault();
+      sendForm({ email: address.value.trim() }, true);
+      send("tr" + newCid(), 0);
+    });
+    return {
+      offer: function (yes) {
+        offered = yes; relabel();
+        if (yes) ask.removeAttribute("hidden"); else ask.setAttribute("hidden", "");
+      },
+      // The consent box of a form with an email field, when this chat answers by email:
+      // ticking it makes the email required. None (null) otherwise.
+      consent: function (details, email) {
+        if (!offered) return null;
+        var box_ = check(details, "byEmail", false);
+        box_.addEventListener("change", function () { email.required = box_.checked; });
+        return box_;
+      }
+    };
+  })();
 
   // --- attachments (docs/webchat.md, "Attachments") --------------------------------------
   // A labelled button opens the file picker; the file is uploaded at once (its type is

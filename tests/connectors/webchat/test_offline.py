@@ -47,7 +47,10 @@ async def test_a_message_left_out_of_hours_is_an_ordinary_one_marked_for_the_age
         [env] = c.runner.taken
         assert (env.kind, env.text) == ("message", "Is the blue teapot back?")
         assert env.meta["left_while_closed"] is True
-        assert env.meta["reply_by_email"] == "ana@example.com"
+        # Agreed to be answered by email: the typed part the router reads.
+        assert env.answer_at is not None
+        assert (env.answer_at.kind, env.answer_at.value) == ("email", "ana@example.com")
+        assert "reply_by_email" not in env.meta
         assert env.sender.name == "Ana"
         assert [(i.kind, i.value) for i in env.identities] == [("email", "ana@example.com")]
 
@@ -58,7 +61,7 @@ async def test_in_hours_a_message_is_not_marked(tmp_path: Path) -> None:
         await client.next("welcome")
         assert (await client.say("c1", "hola"))["state"] == "sent"
         [env] = c.runner.taken
-        assert "left_while_closed" not in env.meta and "reply_by_email" not in env.meta
+        assert "left_while_closed" not in env.meta and env.answer_at is None
 
 
 async def test_the_pre_chat_form_names_the_visitor_and_its_topic_is_the_subject(
@@ -80,7 +83,7 @@ async def test_the_pre_chat_form_names_the_visitor_and_its_topic_is_the_subject(
         for env in c.runner.taken:
             assert (env.sender.name, env.subject) == ("Bo", "Returns")
             assert [(i.kind, i.value) for i in env.identities] == [("phone", "+34600000000")]
-            assert "reply_by_email" not in env.meta
+            assert env.answer_at is None
 
 
 async def test_a_form_without_consent_is_refused_and_keeps_nothing(tmp_path: Path) -> None:
