@@ -137,6 +137,9 @@ def reference_problems(
             names.business_hours,
         )
         need(("channels", i, "acknowledge"), "template", channel.acknowledge, names.templates)
+        need(
+            ("channels", i, "update_template"), "template", channel.update_template, names.templates
+        )
 
     for i, queue in enumerate(config.queues):
         for skill in queue.skills:
