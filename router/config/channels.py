@@ -133,6 +133,19 @@ class ChannelConfig(Section):
         description="Template sent to the customer as soon as a new conversation"
         " arrives, with the expected response time; null sends none.",
     )
+    update_every: Duration | None = Field(
+        None,
+        description="While a customer waits for an answer (their latest message has no"
+        " agent reply after it), tell them where they stand this often: on channel types"
+        " that show the queue live (web chat), their position and wait while queued; else"
+        " a message saying we are still on it and when we expect to answer. Never more"
+        " often, and none once an agent has answered (null: no updates).",
+    )
+    update_template: Name | None = Field(
+        None,
+        description="Template of those updates (fields as for `acknowledge`; null: a"
+        " built-in text in English or Spanish).",
+    )
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig,
         description="How the daemon connects this channel again after its connector failed.",

@@ -138,6 +138,9 @@ def reference_problems(
             names.business_hours,
         )
         need(("channels", i, "acknowledge"), "template", channel.acknowledge, names.templates)
+        need(
+            ("channels", i, "update_template"), "template", channel.update_template, names.templates
+        )
         problems.extend(_answer_channel(config, registry, i))
 
     for i, queue in enumerate(config.queues):

@@ -13,7 +13,7 @@ from typing import Any
 
 from router.envelope import Bounce, Envelope
 from router.errors import EnvelopeError
-from router.routing import answer_at, calls, failures, standing
+from router.routing import answer_at, calls, failures, standing, updates
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
@@ -155,6 +155,8 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
             "transcript_only", conversation_id=conv.id, reason={"detail": "automatic reply"}
         )
         return
+    if env.call is None:
+        await updates.customer_wrote(ctx, unit, conv)
     if conv.owner_agent_id is not None and conv.owner_agent_id not in ctx.agents:
         # Their agent left the config: someone else takes it, with the whole transcript.
         conv = await release_removed_owner(ctx, unit, conv)
