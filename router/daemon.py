@@ -33,7 +33,7 @@ from router.connector import Connector, ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
 from router.envelope import now_utc
 from router.errors import ConfigError, ConfigProblem, OmniError
-from router.http import HttpListener, Routes, build_app
+from router.http import HttpListener, ListenError, Routes, build_app
 from router.inbound import InboundProcessor
 from router.metrics import Metrics
 from router.outbox import OutboxPublisher
@@ -192,7 +192,8 @@ class Daemon:
     async def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped; `EXIT_STOPPED` after a requested stop, `EXIT_FAILED` when a
         component failed or start-up did. A config this build cannot run raises
-        `ConfigError` (the command line exits 2)."""
+        `ConfigError` (the command line exits 2), an HTTP address it cannot take
+        `ListenError` (one line, exit 1)."""
         loop = asyncio.get_running_loop()
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -203,8 +204,8 @@ class Daemon:
             self._ready = True
             log.info("daemon ready", bus=self.config.bus.backend, store=self.store_backend)
             await self._stop.wait()
-        except ConfigError:
-            raise
+        except (ConfigError, ListenError):
+            raise  # the command line says what to fix, in one line or a list
         except Exception as exc:
             # Start-up failed (the store or the bus unreachable, the port taken): say
             # what, then stop what did start. Our own errors say enough; others are bugs.
