@@ -1,10 +1,12 @@
 """`omnirouter run` as a newcomer first meets it: its own process, the shipped config."""
 
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.harness.daemon import ROOT, DaemonProcess, wait_for
@@ -67,3 +69,32 @@ def test_a_taken_port_is_one_line_naming_the_address(tmp_path: Path, host: str) 
         " with --http HOST:PORT or http.host and http.port in the config"
     ]
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# The one warning the shipped config gives, and why it stays: every shipped channel needs
+# a secret (a password, a bot token, a signing key) that cannot ship, so all start
+# disabled, and a daemon with no channel takes nothing in; the operator should hear it.
+NO_CHANNEL = "no channel enabled: nothing comes in and no agent is reached"
+
+
+def test_the_shipped_config_starts_without_warnings(daemon) -> None:
+    """What a fresh clone's `make run` prints once installed: log lines only (Python's
+    own warnings shown, as `python -W default` would), none of them a warning but the
+    one above, and it stops cleanly on Ctrl-C."""
+    d = daemon()
+    wait_for(d.base + "/healthz", 200, 30)
+    d.wait_for_log('"daemon ready"')
+    code, _ = d.stop(signal.SIGINT)
+    assert code == 0, d.output()
+    lines = d.output().splitlines()
+    assert lines
+    events = [orjson.loads(line) for line in lines]  # a Python warning is not JSON
+    assert [e["event"] for e in events if e["level"] != "info"] == [NO_CHANNEL]
+    channels = next(e for e in events if e["event"] == NO_CHANNEL)
+    assert channels["disabled"] == [
+        "support-email",
+        "shop-telegram",
+        "site-chat",
+        "main-line",
+        "agent-hooks",
+    ]
