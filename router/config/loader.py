@@ -154,6 +154,9 @@ def check(
         f" bus: {config.bus.backend})",
         file=out,
     )
+    if not enabled:  # every agent is unreachable too: one line says both, as `run` does
+        print("warning: no channel enabled: nothing comes in and no agent is reached", file=err)
+        return 0
     # Valid, but work given to these agents would sit on a topic nothing reads.
     for agent_id, why in unreachable_agents(config, registry).items():
         print(f"warning: agent {agent_id} is unreachable ({why}): never assigned", file=err)

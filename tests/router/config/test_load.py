@@ -632,19 +632,14 @@ def test_check_ok(capsys):
 
 
 def test_check_warns_about_agents_nothing_reaches(tmp_path):
-    # As shipped, every channel is disabled: the agents they reach get no work.
+    # As shipped, every channel is disabled: one line says so (every agent is unreachable).
     out, err = io.StringIO(), io.StringIO()
     assert check(SHIPPED, {}, out=out, err=err) == 0  # a warning, not a problem
     assert out.getvalue().startswith("ok: ")
     assert err.getvalue().splitlines() == [
-        "warning: agent ana is unreachable (sink channel support-email is disabled):"
-        " never assigned",
-        "warning: agent ben is unreachable (sink channel shop-telegram is disabled):"
-        " never assigned",
-        "warning: agent chloe is unreachable (sink channel agent-hooks is disabled):"
-        " never assigned",
+        "warning: no channel enabled: nothing comes in and no agent is reached"
     ]
-    # Ana's mailbox enabled: she is reachable, and no longer named.
+    # Ana's mailbox enabled: she is reachable; the others are named, each with the cause.
     path = tmp_path / "channels.yaml"
     text = SHIPPED.read_text()
     path.write_text(
@@ -653,9 +648,11 @@ def test_check_warns_about_agents_nothing_reaches(tmp_path):
     err = io.StringIO()
     env = {"IMAP_PASSWORD": "x", "SMTP_PASSWORD": "x"}
     assert check(path, env, out=io.StringIO(), err=err) == 0, err.getvalue()
-    assert [line.split(" is ")[0] for line in err.getvalue().splitlines()] == [
-        "warning: agent ben",
-        "warning: agent chloe",
+    assert err.getvalue().splitlines() == [
+        "warning: agent ben is unreachable (sink channel shop-telegram is disabled):"
+        " never assigned",
+        "warning: agent chloe is unreachable (sink channel agent-hooks is disabled):"
+        " never assigned",
     ]
 
 
