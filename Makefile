@@ -9,9 +9,6 @@ HTTP   ?=
 RUNTIME := $(VENV)/.installed-runtime
 DEV     := $(VENV)/.installed-dev
 PIP     := $(BIN)/pip --disable-pip-version-check
-# A .pth to the checkout (setuptools' "compat" editable mode): the default mode prints a
-# warning about folders shadowing the package on every install.
-EDITABLE := --config-settings editable_mode=compat -e
 
 .PHONY: install install-dev run check test lint typecheck system-deps kafka-jars bench bench-crash clean
 
@@ -23,12 +20,12 @@ $(BIN)/python:
 
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	@echo "==> installing omnirouter and its runtime dependencies into $(VENV) (a minute the first time)"
-	$(PIP) install --progress-bar off $(EDITABLE) .
+	$(PIP) install --progress-bar off -e .
 	touch $(RUNTIME)
 
 $(DEV): pyproject.toml | $(BIN)/python
 	@echo "==> installing omnirouter with the test and development tools into $(VENV)"
-	$(PIP) install --progress-bar off $(EDITABLE) '.[dev]'
+	$(PIP) install --progress-bar off -e '.[dev]'
 	touch $(RUNTIME) $(DEV)
 
 install: $(RUNTIME)
