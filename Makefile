@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 CONFIG ?= config/channels.yaml
 # Another listen address for `make run`, e.g. HTTP=127.0.0.1:9000 (default: the config's).
 HTTP   ?=
-# Runtime dependencies for `run` and `check`; the test and dev tools on top for the rest.
+# Runtime dependencies for `run` and `check` (with the PostgreSQL driver: the shipped
+# config switches to PostgreSQL by OMNI_STORE_URL); the test and dev tools on top for the rest.
 RUNTIME := $(VENV)/.installed-runtime
 DEV     := $(VENV)/.installed-dev
 PIP     := $(BIN)/pip --disable-pip-version-check
@@ -20,7 +21,7 @@ $(BIN)/python:
 
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	@echo "==> installing omnirouter and its runtime dependencies into $(VENV) (a minute the first time)"
-	$(PIP) install --progress-bar off -e .
+	$(PIP) install --progress-bar off -e '.[postgres]'
 	touch $(RUNTIME)
 
 $(DEV): pyproject.toml | $(BIN)/python
