@@ -36,7 +36,7 @@ install-dev: $(DEV)
 ## Run the daemon with the shipped config (embedded bus, SQLite store).
 run: install
 	@echo "==> starting omnirouter with $(CONFIG)$(if $(HTTP), on $(HTTP)) (Ctrl-C stops it)"
-	$(BIN)/omnirouter run -c $(CONFIG)$(if $(HTTP), --http $(HTTP))
+	$(BIN)/omnirouter run -c $(CONFIG)$(if $(HTTP), --http '$(HTTP)')
 
 check: install
 	$(BIN)/omnirouter check -c $(CONFIG)

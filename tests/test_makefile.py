@@ -44,6 +44,6 @@ def test_make_test_installs_the_test_extras(tmp_path: Path) -> None:
 
 def test_make_run_http_picks_the_listen_address(tmp_path: Path) -> None:
     [run] = [c for c in dry_run(tmp_path, "run", "HTTP=127.0.0.1:9000") if "omnirouter run" in c]
-    assert run.endswith("omnirouter run -c config/channels.yaml --http 127.0.0.1:9000")
+    assert run.endswith("omnirouter run -c config/channels.yaml --http '127.0.0.1:9000'")
     [run] = [c for c in dry_run(tmp_path, "run") if "omnirouter run" in c]
     assert "--http" not in run
