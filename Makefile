@@ -3,34 +3,53 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/channels.yaml
-STAMP  := $(VENV)/.installed
+# Another listen address for `make run`, e.g. HTTP=127.0.0.1:9000 (default: the config's).
+HTTP   ?=
+# Runtime dependencies for `run` and `check` (with the PostgreSQL driver: the shipped
+# config switches to PostgreSQL by OMNI_STORE_URL); the test and dev tools on top for the rest.
+RUNTIME := $(VENV)/.installed-runtime
+DEV     := $(VENV)/.installed-dev
+PIP     := $(BIN)/pip --disable-pip-version-check
 
-.PHONY: install run check test lint typecheck system-deps kafka-jars bench bench-crash clean
+.PHONY: install install-dev run check test lint typecheck system-deps kafka-jars bench bench-crash clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
+	@echo "==> creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "==> upgrading pip in $(VENV)"
+	$(PIP) install --quiet --upgrade pip
 
-install: $(STAMP)
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	@echo "==> installing omnirouter and its runtime dependencies into $(VENV) (a minute the first time)"
+	$(PIP) install --progress-bar off -e '.[postgres]'
+	touch $(RUNTIME)
+
+$(DEV): pyproject.toml | $(BIN)/python
+	@echo "==> installing omnirouter with the test and development tools into $(VENV)"
+	$(PIP) install --progress-bar off -e '.[dev]'
+	touch $(RUNTIME) $(DEV)
+
+install: $(RUNTIME)
+
+install-dev: $(DEV)
 
 ## Run the daemon with the shipped config (embedded bus, SQLite store).
 run: install
-	$(BIN)/omnirouter run -c $(CONFIG)
+	@echo "==> starting omnirouter with $(CONFIG)$(if $(HTTP), on $(HTTP)) (Ctrl-C stops it)"
+	$(BIN)/omnirouter run -c $(CONFIG)$(if $(HTTP), --http '$(HTTP)')
 
 check: install
 	$(BIN)/omnirouter check -c $(CONFIG)
 
 ## Everything CI runs: lint, type check, the whole test suite on real services.
-test: install system-deps kafka-jars lint typecheck
+test: install-dev system-deps kafka-jars lint typecheck
 	$(BIN)/python -m pytest
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check router connectors tests bench
 	$(BIN)/ruff format --check router connectors tests bench
 
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy
 
 ## Java, Maven and PostgreSQL from Debian's packages (needs root; no-op when present).
@@ -42,11 +61,11 @@ kafka-jars:
 	@test -f tests/kafka/.jars/kafka_2.13-4.1.1.jar || \
 	  mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies
 
-bench: install kafka-jars
+bench: install-dev kafka-jars
 	$(BIN)/python bench/bus.py
 
 ## Repeats and losses when the daemon is SIGKILLed while busy (Kafka, SQLite; ~3 min).
-bench-crash: install kafka-jars
+bench-crash: install-dev kafka-jars
 	$(BIN)/python bench/crash.py
 
 clean:

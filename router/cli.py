@@ -20,7 +20,8 @@ RUN_EXIT_STATUSES = """\
 exit status:
   0  stopped on request (SIGTERM, SIGINT) after finishing the records in hand
   1  stopped by a failure: a component failed while running, or start-up did
-     (store, bus, HTTP port); the log says which. Start it again.
+     (store, bus; the log says which), or the HTTP address is taken (one line
+     on stderr). Start it again.
   2  the config file or the command line is invalid (every problem is printed);
      starting it again will not help until it is fixed
 """
@@ -56,6 +57,8 @@ def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):  # [::1]:8080, as IPv6 is written
+        host = host[1:-1]
     return host or "127.0.0.1", int(port)
 
 
@@ -102,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_names,
         help="run only these parts: 'router' and/or channel names, comma-separated",
     )
-    run.add_argument("--http", type=_host_port, help="HTTP listener HOST:PORT (overrides config)")
+    run.add_argument(
+        "--http",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="listen for HTTP on HOST:PORT instead of the config's http.host and http.port",
+    )
 
     norm = sub.add_parser(
         "normalize",
@@ -247,6 +255,7 @@ def _print_problems(exc: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     from router.daemon import Daemon
     from router.errors import ConfigError
+    from router.http import ListenError
     from router.logs import setup_logging
 
     config = _config_or_none(args.config)
@@ -266,6 +275,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _print_problems(exc)
         return 2
+    except ListenError as exc:
+        print(f"omnirouter: {exc}", file=sys.stderr)
+        return 1
 
 
 def _normalize(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from router.connector import Connector, ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
 from router.envelope import now_utc
 from router.errors import ConfigError, ConfigProblem, OmniError
-from router.http import HttpListener, Routes, build_app
+from router.http import HttpListener, ListenError, Routes, build_app
 from router.inbound import InboundProcessor
 from router.metrics import Metrics
 from router.outbox import OutboxPublisher
@@ -192,7 +192,8 @@ class Daemon:
     async def run(self, *, install_signals: bool = True) -> int:
         """Run until stopped; `EXIT_STOPPED` after a requested stop, `EXIT_FAILED` when a
         component failed or start-up did. A config this build cannot run raises
-        `ConfigError` (the command line exits 2)."""
+        `ConfigError` (the command line exits 2), an HTTP address it cannot take
+        `ListenError` (one line, exit 1)."""
         loop = asyncio.get_running_loop()
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -203,8 +204,8 @@ class Daemon:
             self._ready = True
             log.info("daemon ready", bus=self.config.bus.backend, store=self.store_backend)
             await self._stop.wait()
-        except ConfigError:
-            raise
+        except (ConfigError, ListenError):
+            raise  # the command line says what to fix, in one line or a list
         except Exception as exc:
             # Start-up failed (the store or the bus unreachable, the port taken): say
             # what, then stop what did start. Our own errors say enough; others are bugs.
@@ -234,6 +235,7 @@ class Daemon:
         app = build_app(self.metrics, self.readiness, self.channels_down)
         self.store = await open_store(self.config.store.dsn())
         self._build_connectors(Routes(app))  # they add their routes before it starts
+        self._log_channels()
         self.http = HttpListener(app, self.http_host, self.http_port)
         await self.http.start()
         await self._start()
@@ -510,10 +512,28 @@ class Daemon:
             runner.retry_now()
         return True
 
+    def _log_channels(self) -> None:
+        """Say at start which channels this process runs; warn when the config enables none
+        (nothing comes in, nothing reaches an agent)."""
+        enabled = self.config.enabled_channels
+        running = [f"{c.name} ({c.type})" for c in enabled if self._wanted(c.name)]
+        disabled = [c.name for c in self.config.channels if not c.enabled]
+        if running:
+            log.info("channels enabled", channels=running, disabled=disabled)
+        elif enabled:  # `--only router`: they run in other processes
+            log.info("channels enabled: none in this process", only=sorted(self.only or ()))
+        else:
+            where = str(self.config_path or "the config")
+            log.warning(
+                "no channel enabled: nothing comes in and no agent is reached",
+                disabled=disabled,
+                hint=f"give a channel its secrets and set `enabled: true` in {where}",
+            )
+
     def _warn_unreachable(self) -> None:
         """Say once per start or reload who gets no work because nothing reaches them."""
-        if self.engine is None:
-            return
+        if self.engine is None or not self.config.enabled_channels:
+            return  # with no channel at all, the one line of `_log_channels` says it
         for agent_id, cause in sorted(self.engine.ctx.unreachable.items()):
             log.warning("agent unreachable; never assigned", agent=agent_id, cause=cause)
 

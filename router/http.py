@@ -6,12 +6,14 @@ their routes to the same application.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from router.errors import OmniError
 from router.metrics import Metrics
 
 log = structlog.get_logger(__name__)
@@ -70,6 +72,14 @@ class Routes:
         self._app.router.add_route(method, path, handler)
 
 
+class ListenError(OmniError):
+    """The HTTP address cannot be taken: the operator picks another (not retried here)."""
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class HttpListener:
     def __init__(self, app: web.Application, host: str, port: int) -> None:
         self._runner = web.AppRunner(
@@ -81,7 +91,19 @@ class HttpListener:
     async def start(self) -> None:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            # asyncio's text repeats the address as a tuple; the reason alone reads better.
+            # (A host that does not resolve has a negative errno: getaddrinfo's text, then.)
+            errno = exc.errno or 0
+            reason = (os.strerror(errno) if errno > 0 else exc.strerror or str(exc)).lower()
+            address = _address(self.host, self.port)
+            raise ListenError(
+                f"cannot listen on {address}: {reason}; pick another with --http HOST:PORT"
+                " or http.host and http.port in the config"
+            ) from exc
         # Port 0 asks the OS for a free port; report the real one.
         for server in self._runner.addresses:
             if isinstance(server, tuple):

@@ -12,9 +12,11 @@ aiohttp and alembic alike). Two rules, applied to every value at any depth:
   in any `local@host` form keep only their host, phone-shaped numbers their
   last two digits, tokens and IBANs go entirely, and quoted values that are
   not code-shaped (a library's `'Ana Pérez'`, `'x@host'`) become their length.
-  Plain integers (byte counts, offsets, ports), ISO timestamps, our 32-hex
-  ids, versions and IP addresses are left alone. Text longer than `MAX_TEXT`
-  keeps its head and tail.
+  Timestamps, times of day, UUIDs and hex ids (`_KEEP`) are found first and the
+  number-shaped matchers (phones, tokens, IBANs) only see the text between
+  them, so an id or a time is never half-masked; plain integers (byte counts,
+  offsets, ports), versions and IP addresses are left alone too. Text longer
+  than `MAX_TEXT` keeps its head and tail.
 
 The scrubber is the safety net, not the plan: a call site logs ids, kinds,
 counts and lengths, never a customer's or an agent's text nor a rejected raw
@@ -101,22 +103,32 @@ _PHONE = re.compile(
     r"|(?<![\w.:+-])\(?\d{2,5}\)?(?:[ -]\d{2,5}){2,5}(?![\w.:-])"
 )
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# What is never personal and must come out as it went in: ISO timestamps (`T` or a space,
+# any fraction, Z or an offset), times of day with seconds, UUIDs, and hex ids of 8 to
+# 32 characters with a digit and a letter (ours are 32; a word or a plain number is not
+# an id). Bounded on both sides so an id is never the middle of an address or a token.
+_TIMESTAMP = (
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+_TIME = r"\d{2}:\d{2}:\d{2}(?:[.,]\d{1,9})?"
+_UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_HEX_ID = r"(?=[0-9a-f]{0,31}[a-f])(?=[0-9a-f]{0,31}\d)[0-9a-f]{8,32}"
+_KEPT = f"{_TIMESTAMP}|{_TIME}|{_UUID}|{_HEX_ID}"
+_KEEP = re.compile(rf"(?<![\w.:+@/-])(?:{_KEPT})(?![\w@+/-]|[.:,]\d)")
 # A quoted value (Python's repr, most libraries' messages) is data unless code-shaped:
-# a name or path, a number, an IP address with its port, a timestamp (a bare date may
-# be a birthdate: not code-shaped).
+# a name or path, a number, an IP address with its port, a timestamp or an id (a bare
+# date may be a birthdate: not code-shaped).
 _QUOTED = re.compile(r"""(?<![\w\\])(?:'([^'\n]{0,500})'|"([^"\n]{0,500})")(?!\w)""")
 _CODE_SHAPED = re.compile(
     r"[A-Za-z_./][A-Za-z0-9_./:-]{0,99}|\d{1,20}|\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?"
-    r"|\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?"
+    rf"|{_KEPT}"
 )
-# Our own stable ids are 32 hex characters: keep them readable.
-_OUR_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def _mask_phone(match: re.Match[str]) -> str:
     found = match.group(0)
     digits = re.sub(r"\D", "", found)
-    if not 7 <= len(digits) <= 15 or _DATE.fullmatch(found):
+    if not 7 <= len(digits) <= 15 or _DATE.fullmatch(found.strip("()")):
         return found
     return "+" * found.startswith("+") + "*" * (len(digits) - 2) + digits[-2:]
 
@@ -134,16 +146,30 @@ MAX_TEXT = 16 * 1024
 
 
 def redact_text(text: str) -> str:
-    """Scrub emails, phone numbers, tokens, IBANs and quoted data out of free text."""
-    if _OUR_ID.match(text):
+    """Scrub emails, phone numbers, tokens, IBANs and quoted data out of free text,
+    leaving timestamps and ids (`_KEEP`) exactly as they were."""
+    if _KEEP.fullmatch(text):
         return text
     if len(text) > MAX_TEXT:
         half = MAX_TEXT // 2
         text = f"{text[:half]} [... {len(text) - MAX_TEXT} chars ...] {text[-half:]}"
-    text = _TOKEN.sub(REDACTED, text)
-    text = _QUOTED.sub(_mask_quoted, text)
-    text = _IBAN.sub(REDACTED, text)
+    # Addresses first: a local part that looks like an id is still an address.
     text = _EMAIL.sub(lambda m: "***@" + m.group(1), text)
+    text = _QUOTED.sub(_mask_quoted, text)
+    # The number-shaped matchers never see a timestamp or an id: only the text between.
+    out: list[str] = []
+    start = 0
+    for kept in _KEEP.finditer(text):
+        out.append(_scrub_numbers(text[start : kept.start()]))
+        out.append(kept.group(0))
+        start = kept.end()
+    out.append(_scrub_numbers(text[start:]))
+    return "".join(out)
+
+
+def _scrub_numbers(text: str) -> str:
+    text = _TOKEN.sub(REDACTED, text)
+    text = _IBAN.sub(REDACTED, text)
     return _PHONE.sub(_mask_phone, text)
 
 

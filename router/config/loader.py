@@ -24,6 +24,7 @@ from router.config.channels import ChannelConfig
 from router.config.model import Config
 from router.config.reach import unreachable_agents
 from router.config.references import names_in_data, reference_problems
+from router.config.secrets import is_secret
 from router.config.source import Source, Unresolved, join_path, read_source
 from router.connector import ConnectorSpec, load_registry
 from router.errors import ConfigError, ConfigProblem
@@ -89,10 +90,15 @@ def parse_config(
     registry: Mapping[str, ConnectorSpec] | None = None,
 ) -> Config:
     """Like `load_config`, from text; `file` is the name used in problems."""
-    src = read_source(text, file=file, env=os.environ if env is None else env)
+    specs = dict(load_registry() if registry is None else registry)
+    src = read_source(
+        text,
+        file=file,
+        env=os.environ if env is None else env,
+        is_secret=lambda path: _is_secret_path(path, specs),
+    )
     if src.fatal:
         raise ConfigError(src.problems)
-    specs = dict(load_registry() if registry is None else registry)
     context = {"registry": specs, "strict_secrets": True}
     problems = list(src.problems)
     config: Config | None = None
@@ -148,6 +154,9 @@ def check(
         f" bus: {config.bus.backend})",
         file=out,
     )
+    if not enabled:  # every agent is unreachable too: one line says both, as `run` does
+        print("warning: no channel enabled: nothing comes in and no agent is reached", file=err)
+        return 0
     # Valid, but work given to these agents would sit on a topic nothing reads.
     for agent_id, why in unreachable_agents(config, registry).items():
         print(f"warning: agent {agent_id} is unreachable ({why}): never assigned", file=err)
@@ -222,6 +231,18 @@ def _model_at(
     return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
 
 
+def _is_secret_path(path: str, registry: Mapping[str, ConnectorSpec]) -> bool:
+    """Whether the key at `path` (`channels[0].email.imap.password`) holds a secret."""
+    loc: list[str | int] = [
+        int(index) if index else key for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", path)
+    ]
+    if not loc or not isinstance(loc[-1], str):
+        return False
+    model = _model_at(loc[:-1], registry)
+    field = model.model_fields.get(loc[-1]) if model is not None else None
+    return field is not None and is_secret(field.annotation)
+
+
 def _unwrap(tp: Any) -> Any:
     while True:
         origin = get_origin(tp)
@@ -255,27 +276,44 @@ def _salvaged_reference_problems(
     context: dict[str, Any],
     registry: Mapping[str, ConnectorSpec],
 ) -> list[ConfigProblem]:
-    """Drop the invalid items, validate the rest, and check its references.
+    """Drop what is invalid, validate the rest, and check its references.
 
-    Indices of dropped list items are remembered so the problems found point
-    at the original positions in the file.
+    What goes is as little as can be: the invalid key first (an agent with a
+    misspelt key keeps its skills and schedule, whose references are checked),
+    its list item or section if that is not enough. Indices of dropped list
+    items are remembered so the problems found point at the original positions.
     """
     data = _copy(src.data)
     kept: dict[Loc, list[int]] = {}  # list location -> original index of each item left
+    tried: set[Loc] = set()  # keys already dropped: an error there again drops more
+    sections: set[str | int] = set()  # top-level sections something was dropped from
     for _ in range(100):
         try:
             config = Config.model_validate(data, context={**context, "check_references": False})
         except ValidationError as exc:
-            if not _prune(data, [e["loc"] for e in exc.errors()], kept):
+            errors = exc.errors()
+            sections.update(e["loc"][0] for e in errors if e["loc"])
+            if not _prune(data, errors, kept, tried):
                 return []
             continue
         problems = reference_problems(config, registry, names_in_data(src.data))
         result: list[ConfigProblem] = []
         for loc, message in problems:
+            if _needs_all_of(message) & sections:
+                continue  # a judgement on the whole section, which is not all here
             original = _original_loc(loc, kept)
             result.append(src.problem(_path(original, src), message))
         return result
     return []
+
+
+def _needs_all_of(message: str) -> set[str | int]:
+    """The sections a reference problem judges as a whole (not one name in them)."""
+    if message.startswith("no agent has skill"):
+        return {"agents", "routing", "skills"}
+    if message.startswith("no text in the default language"):
+        return {"templates", "routing"}
+    return set()
 
 
 def _copy(value: Any) -> Any:
@@ -286,8 +324,47 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _prune(data: dict[str, Any], locs: list[Loc], kept: dict[Loc, list[int]]) -> bool:
-    """Remove what each error is in: its list item, or its section. False if stuck."""
+def _prune(
+    data: dict[str, Any], errors: list[ErrorDetails], kept: dict[Loc, list[int]], tried: set[Loc]
+) -> bool:
+    """Remove what each error is in: its key, else its list item or section. False if stuck."""
+    locs: list[Loc] = []
+    changed = False
+    for error in errors:
+        key = _key_in(data, error["loc"])
+        if key is not None and error["type"] != "missing" and key not in tried:
+            tried.add(key)
+            parent = _get(data, key[:-1])
+            assert isinstance(parent, dict)
+            del parent[key[-1]]
+            changed = True
+        else:
+            locs.append(error["loc"])
+    return _prune_items(data, locs, kept) or changed
+
+
+def _key_in(data: dict[str, Any], loc: Loc) -> Loc | None:
+    """Where an error's location is in the data (pydantic adds parts that are not keys),
+    if that is a key of a mapping inside a section; None for sections and list items."""
+    found: list[str | int] = []
+    node: Any = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            continue
+        found.append(part)
+    if len(found) < 2 or not isinstance(found[-1], str):
+        return None
+    return tuple(found)
+
+
+def _prune_items(data: dict[str, Any], locs: list[Loc], kept: dict[Loc, list[int]]) -> bool:
+    """Remove the list item or the section each location is in. False if stuck."""
+    if not locs:
+        return False
     items: dict[Loc, set[int]] = {}
     keys: set[Loc] = set()
     for loc in locs:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,8 +104,16 @@ class _Missing:
     name: str
 
 
-def read_source(text: str, *, file: str, env: Mapping[str, str]) -> Source:
-    """Parse YAML text into a `Source`; never raises for problems in the text."""
+def read_source(
+    text: str,
+    *,
+    file: str,
+    env: Mapping[str, str],
+    is_secret: Callable[[str], bool] = lambda _path: False,
+) -> Source:
+    """Parse YAML text into a `Source`; never raises for problems in the text.
+
+    `is_secret(path)` says whether a key holds a secret, which takes no default."""
     src = Source(file=file)
     missing: list[_Missing] = []
     try:
@@ -142,15 +150,15 @@ def read_source(text: str, *, file: str, env: Mapping[str, str]) -> Source:
         loader.dispose()
     for m in missing:
         if not _inside_disabled_channel(src.data, m.path):
-            src.problems.append(
-                ConfigProblem(
-                    file,
-                    m.line,
-                    m.path,
-                    f"environment variable {m.name} is not set"
-                    f" (set it, or write ${{{m.name}:-default}})",
-                )
+            # A secret written in the file is refused, default included: offer its file.
+            key = m.path.rpartition(".")[2]
+            hint = (
+                f"set it, or give the secret in a file: {key}_file: /path/to/file"
+                if is_secret(m.path)
+                else f"set it, or write ${{{m.name}:-default}}"
             )
+            message = f"environment variable {m.name} is not set ({hint})"
+            src.problems.append(ConfigProblem(file, m.line, m.path, message))
     return src
 
 

@@ -554,3 +554,58 @@ async def test_agents_nothing_reaches_are_named_in_the_log_at_start_and_reload(
     ]
     cause = "sink channel mail is disabled"
     assert named == [("ana", cause), ("a5", cause), ("ana", cause)]
+
+
+async def test_the_enabled_channels_are_named_at_start(tmp_path: Path) -> None:
+    reg = Registry()
+    text = config_text(tmp_path).replace(
+        "channels:\n", "channels:\n  - {name: spare, type: memory, enabled: false}\n"
+    )
+    cfg = parse_config(text, registry=reg.specs)
+    with structlog.testing.capture_logs() as logs:
+        async with running(cfg, registry=reg.specs):
+            pass
+    [line] = [e for e in logs if e["event"].startswith("channels enabled")]
+    assert line == {
+        "event": "channels enabled",
+        "channels": ["chat (memory)"],
+        "disabled": ["spare"],
+        "log_level": "info",
+    }
+    assert not [e for e in logs if e["log_level"] == "warning"]
+
+
+async def test_no_channel_enabled_is_one_warning(tmp_path: Path) -> None:
+    """Its agents are unreachable too: the one line says so, not one line per agent."""
+    reg = Registry()
+    text = with_agents(tmp_path, "ana", "ben").replace(
+        "    type: email\n", "    type: email\n    enabled: false\n"
+    )
+    text = text.replace("    type: memory\n", "    type: memory\n    enabled: false\n")
+    cfg = parse_config(text, registry=reg.specs)
+    with structlog.testing.capture_logs() as logs:
+        async with running(cfg, registry=reg.specs, config_path=tmp_path / "c.yaml"):
+            pass
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert warnings == [
+        {
+            "event": "no channel enabled: nothing comes in and no agent is reached",
+            "disabled": ["chat", "mail"],
+            "hint": f"give a channel its secrets and set `enabled: true` in {tmp_path / 'c.yaml'}",
+            "log_level": "warning",
+        }
+    ]
+
+
+async def test_only_the_router_names_no_channel_and_does_not_warn(tmp_path: Path) -> None:
+    reg = Registry()
+    cfg = parse_config(config_text(tmp_path), registry=reg.specs)
+    with structlog.testing.capture_logs() as logs:
+        async with running(cfg, registry=reg.specs, only=["router"]):
+            pass
+    assert {
+        "event": "channels enabled: none in this process",
+        "only": ["router"],
+        "log_level": "info",
+    } in logs
+    assert not [e for e in logs if e["log_level"] == "warning"]

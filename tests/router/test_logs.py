@@ -82,9 +82,100 @@ def test_numbers_timestamps_ids_and_addresses_of_machines_survive(kept: str) -> 
     assert redact_text(kept) == kept
 
 
+# What the issue saw: `"due":"2026-12-03T09:05:******50+00:00"`. Timestamps (as
+# isoformat() and str() write them), UUIDs and hex ids, each beside personal data that
+# must still go.
+TIMESTAMPS = [
+    "2026-12-03T09:05:01.279250+00:00",
+    "2026-12-03 09:05:01.279250+00:00",  # str(datetime)
+    "2026-12-03T09:05:50Z",
+    "2026-12-03 09:05:01,279",  # the standard library's asctime
+    "09:05:01.279250",
+]
+IDS = [
+    "123e4567-e89b-12d3-a456-426614174000",
+    "8badde10c760e9b702defb4b5e225de7",
+    "56260e34cea117d8",
+    "66b56ef8",
+]
+
+
+@pytest.mark.parametrize("kept", TIMESTAMPS + IDS)
+@pytest.mark.parametrize(
+    "shape",
+    [
+        '{{"due":"{}"}}',
+        "{{'id': '{}'}}",
+        "due ({})",
+        "[{}]",
+        "record {}, retries 3",
+        '"{}"',
+    ],
+)
+def test_timestamps_and_ids_survive_in_any_setting(kept: str, shape: str) -> None:
+    text = shape.format(kept)
+    assert redact_text(text) == text
+
+
+@pytest.mark.parametrize("kept", TIMESTAMPS + IDS)
+def test_timestamps_and_ids_survive_beside_personal_data(kept: str) -> None:
+    text = (
+        f"at {kept} ana.perez@example.com called (+34 612 345 678), '{kept}' from"
+        f" 0044-20-7946-0958 for 'Zelda Quist' ({kept})"
+    )
+    out = redact_text(text)
+    assert out.count(kept) == 3
+    for personal in ("ana.perez", "612 345", "7946", "Zelda"):
+        assert personal not in out
+    assert "***@example.com" in out and "+*********78" in out and "**********58" in out
+
+
+@pytest.mark.parametrize(
+    ("raw", "must_not_contain"),
+    [
+        # An id-shaped local part is still an address; an id inside a token is the token.
+        ("from deadbeef12@example.com", "deadbeef12"),
+        ("to 123e4567-e89b-12d3-a456-426614174000@example.com", "123e4567"),
+        ("key sk-8badde10c760e9b702defb4b5e225de7abcdef0123", "8badde10"),
+        # A date alone may be a birthdate: quoted, it is data.
+        ("born '1984-03-05'", "1984"),
+    ],
+)
+def test_id_shapes_do_not_shelter_personal_data(raw: str, must_not_contain: str) -> None:
+    assert must_not_contain not in redact_text(raw)
+
+
+def test_timestamp_and_id_fields_keep_their_values_in_the_log() -> None:
+    stream, out = json_stream()
+    setup_logging(fmt="json", stream=stream)
+    structlog.get_logger("t").info(
+        "timer due",
+        due="2026-12-03T09:05:01.279250+00:00",
+        details={"due": "2026-12-03 09:05:01.279250+00:00", "customer_id": IDS[0]},
+        ids=IDS[1:],
+        cause="customer ana@example.com at 2026-12-03 09:05:01.279250+00:00 ('Zelda Quist')",
+    )
+    line = lines(out)[-1]
+    assert line["due"] == "2026-12-03T09:05:01.279250+00:00"
+    assert line["details"] == {"due": "2026-12-03 09:05:01.279250+00:00", "customer_id": IDS[0]}
+    assert line["ids"] == IDS[1:]
+    assert line["cause"] == (
+        "customer ***@example.com at 2026-12-03 09:05:01.279250+00:00 ([redacted: 11 chars])"
+    )
+
+
 @pytest.mark.parametrize(
     "hostile",
-    ["a" * 200_000 + "@", "'" + "a " * 100_000, "1 " * 100_000, "+1" * 100_000, "a." * 10**7],
+    [
+        "a" * 200_000 + "@",
+        "'" + "a " * 100_000,
+        "1 " * 100_000,
+        "+1" * 100_000,
+        "a." * 10**7,
+        "a1" * 100_000,
+        "2026-12-03T09:05:01 " * 20_000,
+        "123e4567-" * 30_000,
+    ],
 )
 def test_no_log_value_costs_a_second_of_cpu(hostile: str) -> None:
     # Near-misses of unbounded patterns cost quadratic time: "+1" * 100_000 took 56 s of

@@ -150,6 +150,67 @@ def test_references_are_checked_even_when_other_items_are_invalid():
     assert "skill 'tch' is not defined" in typo.message
 
 
+def test_every_problem_is_found_in_one_pass():
+    """An item with one invalid key keeps the rest: its undefined names are found now,
+    not on the next run (it used to be dropped whole before the references were checked)."""
+    text = """\
+    version: 1
+    skills: [{name: billing}]
+    business_hours:
+      office: {timezone: Europe/Madrid, weekly: {mon: ["09:00-17:00"]}}
+    queues:
+      - {name: general}
+      - {name: tech, skills: {welsh: 1}, colour: red}
+    agents:
+      - id: ana
+        name: Ana
+        skills: {cooking: 3}
+        shedule: office
+        sink: {type: webhook, channel: hooks, url: "https://hooks.example.com/a"}
+      - id: ben
+        name: Ben
+        schedule: night
+        capacity: {email: -1}
+        sink: {type: webhook, channel: hooks, url: "https://hooks.example.com/b"}
+    channels:
+      - {name: hooks, type: webhook, enabled: false, webhook: {secret: "${HOOK_SECRET}"}}
+    """
+    found = problems(text)
+    expected = {
+        "queues[1].colour": ("colour: red", "unknown key"),
+        "queues[1].skills.welsh": ("welsh: 1", "skill 'welsh' is not defined"),
+        "agents[0].skills.cooking": ("cooking: 3", "skill 'cooking' is not defined"),
+        "agents[0].shedule": ("shedule: office", "did you mean 'schedule'?"),
+        "agents[1].schedule": ("schedule: night", "business hours 'night' is not defined"),
+        "agents[1].capacity.email": ("email: -1", "greater than or equal to 0"),
+    }
+    for path, (needle, message) in expected.items():
+        problem = find(found, path)
+        assert problem.line == line_of(text, needle), problem
+        assert message in problem.message, problem
+    assert len(found) == len(expected), "\n".join(map(str, found))
+
+
+def test_a_dropped_key_does_not_invent_problems():
+    """Ana's complaint skill is out of range: she is still the qualified agent, so no
+    'no agent has skill complaints' on top of the real problem."""
+    text = """\
+    version: 1
+    skills: [{name: complaints}]
+    agents:
+      - id: ana
+        name: Ana
+        skills: {complaints: 9}
+        sink: {type: webhook, channel: hooks, url: "https://hooks.example.com/a"}
+    channels:
+      - {name: hooks, type: webhook, enabled: false, webhook: {secret: "${HOOK_SECRET}"}}
+    routing:
+      complaints: {skill: complaints, min_level: 3, keywords: {en: [complaint]}}
+    """
+    [problem] = problems(text)
+    assert problem.path == "agents[0].skills.complaints"
+
+
 def test_yaml_syntax_error_gives_its_line_and_hides_the_text():
     text = 'version: 1\nstore:\n  password: "s3cret-value\nhttp:\n  port: 1\n'
     with pytest.raises(ConfigError) as info:
@@ -221,6 +282,30 @@ def test_malformed_references(value):
     (problem,) = problems(f"version: 1\nhttp:\n  host: '{value}'\n")
     assert "malformed variable reference" in problem.message
     assert problem.line == 3
+
+
+def test_an_unset_secret_is_not_offered_a_default(registry, tmp_path):
+    """`${IMAP_PASSWORD:-default}` would be refused as a secret written in the file:
+    the hint names the secret's file key instead, and that is accepted."""
+    (problem,) = problems(EMAIL_CHANNEL, registry=registry)
+    assert problem.path == "channels[0].email.imap.password"
+    assert problem.message == (
+        "environment variable IMAP_PASSWORD is not set"
+        " (set it, or give the secret in a file: password_file: /path/to/file)"
+    )
+    secret = tmp_path / "imap"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    followed = EMAIL_CHANNEL.replace("password: ${IMAP_PASSWORD}", f"password_file: {secret}")
+    config = parse(followed, registry=registry)
+    assert config.channels[0].settings.imap.password.get_secret_value() == "s3cret"
+    # Not a secret: a default is fine there, and still offered.
+    (problem,) = problems(
+        EMAIL_CHANNEL.replace("imap.example.com", "${IMAP_HOST}"),
+        {"IMAP_PASSWORD": "x"},
+        registry=registry,
+    )
+    assert problem.message.endswith("(set it, or write ${IMAP_HOST:-default})")
 
 
 def test_unset_variables_in_a_disabled_channel_are_not_errors(registry):
@@ -547,19 +632,14 @@ def test_check_ok(capsys):
 
 
 def test_check_warns_about_agents_nothing_reaches(tmp_path):
-    # As shipped, every channel is disabled: the agents they reach get no work.
+    # As shipped, every channel is disabled: one line says so (every agent is unreachable).
     out, err = io.StringIO(), io.StringIO()
     assert check(SHIPPED, {}, out=out, err=err) == 0  # a warning, not a problem
     assert out.getvalue().startswith("ok: ")
     assert err.getvalue().splitlines() == [
-        "warning: agent ana is unreachable (sink channel support-email is disabled):"
-        " never assigned",
-        "warning: agent ben is unreachable (sink channel shop-telegram is disabled):"
-        " never assigned",
-        "warning: agent chloe is unreachable (sink channel agent-hooks is disabled):"
-        " never assigned",
+        "warning: no channel enabled: nothing comes in and no agent is reached"
     ]
-    # Ana's mailbox enabled: she is reachable, and no longer named.
+    # Ana's mailbox enabled: she is reachable; the others are named, each with the cause.
     path = tmp_path / "channels.yaml"
     text = SHIPPED.read_text()
     path.write_text(
@@ -568,9 +648,11 @@ def test_check_warns_about_agents_nothing_reaches(tmp_path):
     err = io.StringIO()
     env = {"IMAP_PASSWORD": "x", "SMTP_PASSWORD": "x"}
     assert check(path, env, out=io.StringIO(), err=err) == 0, err.getvalue()
-    assert [line.split(" is ")[0] for line in err.getvalue().splitlines()] == [
-        "warning: agent ben",
-        "warning: agent chloe",
+    assert err.getvalue().splitlines() == [
+        "warning: agent ben is unreachable (sink channel shop-telegram is disabled):"
+        " never assigned",
+        "warning: agent chloe is unreachable (sink channel agent-hooks is disabled):"
+        " never assigned",
     ]
 
 
