@@ -432,11 +432,13 @@ async def _replay(
 async def _import_customers(args: argparse.Namespace, config: Any, store: Any) -> int:
     from router.customers import ImportReport, import_customers, parse_rows, read_file
     from router.envelope import now_utc
+    from router.ops.console import progress, tracked
 
     report = ImportReport()
     records = read_file(Path(args.file))
-    rows = parse_rows(records, default_region=args.default_region, report=report)
-    await import_customers(store, rows, now_utc(), report)
+    rows = list(parse_rows(records, default_region=args.default_region, report=report))
+    with progress("importing customers", len(rows)) as bar:
+        await import_customers(store, tracked(rows, bar), now_utc(), report)
     for problem in report.problems:
         print(problem, file=sys.stderr)
     print(
