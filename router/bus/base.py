@@ -9,7 +9,7 @@ delivered again (at-least-once; the router dedupes by envelope id).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -101,7 +101,7 @@ class Bus(Protocol):
 
     def scan(
         self, topic: str, start: Mapping[int, int] | None = None
-    ) -> AsyncIterator[list[Record]]:
+    ) -> AsyncGenerator[list[Record], None]:
         """Read `topic` as it is now, outside any group (nothing joins, nothing is
         committed): batches of records, each partition in offset order, up to the end
         each partition had when the scan began. `start`: partition -> first offset, only

@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -448,7 +448,7 @@ class EmbeddedBus:
 
     async def scan(
         self, topic: str, start: Mapping[int, int] | None = None
-    ) -> AsyncIterator[list[Record]]:
+    ) -> AsyncGenerator[list[Record], None]:
         reader = self._live()[1]
         counts = await self._topic_counts([topic])
         plan = dict(start) if start is not None else dict.fromkeys(range(counts[topic]), 0)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -232,7 +232,7 @@ class KafkaBus:
 
     async def scan(
         self, topic: str, start: Mapping[int, int] | None = None
-    ) -> AsyncIterator[list[Record]]:
+    ) -> AsyncGenerator[list[Record], None]:
         # No group: partitions assigned by hand, positions held in memory only.
         inner = AIOKafkaConsumer(
             **self._common,

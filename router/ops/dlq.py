@@ -21,8 +21,8 @@ Replaying, after the cause is fixed:
 |                                    | channel must take it in again                    |
 
 Each entry is replayed once: the replay is noted in the store (`processed`,
-consumer `dlq-replay`, in the transaction that re-injects it), and a second
-replay is refused unless `--again`. Re-injected twice all the same, an inbound
+consumer `dlq-replay`) before it is re-injected, and forgotten if that fails;
+a second replay is refused unless `--again`. Re-injected twice all the same, an inbound
 record is still applied once: the router dedupes by envelope id.
 """
 
@@ -144,11 +144,18 @@ def _entry(entry_id: str, key: bytes, value: bytes) -> Entry:
         source=source,
         key=str(body.get("key") or "").encode("utf-8"),
         size=body.get("size") if isinstance(body.get("size"), int) else None,
-        at=datetime.fromisoformat(at) if isinstance(at, str) else None,
+        at=_time(at),
         value=original,
         ref=body.get("value_ref") if isinstance(body.get("value_ref"), str) else None,
         outbox_id=outbox_id if isinstance(outbox_id, int) else None,
     )
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _orphan(row: Any) -> Entry:
@@ -274,10 +281,19 @@ async def _replay_one(ctx: Routing, bus: Bus, entry: Entry, *, again: bool) -> N
         refused = _still_refused(ctx, value)
         if refused is not None:
             raise ReplayError(f"the router would refuse it again: {refused}")
-    async with ctx.store.transaction() as conn:
-        # Noted and produced in one unit: if producing fails, no replay is noted.
-        await ctx.store.mark_processed(REPLAYS, entry.id, conn=conn)
+    # Noted first, in a transaction of its own (no store lock is held while the bus
+    # takes its time), and forgotten again if producing fails. Two operators at once:
+    # only the one who noted it produces it.
+    noted = await ctx.store.mark_processed(REPLAYS, entry.id)
+    if not noted and not again:
+        raise ReplayError("replayed by someone else just now")
+    try:
         await bus.produce(topic, key, value)
+    except BaseException:
+        if noted:
+            async with ctx.store.transaction() as conn:
+                await views.forget_processed(conn, REPLAYS, entry.id)
+        raise
 
 
 async def _rearm(store: Store, entry: Entry) -> None:

@@ -1,7 +1,7 @@
 """Read-only queries for the operator's commands (`router.ops`): what routing recorded.
 
-Nothing here writes, except `rearm_dead_outbox` (a dead-lettered output given
-back to the publisher by `omnirouter dlq replay`).
+Nothing here writes, except for `omnirouter dlq replay`: `rearm_dead_outbox` (a
+dead-lettered output given back to the publisher) and `forget_processed`.
 """
 
 from __future__ import annotations
@@ -163,3 +163,12 @@ async def processed_at(
         processed.c.consumer == consumer, processed.c.envelope_id.in_(list(ids))
     )
     return {str(r.envelope_id): r.processed_at for r in (await conn.execute(stmt)).all()}
+
+
+async def forget_processed(conn: AsyncConnection, consumer: str, envelope_id: str) -> None:
+    """Undo `Store.mark_processed` for an effect that did not happen after all."""
+    await conn.execute(
+        processed.delete().where(
+            processed.c.consumer == consumer, processed.c.envelope_id == envelope_id
+        )
+    )

@@ -15,12 +15,15 @@ import orjson
 import pytest
 import sqlalchemy as sa
 
-from router.bus.base import Topics
+from router.bus.base import Record, Topics
 from router.config import load_config
 from router.daemon import open_bus
 from router.dlq import DeadLetter, dead_letter
 from router.envelope import Envelope, Sender, encode, envelope_id
+from router.errors import BusError
 from router.logs import setup_logging
+from router.ops import dlq
+from router.routing.context import Routing
 from router.store import open_store
 from router.store import routing as db
 from router.store.schema import messages, outbox
@@ -252,3 +255,35 @@ def test_unknown_ids_are_exit_2_and_the_table_names_every_column(tmp_path: Path,
     assert "channel shop" in row and "shop/n" in row and "cannot parse" in row
     code, _, err = cli("dlq", "replay", "9-99", "-c", config)
     assert code == 2 and "no dead letter 9-99" in err
+
+
+class DownBus:
+    """The bus, refusing every record (it is down): scans still work."""
+
+    def __init__(self, bus: Any) -> None:
+        self._bus = bus
+
+    def scan(self, *args: Any) -> Any:
+        return self._bus.scan(*args)
+
+    async def produce(self, *_args: Any) -> None:
+        raise BusError("the bus is down", retriable=True)
+
+
+def test_a_replay_the_bus_does_not_take_is_not_noted(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+
+    async def attempt(bus: Any, store: Any, topics: Topics) -> tuple[Any, Any]:
+        record = Record(topics.inbound, 0, 0, b"shop\x1fs1", encode(visitor_message()))
+        await dead_letter(bus, topics, DeadLetter.of_record(record, "store was down for good"))
+        ctx = Routing(load_config(config), store, topics)
+        [entry] = await dlq.entries(bus, topics, store)
+        with pytest.raises(BusError):
+            await dlq.replay(ctx, DownBus(bus), [entry])
+        [after] = await dlq.entries(bus, topics, store)
+        result = await dlq.replay(ctx, bus, [after])  # the bus is back
+        return after, result
+
+    after, result = asyncio.run(_setup(config, attempt))
+    assert (after.state, after.replayed_at) == ("dead", None)
+    assert (result.done, result.skipped) == ([after.id], [])
