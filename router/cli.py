@@ -53,6 +53,23 @@ exit status: 0 done, 2 invalid config, events or option (the reason is printed)
 """
 
 
+DLQ_EPILOG = """\
+ids are as `dlq list` shows them: <partition>-<offset> on the dead-letter topic,
+or outbox-<row> for an output whose dead letter is gone.
+
+replay, once the cause is fixed (and the daemon has reloaded the config):
+  a record from a topic   produced again on its topic under its key; an inbound
+                          one the router would still refuse is not (why is shown)
+  an output               its outbox row is re-armed: the daemon publishes it
+  an input                not replayable: the channel must take it in again
+each entry is replayed once (`--again` repeats it; the router still applies an
+inbound envelope once).
+
+exit status: 0 done, 1 some entries were not replayed (each is named with why),
+  2 invalid config or unknown id
+"""
+
+
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -210,6 +227,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=["table", "json"], default="table", help="table (default) or json"
     )
 
+    agents = sub.add_parser(
+        "agents",
+        help="each agent's status, shift, load per channel type and whether deliveries reach them",
+    )
+    agents.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    agents.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    convs = sub.add_parser("conversations", help="look at conversations")
+    convs_sub = convs.add_subparsers(dest="action", required=True)
+    show = convs_sub.add_parser(
+        "show", help="a conversation's customer, transcript and routing history with reasons"
+    )
+    show.add_argument("conversation", metavar="ID|#REF", help="its id, or the #REF people quote")
+    show.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
+    show.add_argument("--json", action="store_true", help="one JSON object")
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="dead letters: list them, replay them once their cause is fixed",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=DLQ_EPILOG,
+    )
+    dlq_sub = dlq.add_subparsers(dest="action", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="every dead letter, oldest first, and its state")
+    dlq_list.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    replay = dlq_sub.add_parser(
+        "replay",
+        help="send dead letters back where they came from (each once)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=DLQ_EPILOG,
+    )
+    replay.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", default=[], metavar="ID", help="entries, as listed")
+    which.add_argument("--all", action="store_true", help="every entry not replayed yet")
+    replay.add_argument(
+        "--again", action="store_true", help="replay entries replayed before (inbound: deduped)"
+    )
+
     inc = sub.add_parser("incidents", help="list the incident register (newest first)")
     inc.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
     inc.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -235,13 +292,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config_or_none(path: str) -> Any:
-    """The loaded config, or None after printing every problem (the caller exits 2)."""
+def _config_or_none(path: str, *, channel_secrets: bool = True) -> Any:
+    """The loaded config, or None after printing every problem (the caller exits 2).
+    `channel_secrets=False` for commands that start no channel (see `load_config`)."""
     from router.config import load_config
     from router.errors import ConfigError
 
     try:
-        return load_config(path)
+        return load_config(path, channel_secrets=channel_secrets)
     except ConfigError as exc:
         _print_problems(exc)
         return None
@@ -366,18 +424,28 @@ def _simulate(args: argparse.Namespace) -> int:
         return 2
 
 
-def _with_store(args: argparse.Namespace, action: Any) -> int:
+def _with_store(args: argparse.Namespace, action: Any, *, channel_secrets: bool = False) -> int:
+    """Run `action(args, config, store)`. Commands that start no channel load the config
+    without the channels' secrets (the default here)."""
     from router.errors import OmniError
+    from router.logs import setup_logging
     from router.store import open_store
 
-    config = _config_or_none(args.config)
+    config = _config_or_none(args.config, channel_secrets=channel_secrets)
     if config is None:
         return 2
+    # Results go to stdout; the log (warnings only, redacted as configured) to stderr.
+    setup_logging(
+        level="warning",
+        fmt="console",
+        redact=config.logging.redact_personal_data,
+        stream=sys.stderr,
+    )
 
     async def go() -> int:
         store = await open_store(config.store.dsn())
         try:
-            code: int = await action(args, store)
+            code: int = await action(args, config, store)
             return code
         finally:
             await store.close()
@@ -389,44 +457,76 @@ def _with_store(args: argparse.Namespace, action: Any) -> int:
         return 2
 
 
-async def _incidents(args: argparse.Namespace, store: Any) -> int:
-    import orjson
+async def _agents(args: argparse.Namespace, config: Any, store: Any) -> int:
+    from router.envelope import now_utc
+    from router.ops import agents
 
-    from router.store import routing as db
-
-    async with store.transaction(readonly=True) as conn:
-        rows = await db.list_incidents(conn, args.limit, args.kind)
-    if args.json:
-        for r in rows:
-            obj = {
-                "id": r.id,
-                "kind": r.kind,
-                "created_at": r.created_at.isoformat(),
-                "conversation_id": r.conversation_id,
-                "customer_id": r.customer_id,
-                "cause": r.cause,
-                "details": r.details,
-            }
-            sys.stdout.write(orjson.dumps(obj).decode() + "\n")
-        return 0
-    if not rows:
-        print("no incidents")
-        return 0
-    print(f"{'ID':>5}  {'WHEN (UTC)':<19}  {'KIND':<17}  {'CONVERSATION':<32}  CAUSE")
-    for r in rows:
-        when = r.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{r.id:>5}  {when:<19}  {r.kind:<17}  {r.conversation_id or '-':<32}  {r.cause}")
+    agents.show(await agents.agent_lines(config, store, now_utc()), as_json=args.json)
     return 0
 
 
-async def _import_customers(args: argparse.Namespace, store: Any) -> int:
+async def _conversation(args: argparse.Namespace, config: Any, store: Any) -> int:
+    from router.ops import conversations
+
+    shown = await conversations.read(store, args.conversation)
+    if shown is None:
+        print(f"no conversation {args.conversation!r} (an id or a #REF)", file=sys.stderr)
+        return 2
+    conversations.show(shown, as_json=args.json)
+    return 0
+
+
+async def _incidents(args: argparse.Namespace, config: Any, store: Any) -> int:
+    from router.ops import incidents
+
+    incidents.show(await incidents.read(store, args.limit, args.kind), as_json=args.json)
+    return 0
+
+
+async def _dlq(args: argparse.Namespace, config: Any, store: Any) -> int:
+    from router.bus.base import Topics
+    from router.daemon import open_bus
+    from router.ops import dlq
+
+    topics = Topics(prefix=config.bus.topic_prefix)
+    bus = open_bus(config)
+    await bus.start()
+    try:
+        found = await dlq.entries(bus, topics, store)
+        if args.action == "list":
+            dlq.show(found, as_json=args.json)
+            return 0
+        return await _replay(args, config, store, bus, topics, found)
+    finally:
+        await bus.stop()
+
+
+async def _replay(
+    args: argparse.Namespace, config: Any, store: Any, bus: Any, topics: Any, found: Any
+) -> int:
+    from router.ops import dlq
+    from router.routing.context import Routing
+
+    try:
+        chosen = dlq.choose(found, args.ids, every=args.all, again=args.again)
+    except dlq.ReplayError as exc:
+        print(f"dlq replay: {exc}", file=sys.stderr)
+        return 2
+    result = await dlq.replay(Routing(config, store, topics), bus, chosen, again=args.again)
+    dlq.report(result)
+    return 1 if result.skipped else 0
+
+
+async def _import_customers(args: argparse.Namespace, config: Any, store: Any) -> int:
     from router.customers import ImportReport, import_customers, parse_rows, read_file
     from router.envelope import now_utc
+    from router.ops.console import progress, tracked
 
     report = ImportReport()
     records = read_file(Path(args.file))
-    rows = parse_rows(records, default_region=args.default_region, report=report)
-    await import_customers(store, rows, now_utc(), report)
+    rows = list(parse_rows(records, default_region=args.default_region, report=report))
+    with progress("importing customers", len(rows)) as bar:
+        await import_customers(store, tracked(rows, bar), now_utc(), report)
     for problem in report.problems:
         print(problem, file=sys.stderr)
     print(
@@ -445,7 +545,7 @@ def _staffing(args: argparse.Namespace) -> int:
     from router.staffing import StaffingError, read_handle_times, run_staffing, seconds
     from router.store import open_store
 
-    config = _config_or_none(args.config)
+    config = _config_or_none(args.config, channel_secrets=False)
     if config is None:
         return 2
     setup_logging(level="warning", fmt="console", stream=sys.stderr)
@@ -500,10 +600,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(args)
     if args.command == "staffing":
         return _staffing(args)
+    if args.command == "agents":
+        return _with_store(args, _agents)
+    if args.command == "conversations":
+        return _with_store(args, _conversation)
+    if args.command == "dlq":
+        # Replaying writes to the bus and the store, after the cause is fixed: the
+        # whole config must be valid then (listing only reads).
+        return _with_store(args, _dlq, channel_secrets=args.action == "replay")
     if args.command == "incidents":
         return _with_store(args, _incidents)
     if args.command == "import-customers":
-        return _with_store(args, _import_customers)
+        return _with_store(args, _import_customers, channel_secrets=True)
     if args.command == "check":
         from router.config import check
 

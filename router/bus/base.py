@@ -9,7 +9,7 @@ delivered again (at-least-once; the router dedupes by envelope id).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -97,6 +97,16 @@ class Bus(Protocol):
 
     async def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
         """Join `group` on `topics`; uncommitted records are delivered again."""
+        ...
+
+    def scan(
+        self, topic: str, start: Mapping[int, int] | None = None
+    ) -> AsyncGenerator[list[Record], None]:
+        """Read `topic` as it is now, outside any group (nothing joins, nothing is
+        committed): batches of records, each partition in offset order, up to the end
+        each partition had when the scan began. `start`: partition -> first offset, only
+        those partitions; default every partition from its first record. For operators'
+        tools (`omnirouter dlq`); close it (`contextlib.aclosing`) when leaving early."""
         ...
 
     async def ping(self) -> bool:

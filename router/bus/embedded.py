@@ -37,7 +37,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +85,7 @@ CREATE TABLE IF NOT EXISTS bus_offsets (
 """
 _MAX_BATCH: Final = 5000
 _PURGE_EVERY: Final = 600.0
+_SCAN_BATCH: Final = 500
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -444,6 +445,24 @@ class EmbeddedBus:
         grp.members.append(member)
         grp.rebalance({**self._counts, **counts})
         return member
+
+    async def scan(
+        self, topic: str, start: Mapping[int, int] | None = None
+    ) -> AsyncGenerator[list[Record], None]:
+        reader = self._live()[1]
+        counts = await self._topic_counts([topic])
+        plan = dict(start) if start is not None else dict.fromkeys(range(counts[topic]), 0)
+        ends = await self._read(reader.ends, [(topic, p) for p in plan])
+        for partition, first in sorted(plan.items()):
+            position, end = first, ends[(topic, partition)]
+            while position < end:
+                fetch = [(topic, partition, position)]
+                rows = await self._read(reader.fetch, fetch, min(_SCAN_BATCH, end - position))
+                rows = [r for r in rows if r.offset < end]
+                if not rows:
+                    break
+                yield rows
+                position = rows[-1].offset + 1
 
     def _leave(self, member: EmbeddedConsumer) -> None:
         group = member.group

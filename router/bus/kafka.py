@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -55,6 +55,7 @@ _FATAL: tuple[type[BaseException], ...] = (
 )
 PING_TIMEOUT = 3.0
 TOPIC_READY_TIMEOUT = 30.0
+SCAN_STALL_TIMEOUT = 30.0  # a scan with records left that none arrive for gives up
 
 
 def _wrap(exc: BaseException, what: str) -> BusError:
@@ -228,6 +229,56 @@ class KafkaBus:
         consumer = KafkaConsumer(self, inner, group)
         self._consumers.add(consumer)
         return consumer
+
+    async def scan(
+        self, topic: str, start: Mapping[int, int] | None = None
+    ) -> AsyncGenerator[list[Record], None]:
+        # No group: partitions assigned by hand, positions held in memory only.
+        inner = AIOKafkaConsumer(
+            **self._common,
+            client_id=f"{self.client_id}-scan",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        try:
+            async with _boundary(f"scan {topic}"):
+                await inner.start()
+                found = await self._live_producer().partitions_for(topic)
+                wanted = found if start is None else set(start) & found
+                tps = [TopicPartition(topic, p) for p in sorted(wanted)]
+                if not tps:
+                    return
+                inner.assign(tps)
+                ends = await inner.end_offsets(tps)
+                for tp in tps:
+                    if start is None:
+                        await inner.seek_to_beginning(tp)
+                    else:
+                        inner.seek(tp, start[tp.partition])
+                left = {tp for tp in tps if await inner.position(tp) < ends[tp]}
+            loop = asyncio.get_running_loop()
+            stalled_at = loop.time() + SCAN_STALL_TIMEOUT
+            while left:
+                async with _boundary(f"scan {topic}"):
+                    got = await inner.getmany(*left, timeout_ms=500, max_records=500)
+                    done = {tp for tp in left if await inner.position(tp) >= ends[tp]}
+                batch = [
+                    Record(tp.topic, tp.partition, m.offset, m.key or b"", m.value or b"")
+                    for tp, msgs in sorted(got.items(), key=lambda item: item[0].partition)
+                    for m in msgs
+                    if m.offset < ends[tp]
+                ]
+                left -= done
+                if batch or done:
+                    stalled_at = loop.time() + SCAN_STALL_TIMEOUT
+                elif loop.time() > stalled_at:
+                    raise BusError(f"kafka scan {topic}: no records for {SCAN_STALL_TIMEOUT} s")
+                if batch:
+                    yield batch
+        finally:
+            with contextlib.suppress(kerr.KafkaError, OSError):
+                await inner.stop()
 
     async def ping(self) -> bool:
         """True if cluster metadata arrives within a few seconds; never raises."""

@@ -195,6 +195,9 @@ class ChannelConfig(Section):
             block = rest.pop(type_name, None)  # an unknown type's block is not also "extra"
         spec = registry.get(type_name) if isinstance(type_name, str) else None
         enabled = _truthy(rest.get("enabled", True))
+        # Secrets are read for an enabled channel, unless the command never starts one
+        # (the loader's `channel_secrets=False`): then the block is read as a disabled one's.
+        reads = enabled and (info.context or {}).get("channel_secrets", True) is not False
         base: ChannelConfig | None = None
         try:
             base = handler(rest)
@@ -203,7 +206,7 @@ class ChannelConfig(Section):
         settings: BaseModel | None = None
         if spec is not None and type_name is not None:
             wrapper = _block_model(type_name, spec.config)
-            context = {**(info.context or {}), "channel_enabled": enabled}
+            context = {**(info.context or {}), "channel_enabled": reads}
             try:
                 parsed = wrapper.model_validate(
                     {type_name: {} if block is None else block}, context=context
@@ -212,7 +215,7 @@ class ChannelConfig(Section):
             except ValidationError as exc:
                 block_errors = exc.errors()
                 # A disabled channel may be waiting for its variables; only those fail.
-                if enabled or not all(isinstance(e["input"], Unresolved) for e in block_errors):
+                if reads or not all(isinstance(e["input"], Unresolved) for e in block_errors):
                     errors.extend(block_errors)
             if enabled and spec.factory is None:
                 errors.append(

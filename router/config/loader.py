@@ -47,14 +47,21 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     registry: Mapping[str, ConnectorSpec] | None = None,
+    channel_secrets: bool = True,
 ) -> Config:
     """Load and validate a config file; raises `ConfigError` listing every problem.
 
     `env` defaults to the process environment; `registry` to the installed connectors.
+    `channel_secrets=False`, for commands that start no channel (they read the store or
+    the bus): the channels' secrets are neither resolved nor read (`${VAR}`s unset and
+    `*_file`s missing are fine, as in a disabled channel; `SecretRef.known` is False).
+    The store's and the bus's own secrets are still resolved.
     """
     file = str(path)
     text = read_config_text(Path(path), file)
-    return parse_config(text, file=file, env=env, registry=registry)
+    return parse_config(
+        text, file=file, env=env, registry=registry, channel_secrets=channel_secrets
+    )
 
 
 def read_config_text(path: Path, file: str) -> str:
@@ -88,6 +95,7 @@ def parse_config(
     file: str = "<config>",
     env: Mapping[str, str] | None = None,
     registry: Mapping[str, ConnectorSpec] | None = None,
+    channel_secrets: bool = True,
 ) -> Config:
     """Like `load_config`, from text; `file` is the name used in problems."""
     specs = dict(load_registry() if registry is None else registry)
@@ -96,10 +104,11 @@ def parse_config(
         file=file,
         env=os.environ if env is None else env,
         is_secret=lambda path: _is_secret_path(path, specs),
+        channel_secrets=channel_secrets,
     )
     if src.fatal:
         raise ConfigError(src.problems)
-    context = {"registry": specs, "strict_secrets": True}
+    context = {"registry": specs, "strict_secrets": True, "channel_secrets": channel_secrets}
     problems = list(src.problems)
     config: Config | None = None
     try:

@@ -110,10 +110,13 @@ def read_source(
     file: str,
     env: Mapping[str, str],
     is_secret: Callable[[str], bool] = lambda _path: False,
+    channel_secrets: bool = True,
 ) -> Source:
     """Parse YAML text into a `Source`; never raises for problems in the text.
 
-    `is_secret(path)` says whether a key holds a secret, which takes no default."""
+    `is_secret(path)` says whether a key holds a secret, which takes no default.
+    `channel_secrets=False`: unset variables inside any channel's `<type>:` block are
+    not errors (as in a disabled channel), for commands that never start a channel."""
     src = Source(file=file)
     missing: list[_Missing] = []
     try:
@@ -149,7 +152,7 @@ def read_source(
     finally:
         loader.dispose()
     for m in missing:
-        if not _inside_disabled_channel(src.data, m.path):
+        if not _inside_channel_block(src.data, m.path, disabled_only=channel_secrets):
             # A secret written in the file is refused, default included: offer its file.
             key = m.path.rpartition(".")[2]
             hint = (
@@ -373,8 +376,9 @@ class _Walker:
 _BOOL = TypeAdapter(bool)
 
 
-def _inside_disabled_channel(data: Any, path: str) -> bool:
-    """Unset variables inside a disabled channel's `<type>:` block are not errors."""
+def _inside_channel_block(data: Any, path: str, *, disabled_only: bool) -> bool:
+    """Unset variables inside a disabled channel's `<type>:` block are not errors
+    (nor, with `disabled_only=False`, inside any channel's)."""
     m = re.match(r"channels\[(\d+)\]\.([^.\[]+)", path)
     if m is None:
         return False
@@ -382,7 +386,7 @@ def _inside_disabled_channel(data: Any, path: str) -> bool:
         channel = data["channels"][int(m.group(1))]
         return bool(
             channel.get("type") == m.group(2)
-            and _BOOL.validate_python(channel.get("enabled", True)) is False
+            and (not disabled_only or _BOOL.validate_python(channel.get("enabled", True)) is False)
         )
     except (KeyError, IndexError, TypeError, AttributeError, ValidationError):
         return False

@@ -251,3 +251,28 @@ async def test_lag_counts_what_the_group_has_not_committed(bus: Bus, names: Name
         assert sum((await consumer.lag()).values()) == 0
     finally:
         await consumer.close()
+
+
+async def test_scan_reads_a_topic_as_it_is_without_a_group(bus: Bus, names: Names) -> None:
+    topic = names("scan")
+    await bus.ensure_topics([topic])
+    items = [(f"k{i % 7}".encode(), b"%d" % i) for i in range(30)]
+    await produce_all(bus, topic, items)
+    scanned = [r async for batch in bus.scan(topic) for r in batch]
+    assert sorted(values(scanned), key=int) == [v for _, v in items]
+    per_partition: dict[int, list[int]] = defaultdict(list)
+    for rec in scanned:
+        per_partition[rec.partition].append(rec.offset)
+    assert all(offsets == sorted(offsets) for offsets in per_partition.values())
+    # From an offset, in one partition only: that record and the ones after it.
+    some = next(p for p, offsets in per_partition.items() if len(offsets) > 1)
+    later = per_partition[some][1]
+    tail = [r async for batch in bus.scan(topic, {some: later}) for r in batch]
+    assert [r.offset for r in tail] == per_partition[some][1:]
+    assert {r.partition for r in tail} == {some}
+    # A scan joins no group and commits nothing: a group still gets everything.
+    consumer = await bus.consumer(names("g"), [topic])
+    try:
+        assert len(await drain(consumer, len(items))) == len(items)
+    finally:
+        await consumer.close()

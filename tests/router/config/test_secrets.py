@@ -112,3 +112,52 @@ def test_every_secret_is_one_secret_ref_field_and_none_has_a_file_field_of_its_o
                 name.endswith("_file") and name.removesuffix("_file") in model.model_fields
             ), f"{model.__name__}.{name}: declare a Secret field; its _file key comes with it"
     assert file_key("secret") == "secret_file"
+
+
+CHANNELS_WITHOUT_SECRETS = """
+version: 1
+store:
+  url: sqlite:///var/x.sqlite3
+  password: ${DB_PASSWORD}
+channels:
+  - name: mail
+    type: email
+    email:
+      imap: {host: imap.test, username: s@shop.test, password_file: /nonexistent/imap}
+      smtp:
+        host: smtp.test
+        username: s@shop.test
+        password: ${SMTP_PASSWORD}
+        from_address: support@shop.test
+  - name: hooks
+    type: webhook
+    webhook: {secret: "${HOOKS_SECRET}"}
+"""
+
+
+def test_without_channel_secrets_a_config_loads_with_none_of_them_set() -> None:
+    from router.config import ConfigError
+    from tests.router.config.support import parse
+
+    env = {"DB_PASSWORD": "db-secret"}
+    with pytest.raises(ConfigError) as info:
+        parse(CHANNELS_WITHOUT_SECRETS, env)  # what `run` and `check` do
+    assert {p.path for p in info.value.problems} >= {
+        "channels[0].email.imap.password_file",
+        "channels[0].email.smtp.password",
+        "channels[1].webhook.secret",
+    }
+    config = parse(CHANNELS_WITHOUT_SECRETS, env, channel_secrets=False)
+    assert [c.enabled for c in config.channels] == [True, True]  # still enabled
+    mail = config.channels[0].settings
+    assert not mail.imap.password.known and not mail.smtp.password.known  # type: ignore[union-attr]
+    assert config.store.password is not None
+    assert config.store.password.get_secret_value() == "db-secret"
+
+
+def test_without_channel_secrets_the_stores_own_are_still_required() -> None:
+    from tests.router.config.support import problems
+
+    [problem] = problems(CHANNELS_WITHOUT_SECRETS, {}, channel_secrets=False)
+    assert problem.path == "store.password"
+    assert "DB_PASSWORD is not set" in problem.message
