@@ -190,7 +190,10 @@ class ChannelConfig(Section):
         settings: BaseModel | None = None
         if spec is not None and type_name is not None:
             wrapper = _block_model(type_name, spec.config)
-            context = {**(info.context or {}), "channel_enabled": enabled}
+            # Without its secrets (a command that only reads the store), an enabled
+            # channel's block is read as a disabled one's: nothing unset, no file read.
+            needed = enabled and (info.context or {}).get("read_secrets", True) is not False
+            context = {**(info.context or {}), "channel_enabled": needed}
             try:
                 parsed = wrapper.model_validate(
                     {type_name: {} if block is None else block}, context=context
@@ -199,7 +202,7 @@ class ChannelConfig(Section):
             except ValidationError as exc:
                 block_errors = exc.errors()
                 # A disabled channel may be waiting for its variables; only those fail.
-                if enabled or not all(isinstance(e["input"], Unresolved) for e in block_errors):
+                if needed or not all(isinstance(e["input"], Unresolved) for e in block_errors):
                     errors.extend(block_errors)
             if enabled and spec.factory is None:
                 errors.append(

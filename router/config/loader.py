@@ -46,14 +46,18 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     registry: Mapping[str, ConnectorSpec] | None = None,
+    read_secrets: bool = True,
 ) -> Config:
     """Load and validate a config file; raises `ConfigError` listing every problem.
 
     `env` defaults to the process environment; `registry` to the installed connectors.
+    `read_secrets=False` is for commands that only read the store: the channels'
+    secrets (and the supervisor's hash) are then neither required nor read, and stay
+    unknown in the result; the store's own password is still read.
     """
     file = str(path)
     text = read_config_text(Path(path), file)
-    return parse_config(text, file=file, env=env, registry=registry)
+    return parse_config(text, file=file, env=env, registry=registry, read_secrets=read_secrets)
 
 
 def read_config_text(path: Path, file: str) -> str:
@@ -87,13 +91,15 @@ def parse_config(
     file: str = "<config>",
     env: Mapping[str, str] | None = None,
     registry: Mapping[str, ConnectorSpec] | None = None,
+    read_secrets: bool = True,
 ) -> Config:
     """Like `load_config`, from text; `file` is the name used in problems."""
-    src = read_source(text, file=file, env=os.environ if env is None else env)
+    env = os.environ if env is None else env
+    src = read_source(text, file=file, env=env, read_secrets=read_secrets)
     if src.fatal:
         raise ConfigError(src.problems)
     specs = dict(load_registry() if registry is None else registry)
-    context = {"registry": specs, "strict_secrets": True}
+    context = {"registry": specs, "strict_secrets": True, "read_secrets": read_secrets}
     problems = list(src.problems)
     config: Config | None = None
     try:

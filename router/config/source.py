@@ -104,8 +104,13 @@ class _Missing:
     name: str
 
 
-def read_source(text: str, *, file: str, env: Mapping[str, str]) -> Source:
-    """Parse YAML text into a `Source`; never raises for problems in the text."""
+def read_source(
+    text: str, *, file: str, env: Mapping[str, str], read_secrets: bool = True
+) -> Source:
+    """Parse YAML text into a `Source`; never raises for problems in the text.
+
+    `read_secrets=False` (commands that only read the store): unset variables in
+    channel blocks and in `supervisor` are not errors, as in a disabled channel."""
     src = Source(file=file)
     missing: list[_Missing] = []
     try:
@@ -141,6 +146,8 @@ def read_source(text: str, *, file: str, env: Mapping[str, str]) -> Source:
     finally:
         loader.dispose()
     for m in missing:
+        if not read_secrets and _SECRETS_NOT_READ.match(m.path):
+            continue
         if not _inside_disabled_channel(src.data, m.path):
             src.problems.append(
                 ConfigProblem(
@@ -363,6 +370,8 @@ class _Walker:
 
 
 _BOOL = TypeAdapter(bool)
+# What a command that only reads the store never needs: channels' settings, the page's hash.
+_SECRETS_NOT_READ = re.compile(r"channels\[\d+\]\.[^.\[]+\.|supervisor\.")
 
 
 def _inside_disabled_channel(data: Any, path: str) -> bool:
