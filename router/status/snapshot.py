@@ -231,7 +231,12 @@ def _agent(config: Config, view: Any, row: Any, now: datetime) -> AgentLine:
     if hours is not None:
         found = changes(hours, now, now + SHIFT_LOOKAHEAD, agent.timezone)
         next_change = found[0] if found else None
-    types = sorted(t for t in view.capacity if view.capacity[t] > 0 or view.load.get(t, 0))
+    # The types the floor has channels of (not every type the build knows), and any load.
+    served = {c.type for c in config.channels if c.enabled}
+    types = sorted(
+        {t for t in served if view.capacity.get(t, 0) > 0}
+        | {t for t, n in view.load.items() if n > 0}
+    )
     return AgentLine(
         id=view.id,
         name=agent.name,

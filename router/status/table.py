@@ -19,7 +19,9 @@ def show(status: Status, out: TextIO) -> None:
     now = floor.taken_at
     # No colour codes when piped; wide enough for the tables either way.
     console = Console(file=out, width=max(100, Console(file=out).width), highlight=False)
-    console.print(f"Floor status at {_when(now, now, tz)} ({floor.timezone})", style="bold")
+    console.print(
+        f"Floor status at {_when(now, now, tz)} ({floor.timezone})", style="bold", soft_wrap=True
+    )
 
     queues = Table(title="Queues", title_justify="left")
     queues.add_column("Queue")
@@ -64,7 +66,7 @@ def show(status: Status, out: TextIO) -> None:
     console.print(agents)
 
     if status.runtime is None:
-        console.print(f"Channels: unknown ({status.runtime_note})")
+        console.print(f"Channels: unknown ({status.runtime_note})", soft_wrap=True)
     else:
         channels = Table(title="Channels", title_justify="left")
         for col in ("Channel", "Type", "State", "Why"):
@@ -92,15 +94,18 @@ def show(status: Status, out: TextIO) -> None:
     dead = f"Dead letters: {floor.dead_outputs} output(s) kept in the store"
     if status.runtime is not None:
         dead += f"; {status.runtime.dead_letters} since the daemon started"
-    console.print(dead)
+    console.print(dead, soft_wrap=True)
     if status.runtime is not None:
         reload = status.runtime.reload
         if reload is None:
-            console.print("Last config reload: none since the start")
+            console.print("Last config reload: none since the start", soft_wrap=True)
         else:
-            console.print(f"Last config reload: {reload.result} at {_when(reload.at, now, tz)}")
+            console.print(
+                f"Last config reload: {reload.result} at {_when(reload.at, now, tz)}",
+                soft_wrap=True,
+            )
             for line in reload.detail:
-                console.print(f"  {line}")
+                console.print(f"  {line}", soft_wrap=True)
 
 
 def _when(at: datetime, now: datetime, tz: ZoneInfo) -> str:
