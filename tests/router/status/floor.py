@@ -128,8 +128,9 @@ class Floor:
 
 @asynccontextmanager
 async def busy_floor(tmp: Path, *, supervisor: bool = True) -> AsyncIterator[Floor]:
-    """The daemon on `config_text` with four customers written in: Ana has one, three
-    wait (one about an invoice, one urgent: breached within a second)."""
+    """The daemon on `config_text` with four customers written in (Ana has one, three
+    wait: one about an invoice, one urgent, breached within a second) and one input
+    that is no envelope (dead-lettered)."""
     with environment(HOOK_SECRET=SECRET, SUP_HASH=HASH):
         async with _floor(tmp, supervisor) as floor:
             yield floor
@@ -165,6 +166,15 @@ async def _floor(tmp: Path, supervisor: bool) -> AsyncIterator[Floor]:
             chat.offer(message("t2", "fred", "my invoice is wrong"))
             chat.offer(message("t3", "gus", "urgent: the lid broke"))
             chat.offer(message("t4", "hana", "do you ship to Oslo?"))
-            await eventually(lambda: len(chat.acks) == 4, 20)
+            chat.offer_raw(b"\x00 not an envelope")  # refused: a dead letter
+            await eventually(lambda: len(chat.acks) == 5, 20)
             await eventually(lambda: bool(tool.requests), 20)  # Ana got hers
+            assert daemon.engine is not None
+            engine = daemon.engine
+
+            async def queued() -> bool:
+                return await engine.waiting_count() == 3
+
+            await eventually(queued, 20)  # and the others wait
+            await eventually(lambda: any(r.down for r in daemon.channels), 20)  # `broken`
             yield Floor(daemon, tool, path)

@@ -64,7 +64,7 @@ async def test_the_page_shows_the_floor(tmp_path: Path) -> None:
         status, headers, html = await get(floor.base + "/status", auth)
         assert status == 200 and headers["Content-Type"].startswith("text/html")
         assert "default-src 'none'" in headers["Content-Security-Policy"]
-        assert '<meta http-equiv="refresh" content="30">' in html
+        assert '<body data-refresh="30">' in html
         for seen in (
             "Ana Pérez",  # an agent, by name, with her load against capacity
             "memory 1/1",
@@ -75,6 +75,7 @@ async def test_the_page_shows_the_floor(tmp_path: Path) -> None:
             "overdue by",  # the urgent conversation missed its 1 s target
             "first-response target missed",  # and it is today's incident
             "none since the start",  # no reload yet
+            "1 record(s) dead-lettered since the daemon started",
         ):
             assert seen in html, seen
         _, _, body = await get(floor.base + "/status.json", auth)
@@ -107,5 +108,5 @@ async def test_the_last_reload_and_its_result_are_shown(tmp_path: Path) -> None:
         floor.config.write_text(text.replace("refresh_seconds: 30", "refresh_seconds: 60"), "utf-8")
         assert await floor.daemon.reload()
         _, _, html = await get(floor.base + "/status", auth)
-        assert '<meta http-equiv="refresh" content="60">' in html  # the new config is used
+        assert '<body data-refresh="60">' in html  # the new config is used
         assert '<span class="good">ok</span> at' in html
