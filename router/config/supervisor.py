@@ -9,8 +9,7 @@ from router.config.types import Secret, Section, TimeZone, check_timezone, fail
 
 
 class SupervisorConfig(Section):
-    """The supervisor page, `/status` and `/status.json` on the HTTP listener
-    (docs/status.md). Without `password_hash` the page is off (404 saying so)."""
+    """The supervisor page (docs/status.md); off (404, saying so) without `password_hash`."""
 
     username: str = Field(
         "supervisor",
