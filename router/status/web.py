@@ -119,8 +119,10 @@ def add_status_routes(
         config = supervisor()
         if config.password_hash is None or not config.password_hash.known:
             return config, web.Response(status=404, text=OFF + "\n", headers=HEADERS)
-        if not await gate.allows(request.headers.get("Authorization"), config):
-            log.warning("status: credential refused", peer=request.remote, path=request.path)
+        given = request.headers.get("Authorization")
+        if not await gate.allows(given, config):
+            if given:  # (a browser's first request carries none: nothing to say)
+                log.warning("status: credential refused", peer=request.remote, path=request.path)
             return config, web.Response(
                 status=401,
                 text="the supervisor's user name and password (or Bearer token) are needed\n",
