@@ -50,7 +50,10 @@ def show(status: Status, out: TextIO) -> None:
             r.priority,
             text,
         )
-    console.print(risk if floor.at_risk else risk.title)
+    if floor.at_risk:
+        console.print(risk)
+    else:
+        console.print(risk.title, soft_wrap=True)
 
     agents = Table(title="Agents", title_justify="left")
     for col in ("Agent", "Status", "Shift", "Load", "Reachable"):
@@ -89,7 +92,10 @@ def show(status: Status, out: TextIO) -> None:
             i.channel or "-",
             i.cause,
         )
-    console.print(incidents if floor.incidents else incidents.title)
+    if floor.incidents:
+        console.print(incidents)
+    else:
+        console.print(incidents.title, soft_wrap=True)
 
     dead = f"Dead letters: {floor.dead_outputs} output(s) kept in the store"
     if status.runtime is not None:
