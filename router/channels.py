@@ -117,6 +117,7 @@ class ChannelRunner:
         self._wake = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
         self.down: Down | None = None
+        self.up = False  # the connector started and has not failed since
         self.outbound = ConsumeLoop(
             bus=bus,
             topics=topics,
@@ -143,6 +144,7 @@ class ChannelRunner:
             except asyncio.CancelledError:
                 pass
         await self._stop_connector()
+        self.up = False
         self._metrics.connector_up.labels(channel=self.name).set(0)
 
     def retry_now(self) -> None:
@@ -178,6 +180,7 @@ class ChannelRunner:
             log.exception("connector stop failed", channel=self.name)
 
     def _up(self) -> None:
+        self.up = True
         self._metrics.connector_up.labels(channel=self.name).set(1)
         down, self.down = self.down, None
         if down is None:
@@ -196,6 +199,7 @@ class ChannelRunner:
 
         Only passing failures take a step of `delays` (the series of attempts in a row).
         """
+        self.up = False
         self._metrics.connector_up.labels(channel=self.name).set(0)
         reason = _describe(exc)
         # Our own errors say whether retrying can help; anything else (a library's

@@ -287,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--default-region", help="region for national phone numbers, e.g. ES")
     imp.add_argument("file", help="customers.csv or customers.yaml")
 
+    from router.status.command import add_parser as add_status
+
+    add_status(sub, DEFAULT_CONFIG)
+
     check = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
     check.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
     return parser
@@ -612,6 +616,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _with_store(args, _incidents)
     if args.command == "import-customers":
         return _with_store(args, _import_customers, channel_secrets=True)
+    if args.command == "status":
+        from router.status.command import run as status
+
+        return status(args)
     if args.command == "check":
         from router.config import check
 

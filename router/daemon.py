@@ -32,7 +32,7 @@ from router.config.people import SinkConfig
 from router.connector import Connector, ConnectorSpec, Services, load_registry
 from router.consume import ConsumeLoop
 from router.envelope import now_utc
-from router.errors import ConfigError, ConfigProblem, OmniError
+from router.errors import ConfigError, ConfigProblem, OmniError, StoreError
 from router.http import HttpListener, ListenError, Routes, build_app
 from router.inbound import InboundProcessor
 from router.metrics import Metrics
@@ -40,6 +40,8 @@ from router.outbox import OutboxPublisher
 from router.retry import Backoff
 from router.routing.engine import Engine
 from router.routing.hours import hours_of, next_open
+from router.status.snapshot import Reload, Runtime, Status, channel_lines, counted, take_floor
+from router.status.web import add_status_routes
 from router.store import Store, open_store
 
 log = structlog.get_logger(__name__)
@@ -142,6 +144,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._ready = False
         self.failure: str | None = None  # what stopped the daemon when it was not asked to
+        self.started_at = now_utc()
+        self.last_reload: Reload | None = None  # shown on the supervisor page
 
     # -- selection ---------------------------------------------------------
 
@@ -183,6 +187,28 @@ class Daemon:
     def channels_down(self) -> dict[str, dict[str, object]]:
         """The channels that are down, with why, since when, and their next attempt."""
         return {r.name: r.down.as_dict() for r in self.channels if r.down is not None}
+
+    async def status(self) -> Status:
+        """The supervisor's snapshot: the store's part and this process's own."""
+        if self.store is None:
+            raise StoreError("the store is not open yet", retriable=True)
+        engine = self.engine
+        floor = await take_floor(
+            self.config,
+            self.store,
+            now_utc(),
+            registry=self.registry,
+            routing=engine.ctx if engine is not None else None,
+        )
+        return Status(floor=floor, runtime=self.runtime())
+
+    def runtime(self) -> Runtime:
+        return Runtime(
+            started_at=self.started_at,
+            channels=channel_lines(self.config, self.channels, self._wanted),
+            reload=self.last_reload,
+            dead_letters=counted(self.metrics.dead_letters),
+        )
 
     def request_stop(self) -> None:
         if not self._stop.is_set():
@@ -233,6 +259,8 @@ class Daemon:
 
     async def _start_all(self) -> None:
         app = build_app(self.metrics, self.readiness, self.channels_down)
+        add_status_routes(app, lambda: self.config.supervisor, self.status)
+        self.started_at = now_utc()
         self.store = await open_store(self.config.store.dsn())
         self._build_connectors(Routes(app))  # they add their routes before it starts
         self._log_channels()
@@ -469,6 +497,7 @@ class Daemon:
                 raise
             except Exception as exc:
                 self.metrics.config_reloads.labels(result="failed").inc()
+                self.last_reload = Reload(at=now_utc(), result="failed", detail=(_why(exc),))
                 log.error(
                     "config reload failed; keeping the running config",
                     file=str(self.config_path),
@@ -487,6 +516,7 @@ class Daemon:
             problems = []
         if problems:
             self.metrics.config_reloads.labels(result="invalid").inc()
+            self.last_reload = Reload(at=now_utc(), result="invalid", detail=tuple(problems))
             log.error(
                 "config reload rejected; keeping the running config",
                 file=str(path),
@@ -506,6 +536,11 @@ class Daemon:
         self._sinks.update(sinks_of(new))
         self._queues[:] = queues_of(new)
         self.metrics.config_reloads.labels(result="ok").inc()
+        self.last_reload = Reload(
+            at=now_utc(),
+            result="ok",
+            detail=tuple(f"{section} changed: a restart applies it" for section in needs_restart),
+        )
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()
         for runner in self.channels:  # a down channel's cause may be fixed now: try it

@@ -18,6 +18,9 @@ from router.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
+# The daemon's own routes (the supervisor page: router.status.web); no connector takes them.
+RESERVED = ("/healthz", "/readyz", "/metrics", "/status", "/status.json")
+
 # Returns the names of the parts that are not ready; empty when all are.
 ReadinessCheck = Callable[[], Awaitable[list[str]]]
 # Returns the channels that are down, each with its reason (see `router.channels.Down`).
@@ -66,7 +69,7 @@ class Routes:
         handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
     ) -> None:
         key = (method.upper(), path)
-        if key in self._taken or path in ("/healthz", "/readyz", "/metrics"):
+        if key in self._taken or path in RESERVED:
             raise ValueError(f"HTTP route {method.upper()} {path} is already taken")
         self._taken.add(key)
         self._app.router.add_route(method, path, handler)

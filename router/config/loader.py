@@ -53,8 +53,9 @@ def load_config(
 
     `env` defaults to the process environment; `registry` to the installed connectors.
     `channel_secrets=False`, for commands that start no channel (they read the store or
-    the bus): the channels' secrets are neither resolved nor read (`${VAR}`s unset and
-    `*_file`s missing are fine, as in a disabled channel; `SecretRef.known` is False).
+    the bus): the channels' secrets and the status page's password hash are neither
+    resolved nor read (`${VAR}`s unset and `*_file`s missing are fine, as in a disabled
+    channel; `SecretRef.known` is False).
     The store's and the bus's own secrets are still resolved.
     """
     file = str(path)

@@ -20,6 +20,7 @@ from router.config.channels import ChannelConfig, error_detail, registry_of, rer
 from router.config.infra import BlobsConfig, BusConfig, HttpConfig, LoggingConfig, StoreConfig
 from router.config.people import AgentConfig, BusinessHoursConfig, QueueConfig, SkillConfig
 from router.config.routing import RoutingConfig, SlaConfig, TemplateText
+from router.config.supervisor import SupervisorConfig
 from router.config.types import (
     Language,
     Name,
@@ -53,6 +54,9 @@ class Config(Section):
         description="Classification and assignment.",
     )
     sla: SlaConfig = Field(default_factory=SlaConfig, description="Service levels.")
+    supervisor: SupervisorConfig = Field(
+        default_factory=SupervisorConfig, description="The supervisor page (`/status`)."
+    )
     templates: dict[Name, dict[Language, TemplateText]] = Field(
         default_factory=dict,
         description="Messages to customers by name and language. Placeholders:"

@@ -115,8 +115,9 @@ def read_source(
     """Parse YAML text into a `Source`; never raises for problems in the text.
 
     `is_secret(path)` says whether a key holds a secret, which takes no default.
-    `channel_secrets=False`: unset variables inside any channel's `<type>:` block are
-    not errors (as in a disabled channel), for commands that never start a channel."""
+    `channel_secrets=False`: unset variables inside any channel's `<type>:` block (and
+    in `supervisor`) are not errors (as in a disabled channel), for commands that never
+    start a channel."""
     src = Source(file=file)
     missing: list[_Missing] = []
     try:
@@ -152,6 +153,8 @@ def read_source(
     finally:
         loader.dispose()
     for m in missing:
+        if not channel_secrets and m.path.startswith("supervisor."):
+            continue  # the status page's hash: a command that reads the store needs none
         if not _inside_channel_block(src.data, m.path, disabled_only=channel_secrets):
             # A secret written in the file is refused, default included: offer its file.
             key = m.path.rpartition(".")[2]
