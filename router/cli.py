@@ -143,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import-customers", help="import known customers from CSV or YAML")
     imp.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
-    imp.add_argument("--default-region", help="region for national phone numbers, e.g. ES")
+    imp.add_argument(
+        "--default-region",
+        help="region for national phone numbers, e.g. ES (default: the phone channel's)",
+    )
     imp.add_argument("file", help="customers.csv or customers.yaml")
 
     check = sub.add_parser("check", help="validate a config file (exit 0 valid, 2 invalid)")
@@ -332,20 +335,26 @@ async def _incidents(args: argparse.Namespace, store: Any) -> int:
 
 
 async def _import_customers(args: argparse.Namespace, store: Any) -> int:
-    from router.customers import ImportReport, import_customers, parse_rows, read_file
+    """Exit 0 when every row went in, 1 when some were rejected (each on stderr)."""
+    from router.config import load_config
+    from router.customers import (
+        ImportReport,
+        default_region,
+        import_customers,
+        parse_rows,
+        read_file,
+    )
     from router.envelope import now_utc
 
     report = ImportReport()
     records = read_file(Path(args.file))
-    rows = parse_rows(records, default_region=args.default_region, report=report)
+    region = args.default_region or default_region(load_config(args.config))
+    rows = parse_rows(records, default_region=region, report=report)
     await import_customers(store, rows, now_utc(), report)
-    for problem in report.problems:
-        print(problem, file=sys.stderr)
-    print(
-        f"created {report.created}, updated {report.updated}, identities linked "
-        f"{report.linked}, conflicts suggested {report.suggested}"
-    )
-    return 0
+    for line in [*report.problems, *report.notes]:
+        print(line, file=sys.stderr)
+    print(report.summary())
+    return 1 if report.rejected else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
