@@ -284,7 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = sub.add_parser("import-customers", help="import known customers from CSV or YAML")
     imp.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
-    imp.add_argument("--default-region", help="region for national phone numbers, e.g. ES")
+    imp.add_argument(
+        "--default-region",
+        help="region for national phone numbers, e.g. ES (default: the phone channel's)",
+    )
     imp.add_argument("file", help="customers.csv or customers.yaml")
 
     from router.status.command import add_parser as add_status
@@ -522,22 +525,27 @@ async def _replay(
 
 
 async def _import_customers(args: argparse.Namespace, config: Any, store: Any) -> int:
-    from router.customers import ImportReport, import_customers, parse_rows, read_file
+    """Exit 0 when every row went in, 1 when some were rejected (each on stderr)."""
+    from router.customers import (
+        ImportReport,
+        default_region,
+        import_customers,
+        parse_rows,
+        read_file,
+    )
     from router.envelope import now_utc
     from router.ops.console import progress, tracked
 
     report = ImportReport()
     records = read_file(Path(args.file))
-    rows = list(parse_rows(records, default_region=args.default_region, report=report))
+    region = args.default_region or default_region(config)
+    rows = list(parse_rows(records, default_region=region, report=report))
     with progress("importing customers", len(rows)) as bar:
         await import_customers(store, tracked(rows, bar), now_utc(), report)
-    for problem in report.problems:
-        print(problem, file=sys.stderr)
-    print(
-        f"created {report.created}, updated {report.updated}, identities linked "
-        f"{report.linked}, conflicts suggested {report.suggested}"
-    )
-    return 0
+    for line in [*report.problems, *report.notes]:
+        print(line, file=sys.stderr)
+    print(report.summary())
+    return 1 if report.rejected else 0
 
 
 def _staffing(args: argparse.Namespace) -> int:

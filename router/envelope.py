@@ -219,6 +219,12 @@ class DeliveryAgent(_Strict):
         description="The agent's IANA time zone (theirs, else their schedule's; null:"
         " not known), for showing times such as `sla_due` in it.",
     )
+    language: str | None = Field(
+        default=None,
+        max_length=MAX_NAME,
+        description="The language the agent reads (the first of their `languages`; null:"
+        " English), for writing the delivery's words and times in it.",
+    )
 
 
 class DeliverySink(_Strict):

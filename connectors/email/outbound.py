@@ -50,6 +50,8 @@ from connectors.email.threads import (
     reply_subject,
     with_token,
 )
+from router.agenttext import Reader, why_you
+from router.agenttext.words import WORDS
 from router.envelope import Attachment, Envelope
 
 _TOKEN = re.compile(r"^[A-Za-z0-9]{4,32}$")
@@ -153,15 +155,6 @@ def build_message(
 # --- notifications to agents -------------------------------------------------------------
 
 
-TITLES = {
-    "assigned": "A conversation for you",
-    "message": "New message from the customer",
-    "transfer_note": "Transferred to you",
-    "escalation": "Escalation: the answer is due soon",
-    "delivery_failed": "Your message did not reach the customer",
-    "rejected": "Not delivered",
-}
-
 HOW_TO_REPLY = (
     "Reply to this email to answer the customer on their own channel. A first line"
     " #resolve, #transfer <queue or agent> [note], #note <text>, #accept, #reopen,"
@@ -206,7 +199,7 @@ def build_notification(envelope: Envelope, cfg: EmailChannelConfig) -> EmailMess
         except ValueError as exc:
             raise OutboundError(f"delivery.token: {exc}") from exc
         msg["Reply-To"] = formataddr((cfg.agents.from_name, reply_to))
-    msg["Subject"] = envelope.subject or TITLES.get(event, "omnirouter")
+    msg["Subject"] = envelope.subject or _reader(envelope).event(event)
     msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = message_id_for(envelope, from_address)
     if envelope.conversation_id:
@@ -251,24 +244,26 @@ def _rows(pairs: list[tuple[str, object]]) -> str:
     return f'<table cellspacing="0" cellpadding="0">{cells}</table>'
 
 
-def _reason(reason: Mapping[str, Any]) -> str:
-    rule = str(reason.get("rule") or "").replace("_", " ")
-    detail = str(reason.get("detail") or "")
-    skills = reason.get("skills")
-    needs = ""
-    if isinstance(skills, dict) and skills:
-        needs = "needs " + ", ".join(f"{k} {v}" for k, v in skills.items())
-    return _e(" — ".join(p for p in (rule, detail, needs) if p))
+def _reader(envelope: Envelope) -> Reader:
+    agent = envelope.delivery.agent if envelope.delivery else None
+    return Reader.of(agent.language if agent else None, agent.timezone if agent else None)
+
+
+def _title(reader: Reader, event: str) -> str:
+    key = f"title.{event}"
+    return reader.word(key) if key in WORDS[reader.language] else reader.event(event)
 
 
 def render_html(envelope: Envelope, delivery: Mapping[str, Any], *, with_marker: bool) -> str:
     """The HTML part: the delivery's context laid out (every value escaped)."""
     event = str(delivery.get("event") or "message")
     context = _context(delivery)
+    reader, now = _reader(envelope), envelope.received_at
+    w = reader.word
     parts = ['<html><body style="font-family:sans-serif;font-size:14px">']
     if with_marker:
         parts.append(f'<p style="color:#888;font-size:12px">{_e(REPLY_MARKER)}</p>')
-    parts.append(f"<h2>{_e(TITLES.get(event, event))}</h2>")
+    parts.append(f"<h2>{_e(_title(reader, event))}</h2>")
     if not context:  # a notice: the text says it all
         parts.append(f'<p style="white-space:pre-wrap">{_e(envelope.text)}</p>')
         parts.append("</body></html>")
@@ -276,81 +271,96 @@ def render_html(envelope: Envelope, delivery: Mapping[str, Any], *, with_marker:
 
     customer = context.get("customer") or {}
     conv = context.get("conversation") or {}
+    others = [o for o in context.get("other_conversations") or [] if isinstance(o, dict)]
     identities = "<br>".join(
         f"{_e(i.get('kind'))}: {_e(i.get('value'))}"
         for i in customer.get("identities") or []
         if isinstance(i, dict)
     )
     suggestions = "<br>".join(
-        f"{_e(s.get('identity'))} also claimed by customer {_e(s.get('proposed_customer'))}"
+        _e(w("also_claimed", identity=s.get("identity"), customer=s.get("proposed_customer")))
         for s in customer.get("link_suggestions") or []
         if isinstance(s, dict)
     )
-    parts.append("<h3>Customer</h3>")
+    parts.append(f"<h3>{_e(w('customer'))}</h3>")
     parts.append(
         _rows(
             [
-                ("Name", _e(customer.get("name") or "(no name)")),
-                ("Tier", _e(customer.get("tier"))),
-                ("Tags", _e(", ".join(customer.get("tags") or []))),
-                ("Language", _e(customer.get("language"))),
-                ("Identities", identities),
-                ("Possible links", suggestions),
+                (w("name"), _e(customer.get("name") or w("no_name"))),
+                (w("tier_label"), _e(customer.get("tier"))),
+                (
+                    w("tags_label"),
+                    _e(", ".join(customer.get("tags") or [])),
+                ),
+                (w("language"), _e(customer.get("language"))),
+                (w("identities"), identities),
+                (w("possible_links"), suggestions),
             ]
         )
     )
     priority = _e(conv.get("priority"))
     if conv.get("complaint"):
-        priority += " — <strong>complaint</strong>"
+        priority += f" — <strong>{_e(w('complaint'))}</strong>"
     parts.append(f"<h3>Conversation #{_e(conv.get('ref'))}</h3>")
     reason = delivery.get("reason")
+    due = envelope.delivery.sla_due if envelope.delivery else None
+    due = due or conv.get("sla_due_at")
+    why = (
+        why_you(reader, reason, now, agent_id=envelope.delivery.agent.id, others=others)
+        if isinstance(reason, dict) and reason and envelope.delivery
+        else None
+    )
     parts.append(
         _rows(
             [
-                ("Subject", _e(conv.get("subject"))),
-                ("Channel", _e(f"{conv.get('channel')} ({conv.get('channel_type')})")),
-                ("Priority", priority),
-                ("Answer by", f"<strong>{_e(conv['sla_due_at'])}</strong>")
-                if conv.get("sla_due_at")
-                else ("Answer by", None),
-                ("Queue", _e(conv.get("queue"))),
-                ("Tags", _e(", ".join(conv.get("tags") or []))),
-                ("Language", _e(conv.get("language"))),
-                ("Why you", _reason(reason) if isinstance(reason, dict) else None),
-                ("Note", _e(delivery.get("note")) if delivery.get("note") else None),
+                (w("subject"), _e(conv.get("subject"))),
+                (w("channel"), _e(f"{conv.get('channel')} ({conv.get('channel_type')})")),
+                (w("priority"), priority),
+                (
+                    w("answer_by_label"),
+                    f"<strong>{_e(reader.moment(due, now))}</strong>"
+                    f" ({_e(reader.relative(due, now))})"
+                    if due
+                    else None,
+                ),
+                (w("queue"), _e(conv.get("queue"))),
+                (w("tags_label"), _e(", ".join(conv.get("tags") or []))),
+                (w("language"), _e(conv.get("language"))),
+                (w("why_you"), _e(why) if why else None),
+                (w("note"), _e(delivery.get("note")) if delivery.get("note") else None),
             ]
         )
     )
-    parts.append("<h3>Transcript</h3>")
+    parts.append(f"<h3>{_e(w('transcript'))}</h3>")
     for m in context.get("transcript") or []:
         if not isinstance(m, dict):
             continue
         sender = m.get("from")
         who: dict[str, Any] = sender if isinstance(sender, dict) else {}
         name = who.get("name") or who.get("address") or who.get("role") or ""
+        when = reader.moment(m.get("at"), now)
         files = ", ".join(
             str(a.get("name")) for a in m.get("attachments") or [] if isinstance(a, dict)
         )
         parts.append(
             '<div style="margin:8px 0;padding:6px 10px;border-left:3px solid'
             f' {"#4a90d9" if m.get("direction") == "in" else "#999"}">'
-            f'<div style="color:#666;font-size:12px">{_e(m.get("at"))} — {_e(name)}'
+            f'<div style="color:#666;font-size:12px">{_e(when)} — {_e(name)}'
             f" ({_e(m.get('kind'))})</div>"
             f'<div style="white-space:pre-wrap">{_e(m.get("text"))}</div>'
             + (
-                f'<div style="color:#666;font-size:12px">Attachments: {_e(files)}</div>'
+                f'<div style="color:#666;font-size:12px">{_e(w("attachments"))}: {_e(files)}</div>'
                 if files
                 else ""
             )
             + "</div>"
         )
-    others = [o for o in context.get("other_conversations") or [] if isinstance(o, dict)]
     if others:
-        parts.append("<h3>Other recent conversations</h3><ul>")
+        parts.append(f"<h3>{_e(w('others'))}</h3><ul>")
         for o in others:
             parts.append(
                 f"<li>#{_e(o.get('ref'))} on {_e(o.get('channel'))} ({_e(o.get('status'))},"
-                f" {_e(o.get('updated_at'))}): {_e(o.get('extract'))}</li>"
+                f" {_e(reader.moment(o.get('updated_at'), now))}): {_e(o.get('extract'))}</li>"
             )
         parts.append("</ul>")
     if with_marker:

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from router.agenttext import Reader, why_you
 from router.envelope import Attachment, Delivery, Envelope
 
 MAX_TEXT = 4096  # Telegram's limit for one message's text
@@ -117,69 +117,54 @@ def queue_keyboard(queues: Sequence[str]) -> dict[str, Any]:
     return {"inline_keyboard": [*rows, [{"text": "« Back", "callback_data": BACK}]]}
 
 
-def _relative(due: datetime, now: datetime) -> str:
-    minutes = round((due - now).total_seconds() / 60)
-    if minutes < 0:
-        return f"{-minutes} min overdue"
-    return f"in {minutes} min" if minutes < 120 else f"in {minutes // 60} h"
-
-
-def _local(at: datetime, timezone: str | None) -> str:
-    """`at` in the agent's time zone, named; in UTC when theirs is not known."""
-    zone: tzinfo = UTC
-    if timezone:
-        try:
-            zone = ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):  # checked by the config; a stale record
-            timezone = None
-    return f"{at.astimezone(zone):%Y-%m-%d %H:%M} {timezone or 'UTC'}"
-
-
 def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
     """The compact context card: what happened, the customer and all their identities,
     when the answer is due, why this agent, the customer's other conversations, the
-    latest messages. The due time is written in the agent's time zone (UTC when the
-    delivery names none) and relative to now."""
+    latest messages. In the agent's language, the due time in their time zone (UTC,
+    said so, when the delivery names none) and relative to now."""
     ctx: Mapping[str, Any] = delivery.context or {}
     customer = ctx.get("customer") or {}
     conv = ctx.get("conversation") or {}
-    event = delivery.event.replace("_", " ").capitalize()
-    head = f"{event}: #{conv.get('ref', '?')} on {conv.get('channel', envelope.channel)}"
+    reader = Reader.of(delivery.agent.language, delivery.agent.timezone)
+    w = reader.word
+    channel = conv.get("channel", envelope.channel)
+    head = w(
+        "card_head", event=reader.event(delivery.event), ref=conv.get("ref", "?"), channel=channel
+    )
     if conv.get("priority"):
-        head += f" ({conv['priority']}{', COMPLAINT' if conv.get('complaint') else ''})"
+        head += f" ({conv['priority']}{', ' + w('complaint') if conv.get('complaint') else ''})"
     lines = [head]
     if customer:
         tags = customer.get("tags") or []
         lines.append(
-            f"Customer: {customer.get('name') or '(no name)'}"
-            + (f", tier {customer['tier']}" if customer.get("tier") else "")
-            + (f", tags {', '.join(tags)}" if tags else "")
+            f"{w('customer')}: {customer.get('name') or w('no_name')}"
+            + (", " + w("tier", tier=customer["tier"]) if customer.get("tier") else "")
+            + (", " + w("tags", tags=", ".join(tags)) if tags else "")
         )
         identities = customer.get("identities") or []
         if identities:
             lines.append(
-                "Identities: " + ", ".join(f"{i.get('kind')} {i.get('value')}" for i in identities)
+                f"{w('identities')}: "
+                + ", ".join(f"{i.get('kind')} {i.get('value')}" for i in identities)
             )
     if delivery.sla_due is not None:
-        due = delivery.sla_due
-        lines.append(f"Answer by {_local(due, delivery.agent.timezone)} ({_relative(due, now)})")
+        lines.append(reader.answer_by(delivery.sla_due, now))
     unreachable = conv.get("unreachable")
     if isinstance(unreachable, Mapping):
-        since = str(unreachable.get("since", ""))[:16].replace("T", " ")
-        lines.append(
-            f"Not reached on {conv.get('channel', envelope.channel)} since {since} UTC:"
-            f" {unreachable.get('detail', '')}"
-        )
+        since = reader.moment(str(unreachable.get("since", "")), now)
+        detail = unreachable.get("detail", "")
+        lines.append(w("not_reached", channel=channel, when=since, detail=detail))
     reason = delivery.reason or {}
-    why = " ".join(str(reason.get(k, "")) for k in ("rule", "detail")).strip()
-    if why:
-        lines.append(f"Why you: {why}")
+    if reason:
+        others = ctx.get("other_conversations") or []
+        why = why_you(reader, reason, now, agent_id=delivery.agent.id, others=others)
+        lines.append(f"{w('why_you')}: {why}")
     if delivery.note:
-        lines.append(f"Note: {delivery.note}")
+        lines.append(f"{w('note')}: {delivery.note}")
     others = ctx.get("other_conversations") or []
     if others:
         lines.append(
-            "Other conversations: "
+            f"{w('others')}: "
             + "; ".join(
                 f"#{o.get('ref')} {o.get('channel')} ({o.get('status')})" for o in others[:5]
             )
@@ -195,7 +180,7 @@ def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
             lines.append(f"{who}: {text}")
     elif envelope.text:
         lines.extend(["", envelope.text])
-    lines.extend(["", "Reply to this message to answer the customer."])
+    lines.extend(["", w("reply_hint")])
     text = "\n".join(lines)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 

@@ -166,7 +166,8 @@ class AgentConfig(Section):
     )
     languages: LanguageList = Field(
         default_factory=lambda: ["en"],
-        description="Languages the agent answers in.",
+        description="Languages the agent answers in; the first is the one they read"
+        " deliveries in (English or Spanish; any other reads English).",
     )
     channels: NameList = Field(
         default_factory=list,

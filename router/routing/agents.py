@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from router.agenttext import Reader
 from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import (
     Delivery,
@@ -30,7 +31,13 @@ from router.envelope import (
 from router.routing import answer_at, calls, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
-from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
+from router.routing.delivery import (
+    agent_timezone,
+    deliver,
+    output_budget,
+    specialist_text,
+    to_customer,
+)
 from router.routing.identity import EMAIL, PHONE, IdentityError
 from router.routing.timers import SLA_TIMERS
 from router.store import routing as db
@@ -112,6 +119,8 @@ async def reject(
     agent = ctx.agents.get(agent_id) if agent_id else None
     if agent is None:
         return
+    timezone = agent_timezone(ctx, agent)
+    reader = Reader.of(agent.languages[0], timezone)
     notice = Envelope(
         id=envelope_id(f"agent:{agent.id}", f"{unit.input_id}:rejected"),
         kind="message",
@@ -121,11 +130,13 @@ async def reject(
         thread_key=f"notice:{agent.id}",
         sender=Sender(address="omnirouter", name="omnirouter", role="system"),
         received_at=unit.now,
-        subject="Not delivered",
-        text=f"Your message was not delivered to the customer: {why}.",
+        subject=reader.event("rejected"),
+        text=reader.word("not_delivered", detail=why),
         delivery=Delivery(
             event="rejected",
-            agent=DeliveryAgent(id=agent.id, name=agent.name),
+            agent=DeliveryAgent(
+                id=agent.id, name=agent.name, timezone=timezone, language=agent.languages[0]
+            ),
             sink=DeliverySink(type=agent.sink.type, address=agent.sink.address),
             reason={"detail": why},
             in_reply_to=unit.input_id,

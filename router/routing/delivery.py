@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from router.agenttext import Reader, why_you
 from router.config import AgentConfig
 from router.envelope import (
     Attachment,
@@ -198,6 +199,8 @@ async def deliver(
     sink_name = sink.channel or sink.type
     subject = f"[#{conv.ref}] {context['conversation']['subject'] or 'Conversation'}"
     budget = output_budget(ctx)
+    timezone = agent_timezone(ctx, agent)
+    reader = Reader.of(agent.languages[0], timezone)
     while True:
         env = Envelope(
             id=envelope_id(f"agent:{agent_id}", f"{unit.input_id}:{event}:{unit.outputs}"),
@@ -210,10 +213,14 @@ async def deliver(
             sender=Sender(address="omnirouter", name="omnirouter", role="system"),
             received_at=unit.now,
             subject=subject,
-            text=summary(context, reason, event, note),
+            text=summary(
+                context, reason, event, note, reader=reader, now=unit.now, agent_id=agent.id
+            ),
             delivery=Delivery(
                 event=event,
-                agent=DeliveryAgent(id=agent.id, name=agent.name, timezone=_timezone(ctx, agent)),
+                agent=DeliveryAgent(
+                    id=agent.id, name=agent.name, timezone=timezone, language=agent.languages[0]
+                ),
                 sink=DeliverySink(type=sink.type, address=sink.address),
                 token=tokens.issue(ctx.signing_key, conv.id, agent.id),
                 reason=dict(reason),
@@ -230,7 +237,7 @@ async def deliver(
     return True
 
 
-def _timezone(ctx: Routing, agent: AgentConfig) -> str | None:
+def agent_timezone(ctx: Routing, agent: AgentConfig) -> str | None:
     """The agent's time zone: their own, else their schedule's."""
     hours = ctx.config.business_hours.get(agent.schedule) if agent.schedule else None
     return agent.timezone or (hours.timezone if hours is not None else None)
@@ -334,47 +341,64 @@ def _callback(conv: Any, numbers: list[str]) -> dict[str, Any] | None:
 
 
 def summary(
-    context: Mapping[str, Any], reason: Mapping[str, Any], event: str, note: str | None
+    context: Mapping[str, Any],
+    reason: Mapping[str, Any],
+    event: str,
+    note: str | None,
+    *,
+    reader: Reader,
+    now: datetime,
+    agent_id: str,
 ) -> str:
-    """The delivery as plain text, for sinks that show text (email, Telegram)."""
+    """The delivery as plain text, for sinks that show text (email, Telegram, a webhook's
+    `text`): in the agent's language, times in their zone (never a raw timestamp)."""
     c, conv = context["customer"], context["conversation"]
+    w = reader.word
+    head = w("conversation_on", ref=conv["ref"], channel=conv["channel"])
+    who = f"{w('customer')}: {c['name'] or w('no_name')} — {w('tier', tier=c['tier'])}"
+    if c["tags"]:
+        who += ", " + w("tags", tags=", ".join(c["tags"]))
+    priority = f"{w('priority')}: {conv['priority']}"
+    if conv["complaint"]:
+        priority += f" — {w('complaint')}"
+    if conv["sla_due_at"]:
+        due = datetime.fromisoformat(conv["sla_due_at"])
+        priority += f" — {reader.answer_by(due, now)}"
+    why = why_you(reader, reason, now, agent_id=agent_id, others=context["other_conversations"])
     lines = [
-        f"{event.replace('_', ' ').capitalize()}: conversation #{conv['ref']} on {conv['channel']}",
-        f"Customer: {c['name'] or '(no name)'} — tier {c['tier']}"
-        + (f", tags {', '.join(c['tags'])}" if c["tags"] else ""),
-        "Identities: " + ", ".join(f"{i['kind']} {i['value']}" for i in c["identities"]),
-        f"Priority: {conv['priority']}"
-        + (" — COMPLAINT" if conv["complaint"] else "")
-        + (f" — answer by {conv['sla_due_at']}" if conv["sla_due_at"] else ""),
-        f"Why you: {reason.get('rule', '')} {reason.get('detail', '')}".rstrip(),
+        f"{reader.event(event)}: {head}",
+        who,
+        f"{w('identities')}: " + ", ".join(f"{i['kind']} {i['value']}" for i in c["identities"]),
+        priority,
+        f"{w('why_you')}: {why}",
     ]
     callback = conv.get("callback")
     if callback:
+        tel = callback["tel"] or w("no_number")
         lines.append(
-            f"Call back: {callback['tel'] or '(no number known)'} — {callback['calls']} call(s),"
-            f" {callback['attempts']} attempt(s) so far"
+            w("call_back", tel=tel, calls=callback["calls"], attempts=callback["attempts"])
         )
     unreachable = conv.get("unreachable")
     if unreachable:
+        since = reader.moment(unreachable["since"], now)
         lines.append(
-            f"Customer not reached on {conv['channel']} since {unreachable['since']}:"
-            f" {unreachable['detail']}"
+            w("not_reached", channel=conv["channel"], when=since, detail=unreachable["detail"])
         )
     if note:
-        lines.append(f"Note: {note}")
+        lines.append(f"{w('note')}: {note}")
     lines.append("")
     window = context["transcript_window"]
     shown = context["transcript"][-PREVIEW_MESSAGES:]
-    lines.append(f"Latest messages ({len(shown)} of {window['total']}):")
+    lines.append(w("latest", shown=len(shown), total=window["total"]))
     for m in shown:
-        who = (m["from"] or {}).get("name") or (m["from"] or {}).get("role", "")
+        sender = (m["from"] or {}).get("name") or (m["from"] or {}).get("role", "")
         preview = " ".join(m["text"].split())
         if len(preview) > PREVIEW_CHARS:
             preview = preview[: PREVIEW_CHARS - 1] + "…"
-        lines.append(f"  [{m['at']}] {who}: {preview}")
+        lines.append(f"  [{reader.moment(m['at'], now)}] {sender}: {preview}")
     if context["other_conversations"]:
         lines.append("")
-        lines.append("Other recent conversations:")
+        lines.append(f"{w('others')}:")
         for o in context["other_conversations"]:
             lines.append(f"  #{o['ref']} {o['channel']} ({o['status']}): {o['extract']}")
     return "\n".join(lines)

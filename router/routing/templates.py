@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from babel.dates import format_date
+
 from router.routing.language import primary
 
 # Promises under an hour are rounded up to one of these (minutes).
@@ -62,40 +64,15 @@ def template_language(
     )
 
 
-_WEEKDAYS = {
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
-}
-_MONTHS = {
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-    "es": (
-        "enero",
-        "febrero",
-        "marzo",
-        "abril",
-        "mayo",
-        "junio",
-        "julio",
-        "agosto",
-        "septiembre",
-        "octubre",
-        "noviembre",
-        "diciembre",
-    ),
-}
+def _weekday(at: datetime, lang: str) -> str:
+    """`Monday`, `lunes`: Babel's (CLDR) name, not a table of ours."""
+    return format_date(at, "EEEE", locale=lang)
+
+
+def _day_month(at: datetime, lang: str) -> str:
+    """`12 January`, `12 de enero`."""
+    month = format_date(at, "MMMM", locale=lang)
+    return f"{at.day} de {month}" if lang == "es" else f"{at.day} {month}"
 
 
 def describe_wait(due: datetime, now: datetime, language: str, *, tz: str | None = None) -> str:
@@ -136,13 +113,13 @@ def describe_wait(due: datetime, now: datetime, language: str, *, tz: str | None
         if days_ahead == 1:
             return f"mañana {at}"
         if days_ahead < 7:
-            return f"el {_WEEKDAYS['es'][local_due.weekday()]} {at}"
-        return f"el {local_due.day} de {_MONTHS['es'][local_due.month - 1]} {at}"
+            return f"el {_weekday(local_due, lang)} {at}"
+        return f"el {_day_month(local_due, lang)} {at}"
     if days_ahead == 1:
         return f"by tomorrow {clock}"
     if days_ahead < 7:
-        return f"by {_WEEKDAYS['en'][local_due.weekday()]} {clock}"
-    return f"by {local_due.day} {_MONTHS['en'][local_due.month - 1]} {clock}"
+        return f"by {_weekday(local_due, lang)} {clock}"
+    return f"by {_day_month(local_due, lang)} {clock}"
 
 
 def describe_moment(at: datetime, now: datetime, language: str, *, tz: str | None = None) -> str:
@@ -168,12 +145,12 @@ def describe_moment(at: datetime, now: datetime, language: str, *, tz: str | Non
         if days_ahead == 1:
             return f"mañana {hour}"
         if days_ahead < 7:
-            return f"el {_WEEKDAYS['es'][local.weekday()]} {hour}"
-        return f"el {local.day} de {_MONTHS['es'][local.month - 1]} {hour}"
+            return f"el {_weekday(local, lang)} {hour}"
+        return f"el {_day_month(local, lang)} {hour}"
     if days_ahead == 0:
         return f"today at {clock}"
     if days_ahead == 1:
         return f"tomorrow at {clock}"
     if days_ahead < 7:
-        return f"on {_WEEKDAYS['en'][local.weekday()]} at {clock}"
-    return f"on {local.day} {_MONTHS['en'][local.month - 1]} at {clock}"
+        return f"on {_weekday(local, lang)} at {clock}"
+    return f"on {_day_month(local, lang)} at {clock}"

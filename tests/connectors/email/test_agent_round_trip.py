@@ -124,7 +124,7 @@ async def test_customer_mail_to_agent_mailbox_and_back(
             assert token is not None
             text = note.get_body(("plain",)).get_content()
             assert text.startswith(REPLY_MARKER)
-            for fact in (CUSTOMER, "Eva Núñez", "charged twice", "Why you", "answer by"):
+            for fact in (CUSTOMER, "Eva Núñez", "charged twice", "Why you", "Answer by"):
                 assert fact in text
             html = note.get_body(("html",)).get_content()
             assert "Eva Núñez" in html and "Transcript" in html and "Answer by" in html

@@ -69,8 +69,9 @@ async def test_the_card_has_the_context_and_the_buttons(api: FakeBotApi, tmp_pat
         "Eva",
         "telegram 42",
         "email e@x.es",
-        "2026-01-02 10:30 UTC",
-        "served Eva before",
+        "Answer by Fri, Jan 2",  # the year too once it is not this one
+        "10:30\u202fAM UTC (",
+        "Why you: You have served this customer before",
         "#A1B2 support-email",
         "charged twice",
     ):
@@ -81,22 +82,33 @@ async def test_the_card_has_the_context_and_the_buttons(api: FakeBotApi, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("timezone", "due"),
+    ("timezone", "language", "due"),
     [
-        ("Europe/Madrid", "2026-01-02 11:30 Europe/Madrid"),
-        ("America/New_York", "2026-01-02 05:30 America/New_York"),
-        (None, "2026-01-02 10:30 UTC"),
+        # Babel's CLDR data writes them: the weekday and date (the year too once it is
+        # not this one), the locale's clock, how long ago.
+        ("Europe/Madrid", "es", ("Responder antes de: vie, 2 ene", "11:30 (hace ")),
+        ("America/New_York", "en", ("Answer by Fri, Jan 2", "5:30\u202fAM (", " ago)")),
+        ("America/New_York", None, ("Answer by Fri, Jan 2", "5:30\u202fAM (")),
+        (None, "es", ("Responder antes de: vie, 2 ene", "10:30 UTC (hace ")),
     ],
 )
-async def test_the_answer_is_due_in_the_agents_time_zone(
-    api: FakeBotApi, tmp_path: Path, timezone: str | None, due: str
+async def test_the_answer_is_due_in_the_agents_time_zone_and_language(
+    api: FakeBotApi,
+    tmp_path: Path,
+    timezone: str | None,
+    language: str | None,
+    due: tuple[str, ...],
 ) -> None:
+    agent = {"id": "chloe", "timezone": timezone, "language": language}
     async with wired(api, tmp_path) as w:
         await w.connector.start()
-        sent = await w.connector.send(delivery(agent={"id": "chloe", "timezone": timezone}))
+        sent = await w.connector.send(delivery(agent=agent))
         assert sent.status == "sent", sent
     [card] = api.to(AGENT_USER)
-    assert f"Answer by {due} (" in card.text
+    [line] = [line for line in card.text.splitlines() if line.startswith(due[0])]
+    for part in due:
+        assert part in line, (part, line)
+    assert "2026-01-02T" not in card.text
 
 
 async def test_a_delivery_for_an_agent_elsewhere_fails(api: FakeBotApi, tmp_path: Path) -> None:

@@ -80,6 +80,6 @@ async def test_a_customer_linked_on_telegram_reaches_the_same_agent_by_email(
         by_email = next(s for s in api.to(AGENT_USER) if "on support-email" in s.text)
         assert "body 1" in by_email.text  # the email itself
         # the Telegram conversation is in the email's context, and the link said why
-        assert "Other conversations: #" in by_email.text
+        assert "Other recent conversations: #" in by_email.text
         assert " tg (open)" in by_email.text
-        assert "last_agent" in by_email.text
+        assert "Why you: You spoke with this customer on " in by_email.text

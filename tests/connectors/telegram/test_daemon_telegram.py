@@ -107,4 +107,4 @@ async def test_a_customer_who_blocked_the_bot_is_told_to_the_owner(tmp_path: Pat
         assert len(blocked) == 1
         # the conversation keeps it: the owner's notice says the customer is not reached
         told = next(s for s in api.to(AGENT_USER)[1:] if "failed" in s.text.lower())
-        assert "Not reached on tg since" in told.text and "blocked the bot" in told.text
+        assert "not reached on tg since" in told.text and "blocked the bot" in told.text

@@ -51,7 +51,7 @@ async def test_body_headers_and_signature(tmp_path: Path) -> None:
             "v": 1,
             "id": env.id,
             "event": "assigned",
-            "agent": {"id": "chloe", "name": "Chloé Martin", "timezone": None},
+            "agent": {"id": "chloe", "name": "Chloé Martin", "timezone": None, "language": None},
             "conversation_id": "conv-1",
             "subject": "[#K7M2] Invoice charged twice",
             "text": "Assigned: conversation #K7M2 on support-email",
@@ -59,6 +59,7 @@ async def test_body_headers_and_signature(tmp_path: Path) -> None:
             "reason": {"rule": "best_qualified"},
             "note": None,
             "sla_due": None,
+            "human": {"answer_by": None, "why_you": "best qualified"},
             "context": env.delivery.model_dump(mode="json")["context"],
             "sent_at": MADE_AT.isoformat(),
         }

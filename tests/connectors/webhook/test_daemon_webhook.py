@@ -98,7 +98,12 @@ async def test_delivery_accept_and_reply_through_the_daemon(tmp_path: Path) -> N
             delivery = posted.json()
             assert posted.headers["X-Omnirouter-Id"] == delivery["id"]
             assert delivery["event"] == "assigned"
-            assert delivery["agent"] == {"id": "chloe", "name": "Chloé Martin", "timezone": None}
+            assert delivery["agent"] == {
+                "id": "chloe",
+                "name": "Chloé Martin",
+                "timezone": None,
+                "language": "en",
+            }
             conv_id = delivery["conversation_id"]
             token = delivery["token"]
             assert conv_id and token.startswith(conv_id + ".")

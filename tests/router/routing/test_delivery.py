@@ -3,7 +3,10 @@ conversation whose agent left the config reaches another agent."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+import pytest
 
 from router.config.people import BusinessHoursConfig
 from router.envelope import Attachment, encode
@@ -183,3 +186,55 @@ async def test_an_agents_files_go_to_the_customer_with_the_reply(run: Run) -> No
     run.decisions += await run.sim.drain_outbox()
     [sent] = [e for e in run.out("outbound.mail") if e.meta["purpose"] == "reply"]
     assert (sent.text, sent.attachments) == ("Here it is.", [invoice])
+
+
+RAW_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+@pytest.mark.parametrize(
+    ("zone", "languages", "sent_at", "lines"),
+    [
+        # 23:30 on Monday in Madrid; due an hour later, past midnight there.
+        (
+            "Europe/Madrid",
+            ["es", "en"],
+            "2026-03-02T22:30:00+00:00",
+            [
+                "Asignada: conversación #",
+                "Responder antes de: martes, 0:30 (dentro de 1 hora)",
+                "Por qué tú: Tienes la habilidad billing y además la menor carga",
+                "[23:30] Eva: Where is my invoice?",
+            ],
+        ),
+        # 23:30 on Monday in New York.
+        (
+            "America/New_York",
+            ["en"],
+            "2026-03-03T04:30:00+00:00",
+            [
+                "Assigned: conversation #",
+                "Answer by Tuesday, 12:30\u202fAM (in 1 hour)",
+                "Why you: You have the billing skill and the lightest load",
+                "[11:30\u202fPM] Eva: Where is my invoice?",
+            ],
+        ),
+    ],
+)
+async def test_the_summary_is_in_the_agents_language_with_times_in_their_zone(
+    run: Run, zone: str, languages: list[str], sent_at: str, lines: list[str]
+) -> None:
+    engine = run.sim.engine
+    config = engine.config
+    agents = [
+        a.model_copy(update={"timezone": zone, "languages": languages}) if a.id == "ana" else a
+        for a in config.agents
+    ]
+    await engine.configure(config.model_copy(update={"agents": agents}), run.sim.clock)
+    await run.step(at=sent_at, **mail("eva@shop.test", "<i18n@x>", "Where is my invoice?"))
+    [(_, sent)] = deliveries(run)
+    [text] = summaries(run)
+    assert sent["agent"] == {"id": "ana", "name": "Ana", "timezone": zone, "language": languages[0]}
+    for line in lines:
+        assert line in text, (line, text)
+    assert not RAW_TIMESTAMP.search(text), text  # the ISO times stay in the context
+    assert sent["sla_due"] and sent["context"]["conversation"]["sla_due_at"]
