@@ -28,7 +28,7 @@ from router.envelope import (
     encode,
     envelope_id,
 )
-from router.routing import answer_at, calls, signals, standing, tokens
+from router.routing import answer_at, calls, first_contact, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import (
@@ -267,6 +267,7 @@ async def remember(ctx: Routing, unit: Unit, env: Envelope, conv: Any, text: str
 
 async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
     owner, _ = await release(ctx, unit, conv, "resolved")
+    first = await first_contact.judge(unit, conv, owner)
     if conv.waiting_since is not None:  # resolved while waiting: those behind move up
         standing.moved(ctx, unit, conv)
     await db.update_conversation(
@@ -284,7 +285,13 @@ async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
             {"agent": owner or agent_id},
             unit.now,
         )
-    unit.decide("resolve", conversation_id=conv.id, agent=agent_id, reason={"by": agent_id})
+    unit.decide(
+        "resolve",
+        conversation_id=conv.id,
+        agent=agent_id,
+        queue=conv.queue,
+        reason={"by": agent_id, "owner": owner, "first_contact": first},
+    )
     if owner is not None:
         await drain(ctx, unit, [owner])
 

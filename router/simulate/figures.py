@@ -5,7 +5,9 @@ reply, on the clock (not business time: what the customer lived). "Within
 target" is the share of conversations answered by their SLA due time (which
 counts business hours) among those answered or already past due when the
 events end; a conversation still inside its time is not counted either way.
-Percentiles are nearest-rank.
+Percentiles are nearest-rank. First-contact resolution is the share of the
+conversations resolved when the events end that their first agent resolved, with no
+transfer and no reopening (`router.routing.first_contact`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from router.routing import first_contact
 from router.simulate.outputs import Entry, Output
 from router.store import Store
 from router.store.schema import conversations, incidents
@@ -35,6 +38,8 @@ class ChannelFigures:
     waiting_for_agent: int  # open, nobody owns it
     unanswered: int  # open, no agent reply yet (owned or not)
     incidents: int
+    # Share of the resolved resolved by their first agent, no transfer, never reopened.
+    first_contact_resolution: float | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"type": "summary", **asdict(self)}
@@ -61,6 +66,7 @@ async def channel_figures(store: Store, end: datetime) -> list[ChannelFigures]:
     by_channel: dict[str, list[Any]] = defaultdict(list)
     for c in convs:
         by_channel[c.channel].append(c)
+    resolved = first_contact.tally(convs)["channel"]
     figures = []
     for channel in sorted(by_channel):
         rows = by_channel[channel]
@@ -87,6 +93,7 @@ async def channel_figures(store: Store, end: datetime) -> list[ChannelFigures]:
                 waiting_for_agent=sum(1 for c in open_rows if c.owner_agent_id is None),
                 unanswered=sum(1 for c in open_rows if c.first_response_at is None),
                 incidents=per_incidents.get(channel, 0),
+                first_contact_resolution=first_contact.share(resolved.get(channel)),
             )
         )
     return figures

@@ -27,6 +27,7 @@ FIGURES = (
     ("waiting_for_agent", "waiting for an agent"),
     ("unanswered", "unanswered"),
     ("incidents", "incidents"),
+    ("first_contact_resolution", "first-contact resolution"),
 )
 
 
@@ -109,7 +110,7 @@ def _pairs(reason: Mapping[str, Any]) -> str:
 def _value(key: str, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "within_target":
+    if key in ("within_target", "first_contact_resolution"):
         return f"{value:.0%}"
     if key.endswith("_s"):
         return duration(value)

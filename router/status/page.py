@@ -116,6 +116,7 @@ def render(status: Status, *, refresh_seconds: int) -> str:
         _agents(status, tz),
         _channels(status, tz),
         _incidents(status, tz),
+        _resolutions(status),
         _operations(status, tz),
         "</main>",
         '<footer><p class="muted">omnirouter · the same data as JSON:'
@@ -318,6 +319,28 @@ def _incidents(status: Status, tz: ZoneInfo) -> str:
     )
     table = _table("incidents", caption, ["When", "Kind", "Conversation", "Channel", "Cause"], rows)
     return _section("incidents", "Incidents today", table)
+
+
+def _resolutions(status: Status) -> str:
+    lines = status.floor.resolutions
+    title = "First-contact resolution today"
+    if not lines:
+        return _section("resolutions", title, "<p>Nothing resolved today.</p>")
+    rows = [
+        [
+            escape(r.by),
+            escape(r.name),
+            str(r.resolved),
+            str(r.first_contact),
+            "—" if r.share is None else f"{r.share:.0%}",
+        ]
+        for r in lines
+    ]
+    caption = "Resolved by their first agent, with no transfer and no reopening"
+    table = _table(
+        "resolutions", caption, ["By", "Name", "Resolved", "First contact", "Share"], rows
+    )
+    return _section("resolutions", title, table)
 
 
 def _operations(status: Status, tz: ZoneInfo) -> str:

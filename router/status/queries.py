@@ -93,3 +93,12 @@ async def dead_outputs(conn: AsyncConnection) -> int:
     store keeps them for review)."""
     stmt = sa.select(sa.func.count()).where(outbox.c.dead_reason.is_not(None))
     return int(await conn.scalar(stmt) or 0)
+
+
+async def resolved_since(conn: AsyncConnection, since: datetime) -> list[Row]:
+    """Conversations resolved since `since` and still resolved (or closed after it)."""
+    c = conversations.c
+    stmt = sa.select(c.id, c.channel, c.status, c.thread_meta).where(
+        c.resolved_at >= since, c.status.in_(("resolved", "closed"))
+    )
+    return list((await conn.execute(stmt)).all())

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from router.bus.base import Topics
 from router.config import Config
 from router.connector import ConnectorSpec
+from router.routing import first_contact
 from router.routing.assign import agent_views
 from router.routing.context import Routing
 from router.routing.hours import changes
@@ -89,6 +90,17 @@ class IncidentLine:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ResolutionLine:
+    """First-contact resolution today, for one channel, queue or agent."""
+
+    by: str  # channel | queue | agent
+    name: str
+    resolved: int
+    first_contact: int
+    share: float | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Floor:
     taken_at: datetime
     timezone: str  # of the page's times and of "today"
@@ -100,6 +112,8 @@ class Floor:
     incidents_today: int
     incidents: tuple[IncidentLine, ...]
     dead_outputs: int  # outputs that could never be published (kept in the store)
+    # Resolved today by their first agent, no transfer, never reopened.
+    resolutions: tuple[ResolutionLine, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -167,6 +181,7 @@ async def take_floor(
             conn, today, INCIDENTS_SHOWN
         )
         dead = await queries.dead_outputs(conn)
+        resolved = first_contact.tally(await queries.resolved_since(conn, today))
     return Floor(
         taken_at=now,
         timezone=tz,
@@ -201,6 +216,17 @@ async def take_floor(
             for r in today_incidents
         ),
         dead_outputs=dead,
+        resolutions=tuple(
+            ResolutionLine(
+                by=by,
+                name=name,
+                resolved=counts[0],
+                first_contact=counts[1],
+                share=first_contact.share(counts),
+            )
+            for by in ("channel", "queue", "agent")
+            for name, counts in sorted(resolved[by].items())
+        ),
     )
 
 

@@ -97,6 +97,17 @@ def show(status: Status, out: TextIO) -> None:
     else:
         console.print(incidents.title, soft_wrap=True)
 
+    resolutions = Table(title="First-contact resolution today", title_justify="left")
+    for col in ("By", "Name", "Resolved", "First contact", "Share"):
+        resolutions.add_column(col)
+    for res in floor.resolutions:
+        share = "-" if res.share is None else f"{res.share:.0%}"
+        resolutions.add_row(res.by, res.name, str(res.resolved), str(res.first_contact), share)
+    if floor.resolutions:
+        console.print(resolutions)
+    else:
+        console.print(f"{resolutions.title}: nothing resolved", soft_wrap=True)
+
     dead = f"Dead letters: {floor.dead_outputs} output(s) kept in the store"
     if status.runtime is not None:
         dead += f"; {status.runtime.dead_letters} since the daemon started"

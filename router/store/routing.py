@@ -499,6 +499,12 @@ async def end_assignment(
     return None if agent is None else str(agent)
 
 
+async def assignment_count(conn: AsyncConnection, conversation_id: str) -> int:
+    """How many assignments the conversation has had, ended ones included."""
+    stmt = sa.select(sa.func.count()).where(assignments.c.conversation_id == conversation_id)
+    return int((await conn.execute(stmt)).scalar() or 0)
+
+
 async def accept_assignment(conn: AsyncConnection, conversation_id: str, now: datetime) -> None:
     await conn.execute(
         assignments.update()

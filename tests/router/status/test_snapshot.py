@@ -88,6 +88,28 @@ async def test_incidents_are_today_s_only(sim: Simulation) -> None:
     assert tomorrow.incidents_today == 0 and tomorrow.incidents == ()
 
 
+async def test_first_contact_resolution_today_per_channel_queue_and_agent(
+    sim: Simulation,
+) -> None:
+    seen = [*await sim.step(0, mail("a@x.test", "t1", "hello", at=at(0)))]
+    seen += await sim.step(0, mail("b@x.test", "t2", "hello", at=at(1)))
+    first, second = (d.agent for d in seen if d.action == "assign")
+    await sim.step(0, {"agent": first, "command": "resolve", "conversation": "mail/t1"})
+    # The second is passed on before it is resolved: no first contact.
+    seen += await sim.step(
+        0, {"agent": second, "command": "transfer", "args": ["general"], "conversation": "mail/t2"}
+    )
+    third = [d.agent for d in seen if d.action == "assign"][-1]
+    await sim.step(0, {"agent": third, "command": "resolve", "conversation": "mail/t2"})
+    floor = await floor_at(sim, 5)
+    lines = {(r.by, r.name): (r.resolved, r.first_contact, r.share) for r in floor.resolutions}
+    assert lines[("channel", "mail")] == (2, 1, 0.5)
+    assert lines[("agent", first)][1] == 1
+    html = render(Status(floor=floor), refresh_seconds=20)
+    assert "First-contact resolution today" in html and "50%" in html
+    assert (await floor_at(sim, 24 * 60)).resolutions == ()  # today's only
+
+
 async def test_the_page_escapes_what_it_shows_and_states_in_words(sim: Simulation) -> None:
     await sim.step(0, mail("a@x.test", "t1", "this is unacceptable", at=at(0)))
     floor = await floor_at(sim, 1)
