@@ -323,12 +323,16 @@ class ChannelRunner:
         envelope = decode(record.value)
         try:
             result = await self._connector.send(envelope)
-        except OmniError:
+        except OmniError as exc:
+            if exc.retriable:
+                self._metrics.send_retries.labels(channel=self.name).inc()
             raise
         except Exception as exc:  # library errors should stop at the connector; be safe
+            self._metrics.send_retries.labels(channel=self.name).inc()
             raise ConnectorError(f"send failed: {exc}", retriable=True) from exc
         self._metrics.messages_out.labels(channel=self.name, result=result.status).inc()
         if result.status == "retry":
+            self._metrics.send_retries.labels(channel=self.name).inc()
             raise ConnectorError(f"send deferred: {result.detail}", retriable=True)
         if result.status == "failed":
             await self._report_failure(envelope, result.detail)

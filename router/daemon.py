@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -35,12 +35,13 @@ from router.envelope import now_utc
 from router.errors import ConfigError, ConfigProblem, OmniError
 from router.http import HttpListener, Routes, build_app
 from router.inbound import InboundProcessor
-from router.metrics import Metrics
+from router.metrics import Known, Metrics
 from router.outbox import OutboxPublisher
 from router.retry import Backoff
 from router.routing.engine import Engine
 from router.routing.hours import hours_of, next_open
 from router.store import Store, open_store
+from router.store.floor import read_floor
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,7 @@ CLOCK_SECONDS = 1.0
 CONFIG_POLL_SECONDS = 2.0
 PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 LAG_EVERY_TICKS = 10
+FLOOR_EVERY_TICKS = 5  # queues, agents and the outbox, for the metrics: 4 grouped counts
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
 EXIT_STOPPED = 0  # stopped on request (SIGTERM, SIGINT)
@@ -63,6 +65,11 @@ def sinks_of(config: Config) -> dict[str, SinkConfig]:
 
 def queues_of(config: Config) -> list[str]:
     return [q.name for q in config.queues]
+
+
+def agent_topic(topics: Topics, sink: SinkConfig) -> str:
+    """Where deliveries to an agent with this sink go (read by its sink channel)."""
+    return topics.agent(sink.channel or sink.type)
 
 
 def open_bus(config: Config) -> Bus:
@@ -136,6 +143,7 @@ class Daemon:
         self._sinks: dict[str, SinkConfig] = {}  # lent to connectors, current after reloads
         self._queues: list[str] = []  # the same
         self._topics_made: frozenset[str] = frozenset()  # what the bus was asked to create
+        self._unread: set[str] = set()  # agent delivery topics no channel reads (metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP's, held until done
         self._reload_lock = asyncio.Lock()
@@ -275,12 +283,16 @@ class Daemon:
             [self.topics.inbound, self.topics.dlq]
             + [self.topics.outbound(c.name) for c in self.config.channels]
             # Agents' tools: where deliveries go (one topic per sink channel or type).
-            + sorted({self.topics.agent(a.sink.channel or a.sink.type) for a in self.config.agents})
+            + sorted({agent_topic(self.topics, a.sink) for a in self.config.agents})
         )
         await self.bus.ensure_topics(sorted(self._topics_made))
+        self._know()
         if self._wanted(ROUTER):
             self.engine = Engine(self.config, self.store, self.topics, registry=self.registry)
             await self.engine.start(now_utc())
+            self.engine.on_incidents = self._count_incidents
+            self._unread = self._unread_topics()
+            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
             self._warn_unreachable()
             self.outbox = OutboxPublisher(
                 self.store,
@@ -288,6 +300,8 @@ class Daemon:
                 self.topics,
                 known_topics=lambda: self._topics_made,
                 on_dead=lambda source: self.metrics.dead_letters.labels(source=source).inc(),
+                on_published=self._published,
+                on_wait=lambda topic: self.metrics.outbox_retries.labels(topic=topic).inc(),
             )
             await self.outbox.start()
             await self.outbox.flush()  # outputs a previous run committed but did not publish
@@ -333,8 +347,11 @@ class Daemon:
             self._tasks.append(runner.start_intake())
 
     async def _clock(self) -> None:
-        """Once a second: due timers, shift starts, queue depth; now and then lag, pruning."""
+        """Once a second: due timers and shift starts; now and then the floor's metrics (queues,
+        agents, the outbox), consumer lag and pruning."""
         assert self.engine is not None and self.outbox is not None
+        store = self.store
+        assert store is not None
         ticks = -1
         while not self._stop.is_set():
             ticks += 1
@@ -344,7 +361,9 @@ class Daemon:
                 # Every tick: timer events, and rows an earlier flush could not publish.
                 await self.engine.fire_due_timers(now)
                 await self.outbox.flush()
-                self.metrics.queue_depth.set(await self.engine.waiting_count())
+                if ticks % FLOOR_EVERY_TICKS == 0:
+                    agent_ids = {a.id for a in self.config.agents}
+                    self.metrics.set_floor(await read_floor(store, now, agent_ids))
                 if ticks % PRUNE_EVERY_TICKS == 0:
                     await self.outbox.prune(now)
                 if ticks % LAG_EVERY_TICKS == 0:
@@ -357,6 +376,42 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), timeout=CLOCK_SECONDS)
             except TimeoutError:
                 pass
+
+    # -- metrics -----------------------------------------------------------
+
+    def _know(self) -> None:
+        """Tell the metrics the label values the config names (at start and on reload)."""
+        config = self.config
+        channels = [c.name for c in config.channels]
+        self.metrics.know(
+            Known(
+                channels=tuple(channels),
+                queues=tuple(queues_of(config)),
+                channel_types=tuple(sorted({c.type for c in config.channels})),
+                dead_letter_sources=(self.topics.inbound, "outbox", *channels, *self._topics_made),
+                topics=tuple(sorted(self._topics_made)),
+            ),
+            running=[name for name, _ in self._connectors],
+        )
+        if self.engine is not None:
+            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
+
+    def _unread_topics(self) -> set[str]:
+        """Agent delivery topics no channel reads, by the config: every agent on them is
+        unreachable (`router.config.reach`)."""
+        if self.engine is None:
+            return set()
+        unreachable = self.engine.ctx.unreachable
+        topics = {agent_topic(self.topics, a.sink): a.id in unreachable for a in self.config.agents}
+        return {topic for topic, unread in topics.items() if unread}
+
+    def _published(self, topic: str) -> None:
+        if topic in self._unread:
+            self.metrics.unconsumed_deliveries.labels(topic=topic).inc()
+
+    def _count_incidents(self, kinds: Sequence[str]) -> None:
+        for kind in kinds:
+            self.metrics.incidents.labels(kind=kind).inc()
 
     def _loops(self) -> list[ConsumeLoop]:
         loops = [r.outbound for r in self.channels]
@@ -504,6 +559,8 @@ class Daemon:
         self._sinks.update(sinks_of(new))
         self._queues[:] = queues_of(new)
         self.metrics.config_reloads.labels(result="ok").inc()
+        self._know()
+        self._unread = self._unread_topics()
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()
         for runner in self.channels:  # a down channel's cause may be fixed now: try it
