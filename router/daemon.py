@@ -291,8 +291,7 @@ class Daemon:
             self.engine = Engine(self.config, self.store, self.topics, registry=self.registry)
             await self.engine.start(now_utc())
             self.engine.on_incidents = self._count_incidents
-            self._unread = self._unread_topics()
-            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
+            self._read_by_nobody()
             self._warn_unreachable()
             self.outbox = OutboxPublisher(
                 self.store,
@@ -393,17 +392,17 @@ class Daemon:
             ),
             running=[name for name, _ in self._connectors],
         )
-        if self.engine is not None:
-            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
 
-    def _unread_topics(self) -> set[str]:
-        """Agent delivery topics no channel reads, by the config: every agent on them is
-        unreachable (`router.config.reach`)."""
-        if self.engine is None:
-            return set()
+    def _read_by_nobody(self) -> None:
+        """Note the agent delivery topics no channel reads, by the config: every agent on
+        them is unreachable (`router.config.reach`); deliveries there are counted."""
+        assert self.engine is not None
         unreachable = self.engine.ctx.unreachable
+        self.metrics.agents_unreachable.set(len(unreachable))
         topics = {agent_topic(self.topics, a.sink): a.id in unreachable for a in self.config.agents}
-        return {topic for topic, unread in topics.items() if unread}
+        self._unread = {topic for topic, unread in topics.items() if unread}
+        for topic in self._unread:
+            self.metrics.unconsumed_deliveries.labels(topic=topic)
 
     def _published(self, topic: str) -> None:
         if topic in self._unread:
@@ -560,7 +559,8 @@ class Daemon:
         self._queues[:] = queues_of(new)
         self.metrics.config_reloads.labels(result="ok").inc()
         self._know()
-        self._unread = self._unread_topics()
+        if self.engine is not None:
+            self._read_by_nobody()
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()
         for runner in self.channels:  # a down channel's cause may be fixed now: try it

@@ -1,0 +1,115 @@
+"""The daemon's metrics: the floor from the store, service levels and incidents, counters at
+0 for every configured label value, one series per counter, build and process facts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from router import __version__
+from router.envelope import Envelope, Sender, encode, envelope_id
+from router.metrics import Floor, Known, Metrics
+from tests.harness.common import eventually
+from tests.harness.metrics import floor_daemon, sample, scrape
+
+FLOOR_WAIT = 30.0  # the clock refreshes the floor every few seconds; a busy machine is slow
+
+
+def message(native: str, text: str) -> Envelope:
+    return Envelope(
+        id=envelope_id("chat", native),
+        kind="message",
+        direction="in",
+        channel="chat",
+        channel_type="memory",
+        thread_key=native,
+        sender=Sender(address=f"visitor-{native}", name="Ana"),
+        received_at=datetime.now(UTC),
+        text=text,
+    )
+
+
+def test_no_created_series_and_build_and_process_facts() -> None:
+    metrics = Metrics()
+    metrics.know(Known(channels=("chat",)))
+    metrics.messages_in.labels(channel="chat", kind="message").inc()
+    text = metrics.render().decode()
+    assert "_created" not in text
+    assert sample(text, "omnirouter_build_info", version=__version__) == 1
+    assert sample(text, "omnirouter_messages_in_total", channel="chat", kind="message") == 1
+    assert "process_resident_memory_bytes" in text
+    assert "python_info{" in text
+    assert "python_gc_collections_total" in text
+
+
+def test_counters_start_at_zero_for_every_configured_value_and_follow_a_reload() -> None:
+    metrics = Metrics()
+    metrics.know(
+        Known(
+            channels=("chat", "mail"),
+            queues=("general",),
+            channel_types=("email",),
+            dead_letter_sources=("omni.inbound", "outbox"),
+            topics=("omni.outbound.chat",),
+        ),
+        running=["chat"],
+    )
+    text = metrics.render().decode()
+    for channel in ("chat", "mail"):
+        assert sample(text, "omnirouter_sla_breaches_total", channel=channel) == 0
+        assert sample(text, "omnirouter_sla_warnings_total", channel=channel) == 0
+        assert sample(text, "omnirouter_send_retries_total", channel=channel) == 0
+        assert sample(text, "omnirouter_messages_out_total", channel=channel, result="failed") == 0
+    assert sample(text, "omnirouter_incidents_total", kind="complaint") == 0
+    assert sample(text, "omnirouter_dead_letters_total", source="outbox") == 0
+    assert sample(text, "omnirouter_config_reloads_total", result="invalid") == 0
+    assert sample(text, "omnirouter_outbox_retries_total", topic="omni.outbound.chat") == 0
+    assert sample(text, "omnirouter_queue_depth", queue="general") == 0
+    assert sample(text, "omnirouter_queue_oldest_wait_seconds", queue="general") == 0
+    assert sample(text, "omnirouter_agent_open_conversations", channel_type="email") == 0
+    assert sample(text, "omnirouter_connector_up", channel="chat") == 0
+    assert sample(text, "omnirouter_agents", status="available") == 0
+
+    # A reload: `general` is renamed `support`; a conversation still waits in `general`.
+    metrics.know(Known(channels=("chat",), queues=("support",)))
+    metrics.set_floor(Floor(queues={"general": (2, 90.0, 1)}, agents={"available": 3}))
+    text = metrics.render().decode()
+    assert sample(text, "omnirouter_queue_depth", queue="support") == 0
+    assert sample(text, "omnirouter_queue_depth", queue="general") == 2
+    assert sample(text, "omnirouter_queue_oldest_wait_seconds", queue="general") == 90
+    assert sample(text, "omnirouter_queue_overdue", queue="general") == 1
+    assert sample(text, "omnirouter_agents", status="available") == 3
+    assert sample(text, "omnirouter_agents", status="away") == 0
+    metrics.set_floor(Floor())  # it was answered: the removed queue goes
+    text = metrics.render().decode()
+    assert sample(text, "omnirouter_queue_depth", queue="general") is None
+    assert sample(text, "omnirouter_outbox_depth", topic="omni.outbound.chat") is None
+
+
+async def test_the_floor_and_incidents_of_a_running_daemon(tmp_path: Path) -> None:
+    async with floor_daemon(tmp_path) as daemon:
+        assert daemon.bus is not None
+        first = await scrape(daemon)
+        assert sample(first, "omnirouter_queue_depth", queue="vip") == 0
+        assert sample(first, "omnirouter_incidents_total", kind="complaint") == 0
+        assert sample(first, "omnirouter_sla_breaches_total", channel="chat") == 0
+        for env in (message("n1", "where is my order?"), message("n2", "this is unacceptable")):
+            await daemon.bus.produce(daemon.topics.inbound, env.bus_key(), encode(env))
+
+        async def shown() -> bool:
+            text = await scrape(daemon)
+            return (
+                sample(text, "omnirouter_queue_depth", queue="general") == 2
+                and sample(text, "omnirouter_queue_overdue", queue="general") == 2
+                and sample(text, "omnirouter_sla_breaches_total", channel="chat") == 2
+            )
+
+        await eventually(shown, FLOOR_WAIT, every=0.2)
+        text = await scrape(daemon)
+        assert sample(text, "omnirouter_queue_depth", queue="vip") == 0
+        assert (sample(text, "omnirouter_queue_oldest_wait_seconds", queue="general") or 0) >= 2
+        assert sample(text, "omnirouter_sla_warnings_total", channel="chat") == 2
+        assert sample(text, "omnirouter_incidents_total", kind="complaint") == 1
+        assert sample(text, "omnirouter_incidents_total", kind="sla_breach") == 2
+        assert sample(text, "omnirouter_agents", status="available") == 0
+        assert (sample(text, "omnirouter_routing_duration_seconds_count") or 0) >= 2
