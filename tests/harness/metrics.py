@@ -37,10 +37,10 @@ channels:
 
 
 @asynccontextmanager
-async def floor_daemon(tmp: Path) -> AsyncIterator[Daemon]:
-    """The daemon on `FLOOR`, running for the block."""
+async def floor_daemon(tmp: Path, more: str = "") -> AsyncIterator[Daemon]:
+    """The daemon on `FLOOR` (and `more` after it), running for the block."""
     registry = {**load_registry(), MEMORY_TYPE: memory_spec({})}
-    config = parse_config(embedded_config(tmp) + FLOOR, registry=registry)
+    config = parse_config(embedded_config(tmp) + FLOOR + more, registry=registry)
     async with running(config, registry=registry, watch_config=None) as daemon:
         yield daemon
 

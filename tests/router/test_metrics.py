@@ -113,3 +113,43 @@ async def test_the_floor_and_incidents_of_a_running_daemon(tmp_path: Path) -> No
         assert sample(text, "omnirouter_incidents_total", kind="sla_breach") == 2
         assert sample(text, "omnirouter_agents", status="available") == 0
         assert (sample(text, "omnirouter_routing_duration_seconds_count") or 0) >= 2
+
+
+async def test_deliveries_to_a_topic_no_channel_reads_are_counted(tmp_path: Path) -> None:
+    """A supervisor reached through a disabled channel: the SLA warning's escalation to
+    them goes to a topic nothing reads."""
+    secret = tmp_path / "imap-password"
+    secret.write_text("unused")
+    secret.chmod(0o600)
+    unread = f"""
+  - name: mail
+    type: email
+    enabled: false
+    email:
+      imap: {{host: imap.test, username: s@corp.test, password_file: {secret}}}
+      smtp: {{host: smtp.test, from_address: s@corp.test}}
+agents:
+  - id: sue
+    name: Sue
+    supervisor: true
+    status: away
+    skills: {{complaints: 3}}
+    sink: {{type: email, channel: mail, address: sue@corp.test}}
+"""
+    async with floor_daemon(tmp_path, unread) as daemon:
+        assert daemon.bus is not None
+        text = await scrape(daemon)
+        topic = daemon.topics.agent("mail")
+        assert sample(text, "omnirouter_agents_unreachable") == 1
+        assert sample(text, "omnirouter_agent_deliveries_unconsumed_total", topic=topic) == 0
+        env = message("n1", "where is my order?")
+        await daemon.bus.produce(daemon.topics.inbound, env.bus_key(), encode(env))
+
+        async def counted() -> bool:
+            text = await scrape(daemon)
+            return sample(text, "omnirouter_agent_deliveries_unconsumed_total", topic=topic) == 1
+
+        await eventually(counted, FLOOR_WAIT, every=0.2)
+        text = await scrape(daemon)
+        assert sample(text, "omnirouter_sla_warnings_total", channel="chat") == 1
+        assert sample(text, "omnirouter_agents", status="away") == 1
