@@ -243,6 +243,7 @@ class Metrics:
         for status in AGENT_STATUSES:
             self.agents.labels(status=status)
         self._known = Known()
+        self._floor = Floor()  # the last one shown
 
     def know(self, known: Known, *, running: Iterable[str] = ()) -> None:
         """Start every counter at 0 for the label values `known` names (at start and after
@@ -261,48 +262,49 @@ class Metrics:
         for topic in known.topics:
             self.outbox_retries.labels(topic=topic)
         for channel in running:
-            if (channel,) not in self.connector_up._metrics:
-                self.connector_up.labels(channel=channel).set(0)
+            self.connector_up.labels(channel=channel)
         self._known = known
-        self._shape(Floor())
+        self._shape(self._floor)
 
     def set_floor(self, floor: Floor) -> None:
         """Show `floor`: every configured queue, channel type and topic (0 where the store
         has none), and whatever else the store has (conversations still waiting in a
         queue a reload removed)."""
-        for queue, gauge_values in self._shape(floor).items():
-            depth, oldest, overdue = gauge_values
+        self._floor = floor
+        queues, channel_types, topics = self._shape(floor)
+        for queue in queues:
+            depth, oldest, overdue = floor.queues.get(queue, (0, 0.0, 0))
             self.queue_depth.labels(queue=queue).set(depth)
             self.queue_oldest_wait.labels(queue=queue).set(oldest)
             self.queue_overdue.labels(queue=queue).set(overdue)
-        for channel_type in self.agent_load._metrics:
-            (name,) = channel_type
-            self.agent_load.labels(channel_type=name).set(floor.load.get(name, 0))
-        for topic in self.outbox_depth._metrics:
-            (name,) = topic
-            self.outbox_depth.labels(topic=name).set(floor.outbox.get(name, 0))
+        for channel_type in channel_types:
+            self.agent_load.labels(channel_type=channel_type).set(floor.load.get(channel_type, 0))
+        for topic in topics:
+            self.outbox_depth.labels(topic=topic).set(floor.outbox.get(topic, 0))
         for status in AGENT_STATUSES:
             self.agents.labels(status=status).set(floor.agents.get(status, 0))
 
-    def _shape(self, floor: Floor) -> dict[str, tuple[int, float, int]]:
+    def _shape(self, floor: Floor) -> tuple[set[str], set[str], set[str]]:
         """Give the floor's gauges a child for every label value known or in `floor` (new
-        ones at 0), drop the others; each queue's values."""
-        queues = {q: floor.queues.get(q, (0, 0.0, 0)) for q in {*self._known.queues, *floor.queues}}
+        ones at 0), and no other; the queues, channel types and topics shown."""
+        queues = {*self._known.queues, *floor.queues}
         for gauge in (self.queue_depth, self.queue_oldest_wait, self.queue_overdue):
             _reshape(gauge, "queue", queues)
-        _reshape(self.agent_load, "channel_type", {*self._known.channel_types, *floor.load})
-        _reshape(self.outbox_depth, "topic", {*self._known.topics, *floor.outbox})
-        return queues
+        channel_types = {*self._known.channel_types, *floor.load}
+        _reshape(self.agent_load, "channel_type", channel_types)
+        topics = {*self._known.topics, *floor.outbox}
+        _reshape(self.outbox_depth, "topic", topics)
+        return queues, channel_types, topics
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-def _reshape(gauge: Gauge, label: str, values: Iterable[str]) -> None:
+def _reshape(gauge: Gauge, label: str, values: set[str]) -> None:
     """Give a one-label gauge a child for each of `values` (new ones at 0), and no other."""
-    wanted = set(values)
+    # prometheus_client lists a metric's children only in this attribute
     for (value,) in list(gauge._metrics):
-        if value not in wanted:
+        if value not in values:
             gauge.remove(value)
-    for value in wanted:
+    for value in values:
         gauge.labels(**{label: value})
