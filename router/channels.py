@@ -120,7 +120,7 @@ class ChannelRunner:
         self.outbound = ConsumeLoop(
             bus=bus,
             topics=topics,
-            group=f"omnirouter-out-{name}",
+            group=outbound_group(name),
             # Customers' messages on this channel, and (when agents' tools are
             # reached through it) deliveries to agents: both are sent the same way.
             subscribe=[topics.outbound(name)] + ([topics.agent(name)] if serves_agents else []),
@@ -338,6 +338,11 @@ class ChannelRunner:
             await self._report_failure(envelope, result.detail)
             raise ConnectorError(f"send failed: {result.detail}", retriable=False)
         log.info("message sent", channel=self.name, record_id=envelope.id)
+
+
+def outbound_group(channel: str) -> str:
+    """The consumer group that sends what goes out on `channel` (customers and agents)."""
+    return f"omnirouter-out-{channel}"
 
 
 def _describe(exc: BaseException) -> str:

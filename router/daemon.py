@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from router.blobs import BlobStore
 from router.bus import EmbeddedBus, KafkaBus
 from router.bus.base import Bus, Topics
-from router.channels import ChannelRunner
+from router.channels import ChannelRunner, outbound_group
 from router.config import Config, load_config
 from router.config.people import SinkConfig
 from router.connector import Connector, ConnectorSpec, Services, load_registry
@@ -143,7 +143,6 @@ class Daemon:
         self._sinks: dict[str, SinkConfig] = {}  # lent to connectors, current after reloads
         self._queues: list[str] = []  # the same
         self._topics_made: frozenset[str] = frozenset()  # what the bus was asked to create
-        self._unread: set[str] = set()  # agent delivery topics no channel reads (metrics)
         self._tasks: list[asyncio.Task[None]] = []
         self._reloads: set[asyncio.Task[bool]] = set()  # SIGHUP's, held until done
         self._reload_lock = asyncio.Lock()
@@ -291,7 +290,7 @@ class Daemon:
             self.engine = Engine(self.config, self.store, self.topics, registry=self.registry)
             await self.engine.start(now_utc())
             self.engine.on_incidents = self._count_incidents
-            self._read_by_nobody()
+            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
             self._warn_unreachable()
             self.outbox = OutboxPublisher(
                 self.store,
@@ -299,7 +298,6 @@ class Daemon:
                 self.topics,
                 known_topics=lambda: self._topics_made,
                 on_dead=lambda source: self.metrics.dead_letters.labels(source=source).inc(),
-                on_published=self._published,
                 on_wait=lambda topic: self.metrics.outbox_retries.labels(topic=topic).inc(),
             )
             await self.outbox.start()
@@ -369,6 +367,7 @@ class Daemon:
                     for consume_loop in self._loops():
                         lag = await consume_loop.lag()
                         self.metrics.consumer_lag.labels(group=consume_loop.group).set(lag)
+                    self.metrics.set_unconsumed(await self._unconsumed_deliveries())
             except OmniError as exc:
                 log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
             try:
@@ -393,20 +392,16 @@ class Daemon:
             running=[name for name, _ in self._connectors],
         )
 
-    def _read_by_nobody(self) -> None:
-        """Note the agent delivery topics no channel reads, by the config: every agent on
-        them is unreachable (`router.config.reach`); deliveries there are counted."""
-        assert self.engine is not None
-        unreachable = self.engine.ctx.unreachable
-        self.metrics.agents_unreachable.set(len(unreachable))
-        topics = {agent_topic(self.topics, a.sink): a.id in unreachable for a in self.config.agents}
-        self._unread = {topic for topic, unread in topics.items() if unread}
-        for topic in self._unread:
-            self.metrics.unconsumed_deliveries.labels(topic=topic)
-
-    def _published(self, topic: str) -> None:
-        if topic in self._unread:
-            self.metrics.unconsumed_deliveries.labels(topic=topic).inc()
+    async def _unconsumed_deliveries(self) -> dict[str, int]:
+        """Per agent delivery topic, the records its sink channel's group has not sent,
+        whether that channel runs in this process, another, or nowhere."""
+        assert self.bus is not None
+        backlog: dict[str, int] = {}
+        for sink in sorted({a.sink.channel or a.sink.type for a in self.config.agents}):
+            topic = self.topics.agent(sink)
+            if topic in self._topics_made:  # a sink a reload added has no topic until restart
+                backlog.update(await self.bus.backlog(outbound_group(sink), [topic]))
+        return backlog
 
     def _count_incidents(self, kinds: Sequence[str]) -> None:
         for kind in kinds:
@@ -560,7 +555,7 @@ class Daemon:
         self.metrics.config_reloads.labels(result="ok").inc()
         self._know()
         if self.engine is not None:
-            self._read_by_nobody()
+            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()
         for runner in self.channels:  # a down channel's cause may be fixed now: try it

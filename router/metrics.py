@@ -207,10 +207,10 @@ class Metrics:
             ["topic"],
             registry=r,
         )
-        self.unconsumed_deliveries = Counter(
-            "omnirouter_agent_deliveries_unconsumed_total",
-            "Deliveries to agents published on a topic that no channel reads (its sink"
-            " channel is missing, disabled or has no connector in this build), by topic.",
+        self.unconsumed_deliveries = Gauge(
+            "omnirouter_agent_deliveries_unconsumed_records",
+            "Deliveries to agents on their topic that the channel reaching them has not sent"
+            " (beyond its group's commits; all of them when no channel reads the topic).",
             ["topic"],
             registry=r,
         )
@@ -295,6 +295,12 @@ class Metrics:
         topics = {*self._known.topics, *floor.outbox}
         _reshape(self.outbox_depth, "topic", topics)
         return queues, channel_types, topics
+
+    def set_unconsumed(self, backlog: Mapping[str, int]) -> None:
+        """Show each agent delivery topic's backlog, and no other topic."""
+        _reshape(self.unconsumed_deliveries, "topic", set(backlog))
+        for topic, records in backlog.items():
+            self.unconsumed_deliveries.labels(topic=topic).set(records)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

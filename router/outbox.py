@@ -63,7 +63,6 @@ class OutboxPublisher:
         *,
         known_topics: Callable[[], Collection[str]] | None = None,
         on_dead: Callable[[str], None] | None = None,
-        on_published: Callable[[str], None] | None = None,
         on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
@@ -72,8 +71,7 @@ class OutboxPublisher:
         # Topics that exist (the daemon created them); a row for any other goes to the DLQ.
         self._known_topics = known_topics
         self._on_dead = on_dead
-        # Told the topic of each row published, and of each the bus could not take now.
-        self._on_published = on_published
+        # Told the topic of each row the bus could not take now (metrics).
         self._on_wait = on_wait
         # One flush at a time in this process (the router loop and the clock both flush).
         self._lock = asyncio.Lock()
@@ -163,11 +161,10 @@ class OutboxPublisher:
         if self._on_dead is not None:
             for _ in dead:
                 self._on_dead("outbox")
-        topics = {row.id: row.topic for row in rows}
-        for ids, told in ((sent, self._on_published), (unsent, self._on_wait)):
-            if told is not None:
-                for row_id in ids:
-                    told(topics[row_id])
+        if self._on_wait is not None:
+            topics = {row.id: row.topic for row in rows}
+            for row_id in unsent:
+                self._on_wait(topics[row_id])
 
     async def _publish(self, row: Any) -> str | None:
         """Produce the row: None once the bus has it, or why it went to the DLQ instead.

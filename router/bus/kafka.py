@@ -110,6 +110,9 @@ class KafkaBus:
         }
         self._producer: Any = None
         self._consumers: set[KafkaConsumer] = set()
+        # For `backlog`, started at its first use: an admin client (group offsets, topic
+        # partitions) and a consumer in no group (end and start offsets).
+        self._offsets: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"KafkaBus({self.bootstrap_servers!r}, partitions={self.partitions})"
@@ -139,6 +142,11 @@ class KafkaBus:
     async def stop(self) -> None:
         for consumer in list(self._consumers):
             await consumer.close()
+        offsets, self._offsets = self._offsets, None
+        if offsets is not None:
+            for client in offsets:
+                with contextlib.suppress(kerr.KafkaError, OSError):
+                    await (client.close() if client is offsets[0] else client.stop())
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(kerr.KafkaError, OSError):
@@ -228,6 +236,43 @@ class KafkaBus:
         consumer = KafkaConsumer(self, inner, group)
         self._consumers.add(consumer)
         return consumer
+
+    async def backlog(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        self._live_producer()  # started, not stopped
+        async with _boundary(f"backlog ({group})"):
+            admin, reader = await self._offset_clients()
+            tps = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in await admin.describe_topics(list(topics))
+                for p in t["partitions"]
+            ]
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            ends = await reader.end_offsets(tps)
+            starts = await reader.beginning_offsets(tps)
+        result = dict.fromkeys(topics, 0)
+        for tp in tps:
+            done = committed.get(tp)
+            # Never committed (-1), or committed below what retention kept: from the start.
+            since = max(done.offset if done is not None else -1, starts[tp])
+            result[tp.topic] += max(ends[tp] - since, 0)
+        return result
+
+    async def _offset_clients(self) -> tuple[Any, Any]:
+        if self._offsets is None:
+            admin = AIOKafkaAdminClient(**self._common, client_id=f"{self.client_id}-offsets")
+            reader = AIOKafkaConsumer(
+                **self._common, client_id=f"{self.client_id}-offsets", group_id=None
+            )
+            try:
+                await admin.start()
+                await reader.start()
+            except BaseException:
+                with contextlib.suppress(kerr.KafkaError, OSError):
+                    await admin.close()
+                    await reader.stop()
+                raise
+            self._offsets = (admin, reader)
+        return self._offsets
 
     async def ping(self) -> bool:
         """True if cluster metadata arrives within a few seconds; never raises."""
