@@ -10,6 +10,9 @@
 - `ensure_topics` creates missing topics with the admin client and waits until
   every partition has a leader; a topic created concurrently by someone else
   is fine.
+- `backlog` (for the metrics) reads a group's committed offsets with an admin
+  client and the topics' end offsets with a consumer in no group, both started
+  at its first use: it never joins the group it measures.
 - Every aiokafka exception stops here: it is re-raised as `BusError` (`from`
   the original), retriable unless the cause is the record or the configuration
   (too large, invalid topic, not authorized, bad config).
@@ -144,9 +147,7 @@ class KafkaBus:
             await consumer.close()
         offsets, self._offsets = self._offsets, None
         if offsets is not None:
-            for client in offsets:
-                with contextlib.suppress(kerr.KafkaError, OSError):
-                    await (client.close() if client is offsets[0] else client.stop())
+            await _close_offset_clients(*offsets)
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(kerr.KafkaError, OSError):
@@ -267,9 +268,7 @@ class KafkaBus:
                 await admin.start()
                 await reader.start()
             except BaseException:
-                with contextlib.suppress(kerr.KafkaError, OSError):
-                    await admin.close()
-                    await reader.stop()
+                await _close_offset_clients(admin, reader)
                 raise
             self._offsets = (admin, reader)
         return self._offsets
@@ -290,6 +289,13 @@ class KafkaBus:
                 await client.close()
         except Exception:
             return False
+
+
+async def _close_offset_clients(admin: Any, reader: Any) -> None:
+    with contextlib.suppress(kerr.KafkaError, OSError):
+        await reader.stop()
+    with contextlib.suppress(kerr.KafkaError, OSError):
+        await admin.close()
 
 
 class KafkaConsumer:
