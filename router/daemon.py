@@ -67,11 +67,6 @@ def queues_of(config: Config) -> list[str]:
     return [q.name for q in config.queues]
 
 
-def agent_topic(topics: Topics, sink: SinkConfig) -> str:
-    """Where deliveries to an agent with this sink go (read by its sink channel)."""
-    return topics.agent(sink.channel or sink.type)
-
-
 def open_bus(config: Config) -> Bus:
     bus = config.bus
     if bus.backend == "kafka":
@@ -282,7 +277,7 @@ class Daemon:
             [self.topics.inbound, self.topics.dlq]
             + [self.topics.outbound(c.name) for c in self.config.channels]
             # Agents' tools: where deliveries go (one topic per sink channel or type).
-            + sorted({agent_topic(self.topics, a.sink) for a in self.config.agents})
+            + sorted({self.topics.agent(a.sink.channel or a.sink.type) for a in self.config.agents})
         )
         await self.bus.ensure_topics(sorted(self._topics_made))
         self._know()
@@ -386,7 +381,12 @@ class Daemon:
                 channels=tuple(channels),
                 queues=tuple(queues_of(config)),
                 channel_types=tuple(sorted({c.type for c in config.channels})),
-                dead_letter_sources=(self.topics.inbound, "outbox", *channels, *self._topics_made),
+                # records of the topics consumed, inputs of channels, outputs of the outbox
+                dead_letter_sources=(
+                    *sorted(self._topics_made - {self.topics.dlq}),
+                    *channels,
+                    "outbox",
+                ),
                 topics=tuple(sorted(self._topics_made)),
             ),
             running=[name for name, _ in self._connectors],
