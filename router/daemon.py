@@ -376,18 +376,20 @@ class Daemon:
         """Tell the metrics the label values the config names (at start and on reload)."""
         config = self.config
         channels = [c.name for c in config.channels]
+        router = self._wanted(ROUTER)
         self.metrics.know(
             Known(
                 channels=tuple(channels),
-                queues=tuple(queues_of(config)),
-                channel_types=tuple(sorted({c.type for c in config.channels})),
+                queues=tuple(queues_of(config)) if router else (),
+                channel_types=tuple(sorted({c.type for c in config.channels})) if router else (),
                 # records of the topics consumed, inputs of channels, outputs of the outbox
                 dead_letter_sources=(
                     *sorted(self._topics_made - {self.topics.dlq}),
                     *channels,
                     "outbox",
                 ),
-                topics=tuple(sorted(self._topics_made)),
+                topics=tuple(sorted(self._topics_made)) if router else (),
+                floor=router,
             ),
             running=[name for name, _ in self._connectors],
         )

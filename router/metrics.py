@@ -58,6 +58,9 @@ class Known:
     # Where dead letters come from: the inbound topic, channels, outbound topics, "outbox".
     dead_letter_sources: tuple[str, ...] = ()
     topics: tuple[str, ...] = ()  # every topic the outbox may write to
+    # This process runs the router, which reports the floor (a channel-only process
+    # shows no queues or agents rather than zeros).
+    floor: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +243,7 @@ class Metrics:
             self.config_reloads.labels(result=result)
         for kind in INCIDENT_KINDS:
             self.incidents.labels(kind=kind)
-        for status in AGENT_STATUSES:
-            self.agents.labels(status=status)
-        self._known = Known()
+        self._known = Known(floor=False)
         self._floor = Floor()  # the last one shown
 
     def know(self, known: Known, *, running: Iterable[str] = ()) -> None:
@@ -264,7 +265,10 @@ class Metrics:
         for channel in running:
             self.connector_up.labels(channel=channel)
         self._known = known
-        self._shape(self._floor)
+        if known.floor:
+            for status in AGENT_STATUSES:
+                self.agents.labels(status=status)
+            self._shape(self._floor)
 
     def set_floor(self, floor: Floor) -> None:
         """Show `floor`: every configured queue, channel type and topic (0 where the store

@@ -154,3 +154,12 @@ agents:
         text = await scrape(daemon)
         assert sample(text, "omnirouter_sla_warnings_total", channel="chat") == 1
         assert sample(text, "omnirouter_agents", status="away") == 1
+
+
+def test_a_process_without_the_router_shows_no_floor() -> None:
+    metrics = Metrics()
+    metrics.know(Known(channels=("chat",), floor=False), running=["chat"])
+    text = metrics.render().decode()
+    assert sample(text, "omnirouter_connector_up", channel="chat") == 0
+    assert "omnirouter_queue_depth{" not in text
+    assert "omnirouter_agents{" not in text
