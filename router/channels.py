@@ -121,7 +121,7 @@ class ChannelRunner:
         self.outbound = ConsumeLoop(
             bus=bus,
             topics=topics,
-            group=f"omnirouter-out-{name}",
+            group=outbound_group(name),
             # Customers' messages on this channel, and (when agents' tools are
             # reached through it) deliveries to agents: both are sent the same way.
             subscribe=[topics.outbound(name)] + ([topics.agent(name)] if serves_agents else []),
@@ -327,17 +327,26 @@ class ChannelRunner:
         envelope = decode(record.value)
         try:
             result = await self._connector.send(envelope)
-        except OmniError:
+        except OmniError as exc:
+            if exc.retriable:
+                self._metrics.send_retries.labels(channel=self.name).inc()
             raise
         except Exception as exc:  # library errors should stop at the connector; be safe
+            self._metrics.send_retries.labels(channel=self.name).inc()
             raise ConnectorError(f"send failed: {exc}", retriable=True) from exc
         self._metrics.messages_out.labels(channel=self.name, result=result.status).inc()
         if result.status == "retry":
+            self._metrics.send_retries.labels(channel=self.name).inc()
             raise ConnectorError(f"send deferred: {result.detail}", retriable=True)
         if result.status == "failed":
             await self._report_failure(envelope, result.detail)
             raise ConnectorError(f"send failed: {result.detail}", retriable=False)
         log.info("message sent", channel=self.name, record_id=envelope.id)
+
+
+def outbound_group(channel: str) -> str:
+    """The consumer group that sends what goes out on `channel` (customers and agents)."""
+    return f"omnirouter-out-{channel}"
 
 
 def _describe(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import ssl
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from router.blobs import BlobStore
 from router.bus import EmbeddedBus, KafkaBus
 from router.bus.base import Bus, Topics
-from router.channels import ChannelRunner
+from router.channels import ChannelRunner, outbound_group
 from router.config import Config, load_config
 from router.config.people import SinkConfig
 from router.connector import Connector, ConnectorSpec, Services, load_registry
@@ -35,7 +35,7 @@ from router.envelope import now_utc
 from router.errors import ConfigError, ConfigProblem, OmniError, StoreError
 from router.http import HttpListener, ListenError, Routes, build_app
 from router.inbound import InboundProcessor
-from router.metrics import Metrics
+from router.metrics import Known, Metrics
 from router.outbox import OutboxPublisher
 from router.retry import Backoff
 from router.routing.engine import Engine
@@ -43,6 +43,7 @@ from router.routing.hours import hours_of, next_open
 from router.status.snapshot import Reload, Runtime, Status, channel_lines, counted, take_floor
 from router.status.web import add_status_routes
 from router.store import Store, open_store
+from router.store.floor import read_floor
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +54,7 @@ CLOCK_SECONDS = 1.0
 CONFIG_POLL_SECONDS = 2.0
 PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 LAG_EVERY_TICKS = 10
+FLOOR_EVERY_TICKS = 5  # queues, agents and the outbox, for the metrics: 4 grouped counts
 # Sections that are read once at start-up; a change to them needs a restart.
 RESTART_SECTIONS = ("bus", "store", "http", "channels")
 EXIT_STOPPED = 0  # stopped on request (SIGTERM, SIGINT)
@@ -308,9 +310,12 @@ class Daemon:
             + sorted({self.topics.agent(a.sink.channel or a.sink.type) for a in self.config.agents})
         )
         await self.bus.ensure_topics(sorted(self._topics_made))
+        self._know()
         if self._wanted(ROUTER):
             self.engine = Engine(self.config, self.store, self.topics, registry=self.registry)
             await self.engine.start(now_utc())
+            self.engine.on_incidents = self._count_incidents
+            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
             self._warn_unreachable()
             self.outbox = OutboxPublisher(
                 self.store,
@@ -318,6 +323,7 @@ class Daemon:
                 self.topics,
                 known_topics=lambda: self._topics_made,
                 on_dead=lambda source: self.metrics.dead_letters.labels(source=source).inc(),
+                on_wait=lambda topic: self.metrics.outbox_retries.labels(topic=topic).inc(),
             )
             await self.outbox.start()
             await self.outbox.flush()  # outputs a previous run committed but did not publish
@@ -363,8 +369,11 @@ class Daemon:
             self._tasks.append(runner.start_intake())
 
     async def _clock(self) -> None:
-        """Once a second: due timers, shift starts, queue depth; now and then lag, pruning."""
+        """Once a second: due timers and shift starts; now and then the floor's metrics (queues,
+        agents, the outbox), consumer lag and pruning."""
         assert self.engine is not None and self.outbox is not None
+        store = self.store
+        assert store is not None
         ticks = -1
         while not self._stop.is_set():
             ticks += 1
@@ -374,19 +383,62 @@ class Daemon:
                 # Every tick: timer events, and rows an earlier flush could not publish.
                 await self.engine.fire_due_timers(now)
                 await self.outbox.flush()
-                self.metrics.queue_depth.set(await self.engine.waiting_count())
+                if ticks % FLOOR_EVERY_TICKS == 0:
+                    agent_ids = {a.id for a in self.config.agents}
+                    self.metrics.set_floor(await read_floor(store, now, agent_ids))
                 if ticks % PRUNE_EVERY_TICKS == 0:
                     await self.outbox.prune(now)
                 if ticks % LAG_EVERY_TICKS == 0:
                     for consume_loop in self._loops():
                         lag = await consume_loop.lag()
                         self.metrics.consumer_lag.labels(group=consume_loop.group).set(lag)
+                    self.metrics.set_unconsumed(await self._unconsumed_deliveries())
             except OmniError as exc:
                 log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=CLOCK_SECONDS)
             except TimeoutError:
                 pass
+
+    # -- metrics -----------------------------------------------------------
+
+    def _know(self) -> None:
+        """Tell the metrics the label values the config names (at start and on reload)."""
+        config = self.config
+        channels = [c.name for c in config.channels]
+        router = self._wanted(ROUTER)
+        self.metrics.know(
+            Known(
+                channels=tuple(channels),
+                queues=tuple(queues_of(config)) if router else (),
+                channel_types=tuple(sorted({c.type for c in config.channels})) if router else (),
+                # records of the topics consumed, inputs of channels, outputs of the outbox
+                dead_letter_sources=(
+                    *sorted(self._topics_made - {self.topics.dlq}),
+                    *channels,
+                    "outbox",
+                ),
+                topics=tuple(sorted(self._topics_made)) if router else (),
+                agents=tuple(a.id for a in config.agents) if router else (),
+                floor=router,
+            ),
+            running=[name for name, _ in self._connectors],
+        )
+
+    async def _unconsumed_deliveries(self) -> dict[str, int]:
+        """Per agent delivery topic, the records its sink channel's group has not sent,
+        whether that channel runs in this process, another, or nowhere."""
+        assert self.bus is not None
+        backlog: dict[str, int] = {}
+        for sink in sorted({a.sink.channel or a.sink.type for a in self.config.agents}):
+            topic = self.topics.agent(sink)
+            if topic in self._topics_made:  # a sink a reload added has no topic until restart
+                backlog.update(await self.bus.backlog(outbound_group(sink), [topic]))
+        return backlog
+
+    def _count_incidents(self, kinds: Sequence[str]) -> None:
+        for kind in kinds:
+            self.metrics.incidents.labels(kind=kind).inc()
 
     def _loops(self) -> list[ConsumeLoop]:
         loops = [r.outbound for r in self.channels]
@@ -541,6 +593,9 @@ class Daemon:
             result="ok",
             detail=tuple(f"{section} changed: a restart applies it" for section in needs_restart),
         )
+        self._know()
+        if self.engine is not None:
+            self.metrics.agents_unreachable.set(len(self.engine.ctx.unreachable))
         log.info("config reloaded", file=str(path), needs_restart=needs_restart)
         self._warn_unreachable()
         for runner in self.channels:  # a down channel's cause may be fixed now: try it

@@ -120,6 +120,17 @@ class InboundProcessor:
         )
         for decision in decisions:
             self._metrics.decisions.labels(action=decision.action).inc()
+            if decision.action == "breach":
+                self._metrics.sla_breaches.labels(channel=envelope.channel).inc()
+            elif decision.action == "escalate" and decision.reason.get("rule") == "sla_warning":
+                self._metrics.sla_warnings.labels(channel=envelope.channel).inc()
+            elif decision.action == "resolve" and "first_contact" in decision.reason:
+                self._metrics.resolved(
+                    str(decision.reason.get("channel") or envelope.channel),
+                    decision.queue,
+                    decision.reason.get("owner"),
+                    bool(decision.reason["first_contact"]),
+                )
             log.info(
                 "routing decision",
                 record_id=envelope.id,
@@ -130,7 +141,7 @@ class InboundProcessor:
                 priority=decision.priority,
                 reason=dict(decision.reason),
             )
-        self._metrics.routing_seconds.observe(time.perf_counter() - started)
+        self._metrics.routing_duration.observe(time.perf_counter() - started)
 
     async def after_batch(self) -> None:
         """Publish the batch's outputs (and any a crash left unsent) before the commit."""

@@ -63,6 +63,7 @@ class OutboxPublisher:
         *,
         known_topics: Callable[[], Collection[str]] | None = None,
         on_dead: Callable[[str], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -70,6 +71,8 @@ class OutboxPublisher:
         # Topics that exist (the daemon created them); a row for any other goes to the DLQ.
         self._known_topics = known_topics
         self._on_dead = on_dead
+        # Told the topic of each row the bus could not take now (metrics).
+        self._on_wait = on_wait
         # One flush at a time in this process (the router loop and the clock both flush).
         self._lock = asyncio.Lock()
 
@@ -158,6 +161,10 @@ class OutboxPublisher:
         if self._on_dead is not None:
             for _ in dead:
                 self._on_dead("outbox")
+        if self._on_wait is not None:
+            topics = {row.id: row.topic for row in rows}
+            for row_id in unsent:
+                self._on_wait(topics[row_id])
 
     async def _publish(self, row: Any) -> str | None:
         """Produce the row: None once the bus has it, or why it went to the DLQ instead.

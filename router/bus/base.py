@@ -112,3 +112,11 @@ class Bus(Protocol):
     async def ping(self) -> bool:
         """True when the backend is reachable (used by /readyz)."""
         ...
+
+    async def backlog(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        """Records on each of `topics` (made by `ensure_topics`) beyond `group`'s committed
+        offsets, over all partitions, whether or not a member of the group is running:
+        everything the topic holds where the group never committed. For the metrics.
+        Raises `BusError` (retriable) while the bus cannot tell (on a fresh Kafka cluster,
+        until its group coordinator is up)."""
+        ...

@@ -473,6 +473,17 @@ class EmbeddedBus:
         else:
             self._groups.pop(group.name, None)
 
+    async def backlog(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        counts = await self._topic_counts(topics)
+        tps = [(t, p) for t, n in counts.items() for p in range(n)]
+        reader = self._live()[1]
+        ends = await self._read(reader.ends, tps)
+        committed = await self._read(reader.committed, group, tps)
+        result = dict.fromkeys(counts, 0)
+        for tp in tps:
+            result[tp[0]] += max(ends[tp] - committed[tp], 0)
+        return result
+
     async def ping(self) -> bool:
         if not self._started:
             return False

@@ -10,6 +10,9 @@
 - `ensure_topics` creates missing topics with the admin client and waits until
   every partition has a leader; a topic created concurrently by someone else
   is fine.
+- `backlog` (for the metrics) reads a group's committed offsets with an admin
+  client and the topics' end offsets with a consumer in no group, both started
+  at its first use: it never joins the group it measures.
 - Every aiokafka exception stops here: it is re-raised as `BusError` (`from`
   the original), retriable unless the cause is the record or the configuration
   (too large, invalid topic, not authorized, bad config).
@@ -111,6 +114,9 @@ class KafkaBus:
         }
         self._producer: Any = None
         self._consumers: set[KafkaConsumer] = set()
+        # For `backlog`, started at its first use: an admin client (group offsets, topic
+        # partitions) and a consumer in no group (end and start offsets).
+        self._offsets: tuple[Any, Any] | None = None
 
     def __repr__(self) -> str:  # never show credentials
         return f"KafkaBus({self.bootstrap_servers!r}, partitions={self.partitions})"
@@ -140,6 +146,9 @@ class KafkaBus:
     async def stop(self) -> None:
         for consumer in list(self._consumers):
             await consumer.close()
+        offsets, self._offsets = self._offsets, None
+        if offsets is not None:
+            await _close_offset_clients(*offsets)
         producer, self._producer = self._producer, None
         if producer is not None:
             with contextlib.suppress(kerr.KafkaError, OSError):
@@ -280,6 +289,41 @@ class KafkaBus:
             with contextlib.suppress(kerr.KafkaError, OSError):
                 await inner.stop()
 
+    async def backlog(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        self._live_producer()  # started, not stopped
+        async with _boundary(f"backlog ({group})"):
+            admin, reader = await self._offset_clients()
+            tps = [
+                TopicPartition(t["topic"], p["partition"])
+                for t in await admin.describe_topics(list(topics))
+                for p in t["partitions"]
+            ]
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            ends = await reader.end_offsets(tps)
+            starts = await reader.beginning_offsets(tps)
+        result = dict.fromkeys(topics, 0)
+        for tp in tps:
+            done = committed.get(tp)
+            # Never committed (-1), or committed below what retention kept: from the start.
+            since = max(done.offset if done is not None else -1, starts[tp])
+            result[tp.topic] += max(ends[tp] - since, 0)
+        return result
+
+    async def _offset_clients(self) -> tuple[Any, Any]:
+        if self._offsets is None:
+            admin = AIOKafkaAdminClient(**self._common, client_id=f"{self.client_id}-offsets")
+            reader = AIOKafkaConsumer(
+                **self._common, client_id=f"{self.client_id}-offsets", group_id=None
+            )
+            try:
+                await admin.start()
+                await reader.start()
+            except BaseException:
+                await _close_offset_clients(admin, reader)
+                raise
+            self._offsets = (admin, reader)
+        return self._offsets
+
     async def ping(self) -> bool:
         """True if cluster metadata arrives within a few seconds; never raises."""
         try:
@@ -296,6 +340,13 @@ class KafkaBus:
                 await client.close()
         except Exception:
             return False
+
+
+async def _close_offset_clients(admin: Any, reader: Any) -> None:
+    with contextlib.suppress(kerr.KafkaError, OSError):
+        await reader.stop()
+    with contextlib.suppress(kerr.KafkaError, OSError):
+        await admin.close()
 
 
 class KafkaConsumer:

@@ -290,7 +290,7 @@ async def resolve(ctx: Routing, unit: Unit, conv: Any, agent_id: str) -> None:
         conversation_id=conv.id,
         agent=agent_id,
         queue=conv.queue,
-        reason={"by": agent_id, "owner": owner, "first_contact": first},
+        reason={"by": agent_id, "owner": owner, "channel": conv.channel, "first_contact": first},
     )
     if owner is not None:
         await drain(ctx, unit, [owner])

@@ -349,14 +349,12 @@ async def _no_answer(
         return
     conv = await _close(ctx, unit, conv, state, f"unreached after {attempts} attempts")
     told = await _tell_elsewhere(ctx, unit, conv, attempts)
-    await db.record_incident(
-        unit.conn,
+    await unit.incident(
         UNREACHED_INCIDENT,
         conv.id,
         conv.customer_id,
         f"customer not reached after {attempts} call attempts",
         {"attempts": attempts, "told_on": told},
-        unit.now,
     )
     unit.decide(
         "callback_unreached",

@@ -25,6 +25,7 @@ from router.routing.identity import (
     stated_identities,
 )
 from router.store import Store
+from router.store import routing as db
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,6 +64,21 @@ class Unit:
         # Lines (queue, channel type) whose order changed: their waiting customers are
         # told where they now stand at the end of the unit (router.routing.standing).
         self.moved: set[tuple[str | None, str]] = set()
+        self.incidents: list[str] = []  # kinds recorded, counted once the unit commits
+
+    async def incident(
+        self,
+        kind: str,
+        conversation_id: str | None,
+        customer_id: str | None,
+        cause: str,
+        details: Mapping[str, Any],
+    ) -> None:
+        """Record an incident in the register, in this unit's transaction."""
+        await db.record_incident(
+            self.conn, kind, conversation_id, customer_id, cause, details, self.now
+        )
+        self.incidents.append(kind)
 
     def decide(self, action: str, **kw: Any) -> None:
         self.decisions.append(Decision(input=self.input_id, action=action, **kw))

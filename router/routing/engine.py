@@ -66,6 +66,8 @@ class Engine:
         self.topics = topics
         self._on_shift: set[str] | None = None
         self._rerank = False  # the aging step changed: stored queue ranks are stale
+        # Told the kinds of the incidents each committed transaction recorded (metrics).
+        self.on_incidents: Callable[[Sequence[str]], None] | None = None
 
     @property
     def config(self) -> Config:
@@ -108,7 +110,10 @@ class Engine:
     async def handle(self, envelope: Envelope, now: datetime) -> list[Decision]:
         """Apply one record; idempotent by envelope id."""
         async with self.ctx.transaction() as conn:
-            return await self._apply(Unit(conn, now, envelope.id), envelope)
+            unit = Unit(conn, now, envelope.id)
+            decisions = await self._apply(unit, envelope)
+        self._committed([unit])
+        return decisions
 
     async def handle_batch(
         self, envelopes: Sequence[Envelope], clock: Callable[[], datetime]
@@ -120,9 +125,19 @@ class Engine:
         keys are built from it. With one time for the batch, conversations queued
         in it would tie, and wait in channel and thread order instead of arrival.
         """
+        units: list[Unit] = []
         async with self.ctx.transaction() as conn:
-            decided = [await self._apply(Unit(conn, clock(), e.id), e) for e in envelopes]
+            decided = []
+            for e in envelopes:
+                units.append(Unit(conn, clock(), e.id))
+                decided.append(await self._apply(units[-1], e))
+        self._committed(units)
         return decided
+
+    def _committed(self, units: Sequence[Unit]) -> None:
+        kinds = [kind for unit in units for kind in unit.incidents]
+        if kinds and self.on_incidents is not None:
+            self.on_incidents(kinds)
 
     async def _apply(self, unit: Unit, envelope: Envelope) -> list[Decision]:
         ctx = self.ctx
@@ -205,6 +220,7 @@ class Engine:
             unit.decide("shift_start", reason={"agents": started})
             await drain(self.ctx, unit, started)
             await standing.notify(self.ctx, unit)
+        self._committed([unit])
         return unit.decisions
 
     async def _rank_waiting_again(self) -> None:

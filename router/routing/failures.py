@@ -70,14 +70,12 @@ async def record_failure(
     to_customer = await db.message_conversation(unit.conn, envelope_id)
     conversation_id = to_customer or conversation_id
     conv = await db.conversation(unit.conn, conversation_id) if conversation_id else None
-    await db.record_incident(
-        unit.conn,
+    await unit.incident(
         "delivery_failure",
         conv.id if conv is not None else None,
         conv.customer_id if conv is not None else None,
         f"message not delivered: {detail}"[:500],
         {"envelope_id": envelope_id, **details},
-        unit.now,
     )
     if conv is None:
         unit.decide("delivery_failed", reason={"envelope_id": envelope_id, "detail": detail})

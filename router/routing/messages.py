@@ -265,14 +265,12 @@ async def classify_and_route(
         },
     )
     if result.complaint:
-        await db.record_incident(
-            conn,
+        await unit.incident(
             "complaint",
             conv.id,
             customer_id,
             "complaint detected",
             {"reasons": list(result.reasons)},
-            now,
         )
     if due is not None and conv.first_response_at is None:
         await schedule_sla(ctx, unit, conv, now, due)

@@ -98,8 +98,7 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await sla_warning(ctx, unit, conv)
     elif kind == "sla_breach":
         if conv.first_response_at is None and conv.status == "open":
-            await db.record_incident(
-                unit.conn,
+            await unit.incident(
                 "sla_breach",
                 conv.id,
                 conv.customer_id,
@@ -109,7 +108,6 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
                     "owner": conv.owner_agent_id,
                     "queue": conv.queue,
                 },
-                unit.now,
             )
             unit.decide(
                 "breach",
@@ -314,14 +312,12 @@ async def satisfaction_answer(ctx: Routing, unit: Unit, conv: Any, env: Envelope
     skill = sla.senior_skill or ctx.config.routing.complaints.skill
     skills = dict(conv.skills or {})
     skills[skill] = max(sla.senior_level, skills.get(skill, 0))
-    await db.record_incident(
-        unit.conn,
+    await unit.incident(
         "bad_satisfaction",
         conv.id,
         conv.customer_id,
         "customer not satisfied after resolution",
         {"answer": env.text[:500]},
-        unit.now,
     )
     conv = await db.update_conversation(
         unit.conn,

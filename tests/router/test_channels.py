@@ -285,3 +285,36 @@ async def test_a_bus_that_stays_down_gets_a_retriable_ack_and_a_restarted_intake
         # The channel still holds it and offers it again: this time it is on the bus.
         await eventually(lambda: mail.outcome(msg.id) == Outcome())
         assert mail.pending == []
+
+
+class Deferring(Tool):
+    """A tool that defers the first send, then fails to answer the second try."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tries = 0
+
+    async def send(self, envelope: Envelope) -> SendResult:
+        self.tries += 1
+        if self.tries == 1:
+            return SendResult(status="retry", detail="rate limited")
+        if self.tries == 2:
+            raise ConnectorError("tool unreachable", retriable=True)
+        return await super().send(envelope)
+
+
+async def test_sends_tried_again_are_counted_per_channel(bus: EmbeddedBus) -> None:
+    tool = Deferring()
+    hooks = runner(bus, tool)
+    env = message("hooks", "d1").model_copy(update={"direction": "out"})
+    await bus.produce(TOPICS.agent("hooks"), env.bus_key(), encode(env))
+    task = asyncio.create_task(hooks.outbound.run())
+    try:
+        await eventually(lambda: tool.sent == [env.id], 20)
+    finally:
+        hooks.outbound.stop()
+        await asyncio.wait_for(task, 10)
+    metrics = hooks._metrics
+    assert metrics.send_retries.labels(channel="hooks")._value.get() == 2
+    assert metrics.messages_out.labels(channel="hooks", result="retry")._value.get() == 1
+    assert metrics.messages_out.labels(channel="hooks", result="sent")._value.get() == 1

@@ -252,7 +252,7 @@ async def test_http_endpoints(tmp_path: Path) -> None:
         await eventually(lambda: daemon.metrics.consumer_lag._metrics != {})
         status, body = await asyncio.to_thread(get, "/metrics")
         assert b"omnirouter_connector_up" in body
-        assert b'omnirouter_consumer_lag{group="omnirouter-router"} 0.0' in body
+        assert b'omnirouter_consumer_lag_records{group="omnirouter-router"} 0.0' in body
         status, body = await asyncio.to_thread(get, "/memory/chat/ping")
         assert (status, body) == (200, b"pong from chat")
 

@@ -118,14 +118,17 @@ async def test_a_topic_that_is_down_holds_up_only_its_own_rows_in_order(
         [(OUT_A, b"k", b"a1"), (OUT_B, b"k", b"b1"), (OUT_A, b"k", b"a2"), (OUT_B, b"k", b"b2")],
     )
     flaky = FlakyBus(bus, OUT_A, store)
-    outbox = OutboxPublisher(store, flaky, TOPICS)  # type: ignore[arg-type]
+    waited: list[str] = []
+    outbox = OutboxPublisher(store, flaky, TOPICS, on_wait=waited.append)  # type: ignore[arg-type]
     result = await outbox.flush()  # does not raise: the rows wait in the store
     assert (result.published, result.waiting) == (2, 2)
+    assert waited == [OUT_A, OUT_A]  # for the metrics
     assert "broker unavailable" in result.errors[0]
     assert await values(bus, OUT_B, 2) == [b"b1", b"b2"]
     assert flaky.writes_while_producing >= 3
     flaky.down = False
     assert (await outbox.flush()).published == 2
+    assert waited == [OUT_A, OUT_A]
     assert await values(bus, OUT_A, 2) == [b"a1", b"a2"]  # in order, once each
     assert all(sent for sent, _ in (await outbox_state(store)).values())
 

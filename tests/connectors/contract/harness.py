@@ -121,3 +121,6 @@ class WatchedBus:
 
     async def ping(self) -> bool:
         return await self.inner.ping()
+
+    async def backlog(self, group: str, topics: Sequence[str]) -> dict[str, int]:
+        return await self.inner.backlog(group, topics)

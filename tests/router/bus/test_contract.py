@@ -11,6 +11,7 @@ import pytest
 
 from router.bus import Bus, Consumer, Record, partition_for
 from router.errors import BusError
+from router.retry import Backoff, retry
 from tests.router.bus.conftest import PARTITIONS, MakeBus
 
 Names = Callable[[str], str]
@@ -276,3 +277,30 @@ async def test_scan_reads_a_topic_as_it_is_without_a_group(bus: Bus, names: Name
         assert len(await drain(consumer, len(items))) == len(items)
     finally:
         await consumer.close()
+
+
+async def test_backlog_counts_what_a_group_has_not_committed_running_or_not(
+    bus: Bus, names: Names
+) -> None:
+    topic, other, group = names("backlog"), names("backlog-other"), names("g")
+    await bus.ensure_topics([topic, other])
+    await produce_all(bus, topic, [(b"k%d" % (i % 3), b"v%d" % i) for i in range(9)])
+    await produce_all(bus, other, [(b"k", b"v")])
+    # Nobody in the group has ever run: everything waits. (A fresh Kafka cluster may not
+    # have its group coordinator up yet: a retriable error, as the contract says.)
+    backlog = await retry(
+        lambda: bus.backlog(group, [topic, other]), backoff=Backoff(base=0.2, cap=1, attempts=40)
+    )
+    assert backlog == {topic: 9, other: 1}
+    consumer = await bus.consumer(group, [topic])
+    try:
+        got = await drain(consumer, 9)
+        await consumer.commit(got[:1])
+        first_partition = [r for r in got if r.partition == got[0].partition]
+        waiting = 9 - sum(1 for r in first_partition if r.offset <= got[0].offset)
+        assert await bus.backlog(group, [topic]) == {topic: waiting}
+        await consumer.commit(got)
+    finally:
+        await consumer.close()
+    # The group's member is gone: what it committed still counts.
+    assert await bus.backlog(group, [topic, other]) == {topic: 0, other: 1}
