@@ -124,6 +124,8 @@ class InboundProcessor:
                 self._metrics.sla_breaches.labels(channel=envelope.channel).inc()
             elif decision.action == "escalate" and decision.reason.get("rule") == "sla_warning":
                 self._metrics.sla_warnings.labels(channel=envelope.channel).inc()
+            elif decision.action == "praise" and decision.agent is not None:
+                self._metrics.praise.labels(agent=decision.agent).inc()
             elif decision.action == "resolve" and "first_contact" in decision.reason:
                 self._metrics.resolved(
                     str(decision.reason.get("channel") or envelope.channel),

@@ -255,6 +255,13 @@ class Metrics:
             ["agent", "first_contact"],
             registry=r,
         )
+        self.praise = Counter(
+            "omnirouter_praise_total",
+            "Praise relayed to an agent: a good follow-up answer or a customer message that"
+            " reads as praise, by agent.",
+            ["agent"],
+            registry=r,
+        )
         self.config_reloads = Counter(
             "omnirouter_config_reloads_total",
             "Configuration reloads, by result: ok, invalid (the file), or failed"
@@ -288,6 +295,8 @@ class Metrics:
                 self.queue_resolutions.labels(queue=queue, first_contact=first)
             for agent in known.agents:
                 self.agent_resolutions.labels(agent=agent, first_contact=first)
+        for agent in known.agents:
+            self.praise.labels(agent=agent)
         for source in known.dead_letter_sources:
             self.dead_letters.labels(source=source)
         for topic in known.topics:

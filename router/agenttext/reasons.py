@@ -51,6 +51,8 @@ def why_you(
         return reader.word("why.delivery_failed", detail=reason.get("detail") or "")
     if rule == "sla_warning" and reason.get("due"):
         return reader.word("why.sla_warning", when=reader.moment(str(reason["due"]), now))
+    if rule == "praise":
+        return reader.word("why.praise", words=reason.get("words") or "")
     if rule == "overflow_after":
         return reader.word("why.overflow_after", from_=reason.get("from"), to=reason.get("to"))
     return " ".join(str(reason.get(k) or "") for k in ("rule", "detail")).replace("_", " ").strip()

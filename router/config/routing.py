@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import string
-from datetime import timedelta
+from datetime import time, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -13,6 +13,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from router.config.people import Day
 from router.config.types import (
     DocType,
     Duration,
@@ -143,6 +144,86 @@ DEFAULT_COMPLAINT_KEYWORDS: dict[str, list[str]] = {
 }
 
 
+# The shipped praise vocabulary: what customers say when they are pleased with the
+# service, not the "thanks" that ends every message ("thanks in advance").
+DEFAULT_PRAISE_KEYWORDS: dict[str, list[str]] = {
+    "en": [
+        "great service",
+        "excellent service",
+        "amazing service",
+        "fantastic service",
+        "brilliant service",
+        "great job",
+        "well done",
+        "very helpful",
+        "so helpful",
+        "really helpful",
+        "thank you so much",
+        "thanks so much",
+        "thanks a lot",
+        "you are a star",
+        "you're a star",
+        "much appreciated",
+    ],
+    "es": [
+        "muchas gracias",
+        "mil gracias",
+        "gran servicio",
+        "excelente servicio",
+        "buen servicio",
+        "muy buen servicio",
+        "buen trabajo",
+        "muy amable",
+        "muy amables",
+        "me habéis ayudado mucho",
+        "me has ayudado mucho",
+        "sois los mejores",
+        "eres un sol",
+        "de diez",
+    ],
+}
+
+
+class PraiseConfig(Section):
+    """Praise goes to the agent: a customer message that reads as thanks or praise (and
+    not as a complaint: complaint words win in a mixed message), or a good answer to the
+    satisfaction follow-up, is relayed to the agent who handled the conversation and
+    counted for them; supervisors get a weekly digest.
+
+    English and Spanish words are shipped in `keywords`; add yours in `extra_keywords`,
+    or give `keywords` to replace them (`keywords: {}` and no extra: off, the follow-up
+    answers still count).
+    """
+
+    keywords: dict[Language, list[str]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_PRAISE_KEYWORDS.items()},
+        description="Words and phrases that mark a message as praise, per language (whole"
+        " words, ignoring case and accents); giving `keywords` replaces the shipped ones.",
+    )
+    extra_keywords: dict[Language, list[str]] = Field(
+        default_factory=dict,
+        description="More praise words and phrases per language, added to `keywords`.",
+    )
+    digest: bool = Field(
+        True,
+        description="Send supervisors (through their own sink) a weekly digest of each"
+        " agent's praise, when there was any.",
+    )
+    digest_day: Day = Field("mon", description="The digest's weekday (`mon`...`sun`).")
+    digest_time: time = Field(
+        time(9, 0),
+        description="The digest's time of day, in the zone of `sla.business_hours` (UTC without).",
+    )
+
+    def vocabulary(self) -> dict[str, tuple[str, ...]]:
+        """Every praise keyword per language: `keywords` plus `extra_keywords`."""
+        out: dict[str, tuple[str, ...]] = {}
+        for lang in (*self.keywords, *self.extra_keywords):
+            words = [*self.keywords.get(lang, ()), *self.extra_keywords.get(lang, ())]
+            out[lang] = tuple(dict.fromkeys(words))
+        return out
+
+
 class ComplaintsConfig(Section):
     """Complaint detection: complaints go only to agents qualified for them.
 
@@ -236,6 +317,10 @@ class RoutingConfig(Section):
     complaints: ComplaintsConfig = Field(
         default_factory=ComplaintsConfig,
         description="Complaint detection.",
+    )
+    praise: PraiseConfig = Field(
+        default_factory=PraiseConfig,
+        description="Praise relayed to agents, and the supervisors' weekly digest.",
     )
     callbacks: CallbacksConfig = Field(
         default_factory=lambda: CallbacksConfig(),

@@ -20,13 +20,7 @@ import structlog
 from router.agenttext import Reader
 from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import (
-    Delivery,
-    DeliveryAgent,
-    DeliverySink,
     Envelope,
-    Sender,
-    encode,
-    envelope_id,
 )
 from router.routing import answer_at, calls, first_contact, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
@@ -34,6 +28,7 @@ from router.routing.context import Routing, Unit
 from router.routing.delivery import (
     agent_timezone,
     deliver,
+    notice,
     output_budget,
     specialist_text,
     to_customer,
@@ -119,35 +114,15 @@ async def reject(
     agent = ctx.agents.get(agent_id) if agent_id else None
     if agent is None:
         return
-    timezone = agent_timezone(ctx, agent)
-    reader = Reader.of(agent.languages[0], timezone)
-    notice = Envelope(
-        id=envelope_id(f"agent:{agent.id}", f"{unit.input_id}:rejected"),
-        kind="message",
-        direction="out",
-        channel=agent.sink.channel or agent.sink.type,
-        channel_type=agent.sink.type,
-        thread_key=f"notice:{agent.id}",
-        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
-        received_at=unit.now,
-        subject=reader.event("rejected"),
-        text=reader.word("not_delivered", detail=why),
-        delivery=Delivery(
-            event="rejected",
-            agent=DeliveryAgent(
-                id=agent.id, name=agent.name, timezone=timezone, language=agent.languages[0]
-            ),
-            sink=DeliverySink(type=agent.sink.type, address=agent.sink.address),
-            reason={"detail": why},
-            in_reply_to=unit.input_id,
-        ),
-    )
-    await db.add_outbox(
-        unit.conn,
-        ctx.topics.agent(agent.sink.channel or agent.sink.type),
-        notice.bus_key(),
-        encode(notice),
-        unit.now,
+    reader = Reader.of(agent.languages[0], agent_timezone(ctx, agent))
+    await notice(
+        ctx,
+        unit,
+        agent,
+        "rejected",
+        reader.word("not_delivered", detail=why),
+        {"detail": why},
+        in_reply_to=unit.input_id,
     )
 
 

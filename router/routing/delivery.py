@@ -237,6 +237,50 @@ async def deliver(
     return True
 
 
+async def notice(
+    ctx: Routing,
+    unit: Unit,
+    agent: AgentConfig,
+    event: str,
+    text: str,
+    reason: Mapping[str, Any],
+    *,
+    in_reply_to: str | None = None,
+) -> None:
+    """A notice to an agent's tool about no conversation of theirs (a refused input, the
+    supervisors' digest): its text in their language, titled by `event`."""
+    timezone = agent_timezone(ctx, agent)
+    reader = Reader.of(agent.languages[0], timezone)
+    env = Envelope(
+        id=envelope_id(f"agent:{agent.id}", f"{unit.input_id}:{event}"),
+        kind="message",
+        direction="out",
+        channel=agent.sink.channel or agent.sink.type,
+        channel_type=agent.sink.type,
+        thread_key=f"notice:{agent.id}",
+        sender=Sender(address="omnirouter", name="omnirouter", role="system"),
+        received_at=unit.now,
+        subject=reader.event(event),
+        text=text,
+        delivery=Delivery(
+            event=event,
+            agent=DeliveryAgent(
+                id=agent.id, name=agent.name, timezone=timezone, language=agent.languages[0]
+            ),
+            sink=DeliverySink(type=agent.sink.type, address=agent.sink.address),
+            reason=dict(reason),
+            in_reply_to=in_reply_to,
+        ),
+    )
+    await db.add_outbox(
+        unit.conn,
+        ctx.topics.agent(agent.sink.channel or agent.sink.type),
+        env.bus_key(),
+        encode(env),
+        unit.now,
+    )
+
+
 def agent_timezone(ctx: Routing, agent: AgentConfig) -> str | None:
     """The agent's time zone: their own, else their schedule's."""
     hours = ctx.config.business_hours.get(agent.schedule) if agent.schedule else None

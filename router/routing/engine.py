@@ -34,7 +34,7 @@ from router.bus.base import Topics
 from router.config import AgentConfig, Config
 from router.connector import ConnectorSpec
 from router.envelope import Envelope, Sender, encode, envelope_id
-from router.routing import agents, failures, messages, standing, timers
+from router.routing import agents, failures, messages, praise, standing, timers
 from router.routing.assign import drain
 from router.routing.context import Decision, Routing, Unit
 from router.routing.hours import on_shift
@@ -106,6 +106,7 @@ class Engine:
     async def _ensure_agents(self, config: Config, now: datetime) -> None:
         async with self.ctx.transaction() as conn:
             await db.ensure_agents(conn, {a.id: a.status for a in config.agents}, now)
+            await praise.schedule_digest(self.ctx, conn, now)
 
     async def handle(self, envelope: Envelope, now: datetime) -> list[Decision]:
         """Apply one record; idempotent by envelope id."""

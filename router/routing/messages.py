@@ -13,7 +13,7 @@ from typing import Any
 
 from router.envelope import Bounce, Envelope
 from router.errors import EnvelopeError
-from router.routing import answer_at, calls, failures, standing, updates
+from router.routing import answer_at, calls, failures, praise, standing, updates
 from router.routing.assign import release_removed_owner, route
 from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
@@ -146,6 +146,8 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
             return
         if env.call is None and await satisfaction_answer(ctx, unit, conv, env):
             return
+        if env.call is None and await thanked(ctx, unit, conv, env):
+            return
         conv = await db.update_conversation(conn, conv.id, status="open", resolved_at=None)
         unit.decide("reopen", conversation_id=conv.id, reason={"detail": "customer wrote again"})
         fresh = reopened = True
@@ -171,14 +173,13 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await calls.call(ctx, unit, conv, env, new_request, reopened=reopened)
         return
     if conv.owner_agent_id is not None:
-        await deliver(
-            ctx,
-            unit,
-            conv,
-            conv.owner_agent_id,
-            "message",
-            {"rule": "current_owner", "detail": "one conversation, one owner"},
-        )
+        reason: dict[str, Any] = {"rule": "current_owner", "detail": "one conversation, one owner"}
+        if env.call is None and praise.praise_in(ctx.config, env.text) is not None:
+            # Praise for the agent who has it: counted, and this delivery says so.
+            reason["praise"] = await praise.record(
+                ctx, unit, conv, conv.owner_agent_id, env.text, "message"
+            )
+        await deliver(ctx, unit, conv, conv.owner_agent_id, "message", reason)
         unit.decide(
             "deliver",
             conversation_id=conv.id,
@@ -196,6 +197,18 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         )
         return
     await classify_and_route(ctx, unit, conv, env, customer_id)
+
+
+async def thanked(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> bool:
+    """A resolved conversation's customer writes praise (and asks nothing): relayed to
+    the agent who resolved it; the conversation stays resolved."""
+    if "?" in env.text or "¿" in env.text or praise.praise_in(ctx.config, env.text) is None:
+        return False
+    handler = praise.handler_of(conv)
+    if handler is None:
+        return False
+    await praise.relay(ctx, unit, conv, handler, env.text, "message")
+    return True
 
 
 def merged_thread_meta(

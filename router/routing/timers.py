@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
-from router.routing import calls, standing, updates
+from router.routing import calls, praise, standing, updates
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
@@ -90,6 +90,9 @@ async def schedule_sla(ctx: Routing, unit: Unit, conv: Any, start: datetime, due
 
 async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
     kind = env.meta.get("timer")
+    if kind == praise.DIGEST_TIMER:
+        await praise.digest(ctx, unit, env.sent_at or unit.now)
+        return
     conv = await db.conversation(unit.conn, env.conversation_id) if env.conversation_id else None
     if conv is None:
         unit.decide("ignore", reason={"detail": f"timer {kind} without conversation"})
@@ -307,6 +310,9 @@ async def satisfaction_answer(ctx: Routing, unit: Unit, conv: Any, env: Envelope
     if satisfied(ctx, env.text):
         await db.update_conversation(unit.conn, conv.id, status="closed")
         unit.decide("close", conversation_id=conv.id, reason={"detail": "customer satisfied"})
+        handler = praise.handler_of(conv)
+        if handler is not None:  # a good answer is praise for who resolved it
+            await praise.relay(ctx, unit, conv, handler, env.text, "answer")
         return True
     sla = ctx.config.sla
     skill = sla.senior_skill or ctx.config.routing.complaints.skill

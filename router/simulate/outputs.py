@@ -16,7 +16,7 @@ from typing import Any
 from router.envelope import Envelope
 from router.routing.context import Decision
 
-SUPERVISOR_EVENTS = frozenset({"escalation"})
+SUPERVISOR_EVENTS = frozenset({"escalation", "praise_digest"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -117,6 +117,7 @@ def render(status: Status, *, refresh_seconds: int) -> str:
         _channels(status, tz),
         _incidents(status, tz),
         _resolutions(status),
+        _praise(status),
         _operations(status, tz),
         "</main>",
         '<footer><p class="muted">omnirouter · the same data as JSON:'
@@ -341,6 +342,16 @@ def _resolutions(status: Status) -> str:
         "resolutions", caption, ["By", "Name", "Resolved", "First contact", "Share"], rows
     )
     return _section("resolutions", title, table)
+
+
+def _praise(status: Status) -> str:
+    lines = status.floor.praise_week
+    title = "Praise this week"
+    if not lines:
+        return _section("praise", title, "<p>None in the last 7 days.</p>")
+    rows = [[escape(agent), str(count)] for agent, count in lines]
+    caption = "Good follow-up answers and messages of praise relayed to each agent, last 7 days"
+    return _section("praise", title, _table("praise", caption, ["Agent", "Praise"], rows))
 
 
 def _operations(status: Status, tz: ZoneInfo) -> str:

@@ -13,6 +13,7 @@ reach them, with the same words the routing reasons use.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,6 +115,8 @@ class Floor:
     dead_outputs: int  # outputs that could never be published (kept in the store)
     # Resolved today by their first agent, no transfer, never reopened.
     resolutions: tuple[ResolutionLine, ...] = ()
+    # Praise relayed to each agent in the last 7 days (agent id, count), most first.
+    praise_week: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -182,6 +185,7 @@ async def take_floor(
         )
         dead = await queries.dead_outputs(conn)
         resolved = first_contact.tally(await queries.resolved_since(conn, today))
+        praised = await db.praise_since(conn, now - timedelta(days=7), now)
     return Floor(
         taken_at=now,
         timezone=tz,
@@ -226,6 +230,9 @@ async def take_floor(
             )
             for by in ("channel", "queue", "agent")
             for name, counts in sorted(resolved[by].items())
+        ),
+        praise_week=tuple(
+            sorted(Counter(r.agent_id for r in praised).items(), key=lambda kv: (-kv[1], kv[0]))
         ),
     )
 

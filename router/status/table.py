@@ -108,6 +108,16 @@ def show(status: Status, out: TextIO) -> None:
     else:
         console.print(f"{resolutions.title}: nothing resolved", soft_wrap=True)
 
+    if floor.praise_week:
+        praise = Table(title="Praise this week", title_justify="left")
+        praise.add_column("Agent")
+        praise.add_column("Praise", justify="right")
+        for agent, count in floor.praise_week:
+            praise.add_row(agent, str(count))
+        console.print(praise)
+    else:
+        console.print("Praise this week: none", soft_wrap=True)
+
     dead = f"Dead letters: {floor.dead_outputs} output(s) kept in the store"
     if status.runtime is not None:
         dead += f"; {status.runtime.dead_letters} since the daemon started"

@@ -33,6 +33,7 @@ from router.store.schema import (
     link_suggestions,
     messages,
     outbox,
+    praise,
     timers,
 )
 
@@ -618,6 +619,46 @@ async def next_timer_due(conn: AsyncConnection) -> datetime | None:
     )
     value = await conn.scalar(stmt)
     return value if isinstance(value, datetime) else None
+
+
+async def conversation_refs(
+    conn: AsyncConnection, conversation_ids: Sequence[str]
+) -> dict[str, str]:
+    """The reference of each conversation (those without one are left out)."""
+    if not conversation_ids:
+        return {}
+    c = conversations.c
+    stmt = sa.select(c.id, c.ref).where(c.id.in_(list(conversation_ids)))
+    return {row.id: row.ref for row in (await conn.execute(stmt)).all() if row.ref}
+
+
+async def record_praise(
+    conn: AsyncConnection,
+    agent_id: str,
+    conversation_id: str,
+    source: str,
+    words: str,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        praise.insert().values(
+            agent_id=agent_id,
+            conversation_id=conversation_id,
+            source=source,
+            words=words,
+            created_at=now,
+        )
+    )
+
+
+async def praise_since(conn: AsyncConnection, since: datetime, until: datetime) -> list[Row]:
+    """Praise recorded in [`since`, `until`), oldest first."""
+    stmt = (
+        sa.select(praise)
+        .where(praise.c.created_at >= since, praise.c.created_at < until)
+        .order_by(praise.c.created_at, praise.c.id)
+    )
+    return list((await conn.execute(stmt)).all())
 
 
 async def record_incident(

@@ -295,6 +295,21 @@ incidents = sa.Table(
     sa.Index(None, "customer_id"),
 )
 
+# Praise relayed to an agent: a good satisfaction answer, or a message that reads as
+# praise (router.routing.praise); counted for them, and the supervisors' weekly digest.
+praise = sa.Table(
+    "praise",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("agent_id", sa.Text, sa.ForeignKey("agents.id"), nullable=False),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("source", sa.Text, nullable=False),  # answer | message
+    sa.Column("words", sa.Text, nullable=False),  # the customer's, cut
+    sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Index(None, "created_at"),
+    sa.Index(None, "agent_id", "created_at"),
+)
+
 # --- delivery bookkeeping ---------------------------------------------------------------
 
 processed = sa.Table(

@@ -168,7 +168,7 @@ def test_a_process_without_the_router_shows_no_floor() -> None:
     assert "omnirouter_agents{" not in text
 
 
-async def test_first_contact_resolutions_are_counted_per_channel_queue_and_agent(
+async def test_first_contact_resolutions_and_praise_are_counted(
     tmp_path: Path,
 ) -> None:
     origin = "http://shop.test"
@@ -193,6 +193,15 @@ async def test_first_contact_resolutions_are_counted_per_channel_queue_and_agent
                 return sample(text, "omnirouter_resolutions_total", **labels) == 1
 
             await eventually(counted, FLOOR_WAIT, every=0.2)
+            assert sample(await scrape(s.daemon), "omnirouter_praise_total", agent="chloe") == 0
+            # Thanks after the resolution: praise for Chloé, counted.
+            await ws.send_json({"t": "msg", "cid": "c2", "text": "Thank you, great service!"})
+
+            async def praised() -> bool:
+                text = await scrape(s.daemon)
+                return sample(text, "omnirouter_praise_total", agent="chloe") == 1
+
+            await eventually(praised, FLOOR_WAIT, every=0.2)
         text = await scrape(s.daemon)
         assert (
             sample(text, "omnirouter_agent_resolutions_total", agent="chloe", first_contact="true")

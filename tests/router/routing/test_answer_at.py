@@ -89,7 +89,8 @@ async def test_an_agent_s_reply_also_goes_by_email_threaded_when_the_visitor_agr
     run: Run,
 ) -> None:
     await chat_with_ana(run)
-    [acked, chat] = run.out("outbound.chat")
+    [acked, joined, chat] = run.out("outbound.chat")
+    assert joined.signal == "assigned"  # who has the chat, before the reply
     assert (acked.meta["purpose"], chat.text) == ("ack", "It ships today.")
     [mailed] = run.out("outbound.mail")
     assert (mailed.channel, mailed.channel_type, mailed.kind) == ("mail", "email", "reply")
@@ -115,7 +116,7 @@ async def test_an_agent_s_reply_also_goes_by_email_threaded_when_the_visitor_agr
 async def test_without_consent_nothing_goes_by_email(run: Run) -> None:
     await chat_with_ana(run, agreed=False)
     assert run.out("outbound.mail") == []
-    assert len(run.out("outbound.chat")) == 2
+    assert len(run.out("outbound.chat")) == 3  # the ack, who has it, the reply
 
 
 async def test_the_customer_s_email_answer_joins_the_chat_conversation(run: Run) -> None:

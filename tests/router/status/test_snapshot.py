@@ -110,6 +110,17 @@ async def test_first_contact_resolution_today_per_channel_queue_and_agent(
     assert (await floor_at(sim, 24 * 60)).resolutions == ()  # today's only
 
 
+async def test_praise_of_the_last_seven_days_per_agent(sim: Simulation) -> None:
+    seen = [*await sim.step(0, mail("a@x.test", "t1", "hello", at=at(0)))]
+    (agent,) = (d.agent for d in seen if d.action == "assign")
+    await sim.step(0, {"agent": agent, "command": "resolve", "conversation": "mail/t1"})
+    await sim.step(0, mail("a@x.test", "t1", "Thanks a lot, great job", at=at(3)))
+    floor = await floor_at(sim, 5)
+    assert floor.praise_week == ((agent, 1),)
+    assert "Praise this week" in render(Status(floor=floor), refresh_seconds=20)
+    assert (await floor_at(sim, 8 * 24 * 60)).praise_week == ()
+
+
 async def test_the_page_escapes_what_it_shows_and_states_in_words(sim: Simulation) -> None:
     await sim.step(0, mail("a@x.test", "t1", "this is unacceptable", at=at(0)))
     floor = await floor_at(sim, 1)

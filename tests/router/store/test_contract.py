@@ -36,6 +36,7 @@ EXPECTED_TABLES = {
     "assignments",
     "timers",
     "incidents",
+    "praise",
     "processed",
     "checkpoints",
 }
