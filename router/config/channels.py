@@ -33,6 +33,7 @@ from router.config.types import (
     fail,
 )
 from router.connector import ConnectorSpec, load_registry
+from router.intake import MAX_IN_FLIGHT
 
 
 @cache
@@ -136,6 +137,15 @@ class ChannelConfig(Section):
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig,
         description="How the daemon connects this channel again after its connector failed.",
+    )
+    max_in_flight: int = Field(
+        MAX_IN_FLIGHT,
+        ge=1,
+        le=10_000,
+        description="Inputs from this channel being put on the bus at once; their writes"
+        " share the bus's commits (a web chat at 1,000 messages/s needs a few dozen)."
+        " Messages of one conversation still reach the bus in the order they came, and"
+        " the channel is told each is safe in that order too. 1 takes one at a time.",
     )
     settings: Annotated[BaseModel | None, DocType("(the `<type>:` block)")] = Field(
         None,
