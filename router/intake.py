@@ -69,36 +69,37 @@ class Flight:
         self._tasks: set[asyncio.Task[None]] = set()
         self._acking = asyncio.Lock()
         self._room = asyncio.Event()
-        self._failed = asyncio.Event()
+        self._taker: asyncio.Task[None] | None = None  # reads the intake, in `run`
 
     def __len__(self) -> int:
         return len(self._inputs)
 
     def fail(self, exc: BaseException) -> None:
-        """Stop taking inputs; `run` raises `exc` (the first failure counts)."""
+        """Stop taking inputs now; `run` raises `exc` (the first failure counts)."""
         if self.failure is None:
             self.failure = exc
-        self._failed.set()
+        if self._taker is not None:
+            # At once, not at the taker's next turn: an input the channel gives back in
+            # this ack must not be taken again before the intake restarts.
+            self._taker.cancel()
 
     async def run(self, items: AsyncIterator[T], plan: Callable[[T], Planned]) -> None:
         """Take the intake's items until it ends (returns) or raises, or an input fails
         (raises that failure), each time once what was taken is settled and acked.
 
-        The intake is read by one task of its own, cancelled when a failure comes while
-        it waits for input. Cancelled itself, it stops at once (see `cancel`)."""
-        taker = asyncio.create_task(self._take_all(items, plan))
-        failed = asyncio.ensure_future(self._failed.wait())
+        The intake is read by a task of its own, cancelled by a failure even while it
+        waits for input. Cancelled itself, `run` stops at once (see `cancel`)."""
+        taker = self._taker = asyncio.create_task(self._take_all(items, plan))
         try:
-            try:
-                await asyncio.wait({taker, failed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                failed.cancel()
-                taker.cancel()
-                await asyncio.gather(taker, failed, return_exceptions=True)
+            await asyncio.wait({taker})
             await self.settle()
         except asyncio.CancelledError:
+            taker.cancel()
+            await asyncio.gather(taker, return_exceptions=True)
             await self.cancel()
             raise
+        finally:
+            self._taker = None
         if self.failure is not None:
             raise self.failure
         if not taker.cancelled() and (error := taker.exception()) is not None:
