@@ -71,9 +71,6 @@ class Flight:
         self._room = asyncio.Event()
         self._taker: asyncio.Task[None] | None = None  # reads the intake, in `run`
 
-    def __len__(self) -> int:
-        return len(self._inputs)
-
     def fail(self, exc: BaseException) -> None:
         """Stop taking inputs now; `run` raises `exc` (the first failure counts)."""
         if self.failure is None:
