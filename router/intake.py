@@ -36,7 +36,8 @@ BEHIND = "an earlier input of its conversation is not on the bus yet"
 RESTARTING = "the intake is restarting"
 
 # Puts one input on the bus and says with what outcome. One that raises stops the
-# intake, and its input is not acked (the channel offers it again after the restart).
+# intake, and its input is acked retriable: the channel offers it again (a channel that
+# keeps a position must not move past it because the inputs after it are done).
 Step = Callable[[], Awaitable[Outcome]]
 # What `run` does with an item: its key (None: no order to keep), its step (None: ack
 # it retriable, untried) and its ack.
@@ -130,6 +131,7 @@ class Flight:
             entry.outcome = await self._outcome(entry, step)
         except Exception as exc:
             self.fail(exc)
+            entry.outcome = Outcome(f"not put on the bus: {_describe(exc)}", retriable=True)
         finally:
             entry.settled.set()
             if entry.key is not None and self._last.get(entry.key) is entry:
@@ -154,8 +156,7 @@ class Flight:
             while self._inputs and self._inputs[0].settled.is_set():
                 entry = self._inputs.popleft()
                 self._room.set()
-                if entry.outcome is None:
-                    continue
+                assert entry.outcome is not None  # settled
                 try:
                     await entry.ack(entry.outcome)
                 except Exception as exc:  # the channel's own store: restart the intake
@@ -175,3 +176,7 @@ class Flight:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inputs.clear()
         self._last.clear()
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__

@@ -447,3 +447,24 @@ async def test_a_refused_input_is_dead_lettered_while_the_others_are_done(
     [dead] = await drain(bus, BUS_TOPICS.dlq, "dlq", 1)
     assert orjson.loads(dead.value)["native_id"] == big
     assert await on_inbound(bus, 2) == [small, after]
+
+
+async def test_an_input_whose_write_raises_is_offered_again_and_the_intake_restarts(
+    bus: EmbeddedBus,
+) -> None:
+    held, mail = HeldBus(bus), channel()
+    clock = Clock(horizon=0)  # the wait before the intake starts again lasts until woken
+    async with supervising(held, mail, clock) as runner:
+        f1, g1 = (m.id for m in offered(mail, "f/f1", "g/g1"))
+        await eventually(lambda: held.waiting == [f1, g1])
+        held.fail[f1] = BusError("embedded bus is not started", retriable=False)
+        await held.release(f1, g1)
+        await eventually(lambda: len(mail.acks) == 2)
+        (_, failed), done = mail.acks
+        assert failed.retriable and "not started" in (failed.error or "")
+        assert done == (g1, Outcome())
+        await eventually(lambda: len(clock.waits) == 1)  # stopped, waiting to start again
+        del held.fail[f1]
+        runner.retry_now()
+        await eventually(lambda: mail.outcome(f1) == Outcome())
+    assert await on_inbound(bus, 2) == [g1, f1]
