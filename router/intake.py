@@ -29,7 +29,9 @@ from router.connector import Ack, Outcome
 T = TypeVar("T")
 
 # Inputs a channel keeps in flight unless its config says otherwise (`max_in_flight`).
-# At 100 the web chat bench's 1,000 messages/s use a few percent of it.
+# With 100, bench/chat.py's web chat on the embedded bus answered 2,000 messages/s
+# (p50 60 ms, p99 0.4 s; one at a time it fell 9-14 s behind). A crash repeats at most
+# this many inputs (same ids: the router drops them).
 MAX_IN_FLIGHT = 100
 
 BEHIND = "an earlier input of its conversation is not on the bus yet"

@@ -142,10 +142,11 @@ class ChannelConfig(Section):
         MAX_IN_FLIGHT,
         ge=1,
         le=10_000,
-        description="Inputs from this channel being put on the bus at once; their writes"
-        " share the bus's commits (a web chat at 1,000 messages/s needs a few dozen)."
-        " Messages of one conversation still reach the bus in the order they came, and"
-        " the channel is told each is safe in that order too. 1 takes one at a time.",
+        description="Inputs from this channel being put on the bus at once, so their"
+        " writes share the bus's commits. Messages of one conversation still reach the bus"
+        " in the order they came, and the channel is told each is safe in the order taken."
+        " A crash repeats at most this many (the router drops the repeats). 1 takes one"
+        " at a time.",
     )
     settings: Annotated[BaseModel | None, DocType("(the `<type>:` block)")] = Field(
         None,
