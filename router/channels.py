@@ -19,7 +19,10 @@ daemon keeps running:
 Each input is acked with its outcome: done once it is on the bus; a
 non-retriable error once it was dead-lettered instead (the channel forgets it);
 a retriable error when the bus stayed unavailable (the channel offers it again,
-and the intake is restarted).
+and the intake is restarted once the inputs in flight are settled). Up to
+`channels[].max_in_flight` inputs are in flight at once, their writes sharing
+the bus's commits; order per conversation and the order of acks hold
+(`router.intake`).
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from datetime import datetime, timedelta
 import structlog
 
 from router.bus.base import Bus, Record, Topics
-from router.connector import DONE, Ack, Connector, Incoming, Outcome, Rejected
+from router.connector import DONE, Connector, Incoming, Outcome, Rejected
 from router.consume import ConsumeLoop
 from router.dlq import DeadLetter, dead_letter
 from router.envelope import Command, Envelope, Sender, decode, encode, envelope_id, now_utc
 from router.errors import ConnectorError, EnvelopeError, OmniError, RecordTooLargeError
+from router.intake import MAX_IN_FLIGHT, Flight, Planned
 from router.metrics import Metrics
 from router.retry import Backoff, retry
 
@@ -102,6 +106,7 @@ class ChannelRunner:
         reconnect: Backoff = RECONNECT,
         after_refusal: float = AFTER_REFUSAL,
         publish: Backoff = PUBLISH_BACKOFF,
+        max_in_flight: int = MAX_IN_FLIGHT,
         serves_agents: bool = False,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -113,6 +118,7 @@ class ChannelRunner:
         self._reconnect = reconnect
         self._after_refusal = after_refusal
         self._publish = publish
+        self._max_in_flight = max_in_flight
         self._sleep = sleep
         self._wake = asyncio.Event()
         self._intake_task: asyncio.Task[None] | None = None
@@ -259,60 +265,63 @@ class ChannelRunner:
     # -- intake ------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        async for item in self._connector.receive():
+        flight = Flight(self._max_in_flight)
+
+        def plan(item: Incoming | Rejected) -> Planned:
             if isinstance(item, Rejected):
                 letter = DeadLetter.of_input(
                     self.name, item.reason, native_id=item.native_id, ref=item.raw_ref
                 )
-                await self._refuse(letter, item.ack)
-            else:
-                await self._take(item)
+                return None, lambda: self._refuse(letter, flight), item.ack
+            env = item.envelope
+            return env.bus_key(), lambda: self._take(env, flight), item.ack
 
-    async def _take(self, incoming: Incoming) -> None:
-        env = incoming.envelope
+        await flight.run(self._connector.receive(), plan)
+
+    async def _take(self, env: Envelope, flight: Flight) -> Outcome:
         try:
             payload = encode(env)
-            await self._produce(self._topics.inbound, env.bus_key(), payload, incoming.ack)
+
+            async def publish() -> None:
+                await self._bus.produce(self._topics.inbound, env.bus_key(), payload)
+
+            unavailable = await self._publishing(publish, flight, "publish inbound")
         except (EnvelopeError, RecordTooLargeError) as exc:
             # The input itself cannot travel: offering it again would fail again.
-            await self._refuse(
-                DeadLetter.of_input(self.name, str(exc), native_id=env.id), incoming.ack
+            return await self._refuse(
+                DeadLetter.of_input(self.name, str(exc), native_id=env.id), flight
             )
-            return
-        # Only now is the message safe: let the channel forget it.
-        await incoming.ack(DONE)
+        # Only once it is on the bus is the message safe: the channel may forget it.
+        return unavailable or DONE
 
-    async def _refuse(self, letter: DeadLetter, ack: Ack) -> None:
-        """Dead-letter an input that can never travel, then tell the channel to forget it."""
+    async def _refuse(self, letter: DeadLetter, flight: Flight) -> Outcome:
+        """Dead-letter an input that can never travel; the channel is told to forget it."""
 
         async def publish() -> None:
             await dead_letter(self._bus, self._topics, letter)
 
-        await self._retrying(publish, ack, "dead-letter refused input")
+        unavailable = await self._publishing(publish, flight, "dead-letter refused input")
+        if unavailable is not None:
+            return unavailable
         self._metrics.dead_letters.labels(source=self.name).inc()
-        await ack(Outcome(letter.reason, retriable=False))
+        return Outcome(letter.reason, retriable=False)
 
-    async def _produce(self, topic: str, key: bytes, value: bytes, ack: Ack) -> None:
-        async def publish() -> None:
-            await self._bus.produce(topic, key, value)
-
-        await self._retrying(publish, ack, "publish inbound")
-
-    async def _retrying(
-        self,
-        op: Callable[[], Awaitable[None]],
-        ack: Ack,
-        what: str,
-    ) -> None:
-        """`op` with the bounded publish backoff; when the bus stays unavailable, the input
-        is acked with a retriable error (the channel offers it again) and the intake stops."""
+    async def _publishing(
+        self, op: Callable[[], Awaitable[None]], flight: Flight, what: str
+    ) -> Outcome | None:
+        """`op` with the bounded publish backoff; None once done. When the bus stays
+        unavailable: the input's retriable outcome (the channel offers it again), and
+        the intake restarts once what is in flight is settled."""
         try:
             await retry(op, backoff=self._publish, what=what)
         except OmniError as exc:
             if not exc.retriable:
                 raise
-            await ack(Outcome(f"the bus is unavailable: {exc}", retriable=True))
-            raise _Unpublished(f"{what}: the bus stayed unavailable: {exc}") from exc
+            failure = _Unpublished(f"{what}: the bus stayed unavailable: {exc}")
+            failure.__cause__ = exc
+            flight.fail(failure)
+            return Outcome(f"the bus is unavailable: {exc}", retriable=True)
+        return None
 
     async def _report_failure(self, envelope: Envelope, detail: str) -> None:
         """Tell the router (an incident, a note to the owning agent) through the bus."""

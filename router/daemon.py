@@ -362,6 +362,7 @@ class Daemon:
                     attempts=reconnect.attempts,
                 ),
                 after_refusal=reconnect.after_refusal.total_seconds(),
+                max_in_flight=channels[name].max_in_flight,
                 serves_agents=any(a.sink.channel == name for a in self.config.agents),
             )
             self.channels.append(runner)

@@ -136,6 +136,11 @@ class ImapIntake:
         # UIDs acked "not yet" in this session: the checkpoint stays below the lowest,
         # whatever later UIDs are done, so they are offered again after a reconnect.
         self._held: set[int] = set()
+        # UIDs yielded and not yet acked (the runner has several in flight at once), and
+        # an event set whenever there are none: the flush waits for them.
+        self._out: set[int] = set()
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     # --- connection ---------------------------------------------------------------------
 
@@ -212,6 +217,8 @@ class ImapIntake:
         self.position = stored
         self._done.clear()
         self._held.clear()
+        self._out.clear()
+        self._settled.set()
 
     async def _starttls(self, client: aioimaplib.IMAP4, tls: ssl.SSLContext) -> None:
         protocol = client.protocol
@@ -294,7 +301,12 @@ class ImapIntake:
                 highest = 0
                 async for item, uid in self._drain():
                     highest = max(highest, uid)
+                    self._out.add(uid)
+                    self._settled.clear()
                     yield item
+                # The runner takes the next item before this round's are acked (several
+                # in flight): wait for their acks, so they are flagged now, not a wait later.
+                await self._settled.wait()
                 await self._flush_done()
                 # Mail that arrived while we worked may have been announced in the
                 # answer to one of our commands, not again in IDLE: look before idling.
@@ -421,12 +433,17 @@ class ImapIntake:
 
     def _acker(self, uid: int, validity: int, seen: str | None) -> Any:
         async def ack(outcome: Outcome = DONE) -> None:
-            if outcome.retriable:
-                self._held.add(uid)  # not taken yet: unflagged, and offered again
-                return
-            if seen is not None:
-                await self.checkpoints.set_checkpoint(self.channel, seen, f"{validity}/{uid}")
-            await self._advance(uid, validity)
+            try:
+                if outcome.retriable:
+                    self._held.add(uid)  # not taken yet: unflagged, and offered again
+                    return
+                if seen is not None:
+                    await self.checkpoints.set_checkpoint(self.channel, seen, f"{validity}/{uid}")
+                await self._advance(uid, validity)
+            finally:
+                self._out.discard(uid)
+                if not self._out:
+                    self._settled.set()
 
         return ack
 

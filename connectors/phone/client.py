@@ -6,9 +6,10 @@ its envelope is acked done or dead-lettered, so a crash at any point offers
 again at most the lines after the checkpoint; each gets the same envelope id
 (the PBX's call id), so the router drops the repeat: exactly once in effect.
 The checkpoint is written in the background, one store write at a time for
-all the lines acked meanwhile, at most `MAX_UNWRITTEN` behind (measured with
-bench/phone.py: a write per line held the tail at a fifth of the bus's rate);
-a crash repeats those few too.
+all the lines acked meanwhile (measured with bench/phone.py: a write per line
+held the tail at a fifth of the bus's rate). Lines in flight (the runner puts
+several on the bus at once) and lines acked whose position the store does not
+have yet are together at most `MAX_UNWRITTEN`: a crash repeats those few.
 
 - A partial last line (the PBX is writing it) waits for its newline.
 - Rotation (the path now names another file): the old file, still open, is
@@ -40,9 +41,8 @@ from router.connector import Checkpoints, Incoming, Outcome, Rejected
 log = structlog.get_logger(__name__)
 
 MAX_LINE = 64 * 1024
-MAX_IN_FLIGHT = 1000  # lines yielded and not yet acked before the tail waits
-# Lines acked whose position the store does not have yet before the tail waits: at most
-# this many (and the one being put on the bus) come again after a crash.
+# Lines yielded and not yet acked, or acked and their position not yet in the store,
+# before the tail waits: at most this many come again after a crash.
 MAX_UNWRITTEN = 16
 CHUNK = 64 * 1024
 CHECKPOINT_KEY = "cdr"
@@ -195,9 +195,9 @@ class CdrTail:
         _raise_if_failed(writer)
 
     def _full(self) -> bool:
-        """Too many lines in flight, or acked and not yet in the store (what a crash
-        would offer again)."""
-        return len(self._flight) >= MAX_IN_FLIGHT or self._unwritten >= MAX_UNWRITTEN
+        """Too many lines in flight or acked and not yet in the store (what a crash would
+        offer again)."""
+        return len(self._flight) + self._unwritten >= MAX_UNWRITTEN
 
     async def _read(self, position: Position | None, epoch: int) -> AsyncGenerator[Line, None]:
         """The lines from `position` on, across rotations, until the epoch changes."""

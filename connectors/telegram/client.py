@@ -101,19 +101,33 @@ class Offsets:
     def __init__(self, start: int) -> None:
         self.start = start  # every update below it is finished (the offset to confirm)
         self._states: dict[int, str] = {}
+        self._out = 0  # handed over, not acked yet
+        self._settled = asyncio.Event()
+        self._settled.set()
 
     def take(self, update_id: int) -> bool:
         """Whether to hand this update over now (new, or given back by a retriable ack)."""
         if update_id < self.start or self._states.get(update_id, "again") != "again":
             return False
         self._states[update_id] = "out"
+        self._out += 1
+        self._settled.clear()
         return True
 
     def finish(self, update_id: int, outcome: Outcome) -> None:
         # Done or dead-lettered: forget it; a retriable error: offer it again.
         retry = not outcome.done and outcome.retriable
-        if update_id in self._states:
+        if self._states.get(update_id) == "out":
             self._states[update_id] = "again" if retry else "done"
+            self._out -= 1
+            if not self._out:
+                self._settled.set()
+
+    async def settled(self) -> None:
+        """Until every update handed over is acked. The runner has several in flight; the
+        next getUpdates, sent before, would get the unconfirmed ones back at once, again
+        and again."""
+        await self._settled.wait()
 
     def offset(self) -> int:
         """The lowest update not finished (or one past all): confirms only finished ones."""

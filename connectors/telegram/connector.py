@@ -289,6 +289,7 @@ class TelegramConnector:
                 item = await self._handle(update, self._offset_ack(offsets, update_id))
                 if item is not None:
                     yield item
+            await offsets.settled()
 
     def _offset_ack(self, offsets: Offsets, update_id: int) -> Ack:
         async def ack(outcome: Outcome = DONE) -> None:

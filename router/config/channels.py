@@ -33,6 +33,7 @@ from router.config.types import (
     fail,
 )
 from router.connector import ConnectorSpec, load_registry
+from router.intake import MAX_IN_FLIGHT
 
 
 @cache
@@ -149,6 +150,16 @@ class ChannelConfig(Section):
     reconnect: ReconnectConfig = Field(
         default_factory=ReconnectConfig,
         description="How the daemon connects this channel again after its connector failed.",
+    )
+    max_in_flight: int = Field(
+        MAX_IN_FLIGHT,
+        ge=1,
+        le=10_000,
+        description="Inputs from this channel being put on the bus at once, so their"
+        " writes share the bus's commits. Messages of one conversation still reach the bus"
+        " in the order they came, and the channel is told each is safe in the order taken."
+        " A crash repeats at most this many (the router drops the repeats). 1 takes one"
+        " at a time.",
     )
     settings: Annotated[BaseModel | None, DocType("(the `<type>:` block)")] = Field(
         None,

@@ -1,13 +1,14 @@
 """The channel runner: connecting and reconnecting (refusals stop the retries and mark the
-channel down, once), the outcome each input is acked with, and the outbound loop after a
-crash (it sends again a few records, not a fetch)."""
+channel down, once), the outcome each input is acked with, several inputs in flight at
+once (bounded, in order per conversation, acked in the order taken), and the outbound
+loop after a crash (it sends again a few records, not a fetch)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ import pytest
 import structlog.testing
 
 from router.bus import EmbeddedBus
-from router.bus.base import Topics
+from router.bus.base import Bus, Consumer, Topics
 from router.channels import OUTBOUND_COMMIT_STEP, ChannelRunner
 from router.connector import Incoming, Outcome, SendResult
 from router.connector.testing import MemoryConnector
-from router.envelope import Envelope, encode
-from router.errors import BusError, ConnectorError
+from router.envelope import Envelope, decode, encode
+from router.errors import BusError, ConnectorError, RecordTooLargeError
+from router.intake import BEHIND
 from router.metrics import Metrics
 from router.retry import Backoff
 from tests.harness.common import eventually
@@ -133,7 +135,7 @@ def logs() -> Iterator[list[dict[str, Any]]]:
 
 @contextlib.asynccontextmanager
 async def supervising(
-    bus: EmbeddedBus, mail: MemoryConnector, clock: Clock, **kw: Any
+    bus: Bus, mail: MemoryConnector, clock: Clock, **kw: Any
 ) -> AsyncIterator[ChannelRunner]:
     """A runner of `mail`'s intake on `bus` (the `bus` fixture's topics) for the block, its
     waits on `clock`."""
@@ -318,3 +320,184 @@ async def test_sends_tried_again_are_counted_per_channel(bus: EmbeddedBus) -> No
     assert metrics.send_retries.labels(channel="hooks")._value.get() == 2
     assert metrics.messages_out.labels(channel="hooks", result="retry")._value.get() == 1
     assert metrics.messages_out.labels(channel="hooks", result="sent")._value.get() == 1
+
+
+# --- inputs in flight at once -----------------------------------------------------------
+
+
+class HeldBus:
+    """The embedded bus, its inbound produces held until their envelope is let through;
+    one in `fail` then raises that error (at every attempt)."""
+
+    def __init__(self, inner: EmbeddedBus) -> None:
+        self.inner = inner
+        self.fail: dict[str, Exception] = {}
+        self.waiting: list[str] = []  # envelope ids whose produce is held now
+        self.most = 0  # the most held at once
+        self._let: set[str] = set()
+        self._changed = asyncio.Condition()
+
+    async def release(self, *ids: str) -> None:
+        async with self._changed:
+            self._let.update(ids)
+            self._changed.notify_all()
+
+    async def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        if topic == BUS_TOPICS.inbound:
+            env_id = decode(value).id
+            self.waiting.append(env_id)
+            self.most = max(self.most, len(self.waiting))
+            try:
+                async with self._changed:
+                    await self._changed.wait_for(lambda: env_id in self._let)
+            finally:
+                self.waiting.remove(env_id)
+            if env_id in self.fail:
+                raise self.fail[env_id]
+        await self.inner.produce(topic, key, value)
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def stop(self) -> None:
+        await self.inner.stop()
+
+    async def ensure_topics(self, names: Sequence[str]) -> None:
+        await self.inner.ensure_topics(names)
+
+    async def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+        return await self.inner.consumer(group, topics)
+
+    async def ping(self) -> bool:
+        return await self.inner.ping()
+
+
+def offered(mail: MemoryConnector, *natives: str) -> list[Envelope]:
+    """Offer one message per `thread/native` (its conversation, and its native id)."""
+    envelopes = []
+    for name in natives:
+        thread, native = name.split("/")
+        envelopes.append(message("mail", native, thread=thread))
+        mail.offer(envelopes[-1])
+    return envelopes
+
+
+async def on_inbound(bus: EmbeddedBus, want: int) -> list[str]:
+    return [decode(r.value).id for r in await drain(bus, BUS_TOPICS.inbound, "check", want)]
+
+
+async def test_inputs_are_in_flight_at_once_up_to_the_limit(bus: EmbeddedBus) -> None:
+    held, mail = HeldBus(bus), channel()
+    async with supervising(held, mail, Clock(horizon=3600), max_in_flight=5):
+        msgs = offered(mail, *(f"t{i}/m{i}" for i in range(8)))
+        ids = [m.id for m in msgs]
+        await eventually(lambda: held.waiting == ids[:5])  # 5 written at once
+        await held.release(ids[0])
+        await eventually(lambda: held.waiting == ids[1:6])  # one acked: one more taken
+        assert mail.acks == [(ids[0], Outcome())]
+        await held.release(*ids)
+        await eventually(lambda: len(mail.acks) == 8)
+        assert mail.acks == [(i, Outcome()) for i in ids]
+        assert held.most == 5  # never more than the limit
+    assert sorted(await on_inbound(bus, 8)) == sorted(ids)
+
+
+async def test_acks_come_in_the_order_inputs_were_taken(bus: EmbeddedBus) -> None:
+    held, mail = HeldBus(bus), channel()
+    async with supervising(held, mail, Clock(horizon=3600)):
+        first, second, third = (m.id for m in offered(mail, "a/m1", "b/m2", "c/m3"))
+        await eventually(lambda: len(held.waiting) == 3)
+        await held.release(third)
+        assert await on_inbound(bus, 1) == [third]  # on the bus, but not acked before...
+        assert mail.acks == []
+        await held.release(first)
+        await eventually(lambda: len(mail.acks) == 1)  # ...the ones taken before it
+        await held.release(second)
+        await eventually(lambda: len(mail.acks) == 3)
+        assert [native for native, _ in mail.acks] == [first, second, third]
+
+
+async def test_a_conversation_reaches_the_bus_in_the_order_taken(bus: EmbeddedBus) -> None:
+    held, mail = HeldBus(bus), channel()
+    async with supervising(held, mail, Clock(horizon=3600)):
+        a1, b1, a2, a3, c1 = (m.id for m in offered(mail, "a/a1", "b/b1", "a/a2", "a/a3", "c/c1"))
+        # c1, taken after a2 and a3, is in flight with a1 and b1; a2 and a3 wait for a1.
+        await eventually(lambda: held.waiting == [a1, b1, c1])
+        await held.release(a3, a2)
+        assert held.waiting == [a1, b1, c1]
+        await held.release(a1)
+        await eventually(lambda: len(mail.acks) == 1)
+        await held.release(b1, c1)
+        await eventually(lambda: len(mail.acks) == 5)
+        assert all(outcome.done for _, outcome in mail.acks)
+    records = await on_inbound(bus, 5)
+    assert [r for r in records if r in (a1, a2, a3)] == [a1, a2, a3]
+
+
+async def test_a_failed_input_is_acked_retriable_while_the_others_are_done(
+    bus: EmbeddedBus,
+) -> None:
+    held, mail = HeldBus(bus), channel()
+    publish = Backoff(base=0.001, cap=0.001, attempts=3)
+    clock = Clock(horizon=0)  # the wait before the intake starts again lasts until woken
+    async with supervising(held, mail, clock, publish=publish) as runner:
+        f1, g1, f2 = (m.id for m in offered(mail, "f/f1", "g/g1", "f/f2"))
+        await eventually(lambda: held.waiting == [f1, g1])
+        held.fail[f1] = BusError("broker unavailable")
+        await held.release(f1, g1)
+        await eventually(lambda: len(mail.acks) == 3)
+        (_, failed), done, (_, behind) = mail.acks
+        assert failed.retriable and "broker unavailable" in (failed.error or "")
+        assert done == (g1, Outcome())
+        # f2 must not reach the bus before f1, which the channel offers again: not tried.
+        assert (behind.retriable, behind.error) == (True, BEHIND)
+        assert await on_inbound(bus, 1) == [g1]
+        # The intake starts again; the channel offers f1 and f2 again, in their order.
+        await eventually(lambda: len(clock.waits) == 1)
+        del held.fail[f1]
+        await held.release(f2)
+        runner.retry_now()
+        await eventually(lambda: mail.outcome(f2) == Outcome())
+        assert mail.starts == 2
+        assert mail.outcome(f1) == Outcome() and mail.pending == []
+    assert await on_inbound(bus, 3) == [g1, f1, f2]
+
+
+async def test_a_refused_input_is_dead_lettered_while_the_others_are_done(
+    bus: EmbeddedBus,
+) -> None:
+    held, mail = HeldBus(bus), channel()
+    async with supervising(held, mail, Clock(horizon=3600)):
+        big, small, after = (m.id for m in offered(mail, "a/big", "b/small", "a/after"))
+        await eventually(lambda: held.waiting == [big, small])
+        held.fail[big] = RecordTooLargeError("record for omni.inbound is too large")
+        await held.release(big, small, after)
+        await eventually(lambda: len(mail.acks) == 3)
+        (_, refused), done, later = mail.acks
+        assert not refused.done and not refused.retriable
+        assert (done, later) == ((small, Outcome()), (after, Outcome()))
+        assert mail.starts == 1  # nothing to restart for
+    [dead] = await drain(bus, BUS_TOPICS.dlq, "dlq", 1)
+    assert orjson.loads(dead.value)["native_id"] == big
+    assert await on_inbound(bus, 2) == [small, after]
+
+
+async def test_an_input_whose_write_raises_is_offered_again_and_the_intake_restarts(
+    bus: EmbeddedBus,
+) -> None:
+    held, mail = HeldBus(bus), channel()
+    clock = Clock(horizon=0)  # the wait before the intake starts again lasts until woken
+    async with supervising(held, mail, clock) as runner:
+        f1, g1 = (m.id for m in offered(mail, "f/f1", "g/g1"))
+        await eventually(lambda: held.waiting == [f1, g1])
+        held.fail[f1] = BusError("embedded bus is not started", retriable=False)
+        await held.release(f1, g1)
+        await eventually(lambda: len(mail.acks) == 2)
+        (_, failed), done = mail.acks
+        assert failed.retriable and "not started" in (failed.error or "")
+        assert done == (g1, Outcome())
+        await eventually(lambda: len(clock.waits) == 1)  # stopped, waiting to start again
+        del held.fail[f1]
+        runner.retry_now()
+        await eventually(lambda: mail.outcome(f1) == Outcome())
+    assert await on_inbound(bus, 2) == [g1, f1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -49,6 +50,65 @@ async def test_idle_delivers_within_seconds_and_flags(imap_account: ImapAccount,
         assert data[0].split() == [b"1", b"2"]
         await stop(waiting)
     finally:
+        await gen.aclose()
+        await conn.stop()
+
+
+class SlowCheckpoints(MemoryCheckpoints):
+    """Checkpoints whose writes wait until `open` is set (a busy store)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open = asyncio.Event()
+
+    async def set_checkpoint(self, name: str, key: str, value: str) -> None:
+        await self.open.wait()
+        await super().set_checkpoint(name, key, value)
+
+
+async def test_mail_acked_after_the_next_item_is_asked_for_is_flagged_before_the_wait(
+    imap_account: ImapAccount, tmp_path: Path
+):
+    """The channel runner keeps several inputs in flight: it asks for the next item before
+    the ones it has are acked. Those are flagged in this round, not after the next IDLE."""
+    imap_account.append(mail(1), mail(2))
+    checkpoints = SlowCheckpoints()
+    checkpoints.open.set()  # the first start writes its position
+    conn = connector(imap_account, tmp_path, checkpoints)
+    await conn.start()
+    gen = conn.receive()
+
+    def seen() -> list[bytes]:
+        with imap_account.client() as c:
+            c.select("INBOX")
+            _, data = c.uid("search", None, "SEEN")
+        return list(data[0].split())
+
+    async def both_seen() -> bool:
+        return await asyncio.to_thread(seen) == [b"1", b"2"]
+
+    def idling() -> bool:
+        client = conn.intake.client
+        return client is not None and client.has_pending_idle()
+
+    acks: list[asyncio.Task[None]] = []
+    try:
+        first = await asyncio.wait_for(anext(gen), 10)
+        second = await asyncio.wait_for(anext(gen), 10)
+        checkpoints.open.clear()
+        acks = [asyncio.create_task(item.ack()) for item in (first, second)]  # in flight
+        waiting = asyncio.ensure_future(anext(gen))  # the runner asks for more at once
+        # An intake that did not wait for the acks goes to IDLE now; one that waits never
+        # does before the acks (this bound only gives the first its chance to show).
+        with contextlib.suppress(AssertionError):
+            await eventually(idling, 2)
+        checkpoints.open.set()
+        await asyncio.gather(*acks)
+        await eventually(both_seen, every=0.2)
+        await stop(waiting)
+    finally:
+        for task in acks:
+            await stop(task)
         await gen.aclose()
         await conn.stop()
 

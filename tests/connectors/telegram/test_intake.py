@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from connectors.telegram.identity import deep_link_key, start_payload
 from router.connector import DONE, Incoming, Outcome, Rejected
 from router.envelope import StatedIdentity, now_utc
 from tests.connectors.telegram.helpers import SECRET, Wired, reply, wired
+from tests.harness.common import eventually
 from tests.harness.telegram import FakeBotApi, fake_bot_api, message
 
 WAIT = 10.0
@@ -57,6 +59,42 @@ async def test_polling_confirms_the_offset_only_after_the_ack(
             assert api.confirmed == first + 1
             assert api.pending() == [second]
         finally:
+            await items.aclose()  # type: ignore[attr-defined]
+
+
+async def test_polling_waits_for_the_acks_before_asking_for_more(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    """The channel runner keeps several updates in flight and asks for the next before they
+    are acked: the next getUpdates waits for their acks (sent before, it would get them
+    back at once, again and again)."""
+
+    def polls() -> int:
+        return sum(1 for method, _ in api.calls if method == "getUpdates")
+
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        first = api.add_update(message(api, 42, "one"))
+        second = api.add_update(message(api, 43, "two"))
+        items = w.connector.receive()
+        waiting: asyncio.Future[Any] | None = None
+        try:
+            taken = [await take(items), await take(items)]
+            asked = polls()
+            waiting = asyncio.ensure_future(anext(items))  # the runner asks for more at once
+            # A poll that did not wait would show here (this bound only gives it its chance).
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: polls() > asked, 2)
+            assert polls() == asked
+            for item in taken:
+                await item.ack(DONE)
+            await eventually(lambda: api.confirmed == second + 1)  # the next poll, after
+            assert api.pending() == [] and first < second
+        finally:
+            if waiting is not None:
+                waiting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiting
             await items.aclose()  # type: ignore[attr-defined]
 
 
