@@ -27,11 +27,12 @@ from router.envelope import (
     encode,
     envelope_id,
 )
-from router.routing import calls, signals, standing, tokens
+from router.routing import calls, promises, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, output_budget, specialist_text, to_customer
 from router.routing.identity import EMAIL, PHONE, IdentityError
+from router.routing.promised import PromiseError
 from router.routing.timers import SLA_TIMERS
 from router.store import routing as db
 
@@ -237,6 +238,13 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
             await route(ctx, unit, conv, widen=True)
     elif name in ("link", "unlink"):
         await link(ctx, unit, env, conv, agent_id, name, args)
+    elif name in promises.COMMANDS:
+        try:
+            said = await promises.command(ctx, unit, conv, agent_id, name, args)
+        except PromiseError as exc:
+            await reject(ctx, unit, agent_id, str(exc), code=exc.code, conversation_id=conv.id)
+        else:
+            await remember(ctx, unit, env, conv, said)
     elif name in calls.COMMANDS:
         await remember(ctx, unit, env, conv, " ".join([f"{name} by {agent_id}", *args]))
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
-from router.routing import calls, standing
+from router.routing import calls, promises, standing
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
@@ -139,6 +139,8 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await calls.retry_due(ctx, unit, conv, env)
     elif kind == standing.STANDING_TIMER:
         await standing.tell(ctx, unit, conv)
+    elif kind in promises.TIMERS:
+        await promises.timer(ctx, unit, conv, env)
     else:
         unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"unknown timer {kind}"})
 

@@ -37,6 +37,7 @@ EXPECTED_TABLES = {
     "timers",
     "incidents",
     "processed",
+    "promises",
     "checkpoints",
 }
 
