@@ -14,6 +14,7 @@ from router.envelope import Envelope
 from router.routing.promised import PromiseError, due_phrase, parse, remind_at
 from router.simulate import Simulation
 from router.store import open_store
+from tests.router.routing.office import SHIPPED, scenario
 from tests.router.routing.scenarios import CONFIG, T0, Run, at, mail
 
 START = datetime.fromisoformat(T0)  # Monday 2 March 2026, 10:00 UTC; agents always on
@@ -179,6 +180,24 @@ async def test_a_promise_is_shown_in_every_later_delivery(run: Run) -> None:
         "ben",
         "ben",
         "open",
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["17:00", "call", "back", "with", "the", "refund"],  # a mail's `#promise` line, by word
+        ["17:00", "call back with the refund"],  # Telegram's `/promise`: the due, then the rest
+        ["2026-03-02T17:00:00+00:00", "call back with the refund"],  # a webhook tool's args
+    ],
+)
+async def test_each_tools_arguments_make_the_same_promise(run: Run, args: list[str]) -> None:
+    await ben_has_it(run)
+    await run.step(**promise("ben", *args, minutes=5))
+    [made] = run.actions("promise")
+    assert (made.reason["due"], made.reason["text"]) == (
+        "2026-03-02T17:00:00+00:00",
+        "call back with the refund",
     )
 
 
@@ -389,3 +408,35 @@ async def test_a_promise_survives_a_restart(tmp_path: Path) -> None:
         assert len(updates(run)) == 1 and len(deliveries(run, "ana", "promise_broken")) == 1
         assert len(await broken_incidents(run)) == 1
         assert deliveries(run, "ben", "promise_due") == []  # reminded once, before
+
+
+async def test_the_shipped_config_counts_the_agents_working_time_and_speaks_spanish(
+    tmp_path: Path,
+) -> None:
+    # Shipped config: Ana (Spanish, office hours in Madrid with lunch 14:00-15:00) takes
+    # a Spanish chat; `4h` at 10:05 is 15:05 (the lunch hour does not count), and the
+    # shipped `promise_broken` template tells the customer in Spanish.
+    async with scenario(tmp_path, "2026-03-09T09:50:00+01:00", SHIPPED) as run:
+        chat = {"channel": "site-chat", "from": "visitor-1", "thread": "s1"}
+        text = "Hola, mi pedido no ha llegado todavía y necesito ayuda"
+        await run.step(**chat, text=text, at="2026-03-09T10:00:00+01:00")
+        [assigned] = run.actions("assign")
+        assert assigned.agent == "ana"
+        await run.step(
+            agent="ana",
+            command="promise",
+            args=["4h", "revisar", "el", "envío"],
+            conversation="site-chat/s1",
+            at="2026-03-09T10:05:00+01:00",
+        )
+        [made] = run.actions("promise")
+        assert datetime.fromisoformat(made.reason["due"]) == madrid("2026-03-09T15:05")
+        assert made.reason["timezone"] == MADRID
+        await run.step(at="2026-03-09T14:35:00+01:00")
+        assert [d.agent for d in run.actions("promise_reminder")] == ["ana"]
+        await run.step(at="2026-03-09T15:05:00+01:00")
+        [update] = [
+            e for e in run.out("outbound.site-chat") if e.meta.get("purpose") == "promise_update"
+        ]
+        assert update.meta["template"] == "promise_broken" and update.meta["language"] == "es"
+        assert "te prometimos «revisar el envío» para hoy a las 15:05" in update.text
