@@ -160,6 +160,8 @@ TITLES = {
     "escalation": "Escalation: the answer is due soon",
     "delivery_failed": "Your message did not reach the customer",
     "rejected": "Not delivered",
+    "promise_due": "Your promise falls due soon",
+    "promise_broken": "A promise was not kept",
 }
 
 HOW_TO_REPLY = (

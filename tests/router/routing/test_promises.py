@@ -13,6 +13,7 @@ from router.config import BusinessHoursConfig, load_config
 from router.envelope import Envelope
 from router.routing.promised import PromiseError, due_phrase, parse, remind_at
 from router.simulate import Simulation
+from router.simulate.outputs import Output
 from router.store import open_store
 from tests.router.routing.office import SHIPPED, scenario
 from tests.router.routing.scenarios import CONFIG, T0, Run, at, mail
@@ -260,6 +261,13 @@ async def test_a_broken_promise_tells_the_customer_the_supervisor_and_the_regist
     assert [p["state"] for p in shown(notice)] == ["broken"]
     [incident] = await broken_incidents(run)
     assert incident.conversation_id == conv
+    # `simulate` reports the supervisors' delivery as a notice.
+    told = [
+        (e.item.output, e.item.fields["agent"])
+        for e in run.sim.timeline
+        if isinstance(e.item, Output) and e.item.fields.get("event") == "promise_broken"
+    ]
+    assert told == [("supervisor_notice", "ana")]
     assert incident.details["made_by"] == "ben" and incident.details["customer_told"] is True
     # Nothing more however long it stays unkept, and `kept` no longer applies.
     await run.step(at="2026-03-04T10:00:00+00:00")
@@ -360,6 +368,17 @@ async def test_after_a_transfer_the_new_owner_sees_it_and_is_reminded(run: Run) 
     await run.step(at="2026-03-02T16:30:00+00:00")
     assert len(deliveries(run, other, "promise_due")) == 1
     assert deliveries(run, owner, "promise_due") == []
+
+
+async def test_a_promise_survives_a_config_reload(run: Run) -> None:
+    await ben_has_it(run)
+    await run.step(**promise("ben", "17:00", "call", "back", minutes=5))
+    reloaded = load_config(CONFIG, env={})
+    await run.sim.engine.configure(reloaded, START + timedelta(minutes=6))
+    await run.step(at="2026-03-02T16:30:00+00:00")
+    assert len(deliveries(run, "ben", "promise_due")) == 1
+    await run.step(at="2026-03-02T17:00:00+00:00")
+    assert len(updates(run)) == 1
 
 
 # --- across a restart ------------------------------------------------------------------
