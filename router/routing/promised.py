@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from router.config.people import BusinessHoursConfig
-from router.routing.hours import add_business_time, next_open
+from router.routing.hours import add_business_time, business_time_between, next_open
 from router.routing.language import primary
 from router.routing.templates import describe_moment
 
@@ -80,7 +80,12 @@ def parse(
     text = text.strip()
     if len(text) > TEXT_LIMIT:
         raise PromiseError(f"promise too long ({len(text)} characters; at most {TEXT_LIMIT})")
-    due = due_at(first, now, zone, hours)
+    try:
+        due = due_at(first, now, zone, hours)
+    except PromiseError:
+        raise
+    except (ValueError, OverflowError) as exc:  # a schedule that never opens, a far date
+        raise PromiseError(f"{first}: {exc}") from None
     if due <= now:
         raise PromiseError(f"{first}: that is not in the future")
     if due - now > HORIZON:
@@ -102,10 +107,17 @@ def due_at(when: str, now: datetime, zone: str, hours: BusinessHoursConfig | Non
         return due
     if (m := _SPAN.match(when.lower())) and any(m.groups()):
         days, h, mins = (int(g) if g else 0 for g in m.groups())
+        span = timedelta(hours=h, minutes=mins)
+        # Bounded before counting: on a schedule open one hour a week, 9999h of open
+        # time is two centuries of weeks to walk through.
+        if days > HORIZON.days or span > HORIZON:
+            raise PromiseError(f"{when}: more than a year ahead")
         start = now
         if days:
             start = _working_days_later(now, days, tz, hours)
-        return add_business_time(hours, start, timedelta(hours=h, minutes=mins))
+        if business_time_between(hours, start, now + HORIZON) < span:
+            raise PromiseError(f"{when}: more than a year ahead")
+        return add_business_time(hours, start, span)
     try:
         moment = datetime.fromisoformat(when)
     except ValueError:
@@ -115,12 +127,6 @@ def due_at(when: str, now: datetime, zone: str, hours: BusinessHoursConfig | Non
 
 def _at(day: date, at: time, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
-
-
-def _working(day: date, tz: ZoneInfo, hours: BusinessHoursConfig) -> bool:
-    """Whether `hours` open at some moment of `day` (read in `tz`)."""
-    start = _at(day, time(0), tz)
-    return next_open(hours, start) < _at(day + timedelta(days=1), time(0), tz)
 
 
 def _next_working_day(day: date, tz: ZoneInfo, hours: BusinessHoursConfig | None) -> date:

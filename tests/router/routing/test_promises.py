@@ -87,6 +87,8 @@ def test_the_text_is_what_follows_the_due_time() -> None:
         ("soon call back", "'soon' is not a due time"),
         ("2026-03-01T10:00 call back", "not in the future"),
         ("400d call back", "more than a year ahead"),
+        ("9999h call back", "more than a year ahead"),
+        ("0001-01-01T00:30+14:00 call back", "not in the future"),
         ("2026-03-03 call back", "give a time too"),
         ("17:00 " + "x" * 501, "promise too long"),
     ],
@@ -94,6 +96,17 @@ def test_the_text_is_what_follows_the_due_time() -> None:
 def test_what_is_not_a_promise_says_why(words: str, why: str) -> None:
     with pytest.raises(PromiseError, match=why):
         parse(words, madrid("2026-03-02T10:00"), MADRID, OFFICE)
+
+
+def test_long_spans_on_a_thin_schedule_are_refused_without_walking_the_centuries() -> None:
+    # Open one minute a week: 99999 minutes of open time would be two thousand years.
+    thin = BusinessHoursConfig.model_validate(
+        {"timezone": MADRID, "weekly": {"mon": ["09:00-09:01"]}}
+    )
+    for words in ("99999m x", "366d x", "53m x"):
+        with pytest.raises(PromiseError, match="more than a year ahead"):
+            parse(words, madrid("2026-03-02T10:00"), MADRID, thin)
+    assert parse("52m x", madrid("2026-03-02T10:00"), MADRID, thin)[0] < madrid("2027-03-03T00:00")
 
 
 def test_the_reminder_comes_before_the_due_time_or_at_80_percent() -> None:
