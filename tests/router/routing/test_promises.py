@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from router.config import BusinessHoursConfig, load_config
+from router.config import BusinessHoursConfig, load_config, parse_config
 from router.envelope import Envelope
+from router.errors import ConfigError
 from router.routing.promised import PromiseError, due_phrase, parse, remind_at
 from router.simulate import Simulation
 from router.simulate.outputs import Output
@@ -122,6 +123,15 @@ def test_the_due_time_told_to_the_customer() -> None:
     assert due_phrase(due, due, "es", MADRID) == "hoy a las 17:00"
     late = due + timedelta(days=1)
     assert due_phrase(due, late, "en", MADRID) == "on 2 March at 17:00"
+
+
+def test_the_broken_template_must_be_defined_and_may_name_the_promise() -> None:
+    base = "version: 1\nrouting: {promises: {broken_template: late}}\n"
+    with pytest.raises(ConfigError, match=r"routing\.promises\.broken_template: template 'late'"):
+        parse_config(base, env={})
+    late = 'templates: {late: {en: "{promise} by {promise_due}"}}\n'
+    config = parse_config(base + late, env={})
+    assert config.routing.promises.broken_template == "late"
 
 
 # --- the routing scenarios -----------------------------------------------------------
