@@ -278,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
             "bad_satisfaction",
             "delivery_failure",
             "callback_unreached",
+            "broken_promise",
         ],
     )
     inc.add_argument("--limit", type=int, default=100)

@@ -47,6 +47,9 @@ AGENT_COMMANDS = frozenset(
         "called",
         "no-answer",
         "wrong-number",
+        # A promise to the customer and its keeping (router.routing.promises).
+        "promise",
+        "kept",
         # Live signals for the customer (router.routing.signals): never kept.
         "typing",
         "seen",
@@ -195,7 +198,8 @@ class Command(_Strict):
         max_length=MAX_NAME,
         description="`available`, `away`, `offline`, `accept`, `resolve`, `transfer`,"
         " `note`, `link`, `unlink`, `reopen`, and a callback's outcome `called`,"
-        " `no-answer`, `wrong-number`, and the live signals `typing`, `seen` from agents;"
+        " `no-answer`, `wrong-number`, a promise `promise <due> <text>` and its keeping"
+        " `kept [id]`, and the live signals `typing`, `seen` from agents;"
         " `delivery_failed` from the system."
         " Anything else is rejected by name.",
     )
@@ -250,7 +254,8 @@ class Delivery(_Strict):
         min_length=1,
         max_length=MAX_NAME,
         description="What happened: `assigned`, `message`, `transfer_note`, `escalation`,"
-        " `delivery_failed`, `rejected`, ...",
+        " `delivery_failed`, `rejected`, `promise_due` (a reminder), `promise_broken`"
+        " (to supervisors), ...",
     )
     agent: DeliveryAgent = Field(description="The agent it is for.")
     sink: DeliverySink = Field(description="Where it goes.")
@@ -282,7 +287,8 @@ class Delivery(_Strict):
         " and why messages to the customer on the conversation's channel fail, until they"
         " write again), `transcript` (the"
         " latest messages, oldest first, long texts cut), `transcript_window` (how many"
-        " are shown of how many) and"
+        " are shown of how many), `promises` (what agents promised on this conversation:"
+        " id, text, due, made_by, owner, state `open`/`kept`/`broken`) and"
         " `other_conversations` (the customer's recent ones on every channel).",
     )
 

@@ -117,7 +117,8 @@ Mail sent to that address (found in To, Cc, Delivered-To, X-Original-To or
 Envelope-To), or anything in the agents' folder (`agents.folder`), is an
 agent's: it becomes a `kind="reply"` envelope (the new text, the quoted
 notification cut off) and/or a `kind="command"` one (a leading `#resolve`,
-`#transfer billing ...`, `#note ...` line, as `command = {name, args}`),
+`#transfer billing ...`, `#note ...`, `#promise 17:00 call back`, `#kept`
+line, as `command = {name, args}`),
 with `sender = {address: From lowercased, role: "agent"}` and `meta.token`
 (null when the mail carried none; the router rejects it). Ids derive from the
 mail's Message-ID (`agent-reply:` / `agent-command:`), the thread key is the

@@ -158,8 +158,9 @@ def build_message(
 HOW_TO_REPLY = (
     "Reply to this email to answer the customer on their own channel. A first line"
     " #resolve, #transfer <queue or agent> [note], #note <text>, #accept, #reopen,"
-    " #link <kind> <value>, #unlink <kind> <value>, #away, #available or #offline is"
-    " a command; text under it still goes to the customer (under #note it stays a note)."
+    " #link <kind> <value>, #unlink <kind> <value>, #promise <17:00|3h|2d> <what you"
+    " promised>, #kept, #away, #available or #offline is a command; text under it still"
+    " goes to the customer (under #note it stays a note)."
 )
 
 

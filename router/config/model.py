@@ -63,7 +63,9 @@ class Config(Section):
         " {customer_name}, {conversation_ref}, {agent_name} (follow-up),"
         " {expected_response} (the promised wait: `within 5 minutes`, `by Monday 09:30`),"
         " {due_at} (when that is: `tomorrow at 09:30`) and {opens_at} (the next opening"
-        " of the channel's business hours: `now`, `tomorrow at 09:00`); times in the"
+        " of the channel's business hours: `now`, `tomorrow at 09:00`), and in the update"
+        " for a broken promise {promise} (what the agent promised) and {promise_due} (for"
+        " when: `today at 17:00`); times in the"
         " customer's language (English or Spanish) and the channel's time zone."
         " Any other placeholder is an error.",
     )

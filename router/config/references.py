@@ -214,6 +214,8 @@ def reference_problems(
         need(("sla", "first_response", channel_type), "channel type", channel_type, types)
     need(("sla", "warning_template"), "template", sla.warning_template, names.templates)
     need(("sla", "follow_up_template"), "template", sla.follow_up_template, names.templates)
+    broken = routing.promises.broken_template
+    need(("routing", "promises", "broken_template"), "template", broken, names.templates)
 
     language = routing.default_language
     for name, texts in config.templates.items():

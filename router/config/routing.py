@@ -326,6 +326,11 @@ class RoutingConfig(Section):
         default_factory=lambda: CallbacksConfig(),
         description="Calls owed to customers (a missed, abandoned or voicemail call).",
     )
+    promises: PromisesConfig = Field(
+        default_factory=lambda: PromisesConfig(),
+        description="What agents promise customers (`promise`, `kept`): reminders and"
+        " the update when one falls due unkept.",
+    )
 
 
 class CallbacksConfig(Section):
@@ -346,6 +351,26 @@ class CallbacksConfig(Section):
         None,
         description="Template telling the customer we tried to call them (fields:"
         " customer_name, conversation_ref, attempts; null: a built-in English text).",
+    )
+
+
+class PromisesConfig(Section):
+    """Agents' promises to customers: when the owner is reminded, what a broken one says."""
+
+    remind_before: Duration = Field(
+        timedelta(minutes=30),
+        description="The owner is reminded this long before a promise falls due, or at 80%"
+        " of the time it was given when that is later (a promise of 20 minutes: after 16).",
+    )
+    recent_reply: Duration = Field(
+        timedelta(minutes=30),
+        description="A promise that falls due unkept tells the customer we are still on it,"
+        " unless an agent wrote to them this recently (and after the promise was made).",
+    )
+    broken_template: Name | None = Field(
+        None,
+        description="Template of that update (fields: customer_name, conversation_ref,"
+        " promise, promise_due; null: a built-in English or Spanish text).",
     )
 
 
@@ -413,7 +438,17 @@ class SlaConfig(Section):
 
 # The placeholders templates may use (what each holds: `Config.templates`).
 TEMPLATE_FIELDS = frozenset(
-    {"customer_name", "expected_response", "conversation_ref", "agent_name", "opens_at", "due_at"}
+    {
+        "customer_name",
+        "expected_response",
+        "conversation_ref",
+        "agent_name",
+        "opens_at",
+        "due_at",
+        # A promise that fell due unkept: what was promised, and for when.
+        "promise",
+        "promise_due",
+    }
 )
 
 

@@ -22,7 +22,7 @@ from router.envelope import AGENT_COMMANDS as COMMANDS
 from router.envelope import (
     Envelope,
 )
-from router.routing import answer_at, calls, first_contact, signals, standing, tokens
+from router.routing import answer_at, calls, first_contact, promises, signals, standing, tokens
 from router.routing.assign import drain, release, route, set_status
 from router.routing.context import Routing, Unit
 from router.routing.delivery import (
@@ -34,6 +34,7 @@ from router.routing.delivery import (
     to_customer,
 )
 from router.routing.identity import EMAIL, PHONE, IdentityError
+from router.routing.promised import PromiseError
 from router.routing.timers import SLA_TIMERS
 from router.store import routing as db
 
@@ -224,6 +225,13 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
             await route(ctx, unit, conv, widen=True)
     elif name in ("link", "unlink"):
         await link(ctx, unit, env, conv, agent_id, name, args)
+    elif name in promises.COMMANDS:
+        try:
+            said = await promises.command(ctx, unit, conv, agent_id, name, args)
+        except PromiseError as exc:
+            await reject(ctx, unit, agent_id, str(exc), code=exc.code, conversation_id=conv.id)
+        else:
+            await remember(ctx, unit, env, conv, said)
     elif name in calls.COMMANDS:
         await remember(ctx, unit, env, conv, " ".join([f"{name} by {agent_id}", *args]))
 

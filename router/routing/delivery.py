@@ -31,6 +31,7 @@ from router.envelope import (
 from router.routing import tokens
 from router.routing.context import Routing, Unit
 from router.routing.identity import PHONE
+from router.routing.promised import entry as promise_entry
 from router.routing.queueing import LEVEL_NAMES
 from router.store import routing as db
 
@@ -45,6 +46,7 @@ NOTE_LIMIT = 2_000
 ATTACHMENTS_LIMIT = 20
 IDENTITIES_LIMIT = 50
 EXTRACT_LIMIT = 160
+PROMISES_LIMIT = 20
 # The summary (the text shown by email and Telegram) repeats no full text: a
 # short preview of the latest messages; the full window is in the context.
 PREVIEW_MESSAGES = 10
@@ -193,6 +195,11 @@ async def deliver(
             "conversation_id": conv.id,
         },
         "other_conversations": others,
+        # What agents promised here (router.routing.promises), whoever owns it now.
+        "promises": [
+            promise_entry(p, conv.owner_agent_id)
+            for p in await db.promises_of(conn, conv.id, limit=PROMISES_LIMIT)
+        ],
     }
     note = _cut(note, NOTE_LIMIT)[0] if note else None
     sink = agent.sink

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from router.envelope import Envelope
-from router.routing import calls, praise, standing, updates
+from router.routing import calls, praise, promises, standing, updates
 from router.routing.assign import release, route
 from router.routing.context import Routing, Unit
 from router.routing.delivery import deliver, to_customer
@@ -142,6 +142,8 @@ async def timer(ctx: Routing, unit: Unit, env: Envelope) -> None:
         await standing.tell(ctx, unit, conv)
     elif kind == updates.UPDATE_TIMER:
         await updates.tell(ctx, unit, conv)
+    elif kind in promises.TIMERS:
+        await promises.timer(ctx, unit, conv, env)
     else:
         unit.decide("ignore", conversation_id=conv.id, reason={"detail": f"unknown timer {kind}"})
 

@@ -2,7 +2,7 @@
 
 Four kinds of output, each read from where the daemon would put it:
 `customer_message` and `delivery` (or `supervisor_notice`, a delivery of an
-escalation) from the outbox records it would publish, `incident` from the
+escalation or a broken promise) from the outbox records it would publish, `incident` from the
 incident register. Each is reported with the clock and the input that caused it.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from router.envelope import Envelope
 from router.routing.context import Decision
 
-SUPERVISOR_EVENTS = frozenset({"escalation", "praise_digest"})
+SUPERVISOR_EVENTS = frozenset({"escalation", "praise_digest", "promise_broken"})
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -34,6 +34,7 @@ from router.store.schema import (
     messages,
     outbox,
     praise,
+    promises,
     timers,
 )
 
@@ -595,6 +596,19 @@ async def cancel_timers(
     )
 
 
+async def cancel_timer_keys(conn: AsyncConnection, keys: Sequence[str], now: datetime) -> None:
+    """Cancel the pending timers scheduled under `keys`."""
+    await conn.execute(
+        timers.update()
+        .where(
+            timers.c.key.in_(list(keys)),
+            timers.c.fired_at.is_(None),
+            timers.c.cancelled_at.is_(None),
+        )
+        .values(cancelled_at=now)
+    )
+
+
 async def claim_due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[Row]:
     """Pending timers due by `now`, marked fired; other processes skip the locked ones."""
     stmt = (
@@ -687,6 +701,76 @@ async def list_incidents(conn: AsyncConnection, limit: int, kind: str | None = N
     if kind:
         stmt = stmt.where(incidents.c.kind == kind)
     return list((await conn.execute(stmt.limit(limit))).all())
+
+
+# --- promises --------------------------------------------------------------------------
+
+
+async def add_promise(
+    conn: AsyncConnection,
+    conversation_id: str,
+    made_by: str,
+    text: str,
+    due: datetime,
+    now: datetime,
+) -> Row:
+    result = await conn.execute(
+        promises.insert()
+        .values(
+            conversation_id=conversation_id,
+            made_by=made_by,
+            text=text,
+            due_at=due,
+            made_at=now,
+            state="open",
+        )
+        .returning(*promises.c)
+    )
+    return result.one()
+
+
+async def promise(conn: AsyncConnection, promise_id: int) -> Row | None:
+    stmt = _locked(conn, sa.select(promises).where(promises.c.id == promise_id))
+    return (await conn.execute(stmt)).one_or_none()
+
+
+async def promises_of(
+    conn: AsyncConnection, conversation_id: str, *, open_only: bool = False, limit: int = 100
+) -> list[Row]:
+    """The conversation's promises, the latest `limit`, oldest first."""
+    stmt = sa.select(promises).where(promises.c.conversation_id == conversation_id)
+    if open_only:
+        stmt = stmt.where(promises.c.state == "open")
+    stmt = stmt.order_by(promises.c.id.desc()).limit(limit)
+    return list(reversed((await conn.execute(stmt)).all()))
+
+
+async def close_promise(
+    conn: AsyncConnection, promise_id: int, state: str, by: str | None, now: datetime
+) -> bool:
+    """Close an open promise as `kept` or `broken`; False when it was no longer open."""
+    result = await conn.execute(
+        promises.update()
+        .where(promises.c.id == promise_id, promises.c.state == "open")
+        .values(state=state, closed_at=now, closed_by=by)
+    )
+    return result.rowcount == 1
+
+
+async def agent_wrote_since(conn: AsyncConnection, conversation_id: str, since: datetime) -> bool:
+    """Whether an agent's reply went to the conversation's customer at or after `since`."""
+    stmt = (
+        sa.select(messages.c.id)
+        .where(
+            messages.c.conversation_id == conversation_id,
+            messages.c.kind == "reply",
+            messages.c.direction == "out",
+            messages.c.sender_role == "agent",
+            messages.c.received_at >= since,
+        )
+        .limit(1)
+    )
+    return await conn.scalar(stmt) is not None
 
 
 async def add_outbox(

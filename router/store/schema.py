@@ -90,7 +90,9 @@ INCIDENT_KINDS = (
     "bad_satisfaction",
     "delivery_failure",
     "callback_unreached",
+    "broken_promise",
 )
+PROMISE_STATES = ("open", "kept", "broken")
 MESSAGE_KINDS = ("message", "reply", "call", "command", "timer")
 DIRECTIONS = ("in", "out")
 SENDER_ROLES = ("customer", "agent", "system")
@@ -308,6 +310,24 @@ praise = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     sa.Index(None, "created_at"),
     sa.Index(None, "agent_id", "created_at"),
+)
+
+# What an agent promised a customer, by when (router.routing.promises): its reminder
+# and due time are timers keyed by the promise's id.
+promises = sa.Table(
+    "promises",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("conversation_id", sa.Text, sa.ForeignKey("conversations.id"), nullable=False),
+    sa.Column("made_by", sa.Text, nullable=False),  # the agent id (kept if they leave the config)
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("made_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, default="open"),
+    sa.Column("closed_at", UTCDateTime, nullable=True),
+    sa.Column("closed_by", sa.Text, nullable=True),
+    sa.CheckConstraint(_in("state", PROMISE_STATES), name="state"),
+    sa.Index(None, "conversation_id"),
 )
 
 # --- delivery bookkeeping ---------------------------------------------------------------

@@ -247,6 +247,22 @@ async def test_a_reply_with_a_command_is_a_reply_then_the_command(tmp_path: Path
     assert [i.envelope.id for i in again] == [reply.id, command.id]
 
 
+async def test_promise_and_kept_lines_are_commands_and_the_text_under_them_a_reply(
+    tmp_path: Path,
+) -> None:
+    first = "#promise 17:00 call back with the refund status"
+    body = f"{first}\nI will call you by five.\n\n{QUOTE_HEADER}\n> {REPLY_MARKER}"
+    reply, command = (i.envelope for i in sorted_items(raw_mail(4, body=body), tmp_path))
+    assert (reply.kind, reply.text) == ("reply", "I will call you by five.")
+    assert command.command == Command(
+        name="promise", args=["17:00", "call", "back", "with", "the", "refund", "status"]
+    )
+    assert command.text == first
+    [kept] = sorted_items(raw_mail(5, body="#kept"), tmp_path)
+    assert kept.envelope.command == Command(name="kept")
+    assert kept.envelope.meta["token"] == TOKEN
+
+
 def test_an_html_reply_is_cut_at_the_marker(tmp_path: Path) -> None:
     body = (
         "<div>Refunded <b>today</b>.</div><div><br></div><blockquote>"

@@ -14,6 +14,7 @@ import structlog.testing
 from connectors.telegram.connector import TelegramConnector
 from router.blobs import BlobStore
 from router.connector import DONE, Incoming, Rejected, Services
+from router.envelope import Command
 from router.store import open_store
 from tests.connectors.telegram.helpers import (
     AGENT_USER,
@@ -131,6 +132,26 @@ async def test_a_reply_to_the_card_answers_the_customer(api: FakeBotApi, tmp_pat
     assert (env.kind, env.direction, env.text) == ("reply", "in", "Refunded, sorry!")
     assert env.sender.role == "agent" and env.sender.address == str(AGENT_USER)
     assert env.meta["token"] == TOKEN and env.thread_key == CONVERSATION
+
+
+async def test_promise_and_kept_in_reply_to_the_card_are_commands(
+    api: FakeBotApi, tmp_path: Path
+) -> None:
+    async with wired(api, tmp_path) as w:
+        await w.connector.start()
+        card_id = await card_sent(w, api)
+        card = {"message_id": card_id, "date": 0, "chat": {"id": AGENT_USER, "type": "private"}}
+        text = "/promise 17:00 call back with the refund status"
+        api.add_update(message(api, AGENT_USER, text, reply_to_message=card))
+        api.add_update(message(api, AGENT_USER, "/kept", reply_to_message=card))
+        promise, kept = await items_until(w, api, 2)
+    assert isinstance(promise, Incoming) and isinstance(kept, Incoming)
+    assert promise.envelope.command == Command(
+        name="promise", args=["17:00", "call back with the refund status"]
+    )
+    assert promise.envelope.text == text and promise.envelope.meta["token"] == TOKEN
+    assert kept.envelope.command == Command(name="kept")
+    assert api.to(AGENT_USER)[1:] == []  # no "not a command I know"
 
 
 async def test_an_agents_file_in_reply_to_the_card_goes_with_the_reply(

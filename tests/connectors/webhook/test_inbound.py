@@ -53,6 +53,16 @@ def test_command_with_args() -> None:
     assert env.text == "transfer billing needs refund"
 
 
+def test_promise_and_kept_are_commands() -> None:
+    args = ["17:00", "call back with the refund status"]
+    env = to_envelope(body(type="command", command="promise", args=args, text=...), "h", NOW)
+    assert env.command == Command(name="promise", args=args)
+    assert env.thread_key == "conv-42" and env.meta["token"] == TOKEN
+    env = to_envelope(body(type="command", command="kept", args=["7"], text=...), "h", NOW)
+    assert env.command == Command(name="kept", args=["7"])
+    assert decode(encode(env)) == env
+
+
 def test_presence_needs_no_token() -> None:
     env = to_envelope(body(type="command", command="away", token=..., text=...), "agent-hooks", NOW)
     assert env.meta == {"token": None, "event_id": "ev-1"}

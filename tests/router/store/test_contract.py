@@ -38,6 +38,7 @@ EXPECTED_TABLES = {
     "incidents",
     "praise",
     "processed",
+    "promises",
     "checkpoints",
 }
 

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router.envelope import Sender
 from router.store import Store
 from router.store import routing as db
 from router.store.schema import agent_load
@@ -138,3 +139,37 @@ async def test_a_queue_position_counts_who_waits_ahead_in_its_line_only(store: S
         assert await db.waiting_in(conn, "general", "webchat", 10) == []
         [billing] = await db.waiting_in(conn, "billing", "email", 10)
         assert await db.queue_position(conn, billing) == 1
+
+
+async def test_a_promise_is_closed_once_and_an_agents_reply_is_found_by_time(
+    store: Store,
+) -> None:
+    async with store.transaction() as conn:
+        [conv] = await mail_conversations(conn, 1)
+        first = await db.add_promise(
+            conn, conv.id, "ana", "call back", NOW + timedelta(hours=2), NOW
+        )
+        second = await db.add_promise(conn, conv.id, "ana", "refund", NOW + timedelta(hours=3), NOW)
+        assert first.state == "open" and first.due_at == NOW + timedelta(hours=2)
+    async with store.transaction() as conn:
+        assert await db.close_promise(conn, first.id, "kept", "ana", NOW)
+        assert not await db.close_promise(conn, first.id, "broken", None, NOW)  # once
+        open_ones = await db.promises_of(conn, conv.id, open_only=True)
+        every = await db.promises_of(conn, conv.id)
+        latest = await db.promises_of(conn, conv.id, limit=1)
+    assert [p.id for p in open_ones] == [second.id]
+    assert [(p.id, p.state) for p in every] == [(first.id, "kept"), (second.id, "open")]
+    assert [p.id for p in latest] == [second.id]
+    reply = make_envelope("<r1@x>").model_copy(
+        update={
+            "conversation_id": conv.id,
+            "kind": "reply",
+            "direction": "out",
+            "sender": Sender(address="ana", name="Ana", role="agent"),
+            "received_at": NOW + timedelta(minutes=30),
+        }
+    )
+    assert await store.record_message(reply)
+    async with store.transaction(readonly=True) as conn:
+        assert await db.agent_wrote_since(conn, conv.id, NOW + timedelta(minutes=30))
+        assert not await db.agent_wrote_since(conn, conv.id, NOW + timedelta(minutes=31))
