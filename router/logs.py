@@ -299,6 +299,32 @@ def _serialize(obj: MutableMapping[str, Any], **_: Any) -> bytes:
     return orjson.dumps(obj, default=str)
 
 
+class _Standard:
+    """The process's stdout or stderr as it is when a line is written, not when logging
+    was set up: a caller (a test capturing output) may swap it, and close the old one."""
+
+    def __init__(self, name: Literal["stdout", "stderr"], *, binary: bool = False) -> None:
+        self._name = name
+        self._binary = binary
+
+    def _target(self) -> Any:
+        stream = getattr(sys, self._name)
+        return stream.buffer if self._binary else stream
+
+    def write(self, data: Any) -> Any:
+        return self._target().write(data)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(sys, self._name).isatty())
+
+    @property
+    def buffer(self) -> _Standard:
+        return _Standard(self._name, binary=True)
+
+
 def setup_logging(
     *,
     level: str = "info",
@@ -312,7 +338,12 @@ def setup_logging(
     `library_limiter` bounds library records (default: `LIBRARY_BURST` per
     `LIBRARY_INTERVAL` per message template; tests pass one with a fake clock).
     """
-    out = stream or sys.stdout
+    out: Any = stream or sys.stdout
+    # The standard streams are looked up at each write (see `_Standard`).
+    if out is sys.stdout:
+        out = _Standard("stdout")
+    elif out is sys.stderr:
+        out = _Standard("stderr")
     numeric = logging.getLevelNamesMapping()[level.upper()]
     console = fmt == "console" or (fmt == "auto" and out.isatty())
     processors: list[Processor] = [

@@ -313,8 +313,12 @@ async def test_crash_then_redelivery_applies_everything_exactly_once(
         rows = (await conn.execute(sa.text("SELECT value, sent_at FROM outbox"))).all()
     assert len({decode(r.value).id for r in rows}) == len(rows)  # each output written once
     assert all(r.sent_at is not None for r in rows)
-    published = await drain(bus, TOPICS.outbound("chat"), "reader", 3)
-    assert len({decode(r.value).id for r in published}) == len(published) == 3  # the acks
+    # The acks, and the chat told who has it for each assignment (a live channel).
+    assigned = int(sum(m.decisions.labels(action="assign")._value.get() for m in (metrics, again)))
+    published = await drain(bus, TOPICS.outbound("chat"), "reader", 3 + assigned)
+    assert len({decode(r.value).id for r in published}) == len(published)
+    purposes = sorted(str(decode(r.value).meta.get("purpose")) for r in published)
+    assert purposes == ["ack"] * 3 + ["assigned"] * assigned
     assert await drain(bus, TOPICS.inbound, "g", 1) == []
 
 
