@@ -50,7 +50,7 @@ from connectors.email.threads import (
     reply_subject,
     with_token,
 )
-from router.agenttext import Reader, why_you
+from router.agenttext import Reader, promises_owed, why_you
 from router.agenttext.words import WORDS
 from router.envelope import Attachment, Envelope
 
@@ -306,6 +306,7 @@ def render_html(envelope: Envelope, delivery: Mapping[str, Any], *, with_marker:
     reason = delivery.get("reason")
     due = envelope.delivery.sla_due if envelope.delivery else None
     due = due or conv.get("sla_due_at")
+    owed = promises_owed(reader, context.get("promises"), now)
     why = (
         why_you(reader, reason, now, agent_id=envelope.delivery.agent.id, others=others)
         if isinstance(reason, dict) and reason and envelope.delivery
@@ -328,6 +329,7 @@ def render_html(envelope: Envelope, delivery: Mapping[str, Any], *, with_marker:
                 (w("tags_label"), _e(", ".join(conv.get("tags") or []))),
                 (w("language"), _e(conv.get("language"))),
                 (w("why_you"), _e(why) if why else None),
+                (w("promised"), "<br>".join(_e(x) for x in owed) or None),
                 (w("note"), _e(delivery.get("note")) if delivery.get("note") else None),
             ]
         )

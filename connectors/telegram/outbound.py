@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from router.agenttext import Reader, why_you
+from router.agenttext import Reader, promises_owed, why_you
 from router.envelope import Attachment, Delivery, Envelope
 
 MAX_TEXT = 4096  # Telegram's limit for one message's text
@@ -159,6 +159,7 @@ def card(envelope: Envelope, delivery: Delivery, now: datetime) -> str:
         others = ctx.get("other_conversations") or []
         why = why_you(reader, reason, now, agent_id=delivery.agent.id, others=others)
         lines.append(f"{w('why_you')}: {why}")
+    lines.extend(promises_owed(reader, ctx.get("promises"), now))
     if delivery.note:
         lines.append(f"{w('note')}: {delivery.note}")
     others = ctx.get("other_conversations") or []

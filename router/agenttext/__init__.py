@@ -11,6 +11,6 @@ and Spanish; any other language reads English.
 from __future__ import annotations
 
 from router.agenttext.reader import Reader
-from router.agenttext.reasons import why_you
+from router.agenttext.reasons import promises_owed, why_you
 
-__all__ = ["Reader", "why_you"]
+__all__ = ["Reader", "promises_owed", "why_you"]

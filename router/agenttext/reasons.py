@@ -56,3 +56,14 @@ def why_you(
     if rule == "overflow_after":
         return reader.word("why.overflow_after", from_=reason.get("from"), to=reason.get("to"))
     return " ".join(str(reason.get(k) or "") for k in ("rule", "detail")).replace("_", " ").strip()
+
+
+def promises_owed(reader: Reader, promises: Any, now: datetime) -> list[str]:
+    """The open promises of a delivery's context (`context.promises`), one line each:
+    what is still owed and by when, in the agent's words and zone."""
+    lines = []
+    for p in promises if isinstance(promises, list) else ():
+        if isinstance(p, Mapping) and p.get("state") == "open":
+            when = reader.moment(str(p.get("due") or ""), now)
+            lines.append(reader.word("promise_open", id=p.get("id"), when=when, text=p.get("text")))
+    return lines

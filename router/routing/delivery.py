@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from router.agenttext import Reader, why_you
+from router.agenttext import Reader, promises_owed, why_you
 from router.config import AgentConfig
 from router.envelope import (
     Attachment,
@@ -435,6 +435,7 @@ def summary(
         lines.append(
             w("not_reached", channel=conv["channel"], when=since, detail=unreachable["detail"])
         )
+    lines.extend(promises_owed(reader, context.get("promises"), now))
     if note:
         lines.append(f"{w('note')}: {note}")
     lines.append("")

@@ -125,3 +125,19 @@ def test_every_language_has_every_word_with_the_same_placeholders() -> None:
         assert words.keys() == english.keys(), language
         for key, text in words.items():
             assert fields(text) == fields(english[key]), (language, key)
+
+
+def test_open_promises_are_listed_in_the_agent_s_words_and_zone() -> None:
+    from router.agenttext import promises_owed
+
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    promises = [
+        {"id": 4, "text": "call back", "due": "2026-03-02T16:00:00+00:00", "state": "open"},
+        {"id": 5, "text": "send it", "due": "2026-03-02T12:00:00+00:00", "state": "kept"},
+    ]
+    madrid = Reader.of("es", "Europe/Madrid")
+    assert promises_owed(madrid, promises, now) == ["Prometido (#4), para 17:00: call back"]
+    assert promises_owed(Reader.of("en", "UTC"), promises, now) == [
+        "Promised (#4), due 4:00\u202fPM: call back"
+    ]
+    assert promises_owed(madrid, None, now) == []

@@ -388,6 +388,8 @@ async def test_after_a_transfer_the_new_owner_sees_it_and_is_reminded(run: Run) 
         other,
         "open",
     )
+    # The text the new owner reads (mail, Telegram, a webhook's `text`) says it too.
+    assert "Promised (#" in assigned.text and ": call back" in assigned.text
     await run.step(at="2026-03-02T16:30:00+00:00")
     assert len(deliveries(run, other, "promise_due")) == 1
     assert deliveries(run, owner, "promise_due") == []
