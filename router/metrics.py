@@ -27,19 +27,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from router import __version__
+from router.store.schema import AGENT_STATUSES, INCIDENT_KINDS
 
 # A `_created` series beside every counter doubles the series for a value nobody
 # graphs (the process start time says when counters began).
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-AGENT_STATUSES = ("available", "away", "offline")
-INCIDENT_KINDS = (
-    "complaint",
-    "sla_breach",
-    "bad_satisfaction",
-    "delivery_failure",
-    "callback_unreached",
-)
 MESSAGE_KINDS = ("message", "reply", "call", "command", "timer")
 SEND_RESULTS = ("sent", "retry", "failed")
 RELOAD_RESULTS = ("ok", "invalid", "failed")

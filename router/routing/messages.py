@@ -21,8 +21,7 @@ from router.routing.conversations import open_conversation
 from router.routing.delivery import REPLY_CONTEXT, UNREACHABLE, deliver, to_customer
 from router.routing.identity import IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
-from router.routing.templates import render, template_language
-from router.routing.timers import promise_fields, satisfaction_answer, schedule_sla, sla_due
+from router.routing.timers import customer_text, satisfaction_answer, schedule_sla, sla_due
 from router.store import routing as db
 
 
@@ -307,19 +306,7 @@ async def acknowledge(
     template = channel.acknowledge if channel is not None else None
     if template is None or template not in ctx.config.templates:
         return None
-    default = ctx.config.routing.default_language
-    language = template_language(
-        ctx.config.templates, template, conv.language or default, default_language=default
-    )
-    used, text = render(
-        ctx.config.templates,
-        template,
-        language,
-        default_language=default,
-        customer_name=cust.display_name or "",
-        conversation_ref=conv.ref or "",
-        **promise_fields(ctx, conv.channel, language, unit.now, due),
-    )
+    used, text = customer_text(ctx, conv, cust.display_name or "", template, unit.now, due)
     ack = await to_customer(
         ctx, unit, conv, text, purpose="ack", auto=True, template=template, language=used
     )

@@ -65,6 +65,31 @@ def promise_fields(
     }
 
 
+def customer_text(
+    ctx: Routing,
+    conv: Any,
+    customer_name: str,
+    template: str,
+    now: datetime,
+    due: datetime | None,
+) -> tuple[str, str]:
+    """A customer template rendered for `conv` (its language, else the default): the
+    language used and the text, with the name, reference and the fields that say when."""
+    default = ctx.config.routing.default_language
+    language = template_language(
+        ctx.config.templates, template, conv.language or default, default_language=default
+    )
+    return render(
+        ctx.config.templates,
+        template,
+        language,
+        default_language=default,
+        customer_name=customer_name,
+        conversation_ref=conv.ref or "",
+        **promise_fields(ctx, conv.channel, language, now, due),
+    )
+
+
 async def schedule_sla(ctx: Routing, unit: Unit, conv: Any, start: datetime, due: datetime) -> None:
     warning = sla_warning_at(ctx, conv.channel, start, due)
     base = f"{conv.id}:{start.isoformat()}"
@@ -219,21 +244,8 @@ async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
     sla = ctx.config.sla
     if sla.warning_template and sla.warning_template in ctx.config.templates:
         cust = await db.customer(unit.conn, conv.customer_id)
-        default = ctx.config.routing.default_language
-        language = template_language(
-            ctx.config.templates,
-            sla.warning_template,
-            conv.language or default,
-            default_language=default,
-        )
-        used, text = render(
-            ctx.config.templates,
-            sla.warning_template,
-            language,
-            default_language=default,
-            customer_name=cust.display_name or "",
-            conversation_ref=conv.ref or "",
-            **promise_fields(ctx, conv.channel, language, unit.now, conv.sla_due_at),
+        used, text = customer_text(
+            ctx, conv, cust.display_name or "", sla.warning_template, unit.now, conv.sla_due_at
         )
         await to_customer(
             ctx,

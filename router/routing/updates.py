@@ -25,7 +25,6 @@ from router.routing import standing, timers
 from router.routing.context import Routing, Unit
 from router.routing.delivery import to_customer
 from router.routing.language import primary
-from router.routing.templates import render, template_language
 from router.store import routing as db
 
 UPDATE_TIMER = "update"
@@ -103,17 +102,8 @@ async def _message(ctx: Routing, unit: Unit, conv: Any) -> dict[str, Any]:
     due = conv.sla_due_at if conv.sla_due_at and conv.sla_due_at > unit.now else None
     template = (ctx.channels[conv.channel]).update_template
     if template is not None and template in ctx.config.templates:
-        language = template_language(
-            ctx.config.templates, template, language, default_language=default
-        )
-        used, text = render(
-            ctx.config.templates,
-            template,
-            language,
-            default_language=default,
-            customer_name=cust.display_name or "",
-            conversation_ref=conv.ref or "",
-            **timers.promise_fields(ctx, conv.channel, language, unit.now, due),
+        used, text = timers.customer_text(
+            ctx, conv, cust.display_name or "", template, unit.now, due
         )
     else:
         used = "es" if primary(language) == "es" else "en"
