@@ -8,6 +8,8 @@ credential.
   The password is checked against the scrypt hash (constant-time compare); a
   credential that passed is remembered by a keyed digest for a while, so a page
   refreshing every few seconds costs one scrypt check, not one per refresh.
+- Too many wrong credentials from one address (`FAILURES_PER_MINUTE`): 429 with
+  Retry-After until the minute passes, without a scrypt check.
 - The store unavailable: 503 with the reason.
 """
 
@@ -45,6 +47,11 @@ REMEMBER_SECONDS = 300.0  # a credential that passed is trusted this long withou
 REMEMBERED = 32  # credentials remembered at most (a few supervisors, a few browsers)
 CHECKS_AT_ONCE = 2  # scrypt checks running at once; more callers wait (bounds CPU)
 MAX_HEADER = 1024
+# Wrong credentials from one address: after this many in a minute it is answered 429
+# until the minute passes, without a scrypt check (guessing is slow and costs us nothing).
+FAILURES_PER_MINUTE = 20
+FAILURE_WINDOW = 60.0
+FAILING_PEERS = 1024  # addresses remembered at most
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -61,6 +68,25 @@ class Gate:
         self._key = secrets.token_bytes(32)  # digests of passed credentials, this process only
         self._passed: OrderedDict[bytes, float] = OrderedDict()
         self._checks = asyncio.Semaphore(CHECKS_AT_ONCE)
+        self._failures: OrderedDict[str, list[float]] = OrderedDict()
+
+    def blocked(self, peer: str | None) -> float | None:
+        """Seconds until `peer` may try again after too many wrong credentials (None: now)."""
+        times = self._recent(peer)
+        if len(times) < FAILURES_PER_MINUTE:
+            return None
+        return max(1.0, times[0] + FAILURE_WINDOW - time.monotonic())
+
+    def failed(self, peer: str | None) -> None:
+        key = peer or "?"
+        self._failures[key] = [*self._recent(peer), time.monotonic()][-FAILURES_PER_MINUTE:]
+        self._failures.move_to_end(key)
+        while len(self._failures) > FAILING_PEERS:
+            self._failures.popitem(last=False)
+
+    def _recent(self, peer: str | None) -> list[float]:
+        now = time.monotonic()
+        return [t for t in self._failures.get(peer or "?", ()) if now - t < FAILURE_WINDOW]
 
     async def allows(self, header: str | None, config: SupervisorConfig) -> bool:
         assert config.password_hash is not None
@@ -120,8 +146,16 @@ def add_status_routes(
         if config.password_hash is None or not config.password_hash.known:
             return config, web.Response(status=404, text=OFF + "\n", headers=HEADERS)
         given = request.headers.get("Authorization")
+        wait = gate.blocked(request.remote)
+        if wait is not None:
+            return config, web.Response(
+                status=429,
+                text=f"too many wrong credentials from this address; try again in {wait:.0f} s\n",
+                headers={**HEADERS, "Retry-After": str(int(wait) + 1)},
+            )
         if not await gate.allows(given, config):
             if given:  # (a browser's first request carries none: nothing to say)
+                gate.failed(request.remote)
                 log.warning("status: credential refused", peer=request.remote, path=request.path)
             return config, web.Response(
                 status=401,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import aiohttp
 
+from router.status.web import FAILURES_PER_MINUTE
 from tests.harness.common import eventually
 from tests.router.status.floor import PASSWORD, REFUSED, busy_floor
 
@@ -110,3 +111,14 @@ async def test_the_last_reload_and_its_result_are_shown(tmp_path: Path) -> None:
         _, _, html = await get(floor.base + "/status", auth)
         assert '<body data-refresh="60">' in html  # the new config is used
         assert '<span class="good">ok</span> at' in html
+
+
+async def test_guessing_from_one_address_is_answered_429_without_a_check(tmp_path: Path) -> None:
+    async with busy_floor(tmp_path) as floor:
+        for _ in range(FAILURES_PER_MINUTE):
+            status, _, _ = await get(floor.base + "/status", basic("supervisor", "guess"))
+            assert status == 401
+        # Now even the right password waits for the minute to pass: nothing is checked.
+        status, headers, text = await get(floor.base + "/status", basic("supervisor", PASSWORD))
+        assert status == 429 and "too many wrong credentials" in text
+        assert 1 <= int(headers["Retry-After"]) <= 61
