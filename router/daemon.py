@@ -295,6 +295,31 @@ class Daemon:
             assert spec.factory is not None
             self._connectors.append((name, spec.factory(name, settings, services)))
 
+    def _topics_of(self, config: Config) -> frozenset[str]:
+        """Every topic `config` writes to: inbound, dead letters, each channel's outbound,
+        and the agents' tools (one topic per sink channel or type)."""
+        return frozenset(
+            [self.topics.inbound, self.topics.dlq]
+            + [self.topics.outbound(c.name) for c in config.channels]
+            + [self.topics.agent(a.sink.channel or a.sink.type) for a in config.agents]
+        )
+
+    async def _make_topics(self, config: Config) -> None:
+        """Topics a reloaded config adds (a channel its connectors' process runs now, a new
+        sink): made now, so its outputs are published rather than dead-lettered."""
+        new = self._topics_of(config) - self._topics_made
+        if not new or self.bus is None:
+            return
+        try:
+            await self.bus.ensure_topics(sorted(new))
+        except Exception as exc:  # the bus: its outputs wait in the outbox, dead-lettered
+            log.warning(
+                "topics of the reloaded config not made", topics=sorted(new), error=_why(exc)
+            )
+            return
+        self._topics_made |= new
+        log.info("topics made for the reloaded config", topics=sorted(new))
+
     def _opens_at(self, channel: str, now: datetime) -> datetime:
         """The channel's next open moment by the current config's business hours."""
         return next_open(hours_of(self.config, channel), now)
@@ -303,12 +328,7 @@ class Daemon:
         assert self.store is not None
         self.bus = open_bus(self.config)
         await self.bus.start()
-        self._topics_made = frozenset(
-            [self.topics.inbound, self.topics.dlq]
-            + [self.topics.outbound(c.name) for c in self.config.channels]
-            # Agents' tools: where deliveries go (one topic per sink channel or type).
-            + sorted({self.topics.agent(a.sink.channel or a.sink.type) for a in self.config.agents})
-        )
+        self._topics_made = self._topics_of(self.config)
         await self.bus.ensure_topics(sorted(self._topics_made))
         self._know()
         if self._wanted(ROUTER):
@@ -585,6 +605,7 @@ class Daemon:
             # Rows for new agents first; if the store fails, this raises, nothing swapped.
             await self.engine.configure(new, now_utc())
         self.config = new
+        await self._make_topics(new)
         self._sinks.clear()  # in place: the connectors hold this mapping
         self._sinks.update(sinks_of(new))
         self._queues[:] = queues_of(new)
