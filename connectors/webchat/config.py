@@ -7,9 +7,16 @@ from datetime import timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, ValidationInfo, field_validator, model_validator
 
-from router.config.types import Duration, Name, Secret, Section, check_secret_chars
+from router.config.types import (
+    Duration,
+    Name,
+    Secret,
+    Section,
+    check_secret_chars,
+    require_secret,
+)
 
 MIN_SECRET_CHARS = 16
 MIN_CONTRAST = 4.5  # WCAG AA for normal text
@@ -146,9 +153,11 @@ class WebchatChannelConfig(Section):
     )
 
     @model_validator(mode="after")
-    def _keys(self) -> WebchatChannelConfig:
-        # Required by the running connector (it refuses to start without it), not here:
-        # a config naming the channel before its key exists still loads.
+    def _keys(self, info: ValidationInfo) -> WebchatChannelConfig:
+        # An enabled chat needs its session key (`check` says so, not only the start); a
+        # disabled one, or a command that starts no channel, may name it before it exists.
+        if (info.context or {}).get("channel_enabled", True) is not False:
+            require_secret(self, "session_key", "the chat signs its visitors' sessions with it")
         for name in ("session_key", "previous_session_key", "identity_secret"):
             check_secret_chars(self, name, MIN_SECRET_CHARS, "the key")
         return self

@@ -455,9 +455,15 @@ def test_unknown_channel_type_lists_the_known_ones(registry):
     [
         ("  - {name: Support, type: webchat}\n", "channels[0].name", "not a valid name"),
         (
-            "  - {name: a, type: webchat}\n  - {name: a, type: webchat}\n",
+            "  - {name: a, type: webchat, enabled: false}\n"
+            "  - {name: a, type: webchat, enabled: false}\n",
             "channels[1].name",
             "duplicate name 'a' (also channels[0])",
+        ),
+        (
+            "  - {name: a, type: webchat}\n",
+            "channels[0].webchat.session_key",
+            "session_key or session_key_file is required",
         ),
         ("  - {name: a, type: webchat, settings: {}}\n", "channels[0].settings", "unknown key"),
         ("  - {name: a, type: webchat, email: {}}\n", "channels[0].email", "unknown key"),
