@@ -108,7 +108,7 @@ class WebchatChannelConfig(Section):
     session_key: Secret | None = Field(
         None,
         description="Key of the HMAC-SHA256 that signs visitors' session tokens"
-        f" (at least {MIN_SECRET_CHARS} characters); the channel does not start without it.",
+        f" (at least {MIN_SECRET_CHARS} characters); required when the channel is enabled.",
     )
     previous_session_key: Secret | None = Field(
         None,
