@@ -132,12 +132,20 @@ class Engine:
         """
         units: list[Unit] = []
         async with self.ctx.transaction() as conn:
+            # Dedupe: one query for the batch; its marks are written in one at the end.
+            seen = await self.store.processed_among(CONSUMER, [e.id for e in envelopes], conn=conn)
+            fresh: list[str] = []
             decided: list[list[Decision]] = []
             for e in envelopes:
                 if decided and self.store.writers_waiting:
                     break  # another writer (the clock's due timers) goes next; the rest after
                 units.append(Unit(conn, clock(), e.id))
-                decided.append(await self._apply(units[-1], e))
+                new = e.id not in seen  # a record seen earlier in this batch is a duplicate too
+                if new:
+                    seen.add(e.id)
+                    fresh.append(e.id)
+                decided.append(await self._apply(units[-1], e, new=new))
+            await self.store.mark_processed_all(CONSUMER, fresh, conn=conn)
         self._committed(units)
         return decided
 
@@ -146,11 +154,15 @@ class Engine:
         if kinds and self.on_incidents is not None:
             self.on_incidents(kinds)
 
-    async def _apply(self, unit: Unit, envelope: Envelope) -> list[Decision]:
+    async def _apply(
+        self, unit: Unit, envelope: Envelope, *, new: bool | None = None
+    ) -> list[Decision]:
+        """Apply one record in `unit`'s transaction. `new`: whether the caller found it not
+        yet processed (and notes it so itself); None: noted here, which tells."""
         ctx = self.ctx
-        # In the caller's transaction, which sees its own writes: a record seen
-        # earlier in the same batch is a duplicate too.
-        if not await self.store.mark_processed(CONSUMER, envelope.id, conn=unit.conn):
+        if new is None:
+            new = await self.store.mark_processed(CONSUMER, envelope.id, conn=unit.conn)
+        if not new:
             unit.decide(
                 "duplicate",
                 conversation_id=await self._subject(unit, envelope),

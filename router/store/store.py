@@ -25,7 +25,7 @@ of work ends. Other processes on the same file still queue on the busy timeout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Self
@@ -278,6 +278,46 @@ class Store:
         async with self._unit(conn) as c:
             inserted = (await c.execute(stmt)).first()
         return inserted is not None
+
+    async def processed_among(
+        self, consumer: str, envelope_ids: Sequence[str], *, conn: AsyncConnection
+    ) -> set[str]:
+        """Which of `envelope_ids` `consumer` has applied: a batch's dedupe in one query."""
+        if not envelope_ids:
+            return set()
+        stmt = select(processed.c.envelope_id).where(
+            processed.c.consumer == consumer, processed.c.envelope_id.in_(list(envelope_ids))
+        )
+        return {str(v) for v in (await conn.scalars(stmt)).all()}
+
+    async def mark_processed_all(
+        self, consumer: str, envelope_ids: Sequence[str], *, conn: AsyncConnection
+    ) -> None:
+        """Note that `consumer` applied each of `envelope_ids` (which `processed_among` found
+        new, in this transaction), in one statement. If another process noted one of them
+        meanwhile (PostgreSQL: it committed after our check), it raises a retriable
+        `StoreError`: the caller's transaction must roll back, or that record applies twice."""
+        if not envelope_ids:
+            return
+        now = utcnow()
+        stmt = (
+            self._insert(processed)
+            .values(
+                [
+                    {"consumer": consumer, "envelope_id": i, "processed_at": now}
+                    for i in envelope_ids
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
+            .returning(processed.c.envelope_id)
+        )
+        noted = len((await conn.execute(stmt)).all())
+        if noted != len(envelope_ids):
+            raise StoreError(
+                f"store: {len(envelope_ids) - noted} of {len(envelope_ids)} records were"
+                f" applied by another {consumer} meanwhile",
+                retriable=True,
+            )
 
     # --- connector checkpoints --------------------------------------------------------
 
