@@ -22,6 +22,7 @@ from pathlib import Path
 
 import structlog
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.blobs import BlobStore
 from router.bus import EmbeddedBus, KafkaBus
@@ -50,6 +51,8 @@ log = structlog.get_logger(__name__)
 ROUTER = "router"
 STOP_GRACE_SECONDS = 8.0
 CLOCK_SECONDS = 1.0
+# Past a timer's due time when the clock wakes for it (the event loop may wake a hair early).
+TIMER_SLACK_SECONDS = 0.005
 # How often the config file is checked for changes (None: only on SIGHUP).
 CONFIG_POLL_SECONDS = 2.0
 PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
@@ -391,35 +394,67 @@ class Daemon:
 
     async def _clock(self) -> None:
         """Once a second: due timers and shift starts; now and then the floor's metrics (queues,
-        agents, the outbox), consumer lag and pruning."""
-        assert self.engine is not None and self.outbox is not None
-        store = self.store
-        assert store is not None
-        ticks = -1
+        agents, the outbox), consumer lag and pruning. Between ticks it wakes when the next
+        timer is due, so a timer fires on time rather than up to a tick late."""
+        loop = asyncio.get_running_loop()
+        ticks = 0
+        next_tick = loop.time()
         while not self._stop.is_set():
-            ticks += 1
+            now = now_utc()
             try:
-                now = now_utc()
-                await self.engine.clock_tick(now)
-                # Every tick: timer events, and rows an earlier flush could not publish.
-                await self.engine.fire_due_timers(now)
-                await self.outbox.flush()
-                if ticks % FLOOR_EVERY_TICKS == 0:
-                    agent_ids = {a.id for a in self.config.agents}
-                    self.metrics.set_floor(await read_floor(store, now, agent_ids))
-                if ticks % PRUNE_EVERY_TICKS == 0:
-                    await self.outbox.prune(now)
-                if ticks % LAG_EVERY_TICKS == 0:
-                    for consume_loop in self._loops():
-                        lag = await consume_loop.lag()
-                        self.metrics.consumer_lag.labels(group=consume_loop.group).set(lag)
-                    self.metrics.set_unconsumed(await self._unconsumed_deliveries())
+                if loop.time() >= next_tick:
+                    next_tick = loop.time() + CLOCK_SECONDS
+                    await self._tick(now, ticks)
+                    ticks += 1
+                else:
+                    await self._fire(now)
+                wait = await self._until_due(next_tick - loop.time())
             except OmniError as exc:
                 log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
+                wait = next_tick - loop.time()
             try:
-                await asyncio.wait_for(self._stop.wait(), timeout=CLOCK_SECONDS)
+                await asyncio.wait_for(self._stop.wait(), timeout=max(wait, 0.0))
             except TimeoutError:
                 pass
+
+    async def _tick(self, now: datetime, ticks: int) -> None:
+        assert self.engine is not None and self.outbox is not None and self.store is not None
+        await self.engine.clock_tick(now)
+        await self._fire(now)
+        await self.outbox.flush()  # rows an earlier flush could not publish
+        if ticks % FLOOR_EVERY_TICKS == 0:
+            agent_ids = {a.id for a in self.config.agents}
+            self.metrics.set_floor(await read_floor(self.store, now, agent_ids))
+        if ticks % PRUNE_EVERY_TICKS == 0:
+            await self.outbox.prune(now)
+        if ticks % LAG_EVERY_TICKS == 0:
+            for consume_loop in self._loops():
+                lag = await consume_loop.lag()
+                self.metrics.consumer_lag.labels(group=consume_loop.group).set(lag)
+            self.metrics.set_unconsumed(await self._unconsumed_deliveries())
+
+    async def _fire(self, now: datetime) -> None:
+        """The timers that came due: their records written and leased in one turn at the
+        store, then published at once."""
+        engine = self.engine
+        assert engine is not None and self.outbox is not None
+
+        async def fire(conn: AsyncConnection) -> int:
+            return await engine.fire_due_timers(now, conn=conn)
+
+        await self.outbox.write_and_publish(fire, self.topics.inbound)
+
+    async def _until_due(self, until_tick: float) -> float:
+        """Seconds to sleep: to the next tick, or to the next timer's due time if sooner (a
+        timer already overdue, one the last pass had no room for, waits for the tick)."""
+        assert self.engine is not None
+        due = await self.engine.next_timer_due()
+        if due is None:
+            return until_tick
+        until_due = (due - now_utc()).total_seconds()
+        if until_due <= 0:
+            return until_tick
+        return min(until_tick, until_due + TIMER_SLACK_SECONDS)
 
     # -- metrics -----------------------------------------------------------
 

@@ -31,9 +31,10 @@ from router.routing.engine import Decision, Engine
 log = structlog.get_logger(__name__)
 
 # Records per store transaction in `handle_batch`. On SQLite the transaction holds
-# the write lock throughout, and the clock loop's and connectors' writes wait for
-# it (up to the store's 5 s lock timeout): 25 records take about 0.4 s (0.5 s at
-# most) on 2 cores; 50 took twice that for no measurable gain per record.
+# the write lock throughout: 25 records take about 0.4 s (0.5 s at most) on 2 cores;
+# 50 took twice that for no measurable gain per record. A writer of this process that
+# waits meanwhile (the clock's due timers, a connector's checkpoint) ends the batch
+# early and goes next (see `Engine.handle_batch`).
 CHUNK = 25
 
 
@@ -72,10 +73,11 @@ class InboundProcessor:
         return refusal(self._engine.ctx, envelope)
 
     async def handle_batch(self, records: Sequence[Record]) -> AsyncGenerator[Part, None]:
-        """Apply `records` in order, up to CHUNK valid envelopes per transaction.
+        """Apply `records` in order, up to CHUNK valid envelopes per transaction (fewer
+        when another writer waits for its turn).
 
-        Yields each run of records with True once it committed (logged and
-        counted), or with False for the consume loop to pass to `handle` one by
+        Yields each run of records, or each part of it, with True once it committed
+        (logged and counted), or with False for the consume loop to pass to `handle` one by
         one before the next run: an invalid envelope (dead-lettered there) or a
         run whose transaction failed (none of it committed).
         """
@@ -83,23 +85,28 @@ class InboundProcessor:
             if not envelopes:
                 yield run, False
                 continue
-            started = time.perf_counter()  # each record's routing time: its run's, to the commit
-            try:
-                decided = await self._engine.handle_batch(envelopes, now_utc)
-            except Exception as exc:  # whatever it was, each record gets its own chance
-                log.warning(
-                    "batch transaction failed; handling its records one by one",
-                    error=f"{type(exc).__name__}: {exc}",
-                    records=len(run),
-                )
-                yield run, False
-                continue
-            for record, envelope, decisions in zip(run, envelopes, decided, strict=True):
+            while envelopes:  # the engine may apply a first part only (another writer waits)
+                started = (
+                    time.perf_counter()
+                )  # each record's routing time: its part's, to the commit
                 try:
-                    self._report(record, envelope, decisions, started)
-                except Exception:  # committed already: a logging fault must not redo it
-                    log.exception("could not report decisions", record_id=envelope.id)
-            yield run, True
+                    decided = await self._engine.handle_batch(envelopes, now_utc)
+                except Exception as exc:  # whatever it was, each record gets its own chance
+                    log.warning(
+                        "batch transaction failed; handling its records one by one",
+                        error=f"{type(exc).__name__}: {exc}",
+                        records=len(run),
+                    )
+                    yield run, False
+                    break
+                done = len(decided)
+                for record, envelope, decisions in zip(run, envelopes, decided, strict=False):
+                    try:
+                        self._report(record, envelope, decisions, started)
+                    except Exception:  # committed already: a logging fault must not redo it
+                        log.exception("could not report decisions", record_id=envelope.id)
+                yield run[:done], True
+                run, envelopes = run[done:], envelopes[done:]
 
     def _report(
         self, record: Record, envelope: Envelope, decisions: list[Decision], started: float

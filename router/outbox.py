@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.bus.base import Bus, Topics
 from router.dlq import DeadLetter, dead_letter
@@ -97,11 +98,38 @@ class OutboxPublisher:
                 now = now_utc()
                 async with self._store.transaction() as conn:
                     rows = await db.claim_unsent(conn, BATCH, now, now + LEASE)
-                blocked: set[tuple[str, bytes]] = set()
-                for start in range(0, len(rows), STEP):
-                    await self._step(rows[start : start + STEP], blocked, result)
+                blocked = await self._publish_rows(rows, result)
                 if blocked or len(rows) < BATCH:
                     break
+        self._report(result)
+        return result
+
+    async def write_and_publish(
+        self, write: Callable[[AsyncConnection], Awaitable[int]], topic: str
+    ) -> int:
+        """Run `write` and lease `topic`'s unsent rows in ONE transaction, then publish them;
+        `write`'s count. For the clock: its timer records (on the inbound topic) take one
+        turn at the store and go out on time, not behind the outputs a backlog left."""
+        now = now_utc()
+        async with self._store.transaction() as conn:
+            written = await write(conn)
+            rows = await db.claim_unsent(conn, BATCH, now, now + LEASE, topic=topic)
+        if rows:
+            result = FlushResult()
+            # After a flush in flight: an older row of a key it holds must go out first.
+            async with self._lock:
+                await self._publish_rows(rows, result)
+            self._report(result)
+        return written
+
+    async def _publish_rows(self, rows: Sequence[Any], result: FlushResult) -> bool:
+        """Publish leased rows a step at a time; True if the bus held some back."""
+        blocked: set[tuple[str, bytes]] = set()
+        for start in range(0, len(rows), STEP):
+            await self._step(rows[start : start + STEP], blocked, result)
+        return bool(blocked)
+
+    def _report(self, result: FlushResult) -> None:
         if result.errors:
             log.warning(
                 "outbox rows wait for the bus",
@@ -109,7 +137,6 @@ class OutboxPublisher:
                 published=result.published,
                 error=result.errors[0],
             )
-        return result
 
     async def prune(self, now: datetime) -> int:
         """Delete rows published more than KEEP_SENT ago, a bounded batch at a time."""

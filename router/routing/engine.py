@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
@@ -119,7 +120,10 @@ class Engine:
     async def handle_batch(
         self, envelopes: Sequence[Envelope], clock: Callable[[], datetime]
     ) -> list[list[Decision]]:
-        """Apply records in order in ONE transaction: all of them, or none if it raises.
+        """Apply records in order in ONE transaction: a first part of them (at least one),
+        or none if it raises. It ends early when another writer of this process waits for
+        its turn (SQLite: the transaction holds the write lock), so a batch never makes the
+        clock's due timers wait; the caller applies the rest in the next call.
 
         Each record is applied as `handle` would, at its own time (`clock()`, read
         when its turn comes), as when handled one by one: queue positions and timer
@@ -128,10 +132,20 @@ class Engine:
         """
         units: list[Unit] = []
         async with self.ctx.transaction() as conn:
-            decided = []
+            # Dedupe: one query for the batch; its marks are written in one at the end.
+            seen = await self.store.processed_among(CONSUMER, [e.id for e in envelopes], conn=conn)
+            fresh: list[str] = []
+            decided: list[list[Decision]] = []
             for e in envelopes:
+                if decided and self.store.writers_waiting:
+                    break  # another writer (the clock's due timers) goes next; the rest after
                 units.append(Unit(conn, clock(), e.id))
-                decided.append(await self._apply(units[-1], e))
+                new = e.id not in seen  # a record seen earlier in this batch is a duplicate too
+                if new:
+                    seen.add(e.id)
+                    fresh.append(e.id)
+                decided.append(await self._apply(units[-1], e, new=new))
+            await self.store.mark_processed_all(CONSUMER, fresh, conn=conn)
         self._committed(units)
         return decided
 
@@ -140,11 +154,15 @@ class Engine:
         if kinds and self.on_incidents is not None:
             self.on_incidents(kinds)
 
-    async def _apply(self, unit: Unit, envelope: Envelope) -> list[Decision]:
+    async def _apply(
+        self, unit: Unit, envelope: Envelope, *, new: bool | None = None
+    ) -> list[Decision]:
+        """Apply one record in `unit`'s transaction. `new`: whether the caller found it not
+        yet processed (and notes it so itself); None: noted here, which tells."""
         ctx = self.ctx
-        # In the caller's transaction, which sees its own writes: a record seen
-        # earlier in the same batch is a duplicate too.
-        if not await self.store.mark_processed(CONSUMER, envelope.id, conn=unit.conn):
+        if new is None:
+            new = await self.store.mark_processed(CONSUMER, envelope.id, conn=unit.conn)
+        if not new:
             unit.decide(
                 "duplicate",
                 conversation_id=await self._subject(unit, envelope),
@@ -181,30 +199,40 @@ class Engine:
         agent_id = self.ctx.agent_of(envelope)
         return await agents.named_conversation(self.ctx, unit, envelope, agent_id)
 
-    async def fire_due_timers(self, now: datetime, limit: int = 200) -> int:
-        """Turn due timers into `timer` records on the inbound topic (via the outbox)."""
-        async with self.ctx.transaction() as conn:
-            rows = await db.claim_due_timers(conn, now, limit)
-            for row in rows:
-                conv = None
-                if row.conversation_id:
-                    conv = await db.conversation(conn, row.conversation_id)
-                env = Envelope(
-                    id=envelope_id("timer", row.key),
-                    kind="timer",
-                    direction="in",
-                    # Keyed like the conversation's messages: in order with them.
-                    channel=conv.channel if conv is not None else ROUTER_CHANNEL,
-                    channel_type=conv.channel_type if conv is not None else ROUTER_CHANNEL,
-                    thread_key=conv.thread_key if conv is not None else row.key,
-                    conversation_id=row.conversation_id,
-                    sender=Sender(address="omnirouter", role="system"),
-                    received_at=now,
-                    sent_at=row.due_at,
-                    meta={"timer": row.kind, "key": row.key, "payload": row.payload},
-                )
-                await db.add_outbox(conn, self.topics.inbound, env.bus_key(), encode(env), now)
+    async def fire_due_timers(
+        self, now: datetime, limit: int = 200, *, conn: AsyncConnection | None = None
+    ) -> int:
+        """Turn due timers into `timer` records on the inbound topic (via the outbox), in
+        the caller's transaction when given `conn`."""
+        if conn is None:
+            async with self.ctx.transaction() as own:
+                return await self.fire_due_timers(now, limit, conn=own)
+        rows = await db.claim_due_timers(conn, now, limit)
+        for row in rows:
+            conv = None
+            if row.conversation_id:
+                conv = await db.conversation(conn, row.conversation_id)
+            env = Envelope(
+                id=envelope_id("timer", row.key),
+                kind="timer",
+                direction="in",
+                # Keyed like the conversation's messages: in order with them.
+                channel=conv.channel if conv is not None else ROUTER_CHANNEL,
+                channel_type=conv.channel_type if conv is not None else ROUTER_CHANNEL,
+                thread_key=conv.thread_key if conv is not None else row.key,
+                conversation_id=row.conversation_id,
+                sender=Sender(address="omnirouter", role="system"),
+                received_at=now,
+                sent_at=row.due_at,
+                meta={"timer": row.kind, "key": row.key, "payload": row.payload},
+            )
+            await db.add_outbox(conn, self.topics.inbound, env.bus_key(), encode(env), now)
         return len(rows)
+
+    async def next_timer_due(self) -> datetime | None:
+        """When the next pending timer is due (None: none is pending)."""
+        async with self.store.transaction(readonly=True) as conn:
+            return await db.next_timer_due(conn)
 
     async def clock_tick(self, now: datetime) -> list[Decision]:
         """Drain queues for agents whose shift just started (capacity appeared)."""

@@ -793,13 +793,21 @@ async def amend_outbox(conn: AsyncConnection, row_id: int, value: bytes) -> None
 
 
 async def claim_unsent(
-    conn: AsyncConnection, limit: int, now: datetime, lease_until: datetime
+    conn: AsyncConnection,
+    limit: int,
+    now: datetime,
+    lease_until: datetime,
+    *,
+    topic: str | None = None,
 ) -> list[Row]:
-    """The oldest unsent rows nobody holds a live lease on, leased to the caller."""
+    """The oldest unsent rows (of `topic`, if given) nobody holds a live lease on, leased
+    to the caller."""
     free = sa.or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until < now)
     stmt = (
         sa.select(outbox).where(outbox.c.sent_at.is_(None), free).order_by(outbox.c.id).limit(limit)
     )
+    if topic is not None:
+        stmt = stmt.where(outbox.c.topic == topic)
     if conn.dialect.name == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     rows = list((await conn.execute(stmt)).all())

@@ -13,12 +13,19 @@ transactions that start with `BEGIN IMMEDIATE` so two writers queue on the
 lock instead of failing on a stale snapshot. Read-only units of work
 (`transaction(readonly=True)`) start a deferred transaction and never wait for
 writers.
+
+Writers in one process take turns on SQLite's write lock in arrival order
+(`_turns`): SQLite's own busy wait polls with growing sleeps, so a writer that
+commits and at once begins again (the consume loop under a backlog) kept the
+lock for seconds while another (the clock loop's due timers) slept through
+each short gap. Now a waiting writer gets the lock as soon as the current unit
+of work ends. Other processes on the same file still queue on the busy timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Self
@@ -62,7 +69,7 @@ async def open_store(url: str, *, migrate: bool = True, lock_timeout: float = 5.
                 f"store: cannot create the directory {str(path.parent)!r} for {parsed.safe}: {exc}",
                 retriable=False,
             ) from exc
-    store = Store(_create_engine(parsed, lock_timeout), parsed)
+    store = Store(_create_engine(parsed, lock_timeout), parsed, lock_timeout=lock_timeout)
     if migrate:
         try:
             await store.migrate()
@@ -77,10 +84,15 @@ class Store:
 
     PING_TIMEOUT = 2.0  # seconds
 
-    def __init__(self, engine: AsyncEngine, url: StoreURL) -> None:
+    def __init__(self, engine: AsyncEngine, url: StoreURL, *, lock_timeout: float = 5.0) -> None:
         self._engine = engine
         self._url = url
         self._closed = False
+        self._lock_timeout = lock_timeout
+        # SQLite: this process's writers, one at a time, first come first served (an
+        # asyncio.Lock hands itself to the longest waiter, even when its holder asks again).
+        self._turns = asyncio.Lock() if url.backend == "sqlite" else None
+        self._waiting = 0  # writers waiting for their turn
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -156,14 +168,46 @@ class Store:
         """
         if self._closed:
             raise StoreError("store: closed", retriable=False)
+        async with self._turn(readonly):
+            try:
+                async with self._engine.connect() as conn:
+                    if readonly:
+                        await conn.execution_options(
+                            **{_READONLY: True, "postgresql_readonly": True}
+                        )
+                    async with conn.begin():
+                        yield conn
+            except (SQLAlchemyError, OSError) as exc:
+                raise wrap(exc) from exc
+
+    @asynccontextmanager
+    async def _turn(self, readonly: bool) -> AsyncIterator[None]:
+        """A writer's turn on SQLite's write lock (readers and PostgreSQL need none)."""
+        turns = self._turns
+        if turns is None or readonly:
+            yield
+            return
+        self._waiting += 1
         try:
-            async with self._engine.connect() as conn:
-                if readonly:
-                    await conn.execution_options(**{_READONLY: True, "postgresql_readonly": True})
-                async with conn.begin():
-                    yield conn
-        except (SQLAlchemyError, OSError) as exc:
-            raise wrap(exc) from exc
+            async with asyncio.timeout(self._lock_timeout):
+                await turns.acquire()
+        except TimeoutError:
+            # As SQLite's busy timeout would have said: the lock may free up, try again.
+            raise StoreError(
+                f"store: waited {self._lock_timeout:g}s for a turn to write", retriable=True
+            ) from None
+        finally:
+            self._waiting -= 1
+        try:
+            yield
+        finally:
+            turns.release()
+
+    @property
+    def writers_waiting(self) -> int:
+        """Units of work in this process waiting for their turn to write (SQLite): a long
+        one (a batch) should end early and let them in."""
+        return self._waiting
 
     @asynccontextmanager
     async def _unit(
@@ -234,6 +278,46 @@ class Store:
         async with self._unit(conn) as c:
             inserted = (await c.execute(stmt)).first()
         return inserted is not None
+
+    async def processed_among(
+        self, consumer: str, envelope_ids: Sequence[str], *, conn: AsyncConnection
+    ) -> set[str]:
+        """Which of `envelope_ids` `consumer` has applied: a batch's dedupe in one query."""
+        if not envelope_ids:
+            return set()
+        stmt = select(processed.c.envelope_id).where(
+            processed.c.consumer == consumer, processed.c.envelope_id.in_(list(envelope_ids))
+        )
+        return {str(v) for v in (await conn.scalars(stmt)).all()}
+
+    async def mark_processed_all(
+        self, consumer: str, envelope_ids: Sequence[str], *, conn: AsyncConnection
+    ) -> None:
+        """Note that `consumer` applied each of `envelope_ids` (which `processed_among` found
+        new, in this transaction), in one statement. If another process noted one of them
+        meanwhile (PostgreSQL: it committed after our check), it raises a retriable
+        `StoreError`: the caller's transaction must roll back, or that record applies twice."""
+        if not envelope_ids:
+            return
+        now = utcnow()
+        stmt = (
+            self._insert(processed)
+            .values(
+                [
+                    {"consumer": consumer, "envelope_id": i, "processed_at": now}
+                    for i in envelope_ids
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
+            .returning(processed.c.envelope_id)
+        )
+        noted = len((await conn.execute(stmt)).all())
+        if noted != len(envelope_ids):
+            raise StoreError(
+                f"store: {len(envelope_ids) - noted} of {len(envelope_ids)} records were"
+                f" applied by another {consumer} meanwhile",
+                retriable=True,
+            )
 
     # --- connector checkpoints --------------------------------------------------------
 

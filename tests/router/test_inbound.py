@@ -191,6 +191,49 @@ async def test_a_batch_that_raises_leaves_nothing_behind(
         assert await count(engine.store, table) == 0, table
 
 
+async def test_a_batch_ends_early_when_another_writer_waits_its_turn(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = messages.customer_message
+    writers: list[asyncio.Task[None]] = []
+
+    async def write() -> None:  # the clock loop firing timers, say
+        async with engine.store.transaction() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def customer_message(ctx: Any, unit: Any, env: Envelope) -> None:
+        if not writers:  # a writer asks for its turn while the batch holds it
+            writers.append(asyncio.create_task(write()))
+            await eventually(lambda: engine.store.writers_waiting == 1, 2)
+        await real(ctx, unit, env)
+
+    monkeypatch.setattr(messages, "customer_message", customer_message)
+    batch = [chat("m1", "t1"), chat("m2", "t2"), chat("m3", "t3")]
+    decided = await engine.handle_batch(batch, lambda: T0)
+    assert len(decided) == 1  # the rest waits for the next call, after the writer
+    await asyncio.wait_for(writers[0], 2)
+    assert await count(engine.store, "processed") == 1
+    rest = await engine.handle_batch(batch[1:], lambda: T0)
+    assert len(rest) == 2 and "duplicate" not in [d.action for ds in rest for d in ds]
+    assert await count(engine.store, "processed") == 3
+
+
+async def test_a_record_another_router_applied_meanwhile_rolls_the_batch_back(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await engine.handle(chat("m1", "t1"), T0)
+    before = {t: await count(engine.store, t) for t in ("processed", "messages", "outbox")}
+
+    async def none_seen(*_args: Any, **_kw: Any) -> set[str]:
+        return set()  # as on PostgreSQL, when the other router commits after this check
+
+    monkeypatch.setattr(engine.store, "processed_among", none_seen)
+    with pytest.raises(StoreError, match="applied by another router") as raised:
+        await engine.handle_batch([chat("m2", "t2"), chat("m1", "t1")], lambda: T0)
+    assert raised.value.retriable  # handled one by one next, m1 is then a duplicate
+    assert {t: await count(engine.store, t) for t in before} == before
+
+
 async def test_each_record_of_a_batch_has_its_own_time(engine: Engine) -> None:
     times = iter([T0, T0.replace(second=1)])
     await engine.handle_batch([chat("m1", "t1"), chat("m2", "t2")], lambda: next(times))
