@@ -11,7 +11,7 @@ on 127.0.0.1:
   `send_message` loop (its default transport, no pacing) and the connector with
   the pacing switched off (what the pacing itself costs).
 
-Run: python bench/telegram.py [--updates 5000] [--sends 150] [--seconds 2]
+Run: python bench/telegram_bot.py [--updates 5000] [--sends 150] [--seconds 2]
 """
 
 from __future__ import annotations
