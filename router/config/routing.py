@@ -144,6 +144,16 @@ DEFAULT_COMPLAINT_KEYWORDS: dict[str, list[str]] = {
 }
 
 
+def vocabulary(
+    keywords: dict[str, list[str]], extra: dict[str, list[str]]
+) -> dict[str, tuple[str, ...]]:
+    """Keywords per language, the shipped (or given) ones then the extra ones, once each."""
+    out: dict[str, tuple[str, ...]] = {}
+    for lang in (*keywords, *extra):
+        out[lang] = tuple(dict.fromkeys([*keywords.get(lang, ()), *extra.get(lang, ())]))
+    return out
+
+
 # The shipped praise vocabulary: what customers say when they are pleased with the
 # service, not the "thanks" that ends every message ("thanks in advance").
 DEFAULT_PRAISE_KEYWORDS: dict[str, list[str]] = {
@@ -217,11 +227,7 @@ class PraiseConfig(Section):
 
     def vocabulary(self) -> dict[str, tuple[str, ...]]:
         """Every praise keyword per language: `keywords` plus `extra_keywords`."""
-        out: dict[str, tuple[str, ...]] = {}
-        for lang in (*self.keywords, *self.extra_keywords):
-            words = [*self.keywords.get(lang, ()), *self.extra_keywords.get(lang, ())]
-            out[lang] = tuple(dict.fromkeys(words))
-        return out
+        return vocabulary(self.keywords, self.extra_keywords)
 
 
 class ComplaintsConfig(Section):
@@ -252,11 +258,7 @@ class ComplaintsConfig(Section):
 
     def vocabulary(self) -> dict[str, tuple[str, ...]]:
         """Every complaint keyword per language: `keywords` plus `extra_keywords`."""
-        out: dict[str, tuple[str, ...]] = {}
-        for lang in (*self.keywords, *self.extra_keywords):
-            words = [*self.keywords.get(lang, ()), *self.extra_keywords.get(lang, ())]
-            out[lang] = tuple(dict.fromkeys(words))
-        return out
+        return vocabulary(self.keywords, self.extra_keywords)
 
 
 class RoutingConfig(Section):

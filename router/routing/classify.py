@@ -99,6 +99,18 @@ def find_keyword(keywords: Iterable[str], folded_text: str) -> str | None:
     return None if found is None else phrases[" ".join(found.group(0).split())]
 
 
+def first_keyword(
+    vocabulary: Mapping[str, Iterable[str]], folded_text: str
+) -> tuple[str, str] | None:
+    """The first keyword of a vocabulary (per language) found in `folded_text`, and its
+    language; None when none is."""
+    for lang, keywords in vocabulary.items():
+        keyword = find_keyword(keywords, folded_text)
+        if keyword is not None:
+            return keyword, lang
+    return None
+
+
 def _same_language(language: str, wanted: Collection[str]) -> bool:
     return language in wanted or primary(language) in {primary(w) for w in wanted}
 
@@ -237,14 +249,11 @@ def classify(
             break
 
     complaints = routing.complaints
-    complaint = False
-    for lang, keywords in complaints.vocabulary().items():
-        keyword = find_keyword(keywords, msg.folded)
-        if keyword is not None:
-            complaint = True
-            reasons.append(f"complaint keyword {keyword!r} ({lang})")
-            break
-    if complaint:
+    found = first_keyword(complaints.vocabulary(), msg.folded)
+    complaint = found is not None
+    if found is not None:
+        keyword, lang = found
+        reasons.append(f"complaint keyword {keyword!r} ({lang})")
         skills[complaints.skill] = max(complaints.min_level, skills.get(complaints.skill, 0))
         raised = _raise_to(priority, complaints.priority)
         if raised != priority:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # A schedule that has been closed for this long will never open: a config problem.
 MAX_CLOSED_DAYS = 400
 
-_DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _ONE_DAY = timedelta(days=1)
 
 Interval = tuple[datetime, datetime]  # [start, end) in UTC
@@ -70,7 +70,7 @@ def _instant(day: date, at: time | None, tz: ZoneInfo) -> datetime:
 def _day_intervals(hours: BusinessHoursConfig, tz: ZoneInfo, day: date) -> list[Interval]:
     if day in hours.holidays:
         return []
-    ranges = hours.weekly.get(_DAY_NAMES[day.weekday()])  # type: ignore[call-overload]
+    ranges = hours.weekly.get(DAY_NAMES[day.weekday()])  # type: ignore[call-overload]
     if not ranges:
         return []
     out = []
@@ -108,6 +108,13 @@ def is_open(hours: BusinessHoursConfig | None, at: datetime) -> bool:
     if hours is None:
         return True
     return _is_open(hours, _zone(hours.timezone), _aware(at, "at"))
+
+
+def sla_zone(config: Config) -> str:
+    """The zone of the SLA clock's business hours (`sla.business_hours`), else UTC: where
+    "today" and "Monday 09:00" are read when no channel says otherwise."""
+    hours = config.business_hours.get(config.sla.business_hours or "")
+    return hours.timezone if hours is not None else "UTC"
 
 
 def hours_of(config: Config, channel: str) -> BusinessHoursConfig | None:

@@ -30,29 +30,25 @@ from zoneinfo import ZoneInfo
 from router.agenttext import Reader
 from router.config import Config
 from router.routing import first_contact
-from router.routing.classify import find_keyword, fold
+from router.routing.classify import first_keyword, fold
 from router.routing.context import Routing, Unit
 from router.routing.delivery import agent_timezone, deliver, notice
+from router.routing.hours import DAY_NAMES, sla_zone
 from router.store import routing as db
 
 DIGEST_TIMER = "praise_digest"
 WORDS_KEPT = 500  # of the customer's words, in the store and the delivery
 QUOTES_PER_AGENT = 3  # in the digest
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def praise_in(config: Config, text: str) -> str | None:
     """The praise keyword `text` reads as (None: none, or it also reads as a complaint)."""
     folded = fold(text)
     routing = config.routing
-    for keywords in routing.complaints.vocabulary().values():
-        if find_keyword(keywords, folded) is not None:
-            return None  # "great service until now, but this is unacceptable"
-    for keywords in routing.praise.vocabulary().values():
-        found = find_keyword(keywords, folded)
-        if found is not None:
-            return found
-    return None
+    if first_keyword(routing.complaints.vocabulary(), folded) is not None:
+        return None  # "great service until now, but this is unacceptable"
+    found = first_keyword(routing.praise.vocabulary(), folded)
+    return found[0] if found is not None else None
 
 
 def handler_of(conv: Any) -> str | None:
@@ -83,11 +79,12 @@ async def relay(
 
 def next_digest(config: Config, after: datetime) -> datetime:
     """The first digest moment strictly after `after`."""
-    hours = config.business_hours.get(config.sla.business_hours or "")
-    zone = ZoneInfo(hours.timezone) if hours is not None else UTC
+    zone = ZoneInfo(sla_zone(config))
     settings = config.routing.praise
     local = after.astimezone(zone)
-    day = local.date() + timedelta(days=(_DAYS.index(settings.digest_day) - local.weekday()) % 7)
+    day = local.date() + timedelta(
+        days=(DAY_NAMES.index(settings.digest_day) - local.weekday()) % 7
+    )
     at = datetime.combine(day, settings.digest_time, tzinfo=zone)
     if at <= after:
         at = datetime.combine(day + timedelta(days=7), settings.digest_time, tzinfo=zone)

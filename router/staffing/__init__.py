@@ -18,6 +18,7 @@ from pydantic import TypeAdapter, ValidationError
 from router.bus.base import Topics
 from router.config import Config
 from router.config.types import Duration
+from router.routing.hours import sla_zone
 from router.staffing import report
 from router.staffing.plan import StaffingError, inputs_for, plan
 from router.staffing.traffic import Traffic, read_traffic
@@ -30,9 +31,7 @@ _DURATION: TypeAdapter[timedelta] = TypeAdapter(Duration)
 
 def default_zone(config: Config) -> tzinfo:
     """The zone hours are read in: the SLA's business hours', else UTC."""
-    name = config.sla.business_hours
-    hours = config.business_hours.get(name) if name else None
-    return ZoneInfo(hours.timezone if hours else "UTC")
+    return ZoneInfo(sla_zone(config))
 
 
 async def run_staffing(

@@ -26,7 +26,7 @@ from router.connector import ConnectorSpec
 from router.routing import first_contact
 from router.routing.assign import agent_views
 from router.routing.context import Routing
-from router.routing.hours import changes
+from router.routing.hours import changes, sla_zone
 from router.routing.queueing import LEVEL_NAMES
 from router.status import queries
 from router.store import Store
@@ -155,10 +155,7 @@ class Status:
 
 def zone_of(config: Config) -> str:
     """The page's time zone: the supervisor's, else the SLA clock's, else UTC."""
-    if config.supervisor.timezone:
-        return config.supervisor.timezone
-    hours = config.business_hours.get(config.sla.business_hours or "")
-    return hours.timezone if hours is not None else "UTC"
+    return config.supervisor.timezone or sla_zone(config)
 
 
 async def take_floor(
