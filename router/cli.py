@@ -270,17 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     inc = sub.add_parser("incidents", help="list the incident register (newest first)")
     inc.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (for the store)")
     inc.add_argument("--json", action="store_true", help="one JSON object per line")
-    inc.add_argument(
-        "--kind",
-        choices=[
-            "complaint",
-            "sla_breach",
-            "bad_satisfaction",
-            "delivery_failure",
-            "callback_unreached",
-            "broken_promise",
-        ],
-    )
+    from router.store.schema import INCIDENT_KINDS  # the register's own list
+
+    inc.add_argument("--kind", choices=INCIDENT_KINDS)
     inc.add_argument("--limit", type=int, default=100)
 
     imp = sub.add_parser("import-customers", help="import known customers from CSV or YAML")
