@@ -883,7 +883,9 @@ async def router_e2e(
         await bus.ensure_topics([topics.inbound, topics.dlq, *outputs])
         await produce_all(bootstrap, topics.inbound, [(e.bus_key(), encode(e)) for e in envelopes])
         metrics = Metrics()
-        engine = Engine(config, store, topics)
+        # No connector runs here, so the agents' sink channel counts as unreachable and every
+        # conversation would only queue: route as `simulate` does, to measure assignment.
+        engine = Engine(config, store, topics, reachability=False)
         await engine.start(datetime.now(UTC))
         outbox = OutboxPublisher(store, bus, topics)
         processor = InboundProcessor(
@@ -1091,7 +1093,7 @@ async def store_memory(url: str, m: int, label: str) -> list[str]:
     store = await open_store(url)
     lines = []
     try:
-        engine = Engine(config, store, Topics(prefix="bench."))
+        engine = Engine(config, store, Topics(prefix="bench."), reachability=False)
         await engine.start(T0)
         half = len(envelopes) // 2
         await open_conversations(engine, envelopes[:half])  # warm-up: caches, pools
