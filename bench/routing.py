@@ -899,6 +899,7 @@ async def router_e2e(
             shapes[statement_shape(statement)] += 1
 
         sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
+        sa.event.listen(store.writer, "before_cursor_execute", count)  # the routing's units
         done = asyncio.Event()
         seen = 0
         first = last = 0.0

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import structlog
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.blobs import BlobStore
 from router.bus import EmbeddedBus, KafkaBus
@@ -44,6 +43,7 @@ from router.routing.hours import hours_of, next_open
 from router.status.snapshot import Reload, Runtime, Status, channel_lines, counted, take_floor
 from router.status.web import add_status_routes
 from router.store import Store, open_store
+from router.store.conn import Conn
 from router.store.floor import read_floor
 
 log = structlog.get_logger(__name__)
@@ -439,7 +439,7 @@ class Daemon:
         engine = self.engine
         assert engine is not None and self.outbox is not None
 
-        async def fire(conn: AsyncConnection) -> int:
+        async def fire(conn: Conn) -> int:
             return await engine.fire_due_timers(now, conn=conn)
 
         await self.outbox.write_and_publish(fire, self.topics.inbound)

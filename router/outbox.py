@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.bus.base import Bus, Topics
 from router.dlq import DeadLetter, dead_letter
@@ -35,6 +34,7 @@ from router.envelope import now_utc
 from router.errors import BusError
 from router.store import Store
 from router.store import routing as db
+from router.store.conn import Conn
 
 log = structlog.get_logger(__name__)
 
@@ -81,8 +81,7 @@ class OutboxPublisher:
         """Take back the leases a previous run held when it died, so its rows go out now
         rather than when their leases expire. A lease only saves a duplicate publish: if
         another live process held one, the worst is a row published twice (same id)."""
-        async with self._store.transaction() as conn:
-            released = await db.release_all_claims(conn)
+        released = await self._store.work(db.release_all_claims)
         if released:
             log.info("outbox leases taken back", rows=released)
 
@@ -96,8 +95,9 @@ class OutboxPublisher:
         async with self._lock:
             while True:
                 now = now_utc()
-                async with self._store.transaction() as conn:
-                    rows = await db.claim_unsent(conn, BATCH, now, now + LEASE)
+                rows = await self._store.work(
+                    lambda conn: db.claim_unsent(conn, BATCH, now, now + LEASE)  # noqa: B023
+                )
                 blocked = await self._publish_rows(rows, result)
                 if blocked or len(rows) < BATCH:
                     break
@@ -105,15 +105,18 @@ class OutboxPublisher:
         return result
 
     async def write_and_publish(
-        self, write: Callable[[AsyncConnection], Awaitable[int]], topic: str
+        self, write: Callable[[Conn], Coroutine[object, object, int]], topic: str
     ) -> int:
         """Run `write` and lease `topic`'s unsent rows in ONE transaction, then publish them;
         `write`'s count. For the clock: its timer records (on the inbound topic) take one
         turn at the store and go out on time, not behind the outputs a backlog left."""
         now = now_utc()
-        async with self._store.transaction() as conn:
+
+        async def write_and_claim(conn: Conn) -> tuple[int, Sequence[Any]]:
             written = await write(conn)
-            rows = await db.claim_unsent(conn, BATCH, now, now + LEASE, topic=topic)
+            return written, await db.claim_unsent(conn, BATCH, now, now + LEASE, topic=topic)
+
+        written, rows = await self._store.work(write_and_claim)
         if rows:
             result = FlushResult()
             # After a flush in flight: an older row of a key it holds must go out first.
@@ -140,8 +143,9 @@ class OutboxPublisher:
 
     async def prune(self, now: datetime) -> int:
         """Delete rows published more than KEEP_SENT ago, a bounded batch at a time."""
-        async with self._store.transaction() as conn:
-            return await db.prune_outbox(conn, now - KEEP_SENT, PRUNE_BATCH)
+        return await self._store.work(
+            lambda conn: db.prune_outbox(conn, now - KEEP_SENT, PRUNE_BATCH)
+        )
 
     async def _step(
         self, rows: Sequence[Any], blocked: set[tuple[str, bytes]], result: FlushResult
@@ -175,13 +179,16 @@ class OutboxPublisher:
 
         await asyncio.gather(*(lane(k, records) for k, records in lanes.items()))
         now = now_utc()
-        async with self._store.transaction() as conn:
+
+        async def record(conn: Conn) -> None:
             if sent:
                 await db.mark_sent(conn, sent, now)
             for row_id, why in dead:
                 await db.mark_dead(conn, row_id, why, now)
             if unsent:
                 await db.release_claims(conn, unsent)
+
+        await self._store.work(record)
         result.published += len(sent)
         result.dead += len(dead)
         result.waiting += len(unsent)

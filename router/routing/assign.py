@@ -7,8 +7,6 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from router.routing import signals, standing
 from router.routing.board import REFRESH, AgentBoard
 from router.routing.choose import AgentView, Choice, Need, can_take, choose_agent
@@ -18,11 +16,12 @@ from router.routing.hours import on_shift
 from router.routing.overflow import cancel_overflow, schedule_overflow
 from router.routing.queueing import LEVEL_NAMES, queue_rank
 from router.store import routing as db
+from router.store.conn import Conn
 
 DRAIN_SCAN = 500  # waiting conversations considered per drain pass
 
 
-async def agent_views(ctx: Routing, conn: AsyncConnection, now: datetime) -> list[AgentView]:
+async def agent_views(ctx: Routing, conn: Conn, now: datetime) -> list[AgentView]:
     rows = await db.agent_rows(conn)
     load = await db.loads(conn)
     views = []

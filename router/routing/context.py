@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any, TypeVar
 
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
@@ -26,6 +23,9 @@ from router.routing.identity import (
 )
 from router.store import Store
 from router.store import routing as db
+from router.store.conn import Conn
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -55,7 +55,7 @@ class Decision:
 class Unit:
     """One record's unit of work: the connection, the clock, and what it decided."""
 
-    def __init__(self, conn: AsyncConnection, now: datetime, input_id: str) -> None:
+    def __init__(self, conn: Conn, now: datetime, input_id: str) -> None:
         self.conn = conn
         self.now = now
         self.input_id = input_id
@@ -109,13 +109,12 @@ class Routing:
         self.board: AgentBoard | None = None
         self.configure(config)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """The store's unit of work; if it fails, the board may hold changes that never
-        committed, so it is read again from the store."""
+    async def work(self, unit: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        """The store's unit of work, run in its writer thread (`Store.work`); if it fails,
+        the board may hold changes that never committed, so it is read again from the
+        store."""
         try:
-            async with self.store.transaction() as conn:
-                yield conn
+            return await self.store.work(unit)
         except BaseException:
             self.board = None
             raise

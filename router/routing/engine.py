@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from router.bus.base import Topics
 from router.config import AgentConfig, Config
@@ -42,6 +41,7 @@ from router.routing.hours import on_shift
 from router.routing.queueing import queue_rank
 from router.store import Store
 from router.store import routing as db
+from router.store.conn import Conn
 
 log = structlog.get_logger(__name__)
 
@@ -105,17 +105,23 @@ class Engine:
             self.ctx.signing_key = stored.encode()
 
     async def _ensure_agents(self, config: Config, now: datetime) -> None:
-        async with self.ctx.transaction() as conn:
+        async def ensure(conn: Conn) -> None:
             await db.ensure_agents(conn, {a.id: a.status for a in config.agents}, now)
             await praise.schedule_digest(self.ctx, conn, now)
 
+        await self.ctx.work(ensure)
+
     async def handle(self, envelope: Envelope, now: datetime) -> list[Decision]:
         """Apply one record; idempotent by envelope id."""
-        async with self.ctx.transaction() as conn:
-            unit = Unit(conn, now, envelope.id)
-            decisions = await self._apply(unit, envelope)
+        unit = await self.ctx.work(
+            lambda conn: self._applied(Unit(conn, now, envelope.id), envelope)
+        )
         self._committed([unit])
-        return decisions
+        return unit.decisions
+
+    async def _applied(self, unit: Unit, envelope: Envelope) -> Unit:
+        await self._apply(unit, envelope)
+        return unit
 
     async def handle_batch(
         self, envelopes: Sequence[Envelope], clock: Callable[[], datetime]
@@ -130,24 +136,27 @@ class Engine:
         keys are built from it. With one time for the batch, conversations queued
         in it would tie, and wait in channel and thread order instead of arrival.
         """
-        units: list[Unit] = []
-        async with self.ctx.transaction() as conn:
+
+        async def batch(conn: Conn) -> list[Unit]:
+            units: list[Unit] = []
             # Dedupe: one query for the batch; its marks are written in one at the end.
             seen = await self.store.processed_among(CONSUMER, [e.id for e in envelopes], conn=conn)
             fresh: list[str] = []
-            decided: list[list[Decision]] = []
             for e in envelopes:
-                if decided and self.store.writers_waiting:
+                if units and self.store.writers_waiting:
                     break  # another writer (the clock's due timers) goes next; the rest after
                 units.append(Unit(conn, clock(), e.id))
                 new = e.id not in seen  # a record seen earlier in this batch is a duplicate too
                 if new:
                     seen.add(e.id)
                     fresh.append(e.id)
-                decided.append(await self._apply(units[-1], e, new=new))
+                await self._apply(units[-1], e, new=new)
             await self.store.mark_processed_all(CONSUMER, fresh, conn=conn)
+            return units
+
+        units = await self.ctx.work(batch)
         self._committed(units)
-        return decided
+        return [unit.decisions for unit in units]
 
     def _committed(self, units: Sequence[Unit]) -> None:
         kinds = [kind for unit in units for kind in unit.incidents]
@@ -200,13 +209,12 @@ class Engine:
         return await agents.named_conversation(self.ctx, unit, envelope, agent_id)
 
     async def fire_due_timers(
-        self, now: datetime, limit: int = 200, *, conn: AsyncConnection | None = None
+        self, now: datetime, limit: int = 200, *, conn: Conn | None = None
     ) -> int:
         """Turn due timers into `timer` records on the inbound topic (via the outbox), in
         the caller's transaction when given `conn`."""
         if conn is None:
-            async with self.ctx.transaction() as own:
-                return await self.fire_due_timers(now, limit, conn=own)
+            return await self.ctx.work(lambda own: self.fire_due_timers(now, limit, conn=own))
         rows = await db.claim_due_timers(conn, now, limit)
         for row in rows:
             conv = None
@@ -244,22 +252,30 @@ class Engine:
         self._on_shift = on
         if not started:
             return []
-        async with self.ctx.transaction() as conn:
+
+        async def shift_start(conn: Conn) -> Unit:
             unit = Unit(conn, now, f"shift:{now.isoformat()}")
             unit.decide("shift_start", reason={"agents": started})
             await drain(self.ctx, unit, started)
             await standing.notify(self.ctx, unit)
+            return unit
+
+        unit = await self.ctx.work(shift_start)
         self._committed([unit])
         return unit.decisions
 
     async def _rank_waiting_again(self) -> None:
         step = self.config.routing.aging_step
-        async with self.ctx.transaction() as conn:
+
+        async def rank(conn: Conn) -> dict[str, float]:
             ranks = {
                 row.id: queue_rank(row.priority, row.waiting_since, step)
                 for row in await db.waiting_positions(conn)
             }
             await db.set_queue_ranks(conn, ranks)
+            return ranks
+
+        ranks = await self.ctx.work(rank)
         self._rerank = False
         log.info("queue ranks recomputed for a new aging step", waiting=len(ranks))
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from router.store.conn import Conn
 from router.store.schema import (
     agent_load,
     agents,
@@ -37,6 +37,8 @@ from router.store.schema import (
     promises,
     timers,
 )
+from router.store.statements import built
+from router.store.statements import insert as dialect_insert
 
 # A result row (SQLAlchemy 2.1 types rows by their column tuple; these vary by query).
 Row = Any
@@ -79,55 +81,82 @@ def seeded_ids(seed: str) -> Iterator[None]:
         _draw.reset(token)
 
 
-def _insert(conn: AsyncConnection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+def _insert(conn: Conn, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    return dialect_insert(conn.dialect.name, table)
 
 
-def _locked(conn: AsyncConnection, stmt: sa.Select[Any]) -> sa.Select[Any]:
-    return stmt.with_for_update() if conn.dialect.name == "postgresql" else stmt
+def _locked(conn: Conn, stmt: sa.Select[Any]) -> sa.Select[Any]:
+    return _locked_on(conn.dialect.name, stmt)
+
+
+def _locked_on(dialect: str, stmt: sa.Select[Any]) -> sa.Select[Any]:
+    return stmt.with_for_update() if dialect == "postgresql" else stmt
 
 
 # --- customers and identities ---------------------------------------------------------
 
 
-async def identity_owner(conn: AsyncConnection, kind: str, value: str) -> str | None:
-    stmt = sa.select(identities.c.customer_id).where(
-        identities.c.kind == kind, identities.c.value == value
+@built
+def _identity_owner(_: str) -> sa.Select[Any]:
+    return sa.select(identities.c.customer_id).where(
+        identities.c.kind == sa.bindparam("b_kind"), identities.c.value == sa.bindparam("b_value")
     )
-    owner = await conn.scalar(stmt)
+
+
+async def identity_owner(conn: Conn, kind: str, value: str) -> str | None:
+    owner = await conn.scalar(_identity_owner(conn), {"b_kind": kind, "b_value": value})
     return None if owner is None else str(owner)
 
 
-async def create_customer(conn: AsyncConnection, name: str | None, now: datetime) -> str:
+@built
+def _create_customer(_: str) -> sa.Insert:
+    return customers.insert()
+
+
+async def create_customer(conn: Conn, name: str | None, now: datetime) -> str:
     cid = new_id()
     await conn.execute(
-        customers.insert().values(
-            id=cid, display_name=name, tier="standard", tags=[], created_at=now, updated_at=now
-        )
+        _create_customer(conn),
+        {
+            "id": cid,
+            "display_name": name,
+            "tier": "standard",
+            "tags": [],
+            "created_at": now,
+            "updated_at": now,
+        },
     )
     return cid
 
 
-async def add_identity(
-    conn: AsyncConnection, kind: str, value: str, customer_id: str, source: str, now: datetime
-) -> str:
-    """Link an identity to a customer unless it is linked already; return its owner."""
-    stmt = (
-        _insert(conn, identities)
-        .values(kind=kind, value=value, customer_id=customer_id, source=source, created_at=now)
+@built
+def _add_identity(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, identities)
         .on_conflict_do_nothing(index_elements=["kind", "value"])
         .returning(identities.c.customer_id)
     )
-    if (await conn.execute(stmt)).first() is not None:
+
+
+async def add_identity(
+    conn: Conn, kind: str, value: str, customer_id: str, source: str, now: datetime
+) -> str:
+    """Link an identity to a customer unless it is linked already; return its owner."""
+    row = {
+        "kind": kind,
+        "value": value,
+        "customer_id": customer_id,
+        "source": source,
+        "created_at": now,
+    }
+    if (await conn.execute(_add_identity(conn), row)).first() is not None:
         return customer_id
     owner = await identity_owner(conn, kind, value)
     assert owner is not None
     return owner
 
 
-async def remove_identity(conn: AsyncConnection, kind: str, value: str, customer_id: str) -> bool:
+async def remove_identity(conn: Conn, kind: str, value: str, customer_id: str) -> bool:
     result = await conn.execute(
         identities.delete().where(
             identities.c.kind == kind,
@@ -139,7 +168,7 @@ async def remove_identity(conn: AsyncConnection, kind: str, value: str, customer
 
 
 async def suggest_link(
-    conn: AsyncConnection,
+    conn: Conn,
     kind: str,
     value: str,
     current: str,
@@ -163,106 +192,145 @@ async def suggest_link(
     return (await conn.execute(stmt)).first() is not None
 
 
-async def customer(conn: AsyncConnection, customer_id: str) -> Row:
-    row = (await conn.execute(sa.select(customers).where(customers.c.id == customer_id))).one()
-    return row
+@built
+def _customer(_: str) -> sa.Select[Any]:
+    return sa.select(customers).where(customers.c.id == sa.bindparam("b_id"))
 
 
-async def customer_identities(conn: AsyncConnection, customer_id: str) -> list[Row]:
-    stmt = (
+async def customer(conn: Conn, customer_id: str) -> Row:
+    return (await conn.execute(_customer(conn), {"b_id": customer_id})).one()
+
+
+@built
+def _customer_identities(_: str) -> sa.Select[Any]:
+    return (
         sa.select(identities.c.kind, identities.c.value, identities.c.source)
-        .where(identities.c.customer_id == customer_id)
+        .where(identities.c.customer_id == sa.bindparam("b_id"))
         .order_by(identities.c.kind, identities.c.value)
     )
-    return list((await conn.execute(stmt)).all())
 
 
-async def pending_suggestions(conn: AsyncConnection, customer_id: str) -> list[Row]:
-    stmt = sa.select(link_suggestions).where(
+async def customer_identities(conn: Conn, customer_id: str) -> list[Row]:
+    return list((await conn.execute(_customer_identities(conn), {"b_id": customer_id})).all())
+
+
+@built
+def _pending_suggestions(_: str) -> sa.Select[Any]:
+    return sa.select(link_suggestions).where(
         link_suggestions.c.resolved_at.is_(None),
         sa.or_(
-            link_suggestions.c.current_customer_id == customer_id,
-            link_suggestions.c.proposed_customer_id == customer_id,
+            link_suggestions.c.current_customer_id == sa.bindparam("b_id"),
+            link_suggestions.c.proposed_customer_id == sa.bindparam("b_id"),
         ),
     )
-    return list((await conn.execute(stmt)).all())
 
 
-async def set_customer_language(conn: AsyncConnection, customer_id: str, language: str) -> None:
-    await conn.execute(
-        customers.update().where(customers.c.id == customer_id).values(language=language)
-    )
+async def pending_suggestions(conn: Conn, customer_id: str) -> list[Row]:
+    return list((await conn.execute(_pending_suggestions(conn), {"b_id": customer_id})).all())
+
+
+@built
+def _update_customer(_: str) -> sa.Update:
+    return customers.update().where(customers.c.id == sa.bindparam("b_id"))
+
+
+async def set_customer_language(conn: Conn, customer_id: str, language: str) -> None:
+    await conn.execute(_update_customer(conn), {"b_id": customer_id, "language": language})
 
 
 # --- conversations and messages --------------------------------------------------------
 
 
-async def conversation_by_thread(
-    conn: AsyncConnection, channel: str, thread_key: str
-) -> Row | None:
+@built
+def _conversation_by_thread(dialect: str) -> sa.Select[Any]:
     stmt = sa.select(conversations).where(
-        conversations.c.channel == channel, conversations.c.thread_key == thread_key
+        conversations.c.channel == sa.bindparam("b_channel"),
+        conversations.c.thread_key == sa.bindparam("b_thread"),
     )
-    return (await conn.execute(_locked(conn, stmt))).first()
+    return _locked_on(dialect, stmt)
 
 
-async def conversation(conn: AsyncConnection, conversation_id: str) -> Row | None:
-    stmt = sa.select(conversations).where(conversations.c.id == conversation_id)
-    return (await conn.execute(_locked(conn, stmt))).first()
+async def conversation_by_thread(conn: Conn, channel: str, thread_key: str) -> Row | None:
+    params = {"b_channel": channel, "b_thread": thread_key}
+    return (await conn.execute(_conversation_by_thread(conn), params)).first()
 
 
-async def reload(conn: AsyncConnection, conversation_id: str) -> Row:
+@built
+def _conversation(dialect: str) -> sa.Select[Any]:
+    return _locked_on(
+        dialect, sa.select(conversations).where(conversations.c.id == sa.bindparam("b_id"))
+    )
+
+
+async def conversation(conn: Conn, conversation_id: str) -> Row | None:
+    return (await conn.execute(_conversation(conn), {"b_id": conversation_id})).first()
+
+
+async def reload(conn: Conn, conversation_id: str) -> Row:
     """A conversation known to exist, read again after a change."""
     row = await conversation(conn, conversation_id)
     assert row is not None, conversation_id
     return row
 
 
-async def create_conversation(conn: AsyncConnection, values: Mapping[str, Any]) -> Row:
+async def create_conversation(conn: Conn, values: Mapping[str, Any]) -> Row:
     """Insert a conversation with a fresh reference and return it (one statement, usually)."""
     for _ in range(5):  # a reference collision is rare (32**7 of them); draw again
-        stmt = (
-            _insert(conn, conversations)
-            .values(id=new_id(), ref=new_ref(), **values)
-            .on_conflict_do_nothing(index_elements=["ref"])
-            .returning(*conversations.c)
-        )
-        row = (await conn.execute(stmt)).first()
-        if row is not None:
-            return row
+        row = {"id": new_id(), "ref": new_ref(), **values}
+        created = (await conn.execute(_create_conversation(conn), row)).first()
+        if created is not None:
+            return created
     raise RuntimeError("no free conversation reference after 5 draws")
 
 
-async def update_conversation(conn: AsyncConnection, conversation_id: str, **values: Any) -> Row:
-    """Change a conversation and return it as it now is (one statement, no re-read)."""
-    stmt = (
-        conversations.update()
-        .where(conversations.c.id == conversation_id)
-        .values(**values)
+@built
+def _create_conversation(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, conversations)
+        .on_conflict_do_nothing(index_elements=["ref"])
         .returning(*conversations.c)
     )
-    return (await conn.execute(stmt)).one()
 
 
-async def transcript(conn: AsyncConnection, conversation_id: str, limit: int) -> list[Row]:
-    """The conversation's latest `limit` messages, oldest first."""
-    stmt = (
-        sa.select(messages.c.id, messages.c.kind, messages.c.direction, messages.c.envelope)
-        .where(messages.c.conversation_id == conversation_id)
-        .order_by(messages.c.received_at.desc(), messages.c.stored_at.desc())
-        .limit(limit)
+@built
+def _update_conversation(_: str) -> sa.Update:
+    return (
+        conversations.update()
+        .where(conversations.c.id == sa.bindparam("b_id"))
+        .returning(*conversations.c)
     )
-    return list(reversed((await conn.execute(stmt)).all()))
 
 
-async def message_conversation(conn: AsyncConnection, message_id: str) -> str | None:
+async def update_conversation(conn: Conn, conversation_id: str, **values: Any) -> Row:
+    """Change a conversation and return it as it now is (one statement, no re-read)."""
+    params = {"b_id": conversation_id, **values}
+    return (await conn.execute(_update_conversation(conn), params)).one()
+
+
+@built
+def _transcript(_: str) -> sa.Select[Any]:
+    return (
+        sa.select(messages.c.id, messages.c.kind, messages.c.direction, messages.c.envelope)
+        .where(messages.c.conversation_id == sa.bindparam("b_id"))
+        .order_by(messages.c.received_at.desc(), messages.c.stored_at.desc())
+        .limit(sa.bindparam("b_limit"))
+    )
+
+
+async def transcript(conn: Conn, conversation_id: str, limit: int) -> list[Row]:
+    """The conversation's latest `limit` messages, oldest first."""
+    params = {"b_id": conversation_id, "b_limit": limit}
+    return list(reversed((await conn.execute(_transcript(conn), params)).all()))
+
+
+async def message_conversation(conn: Conn, message_id: str) -> str | None:
     """The conversation a stored message belongs to (None: not stored, or in none)."""
     stmt = sa.select(messages.c.conversation_id).where(messages.c.id == message_id)
     found = await conn.scalar(stmt)
     return None if found is None else str(found)
 
 
-async def message_count(conn: AsyncConnection, conversation_id: str) -> int:
+async def message_count(conn: Conn, conversation_id: str) -> int:
     stmt = (
         sa.select(sa.func.count())
         .select_from(messages)
@@ -271,23 +339,28 @@ async def message_count(conn: AsyncConnection, conversation_id: str) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def recent_conversations(
-    conn: AsyncConnection, customer_id: str, since: datetime, exclude: str, limit: int = 20
-) -> list[Row]:
-    stmt = (
+@built
+def _recent_conversations(_: str) -> sa.Select[Any]:
+    return (
         sa.select(conversations)
         .where(
-            conversations.c.customer_id == customer_id,
-            conversations.c.updated_at >= since,
-            conversations.c.id != exclude,
+            conversations.c.customer_id == sa.bindparam("b_customer"),
+            conversations.c.updated_at >= sa.bindparam("b_since"),
+            conversations.c.id != sa.bindparam("b_exclude"),
         )
         .order_by(conversations.c.updated_at.desc())
-        .limit(limit)
+        .limit(sa.bindparam("b_limit"))
     )
-    return list((await conn.execute(stmt)).all())
 
 
-async def last_texts(conn: AsyncConnection, conversation_ids: Sequence[str]) -> dict[str, str]:
+async def recent_conversations(
+    conn: Conn, customer_id: str, since: datetime, exclude: str, limit: int = 20
+) -> list[Row]:
+    params = {"b_customer": customer_id, "b_since": since, "b_exclude": exclude, "b_limit": limit}
+    return list((await conn.execute(_recent_conversations(conn), params)).all())
+
+
+async def last_texts(conn: Conn, conversation_ids: Sequence[str]) -> dict[str, str]:
     """The text of each conversation's latest message, in one query."""
     if not conversation_ids:
         return {}
@@ -305,7 +378,7 @@ async def last_texts(conn: AsyncConnection, conversation_ids: Sequence[str]) -> 
     return {str(r.conversation_id): str(r.text or "") for r in (await conn.execute(stmt)).all()}
 
 
-async def waiting(conn: AsyncConnection, limit: int) -> list[Row]:
+async def waiting(conn: Conn, limit: int) -> list[Row]:
     """Conversations waiting for an agent, best queue position (priority with aging) first."""
     stmt = (
         sa.select(conversations)
@@ -343,7 +416,7 @@ def _same_line(queue: str | None, channel_type: str) -> sa.ColumnElement[bool]:
     )
 
 
-async def queue_position(conn: AsyncConnection, conv: Row) -> int:
+async def queue_position(conn: Conn, conv: Row) -> int:
     """1 + how many conversations wait ahead of `conv` in its queue on its channel type."""
     # Bound with the columns' own types (times stored as UTC, as the column stores them).
     mine = sa.tuple_(*(sa.literal(getattr(conv, c.name), c.type) for c in _QUEUE_ORDER))
@@ -353,9 +426,7 @@ async def queue_position(conn: AsyncConnection, conv: Row) -> int:
     return 1 + int(await conn.scalar(stmt) or 0)
 
 
-async def waiting_in(
-    conn: AsyncConnection, queue: str | None, channel_type: str, limit: int
-) -> list[Row]:
+async def waiting_in(conn: Conn, queue: str | None, channel_type: str, limit: int) -> list[Row]:
     """The first `limit` conversations waiting in `queue` on `channel_type`, in queue order."""
     stmt = (
         sa.select(conversations)
@@ -366,7 +437,7 @@ async def waiting_in(
     return list((await conn.execute(stmt)).all())
 
 
-async def waiting_positions(conn: AsyncConnection) -> list[Row]:
+async def waiting_positions(conn: Conn) -> list[Row]:
     """Every waiting conversation's id, priority and wait start (to rank them again)."""
     stmt = sa.select(
         conversations.c.id, conversations.c.priority, conversations.c.waiting_since
@@ -374,7 +445,7 @@ async def waiting_positions(conn: AsyncConnection) -> list[Row]:
     return list((await conn.execute(stmt)).all())
 
 
-async def set_queue_ranks(conn: AsyncConnection, ranks: Mapping[str, float]) -> None:
+async def set_queue_ranks(conn: Conn, ranks: Mapping[str, float]) -> None:
     if not ranks:
         return
     stmt = (
@@ -385,7 +456,7 @@ async def set_queue_ranks(conn: AsyncConnection, ranks: Mapping[str, float]) -> 
     await conn.execute(stmt, [{"conversation": c, "rank": r} for c, r in ranks.items()])
 
 
-async def waiting_count(conn: AsyncConnection) -> int:
+async def waiting_count(conn: Conn) -> int:
     stmt = sa.select(sa.func.count()).where(conversations.c.waiting_since.is_not(None))
     return int(await conn.scalar(stmt) or 0)
 
@@ -393,9 +464,7 @@ async def waiting_count(conn: AsyncConnection) -> int:
 # --- agents, load and assignments ----------------------------------------------------
 
 
-async def ensure_agents(
-    conn: AsyncConnection, initial_status: Mapping[str, str], now: datetime
-) -> None:
+async def ensure_agents(conn: Conn, initial_status: Mapping[str, str], now: datetime) -> None:
     """Create rows for configured agents; an existing agent keeps its live status."""
     for agent_id, status in initial_status.items():
         await conn.execute(
@@ -405,23 +474,21 @@ async def ensure_agents(
         )
 
 
-async def agent_rows(conn: AsyncConnection, ids: Iterable[str] | None = None) -> dict[str, Row]:
+async def agent_rows(conn: Conn, ids: Iterable[str] | None = None) -> dict[str, Row]:
     stmt = sa.select(agents)
     if ids is not None:
         stmt = stmt.where(agents.c.id.in_(list(ids)))
     return {r.id: r for r in (await conn.execute(stmt)).all()}
 
 
-async def loads(conn: AsyncConnection) -> dict[str, dict[str, int]]:
+async def loads(conn: Conn) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for row in (await conn.execute(sa.select(agent_load))).all():
         out.setdefault(row.agent_id, {})[row.channel_type] = int(row.open_count)
     return out
 
 
-async def set_agent_status(
-    conn: AsyncConnection, agent_id: str, status: str, now: datetime
-) -> bool:
+async def set_agent_status(conn: Conn, agent_id: str, status: str, now: datetime) -> bool:
     result = await conn.execute(
         agents.update()
         .where(agents.c.id == agent_id, agents.c.status != status)
@@ -431,7 +498,7 @@ async def set_agent_status(
 
 
 async def take_capacity(
-    conn: AsyncConnection, agent_id: str, channel_type: str, capacity: int, now: datetime
+    conn: Conn, agent_id: str, channel_type: str, capacity: int, now: datetime
 ) -> bool:
     """Count one more open conversation for an available agent, only within capacity.
 
@@ -439,26 +506,39 @@ async def take_capacity(
     or is at capacity; `router.routing.assign.refusal` tells which."""
     if capacity <= 0:
         return False
+    params = {"b_agent": agent_id, "b_type": channel_type, "b_capacity": capacity}
+    if (await conn.execute(_take_capacity(conn), params)).first() is None:
+        return False
+    await conn.execute(_update_agent(conn), {"b_id": agent_id, "last_assigned_at": now})
+    return True
+
+
+@built
+def _take_capacity(dialect: str) -> Any:
     # the router's in-process view of agents may be stale; the store decides
-    available = sa.exists().where(agents.c.id == agent_id, agents.c.status == "available")
-    first = sa.select(sa.literal(agent_id), sa.literal(channel_type), sa.literal(1))
-    stmt = (
-        _insert(conn, agent_load)
+    agent = sa.bindparam("b_agent", type_=sa.String)
+    available = sa.exists().where(agents.c.id == agent, agents.c.status == "available")
+    first = sa.select(agent, sa.bindparam("b_type", type_=sa.String), sa.literal(1))
+    return (
+        dialect_insert(dialect, agent_load)
         .from_select(["agent_id", "channel_type", "open_count"], first.where(available))
         .on_conflict_do_update(
             index_elements=["agent_id", "channel_type"],
             set_={"open_count": agent_load.c.open_count + 1},
-            where=sa.and_(agent_load.c.open_count < capacity, available),
+            where=sa.and_(
+                agent_load.c.open_count < sa.bindparam("b_capacity", type_=sa.Integer), available
+            ),
         )
         .returning(agent_load.c.open_count)
     )
-    if (await conn.execute(stmt)).first() is None:
-        return False
-    await conn.execute(agents.update().where(agents.c.id == agent_id).values(last_assigned_at=now))
-    return True
 
 
-async def release_capacity(conn: AsyncConnection, agent_id: str, channel_type: str) -> None:
+@built
+def _update_agent(_: str) -> sa.Update:
+    return agents.update().where(agents.c.id == sa.bindparam("b_id"))
+
+
+async def release_capacity(conn: Conn, agent_id: str, channel_type: str) -> None:
     await conn.execute(
         agent_load.update()
         .where(
@@ -471,25 +551,27 @@ async def release_capacity(conn: AsyncConnection, agent_id: str, channel_type: s
 
 
 async def start_assignment(
-    conn: AsyncConnection,
+    conn: Conn,
     conversation_id: str,
     agent_id: str,
     reason: Mapping[str, Any],
     now: datetime,
 ) -> None:
-    await conn.execute(
-        assignments.insert().values(
-            conversation_id=conversation_id,
-            agent_id=agent_id,
-            reason=dict(reason),
-            assigned_at=now,
-        )
-    )
+    row = {
+        "conversation_id": conversation_id,
+        "agent_id": agent_id,
+        "reason": dict(reason),
+        "assigned_at": now,
+    }
+    await conn.execute(_start_assignment(conn), row)
 
 
-async def end_assignment(
-    conn: AsyncConnection, conversation_id: str, why: str, now: datetime
-) -> str | None:
+@built
+def _start_assignment(_: str) -> sa.Insert:
+    return assignments.insert()
+
+
+async def end_assignment(conn: Conn, conversation_id: str, why: str, now: datetime) -> str | None:
     """End the active assignment; return the agent it was with (None: there was none)."""
     stmt = (
         assignments.update()
@@ -501,13 +583,13 @@ async def end_assignment(
     return None if agent is None else str(agent)
 
 
-async def assignment_count(conn: AsyncConnection, conversation_id: str) -> int:
+async def assignment_count(conn: Conn, conversation_id: str) -> int:
     """How many assignments the conversation has had, ended ones included."""
     stmt = sa.select(sa.func.count()).where(assignments.c.conversation_id == conversation_id)
     return int((await conn.execute(stmt)).scalar() or 0)
 
 
-async def accept_assignment(conn: AsyncConnection, conversation_id: str, now: datetime) -> None:
+async def accept_assignment(conn: Conn, conversation_id: str, now: datetime) -> None:
     await conn.execute(
         assignments.update()
         .where(
@@ -519,46 +601,58 @@ async def accept_assignment(conn: AsyncConnection, conversation_id: str, now: da
     )
 
 
-async def active_assignment(conn: AsyncConnection, conversation_id: str) -> Row | None:
+async def active_assignment(conn: Conn, conversation_id: str) -> Row | None:
     stmt = sa.select(assignments).where(
         assignments.c.conversation_id == conversation_id, assignments.c.ended_at.is_(None)
     )
     return (await conn.execute(stmt)).first()
 
 
-async def transferred_away_by(conn: AsyncConnection, conversation_id: str) -> str | None:
+async def transferred_away_by(conn: Conn, conversation_id: str) -> str | None:
     """The agent whose assignment of this conversation is the latest and ended by a
     transfer (`end_reason` "transferred ..."); None if the latest ended otherwise."""
-    stmt = (
-        sa.select(assignments.c.agent_id, assignments.c.end_reason)
-        .where(assignments.c.conversation_id == conversation_id)
-        .order_by(assignments.c.assigned_at.desc(), assignments.c.id.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(stmt)).first()
+    row = (await conn.execute(_latest_assignment(conn), {"b_id": conversation_id})).first()
     if row is None or not str(row.end_reason or "").startswith("transferred"):
         return None
     return str(row.agent_id)
 
 
-async def last_agent_of(conn: AsyncConnection, customer_id: str, since: datetime) -> str | None:
-    """The agent most recently assigned to any conversation of this customer since `since`."""
-    stmt = (
-        sa.select(assignments.c.agent_id)
-        .join(conversations, conversations.c.id == assignments.c.conversation_id)
-        .where(conversations.c.customer_id == customer_id, assignments.c.assigned_at >= since)
+@built
+def _latest_assignment(_: str) -> sa.Select[Any]:
+    return (
+        sa.select(assignments.c.agent_id, assignments.c.end_reason)
+        .where(assignments.c.conversation_id == sa.bindparam("b_id"))
         .order_by(assignments.c.assigned_at.desc(), assignments.c.id.desc())
         .limit(1)
     )
-    agent = await conn.scalar(stmt)
+
+
+async def last_agent_of(conn: Conn, customer_id: str, since: datetime) -> str | None:
+    """The agent most recently assigned to any conversation of this customer since `since`."""
+    params = {"b_customer": customer_id, "b_since": since}
+    agent = await conn.scalar(_last_agent_of(conn), params)
     return None if agent is None else str(agent)
+
+
+@built
+def _last_agent_of(_: str) -> sa.Select[Any]:
+    return (
+        sa.select(assignments.c.agent_id)
+        .join(conversations, conversations.c.id == assignments.c.conversation_id)
+        .where(
+            conversations.c.customer_id == sa.bindparam("b_customer"),
+            assignments.c.assigned_at >= sa.bindparam("b_since"),
+        )
+        .order_by(assignments.c.assigned_at.desc(), assignments.c.id.desc())
+        .limit(1)
+    )
 
 
 # --- timers, incidents and the outbox ----------------------------------------------
 
 
 async def schedule_timer(
-    conn: AsyncConnection,
+    conn: Conn,
     key: str,
     conversation_id: str | None,
     kind: str,
@@ -567,22 +661,24 @@ async def schedule_timer(
     now: datetime,
 ) -> None:
     """Schedule once: a timer key already scheduled (even fired) is left alone."""
-    await conn.execute(
-        _insert(conn, timers)
-        .values(
-            key=key,
-            conversation_id=conversation_id,
-            kind=kind,
-            due_at=due,
-            payload=dict(payload),
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
+    row = {
+        "key": key,
+        "conversation_id": conversation_id,
+        "kind": kind,
+        "due_at": due,
+        "payload": dict(payload),
+        "created_at": now,
+    }
+    await conn.execute(_schedule_timer(conn), row)
+
+
+@built
+def _schedule_timer(dialect: str) -> Any:
+    return dialect_insert(dialect, timers).on_conflict_do_nothing(index_elements=["key"])
 
 
 async def cancel_timers(
-    conn: AsyncConnection, conversation_id: str, kinds: Sequence[str], now: datetime
+    conn: Conn, conversation_id: str, kinds: Sequence[str], now: datetime
 ) -> None:
     await conn.execute(
         timers.update()
@@ -596,7 +692,7 @@ async def cancel_timers(
     )
 
 
-async def cancel_timer_keys(conn: AsyncConnection, keys: Sequence[str], now: datetime) -> None:
+async def cancel_timer_keys(conn: Conn, keys: Sequence[str], now: datetime) -> None:
     """Cancel the pending timers scheduled under `keys`."""
     await conn.execute(
         timers.update()
@@ -609,7 +705,7 @@ async def cancel_timer_keys(conn: AsyncConnection, keys: Sequence[str], now: dat
     )
 
 
-async def claim_due_timers(conn: AsyncConnection, now: datetime, limit: int) -> list[Row]:
+async def claim_due_timers(conn: Conn, now: datetime, limit: int) -> list[Row]:
     """Pending timers due by `now`, marked fired; other processes skip the locked ones."""
     stmt = (
         sa.select(timers)
@@ -627,7 +723,7 @@ async def claim_due_timers(conn: AsyncConnection, now: datetime, limit: int) -> 
     return rows
 
 
-async def next_timer_due(conn: AsyncConnection) -> datetime | None:
+async def next_timer_due(conn: Conn) -> datetime | None:
     stmt = sa.select(sa.func.min(timers.c.due_at)).where(
         timers.c.fired_at.is_(None), timers.c.cancelled_at.is_(None)
     )
@@ -635,9 +731,7 @@ async def next_timer_due(conn: AsyncConnection) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
-async def conversation_refs(
-    conn: AsyncConnection, conversation_ids: Sequence[str]
-) -> dict[str, str]:
+async def conversation_refs(conn: Conn, conversation_ids: Sequence[str]) -> dict[str, str]:
     """The reference of each conversation (those without one are left out)."""
     if not conversation_ids:
         return {}
@@ -647,7 +741,7 @@ async def conversation_refs(
 
 
 async def record_praise(
-    conn: AsyncConnection,
+    conn: Conn,
     agent_id: str,
     conversation_id: str,
     source: str,
@@ -665,7 +759,7 @@ async def record_praise(
     )
 
 
-async def praise_since(conn: AsyncConnection, since: datetime, until: datetime) -> list[Row]:
+async def praise_since(conn: Conn, since: datetime, until: datetime) -> list[Row]:
     """Praise recorded in [`since`, `until`), oldest first."""
     stmt = (
         sa.select(praise)
@@ -676,7 +770,7 @@ async def praise_since(conn: AsyncConnection, since: datetime, until: datetime) 
 
 
 async def record_incident(
-    conn: AsyncConnection,
+    conn: Conn,
     kind: str,
     conversation_id: str | None,
     customer_id: str | None,
@@ -696,7 +790,7 @@ async def record_incident(
     )
 
 
-async def list_incidents(conn: AsyncConnection, limit: int, kind: str | None = None) -> list[Row]:
+async def list_incidents(conn: Conn, limit: int, kind: str | None = None) -> list[Row]:
     stmt = sa.select(incidents).order_by(incidents.c.created_at.desc(), incidents.c.id.desc())
     if kind:
         stmt = stmt.where(incidents.c.kind == kind)
@@ -707,7 +801,7 @@ async def list_incidents(conn: AsyncConnection, limit: int, kind: str | None = N
 
 
 async def add_promise(
-    conn: AsyncConnection,
+    conn: Conn,
     conversation_id: str,
     made_by: str,
     text: str,
@@ -729,24 +823,42 @@ async def add_promise(
     return result.one()
 
 
-async def promise(conn: AsyncConnection, promise_id: int) -> Row | None:
+async def promise(conn: Conn, promise_id: int) -> Row | None:
     stmt = _locked(conn, sa.select(promises).where(promises.c.id == promise_id))
     return (await conn.execute(stmt)).one_or_none()
 
 
 async def promises_of(
-    conn: AsyncConnection, conversation_id: str, *, open_only: bool = False, limit: int = 100
+    conn: Conn, conversation_id: str, *, open_only: bool = False, limit: int = 100
 ) -> list[Row]:
     """The conversation's promises, the latest `limit`, oldest first."""
-    stmt = sa.select(promises).where(promises.c.conversation_id == conversation_id)
-    if open_only:
-        stmt = stmt.where(promises.c.state == "open")
-    stmt = stmt.order_by(promises.c.id.desc()).limit(limit)
-    return list(reversed((await conn.execute(stmt)).all()))
+    stmt = (_open_promises if open_only else _promises)(conn)
+    params = {"b_id": conversation_id, "b_limit": limit}
+    return list(reversed((await conn.execute(stmt, params)).all()))
+
+
+@built
+def _promises(_: str) -> sa.Select[Any]:
+    return (
+        sa.select(promises)
+        .where(promises.c.conversation_id == sa.bindparam("b_id"))
+        .order_by(promises.c.id.desc())
+        .limit(sa.bindparam("b_limit"))
+    )
+
+
+@built
+def _open_promises(_: str) -> sa.Select[Any]:
+    return (
+        sa.select(promises)
+        .where(promises.c.conversation_id == sa.bindparam("b_id"), promises.c.state == "open")
+        .order_by(promises.c.id.desc())
+        .limit(sa.bindparam("b_limit"))
+    )
 
 
 async def close_promise(
-    conn: AsyncConnection, promise_id: int, state: str, by: str | None, now: datetime
+    conn: Conn, promise_id: int, state: str, by: str | None, now: datetime
 ) -> bool:
     """Close an open promise as `kept` or `broken`; False when it was no longer open."""
     result = await conn.execute(
@@ -757,7 +869,7 @@ async def close_promise(
     return result.rowcount == 1
 
 
-async def agent_wrote_since(conn: AsyncConnection, conversation_id: str, since: datetime) -> bool:
+async def agent_wrote_since(conn: Conn, conversation_id: str, since: datetime) -> bool:
     """Whether an agent's reply went to the conversation's customer at or after `since`."""
     stmt = (
         sa.select(messages.c.id)
@@ -773,19 +885,21 @@ async def agent_wrote_since(conn: AsyncConnection, conversation_id: str, since: 
     return await conn.scalar(stmt) is not None
 
 
-async def add_outbox(
-    conn: AsyncConnection, topic: str, key: bytes, value: bytes, now: datetime
-) -> int:
+async def add_outbox(conn: Conn, topic: str, key: bytes, value: bytes, now: datetime) -> int:
     """Queue a record for publishing after the commit; its row id."""
-    result = await conn.execute(
-        outbox.insert().values(topic=topic, key=key, value=value, created_at=now)
-    )
+    row = {"topic": topic, "key": key, "value": value, "created_at": now}
+    result = await conn.execute(_add_outbox(conn), row)
     row_id = result.inserted_primary_key
     assert row_id is not None
     return int(row_id[0])
 
 
-async def amend_outbox(conn: AsyncConnection, row_id: int, value: bytes) -> None:
+@built
+def _add_outbox(_: str) -> sa.Insert:
+    return outbox.insert()
+
+
+async def amend_outbox(conn: Conn, row_id: int, value: bytes) -> None:
     """Rewrite a record queued in this same transaction (never one already published)."""
     await conn.execute(
         outbox.update().where(outbox.c.id == row_id, outbox.c.sent_at.is_(None)).values(value=value)
@@ -793,7 +907,7 @@ async def amend_outbox(conn: AsyncConnection, row_id: int, value: bytes) -> None
 
 
 async def claim_unsent(
-    conn: AsyncConnection,
+    conn: Conn,
     limit: int,
     now: datetime,
     lease_until: datetime,
@@ -820,18 +934,18 @@ async def claim_unsent(
     return rows
 
 
-async def unsent_count(conn: AsyncConnection) -> int:
+async def unsent_count(conn: Conn) -> int:
     stmt = sa.select(sa.func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None))
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def mark_sent(conn: AsyncConnection, ids: Sequence[int], now: datetime) -> None:
+async def mark_sent(conn: Conn, ids: Sequence[int], now: datetime) -> None:
     await conn.execute(
         outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now, claimed_until=None)
     )
 
 
-async def mark_dead(conn: AsyncConnection, row_id: int, reason: str, now: datetime) -> None:
+async def mark_dead(conn: Conn, row_id: int, reason: str, now: datetime) -> None:
     """The row can never be published: it went to the DLQ; keep it, and why, for review."""
     await conn.execute(
         outbox.update()
@@ -840,7 +954,7 @@ async def mark_dead(conn: AsyncConnection, row_id: int, reason: str, now: dateti
     )
 
 
-async def release_all_claims(conn: AsyncConnection) -> int:
+async def release_all_claims(conn: Conn) -> int:
     """Forget every lease on unsent rows; return how many there were."""
     result = await conn.execute(
         outbox.update()
@@ -850,7 +964,7 @@ async def release_all_claims(conn: AsyncConnection) -> int:
     return int(result.rowcount or 0)
 
 
-async def release_claims(conn: AsyncConnection, ids: Sequence[int]) -> None:
+async def release_claims(conn: Conn, ids: Sequence[int]) -> None:
     """Give rows back (not published this time) so the next flush takes them at once."""
     await conn.execute(
         outbox.update()
@@ -859,7 +973,7 @@ async def release_claims(conn: AsyncConnection, ids: Sequence[int]) -> None:
     )
 
 
-async def prune_outbox(conn: AsyncConnection, sent_before: datetime, limit: int) -> int:
+async def prune_outbox(conn: Conn, sent_before: datetime, limit: int) -> int:
     """Delete published rows older than `sent_before` (at most `limit`); return how many.
     Dead-lettered rows are kept: they are what an operator reviews or replays."""
     oldest = (

@@ -14,6 +14,12 @@ lock instead of failing on a stale snapshot. Read-only units of work
 (`transaction(readonly=True)`) start a deferred transaction and never wait for
 writers.
 
+The routing engine's units of work run in the store's writer thread (`work`):
+a synchronous connection, the whole unit (dozens of statements) done there,
+and one hand-off from the event loop and back. Through the async connection of
+`transaction()` each statement crosses to the driver's thread and back several
+times, which cost more than the routing itself.
+
 Writers in one process take turns on SQLite's write lock in arrival order
 (`_turns`): SQLite's own busy wait polls with growing sleeps, so a writer that
 commits and at once begins again (the consume loop under a backlog) kept the
@@ -25,17 +31,20 @@ of work ends. Other processes on the same file still queue on the busy timeout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextvars
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import orjson
 import structlog
 from alembic.util.exc import CommandError
+from sqlalchemy import bindparam as sa_bind
 from sqlalchemy import event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.schema import Table
@@ -44,13 +53,18 @@ from router.envelope import Envelope
 from router.errors import StoreError
 from router.sqlite import enable_wal
 from router.store import migrate as migrations
+from router.store.conn import Conn, SyncConn, run_now
 from router.store.schema import checkpoints, messages, processed, utcnow
+from router.store.statements import built
+from router.store.statements import insert as dialect_insert
 from router.store.url import Backend, StoreURL, parse
 from router.store.wrap import wrap
 
 log = structlog.get_logger(__name__)
 
 _READONLY = "omnirouter_readonly"
+
+T = TypeVar("T")
 
 
 async def open_store(url: str, *, migrate: bool = True, lock_timeout: float = 5.0) -> Store:
@@ -69,7 +83,12 @@ async def open_store(url: str, *, migrate: bool = True, lock_timeout: float = 5.
                 f"store: cannot create the directory {str(path.parent)!r} for {parsed.safe}: {exc}",
                 retriable=False,
             ) from exc
-    store = Store(_create_engine(parsed, lock_timeout), parsed, lock_timeout=lock_timeout)
+    store = Store(
+        _create_engine(parsed, lock_timeout),
+        parsed,
+        lock_timeout=lock_timeout,
+        writer=_create_sync_engine(parsed, lock_timeout),
+    )
     if migrate:
         try:
             await store.migrate()
@@ -84,7 +103,14 @@ class Store:
 
     PING_TIMEOUT = 2.0  # seconds
 
-    def __init__(self, engine: AsyncEngine, url: StoreURL, *, lock_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        url: StoreURL,
+        *,
+        writer: Engine,
+        lock_timeout: float = 5.0,
+    ) -> None:
         self._engine = engine
         self._url = url
         self._closed = False
@@ -93,6 +119,13 @@ class Store:
         # asyncio.Lock hands itself to the longest waiter, even when its holder asks again).
         self._turns = asyncio.Lock() if url.backend == "sqlite" else None
         self._waiting = 0  # writers waiting for their turn
+        # `work`: a synchronous engine on the same database, used by one thread only.
+        self._writer = writer
+        self._thread: ThreadPoolExecutor | None = None
+        # `work` units one at a time on every backend, queued in arrival order: a unit
+        # sees the routing state it shares with the event loop (the agents' board, a
+        # reloaded config) as it was when its turn came, never half-changed.
+        self._work_turns = self._turns if self._turns is not None else asyncio.Lock()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -109,11 +142,20 @@ class Store:
     def engine(self) -> AsyncEngine:
         return self._engine
 
+    @property
+    def writer(self) -> Engine:
+        """The synchronous engine of the writer thread (`work`)."""
+        return self._writer
+
     async def close(self) -> None:
         """Close every pooled connection. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        if self._thread is not None:
+            # Let a unit of work in flight finish (it may be committing), then stop the thread.
+            await asyncio.to_thread(self._thread.shutdown)
+        self._writer.dispose()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Self:
@@ -180,10 +222,37 @@ class Store:
             except (SQLAlchemyError, OSError) as exc:
                 raise wrap(exc) from exc
 
+    async def work(self, unit: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        """Run `unit(conn)` as one unit of work in the store's writer thread: it commits
+        when `unit` returns and rolls back if it raises. What it returns comes back.
+
+        `unit` may await its connection only (see `router.store.conn`); it runs in
+        another thread, so in-memory state it touches must be touched by units of
+        work only, or read by the event loop without iterating it. Database errors
+        come out as `StoreError`, anything else as `unit` raised it.
+        """
+        if self._closed:
+            raise StoreError("store: closed", retriable=False)
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="omnirouter-store")
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # the log context goes along
+        async with self._turn(False, self._work_turns):
+            try:
+                # A cancelled caller stops waiting, but the unit runs on to its commit or
+                # rollback: the next unit queues behind it in the same thread.
+                return await loop.run_in_executor(self._thread, context.run, self._work_now, unit)
+            except (SQLAlchemyError, OSError) as exc:
+                raise wrap(exc) from exc
+
+    def _work_now(self, unit: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+        with self._writer.connect() as sync, sync.begin():
+            return run_now(unit(SyncConn(sync)))
+
     @asynccontextmanager
-    async def _turn(self, readonly: bool) -> AsyncIterator[None]:
+    async def _turn(self, readonly: bool, turns: asyncio.Lock | None = None) -> AsyncIterator[None]:
         """A writer's turn on SQLite's write lock (readers and PostgreSQL need none)."""
-        turns = self._turns
+        turns = turns if turns is not None else self._turns
         if turns is None or readonly:
             yield
             return
@@ -210,9 +279,7 @@ class Store:
         return self._waiting
 
     @asynccontextmanager
-    async def _unit(
-        self, conn: AsyncConnection | None, *, readonly: bool = False
-    ) -> AsyncIterator[AsyncConnection]:
+    async def _unit(self, conn: Conn | None, *, readonly: bool = False) -> AsyncIterator[Conn]:
         if conn is not None:
             yield conn
             return
@@ -226,9 +293,7 @@ class Store:
 
     # --- messages and dedupe ----------------------------------------------------------
 
-    async def record_message(
-        self, envelope: Envelope, *, conn: AsyncConnection | None = None
-    ) -> bool:
+    async def record_message(self, envelope: Envelope, *, conn: Conn | None = None) -> bool:
         """Store a message once, keyed by its envelope id: True if new, False if seen.
 
         A non-null `envelope.conversation_id` must name a stored conversation.
@@ -251,18 +316,12 @@ class Store:
             "envelope": envelope.model_dump(mode="json"),
             "stored_at": utcnow(),
         }
-        stmt = (
-            self._insert(messages)
-            .values(row)
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(messages.c.id)
-        )
         async with self._unit(conn) as c:
-            inserted = (await c.execute(stmt)).first()
+            inserted = (await c.execute(_record_message(c), row)).first()
         return inserted is not None
 
     async def mark_processed(
-        self, consumer: str, envelope_id: str, *, conn: AsyncConnection | None = None
+        self, consumer: str, envelope_id: str, *, conn: Conn | None = None
     ) -> bool:
         """Note that `consumer` applied `envelope_id`: True the first time, then False.
 
@@ -280,7 +339,7 @@ class Store:
         return inserted is not None
 
     async def processed_among(
-        self, consumer: str, envelope_ids: Sequence[str], *, conn: AsyncConnection
+        self, consumer: str, envelope_ids: Sequence[str], *, conn: Conn
     ) -> set[str]:
         """Which of `envelope_ids` `consumer` has applied: a batch's dedupe in one query."""
         if not envelope_ids:
@@ -291,7 +350,7 @@ class Store:
         return {str(v) for v in (await conn.scalars(stmt)).all()}
 
     async def mark_processed_all(
-        self, consumer: str, envelope_ids: Sequence[str], *, conn: AsyncConnection
+        self, consumer: str, envelope_ids: Sequence[str], *, conn: Conn
     ) -> None:
         """Note that `consumer` applied each of `envelope_ids` (which `processed_among` found
         new, in this transaction), in one statement. If another process noted one of them
@@ -321,19 +380,14 @@ class Store:
 
     # --- connector checkpoints --------------------------------------------------------
 
-    async def get_checkpoint(
-        self, name: str, key: str, *, conn: AsyncConnection | None = None
-    ) -> str | None:
+    async def get_checkpoint(self, name: str, key: str, *, conn: Conn | None = None) -> str | None:
         """The value connector `name` saved under `key`, or None."""
-        stmt = select(checkpoints.c.value).where(
-            checkpoints.c.connector == name, checkpoints.c.key == key
-        )
         async with self._unit(conn, readonly=True) as c:
-            value = await c.scalar(stmt)
+            value = await c.scalar(_checkpoint(c), {"b_name": name, "b_key": key})
         return value if value is None else str(value)
 
     async def set_checkpoint(
-        self, name: str, key: str, value: str, *, conn: AsyncConnection | None = None
+        self, name: str, key: str, value: str, *, conn: Conn | None = None
     ) -> None:
         """Save (insert or replace) connector `name`'s `key`."""
         now = utcnow()
@@ -368,25 +422,56 @@ class Store:
         return int(result.rowcount or 0)
 
 
+@built
+def _record_message(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, messages)
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(messages.c.id)
+    )
+
+
+@built
+def _checkpoint(_: str) -> Any:
+    return select(checkpoints.c.value).where(
+        checkpoints.c.connector == sa_bind("b_name"), checkpoints.c.key == sa_bind("b_key")
+    )
+
+
 def _create_engine(url: StoreURL, lock_timeout: float) -> AsyncEngine:
+    args = _engine_args(url, lock_timeout)
+    engine = create_async_engine(url.url, **args)
+    if url.backend == "sqlite":
+        _sqlite_events(engine.sync_engine, busy_timeout_ms=int(lock_timeout * 1000))
+    return engine
+
+
+def _create_sync_engine(url: StoreURL, lock_timeout: float) -> Engine:
+    """The writer thread's engine (`Store.work`): the same database and session settings,
+    through the driver's synchronous mode."""
+    engine = create_engine(url.sync_url, **_engine_args(url, lock_timeout))
+    if url.backend == "sqlite":
+        _sqlite_events(engine, busy_timeout_ms=int(lock_timeout * 1000))
+    return engine
+
+
+def _engine_args(url: StoreURL, lock_timeout: float) -> dict[str, Any]:
     def dumps(obj: object) -> str:
         return orjson.dumps(obj).decode()
 
-    common: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": orjson.loads}
+    args: dict[str, Any] = {"json_serializer": dumps, "json_deserializer": orjson.loads}
     if url.backend == "postgresql":
         connect_args: dict[str, Any] = {"connect_timeout": 10}
         if "application_name" not in url.url.query:
             connect_args["application_name"] = "omnirouter"
         if "options" not in url.url.query:
             connect_args["options"] = f"-c lock_timeout={int(lock_timeout * 1000)}"
-        return create_async_engine(url.url, pool_pre_ping=True, connect_args=connect_args, **common)
-    engine = create_async_engine(url.url, connect_args={"timeout": lock_timeout}, **common)
-    _sqlite_events(engine, busy_timeout_ms=int(lock_timeout * 1000))
-    return engine
+        return args | {"pool_pre_ping": True, "connect_args": connect_args}
+    return args | {"connect_args": {"timeout": lock_timeout}}
 
 
-def _sqlite_events(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def _sqlite_events(engine: Engine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let us emit BEGIN ourselves (the driver's implicit BEGIN is deferred and late).
         dbapi_conn.isolation_level = None
@@ -399,7 +484,7 @@ def _sqlite_events(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         finally:
             cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         readonly = conn.get_execution_options().get(_READONLY, False)
         conn.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")

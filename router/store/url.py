@@ -4,7 +4,8 @@
     sqlite:////var/lib/omnirouter/db      absolute path
     postgresql://user:pw@host:5432/db     (also postgres://, postgresql+psycopg://)
 
-SQLite runs on aiosqlite, PostgreSQL on psycopg 3 (its async mode).
+SQLite runs on aiosqlite, PostgreSQL on psycopg 3 (its async mode); the store's
+writer thread uses the same drivers' synchronous modes (`sync_url`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ _POSTGRES = {"postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg
 class StoreURL:
     backend: Backend
     url: URL  # with the async driver
+
+    @property
+    def sync_url(self) -> URL:
+        """The same database through the synchronous driver (the store's writer thread)."""
+        driver = "sqlite+pysqlite" if self.backend == "sqlite" else "postgresql+psycopg"
+        return self.url.set(drivername=driver)
 
     @property
     def safe(self) -> str:

@@ -164,9 +164,9 @@ async def test_a_batch_is_one_transaction_deciding_as_one_by_one(
         nonlocal begins
         begins += statement.startswith("BEGIN")
 
-    sa.event.listen(engine.store.engine.sync_engine, "before_cursor_execute", on_execute)
+    sa.event.listen(engine.store.writer, "before_cursor_execute", on_execute)
     decided = await engine.handle_batch(TRAFFIC, lambda: T0)
-    sa.event.remove(engine.store.engine.sync_engine, "before_cursor_execute", on_execute)
+    sa.event.remove(engine.store.writer, "before_cursor_execute", on_execute)
 
     assert begins == 1
     assert same_shape(decided) == same_shape(expected)

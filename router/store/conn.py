@@ -1,0 +1,78 @@
+"""A unit of work's connection as the routing code sees it: `execute`, `scalar`, `scalars`.
+
+Two things satisfy `Conn`:
+
+- SQLAlchemy's `AsyncConnection` (`Store.transaction()`: readers, the command line,
+  connectors' checkpoints), where each statement is a hand-off to the driver's
+  thread (aiosqlite) or a wait on the socket (psycopg) and back;
+- `SyncConn`, a synchronous connection in the store's writer thread (`Store.work`).
+  Its coroutines finish without ever suspending, so `run_now` drives a whole unit
+  of work (a batch of records routed, dozens of statements) to its end in that
+  thread: the event loop hands off once per unit, not once or more per statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Coroutine
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.engine import Connection, CursorResult, Dialect, ScalarResult
+from sqlalchemy.sql.base import Executable
+
+T = TypeVar("T")
+
+
+class Conn(Protocol):
+    """The part of a connection the store's queries use."""
+
+    @property
+    def dialect(self) -> Dialect: ...
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
+
+    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]: ...
+
+
+class SyncConn:
+    """A synchronous connection dressed as `Conn`: every call runs, and returns, at once."""
+
+    __slots__ = ("sync",)
+
+    def __init__(self, sync: Connection) -> None:
+        self.sync = sync
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.sync.dialect
+
+    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+        return self.sync.execute(statement, parameters)
+
+    async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        return self.sync.scalar(statement, parameters)
+
+    async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:
+        return self.sync.scalars(statement, parameters)
+
+
+class SuspendedError(RuntimeError):
+    """A unit of work given to `Store.work` awaited something other than its connection."""
+
+
+def run_now(work: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends to its end, here, without an event loop.
+
+    A unit of work in the writer thread may await only its `SyncConn` (and other
+    coroutines that do the same); one that waits on anything else (a lock, a
+    sleep, the bus) is a bug, stopped here before it commits.
+    """
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    work.close()
+    raise SuspendedError(
+        "a unit of work in the store's thread awaited something other than the store"
+    )
