@@ -5,6 +5,8 @@ wired as the daemon wires it, on the embedded bus.
 """
 
 import asyncio
+import concurrent.futures
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -195,23 +197,29 @@ async def test_a_batch_ends_early_when_another_writer_waits_its_turn(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = messages.customer_message
-    writers: list[asyncio.Task[None]] = []
+    writers: list[concurrent.futures.Future[None]] = []
+    loop = asyncio.get_running_loop()
 
     async def write() -> None:  # the clock loop firing timers, say
         async with engine.store.transaction() as conn:
             await conn.execute(sa.text("SELECT 1"))
 
     async def customer_message(ctx: Any, unit: Any, env: Envelope) -> None:
-        if not writers:  # a writer asks for its turn while the batch holds it
-            writers.append(asyncio.create_task(write()))
-            await eventually(lambda: engine.store.writers_waiting == 1, 2)
+        # In the store's thread: the writer starts on the event loop and asks for its
+        # turn while the batch holds it.
+        if not writers:
+            writers.append(asyncio.run_coroutine_threadsafe(write(), loop))
+            deadline = time.monotonic() + 5
+            while engine.store.writers_waiting != 1 and time.monotonic() < deadline:
+                time.sleep(0.005)  # this thread has nothing else to do meanwhile
+            assert engine.store.writers_waiting == 1
         await real(ctx, unit, env)
 
     monkeypatch.setattr(messages, "customer_message", customer_message)
     batch = [chat("m1", "t1"), chat("m2", "t2"), chat("m3", "t3")]
     decided = await engine.handle_batch(batch, lambda: T0)
     assert len(decided) == 1  # the rest waits for the next call, after the writer
-    await asyncio.wait_for(writers[0], 2)
+    await asyncio.wait_for(asyncio.wrap_future(writers[0]), 2)
     assert await count(engine.store, "processed") == 1
     rest = await engine.handle_batch(batch[1:], lambda: T0)
     assert len(rest) == 2 and "duplicate" not in [d.action for ds in rest for d in ds]
