@@ -13,13 +13,39 @@ Two things satisfy `Conn`:
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy.engine import Connection, CursorResult, Dialect, ScalarResult
+from sqlalchemy.engine import Connection, Dialect, ScalarResult
 from sqlalchemy.sql.base import Executable
 
+from router.store import lean
+
 T = TypeVar("T")
+
+
+class Rows(Protocol):
+    """The part of a statement's result the store's queries use."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def inserted_primary_key(self) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def all(self) -> Any: ...
+
+    def first(self) -> Any: ...
+
+    def one(self) -> Any: ...
+
+    def one_or_none(self) -> Any: ...
+
+    def scalar(self) -> Any: ...
+
+    def scalar_one(self) -> Any: ...
 
 
 class Conn(Protocol):
@@ -28,7 +54,7 @@ class Conn(Protocol):
     @property
     def dialect(self) -> Dialect: ...
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]: ...
+    async def execute(self, statement: Executable, parameters: Any = None) -> Rows: ...
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any: ...
 
@@ -36,7 +62,9 @@ class Conn(Protocol):
 
 
 class SyncConn:
-    """A synchronous connection dressed as `Conn`: every call runs, and returns, at once."""
+    """A synchronous connection dressed as `Conn`: every call runs, and returns, at once.
+    Statements built once run on SQLite straight through the driver (`router.store.lean`).
+    """
 
     __slots__ = ("sync",)
 
@@ -47,10 +75,16 @@ class SyncConn:
     def dialect(self) -> Dialect:
         return self.sync.dialect
 
-    async def execute(self, statement: Executable, parameters: Any = None) -> CursorResult[Any]:
+    async def execute(self, statement: Executable, parameters: Any = None) -> Rows:
+        plan = lean.plan(statement, parameters, self.sync.dialect)
+        if plan is not None:
+            return lean.run(plan, parameters, self.sync)
         return self.sync.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
+        plan = lean.plan(statement, parameters, self.sync.dialect)
+        if plan is not None:
+            return lean.run(plan, parameters, self.sync).scalar()
         return self.sync.scalar(statement, parameters)
 
     async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:

@@ -25,6 +25,7 @@ from typing import TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from router.store import lean
 from router.store.conn import Conn
 
 Statement = TypeVar("Statement")
@@ -39,6 +40,7 @@ def built(make: Callable[[str], Statement]) -> Callable[[Conn], Statement]:
         found = made.get(name)
         if found is None:  # two threads may both build it: the same statement either way
             found = made[name] = make(name)
+            lean.register(found)
         return found
 
     return statement

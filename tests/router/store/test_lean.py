@@ -1,0 +1,177 @@
+"""Built statements run straight through SQLite's cursor read and write exactly what
+SQLAlchemy's own execution does (`router.store.lean`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from router.errors import StoreError
+from router.store import Store, lean, open_store
+from router.store import routing as db
+from router.store.conn import Conn
+from router.store.schema import customers
+
+T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def story(conn: Conn) -> dict[str, Any]:
+    """A customer, a conversation changed twice, an agent's capacity, timers, outbox rows:
+    everything each step returned, as plain values."""
+    with db.seeded_ids("lean"):  # the same ids and references on every run
+        done: dict[str, Any] = plain(await steps(conn))
+    return done
+
+
+def plain(value: Any) -> Any:
+    """`value` with the times the store took from the clock (`updated_at`) as "now"."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if isinstance(value, datetime) and value > T0 + timedelta(days=30):
+        return "now"
+    return value
+
+
+async def steps(conn: Conn) -> dict[str, Any]:
+    await db.ensure_agents(conn, {"ana": "available"}, T0)
+    cid = await db.create_customer(conn, "Eve", T0)
+    owner = await db.add_identity(conn, "email", "eve@example.com", cid, "message", T0)
+    again = await db.add_identity(conn, "email", "eve@example.com", "someone-else", "x", T0)
+    conv = await db.create_conversation(
+        conn,
+        {
+            "channel": "mail",
+            "channel_type": "email",
+            "thread_key": "t1",
+            "customer_id": cid,
+            "status": "open",
+            "priority": 1,
+            "opened_at": T0,
+            "updated_at": T0,
+            "skills": {"billing": 2},
+            "tags": ["vip"],
+        },
+    )
+    changed = await db.update_conversation(conn, conv.id, queue="billing", sla_due_at=T0)
+    await db.set_customer_language(conn, cid, "es")
+    taken = await db.take_capacity(conn, "ana", "email", 1, T0)
+    full = await db.take_capacity(conn, "ana", "email", 1, T0)
+    await db.start_assignment(conn, conv.id, "ana", {"why": "skills"}, T0)
+    await db.schedule_timer(conn, "k1", conv.id, "sla", T0 + timedelta(hours=1), {"n": 1}, T0)
+    await db.schedule_timer(conn, "k1", conv.id, "sla", T0 + timedelta(hours=9), {"n": 2}, T0)
+    first = await db.add_outbox(conn, "out", b"k", b"v1", T0)
+    second = await db.add_outbox(conn, "out", b"k", b"v2", T0)
+    return {
+        "owner": owner == cid,
+        "again": again == cid,
+        "found": await db.identity_owner(conn, "email", "eve@example.com") == cid,
+        "missing": await db.identity_owner(conn, "email", "nobody@example.com"),
+        "conv": tuple(conv),
+        "changed": tuple(changed),
+        "by_thread": (await db.conversation_by_thread(conn, "mail", "t1")) == changed,
+        "customer": tuple(await db.customer(conn, cid)),
+        "identities": [tuple(r) for r in await db.customer_identities(conn, cid)],
+        "recent": len(await db.recent_conversations(conn, cid, T0, "other")),
+        "transcript": await db.transcript(conn, conv.id, 5),
+        "taken": (taken, full),
+        "last_agent": await db.last_agent_of(conn, cid, T0 - timedelta(days=1)),
+        "outbox": second - first,
+    }
+
+
+async def test_lean_and_sqlalchemy_give_the_same_results(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran: list[str] = []
+    real = lean.run
+
+    def counted(*args: Any) -> Any:
+        ran.append("lean")
+        return real(*args)
+
+    monkeypatch.setattr(lean, "run", counted)
+    fast = await sqlite_store.work(story)
+    assert len(ran) > 15  # the built statements did go the lean way
+    fast_rows = await rows(sqlite_store)
+
+    await sqlite_store.work(clear)
+    monkeypatch.setattr(lean, "plan", lambda *_: None)
+    slow = await sqlite_store.work(story)
+    assert fast == slow
+    assert fast_rows == await rows(sqlite_store)
+    assert fast["taken"] == [True, False] and fast["outbox"] == 1
+
+
+async def test_python_side_defaults_are_filled_in(sqlite_store: Store) -> None:
+    await sqlite_store.work(story)
+    async with sqlite_store.transaction(readonly=True) as conn:
+        [customer] = (await conn.execute(sa.select(customers))).all()
+    # `updated_at` has an onupdate default: the lean UPDATE sets it as SQLAlchemy would.
+    assert customer.updated_at > T0 + timedelta(days=30)
+    assert (customer.language, customer.tags) == ("es", [])
+
+
+async def test_a_driver_error_is_a_store_error_without_its_values(sqlite_store: Store) -> None:
+    async def twice(conn: Conn) -> None:
+        row = {"id": "c1", "display_name": "Eve", "tier": "standard", "tags": []}
+        stamps = {"created_at": T0, "updated_at": T0}
+        await conn.execute(db._create_customer(conn), row | stamps)
+        await conn.execute(db._create_customer(conn), row | stamps)
+
+    with pytest.raises(StoreError) as caught:
+        await sqlite_store.work(twice)
+    assert caught.value.retriable is False
+    assert "IntegrityError" in str(caught.value) and "Eve" not in str(caught.value)
+    assert (await rows(sqlite_store))["customers"] == []
+
+
+async def test_statement_counters_still_see_lean_statements(sqlite_store: Store) -> None:
+    seen: list[str] = []
+
+    def count(_c: object, _cur: object, statement: str, *_: object) -> None:
+        seen.append(statement.split()[0])
+
+    sa.event.listen(sqlite_store.writer, "before_cursor_execute", count)
+    try:
+        await sqlite_store.work(lambda conn: db.identity_owner(conn, "email", "x@example.com"))
+    finally:
+        sa.event.remove(sqlite_store.writer, "before_cursor_execute", count)
+    assert "SELECT" in seen
+
+
+TABLES = ("customers", "identities", "conversations", "agent_load", "timers", "outbox")
+
+
+async def rows(store: Store) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    async with store.transaction(readonly=True) as conn:
+        for name in TABLES:
+            table = sa.table(name)
+            result = await conn.execute(sa.select(sa.text("*")).select_from(table))
+            # As stored (text on SQLite), but `updated_at`: the clock's, at each run.
+            out[name] = [
+                {k: "now" if k == "updated_at" else v for k, v in r._mapping.items()}
+                for r in result
+            ]
+    return out
+
+
+async def clear(conn: Conn) -> None:
+    for name in ("assignments", "timers", "outbox", "agent_load", *TABLES[:3][::-1]):
+        await conn.execute(sa.text(f"DELETE FROM {name}"))
