@@ -2,8 +2,9 @@
 
 Decode strictly (bad records go to the DLQ with the reason), hand the envelope
 to the routing engine (which dedupes by envelope id and writes its effects and
-outputs in one store transaction). After each batch the outputs are published,
-and only then does the consume loop commit the batch's offsets.
+outputs in one store transaction). Each committed run's outputs are published
+at once, from memory (see `router.outbox`); after each fetch the outbox is
+flushed, and only then does the consume loop commit the fetch's offsets.
 
 `handle_batch` applies runs of valid envelopes in one transaction each (a
 commit per record is much of a record's cost); what it cannot apply so, it
@@ -53,8 +54,10 @@ class InboundProcessor:
         self._engine = engine
         self._outbox = outbox
         self._metrics = metrics
+        self._one_by_one = False  # a record was handled alone since the last flush
 
     async def handle(self, record: Record) -> None:
+        self._one_by_one = True  # its outputs are not in memory: the scan publishes them
         started = time.perf_counter()
         try:
             envelope = decode(record.value)
@@ -89,8 +92,9 @@ class InboundProcessor:
                 started = (
                     time.perf_counter()
                 )  # each record's routing time: its part's, to the commit
+                handover = self._outbox.handover()
                 try:
-                    decided = await self._engine.handle_batch(envelopes, now_utc)
+                    decided = await self._engine.handle_batch(envelopes, now_utc, handover=handover)
                 except Exception as exc:  # whatever it was, each record gets its own chance
                     log.warning(
                         "batch transaction failed; handling its records one by one",
@@ -105,6 +109,17 @@ class InboundProcessor:
                         self._report(record, envelope, decisions, started)
                     except Exception:  # committed already: a logging fault must not redo it
                         log.exception("could not report decisions", record_id=envelope.id)
+                # Published before the part counts as done: a crash after this commit
+                # leaves nothing in memory only (what it does leave, leased, goes out
+                # after the restart).
+                try:
+                    await self._outbox.publish(handover.written, scan=self._one_by_one)
+                except Exception as exc:  # committed: its rows wait for a later flush
+                    log.warning(
+                        "outputs not published now; a later flush takes them",
+                        error=f"{type(exc).__name__}: {exc}",
+                        rows=len(handover.written),
+                    )
                 yield run[:done], True
                 run, envelopes = run[done:], envelopes[done:]
 
@@ -153,8 +168,10 @@ class InboundProcessor:
         self._metrics.routing_duration.observe(time.perf_counter() - started)
 
     async def after_batch(self) -> None:
-        """Publish the batch's outputs (and any a crash left unsent) before the commit."""
+        """Publish what is still unsent (records handled one by one wrote it, or the bus
+        refused it for a while) before the fetch's offsets are committed."""
         await self._outbox.flush()
+        self._one_by_one = False
 
 
 def _runs(

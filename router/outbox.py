@@ -6,7 +6,16 @@ every output carries a stable envelope id, so its consumer dedupes it.
 
 No store transaction waits on the bus: rows are leased in one short
 transaction, published outside it, and marked sent a small step at a time (a
-crash repeats at most one step). One row never holds up the others:
+crash repeats at most one step).
+
+The router's batches take a shorter way (`handover`, `publish`): the rows a
+batch writes are leased in its own transaction and kept in memory, and
+published from there once it commits, with no scan to find them. The scan
+(`flush`) stays for what a crash or an unavailable bus left, and for records
+handled one by one; while it holds rows back, later rows go its way too, so
+none overtakes an older one of its key.
+
+One row never holds up the others:
 
 | publishing a row fails because...        | then                                              |
 | ---------------------------------------- | ------------------------------------------------- |
@@ -35,6 +44,7 @@ from router.errors import BusError
 from router.store import Store
 from router.store import routing as db
 from router.store.conn import Conn
+from router.store.routing import Handover, Output
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +86,36 @@ class OutboxPublisher:
         self._on_wait = on_wait
         # One flush at a time in this process (the router loop and the clock both flush).
         self._lock = asyncio.Lock()
+        # The scan holds rows back (the bus refused them): later rows must not overtake
+        # them, so they go the scan's way too until it is through.
+        self._behind = False
+
+    @staticmethod
+    def handover() -> Handover:
+        """Where the next batch's unit of work keeps the rows it writes, leased to us
+        (see `Engine.handle_batch`)."""
+        return Handover(lease_until=now_utc() + LEASE)
+
+    async def publish(self, rows: Sequence[Output], *, scan: bool = False) -> FlushResult:
+        """Publish rows a unit of work just committed (leased to us), from memory.
+
+        `scan`: unsent rows no unit kept may be older than these (a record handled
+        one by one wrote them), so these are given back to wait for the next flush,
+        which publishes all in the order they were written. So they are too while
+        the scan holds rows the bus refused.
+        """
+        result = FlushResult()
+        if not rows:
+            return result
+        if scan or self._behind:
+            ids = [r.id for r in rows]
+            await self._store.work(lambda conn: db.release_claims(conn, ids))
+            return result
+        async with self._lock:
+            await self._publish_rows(rows, result)
+        self._behind = self._behind or result.waiting > 0
+        self._report(result)
+        return result
 
     async def start(self) -> None:
         """Take back the leases a previous run held when it died, so its rows go out now
@@ -101,6 +141,7 @@ class OutboxPublisher:
                 blocked = await self._publish_rows(rows, result)
                 if blocked or len(rows) < BATCH:
                     break
+        self._behind = result.waiting > 0
         self._report(result)
         return result
 

@@ -124,7 +124,11 @@ class Engine:
         return unit
 
     async def handle_batch(
-        self, envelopes: Sequence[Envelope], clock: Callable[[], datetime]
+        self,
+        envelopes: Sequence[Envelope],
+        clock: Callable[[], datetime],
+        *,
+        handover: db.Handover | None = None,
     ) -> list[list[Decision]]:
         """Apply records in order in ONE transaction: a first part of them (at least one),
         or none if it raises. It ends early when another writer of this process waits for
@@ -135,9 +139,18 @@ class Engine:
         when its turn comes), as when handled one by one: queue positions and timer
         keys are built from it. With one time for the batch, conversations queued
         in it would tie, and wait in channel and thread order instead of arrival.
+
+        With a `handover`, the outputs it writes are leased and kept there for the
+        caller to publish from memory (see `router.outbox`).
         """
 
         async def batch(conn: Conn) -> list[Unit]:
+            if handover is None:
+                return await applied(conn)
+            with db.keeping_outputs(handover):
+                return await applied(conn)
+
+        async def applied(conn: Conn) -> list[Unit]:
             units: list[Unit] = []
             # Dedupe: one query for the batch; its marks are written in one at the end.
             seen = await self.store.processed_among(CONSUMER, [e.id for e in envelopes], conn=conn)

@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -885,12 +886,50 @@ async def agent_wrote_since(conn: Conn, conversation_id: str, since: datetime) -
     return await conn.scalar(stmt) is not None
 
 
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record a unit of work queued in the outbox, kept to publish from memory."""
+
+    id: int
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class Handover:
+    """The rows a unit of work queued (`keeping_outputs`), leased until `lease_until` so
+    no outbox scan takes them, to be published from memory once it commits (if it does
+    not, they are gone with it)."""
+
+    lease_until: datetime
+    written: list[Output] = field(default_factory=list)
+
+
+_handover: ContextVar[Handover | None] = ContextVar("omnirouter_handover", default=None)
+
+
+@contextmanager
+def keeping_outputs(handover: Handover) -> Iterator[None]:
+    """Within: `add_outbox` leases its rows and keeps them in `handover.written`."""
+    token = _handover.set(handover)
+    try:
+        yield
+    finally:
+        _handover.reset(token)
+
+
 async def add_outbox(conn: Conn, topic: str, key: bytes, value: bytes, now: datetime) -> int:
     """Queue a record for publishing after the commit; its row id."""
-    row = {"topic": topic, "key": key, "value": value, "created_at": now}
+    handover = _handover.get()
+    row: dict[str, Any] = {"topic": topic, "key": key, "value": value, "created_at": now}
+    if handover is not None:
+        row["claimed_until"] = handover.lease_until
     result = await conn.execute(_add_outbox(conn), row)
     row_id = result.inserted_primary_key
     assert row_id is not None
+    if handover is not None:
+        handover.written.append(Output(int(row_id[0]), topic, key, value))
     return int(row_id[0])
 
 
@@ -901,6 +940,11 @@ def _add_outbox(_: str) -> sa.Insert:
 
 async def amend_outbox(conn: Conn, row_id: int, value: bytes) -> None:
     """Rewrite a record queued in this same transaction (never one already published)."""
+    handover = _handover.get()
+    if handover is not None:
+        handover.written = [
+            Output(o.id, o.topic, o.key, value) if o.id == row_id else o for o in handover.written
+        ]
     await conn.execute(
         outbox.update().where(outbox.c.id == row_id, outbox.c.sent_at.is_(None)).values(value=value)
     )
