@@ -47,7 +47,9 @@ on 2 cores, most of it in the end-to-end rows):
    warm-up (the engine should hold nothing per conversation).
 
 Without `--kafka` a broker is started with tests/harness/kafka.py, and without
-`--postgres` a throwaway cluster with tests/harness/postgres.py. cProfile
+`--postgres` a throwaway cluster with tests/harness/postgres.py, durable as the
+SQLite store is (fsync, synchronous_commit on); the durability settings the
+server reports are printed, with a warning when they are not. cProfile
 summaries follow tables 1 and 2 unless `--no-profile`. Nothing is asserted:
 the figures are printed next to their targets.
 """
@@ -980,11 +982,43 @@ def postgres_server(url: str | None) -> Iterator[str]:
         return
     from tests.harness import postgres as pg
 
-    cluster = pg._start_cluster()
+    # fsync and synchronous_commit on: every commit reaches the disk, as SQLite's FULL
+    cluster = pg._start_cluster(durable=True)
     try:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+# What each setting must read for a commit to be on disk when it returns, as the SQLite
+# store's synchronous=FULL (synchronous_commit's other durable values differ only for replicas).
+DURABLE = {
+    "fsync": {"on"},
+    "synchronous_commit": {"on", "local", "remote_write", "remote_apply"},
+    "full_page_writes": {"on"},
+}
+
+
+def postgres_durability(server: str) -> str:
+    """The server's durability settings as it reports them, with a warning when the
+    PostgreSQL rows are not comparable with SQLite's."""
+    import psycopg
+
+    from tests.harness import postgres as pg
+
+    with psycopg.connect(pg._libpq(server), connect_timeout=10) as conn:
+        got = {}
+        for name in DURABLE:
+            row = conn.execute(f"SHOW {name}").fetchone()
+            got[name] = str(row[0]) if row else "?"
+    text = ", ".join(f"{k}={v}" for k, v in got.items())
+    weak = [k for k, ok in DURABLE.items() if got[k] not in ok]
+    if weak:
+        text += (
+            f"  WARNING: not durable ({', '.join(weak)}): a commit may return before it is on"
+            " disk, so the PostgreSQL rows are not comparable with SQLite (synchronous=FULL)"
+        )
+    return text
 
 
 @contextlib.contextmanager
@@ -1020,6 +1054,8 @@ async def bench_e2e(args: argparse.Namespace, bootstrap: str, pg_server: str | N
         f" transaction per {CHUNK} records) -> OutboxPublisher.flush (KafkaBus, once per fetch);"
         " 8 agents with room for every conversation; JSON logs at INFO to /dev/null"
     )
+    if pg_server:
+        print(f"durability: SQLite synchronous=FULL; PostgreSQL {args.pg_durability}")
     expected_out = n_new + n  # one ack per new conversation + one agent delivery per message
     raw_records = [(e.bus_key(), encode(e)) for e in envelopes]
     raw_n = max(args.raw_messages, n)
@@ -1191,6 +1227,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.nullcontext(None) if args.no_postgres else postgres_server(args.postgres)
     )
     with pg_ctx as pg_server:
+        args.pg_durability = postgres_durability(pg_server) if pg_server else ""
+        if pg_server:
+            where = "given by --postgres" if args.postgres else "throwaway cluster"
+            print(
+                f"PostgreSQL ({where}) reports {args.pg_durability};"
+                " the SQLite store runs synchronous=FULL (WAL)"
+            )
         if not args.no_e2e:
             from tests.harness.kafka import broker_at  # the decision tables need no harness
 
