@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -51,13 +50,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
 from bench.routing import (  # noqa: E402
     CORPUS,
     postgres_database,
     postgres_durability,
     postgres_server,
+    produce_all,
     raw_passthrough,
 )
 from router.bus import KafkaBus  # noqa: E402
@@ -124,22 +124,6 @@ def customer_messages(run: str, n: int, threads: int) -> list[Envelope]:
             )
         )
     return out
-
-
-async def produce(bootstrap: str, topic: str, envelopes: list[Envelope]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
-    await producer.start()
-    # A fresh topic's first sends can meet its leader election: retried, each logged.
-    quiet = logging.getLogger("aiokafka.producer.sender")
-    quiet.disabled = True
-    try:
-        for start in range(0, len(envelopes), 1000):
-            batch = envelopes[start : start + 1000]
-            sent = [await producer.send(topic, encode(e), key=e.bus_key()) for e in batch]
-            await asyncio.gather(*sent)
-    finally:
-        quiet.disabled = False
-        await producer.stop()
 
 
 @dataclass
@@ -211,7 +195,7 @@ async def drain_run(
     async with KafkaBus(bootstrap, partitions=6) as admin:
         await admin.ensure_topics([topics.inbound, *outputs])
     envelopes = customer_messages(run, args.messages, args.threads)
-    await produce(bootstrap, topics.inbound, envelopes)
+    await produce_all(bootstrap, topics.inbound, [(e.bus_key(), encode(e)) for e in envelopes])
     cwd = tmp / label
     cwd.mkdir()
     config = cwd / "omnirouter.yaml"

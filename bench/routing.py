@@ -741,13 +741,27 @@ def traffic(n: int, followups: float, rng: random.Random) -> tuple[list[Envelope
     return out, len(convs)
 
 
+@contextlib.contextmanager
+def leader_elections_quiet(logger: str) -> Iterator[None]:
+    """A fresh topic's first sends and offset lookups can meet its leader election:
+    aiokafka retries them, logging each retry as a warning or an error."""
+    log = logging.getLogger(logger)
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = False
+
+
 async def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     try:
-        for start in range(0, len(records), 1000):
-            futs = [await producer.send(topic, v, key=k) for k, v in records[start : start + 1000]]
-            await asyncio.gather(*futs)
+        with leader_elections_quiet("aiokafka.producer.sender"):
+            for start in range(0, len(records), 1000):
+                batch = records[start : start + 1000]
+                futs = [await producer.send(topic, v, key=k) for k, v in batch]
+                await asyncio.gather(*futs)
     finally:
         await producer.stop()
 
@@ -1207,16 +1221,10 @@ async def _generate(p: LoadParams) -> LoadResult:
             TopicPartition(p.agents_topic, i) for i in await _partitions(consumer, p.agents_topic)
         ]
         consumer.assign(tps)
-        # Fresh topics: the first offset lookups can meet a leader election; aiokafka retries
-        # them, logging each retry as an error.
-        quiet = logging.getLogger("aiokafka.consumer.fetcher")
-        quiet.disabled = True
-        try:
+        with leader_elections_quiet("aiokafka.consumer.fetcher"):
             await consumer.seek_to_end(*tps)
             for tp in tps:
                 await consumer.position(tp)  # resolved before the first send: nothing is missed
-        finally:
-            quiet.disabled = False
         reader = asyncio.create_task(read())
         result = LoadResult()
         # Warm-up, not measured: the router's consumer joins its group, caches fill.
@@ -1341,6 +1349,7 @@ async def bench_open_loop(args: argparse.Namespace, bootstrap: str, pg_server: s
         f"{'store':<12} {'offered':>8} {'achieved':>9} {'msgs':>6} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'max ms':>8} {'undeliv':>7}"
     )
+    started = time.perf_counter()
     with (
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
         tempfile.TemporaryDirectory(prefix="omnirouter-bench-") as tmp,
@@ -1354,6 +1363,7 @@ async def bench_open_loop(args: argparse.Namespace, bootstrap: str, pg_server: s
                 with postgres_database(pg_server, "omni_open") as url:
                     r = await open_loop_step(pool, bootstrap, url, rate, args)
                 print(latency_row("PostgreSQL", rate, r), flush=True)
+    print(f"(table 3 took {time.perf_counter() - started:.0f} s)")
 
 
 # --- 4. memory per open conversation ----------------------------------------------------------
