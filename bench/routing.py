@@ -52,7 +52,8 @@ on 2 cores, most of it in the end-to-end and open-loop rows):
    its transcript). Per rate: offered and achieved send rate, p50, p99 and max
    from the produce call to the delivery's arrival, and the messages with no
    delivery `--open-loop-drain` seconds after the last send (they count as the
-   slowest). Target: p99 <= 50 ms at 200 msg/s.
+   slowest). Target: p99 <= 50 ms at 200 msg/s. Floor rows: plain aiokafka in
+   place of the router, answering each message with a delivery-shaped record.
 4. Memory per open conversation: the store's bytes per conversation (SQLite
    file, per table and index via dbstat; PostgreSQL relation sizes) and the
    router process's RSS and live Python objects per conversation after a
@@ -1228,7 +1229,8 @@ async def _generate(p: LoadParams) -> LoadResult:
         reader = asyncio.create_task(read())
         result = LoadResult()
         # Warm-up, not measured: the router's consumer joins its group, caches fill.
-        await asyncio.gather(*[await send(e) for e in warm])
+        with leader_elections_quiet("aiokafka.producer.sender"):
+            await asyncio.gather(*[await send(e) for e in warm])
         result.warmup_ok = await expect({e.id for e in warm}, 30.0)
         sent: dict[str, float] = {}
         acks = []
@@ -1252,6 +1254,69 @@ async def _generate(p: LoadParams) -> LoadResult:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+        await producer.stop()
+        await consumer.stop()
+
+
+def load_params(
+    args: argparse.Namespace, bootstrap: str, topics: Topics, rate: float
+) -> LoadParams:
+    return LoadParams(
+        bootstrap=bootstrap,
+        inbound=topics.inbound,
+        agents_topic=topics.agent("mail"),
+        rate=rate,
+        n=max(args.open_loop_messages, round(args.open_loop_seconds * rate)),
+        warmup=20,
+        followups=args.followups,
+        drain_s=args.open_loop_drain,
+        seed=int(rate),
+    )
+
+
+async def echo_step(
+    pool: ProcessPoolExecutor, bootstrap: str, rate: float, args: argparse.Namespace
+) -> LoadResult:
+    """The floor of the measurement: plain aiokafka in place of the router, answering each
+    message with a record shaped like a delivery that carries it (fetch, produce, gather
+    the acks, commit, as the pass-through baseline of table 2)."""
+    topics = Topics(prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    async with KafkaBus(bootstrap, partitions=6) as admin:
+        await admin.ensure_topics([topics.inbound, topics.agent("mail")])
+    consumer = AIOKafkaConsumer(
+        topics.inbound,
+        bootstrap_servers=bootstrap,
+        group_id=f"echo-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
+    )
+    await consumer.start()
+    await producer.start()
+
+    async def echo() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=FETCH)
+            futs = []
+            for records in batches.values():
+                for r in records:
+                    entry = {"id": orjson.loads(r.value)["id"], "direction": "in"}
+                    value = orjson.dumps({"delivery": {"context": {"transcript": [entry]}}})
+                    futs.append(await producer.send(topics.agent("mail"), value, key=r.key))
+            if futs:
+                await asyncio.gather(*futs)
+                await consumer.commit()
+
+    task = asyncio.create_task(echo())
+    try:
+        params = load_params(args, bootstrap, topics, rate)
+        return await asyncio.get_running_loop().run_in_executor(pool, load_generator, params)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
         await producer.stop()
         await consumer.stop()
 
@@ -1289,17 +1354,7 @@ async def open_loop_step(
         )
         task = asyncio.create_task(loop.run())
         try:
-            params = LoadParams(
-                bootstrap=bootstrap,
-                inbound=topics.inbound,
-                agents_topic=topics.agent("mail"),
-                rate=rate,
-                n=max(args.open_loop_messages, round(args.open_loop_seconds * rate)),
-                warmup=20,
-                followups=args.followups,
-                drain_s=args.open_loop_drain,
-                seed=int(rate),
-            )
+            params = load_params(args, bootstrap, topics, rate)
             return await asyncio.get_running_loop().run_in_executor(pool, load_generator, params)
         finally:
             loop.stop()
@@ -1341,7 +1396,8 @@ async def bench_open_loop(args: argparse.Namespace, bootstrap: str, pg_server: s
         f" {args.open_loop_messages} messages), {args.followups:.0%} follow-ups, after 20"
         f" unmeasured warm-up messages; undelivered: no delivery {args.open_loop_drain:g} s"
         " after the last send (they count as the slowest in p50/p99). Target: p99 <= 50 ms"
-        " at 200 msg/s."
+        " at 200 msg/s. Floor: aiokafka answering each message with a record in place of the"
+        " router (fetch, produce, gather the acks, commit)."
     )
     if pg_server:
         print(f"durability: SQLite synchronous=FULL; PostgreSQL {args.pg_durability}")
@@ -1354,6 +1410,9 @@ async def bench_open_loop(args: argparse.Namespace, bootstrap: str, pg_server: s
         ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
         tempfile.TemporaryDirectory(prefix="omnirouter-bench-") as tmp,
     ):
+        for rate in rates:
+            r = await echo_step(pool, bootstrap, rate, args)
+            print(latency_row("aiokafka", rate, r), flush=True)
         for rate in rates:
             url = f"sqlite:///{tmp}/open-{rate:g}.sqlite3"
             r = await open_loop_step(pool, bootstrap, url, rate, args)
