@@ -4,9 +4,11 @@
                             [--messages 400] [--followups 0.5] [--raw-messages 20000]
                             [--memory-conversations 400] [--kafka HOST:PORT]
                             [--postgres URL] [--no-e2e] [--no-postgres] [--no-profile]
+                            [--open-loop 50,200,500 | --no-open-loop] [--open-loop-seconds 3]
+                            [--open-loop-messages 600] [--open-loop-drain 5]
 
-Three tables, all measured in the same run (the defaults take about 2-3 minutes
-on 2 cores, most of it in the end-to-end rows):
+Four tables, all measured in the same run (the defaults take about 4-5 minutes
+on 2 cores, most of it in the end-to-end and open-loop rows):
 
 1. The decision itself (pure functions, no I/O), one call at a time, each call
    timed: `choose_agent` on an `AgentBoard` of `--agents` agents (varied skills, languages,
@@ -41,13 +43,26 @@ on 2 cores, most of it in the end-to-end rows):
    one by one) and `OutboxPublisher.flush`, the event loop thread's CPU
    in them, SQL statements by kind, and the store's floor (an empty
    transaction, one more statement).
-3. Memory per open conversation: the store's bytes per conversation (SQLite
+3. Open-loop latency: for each rate of `--open-loop` (msg/s), the router's pieces
+   wired as in table 2 (fresh topics and store per row) while a separate
+   generator process produces customer messages at that fixed rate, scheduled
+   by its clock and not waiting on the router, for max(`--open-loop-seconds`,
+   `--open-loop-messages`); its own consumer of the agents' topic reads each
+   delivery and finds the customer messages it carries (the inbound entries of
+   its transcript). Per rate: offered and achieved send rate, p50, p99 and max
+   from the produce call to the delivery's arrival, and the messages with no
+   delivery `--open-loop-drain` seconds after the last send (they count as the
+   slowest). Target: p99 <= 50 ms at 200 msg/s. Floor rows: plain aiokafka in
+   place of the router, answering each message with a delivery-shaped record.
+4. Memory per open conversation: the store's bytes per conversation (SQLite
    file, per table and index via dbstat; PostgreSQL relation sizes) and the
    router process's RSS and live Python objects per conversation after a
    warm-up (the engine should hold nothing per conversation).
 
 Without `--kafka` a broker is started with tests/harness/kafka.py, and without
-`--postgres` a throwaway cluster with tests/harness/postgres.py. cProfile
+`--postgres` a throwaway cluster with tests/harness/postgres.py, durable as the
+SQLite store is (fsync, synchronous_commit on); the durability settings the
+server reports are printed, with a warning when they are not. cProfile
 summaries follow tables 1 and 2 unless `--no-profile`. Nothing is asserted:
 the figures are printed next to their targets.
 """
@@ -59,6 +74,8 @@ import asyncio
 import contextlib
 import cProfile
 import gc
+import logging
+import multiprocessing
 import os
 import pstats
 import random
@@ -70,6 +87,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +98,7 @@ ROOT = _HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import orjson  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
@@ -723,13 +742,27 @@ def traffic(n: int, followups: float, rng: random.Random) -> tuple[list[Envelope
     return out, len(convs)
 
 
+@contextlib.contextmanager
+def leader_elections_quiet(logger: str) -> Iterator[None]:
+    """A fresh topic's first sends and offset lookups can meet its leader election:
+    aiokafka retries them, logging each retry as a warning or an error."""
+    log = logging.getLogger(logger)
+    log.disabled = True
+    try:
+        yield
+    finally:
+        log.disabled = False
+
+
 async def produce_all(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all")
     await producer.start()
     try:
-        for start in range(0, len(records), 1000):
-            futs = [await producer.send(topic, v, key=k) for k, v in records[start : start + 1000]]
-            await asyncio.gather(*futs)
+        with leader_elections_quiet("aiokafka.producer.sender"):
+            for start in range(0, len(records), 1000):
+                batch = records[start : start + 1000]
+                futs = [await producer.send(topic, v, key=k) for k, v in batch]
+                await asyncio.gather(*futs)
     finally:
         await producer.stop()
 
@@ -981,11 +1014,43 @@ def postgres_server(url: str | None) -> Iterator[str]:
         return
     from tests.harness import postgres as pg
 
-    cluster = pg._start_cluster()
+    # fsync and synchronous_commit on: every commit reaches the disk, as SQLite's FULL
+    cluster = pg._start_cluster(durable=True)
     try:
         yield cluster.url
     finally:
         cluster.stop()
+
+
+# What each setting must read for a commit to be on disk when it returns, as the SQLite
+# store's synchronous=FULL (synchronous_commit's other durable values differ only for replicas).
+DURABLE = {
+    "fsync": {"on"},
+    "synchronous_commit": {"on", "local", "remote_write", "remote_apply"},
+    "full_page_writes": {"on"},
+}
+
+
+def postgres_durability(server: str) -> str:
+    """The server's durability settings as it reports them, with a warning when the
+    PostgreSQL rows are not comparable with SQLite's."""
+    import psycopg
+
+    from tests.harness import postgres as pg
+
+    with psycopg.connect(pg._libpq(server), connect_timeout=10) as conn:
+        got = {}
+        for name in DURABLE:
+            row = conn.execute(f"SHOW {name}").fetchone()
+            got[name] = str(row[0]) if row else "?"
+    text = ", ".join(f"{k}={v}" for k, v in got.items())
+    weak = [k for k, ok in DURABLE.items() if got[k] not in ok]
+    if weak:
+        text += (
+            f"  WARNING: not durable ({', '.join(weak)}): a commit may return before it is on"
+            " disk, so the PostgreSQL rows are not comparable with SQLite (synchronous=FULL)"
+        )
+    return text
 
 
 @contextlib.contextmanager
@@ -1021,6 +1086,8 @@ async def bench_e2e(args: argparse.Namespace, bootstrap: str, pg_server: str | N
         f" transaction per {CHUNK} records) -> OutboxPublisher.flush (KafkaBus, once per fetch);"
         " 8 agents with room for every conversation; JSON logs at INFO to /dev/null"
     )
+    if pg_server:
+        print(f"durability: SQLite synchronous=FULL; PostgreSQL {args.pg_durability}")
     expected_out = n_new + n  # one ack per new conversation + one agent delivery per message
     raw_records = [(e.bus_key(), encode(e)) for e in envelopes]
     raw_n = max(args.raw_messages, n)
@@ -1073,7 +1140,293 @@ async def bench_e2e(args: argparse.Namespace, bootstrap: str, pg_server: str | N
             )
 
 
-# --- 3. memory per open conversation ----------------------------------------------------------
+# --- 3. open-loop latency --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadParams:
+    """What the load generator process sends, where, and how long it waits."""
+
+    bootstrap: str
+    inbound: str
+    agents_topic: str
+    rate: float
+    n: int
+    warmup: int
+    followups: float
+    drain_s: float
+    seed: int
+
+
+@dataclass
+class LoadResult:
+    sent: int = 0
+    achieved: float = 0.0  # sends/s over the measured run
+    late_ms: float = 0.0  # how far the latest send fell behind its schedule
+    latencies_ms: list[float] = field(default_factory=list)  # delivered ones only
+    warmup_ok: bool = True
+
+
+def load_generator(p: LoadParams) -> LoadResult:
+    """Entry point of the generator process (its own interpreter: its clock and sends do not
+    wait on the router's event loop)."""
+    return asyncio.run(_generate(p))
+
+
+async def _generate(p: LoadParams) -> LoadResult:
+    envelopes, _ = traffic(p.warmup + p.n, p.followups, random.Random(p.seed))
+    warm, measured = envelopes[: p.warmup], envelopes[p.warmup :]
+    arrived: dict[str, float] = {}  # customer message id -> when its delivery was read
+    want: set[str] = set()
+    complete = asyncio.Event()
+    consumer = AIOKafkaConsumer(bootstrap_servers=p.bootstrap, enable_auto_commit=False)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=p.bootstrap, enable_idempotence=True, acks="all", linger_ms=0
+    )
+    await consumer.start()
+    await producer.start()
+
+    async def read() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100, max_records=500)
+            now = time.perf_counter()
+            for records in batches.values():
+                for r in records:
+                    # A delivery names the customer messages it carries in its transcript
+                    # (router.routing.delivery: entry id = the stored message's envelope id).
+                    # orjson, not envelope.decode: validation would take CPU from the router.
+                    delivery = orjson.loads(r.value).get("delivery") or {}
+                    for entry in (delivery.get("context") or {}).get("transcript", ()):
+                        if entry.get("direction") == "in":
+                            arrived.setdefault(entry["id"], now)
+            if want and want.issubset(arrived):
+                complete.set()
+
+    async def expect(ids: set[str], bound: float) -> bool:
+        want.clear()
+        want.update(ids)
+        complete.clear()
+        if want.issubset(arrived):
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(complete.wait(), bound)
+        return complete.is_set()
+
+    async def send(env: Envelope) -> asyncio.Future[Any]:
+        value = encode(env.model_copy(update={"received_at": datetime.now(UTC)}))
+        fut: asyncio.Future[Any] = await producer.send(p.inbound, value, key=env.bus_key())
+        return fut
+
+    reader = None
+    try:
+        tps = [
+            TopicPartition(p.agents_topic, i) for i in await _partitions(consumer, p.agents_topic)
+        ]
+        consumer.assign(tps)
+        with leader_elections_quiet("aiokafka.consumer.fetcher"):
+            await consumer.seek_to_end(*tps)
+            for tp in tps:
+                await consumer.position(tp)  # resolved before the first send: nothing is missed
+        reader = asyncio.create_task(read())
+        result = LoadResult()
+        # Warm-up, not measured: the router's consumer joins its group, caches fill.
+        with leader_elections_quiet("aiokafka.producer.sender"):
+            await asyncio.gather(*[await send(e) for e in warm])
+        result.warmup_ok = await expect({e.id for e in warm}, 30.0)
+        sent: dict[str, float] = {}
+        acks = []
+        start = time.perf_counter()
+        for i, env in enumerate(measured):
+            due = start + i / p.rate  # the clock sets the pace, not the router
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            sent[env.id] = time.perf_counter()
+            result.late_ms = max(result.late_ms, 1000 * (sent[env.id] - due))
+            acks.append(await send(env))
+        last = time.perf_counter()
+        await asyncio.gather(*acks)
+        result.sent = len(measured)
+        result.achieved = (len(measured) - 1) / (last - start) if last > start else 0.0
+        await expect(set(sent), max(0.0, last + p.drain_s - time.perf_counter()))
+        result.latencies_ms = [1000 * (arrived[i] - t) for i, t in sent.items() if i in arrived]
+        return result
+    finally:
+        if reader is not None:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        await producer.stop()
+        await consumer.stop()
+
+
+def load_params(
+    args: argparse.Namespace, bootstrap: str, topics: Topics, rate: float
+) -> LoadParams:
+    return LoadParams(
+        bootstrap=bootstrap,
+        inbound=topics.inbound,
+        agents_topic=topics.agent("mail"),
+        rate=rate,
+        n=max(args.open_loop_messages, round(args.open_loop_seconds * rate)),
+        warmup=20,
+        followups=args.followups,
+        drain_s=args.open_loop_drain,
+        seed=int(rate),
+    )
+
+
+async def echo_step(
+    pool: ProcessPoolExecutor, bootstrap: str, rate: float, args: argparse.Namespace
+) -> LoadResult:
+    """The floor of the measurement: plain aiokafka in place of the router, answering each
+    message with a record shaped like a delivery that carries it (fetch, produce, gather
+    the acks, commit, as the pass-through baseline of table 2)."""
+    topics = Topics(prefix=f"bench{uuid.uuid4().hex[:8]}.")
+    async with KafkaBus(bootstrap, partitions=6) as admin:
+        await admin.ensure_topics([topics.inbound, topics.agent("mail")])
+    consumer = AIOKafkaConsumer(
+        topics.inbound,
+        bootstrap_servers=bootstrap,
+        group_id=f"echo-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
+    )
+    await consumer.start()
+    await producer.start()
+
+    async def echo() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500, max_records=FETCH)
+            futs = []
+            for records in batches.values():
+                for r in records:
+                    entry = {"id": orjson.loads(r.value)["id"], "direction": "in"}
+                    value = orjson.dumps({"delivery": {"context": {"transcript": [entry]}}})
+                    futs.append(await producer.send(topics.agent("mail"), value, key=r.key))
+            if futs:
+                await asyncio.gather(*futs)
+                await consumer.commit()
+
+    task = asyncio.create_task(echo())
+    try:
+        params = load_params(args, bootstrap, topics, rate)
+        return await asyncio.get_running_loop().run_in_executor(pool, load_generator, params)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()
+        await consumer.stop()
+
+
+async def open_loop_step(
+    pool: ProcessPoolExecutor, bootstrap: str, store_url: str, rate: float, args: argparse.Namespace
+) -> LoadResult:
+    """The router's pieces, wired as in section 2, on fresh topics and a fresh store, while
+    the generator process offers messages at `rate`."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    config = bench_config(prefix=prefix, bootstrap=bootstrap, group=f"router-{prefix}")
+    topics = Topics(prefix=prefix)
+    outputs = [topics.outbound(c) for c in CHANNELS] + [topics.agent("mail")]
+    store = await open_store(store_url)
+    bus = KafkaBus(bootstrap, partitions=6)
+    await bus.start()
+    try:
+        await bus.ensure_topics([topics.inbound, topics.dlq, *outputs])
+        metrics = Metrics()
+        engine = Engine(config, store, topics, reachability=False)  # as in section 2
+        await engine.start(datetime.now(UTC))
+        outbox = OutboxPublisher(store, bus, topics)
+        processor = InboundProcessor(
+            bus=bus, topics=topics, engine=engine, outbox=outbox, metrics=metrics
+        )
+        loop = ConsumeLoop(
+            bus=bus,
+            topics=topics,
+            group=config.bus.kafka.group_id,
+            subscribe=[topics.inbound],
+            handler=processor.handle,
+            metrics=metrics,
+            after_batch=processor.after_batch,
+            handle_batch=processor.handle_batch,
+        )
+        task = asyncio.create_task(loop.run())
+        try:
+            params = load_params(args, bootstrap, topics, rate)
+            return await asyncio.get_running_loop().run_in_executor(pool, load_generator, params)
+        finally:
+            loop.stop()
+            await task
+    finally:
+        await bus.stop()
+        await store.close()
+
+
+def latency_row(label: str, rate: float, r: LoadResult) -> str:
+    s = sorted(r.latencies_ms)
+    missing = r.sent - len(s)
+
+    def pct(q: float) -> str:
+        k = min(r.sent - 1, int(q * r.sent))
+        if k < 0:
+            return f"{'-':>8}"
+        return f"{s[k]:>8,.0f}" if k < len(s) else f"{'>bound':>8}"  # undelivered: the slowest
+
+    worst = f"{s[-1]:>8,.0f}" if s and not missing else f"{'>bound':>8}"
+    note = "" if r.warmup_ok else "  (warm-up deliveries missing after 30 s)"
+    if r.late_ms > 100:
+        note += f"  (a send fell {r.late_ms:,.0f} ms behind its schedule)"
+    return (
+        f"{label:<12} {rate:>8,.0f} {r.achieved:>9,.0f} {r.sent:>6,} {pct(0.5)} {pct(0.99)}"
+        f" {worst} {missing:>7,}{note}"
+    )
+
+
+async def bench_open_loop(args: argparse.Namespace, bootstrap: str, pg_server: str | None) -> None:
+    rates = [float(x) for x in args.open_loop.split(",") if x.strip()]
+    print(
+        "\n== 3. Open-loop latency: customer messages offered at a fixed rate, produce ->"
+        " agent delivery read by a separate consumer =="
+    )
+    print(
+        f"router pieces as in section 2 (fresh topics and store per row); a generator process"
+        f" sends at each rate for max({args.open_loop_seconds:g} s,"
+        f" {args.open_loop_messages} messages), {args.followups:.0%} follow-ups, after 20"
+        f" unmeasured warm-up messages; undelivered: no delivery {args.open_loop_drain:g} s"
+        " after the last send (they count as the slowest in p50/p99). Target: p99 <= 50 ms"
+        " at 200 msg/s. Floor: aiokafka answering each message with a record in place of the"
+        " router (fetch, produce, gather the acks, commit)."
+    )
+    if pg_server:
+        print(f"durability: SQLite synchronous=FULL; PostgreSQL {args.pg_durability}")
+    print(
+        f"{'store':<12} {'offered':>8} {'achieved':>9} {'msgs':>6} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'max ms':>8} {'undeliv':>7}"
+    )
+    started = time.perf_counter()
+    with (
+        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+        tempfile.TemporaryDirectory(prefix="omnirouter-bench-") as tmp,
+    ):
+        for rate in rates:
+            r = await echo_step(pool, bootstrap, rate, args)
+            print(latency_row("aiokafka", rate, r), flush=True)
+        for rate in rates:
+            url = f"sqlite:///{tmp}/open-{rate:g}.sqlite3"
+            r = await open_loop_step(pool, bootstrap, url, rate, args)
+            print(latency_row("SQLite", rate, r), flush=True)
+        if pg_server:
+            for rate in rates:
+                with postgres_database(pg_server, "omni_open") as url:
+                    r = await open_loop_step(pool, bootstrap, url, rate, args)
+                print(latency_row("PostgreSQL", rate, r), flush=True)
+    print(f"(table 3 took {time.perf_counter() - started:.0f} s)")
+
+
+# --- 4. memory per open conversation ----------------------------------------------------------
 
 
 def rss_bytes() -> int:
@@ -1152,7 +1505,7 @@ async def store_bytes(store: Any, url: str, m: int) -> list[str]:
 
 async def bench_memory(args: argparse.Namespace, pg_server: str | None) -> None:
     m = args.memory_conversations
-    print(f"\n== 3. Memory per open conversation ({m:,} opened, one message each) ==")
+    print(f"\n== 4. Memory per open conversation ({m:,} opened, one message each) ==")
     with tempfile.TemporaryDirectory(prefix="omnirouter-bench-") as tmp:
         for line in await store_memory(f"sqlite:///{tmp}/mem.sqlite3", m, "SQLite"):
             print(line)
@@ -1178,6 +1531,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--kafka", metavar="HOST:PORT", help="use this broker instead of starting one")
     p.add_argument("--postgres", metavar="URL", help="admin URL of a server (CREATEDB needed)")
     p.add_argument("--no-e2e", action="store_true", help="skip the Kafka end-to-end table")
+    p.add_argument(
+        "--open-loop",
+        metavar="RATES",
+        default="50,200,500",
+        help="offered msg/s for the open-loop latency table ('' skips it)",
+    )
+    p.add_argument("--no-open-loop", dest="open_loop", action="store_const", const="")
+    p.add_argument("--open-loop-seconds", type=float, default=3.0, help="sending, per rate")
+    p.add_argument("--open-loop-messages", type=int, default=600, help="at least, per rate")
+    p.add_argument("--open-loop-drain", type=float, default=5.0, help="wait after the last send")
     p.add_argument("--no-postgres", action="store_true")
     p.add_argument("--no-profile", dest="profile", action="store_false")
     args = p.parse_args(argv)
@@ -1192,11 +1555,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         contextlib.nullcontext(None) if args.no_postgres else postgres_server(args.postgres)
     )
     with pg_ctx as pg_server:
-        if not args.no_e2e:
+        args.pg_durability = postgres_durability(pg_server) if pg_server else ""
+        if pg_server:
+            where = "given by --postgres" if args.postgres else "throwaway cluster"
+            print(
+                f"PostgreSQL ({where}) reports {args.pg_durability};"
+                " the SQLite store runs synchronous=FULL (WAL)"
+            )
+        if not args.no_e2e or args.open_loop:
             from tests.harness.kafka import broker_at  # the decision tables need no harness
 
             with broker_at(args.kafka) as bootstrap:
-                asyncio.run(bench_e2e(args, bootstrap, pg_server))
+                if not args.no_e2e:
+                    asyncio.run(bench_e2e(args, bootstrap, pg_server))
+                if args.open_loop:
+                    asyncio.run(bench_open_loop(args, bootstrap, pg_server))
         asyncio.run(bench_memory(args, pg_server))
     print(
         f"\ntotal {time.perf_counter() - started:.0f} s; load average now {os.getloadavg()[0]:.2f}"

@@ -3,7 +3,8 @@
 Fixtures:
 - `postgres_url` (session): a `postgresql://` URL for a database on a real
   server. The server is a fresh cluster in a temp dir on a free 127.0.0.1
-  port (initdb, trust auth, fsync off), stopped and removed at the end. Set
+  port (initdb, trust auth, fsync off; `_start_cluster(durable=True)` for benchmarks keeps
+  fsync and synchronous_commit on), stopped and removed at the end. Set
   `OMNIROUTER_TEST_POSTGRES=postgresql://user:pw@host:port/db` to use an
   existing server instead (the user needs CREATEDB).
 - `fresh_postgres_url` (function): a new, empty database on that server for
@@ -124,7 +125,16 @@ def _log_tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def _start_cluster() -> _Cluster:
+def _durability(durable: bool) -> list[str]:
+    """Server settings: tests trade crash safety for speed; `durable` keeps PostgreSQL's
+    defaults (every commit flushed to disk), like the SQLite store's synchronous=FULL, so a
+    benchmark compares like with like."""
+    value = "on" if durable else "off"
+    settings = ("fsync", "synchronous_commit", "full_page_writes")
+    return [arg for name in settings for arg in ("-c", f"{name}={value}")]
+
+
+def _start_cluster(*, durable: bool = False) -> _Cluster:
     bindir = _bindir()
     if bindir is None:
         pytest.fail(
@@ -182,12 +192,7 @@ def _start_cluster() -> _Cluster:
                 str(port),
                 "-k",
                 str(sockets),
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
+                *_durability(durable),
                 "-c",
                 "max_connections=200",
             ],
