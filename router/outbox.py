@@ -136,7 +136,8 @@ class OutboxPublisher:
             while True:
                 now = now_utc()
                 rows = await self._store.work(
-                    lambda conn: db.claim_unsent(conn, BATCH, now, now + LEASE)  # noqa: B023
+                    lambda conn: db.claim_unsent(conn, BATCH, now, now + LEASE),  # noqa: B023
+                    urgent=False,
                 )
                 blocked = await self._publish_rows(rows, result)
                 if blocked or len(rows) < BATCH:
@@ -229,7 +230,7 @@ class OutboxPublisher:
             if unsent:
                 await db.release_claims(conn, unsent)
 
-        await self._store.work(record)
+        await self._store.work(record, urgent=False)  # may wait for a batch to end
         result.published += len(sent)
         result.dead += len(dead)
         result.waiting += len(unsent)

@@ -222,9 +222,15 @@ class Store:
             except (SQLAlchemyError, OSError) as exc:
                 raise wrap(exc) from exc
 
-    async def work(self, unit: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
+    async def work(
+        self, unit: Callable[[Conn], Coroutine[Any, Any, T]], *, urgent: bool = True
+    ) -> T:
         """Run `unit(conn)` as one unit of work in the store's writer thread: it commits
         when `unit` returns and rolls back if it raises. What it returns comes back.
+
+        An `urgent` unit waiting for its turn counts in `writers_waiting`, so a long unit
+        (a batch) ends early for it; bookkeeping that can wait a batch (the outbox's
+        marks) is not urgent.
 
         `unit` may await its connection only (see `router.store.conn`); it runs in
         another thread, so in-memory state it touches must be touched by units of
@@ -237,7 +243,7 @@ class Store:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="omnirouter-store")
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the log context goes along
-        async with self._turn(False, self._work_turns):
+        async with self._turn(False, self._work_turns, counted=urgent):
             try:
                 # A cancelled caller stops waiting, but the unit runs on to its commit or
                 # rollback: the next unit queues behind it in the same thread.
@@ -250,13 +256,15 @@ class Store:
             return run_now(unit(SyncConn(sync)))
 
     @asynccontextmanager
-    async def _turn(self, readonly: bool, turns: asyncio.Lock | None = None) -> AsyncIterator[None]:
+    async def _turn(
+        self, readonly: bool, turns: asyncio.Lock | None = None, *, counted: bool = True
+    ) -> AsyncIterator[None]:
         """A writer's turn on SQLite's write lock (readers and PostgreSQL need none)."""
         turns = turns if turns is not None else self._turns
         if turns is None or readonly:
             yield
             return
-        self._waiting += 1
+        self._waiting += counted
         try:
             async with asyncio.timeout(self._lock_timeout):
                 await turns.acquire()
@@ -266,7 +274,7 @@ class Store:
                 f"store: waited {self._lock_timeout:g}s for a turn to write", retriable=True
             ) from None
         finally:
-            self._waiting -= 1
+            self._waiting -= counted
         try:
             yield
         finally:

@@ -128,3 +128,26 @@ async def test_a_closed_store_refuses_work(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreError, match="closed"):
         await store.work(unit)
+
+
+async def test_a_unit_that_is_not_urgent_does_not_cut_a_batch_short(store: Store) -> None:
+    if store.backend != "sqlite":
+        pytest.skip("turns are SQLite's")
+    hold = asyncio.Event()
+
+    async def holder() -> None:
+        async with store.transaction() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+            await hold.wait()
+
+    async def unit(conn: Conn) -> None:
+        await put(conn, "later", "1")
+
+    first = asyncio.create_task(holder())
+    await eventually(lambda: store.writers_waiting == 0, 5)
+    later = asyncio.create_task(store.work(unit, urgent=False))
+    urgent = asyncio.create_task(store.work(lambda conn: put(conn, "now", "1")))
+    await eventually(lambda: store.writers_waiting == 1, 5)  # the urgent one only
+    hold.set()
+    await asyncio.wait_for(asyncio.gather(first, later, urgent), 10)
+    assert (await stored(store, "later"), await stored(store, "now")) == ("1", "1")
