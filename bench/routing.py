@@ -926,10 +926,10 @@ async def router_e2e(
         )
         in_engine = _Timer(engine, "handle_batch", "handle")
         in_outbox = _Timer(outbox, "flush")
-        shapes: Counter[str] = Counter()
+        statements: Counter[str] = Counter()  # shaped after the run: counting costs little
 
         def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
-            shapes[statement_shape(statement)] += 1
+            statements[statement] += 1
 
         sa.event.listen(store.engine.sync_engine, "before_cursor_execute", count)
         sa.event.listen(store.writer, "before_cursor_execute", count)  # the routing's units
@@ -979,13 +979,16 @@ async def router_e2e(
         other = took - in_engine.seconds - in_outbox.seconds
         split = {"engine": in_engine.seconds, "outbox": in_outbox.seconds, "other": other}
         note = (
-            f"{shapes.total() / max(seen, 1):.1f} SQL statements/msg; loop-thread CPU in engine"
+            f"{statements.total() / max(seen, 1):.1f} SQL statements/msg; loop-thread CPU in engine"
             f" {1000 * in_engine.cpu / max(seen, 1):.1f} ms/msg, in outbox"
             f" {1000 * in_outbox.cpu / max(seen, 1):.1f}"
         )
         if seen < len(envelopes):
             note += f" (timed out after {seen:,})"
         row = E2E(label, seen, took, note, split)
+        shapes: Counter[str] = Counter()
+        for statement, times in statements.items():
+            shapes[statement_shape(statement)] += times
         row.shapes = {k: v / max(seen, 1) for k, v in shapes.most_common(8)}
         return row, actions, out
     finally:
