@@ -3,8 +3,9 @@
 Decode strictly (bad records go to the DLQ with the reason), hand the envelope
 to the routing engine (which dedupes by envelope id and writes its effects and
 outputs in one store transaction). Each committed run's outputs are published
-at once, from memory (see `router.outbox`); after each fetch the outbox is
-flushed, and only then does the consume loop commit the fetch's offsets.
+from memory (see `router.outbox`) while the next run is applied, one run after
+the other; after each fetch they are all out and the outbox is flushed, and only
+then does the consume loop commit the fetch's offsets.
 
 `handle_batch` applies runs of valid envelopes in one transaction each (a
 commit per record is much of a record's cost); what it cannot apply so, it
@@ -14,6 +15,7 @@ time, with retries and dead letters as ever.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
 
@@ -28,6 +30,7 @@ from router.metrics import Metrics
 from router.outbox import OutboxPublisher
 from router.routing.admission import refusal
 from router.routing.engine import Decision, Engine
+from router.store.routing import Output
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +58,7 @@ class InboundProcessor:
         self._outbox = outbox
         self._metrics = metrics
         self._one_by_one = False  # a record was handled alone since the last flush
+        self._publishing: asyncio.Task[None] | None = None  # the latest run's outputs
 
     async def handle(self, record: Record) -> None:
         self._one_by_one = True  # its outputs are not in memory: the scan publishes them
@@ -84,6 +88,14 @@ class InboundProcessor:
         one before the next run: an invalid envelope (dead-lettered there) or a
         run whose transaction failed (none of it committed).
         """
+        try:
+            async for part in self._apply_runs(records):
+                yield part
+        except BaseException:
+            await self._published()  # what did commit goes out, whatever stops the rest
+            raise
+
+    async def _apply_runs(self, records: Sequence[Record]) -> AsyncGenerator[Part, None]:
         for run, envelopes in _runs(records, self._refusal):
             if not envelopes:
                 yield run, False
@@ -109,17 +121,7 @@ class InboundProcessor:
                         self._report(record, envelope, decisions, started)
                     except Exception:  # committed already: a logging fault must not redo it
                         log.exception("could not report decisions", record_id=envelope.id)
-                # Published before the part counts as done: a crash after this commit
-                # leaves nothing in memory only (what it does leave, leased, goes out
-                # after the restart).
-                try:
-                    await self._outbox.publish(handover.written, scan=self._one_by_one)
-                except Exception as exc:  # committed: its rows wait for a later flush
-                    log.warning(
-                        "outputs not published now; a later flush takes them",
-                        error=f"{type(exc).__name__}: {exc}",
-                        rows=len(handover.written),
-                    )
+                self._publish(handover.written)
                 yield run[:done], True
                 run, envelopes = run[done:], envelopes[done:]
 
@@ -167,9 +169,34 @@ class InboundProcessor:
             )
         self._metrics.routing_duration.observe(time.perf_counter() - started)
 
+    def _publish(self, rows: Sequence[Output]) -> None:
+        """Publish a committed run's outputs in the background, after the previous run's."""
+        previous, scan = self._publishing, self._one_by_one
+
+        async def publish() -> None:
+            if previous is not None:
+                await previous
+            try:
+                await self._outbox.publish(rows, scan=scan)
+            except Exception as exc:  # committed, leased: a flush takes them after the lease
+                log.warning(
+                    "outputs not published now; a later flush takes them",
+                    error=f"{type(exc).__name__}: {exc}",
+                    rows=len(rows),
+                )
+
+        self._publishing = asyncio.create_task(publish())
+
+    async def _published(self) -> None:
+        """Wait until every committed run's outputs were published (or given back)."""
+        task, self._publishing = self._publishing, None
+        if task is not None:
+            await task
+
     async def after_batch(self) -> None:
         """Publish what is still unsent (records handled one by one wrote it, or the bus
         refused it for a while) before the fetch's offsets are committed."""
+        await self._published()
         await self._outbox.flush()
         self._one_by_one = False
 

@@ -10,7 +10,8 @@ crash repeats at most one step).
 
 The router's batches take a shorter way (`handover`, `publish`): the rows a
 batch writes are leased in its own transaction and kept in memory, and
-published from there once it commits, with no scan to find them. The scan
+published from there once it commits, with no scan to find them, and marked
+sent in one unit after (a crash there repeats at most that batch's rows). The scan
 (`flush`) stays for what a crash or an unavailable bus left, and for records
 handled one by one; while it holds rows back, later rows go its way too, so
 none overtakes an older one of its key.
@@ -55,6 +56,20 @@ LEASE = timedelta(seconds=30)
 # Published rows are kept this long (to see what went out), then pruned.
 KEEP_SENT = timedelta(days=1)
 PRUNE_BATCH = 5000
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """What producing rows did with each: sent, dead (and why), or not now."""
+
+    sent: list[int] = field(default_factory=list)
+    dead: list[tuple[int, str]] = field(default_factory=list)
+    unsent: list[int] = field(default_factory=list)
+
+    def add(self, other: _Outcome) -> None:
+        self.sent += other.sent
+        self.dead += other.dead
+        self.unsent += other.unsent
 
 
 @dataclass(slots=True)
@@ -111,8 +126,14 @@ class OutboxPublisher:
             ids = [r.id for r in rows]
             await self._store.work(lambda conn: db.release_claims(conn, ids))
             return result
+        # Produced under the lock, a step at a time; marked in one unit after it, so the
+        # clock's timers (which take the lock too) never wait for a batch to end.
+        blocked: set[tuple[str, bytes]] = set()
+        done = _Outcome()
         async with self._lock:
-            await self._publish_rows(rows, result)
+            for start in range(0, len(rows), STEP):
+                done.add(await self._produce(rows[start : start + STEP], blocked, result))
+        await self._record(rows, done, result)
         self._behind = self._behind or result.waiting > 0
         self._report(result)
         return result
@@ -193,12 +214,16 @@ class OutboxPublisher:
         self, rows: Sequence[Any], blocked: set[tuple[str, bytes]], result: FlushResult
     ) -> None:
         """Publish one step of rows (keys in parallel, each key in order), then record it."""
+        await self._record(rows, await self._produce(rows, blocked, result), result)
+
+    async def _produce(
+        self, rows: Sequence[Any], blocked: set[tuple[str, bytes]], result: FlushResult
+    ) -> _Outcome:
+        """Produce rows on the bus, keys in parallel, each key in order."""
         lanes: dict[tuple[str, bytes], list[Any]] = defaultdict(list)
         for row in rows:
             lanes[(row.topic, bytes(row.key))].append(row)
-        sent: list[int] = []
-        dead: list[tuple[int, str]] = []
-        unsent: list[int] = []
+        done = _Outcome()
 
         async def lane(lane_key: tuple[str, bytes], records: list[Any]) -> None:
             for i, row in enumerate(records):
@@ -210,36 +235,40 @@ class OutboxPublisher:
                         result.errors.append(str(exc))
                     else:
                         if why is None:
-                            sent.append(row.id)
+                            done.sent.append(row.id)
                         else:
-                            dead.append((row.id, why))
+                            done.dead.append((row.id, why))
                         continue
                 # The bus is unavailable for this key: this row and its later ones wait
                 # (they must not overtake it); other keys go on.
-                unsent.extend(r.id for r in records[i:])
+                done.unsent.extend(r.id for r in records[i:])
                 return
 
         await asyncio.gather(*(lane(k, records) for k, records in lanes.items()))
+        return done
+
+    async def _record(self, rows: Sequence[Any], done: _Outcome, result: FlushResult) -> None:
+        """Mark what went out sent (or dead), and give back what the bus refused for now."""
         now = now_utc()
 
         async def record(conn: Conn) -> None:
-            if sent:
-                await db.mark_sent(conn, sent, now)
-            for row_id, why in dead:
+            if done.sent:
+                await db.mark_sent(conn, done.sent, now)
+            for row_id, why in done.dead:
                 await db.mark_dead(conn, row_id, why, now)
-            if unsent:
-                await db.release_claims(conn, unsent)
+            if done.unsent:
+                await db.release_claims(conn, done.unsent)
 
         await self._store.work(record, urgent=False)  # may wait for a batch to end
-        result.published += len(sent)
-        result.dead += len(dead)
-        result.waiting += len(unsent)
+        result.published += len(done.sent)
+        result.dead += len(done.dead)
+        result.waiting += len(done.unsent)
         if self._on_dead is not None:
-            for _ in dead:
+            for _ in done.dead:
                 self._on_dead("outbox")
         if self._on_wait is not None:
             topics = {row.id: row.topic for row in rows}
-            for row_id in unsent:
+            for row_id in done.unsent:
                 self._on_wait(topics[row_id])
 
     async def _publish(self, row: Any) -> str | None:
