@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from router.errors import StoreError
-from router.store import Store
+from router.store import Store, open_store
 from router.store.conn import Conn, SuspendedError
 from router.store.schema import checkpoints, utcnow
 from tests.harness.common import eventually
@@ -93,9 +94,13 @@ async def test_the_unit_runs_off_the_event_loop_which_stays_free(store: Store) -
     assert seen[0] != threading.current_thread().name
 
 
-async def test_a_unit_waits_for_its_turn_behind_a_writing_transaction(store: Store) -> None:
-    if store.backend != "sqlite":
-        pytest.skip("turns are SQLite's: PostgreSQL writers do not share one lock")
+async def test_a_unit_waits_for_its_turn_behind_a_writing_transaction(tmp_path: Path) -> None:
+    # Turns are SQLite's: PostgreSQL writers do not share one lock.
+    async with await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}") as store:
+        await waits_its_turn(store)
+
+
+async def waits_its_turn(store: Store) -> None:
     order: list[str] = []
     hold = asyncio.Event()
 
@@ -130,9 +135,12 @@ async def test_a_closed_store_refuses_work(store: Store) -> None:
         await store.work(unit)
 
 
-async def test_a_unit_that_is_not_urgent_does_not_cut_a_batch_short(store: Store) -> None:
-    if store.backend != "sqlite":
-        pytest.skip("turns are SQLite's")
+async def test_a_unit_that_is_not_urgent_does_not_cut_a_batch_short(tmp_path: Path) -> None:
+    async with await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}") as store:
+        await not_urgent(store)
+
+
+async def not_urgent(store: Store) -> None:
     hold = asyncio.Event()
 
     async def holder() -> None:

@@ -1,7 +1,7 @@
 """The real daemon draining a backlog: messages/s of `omnirouter run` as its own process on
 Kafka, read from its output topics, next to raw aiokafka pass-through in the same run.
 
-    python bench/daemon.py [--messages 5000] [--threads 1000] [--kafka HOST:PORT]
+    python bench/daemon_drain.py [--messages 5000] [--threads 1000] [--kafka HOST:PORT]
                            [--postgres URL] [--no-postgres] [--timeout 300]
                            [--raw-messages 20000]
 
@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, interrupted)
     started = time.perf_counter()
     print(
-        f"bench/daemon.py: python {sys.version.split()[0]}, {os.cpu_count()} CPUs,"
+        f"bench/daemon_drain.py: python {sys.version.split()[0]}, {os.cpu_count()} CPUs,"
         f" load average {os.getloadavg()[0]:.2f} (other work on the machine skews every row)",
         flush=True,
     )
