@@ -11,7 +11,9 @@ above, before it goes on to the next part.
 
 When the loop commits: by default once per fetch (up to `FETCH` records),
 after `after_batch` (the router publishes its outbox there, and no offset may
-be committed before that). With `commit_step`, progress is committed as
+be committed before that); the commit runs in the background while the next
+fetch is handled, and the one after waits for it to land (a crash repeats at
+most the fetch whose commit was in flight). With `commit_step`, progress is committed as
 records are done, so a crash repeats a few records instead of up to a whole
 fetch: for loops whose effect is each record's own send (the channels'
 outbound loops), where every repeat reaches a person. A commit is a round trip
@@ -104,6 +106,7 @@ class ConsumeLoop:
                     if not await self._finish_batch():
                         break  # stopping while the bus is down: records come again
                 await progress.commit()
+            await progress.settle()
         finally:
             await progress.abandon()
             self._consumer = None
@@ -221,11 +224,16 @@ class _Progress:
                 await self._land()
 
     async def commit(self) -> None:
-        """Commit everything done (the end of a fetch); a failure is raised."""
+        """Commit everything done (the end of a fetch) in the background, once the previous
+        commit landed: the next fetch need not wait a round trip to the broker. A failed
+        commit is logged and its records go with the next one (non-retriable: raised)."""
         await self._land()
         if self.done:
-            await self._consumer.commit(self.done)
-            self.done = []
+            self._begin()
+
+    async def settle(self) -> None:
+        """The loop is stopping: let the commit in flight land."""
+        await self._land()
 
     async def abandon(self) -> None:
         """The loop is ending: a step still in flight may land or not (it repeats)."""
