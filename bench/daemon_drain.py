@@ -52,6 +52,7 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
+from bench.crash import AGENT, AGENTS, CONFIG  # noqa: E402
 from bench.routing import (  # noqa: E402
     CORPUS,
     postgres_database,
@@ -66,42 +67,12 @@ from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
 from tests.harness.daemon import DaemonProcess  # noqa: E402
 from tests.harness.kafka import broker_at  # noqa: E402
 
-AGENTS = 4
 STOP_SECONDS = 60.0
 SECRET = "daemon-bench-signing-secret"
 
-CONFIG = """
-version: 1
-bus:
-  backend: kafka
-  topic_prefix: "{prefix}"
-  partitions: 6
-  kafka: {{bootstrap_servers: "{bootstrap}", group_id: "{prefix}router"}}
-store:
-  url: "{store}"
-blobs: {{path: "{tmp}/blobs"}}
-logging: {{format: json}}
-channels:
-  - name: chat  # the customers' messages are produced onto the inbound topic directly
-    type: webchat
-    enabled: false
-  - name: hooks  # enabled, so the agents are reachable; its connector is not run here
-    type: webhook
-    webhook: {{secret: "${{HOOK_SECRET}}"}}
-agents:
-{agents}
-routing:
-  assignment_timeout: 24h
-sla:
-  first_response:
-    webchat: {{normal: 24h, high: 24h, urgent: 24h}}
-"""
-
-AGENT = """\
-  - id: a{i}
-    name: Agent {i}
-    capacity: {{webchat: 1000000}}
-    sink: {{type: webhook, channel: hooks, url: "http://127.0.0.1:9/a{i}"}}"""
+# The daemon's config: crash.py's (agents behind an enabled webhook channel, so they are
+# reachable, whose connector `--only router` does not run); their tool is never called.
+NO_TOOL = "http://127.0.0.1:9/"
 
 
 def customer_messages(run: str, n: int, threads: int) -> list[Envelope]:
@@ -219,7 +190,8 @@ async def drain_run(
     try:
         await asyncio.wait_for(ready.wait(), 30)
         started[0] = time.monotonic()
-        daemon = DaemonProcess(config, cwd, "--only", "router", env={"HOOK_SECRET": SECRET})
+        env = {"HOOK_SECRET": SECRET} | {f"TOOL_A{i}": f"{NO_TOOL}a{i}" for i in range(AGENTS)}
+        daemon = DaemonProcess(config, cwd, "--only", "router", env=env)
         deadline = time.monotonic() + args.timeout
         while not reader.done() and time.monotonic() < deadline:
             if daemon.proc.poll() is not None:

@@ -801,6 +801,24 @@ class E2E:
         return self.n / self.seconds if self.seconds else 0.0
 
 
+def passthrough_clients(
+    bootstrap: str, topic: str, group: str
+) -> tuple[AIOKafkaConsumer, AIOKafkaProducer]:
+    """The pass-through floors' clients: a consumer of `topic` from its start (a group of
+    its own, commits by hand) and a producer as the router's (idempotent, acks=all)."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"{group}-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
+    )
+    return consumer, producer
+
+
 async def raw_passthrough(
     bootstrap: str, records: Sequence[tuple[bytes, bytes]], *, sequential: bool
 ) -> E2E:
@@ -809,16 +827,7 @@ async def raw_passthrough(
     async with KafkaBus(bootstrap, partitions=6) as admin:
         await admin.ensure_topics([src, dst])
     await produce_all(bootstrap, src, records)
-    consumer = AIOKafkaConsumer(
-        src,
-        bootstrap_servers=bootstrap,
-        group_id=f"raw-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
-    )
+    consumer, producer = passthrough_clients(bootstrap, src, "raw")
     await consumer.start()
     await producer.start()
     got = 0
@@ -1287,16 +1296,7 @@ async def echo_step(
     topics = Topics(prefix=f"bench{uuid.uuid4().hex[:8]}.")
     async with KafkaBus(bootstrap, partitions=6) as admin:
         await admin.ensure_topics([topics.inbound, topics.agent("mail")])
-    consumer = AIOKafkaConsumer(
-        topics.inbound,
-        bootstrap_servers=bootstrap,
-        group_id=f"echo-{uuid.uuid4().hex[:8]}",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, acks="all", linger_ms=0
-    )
+    consumer, producer = passthrough_clients(bootstrap, topics.inbound, "echo")
     await consumer.start()
     await producer.start()
 
