@@ -105,6 +105,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from router.bus import KafkaBus  # noqa: E402
 from router.bus.base import Record, Topics  # noqa: E402
 from router.config import Config, parse_config  # noqa: E402
+from router.connector import load_registry  # noqa: E402
 from router.consume import ConsumeLoop, Part  # noqa: E402
 from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
 from router.inbound import CHUNK, InboundProcessor  # noqa: E402
@@ -1095,12 +1096,17 @@ async def bench_e2e(args: argparse.Namespace, bootstrap: str, pg_server: str | N
     )
     print(
         "router: ConsumeLoop -> InboundProcessor.handle_batch -> Engine.handle_batch (one store"
-        f" transaction per {CHUNK} records) -> OutboxPublisher.flush (KafkaBus, once per fetch);"
+        f" transaction per {CHUNK} records, in the store's thread) -> OutboxPublisher.publish"
+        " (from memory, while the next runs) -> OutboxPublisher.flush (once per fetch);"
         " 8 agents with room for every conversation; JSON logs at INFO to /dev/null"
     )
     if pg_server:
         print(f"durability: SQLite synchronous=FULL; PostgreSQL {args.pg_durability}")
-    expected_out = n_new + n  # one ack per new conversation + one agent delivery per message
+    # One ack per new conversation, one agent delivery per message, and on channel types
+    # with live signals (web chat) the "assigned" signal when a new conversation is assigned.
+    live = {c for c, t in CHANNELS.items() if load_registry()[t].live_signals}
+    firsts = {e.thread_key: e.channel for e in reversed(envelopes)}
+    expected_out = n_new + n + sum(1 for channel in firsts.values() if channel in live)
     raw_records = [(e.bus_key(), encode(e)) for e in envelopes]
     raw_n = max(args.raw_messages, n)
     raw_records = (raw_records * (raw_n // n + 1))[:raw_n]
