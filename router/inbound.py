@@ -61,7 +61,10 @@ class InboundProcessor:
         self._publishing: asyncio.Task[None] | None = None  # the latest run's outputs
 
     async def handle(self, record: Record) -> None:
-        self._one_by_one = True  # its outputs are not in memory: the scan publishes them
+        # Its outputs are not kept in memory: the scan publishes them, and they must not
+        # overtake those of a run still going out, so that run goes out first.
+        await self._published()
+        self._one_by_one = True
         started = time.perf_counter()
         try:
             envelope = decode(record.value)

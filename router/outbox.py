@@ -126,12 +126,13 @@ class OutboxPublisher:
             ids = [r.id for r in rows]
             await self._store.work(lambda conn: db.release_claims(conn, ids))
             return result
-        # Produced under the lock, a step at a time; marked in one unit after it, so the
-        # clock's timers (which take the lock too) never wait for a batch to end.
+        # Produced a step at a time, each under the lock, and marked in one unit after
+        # them: the clock's due timers (which take the lock too) wait for one step at most,
+        # never for a batch to end.
         blocked: set[tuple[str, bytes]] = set()
         done = _Outcome()
-        async with self._lock:
-            for start in range(0, len(rows), STEP):
+        for start in range(0, len(rows), STEP):
+            async with self._lock:
                 done.add(await self._produce(rows[start : start + STEP], blocked, result))
         await self._record(rows, done, result)
         self._behind = self._behind or result.waiting > 0
