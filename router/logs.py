@@ -27,6 +27,7 @@ library's reconnect errors, refused requests) from flooding the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -148,6 +149,23 @@ MAX_TEXT = 16 * 1024
 def redact_text(text: str) -> str:
     """Scrub emails, phone numbers, tokens, IBANs and quoted data out of free text,
     leaving timestamps and ids (`_KEEP`) exactly as they were."""
+    if len(text) <= _SHORT:
+        return _scrubbed_short(text)
+    return _scrubbed(text)
+
+
+# Most short values repeat line after line (event names, channels, kinds, actions,
+# queues, agents): each is scrubbed once and looked up after that. The bound keeps the
+# memory small; a value seen once (a record id) only passes through.
+_SHORT = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def _scrubbed_short(text: str) -> str:
+    return _scrubbed(text)
+
+
+def _scrubbed(text: str) -> str:
     if _KEEP.fullmatch(text):
         return text
     if len(text) > MAX_TEXT:
@@ -189,6 +207,9 @@ def summary(value: Any) -> Any:
 
 
 def _redact(value: Any, depth: int = 0) -> Any:
+    kind = type(value)
+    if kind in _PLAIN_TYPES:  # most values of a line: nothing to read in them
+        return value
     if isinstance(value, str):
         return redact_text(value)
     if depth > 8:  # deeper than any event we write: not worth reading, so not shown
@@ -202,11 +223,26 @@ def _redact(value: Any, depth: int = 0) -> Any:
 
 def _redact_field(key: Any, value: Any, depth: int) -> Any:
     if isinstance(key, str):
-        if _SECRET_KEY.search(key):
+        rule = _key_rule(key)
+        if rule is _SECRET:
             return REDACTED
-        if key.lower() in FREE_TEXT_FIELDS:
+        if rule is _FREE_TEXT:
             return summary(value)
     return _redact(value, depth + 1)
+
+
+_SECRET, _FREE_TEXT, _SCRUB = "secret", "free text", "scrub"
+_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_rule(key: str) -> str:
+    """How a field's value is redacted, by its key (keys are few: decided once each)."""
+    if _SECRET_KEY.search(key):
+        return _SECRET
+    if key.lower() in FREE_TEXT_FIELDS:
+        return _FREE_TEXT
+    return _SCRUB
 
 
 def redact_personal_data(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:

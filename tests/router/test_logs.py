@@ -240,6 +240,20 @@ def test_free_text_fields_keep_only_their_size_at_any_depth() -> None:
     assert line["record_id"] == "8badde10c760e9b702defb4b5e225de7"
 
 
+def test_a_value_seen_before_is_redacted_again_each_time() -> None:
+    # Short values are scrubbed once and remembered: the memory must give the scrubbed
+    # text back, for the value's every line, and tell values apart by their whole text.
+    stream, out = json_stream()
+    setup_logging(fmt="json", stream=stream)
+    for _ in range(3):
+        structlog.get_logger("t").info("hello", who="ana@example.com", where="ana", n=3)
+    structlog.get_logger("t").info("hello", who="ana@example.org", where="ana", n=True)
+    shown = lines(out)[-4:]
+    assert [line["who"] for line in shown] == ["***@example.com"] * 3 + ["***@example.org"]
+    assert {line["where"] for line in shown} == {"ana"}
+    assert [line["n"] for line in shown] == [3, 3, 3, True]
+
+
 def test_redaction_can_be_turned_off() -> None:
     stream, out = json_stream()
     setup_logging(fmt="json", redact=False, stream=stream)
