@@ -31,7 +31,7 @@ on 2 cores, most of it in the end-to-end and open-loop rows):
    stream) pre-produced to `<prefix>inbound`, then the daemon's router pieces,
    wired as the daemon wires them (`ConsumeLoop` with the batch handler ->
    `InboundProcessor.handle_batch` -> `Engine.handle_batch`, one store
-   transaction per run of up to `router.inbound.CHUNK` records ->
+   transaction per run of up to `router.inbound.CHUNK` records, more under a backlog ->
    `OutboxPublisher.flush` on `KafkaBus` once per fetch; JSON logs at INFO to
    /dev/null, as in production) with the store on SQLite and on PostgreSQL.
    8 agents with room for every conversation, so every message is assigned or
@@ -108,7 +108,7 @@ from router.config import Config, parse_config  # noqa: E402
 from router.connector import load_registry  # noqa: E402
 from router.consume import ConsumeLoop, Part  # noqa: E402
 from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
-from router.inbound import CHUNK, InboundProcessor  # noqa: E402
+from router.inbound import BACKLOG_CHUNK, CHUNK, InboundProcessor  # noqa: E402
 from router.logs import setup_logging  # noqa: E402
 from router.metrics import Metrics  # noqa: E402
 from router.outbox import OutboxPublisher  # noqa: E402
@@ -1096,7 +1096,8 @@ async def bench_e2e(args: argparse.Namespace, bootstrap: str, pg_server: str | N
     )
     print(
         "router: ConsumeLoop -> InboundProcessor.handle_batch -> Engine.handle_batch (one store"
-        f" transaction per {CHUNK} records, in the store's thread) -> OutboxPublisher.publish"
+        f" transaction per {CHUNK} records, {BACKLOG_CHUNK} under a backlog, in the store's"
+        " thread) -> OutboxPublisher.publish"
         " (from memory, while the next runs) -> OutboxPublisher.flush (once per fetch);"
         " 8 agents with room for every conversation; JSON logs at INFO to /dev/null"
     )

@@ -441,3 +441,37 @@ async def test_an_oversized_id_is_not_an_envelope(bus: EmbeddedBus, engine: Engi
     [dead] = await drain(bus, TOPICS.dlq, "dlq-reader", 1)
     assert "id: String should have at most 200 characters" in orjson.loads(dead.value)["reason"]
     assert await count(engine.store, "processed") == 0
+
+
+@pytest.mark.parametrize(
+    ("fetched", "runs"),
+    [(30, [25, 5]), (99, [25, 25, 25, 24]), (100, [50, 50]), (200, [100, 100])],
+)
+async def test_a_backlog_is_applied_in_larger_transactions(
+    bus: EmbeddedBus, engine: Engine, fetched: int, runs: list[int]
+) -> None:
+    # A well-filled fetch (a backlog) commits less often; a small one keeps its
+    # transactions small, so its first records' outputs leave early.
+    await produce(bus, [chat(f"m{n}", f"t{n % 40}") for n in range(fetched)])
+    records = await drain(bus, TOPICS.inbound, "g", fetched)
+    sizes: list[int] = []
+    apply = engine.handle_batch
+
+    async def counted(envelopes: Any, *args: Any, **kwargs: Any) -> Any:
+        decided = await apply(envelopes, *args, **kwargs)
+        sizes.append(len(decided))
+        return decided
+
+    engine.handle_batch = counted  # type: ignore[method-assign]
+    processor = inbound.InboundProcessor(
+        bus=bus,
+        topics=TOPICS,
+        engine=engine,
+        outbox=OutboxPublisher(engine.store, bus, TOPICS),
+        metrics=Metrics(),
+    )
+    parts = [(len(run), applied) async for run, applied in processor.handle_batch(records)]
+    await processor.after_batch()
+    assert sizes == runs
+    assert parts == [(n, True) for n in runs]
+    assert await count(engine.store, "processed") == fetched
