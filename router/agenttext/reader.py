@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -60,19 +61,9 @@ class Reader:
         if moment is None:
             return str(at)
         local, today = moment.astimezone(self.zone), now.astimezone(self.zone).date()
-        clock = format_time(local, "short", locale=self.locale)
-        days = abs((local.date() - today).days)
-        if days == 0:
-            text = clock
-        else:
-            if days < WEEK:
-                day = format_date(local, "EEEE", locale=self.locale)
-            else:
-                skeleton = "MMMEd" if local.year == today.year else "yMMMEd"
-                day = format_skeleton(skeleton, local, locale=self.locale)
-            pattern = self.locale.datetime_formats["short"]
-            text = str(pattern).replace("{1}", day).replace("{0}", clock)
-        return text if self.zone_known else f"{text} UTC"
+        if _to_the_minute(self.locale):  # every moment of a minute reads the same
+            local = local.replace(second=0, microsecond=0)
+        return _moment(self, local, today)
 
     def day(self, at: datetime | str) -> str:
         """`at`'s date in the reader's zone: `Dec 2`, `2 dic`."""
@@ -103,6 +94,31 @@ class Reader:
         if key in WORDS[self.language]:
             return self.word(key)
         return event.replace("_", " ").capitalize()
+
+
+# Babel takes about 50 µs to write a moment, and a delivery's summary writes a few;
+# the same minute (an SLA due, a wait) comes up again and again, so each is written once.
+@functools.lru_cache(maxsize=4096)
+def _moment(reader: Reader, local: datetime, today: date) -> str:
+    clock = format_time(local, "short", locale=reader.locale)
+    days = abs((local.date() - today).days)
+    if days == 0:
+        text = clock
+    else:
+        if days < WEEK:
+            day = format_date(local, "EEEE", locale=reader.locale)
+        else:
+            skeleton = "MMMEd" if local.year == today.year else "yMMMEd"
+            day = format_skeleton(skeleton, local, locale=reader.locale)
+        pattern = reader.locale.datetime_formats["short"]
+        text = str(pattern).replace("{1}", day).replace("{0}", clock)
+    return text if reader.zone_known else f"{text} UTC"
+
+
+@functools.lru_cache(maxsize=256)
+def _to_the_minute(locale: Locale) -> bool:
+    """Whether the locale's short time shows no seconds (CLDR's never do: checked, not assumed)."""
+    return "s" not in str(locale.time_formats["short"].pattern).replace("'", "")
 
 
 def _aware(at: datetime | str) -> datetime | None:

@@ -49,6 +49,18 @@ def test_a_moment_names_the_time_alone_today_the_weekday_this_week_the_date_furt
     assert en.moment("not a time", NOW) == "not a time"  # given back, not lost
 
 
+def test_moments_written_once_read_right_for_every_reader_minute_and_day() -> None:
+    # Each moment is written once and remembered: by reader, minute and the day it is
+    # read on, never one for another.
+    es, en = Reader.of("es", "Europe/Madrid"), Reader.of("en", None)
+    for _ in range(2):
+        assert es.moment(DUE, NOW) == "jueves, 10:05"
+        assert es.moment(DUE + timedelta(seconds=58), NOW) == "jueves, 10:05"
+        assert es.moment(DUE + timedelta(minutes=1), NOW) == "jueves, 10:06"
+        assert es.moment(DUE, DUE) == "10:05"  # read on its own day
+        assert en.moment(DUE, NOW) == "Thursday, 9:05\u202fAM UTC"
+
+
 def test_no_raw_timestamp_is_written() -> None:
     for language, zone in (("es", "Europe/Madrid"), ("en", "America/New_York"), ("en", None)):
         text = Reader.of(language, zone).answer_by(DUE.isoformat(), NOW)
