@@ -336,14 +336,9 @@ class Store:
         Call it in the same transaction as the record's effects, so a record
         redelivered after a crash is recognised and skipped.
         """
-        stmt = (
-            self._insert(processed)
-            .values(consumer=consumer, envelope_id=envelope_id, processed_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
-            .returning(processed.c.envelope_id)
-        )
+        row = {"consumer": consumer, "envelope_id": envelope_id, "processed_at": utcnow()}
         async with self._unit(conn) as c:
-            inserted = (await c.execute(stmt)).first()
+            inserted = (await c.execute(_mark_processed(c), row)).first()
         return inserted is not None
 
     async def processed_among(
@@ -367,18 +362,10 @@ class Store:
         if not envelope_ids:
             return
         now = utcnow()
-        stmt = (
-            self._insert(processed)
-            .values(
-                [
-                    {"consumer": consumer, "envelope_id": i, "processed_at": now}
-                    for i in envelope_ids
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
-            .returning(processed.c.envelope_id)
-        )
-        noted = len((await conn.execute(stmt)).all())
+        rows = [{"consumer": consumer, "envelope_id": i, "processed_at": now} for i in envelope_ids]
+        # One statement built once, its rows sent together (SQLAlchemy's insertmanyvalues):
+        # a statement made afresh with the batch's values in it cost about 4 ms per batch.
+        noted = len((await conn.execute(_mark_processed(conn), rows)).all())
         if noted != len(envelope_ids):
             raise StoreError(
                 f"store: {len(envelope_ids) - noted} of {len(envelope_ids)} records were"
@@ -436,6 +423,15 @@ def _record_message(dialect: str) -> Any:
         dialect_insert(dialect, messages)
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(messages.c.id)
+    )
+
+
+@built
+def _mark_processed(dialect: str) -> Any:
+    return (
+        dialect_insert(dialect, processed)
+        .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
+        .returning(processed.c.envelope_id)
     )
 
 

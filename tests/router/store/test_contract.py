@@ -218,6 +218,24 @@ async def test_mark_processed_once_per_consumer(store: Store) -> None:
     assert await store.mark_processed("sink:email", "e1") is True
 
 
+async def test_a_batch_is_deduped_in_one_query_and_noted_in_one_statement(store: Store) -> None:
+    ids = [f"e{n}" for n in range(30)]
+    await store.mark_processed("router", "e3")
+    async with store.transaction() as conn:
+        assert await store.processed_among("router", ids, conn=conn) == {"e3"}
+        fresh = [i for i in ids if i != "e3"]
+        await store.mark_processed_all("router", fresh, conn=conn)
+        assert await store.processed_among("router", ids, conn=conn) == set(ids)
+        assert await store.processed_among("sink:email", ids, conn=conn) == set()
+    # Noted by another meanwhile (a second router): the whole unit must roll back.
+    with pytest.raises(StoreError, match="2 of 3 records were applied") as caught:
+        async with store.transaction() as conn:
+            await store.mark_processed_all("router", ["e1", "e2", "new"], conn=conn)
+    assert caught.value.retriable is True
+    async with store.transaction() as conn:
+        assert await store.processed_among("router", ["new"], conn=conn) == set()
+
+
 # --- constraints ---------------------------------------------------------------------------
 
 
