@@ -30,6 +30,12 @@ class Reader:
 
     @classmethod
     def of(cls, language: str | None, timezone: str | None) -> Reader:
+        """The reader of `language` (a BCP 47 tag) in `timezone` (an IANA name): one per
+        pair, made once (each delivery asks; the moments it writes are remembered by it)."""
+        return _reader(cls, language, timezone)
+
+    @classmethod
+    def _made(cls, language: str | None, timezone: str | None) -> Reader:
         tag = (language or DEFAULT).replace("_", "-")
         words = tag.split("-", 1)[0].lower()
         if words not in WORDS:
@@ -94,6 +100,11 @@ class Reader:
         if key in WORDS[self.language]:
             return self.word(key)
         return event.replace("_", " ").capitalize()
+
+
+@functools.lru_cache(maxsize=1024)
+def _reader(cls: type[Reader], language: str | None, timezone: str | None) -> Reader:
+    return cls._made(language, timezone)
 
 
 # Babel takes about 50 µs to write a moment, and a delivery's summary writes a few;
