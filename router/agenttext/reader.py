@@ -32,7 +32,7 @@ class Reader:
     def of(cls, language: str | None, timezone: str | None) -> Reader:
         """The reader of `language` (a BCP 47 tag) in `timezone` (an IANA name): one per
         pair, made once (each delivery asks; the moments it writes are remembered by it)."""
-        return _reader(cls, language, timezone)
+        return _reader(language, timezone)
 
     @classmethod
     def _made(cls, language: str | None, timezone: str | None) -> Reader:
@@ -103,8 +103,8 @@ class Reader:
 
 
 @functools.lru_cache(maxsize=1024)
-def _reader(cls: type[Reader], language: str | None, timezone: str | None) -> Reader:
-    return cls._made(language, timezone)
+def _reader(language: str | None, timezone: str | None) -> Reader:
+    return Reader._made(language, timezone)
 
 
 # Babel takes about 50 µs to write a moment, and a delivery's summary writes a few;
