@@ -10,12 +10,16 @@ them in order, a part at a time, and hands back each part it did not apply
 above, before it goes on to the next part.
 
 When the loop commits: by default once per fetch (up to `FETCH` records),
-after `after_batch` (the router publishes its outbox there, and no offset may
-be committed before that); the commit runs in the background while the next
-fetch is handled, and the one after waits for it to land (a crash repeats at
-most the fetch whose commit was in flight). With `commit_step`, progress is committed as
-records are done, so a crash repeats a few records instead of up to a whole
-fetch: for loops whose effect is each record's own send (the channels'
+in the background while the next fetch is handled, and the one after waits for
+it to land (a crash repeats at most the fetch whose commit was in flight).
+With `after_batch` (the router publishes its outbox there, and no offset may
+be committed before that), a fetch's `after_batch` and then its commit run in
+the background together while the next fetch is handled (its outputs go out
+while the next records are applied); the next fetch's step waits for them, so
+at most one is in flight, and a failure of one stops the loop.
+
+With `commit_step`, progress is committed as records are done, so a crash
+repeats a few records instead of up to a whole fetch: for loops whose effect is each record's own send (the channels'
 outbound loops), where every repeat reaches a person. A commit is a round trip
 (about 8 ms on a local Kafka 4.1, so one per record would cap a loop near 120
 records/s): steps run in the background, one at a time, while the next
@@ -97,17 +101,30 @@ class ConsumeLoop:
         self.started.set()
         log.info("consumer started", group=self._group, topics=self._subscribe)
         progress = _Progress(consumer, self._commit_step)
+        # The last fetch's after-batch step and commit, while the next fetch is handled:
+        # False once it gave up (stopping while the bus is down: its records come again).
+        settling: asyncio.Task[bool] | None = None
         try:
             while not self._stopping.is_set():
+                if settling is not None and settling.done() and not settling.result():
+                    break  # result() raises what the step raised
                 records = await consumer.fetch(max_records=FETCH, timeout=0.5)
                 if records:  # an empty fetch (nothing yet, or a slow start) has no batch
                     await self._handle(records, progress)
-                if progress.done and self._after_batch is not None:
-                    if not await self._finish_batch():
-                        break  # stopping while the bus is down: records come again
-                await progress.commit()
+                if self._after_batch is None:
+                    await progress.commit()
+                elif progress.done:
+                    if settling is not None and not await settling:
+                        break
+                    settling = asyncio.create_task(self._settle(progress.take(), progress))
+            if settling is not None:
+                await settling
             await progress.settle()
         finally:
+            if settling is not None and not settling.done():  # the loop failed meanwhile
+                settling.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await settling
             await progress.abandon()
             self._consumer = None
             await consumer.close()
@@ -140,6 +157,14 @@ class ConsumeLoop:
                         await progress.add((record,))
                 if self._stopping.is_set():
                     return  # the rest of the fetch comes again after the restart
+
+    async def _settle(self, records: Sequence[Record], progress: _Progress) -> bool:
+        """`after_batch` for a fetch's `records`, then their commit (a failed commit is
+        logged and they go with the next one); False if it gave up (stopping)."""
+        if not await self._finish_batch():
+            return False
+        await progress.commit_now(records)
+        return True
 
     async def _finish_batch(self) -> bool:
         assert self._after_batch is not None
@@ -230,6 +255,22 @@ class _Progress:
         await self._land()
         if self.done:
             self._begin()
+
+    def take(self) -> list[Record]:
+        """The records done so far, for a commit the caller makes (`commit_now`)."""
+        taken, self.done = self.done, []
+        return taken
+
+    async def commit_now(self, records: Sequence[Record]) -> None:
+        """Commit `records` now; if that fails, the next commit takes them (non-retriable:
+        raised)."""
+        try:
+            await self._consumer.commit(records)
+        except OmniError as exc:
+            if not exc.retriable:
+                raise
+            log.warning("commit failed; the next commit takes its records", error=str(exc))
+            self.done[:0] = records
 
     async def settle(self) -> None:
         """The loop is stopping: let the commit in flight land."""

@@ -69,14 +69,26 @@ class InboundProcessor:
         self._engine = engine
         self._outbox = outbox
         self._metrics = metrics
-        self._one_by_one = False  # a record was handled alone since the last flush
+        # Records handled alone (their outputs wait for the scan): begun, done, and how
+        # many a finished flush has published. While some are not, memory publishes go the
+        # scan's way, so none overtakes theirs. Counted, not flagged: a fetch's flush may
+        # still run while the next fetch is handled (see `router.consume`).
+        self._alone = 0
+        self._alone_done = 0
+        self._flushed_alone = 0
         self._publishing: asyncio.Task[None] | None = None  # the latest run's outputs
 
     async def handle(self, record: Record) -> None:
         # Its outputs are not kept in memory: the scan publishes them, and they must not
         # overtake those of a run still going out, so that run goes out first.
         await self._published()
-        self._one_by_one = True
+        self._alone += 1
+        try:
+            await self._handle_alone(record)
+        finally:
+            self._alone_done += 1  # committed (or not at all): a flush from now on sees it
+
+    async def _handle_alone(self, record: Record) -> None:
         started = time.perf_counter()
         try:
             envelope = decode(record.value)
@@ -188,7 +200,7 @@ class InboundProcessor:
 
     def _publish(self, rows: Sequence[Output]) -> None:
         """Publish a committed run's outputs in the background, after the previous run's."""
-        previous, scan = self._publishing, self._one_by_one
+        previous, scan = self._publishing, self._alone > self._flushed_alone
 
         async def publish() -> None:
             if previous is not None:
@@ -205,17 +217,20 @@ class InboundProcessor:
         self._publishing = asyncio.create_task(publish())
 
     async def _published(self) -> None:
-        """Wait until every committed run's outputs were published (or given back)."""
-        task, self._publishing = self._publishing, None
+        """Wait until every run committed so far had its outputs published (or given back).
+        The chain stays: a run committed later still goes out after these."""
+        task = self._publishing
         if task is not None:
             await task
 
     async def after_batch(self) -> None:
         """Publish what is still unsent (records handled one by one wrote it, or the bus
-        refused it for a while) before the fetch's offsets are committed."""
+        refused it for a while) before the fetch's offsets are committed. It may run while
+        the next fetch's runs are applied and published."""
         await self._published()
+        alone = self._alone_done  # committed before the flush looks: it publishes theirs
         await self._outbox.flush()
-        self._one_by_one = False
+        self._flushed_alone = max(self._flushed_alone, alone)
 
 
 def _runs(

@@ -123,6 +123,69 @@ async def test_after_batch_runs_before_commit_and_is_retried(bus: EmbeddedBus) -
     assert await uncommitted(bus, TOPICS.inbound, "g") == 0  # committed after the retry
 
 
+async def test_the_next_fetch_is_handled_while_the_last_ones_after_batch_runs(
+    bus: EmbeddedBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The router's outputs of one fetch go out while the next fetch is applied; no offset
+    # is committed before its fetch's after-batch step is through.
+    await bus.produce(TOPICS.inbound, b"k", b"a")
+    seen: list[bytes] = []
+    started, release, done = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    calls = 0
+    commits: list[list[bytes]] = []
+    commit = EmbeddedConsumer.commit
+
+    async def counted(consumer: EmbeddedConsumer, records: Sequence[Record]) -> None:
+        commits.append([r.value for r in records])
+        await commit(consumer, records)
+
+    monkeypatch.setattr(EmbeddedConsumer, "commit", counted)
+
+    async def handler(r: Record) -> None:
+        seen.append(r.value)
+
+    async def after_batch() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            await release.wait()
+        elif seen == [b"a", b"b"]:
+            done.set()
+
+    loop = make_loop(bus, handler, after_batch=after_batch)
+    task = asyncio.create_task(loop.run())
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        await bus.produce(TOPICS.inbound, b"k", b"b")
+        await eventually(lambda: seen == [b"a", b"b"])  # handled meanwhile
+        assert calls == 1  # its own step waits for the first one
+        assert commits == []  # nothing before its fetch's step is through
+        release.set()
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        release.set()
+        loop.stop()
+        await asyncio.wait_for(task, 10)
+    assert commits == [[b"a"], [b"b"]]
+    assert await uncommitted(bus, TOPICS.inbound, "g") == 0
+
+
+async def test_a_failing_after_batch_step_stops_the_loop_with_its_error(bus: EmbeddedBus) -> None:
+    await bus.produce(TOPICS.inbound, b"k", b"a")
+
+    async def handler(r: Record) -> None:
+        pass
+
+    async def after_batch() -> None:
+        raise RuntimeError("a bug in the step")
+
+    loop = make_loop(bus, handler, after_batch=after_batch)
+    with pytest.raises(RuntimeError, match="a bug in the step"):
+        await asyncio.wait_for(loop.run(), 10)
+    assert await uncommitted(bus, TOPICS.inbound, "g") == 1
+
+
 async def test_stop_while_after_batch_fails_commits_nothing(bus: EmbeddedBus) -> None:
     from router.errors import BusError
 
