@@ -19,14 +19,15 @@ while the next records are applied); the next fetch's step waits for them, so
 at most one is in flight, and a failure of one stops the loop.
 
 With `commit_step`, progress is committed as records are done, so a crash
-repeats a few records instead of up to a whole fetch: for loops whose effect is each record's own send (the channels'
-outbound loops), where every repeat reaches a person. A commit is a round trip
-(about 8 ms on a local Kafka 4.1, so one per record would cap a loop near 120
-records/s): steps run in the background, one at a time, while the next
-records are handled; each takes what was done since the last one began, and
-the loop waits for a step only when `commit_step` records are waiting behind
-it. A crash then repeats at most the step in flight, the records waiting, and
-the record in hand: at most 2 x `commit_step` + 1, usually a few.
+repeats a few records instead of up to a whole fetch: for loops whose effect is
+each record's own send (the channels' outbound loops), where every repeat
+reaches a person. A commit is a round trip (about 8 ms on a local Kafka 4.1, so
+one per record would cap a loop near 120 records/s): steps run in the
+background, one at a time, while the next records are handled; each takes what
+was done since the last one began, and the loop waits for a step only when
+`commit_step` records are waiting behind it. A crash then repeats at most the
+step in flight, the records waiting, and the record in hand: at most 2 x
+`commit_step` + 1, usually a few.
 """
 
 from __future__ import annotations
