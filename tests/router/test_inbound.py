@@ -475,3 +475,76 @@ async def test_a_backlog_is_applied_in_larger_transactions(
     assert sizes == runs
     assert parts == [(n, True) for n in runs]
     assert await count(engine.store, "processed") == fetched
+
+
+async def test_outputs_keep_their_order_while_a_flush_runs_beside_the_next_fetch(
+    bus: EmbeddedBus, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # m1's batch fails, so m1 is applied alone: only the outbox scan publishes its
+    # outputs, after its fetch. That scan is held while the next fetch (m2, the same
+    # conversation) is applied beside it: m2's outputs must not go out before m1's.
+    processor = inbound.InboundProcessor(
+        bus=bus,
+        topics=TOPICS,
+        engine=engine,
+        outbox=OutboxPublisher(engine.store, bus, TOPICS),
+        metrics=(metrics := Metrics()),
+    )
+    apply, failed = engine.handle_batch, False
+
+    async def fails_once(*args: Any, **kwargs: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            failed = True
+            raise StoreError("store: locked", retriable=True)
+        return await apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "handle_batch", fails_once)
+    flush, flushing, release = processor._outbox.flush, asyncio.Event(), asyncio.Event()
+
+    async def held_flush() -> Any:
+        flushing.set()
+        await release.wait()
+        return await flush()
+
+    monkeypatch.setattr(processor._outbox, "flush", held_flush)
+    done = asyncio.Event()
+
+    async def after_batch() -> None:
+        await processor.after_batch()
+        if total(metrics.messages_in) >= 2:
+            done.set()
+
+    loop = make_loop(
+        bus, processor.handle, after_batch=after_batch, handle_batch=processor.handle_batch
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await produce(bus, [chat("m1", "t1")])
+        await asyncio.wait_for(flushing.wait(), 10)
+        await produce(bus, [chat("m2", "t1")])
+        await eventually(lambda: total(metrics.messages_in) >= 2)  # applied meanwhile
+        release.set()
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        release.set()
+        loop.stop()
+        await asyncio.wait_for(task, 10)
+    async with engine.store.transaction(readonly=True) as conn:
+        rows = (
+            await conn.execute(sa.text('SELECT topic, "key", value FROM outbox ORDER BY id'))
+        ).all()
+    written: dict[tuple[str, bytes], list[str]] = {}
+    for row in rows:
+        written.setdefault((row.topic, bytes(row.key)), []).append(decode(row.value).id)
+    assert max(len(ids) for ids in written.values()) >= 2  # a key with outputs of both
+    for topic in {t for t, _ in written}:
+        got = await drain(
+            bus, topic, "reader", sum(len(v) for (t, _), v in written.items() if t == topic)
+        )
+        published: dict[bytes, list[str]] = {}
+        for record in got:
+            published.setdefault(bytes(record.key or b""), []).append(decode(record.value).id)
+        for (t, key), ids in written.items():
+            if t == topic:
+                assert published.get(key) == ids, (topic, key)
