@@ -36,6 +36,7 @@ _BUILT: set[int] = set()  # ids of statements `built` made (it keeps them alive)
 _DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
 _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
 _READERS: dict[int, tuple[Processor, ...]] = {}  # by id of a plan (plans are kept)
+_CURSOR = "omnirouter_lean_cursor"
 
 
 def register(statement: object) -> None:
@@ -130,25 +131,33 @@ def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> L
     values: Sequence[Any] | dict[str, Any] = (
         tuple(bound) if plan.positional else dict(zip(plan.names, bound, strict=True))
     )
-    cursor = sync.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor = _cursor(sync)
+    if sync.dispatch.before_cursor_execute:  # someone counts statements (the bench)
+        sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
     try:
-        if sync.dispatch.before_cursor_execute:  # someone counts statements (the bench)
-            sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
-        try:
-            cursor.execute(plan.sql, values)
-            raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
-        except sync.dialect.loaded_dbapi.Error as error:
-            raise _error(plan, values, error, sync) from error
-        if plan.returns_key:
-            return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
-        rows = []
-        if plan.row is not None:
-            readers = _readers(plan, cursor.description, sync.dialect)
-            rows = [plan.row(*_read(readers, r)) for r in raw]
-        key = (cursor.lastrowid,) if sync.dialect.name == "sqlite" else None
-        return LeanResult(rows, cursor.rowcount, key)
-    finally:
-        cursor.close()
+        cursor.execute(plan.sql, values)
+        raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
+    except sync.dialect.loaded_dbapi.Error as error:
+        raise _error(plan, values, error, sync) from error
+    if plan.returns_key:
+        return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
+    rows = []
+    if plan.row is not None:
+        readers = _readers(plan, cursor, sync.dialect)
+        rows = [plan.row(*_read(readers, r)) for r in raw]
+    key = (cursor.lastrowid,) if sync.dialect.name == "sqlite" else None
+    return LeanResult(rows, cursor.rowcount, key)
+
+
+def _cursor(sync: Connection) -> Any:
+    """The connection's own cursor for built statements, made once: a psycopg cursor costs
+    more to make (its own copy of the type adapters) than a short statement takes to run.
+    The pool forgets it with the connection (`info` is cleared when it is replaced)."""
+    info = sync.connection.info
+    cursor = info.get(_CURSOR)
+    if cursor is None:
+        cursor = info[_CURSOR] = sync.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    return cursor
 
 
 def _error(plan: Plan, values: Sequence[Any] | dict[str, Any], error: Any, sync: Connection) -> Any:
@@ -159,7 +168,7 @@ def _error(plan: Plan, values: Sequence[Any] | dict[str, Any], error: Any, sync:
     )
 
 
-def _readers(plan: Plan, description: Any, dialect: Dialect) -> tuple[Processor, ...]:
+def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> tuple[Processor, ...]:
     """The result processors of `plan`'s columns, made at its first run: some (psycopg's
     numbers) depend on the type the server says it sent, as in SQLAlchemy's own results."""
     try:
@@ -167,7 +176,7 @@ def _readers(plan: Plan, description: Any, dialect: Dialect) -> tuple[Processor,
     except KeyError:
         made = _READERS[id(plan)] = tuple(
             column.type.dialect_impl(dialect).result_processor(dialect, described[1])
-            for column, described in zip(plan.columns, description, strict=True)
+            for column, described in zip(plan.columns, cursor.description, strict=True)
         )
         return made
 
