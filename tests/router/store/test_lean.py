@@ -171,3 +171,41 @@ async def clear(conn: Conn) -> None:
         return
     for name in names:
         await conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+async def test_a_batch_dedupe_finds_and_notes_ids(store: Store) -> None:
+    async def first(conn: Conn) -> set[str]:
+        await store.mark_processed_all("router", ["a", "b"], conn=conn)
+        return await store.processed_among("router", ["a", "c", "b"], conn=conn)
+
+    assert await store.work(first) == {"a", "b"}
+    # Another router noted "b" meanwhile: the unit fails, retriable, and leaves nothing.
+    with pytest.raises(StoreError, match="1 of 2 records were applied") as caught:
+        await store.work(lambda conn: store.mark_processed_all("router", ["c", "b"], conn=conn))
+    assert caught.value.retriable is True
+    assert await store.work(lambda c: store.processed_among("router", ["c"], conn=c)) == set()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_batch_statements_are_the_same_for_any_batch_size(store: Store) -> None:
+    seen: list[str] = []
+
+    def note(_c: object, _cur: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    async def batches(conn: Conn) -> None:
+        rows = [await db.add_outbox(conn, "out", b"k", b"v", T0) for _ in range(3)]
+        seen.clear()
+        for ids, sent in ((["a", "b"], rows[:1]), (["c", "d", "e", "f", "g"], rows[1:])):
+            await store.processed_among("router", ids, conn=conn)
+            await store.mark_processed_all("router", ids, conn=conn)
+            await db.mark_sent(conn, sent, T0)
+
+    sa.event.listen(store.writer, "before_cursor_execute", note)
+    try:
+        await store.work(batches)
+    finally:
+        sa.event.remove(store.writer, "before_cursor_execute", note)
+    # One statement each, made once, whatever the number of ids: psycopg prepares it.
+    assert len(seen) == 6 and seen[:3] == seen[3:]
