@@ -130,6 +130,8 @@ async def test_a_driver_error_is_a_store_error_without_its_values(store: Store) 
     # As SQLAlchemy's execution raises it (the driver names it: IntegrityError, UniqueViolation).
     assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
     assert "Eve" not in str(caught.value) and "Eve" not in str(caught.value.__cause__)
+    # The connection (and the cursor the lean path keeps on it) serves the next unit.
+    assert await store.work(lambda c: db.identity_owner(c, "email", "x@example.com")) is None
     assert (await rows(store))["customers"] == []
 
 
