@@ -63,7 +63,7 @@ class Conn(Protocol):
 
 class SyncConn:
     """A synchronous connection dressed as `Conn`: every call runs, and returns, at once.
-    Statements built once run on SQLite straight through the driver (`router.store.lean`).
+    Statements built once run straight through the driver (`router.store.lean`).
     """
 
     __slots__ = ("sync",)

@@ -1,15 +1,18 @@
-"""Running a built statement on SQLite straight through the driver's cursor.
+"""Running a built statement straight through the driver's cursor (pysqlite, psycopg 3).
 
 SQLAlchemy's execution (an execution context, events, a result built around
 the cursor) costs about 15 µs per statement on top of SQLite's own 4 µs, and
 the routing runs about twenty statements per message. For statements built
 once (`router.store.statements.built`) the plan is made once per statement and
 set of parameter names, with SQLAlchemy's own compiler and types: the SQL
-string, the order of its parameters, the Python-side defaults (`updated_at`),
-and the bind and result processors (aware datetimes, JSON). Each execution then
-only binds, runs and converts.
+string, its parameters (SQLite's `?` in order, psycopg's `%(name)s` by name, with
+the casts SQLAlchemy renders), the Python-side defaults (`updated_at`), the bind
+and result processors (aware datetimes, JSON), and on PostgreSQL the primary key
+an INSERT returns. Each execution then only binds, runs and converts. psycopg
+prepares a statement on the server once it has run a few times on a connection
+(`prepare_threshold`), as it does under SQLAlchemy.
 
-Anything else (an executemany, another dialect, a statement with SQL-side
+Anything else (an executemany, another driver, a statement with SQL-side
 defaults) returns no plan and goes through SQLAlchemy as usual. Driver errors
 leave as SQLAlchemy's exceptions, as they would from `Connection.execute`.
 """
@@ -30,7 +33,10 @@ from sqlalchemy.sql.schema import Column
 Processor = Callable[[Any], Any] | None
 
 _BUILT: set[int] = set()  # ids of statements `built` made (it keeps them alive)
+_DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
 _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
+_READERS: dict[int, tuple[Processor, ...]] = {}  # by id of a plan (plans are kept)
+_CURSOR = "omnirouter_lean_cursor"
 
 
 def register(statement: object) -> None:
@@ -42,16 +48,18 @@ def register(statement: object) -> None:
 class Plan:
     sql: str
     compiled: SQLCompiler
-    names: tuple[str, ...]  # bind names in the order of the SQL's `?`
+    names: tuple[str, ...]  # bind names (positional: in the order of the SQL's `?`)
+    positional: bool  # values as a tuple (`?`), else as a dict (`%(name)s`)
     binders: tuple[Processor, ...]
     defaults: tuple[tuple[str, Callable[[], Any]], ...]  # Python-side values to fill in
     row: type[tuple[Any, ...]] | None  # None: the statement returns no rows
-    readers: tuple[Processor, ...]
+    columns: tuple[Column[Any], ...]  # what it returns
+    returns_key: bool  # an INSERT whose RETURNING is only its primary key (PostgreSQL)
 
 
 def plan(statement: Executable, parameters: object, dialect: Dialect) -> Plan | None:
-    """The plan for running `statement` with `parameters` on SQLite; None: use SQLAlchemy."""
-    if dialect.name != "sqlite" or id(statement) not in _BUILT:
+    """The plan for running `statement` with `parameters`; None: use SQLAlchemy."""
+    if id(statement) not in _BUILT or (dialect.name, dialect.driver) not in _DRIVERS:
         return None
     if parameters is not None and not isinstance(parameters, Mapping):
         return None  # executemany
@@ -67,20 +75,36 @@ def plan(statement: Executable, parameters: object, dialect: Dialect) -> Plan | 
 def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Plan | None:
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
     assert isinstance(compiled, SQLCompiler)
-    if compiled.positiontup is None:
-        return None
+    if compiled.post_compile_params or compiled.escaped_bind_names:
+        return None  # expanding IN, or names the SQL spells otherwise: SQLAlchemy's work
+    positional = compiled.positiontup is not None
     defaults: list[tuple[str, Callable[[], Any]]] = []
     for column in [*compiled.insert_prefetch, *compiled.update_prefetch]:
         made = _python_default(column, compiled.isupdate)
         if made is None:
             return None
         defaults.append((column.key, made))
-    names = tuple(compiled.positiontup)
+    names = tuple(compiled.positiontup or compiled.bind_names.values())
     binders = tuple(_binder(compiled.binds[name].type, dialect) for name in names)
     columns = list(getattr(statement, "exported_columns", ()))
+    # PostgreSQL's INSERT returns the primary key SQLAlchemy would give as
+    # `inserted_primary_key` (SQLite's comes from `lastrowid`).
+    key = list(getattr(compiled, "implicit_returning", None) or ())
+    table = getattr(compiled.statement, "table", None)
+    if key and (columns or table is None or key != list(table.primary_key)):
+        return None
     row: Any = namedtuple("Row", [c.key for c in columns], rename=True) if columns else None
-    readers = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
-    return Plan(compiled.string, compiled, names, binders, tuple(defaults), row, readers)
+    return Plan(
+        compiled.string,
+        compiled,
+        names,
+        positional,
+        binders,
+        tuple(defaults),
+        row,
+        tuple(columns),
+        bool(key),
+    )
 
 
 def _python_default(column: Column[Any], update: bool) -> Callable[[], Any] | None:
@@ -100,25 +124,61 @@ def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> L
     params = plan.compiled.construct_params(dict(parameters or {}))
     for name, make in plan.defaults:
         params[name] = make()
-    values = tuple(
+    bound = (
         bind(params[name]) if bind is not None else params[name]
         for name, bind in zip(plan.names, plan.binders, strict=True)
     )
-    cursor = sync.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    values: Sequence[Any] | dict[str, Any] = (
+        tuple(bound) if plan.positional else dict(zip(plan.names, bound, strict=True))
+    )
+    cursor = _cursor(sync)
+    if sync.dispatch.before_cursor_execute:  # someone counts statements (the bench)
+        sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
     try:
-        if sync.dispatch.before_cursor_execute:  # someone counts statements (the bench)
-            sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
-        try:
-            cursor.execute(plan.sql, values)
-            raw = cursor.fetchall() if plan.row is not None else []
-        except sync.dialect.loaded_dbapi.Error as error:
-            raise sa_exc.DBAPIError.instance(
-                plan.sql, values, error, sync.dialect.loaded_dbapi.Error, hide_parameters=True
-            ) from error
-        rows = [plan.row(*_read(plan.readers, r)) for r in raw] if plan.row is not None else []
-        return LeanResult(rows, cursor.rowcount, cursor.lastrowid)
-    finally:
-        cursor.close()
+        cursor.execute(plan.sql, values)
+        raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
+    except sync.dialect.loaded_dbapi.Error as error:
+        raise _error(plan, values, error, sync) from error
+    if plan.returns_key:
+        return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
+    rows = []
+    if plan.row is not None:
+        readers = _readers(plan, cursor, sync.dialect)
+        rows = [plan.row(*_read(readers, r)) for r in raw]
+    key = (cursor.lastrowid,) if sync.dialect.name == "sqlite" else None
+    return LeanResult(rows, cursor.rowcount, key)
+
+
+def _cursor(sync: Connection) -> Any:
+    """The connection's own cursor for built statements, made once: a psycopg cursor costs
+    more to make (its own copy of the type adapters) than a short statement takes to run.
+    The pool forgets it with the connection (`info` is cleared when it is replaced)."""
+    info = sync.connection.info
+    cursor = info.get(_CURSOR)
+    if cursor is None:
+        cursor = info[_CURSOR] = sync.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    return cursor
+
+
+def _error(plan: Plan, values: Sequence[Any] | dict[str, Any], error: Any, sync: Connection) -> Any:
+    """SQLAlchemy's exception for a driver error, without the values (personal data). A lost
+    connection fails the rollback that follows, which invalidates it, as SQLAlchemy's would."""
+    return sa_exc.DBAPIError.instance(
+        plan.sql, values, error, sync.dialect.loaded_dbapi.Error, hide_parameters=True
+    )
+
+
+def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> tuple[Processor, ...]:
+    """The result processors of `plan`'s columns, made at its first run: some (psycopg's
+    numbers) depend on the type the server says it sent, as in SQLAlchemy's own results."""
+    try:
+        return _READERS[id(plan)]
+    except KeyError:
+        made = _READERS[id(plan)] = tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, described[1])
+            for column, described in zip(plan.columns, cursor.description, strict=True)
+        )
+        return made
 
 
 def _read(readers: Sequence[Processor], raw: Sequence[Any]) -> Iterator[Any]:
@@ -129,16 +189,12 @@ def _read(readers: Sequence[Processor], raw: Sequence[Any]) -> Iterator[Any]:
 class LeanResult:
     """The part of SQLAlchemy's result the store's queries use, over fetched rows."""
 
-    __slots__ = ("_lastrowid", "_rows", "rowcount")
+    __slots__ = ("_rows", "inserted_primary_key", "rowcount")
 
-    def __init__(self, rows: list[Any], rowcount: int, lastrowid: int | None) -> None:
+    def __init__(self, rows: list[Any], rowcount: int, key: tuple[Any, ...] | None) -> None:
         self._rows = rows
         self.rowcount = rowcount
-        self._lastrowid = lastrowid
-
-    @property
-    def inserted_primary_key(self) -> tuple[Any, ...]:
-        return (self._lastrowid,)
+        self.inserted_primary_key = key
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._rows)

@@ -984,9 +984,19 @@ async def unsent_count(conn: Conn) -> int:
 
 
 async def mark_sent(conn: Conn, ids: Sequence[int], now: datetime) -> None:
+    if conn.dialect.name == "postgresql":  # one statement for any number of ids, prepared
+        values = {"b_ids": list(ids), "sent_at": now, "claimed_until": None}
+        await conn.execute(_mark_sent(conn), values)
+        return
     await conn.execute(
         outbox.update().where(outbox.c.id.in_(list(ids))).values(sent_at=now, claimed_until=None)
     )
+
+
+@built
+def _mark_sent(_: str) -> sa.Update:
+    ids = sa.bindparam("b_ids", type_=postgresql.ARRAY(sa.BigInteger))
+    return outbox.update().where(outbox.c.id == sa.any_(ids))
 
 
 async def mark_dead(conn: Conn, row_id: int, reason: str, now: datetime) -> None:

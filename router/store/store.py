@@ -41,8 +41,8 @@ from typing import Any, Self, TypeVar
 import orjson
 import structlog
 from alembic.util.exc import CommandError
+from sqlalchemy import Text, any_, event, func, select, text
 from sqlalchemy import bindparam as sa_bind
-from sqlalchemy import event, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -347,6 +347,9 @@ class Store:
         """Which of `envelope_ids` `consumer` has applied: a batch's dedupe in one query."""
         if not envelope_ids:
             return set()
+        if conn.dialect.name == "postgresql":
+            params = {"b_consumer": consumer, "b_ids": list(envelope_ids)}
+            return {str(r[0]) for r in await conn.execute(_processed_among(conn), params)}
         stmt = select(processed.c.envelope_id).where(
             processed.c.consumer == consumer, processed.c.envelope_id.in_(list(envelope_ids))
         )
@@ -362,10 +365,20 @@ class Store:
         if not envelope_ids:
             return
         now = utcnow()
-        rows = [{"consumer": consumer, "envelope_id": i, "processed_at": now} for i in envelope_ids]
-        # One statement built once, its rows sent together (SQLAlchemy's insertmanyvalues):
-        # a statement made afresh with the batch's values in it cost about 4 ms per batch.
-        noted = len((await conn.execute(_mark_processed(conn), rows)).all())
+        if conn.dialect.name == "postgresql":
+            params = {"b_consumer": consumer, "b_ids": list(envelope_ids), "b_now": now}
+            noted = len((await conn.execute(_mark_processed_all(conn), params)).all())
+        else:
+            # One statement built once, its rows sent together (SQLAlchemy's
+            # insertmanyvalues): one made afresh with the batch's values cost 4 ms a batch.
+            rows = [
+                {"consumer": consumer, "envelope_id": i, "processed_at": now} for i in envelope_ids
+            ]
+            noted = len((await conn.execute(_mark_processed(conn), rows)).all())
+        self._check_noted(consumer, envelope_ids, noted)
+
+    @staticmethod
+    def _check_noted(consumer: str, envelope_ids: Sequence[str], noted: int) -> None:
         if noted != len(envelope_ids):
             raise StoreError(
                 f"store: {len(envelope_ids) - noted} of {len(envelope_ids)} records were"
@@ -423,6 +436,32 @@ def _record_message(dialect: str) -> Any:
         dialect_insert(dialect, messages)
         .on_conflict_do_nothing(index_elements=["id"])
         .returning(messages.c.id)
+    )
+
+
+# PostgreSQL: a batch's ids as one array parameter, so the statement is the same for every
+# batch (built once, prepared by the driver). A list of values (SQLite's form) made a new
+# statement per batch size, compiled by SQLAlchemy and parsed by psycopg (6-7 ms a batch).
+@built
+def _processed_among(_: str) -> Any:
+    return select(processed.c.envelope_id).where(
+        processed.c.consumer == sa_bind("b_consumer"),
+        processed.c.envelope_id == any_(sa_bind("b_ids", type_=postgresql.ARRAY(Text))),
+    )
+
+
+@built
+def _mark_processed_all(dialect: str) -> Any:
+    rows = select(
+        sa_bind("b_consumer", type_=Text),
+        func.unnest(sa_bind("b_ids", type_=postgresql.ARRAY(Text))),
+        sa_bind("b_now", type_=processed.c.processed_at.type),
+    )
+    return (
+        dialect_insert(dialect, processed)
+        .from_select(["consumer", "envelope_id", "processed_at"], rows)
+        .on_conflict_do_nothing(index_elements=["consumer", "envelope_id"])
+        .returning(processed.c.envelope_id)
     )
 
 

@@ -1,32 +1,22 @@
-"""Built statements run straight through SQLite's cursor read and write exactly what
-SQLAlchemy's own execution does (`router.store.lean`)."""
+"""Built statements run straight through the driver's cursor (SQLite's, psycopg's) read and
+write exactly what SQLAlchemy's own execution does (`router.store.lean`). Each test runs on
+both backends (the `store` fixture)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from router.errors import StoreError
-from router.store import Store, lean, open_store
+from router.store import Store, lean
 from router.store import routing as db
 from router.store.conn import Conn
 from router.store.schema import customers
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def story(conn: Conn) -> dict[str, Any]:
@@ -96,7 +86,7 @@ async def steps(conn: Conn) -> dict[str, Any]:
 
 
 async def test_lean_and_sqlalchemy_give_the_same_results(
-    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[str] = []
     real = lean.run
@@ -106,28 +96,28 @@ async def test_lean_and_sqlalchemy_give_the_same_results(
         return real(*args)
 
     monkeypatch.setattr(lean, "run", counted)
-    fast = await sqlite_store.work(story)
+    fast = await store.work(story)
     assert len(ran) > 15  # the built statements did go the lean way
-    fast_rows = await rows(sqlite_store)
+    fast_rows = await rows(store)
 
-    await sqlite_store.work(clear)
+    await store.work(clear)
     monkeypatch.setattr(lean, "plan", lambda *_: None)
-    slow = await sqlite_store.work(story)
+    slow = await store.work(story)
     assert fast == slow
-    assert fast_rows == await rows(sqlite_store)
+    assert fast_rows == await rows(store)
     assert fast["taken"] == [True, False] and fast["outbox"] == 1
 
 
-async def test_python_side_defaults_are_filled_in(sqlite_store: Store) -> None:
-    await sqlite_store.work(story)
-    async with sqlite_store.transaction(readonly=True) as conn:
+async def test_python_side_defaults_are_filled_in(store: Store) -> None:
+    await store.work(story)
+    async with store.transaction(readonly=True) as conn:
         [customer] = (await conn.execute(sa.select(customers))).all()
     # `updated_at` has an onupdate default: the lean UPDATE sets it as SQLAlchemy would.
     assert customer.updated_at > T0 + timedelta(days=30)
     assert (customer.language, customer.tags) == ("es", [])
 
 
-async def test_a_driver_error_is_a_store_error_without_its_values(sqlite_store: Store) -> None:
+async def test_a_driver_error_is_a_store_error_without_its_values(store: Store) -> None:
     async def twice(conn: Conn) -> None:
         row = {"id": "c1", "display_name": "Eve", "tier": "standard", "tags": []}
         stamps = {"created_at": T0, "updated_at": T0}
@@ -135,23 +125,27 @@ async def test_a_driver_error_is_a_store_error_without_its_values(sqlite_store: 
         await conn.execute(db._create_customer(conn), row | stamps)
 
     with pytest.raises(StoreError) as caught:
-        await sqlite_store.work(twice)
+        await store.work(twice)
     assert caught.value.retriable is False
-    assert "IntegrityError" in str(caught.value) and "Eve" not in str(caught.value)
-    assert (await rows(sqlite_store))["customers"] == []
+    # As SQLAlchemy's execution raises it (the driver names it: IntegrityError, UniqueViolation).
+    assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
+    assert "Eve" not in str(caught.value) and "Eve" not in str(caught.value.__cause__)
+    # The connection (and the cursor the lean path keeps on it) serves the next unit.
+    assert await store.work(lambda c: db.identity_owner(c, "email", "x@example.com")) is None
+    assert (await rows(store))["customers"] == []
 
 
-async def test_statement_counters_still_see_lean_statements(sqlite_store: Store) -> None:
+async def test_statement_counters_still_see_lean_statements(store: Store) -> None:
     seen: list[str] = []
 
     def count(_c: object, _cur: object, statement: str, *_: object) -> None:
         seen.append(statement.split()[0])
 
-    sa.event.listen(sqlite_store.writer, "before_cursor_execute", count)
+    sa.event.listen(store.writer, "before_cursor_execute", count)
     try:
-        await sqlite_store.work(lambda conn: db.identity_owner(conn, "email", "x@example.com"))
+        await store.work(lambda conn: db.identity_owner(conn, "email", "x@example.com"))
     finally:
-        sa.event.remove(sqlite_store.writer, "before_cursor_execute", count)
+        sa.event.remove(store.writer, "before_cursor_execute", count)
     assert "SELECT" in seen
 
 
@@ -173,5 +167,47 @@ async def rows(store: Store) -> dict[str, list[dict[str, Any]]]:
 
 
 async def clear(conn: Conn) -> None:
-    for name in ("assignments", "timers", "outbox", "agent_load", *TABLES[:3][::-1]):
+    names = ("assignments", "timers", "outbox", "agent_load", *TABLES[:3][::-1])
+    if conn.dialect.name == "postgresql":  # the outbox's ids start again, as SQLite's do
+        await conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+        return
+    for name in names:
         await conn.execute(sa.text(f"DELETE FROM {name}"))
+
+
+async def test_a_batch_dedupe_finds_and_notes_ids(store: Store) -> None:
+    async def first(conn: Conn) -> set[str]:
+        await store.mark_processed_all("router", ["a", "b"], conn=conn)
+        return await store.processed_among("router", ["a", "c", "b"], conn=conn)
+
+    assert await store.work(first) == {"a", "b"}
+    # Another router noted "b" meanwhile: the unit fails, retriable, and leaves nothing.
+    with pytest.raises(StoreError, match="1 of 2 records were applied") as caught:
+        await store.work(lambda conn: store.mark_processed_all("router", ["c", "b"], conn=conn))
+    assert caught.value.retriable is True
+    assert await store.work(lambda c: store.processed_among("router", ["c"], conn=c)) == set()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_batch_statements_are_the_same_for_any_batch_size(store: Store) -> None:
+    seen: list[str] = []
+
+    def note(_c: object, _cur: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    async def batches(conn: Conn) -> None:
+        rows = [await db.add_outbox(conn, "out", b"k", b"v", T0) for _ in range(3)]
+        seen.clear()
+        for ids, sent in ((["a", "b"], rows[:1]), (["c", "d", "e", "f", "g"], rows[1:])):
+            await store.processed_among("router", ids, conn=conn)
+            await store.mark_processed_all("router", ids, conn=conn)
+            await db.mark_sent(conn, sent, T0)
+
+    sa.event.listen(store.writer, "before_cursor_execute", note)
+    try:
+        await store.work(batches)
+    finally:
+        sa.event.remove(store.writer, "before_cursor_execute", note)
+    # One statement each, made once, whatever the number of ids: psycopg prepares it.
+    assert len(seen) == 6 and seen[:3] == seen[3:]
