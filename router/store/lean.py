@@ -51,7 +51,9 @@ class Plan:
     names: tuple[str, ...]  # bind names (positional: in the order of the SQL's `?`)
     positional: bool  # values as a tuple (`?`), else as a dict (`%(name)s`)
     binders: tuple[Processor, ...]
-    defaults: tuple[tuple[str, Callable[[], Any]], ...]  # Python-side values to fill in
+    # Where each bind's value comes from, in `names`' order: the caller's parameter of that
+    # key, a Python-side default to call (`updated_at`), or the value the statement holds.
+    sources: tuple[tuple[int, Any], ...]
     row: type[tuple[Any, ...]] | None  # None: the statement returns no rows
     columns: tuple[Column[Any], ...]  # what it returns
     returns_key: bool  # an INSERT whose RETURNING is only its primary key (PostgreSQL)
@@ -61,8 +63,9 @@ def plan(statement: Executable, parameters: object, dialect: Dialect) -> Plan | 
     """The plan for running `statement` with `parameters`; None: use SQLAlchemy."""
     if id(statement) not in _BUILT or (dialect.name, dialect.driver) not in _DRIVERS:
         return None
-    if parameters is not None and not isinstance(parameters, Mapping):
-        return None  # executemany
+    if parameters is not None and type(parameters) is not dict:
+        if not isinstance(parameters, Mapping):
+            return None  # executemany
     keys = tuple(sorted(parameters or ()))
     key = (id(statement), keys)
     try:
@@ -86,6 +89,20 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
         defaults.append((column.key, made))
     names = tuple(compiled.positiontup or compiled.bind_names.values())
     binders = tuple(_binder(compiled.binds[name].type, dialect) for name in names)
+    made_here = dict(defaults)
+    sources: list[tuple[int, Any]] = []
+    for name in names:
+        bind = compiled.binds[name]
+        if name in made_here:
+            sources.append((_DEFAULT, made_here[name]))
+        elif bind.key in keys:
+            sources.append((_GIVEN, bind.key))
+        elif name in keys:
+            sources.append((_GIVEN, name))
+        elif bind.callable is not None or bind.required or bind.expanding:
+            return None  # a value to compute or one missing: SQLAlchemy's work (and error)
+        else:
+            sources.append((_HELD, bind.value))
     columns = list(getattr(statement, "exported_columns", ()))
     # PostgreSQL's INSERT returns the primary key SQLAlchemy would give as
     # `inserted_primary_key` (SQLite's comes from `lastrowid`).
@@ -100,7 +117,7 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
         names,
         positional,
         binders,
-        tuple(defaults),
+        tuple(sources),
         row,
         tuple(columns),
         bool(key),
@@ -120,14 +137,18 @@ def _python_default(column: Column[Any], update: bool) -> Callable[[], Any] | No
     return None
 
 
+_GIVEN, _DEFAULT, _HELD = 0, 1, 2
+
+
 def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> LeanResult:
-    params = plan.compiled.construct_params(dict(parameters or {}))
-    for name, make in plan.defaults:
-        params[name] = make()
-    bound = (
-        bind(params[name]) if bind is not None else params[name]
-        for name, bind in zip(plan.names, plan.binders, strict=True)
-    )
+    given = parameters or {}
+    bound = [
+        (given[what] if how == _GIVEN else what() if how == _DEFAULT else what)
+        for how, what in plan.sources
+    ]
+    for i, bind in enumerate(plan.binders):
+        if bind is not None:
+            bound[i] = bind(bound[i])
     values: Sequence[Any] | dict[str, Any] = (
         tuple(bound) if plan.positional else dict(zip(plan.names, bound, strict=True))
     )
@@ -144,7 +165,10 @@ def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> L
     rows = []
     if plan.row is not None:
         readers = _readers(plan, cursor, sync.dialect)
-        rows = [plan.row(*_read(readers, r)) for r in raw]
+        rows = [
+            plan.row(*[v if read is None else read(v) for read, v in zip(readers, r, strict=True)])
+            for r in raw
+        ]
     key = (cursor.lastrowid,) if sync.dialect.name == "sqlite" else None
     return LeanResult(rows, cursor.rowcount, key)
 
@@ -179,11 +203,6 @@ def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> tuple[Processor, ...]
             for column, described in zip(plan.columns, cursor.description, strict=True)
         )
         return made
-
-
-def _read(readers: Sequence[Processor], raw: Sequence[Any]) -> Iterator[Any]:
-    for reader, value in zip(readers, raw, strict=True):
-        yield reader(value) if reader is not None else value
 
 
 class LeanResult:
