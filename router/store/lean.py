@@ -66,12 +66,13 @@ def plan(statement: Executable, parameters: object, dialect: Dialect) -> Plan | 
     if parameters is not None and type(parameters) is not dict:
         if not isinstance(parameters, Mapping):
             return None  # executemany
-    keys = tuple(sorted(parameters or ()))
-    key = (id(statement), keys)
+    # Keyed by the names in the caller's order (a caller passes them the same way each
+    # time); a plan is made once per order, from the names sorted.
+    key = (id(statement), tuple(parameters or ()))
     try:
         return _PLANS[key]
     except KeyError:
-        made = _PLANS[key] = _make(statement, keys, dialect)
+        made = _PLANS[key] = _make(statement, tuple(sorted(key[1])), dialect)
         return made
 
 
