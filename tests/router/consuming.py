@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 from router.bus import EmbeddedBus
 from router.bus.base import Record, Topics
@@ -33,6 +34,20 @@ async def uncommitted(bus: EmbeddedBus, topic: str, group: str) -> int:
         return sum((await consumer.lag()).values())
     finally:
         await consumer.close()
+
+
+@contextlib.asynccontextmanager
+async def running(loop: ConsumeLoop, *held: asyncio.Event) -> AsyncIterator[None]:
+    """Run `loop` while the block runs; then set `held` (what the test holds the loop's
+    steps on, so none waits forever) and stop it. What the loop raised comes out."""
+    task = asyncio.create_task(loop.run())
+    try:
+        yield
+    finally:
+        for event in held:
+            event.set()
+        loop.stop()
+        await asyncio.wait_for(task, 10)
 
 
 async def run_until(loop: ConsumeLoop, done: asyncio.Event) -> None:

@@ -11,7 +11,15 @@ from router.bus.base import Record
 from router.bus.embedded import EmbeddedConsumer
 from router.errors import BusError, EnvelopeError, StoreError
 from tests.harness.common import eventually
-from tests.router.consuming import TOPICS, drain, kill, make_loop, run_until, uncommitted
+from tests.router.consuming import (
+    TOPICS,
+    drain,
+    kill,
+    make_loop,
+    run_until,
+    running,
+    uncommitted,
+)
 
 
 async def test_processed_records_are_committed(bus: EmbeddedBus) -> None:
@@ -153,9 +161,7 @@ async def test_the_next_fetch_is_handled_while_the_last_ones_after_batch_runs(
         elif seen == [b"a", b"b"]:
             done.set()
 
-    loop = make_loop(bus, handler, after_batch=after_batch)
-    task = asyncio.create_task(loop.run())
-    try:
+    async with running(make_loop(bus, handler, after_batch=after_batch), release):
         await asyncio.wait_for(started.wait(), 10)
         await bus.produce(TOPICS.inbound, b"k", b"b")
         await eventually(lambda: seen == [b"a", b"b"])  # handled meanwhile
@@ -163,10 +169,6 @@ async def test_the_next_fetch_is_handled_while_the_last_ones_after_batch_runs(
         assert commits == []  # nothing before its fetch's step is through
         release.set()
         await asyncio.wait_for(done.wait(), 10)
-    finally:
-        release.set()
-        loop.stop()
-        await asyncio.wait_for(task, 10)
     assert commits == [[b"a"], [b"b"]]
     assert await uncommitted(bus, TOPICS.inbound, "g") == 0
 

@@ -29,7 +29,7 @@ from router.routing import messages
 from router.routing.engine import Decision, Engine
 from router.store import Store, open_store
 from tests.harness.common import eventually
-from tests.router.consuming import TOPICS, drain, make_loop, run_until
+from tests.router.consuming import TOPICS, drain, make_loop, run_until, running
 from tests.router.test_daemon import message
 
 CONFIG = Path(__file__).parent / "routing" / "scenario.yaml"
@@ -518,18 +518,13 @@ async def test_outputs_keep_their_order_while_a_flush_runs_beside_the_next_fetch
     loop = make_loop(
         bus, processor.handle, after_batch=after_batch, handle_batch=processor.handle_batch
     )
-    task = asyncio.create_task(loop.run())
-    try:
+    async with running(loop, release):
         await produce(bus, [chat("m1", "t1")])
         await asyncio.wait_for(flushing.wait(), 10)
         await produce(bus, [chat("m2", "t1")])
         await eventually(lambda: total(metrics.messages_in) >= 2)  # applied meanwhile
         release.set()
         await asyncio.wait_for(done.wait(), 10)
-    finally:
-        release.set()
-        loop.stop()
-        await asyncio.wait_for(task, 10)
     async with engine.store.transaction(readonly=True) as conn:
         rows = (
             await conn.execute(sa.text('SELECT topic, "key", value FROM outbox ORDER BY id'))
