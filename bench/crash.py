@@ -237,17 +237,22 @@ async def ready(daemon: Daemon, seconds: float = 120.0) -> None:
 # --- the customers -------------------------------------------------------------------------
 
 
-def customer_message(run: str, i: int) -> Envelope:
+def customer_message(
+    run: str, i: int, *, conversation: int | None = None, text: str | None = None
+) -> Envelope:
+    """Web chat message `i` of `run`, from the visitor of `conversation` (default: its own
+    conversation, `i`)."""
+    t = i if conversation is None else conversation
     return Envelope(
         id=envelope_id("chat", f"{run}-{i}"),
         kind="message",
         direction="in",
         channel="chat",
         channel_type="webchat",
-        thread_key=f"{run}-thread-{i}",
-        sender=Sender(address=f"visitor-{run}-{i}", name=f"Visitor {i}"),
+        thread_key=f"{run}-thread-{t}",
+        sender=Sender(address=f"visitor-{run}-{t}", name=f"Visitor {t}"),
         received_at=datetime.now(UTC),
-        text=f"crash message {i:06d}: my order has not arrived, can you check it?",
+        text=text or f"crash message {i:06d}: my order has not arrived, can you check it?",
     )
 
 

@@ -42,7 +42,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +51,7 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from bench.crash import AGENT, AGENTS, CONFIG  # noqa: E402
+from bench.crash import AGENT, AGENTS, CONFIG, customer_message  # noqa: E402
 from bench.routing import (  # noqa: E402
     CORPUS,
     postgres_database,
@@ -63,7 +62,7 @@ from bench.routing import (  # noqa: E402
 )
 from router.bus import KafkaBus  # noqa: E402
 from router.bus.base import Topics  # noqa: E402
-from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
+from router.envelope import Envelope, encode  # noqa: E402
 from tests.harness.daemon import DaemonProcess  # noqa: E402
 from tests.harness.kafka import broker_at  # noqa: E402
 
@@ -77,24 +76,10 @@ NO_TOOL = "http://127.0.0.1:9/"
 
 def customer_messages(run: str, n: int, threads: int) -> list[Envelope]:
     """`n` messages over `threads` conversations, each conversation's spread over the run."""
-    out = []
-    for i in range(n):
-        t = i % threads
-        _, text = CORPUS[i % len(CORPUS)]
-        out.append(
-            Envelope(
-                id=envelope_id("chat", f"{run}-{i}"),
-                kind="message",
-                direction="in",
-                channel="chat",
-                channel_type="webchat",
-                thread_key=f"{run}-thread-{t}",
-                sender=Sender(address=f"visitor-{run}-{t}", name=f"Visitor {t}"),
-                received_at=datetime.now(UTC),
-                text=text,
-            )
-        )
-    return out
+    return [
+        customer_message(run, i, conversation=i % threads, text=CORPUS[i % len(CORPUS)][1])
+        for i in range(n)
+    ]
 
 
 @dataclass

@@ -239,14 +239,14 @@ class _Progress:
             if not self._inflight.done() and len(self.done) < self._step:
                 return  # the next step takes these once this one lands
             await self._land()
-        self._begin()
+        self._begin(self.take())
 
     async def flush(self) -> None:
         """With steps on: commit what is done now, and wait for it (a failure is logged)."""
         if self._step is not None:
             await self._land()
             if self.done:
-                self._begin()
+                self._begin(self.take())
                 await self._land()
 
     async def commit(self) -> None:
@@ -255,7 +255,7 @@ class _Progress:
         commit is logged and its records go with the next one (non-retriable: raised)."""
         await self._land()
         if self.done:
-            self._begin()
+            self._begin(self.take())
 
     def take(self) -> list[Record]:
         """The records done so far, for a commit the caller begins (`begin_commit`)."""
@@ -267,8 +267,7 @@ class _Progress:
         the broker's answer here would hold up the next fetch's records (at 100 msg/s it
         tripled their median latency)."""
         await self._land()
-        self._taken = list(records)
-        self._inflight = asyncio.create_task(self._consumer.commit(self._taken))
+        self._begin(list(records))
 
     async def settle(self) -> None:
         """The loop is stopping: let the commit in flight land."""
@@ -282,9 +281,9 @@ class _Progress:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def _begin(self) -> None:
-        self._taken, self.done = self.done, []
-        self._inflight = asyncio.create_task(self._consumer.commit(self._taken))
+    def _begin(self, records: list[Record]) -> None:
+        self._taken = records
+        self._inflight = asyncio.create_task(self._consumer.commit(records))
 
     async def _land(self) -> None:
         """Wait for the step in flight; if it failed, the next commit takes its records."""

@@ -130,9 +130,8 @@ class InboundProcessor:
                 yield run, False
                 continue
             while envelopes:  # the engine may apply a first part only (another writer waits)
-                started = (
-                    time.perf_counter()
-                )  # each record's routing time: its part's, to the commit
+                # Each record's routing time: its part's, to the commit.
+                started = time.perf_counter()
                 handover = self._outbox.handover()
                 try:
                     decided = await self._engine.handle_batch(envelopes, now_utc, handover=handover)

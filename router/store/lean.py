@@ -47,7 +47,6 @@ def register(statement: object) -> None:
 @dataclass(frozen=True, slots=True)
 class Plan:
     sql: str
-    compiled: SQLCompiler
     names: tuple[str, ...]  # bind names (positional: in the order of the SQL's `?`)
     positional: bool  # values as a tuple (`?`), else as a dict (`%(name)s`)
     binders: tuple[Processor, ...]
@@ -82,20 +81,19 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
     if compiled.post_compile_params or compiled.escaped_bind_names:
         return None  # expanding IN, or names the SQL spells otherwise: SQLAlchemy's work
     positional = compiled.positiontup is not None
-    defaults: list[tuple[str, Callable[[], Any]]] = []
+    defaults: dict[str, Callable[[], Any]] = {}
     for column in [*compiled.insert_prefetch, *compiled.update_prefetch]:
         made = _python_default(column, compiled.isupdate)
         if made is None:
             return None
-        defaults.append((column.key, made))
+        defaults[column.key] = made
     names = tuple(compiled.positiontup or compiled.bind_names.values())
     binders = tuple(_binder(compiled.binds[name].type, dialect) for name in names)
-    made_here = dict(defaults)
     sources: list[tuple[int, Any]] = []
     for name in names:
         bind = compiled.binds[name]
-        if name in made_here:
-            sources.append((_DEFAULT, made_here[name]))
+        if name in defaults:
+            sources.append((_DEFAULT, defaults[name]))
         elif bind.key in keys:
             sources.append((_GIVEN, bind.key))
         elif name in keys:
@@ -114,7 +112,6 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
     row: Any = namedtuple("Row", [c.key for c in columns], rename=True) if columns else None
     return Plan(
         compiled.string,
-        compiled,
         names,
         positional,
         binders,

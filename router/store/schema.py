@@ -76,10 +76,8 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         def write(value: Any) -> Any:
             if value is None:
                 return None
-            if not isinstance(value, datetime) or value.tzinfo is None:
+            if not isinstance(value, datetime) or value.utcoffset() is None:
                 return slow(value)  # refused, or not a datetime: as SQLAlchemy does it
-            if value.utcoffset() is None:
-                return slow(value)
             if value.tzinfo is not UTC:
                 value = value.astimezone(UTC)
             return value.replace(tzinfo=None).isoformat(" ", "microseconds")

@@ -375,10 +375,6 @@ class Store:
                 {"consumer": consumer, "envelope_id": i, "processed_at": now} for i in envelope_ids
             ]
             noted = len((await conn.execute(_mark_processed(conn), rows)).all())
-        self._check_noted(consumer, envelope_ids, noted)
-
-    @staticmethod
-    def _check_noted(consumer: str, envelope_ids: Sequence[str], noted: int) -> None:
         if noted != len(envelope_ids):
             raise StoreError(
                 f"store: {len(envelope_ids) - noted} of {len(envelope_ids)} records were"
