@@ -105,6 +105,12 @@ AGENT = """\
     sink: {{type: webhook, channel: hooks, url: "${{TOOL_A{i}}}"}}"""
 
 
+def daemon_config(prefix: str, bootstrap: str, store: str, tmp: Path) -> str:
+    """The daemon's config: topics under `prefix`, the store at `store`, state in `tmp`."""
+    agents = "\n".join(AGENT.format(i=i) for i in range(AGENTS))
+    return CONFIG.format(prefix=prefix, bootstrap=bootstrap, store=store, tmp=tmp, agents=agents)
+
+
 class Failed(RuntimeError):
     """The run could not go on (the daemon died, a wait ran out)."""
 
@@ -318,15 +324,7 @@ async def crash_run(args: argparse.Namespace, bootstrap: str, store_url: str, tm
     run = uuid.uuid4().hex[:8]
     prefix = f"crash{run}."
     config = tmp / "channels.yaml"
-    config.write_text(
-        CONFIG.format(
-            prefix=prefix,
-            bootstrap=bootstrap,
-            store=store_url,
-            tmp=tmp,
-            agents="\n".join(AGENT.format(i=i) for i in range(AGENTS)),
-        )
-    )
+    config.write_text(daemon_config(prefix, bootstrap, store_url, tmp))
     n = args.messages
     # when to kill: once this many messages have reached the tool (spread over the run)
     marks = sorted(rng.sample(range(n // 20, n * 9 // 10), args.kills))

@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 import orjson  # noqa: E402
 from aiokafka import AIOKafkaConsumer, TopicPartition  # noqa: E402
 
-from bench.crash import AGENT, AGENTS, CONFIG, customer_message  # noqa: E402
+from bench.crash import AGENTS, customer_message, daemon_config  # noqa: E402
 from bench.routing import (  # noqa: E402
     CORPUS,
     postgres_database,
@@ -155,15 +155,7 @@ async def drain_run(
     cwd = tmp / label
     cwd.mkdir()
     config = cwd / "omnirouter.yaml"
-    config.write_text(
-        CONFIG.format(
-            prefix=prefix,
-            bootstrap=bootstrap,
-            store=store,
-            tmp=cwd,
-            agents="\n".join(AGENT.format(i=i) for i in range(AGENTS)),
-        )
-    )
+    config.write_text(daemon_config(prefix, bootstrap, store, cwd))
     drain = Drain(label, len(envelopes))
     want = {e.id for e in envelopes}
     ready = asyncio.Event()
