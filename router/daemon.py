@@ -370,6 +370,7 @@ class Daemon:
             self._spawn(self.router_loop.run(), "router")
             await self._started(self.router_loop)
             self._spawn(self._clock(), "clock")
+            self._spawn(self._chores(), "chores")
         channels = {c.name: c for c in self.config.channels}
         for name, connector in self._connectors:
             reconnect = channels[name].reconnect
@@ -393,34 +394,46 @@ class Daemon:
             self._tasks.append(runner.start_intake())
 
     async def _clock(self) -> None:
-        """Once a second: due timers and shift starts; now and then the floor's metrics (queues,
-        agents, the outbox), consumer lag and pruning. Between ticks it wakes when the next
-        timer is due, so a timer fires on time rather than up to a tick late."""
+        """Due timers and shift starts. Between ticks (once a second) it wakes when the next
+        timer is due, so a timer fires on time rather than up to a tick late; the floor's
+        chores (`_chores`) run in their own loop, so none of them can make a timer wait."""
         loop = asyncio.get_running_loop()
-        ticks = 0
         next_tick = loop.time()
         while not self._stop.is_set():
             now = now_utc()
             try:
                 if loop.time() >= next_tick:
                     next_tick = loop.time() + CLOCK_SECONDS
-                    await self._tick(now, ticks)
-                    ticks += 1
-                else:
-                    await self._fire(now)
+                    assert self.engine is not None
+                    await self.engine.clock_tick(now)
+                await self._fire(now)
                 wait = await self._until_due(next_tick - loop.time())
             except OmniError as exc:
                 log.warning("clock tick failed", error=str(exc), retriable=exc.retriable)
                 wait = next_tick - loop.time()
-            try:
-                await asyncio.wait_for(self._stop.wait(), timeout=max(wait, 0.0))
-            except TimeoutError:
-                pass
+            await self._pause(wait)
 
-    async def _tick(self, now: datetime, ticks: int) -> None:
-        assert self.engine is not None and self.outbox is not None and self.store is not None
-        await self.engine.clock_tick(now)
-        await self._fire(now)
+    async def _chores(self) -> None:
+        """Once a second: the outbox rows an earlier flush could not publish; now and then
+        the floor's metrics (queues, agents, the outbox), consumer lag and pruning."""
+        ticks = 0
+        while not self._stop.is_set():
+            try:
+                await self._chore(now_utc(), ticks)
+            except OmniError as exc:
+                log.warning("clock chores failed", error=str(exc), retriable=exc.retriable)
+            ticks += 1
+            await self._pause(CLOCK_SECONDS)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if the daemon stops."""
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            pass
+
+    async def _chore(self, now: datetime, ticks: int) -> None:
+        assert self.outbox is not None and self.store is not None
         await self.outbox.flush()  # rows an earlier flush could not publish
         if ticks % FLOOR_EVERY_TICKS == 0:
             agent_ids = {a.id for a in self.config.agents}

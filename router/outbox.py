@@ -30,7 +30,7 @@ One row never holds up the others:
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -104,6 +104,8 @@ class OutboxPublisher:
         # The scan holds rows back (the bus refused them): later rows must not overtake
         # them, so they go the scan's way too until it is through.
         self._behind = False
+        # (topic, key) of the rows the scan in flight has leased and not yet published.
+        self._scanning: Counter[tuple[str, bytes]] = Counter()
 
     @staticmethod
     def handover() -> Handover:
@@ -161,7 +163,13 @@ class OutboxPublisher:
                     lambda conn: db.claim_unsent(conn, BATCH, now, now + LEASE),  # noqa: B023
                     urgent=False,
                 )
-                blocked = await self._publish_rows(rows, result)
+                keys = Counter((row.topic, bytes(row.key)) for row in rows)
+                self._scanning.update(keys)  # before any await: see `write_and_publish`
+                try:
+                    blocked = await self._publish_rows(rows, result)
+                finally:
+                    self._scanning.subtract(keys)
+                    self._scanning = +self._scanning
                 if blocked or len(rows) < BATCH:
                     break
         self._behind = result.waiting > 0
@@ -172,28 +180,35 @@ class OutboxPublisher:
         self, write: Callable[[Conn], Coroutine[object, object, int]], topic: str
     ) -> int:
         """Run `write` and lease `topic`'s unsent rows in ONE transaction, then publish them;
-        `write`'s count. For the clock: its timer records (on the inbound topic) take one
-        turn at the store and go out on time, not behind the outputs a backlog left."""
+        `write`'s count. For the clock: its timer records (on the inbound topic) take the
+        next turn at the store and go out at once, not behind the outputs a backlog left.
+
+        They wait for a scan in flight only if it holds an older row of one of their keys
+        (only the clock writes the inbound topic, so a newer one it cannot hold)."""
         now = now_utc()
 
         async def write_and_claim(conn: Conn) -> tuple[int, Sequence[Any]]:
             written = await write(conn)
             return written, await db.claim_unsent(conn, BATCH, now, now + LEASE, topic=topic)
 
-        written, rows = await self._store.work(write_and_claim)
+        written, rows = await self._store.work(write_and_claim, ahead=True)
         if rows:
             result = FlushResult()
-            # After a flush in flight: an older row of a key it holds must go out first.
-            async with self._lock:
-                await self._publish_rows(rows, result)
+            if any((row.topic, bytes(row.key)) in self._scanning for row in rows):
+                async with self._lock:
+                    await self._publish_rows(rows, result, ahead=True)
+            else:
+                await self._publish_rows(rows, result, ahead=True)
             self._report(result)
         return written
 
-    async def _publish_rows(self, rows: Sequence[Any], result: FlushResult) -> bool:
+    async def _publish_rows(
+        self, rows: Sequence[Any], result: FlushResult, *, ahead: bool = False
+    ) -> bool:
         """Publish leased rows a step at a time; True if the bus held some back."""
         blocked: set[tuple[str, bytes]] = set()
         for start in range(0, len(rows), STEP):
-            await self._step(rows[start : start + STEP], blocked, result)
+            await self._step(rows[start : start + STEP], blocked, result, ahead=ahead)
         return bool(blocked)
 
     def _report(self, result: FlushResult) -> None:
@@ -212,10 +227,16 @@ class OutboxPublisher:
         )
 
     async def _step(
-        self, rows: Sequence[Any], blocked: set[tuple[str, bytes]], result: FlushResult
+        self,
+        rows: Sequence[Any],
+        blocked: set[tuple[str, bytes]],
+        result: FlushResult,
+        *,
+        ahead: bool = False,
     ) -> None:
         """Publish one step of rows (keys in parallel, each key in order), then record it."""
-        await self._record(rows, await self._produce(rows, blocked, result), result)
+        done = await self._produce(rows, blocked, result)
+        await self._record(rows, done, result, ahead=ahead)
 
     async def _produce(
         self, rows: Sequence[Any], blocked: set[tuple[str, bytes]], result: FlushResult
@@ -248,8 +269,11 @@ class OutboxPublisher:
         await asyncio.gather(*(lane(k, records) for k, records in lanes.items()))
         return done
 
-    async def _record(self, rows: Sequence[Any], done: _Outcome, result: FlushResult) -> None:
-        """Mark what went out sent (or dead), and give back what the bus refused for now."""
+    async def _record(
+        self, rows: Sequence[Any], done: _Outcome, result: FlushResult, *, ahead: bool = False
+    ) -> None:
+        """Mark what went out sent (or dead), and give back what the bus refused for now.
+        `ahead`: the clock's, whose next due timers wait for it (see `Store.work`)."""
         now = now_utc()
 
         async def record(conn: Conn) -> None:
@@ -260,7 +284,8 @@ class OutboxPublisher:
             if done.unsent:
                 await db.release_claims(conn, done.unsent)
 
-        await self._store.work(record, urgent=False)  # may wait for a batch to end
+        # Others' marks may wait for a batch to end.
+        await self._store.work(record, urgent=ahead, ahead=ahead)
         result.published += len(done.sent)
         result.dead += len(done.dead)
         result.waiting += len(done.unsent)

@@ -25,7 +25,8 @@ Writers in one process take turns on SQLite's write lock in arrival order
 commits and at once begins again (the consume loop under a backlog) kept the
 lock for seconds while another (the clock loop's due timers) slept through
 each short gap. Now a waiting writer gets the lock as soon as the current unit
-of work ends. Other processes on the same file still queue on the busy timeout.
+of work ends, and the clock's due timers go ahead of the writers already waiting
+(`work(ahead=True)`). Other processes on the same file still queue on the busy timeout.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from router.store.conn import Conn, SyncConn, run_now
 from router.store.schema import checkpoints, messages, processed, utcnow
 from router.store.statements import built
 from router.store.statements import insert as dialect_insert
+from router.store.turns import Turns
 from router.store.url import Backend, StoreURL, parse
 from router.store.wrap import wrap
 
@@ -115,9 +117,9 @@ class Store:
         self._url = url
         self._closed = False
         self._lock_timeout = lock_timeout
-        # SQLite: this process's writers, one at a time, first come first served (an
-        # asyncio.Lock hands itself to the longest waiter, even when its holder asks again).
-        self._turns = asyncio.Lock() if url.backend == "sqlite" else None
+        # SQLite: this process's writers, one at a time, first come first served (the
+        # turn goes to the longest waiter, even when its holder asks again).
+        self._turns = Turns() if url.backend == "sqlite" else None
         self._waiting = 0  # writers waiting for their turn
         # `work`: a synchronous engine on the same database, used by one thread only.
         self._writer = writer
@@ -125,7 +127,7 @@ class Store:
         # `work` units one at a time on every backend, queued in arrival order: a unit
         # sees the routing state it shares with the event loop (the agents' board, a
         # reloaded config) as it was when its turn came, never half-changed.
-        self._work_turns = self._turns if self._turns is not None else asyncio.Lock()
+        self._work_turns = self._turns if self._turns is not None else Turns()
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -223,14 +225,19 @@ class Store:
                 raise wrap(exc) from exc
 
     async def work(
-        self, unit: Callable[[Conn], Coroutine[Any, Any, T]], *, urgent: bool = True
+        self,
+        unit: Callable[[Conn], Coroutine[Any, Any, T]],
+        *,
+        urgent: bool = True,
+        ahead: bool = False,
     ) -> T:
         """Run `unit(conn)` as one unit of work in the store's writer thread: it commits
         when `unit` returns and rolls back if it raises. What it returns comes back.
 
         An `urgent` unit waiting for its turn counts in `writers_waiting`, so a long unit
         (a batch) ends early for it; bookkeeping that can wait a batch (the outbox's
-        marks) is not urgent.
+        marks) is not urgent. A unit `ahead` (the clock's due timers) takes the next turn,
+        before the units already waiting for theirs.
 
         `unit` may await its connection only (see `router.store.conn`); it runs in
         another thread, so in-memory state it touches must be touched by units of
@@ -243,7 +250,7 @@ class Store:
             self._thread = ThreadPoolExecutor(1, thread_name_prefix="omnirouter-store")
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the log context goes along
-        async with self._turn(False, self._work_turns, counted=urgent):
+        async with self._turn(False, self._work_turns, counted=urgent, ahead=ahead):
             try:
                 # A cancelled caller stops waiting, but the unit runs on to its commit or
                 # rollback: the next unit queues behind it in the same thread.
@@ -257,7 +264,12 @@ class Store:
 
     @asynccontextmanager
     async def _turn(
-        self, readonly: bool, turns: asyncio.Lock | None = None, *, counted: bool = True
+        self,
+        readonly: bool,
+        turns: Turns | None = None,
+        *,
+        counted: bool = True,
+        ahead: bool = False,
     ) -> AsyncIterator[None]:
         """A writer's turn on SQLite's write lock (readers and PostgreSQL need none)."""
         turns = turns if turns is not None else self._turns
@@ -267,7 +279,7 @@ class Store:
         self._waiting += counted
         try:
             async with asyncio.timeout(self._lock_timeout):
-                await turns.acquire()
+                await turns.acquire(ahead=ahead)
         except TimeoutError:
             # As SQLite's busy timeout would have said: the lock may free up, try again.
             raise StoreError(

@@ -1,9 +1,11 @@
 """Publishing the outbox: outside any store transaction, a small step at a time, and one
 row that cannot be published never holding up the others."""
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -14,6 +16,9 @@ from router.errors import BusError
 from router.outbox import STEP, OutboxPublisher
 from router.store import Store, open_store
 from router.store import routing as db
+from router.store.conn import Conn
+from router.store.schema import outbox
+from tests.harness.common import eventually
 from tests.router.consuming import TOPICS, drain
 
 T0 = datetime(2026, 3, 2, 10, tzinfo=UTC)
@@ -173,3 +178,53 @@ async def test_rows_a_dead_publisher_leased_go_out_as_soon_as_the_next_one_start
     await restarted.start()  # ...until a starting publisher takes them back
     assert (await restarted.flush()).published == 2
     assert await values(bus, OUT_A, 2) == [b"1", b"2"]
+
+
+class HeldBus:
+    """Holds the produce of one value until released (a scan in flight)."""
+
+    def __init__(self, bus: EmbeddedBus, held: bytes) -> None:
+        self.bus, self.held = bus, held
+        self.holding, self.release = asyncio.Event(), asyncio.Event()
+
+    async def produce(self, topic: str, key: bytes, value: bytes) -> None:
+        if value == self.held:
+            self.holding.set()
+            await self.release.wait()
+        await self.bus.produce(topic, key, value)
+
+
+def firing(topic: str, key: bytes, value: bytes) -> Callable[[Conn], Coroutine[Any, Any, int]]:
+    """The clock's write: one timer record."""
+
+    async def fire(conn: Conn) -> int:
+        await db.add_outbox(conn, topic, key, value, T0)
+        return 1
+
+    return fire
+
+
+async def test_the_clocks_records_do_not_wait_for_a_scan_of_other_conversations(
+    store: Store, bus: EmbeddedBus
+) -> None:
+    await write(store, [(OUT_A, b"k", b"old")])
+    held = HeldBus(bus, b"old")
+    publishing = publisher(store, held)  # type: ignore[arg-type]
+    scan = asyncio.create_task(publishing.flush())
+    await asyncio.wait_for(held.holding.wait(), 5)
+    # Another conversation's timer goes out while the scan is held...
+    await asyncio.wait_for(publishing.write_and_publish(firing(OUT_A, b"j", b"timer"), OUT_A), 5)
+    assert await values(bus, OUT_A, 1) == [b"timer"]
+    # ...one of the scan's conversation waits for the scan's older record.
+    same = asyncio.create_task(publishing.write_and_publish(firing(OUT_A, b"k", b"new"), OUT_A))
+
+    async def leased() -> bool:
+        async with store.transaction(readonly=True) as conn:
+            claimed = sa.select(outbox.c.claimed_until).where(outbox.c.value == b"new")
+            return await conn.scalar(claimed) is not None
+
+    await eventually(leased, 5)  # written and leased: had it not waited, it would be out
+    held.release.set()
+    await asyncio.wait_for(asyncio.gather(scan, same), 5)
+    assert await values(bus, OUT_A, 3) == [b"timer", b"old", b"new"]
+    assert all(sent for sent, _ in (await outbox_state(store)).values())
