@@ -127,11 +127,17 @@ async def deliver(
         )
         return False
     conn = unit.conn
-    cust = await db.customer(conn, conv.customer_id)
-    idents = await db.customer_identities(conn, conv.customer_id)
     since = unit.now - timedelta(days=ctx.config.routing.context_days)
+    stored = await db.delivery_reads(
+        conn,
+        conv.customer_id,
+        conv.id,
+        since=since,
+        transcript_limit=TRANSCRIPT_WINDOW,
+        promises_limit=PROMISES_LIMIT,
+    )
+    cust, idents, recent = stored.customer, stored.identities, stored.recent
     others = []
-    recent = await db.recent_conversations(conn, conv.customer_id, since, conv.id)
     extracts = await db.last_texts(conn, [other.id for other in recent])
     for other in recent:
         others.append(
@@ -146,11 +152,7 @@ async def deliver(
                 "extract": extracts.get(other.id, "")[:EXTRACT_LIMIT],
             }
         )
-    transcript = [
-        transcript_entry(row)
-        for row in await db.transcript(conn, conv.id, TRANSCRIPT_WINDOW)
-        if shown(row)
-    ]
+    transcript = [transcript_entry(row) for row in stored.transcript if shown(row)]
     total = await db.message_count(conn, conv.id) if len(transcript) == TRANSCRIPT_WINDOW else 0
     suggestions = [
         {
@@ -159,7 +161,7 @@ async def deliver(
             "proposed_customer": s.proposed_customer_id,
             "source": s.source,
         }
-        for s in await db.pending_suggestions(conn, conv.customer_id)
+        for s in stored.suggestions
     ]
     context: dict[str, Any] = {
         "customer": {
@@ -196,10 +198,7 @@ async def deliver(
         },
         "other_conversations": others,
         # What agents promised here (router.routing.promises), whoever owns it now.
-        "promises": [
-            promise_entry(p, conv.owner_agent_id)
-            for p in await db.promises_of(conn, conv.id, limit=PROMISES_LIMIT)
-        ],
+        "promises": [promise_entry(p, conv.owner_agent_id) for p in stored.promises],
     }
     note = _cut(note, NOTE_LIMIT)[0] if note else None
     sink = agent.sink

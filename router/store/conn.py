@@ -13,7 +13,7 @@ Two things satisfy `Conn`:
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect, ScalarResult
@@ -89,6 +89,23 @@ class SyncConn:
 
     async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:
         return self.sync.scalars(statement, parameters)
+
+    def execute_together(self, queries: Sequence[tuple[Executable, Any]]) -> list[Rows]:
+        dialect = self.sync.dialect
+        plans = [lean.plan(statement, parameters, dialect) for statement, parameters in queries]
+        if any(plan is None for plan in plans):
+            return [self.sync.execute(statement, parameters) for statement, parameters in queries]
+        runs = [(plan, parameters) for plan, (_, parameters) in zip(plans, queries, strict=True)]
+        return list(lean.run_together(runs, self.sync))  # type: ignore[arg-type]
+
+
+async def execute_together(conn: Conn, queries: Sequence[tuple[Executable, Any]]) -> list[Rows]:
+    """Run statements that do not read each other's effects (a delivery's reads), in one
+    exchange with PostgreSQL when the connection is a unit of work's (see
+    `lean.run_together`); otherwise one after another. Their results, in order."""
+    if isinstance(conn, SyncConn):
+        return conn.execute_together(queries)
+    return [await conn.execute(statement, parameters) for statement, parameters in queries]
 
 
 class SuspendedError(RuntimeError):

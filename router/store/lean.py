@@ -37,6 +37,7 @@ _DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
 _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
 _READERS: dict[int, tuple[Processor, ...]] = {}  # by id of a plan (plans are kept)
 _CURSOR = "omnirouter_lean_cursor"
+_CURSORS = "omnirouter_lean_cursors"  # for statements run together
 
 
 def register(statement: object) -> None:
@@ -139,6 +140,45 @@ _GIVEN, _DEFAULT, _HELD = 0, 1, 2
 
 
 def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> LeanResult:
+    values = _bind(plan, parameters)
+    cursor = _cursor(sync)
+    _announce(sync, cursor, plan, values)
+    try:
+        cursor.execute(plan.sql, values)
+        raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
+    except sync.dialect.loaded_dbapi.Error as error:
+        raise _error(plan, values, error, sync) from error
+    return _result(plan, cursor, raw, sync.dialect)
+
+
+def run_together(
+    runs: Sequence[tuple[Plan, Mapping[str, Any] | None]], sync: Connection
+) -> list[LeanResult]:
+    """Run statements that do not depend on each other's results (reads) in one exchange
+    with the server: psycopg's pipeline mode sends them all, then reads every result, so
+    they cost one round trip instead of one each. SQLite (in process) runs them in turn."""
+    if sync.dialect.name != "postgresql" or len(runs) < 2:
+        return [run(plan, parameters, sync) for plan, parameters in runs]
+    raw_conn: Any = sync.connection.dbapi_connection
+    cursors = _cursors(sync, len(runs))
+    bound = [(plan, _bind(plan, parameters)) for plan, parameters in runs]
+    results: list[LeanResult] = []
+    at = 0  # the statement an error belongs to
+    try:
+        with raw_conn.pipeline():
+            for at, (plan, values) in enumerate(bound):
+                _announce(sync, cursors[at], plan, values)
+                cursors[at].execute(plan.sql, values)
+            for at, (plan, _) in enumerate(bound):
+                cursor = cursors[at]
+                raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
+                results.append(_result(plan, cursor, raw, sync.dialect))
+    except sync.dialect.loaded_dbapi.Error as error:
+        raise _error(*bound[at], error, sync) from error
+    return results
+
+
+def _bind(plan: Plan, parameters: Mapping[str, Any] | None) -> Sequence[Any] | dict[str, Any]:
     given = parameters or {}
     bound = [
         (given[what] if how == _GIVEN else what() if how == _DEFAULT else what)
@@ -147,27 +187,27 @@ def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> L
     for i, bind in enumerate(plan.binders):
         if bind is not None:
             bound[i] = bind(bound[i])
-    values: Sequence[Any] | dict[str, Any] = (
-        tuple(bound) if plan.positional else dict(zip(plan.names, bound, strict=True))
-    )
-    cursor = _cursor(sync)
+    return tuple(bound) if plan.positional else dict(zip(plan.names, bound, strict=True))
+
+
+def _announce(
+    sync: Connection, cursor: Any, plan: Plan, values: Sequence[Any] | dict[str, Any]
+) -> None:
     if sync.dispatch.before_cursor_execute:  # someone counts statements (the bench)
         sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
-    try:
-        cursor.execute(plan.sql, values)
-        raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
-    except sync.dialect.loaded_dbapi.Error as error:
-        raise _error(plan, values, error, sync) from error
+
+
+def _result(plan: Plan, cursor: Any, raw: list[Any], dialect: Dialect) -> LeanResult:
     if plan.returns_key:
         return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
     rows = []
     if plan.row is not None:
-        readers = _readers(plan, cursor, sync.dialect)
+        readers = _readers(plan, cursor, dialect)
         rows = [
             plan.row(*[v if read is None else read(v) for read, v in zip(readers, r, strict=True)])
             for r in raw
         ]
-    key = (cursor.lastrowid,) if sync.dialect.name == "sqlite" else None
+    key = (cursor.lastrowid,) if dialect.name == "sqlite" else None
     return LeanResult(rows, cursor.rowcount, key)
 
 
@@ -180,6 +220,15 @@ def _cursor(sync: Connection) -> Any:
     if cursor is None:
         cursor = info[_CURSOR] = sync.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     return cursor
+
+
+def _cursors(sync: Connection, count: int) -> list[Any]:
+    """`count` cursors of the connection's own for statements run together, made once."""
+    info = sync.connection.info
+    cursors: list[Any] = info.setdefault(_CURSORS, [])
+    while len(cursors) < count:
+        cursors.append(sync.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
+    return cursors
 
 
 def _error(plan: Plan, values: Sequence[Any] | dict[str, Any], error: Any, sync: Connection) -> Any:

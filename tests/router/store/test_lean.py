@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from router.errors import StoreError
 from router.store import Store, lean
 from router.store import routing as db
-from router.store.conn import Conn
+from router.store.conn import Conn, execute_together
 from router.store.schema import customers
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -67,6 +67,22 @@ async def steps(conn: Conn) -> dict[str, Any]:
     await db.schedule_timer(conn, "k1", conv.id, "sla", T0 + timedelta(hours=9), {"n": 2}, T0)
     first = await db.add_outbox(conn, "out", b"k", b"v1", T0)
     second = await db.add_outbox(conn, "out", b"k", b"v2", T0)
+    other = await db.create_conversation(
+        conn,
+        {
+            "channel": "chat",
+            "channel_type": "webchat",
+            "thread_key": "t2",
+            "customer_id": cid,
+            "status": "open",
+            "priority": 1,
+            "opened_at": T0,
+            "updated_at": T0,
+        },
+    )
+    shown = await db.delivery_reads(
+        conn, cid, other.id, since=T0, transcript_limit=5, promises_limit=5
+    )
     return {
         "owner": owner == cid,
         "again": again == cid,
@@ -76,7 +92,14 @@ async def steps(conn: Conn) -> dict[str, Any]:
         "changed": tuple(changed),
         "by_thread": (await db.conversation_by_thread(conn, "mail", "t1")) == changed,
         "customer": tuple(await db.customer(conn, cid)),
-        "identities": [tuple(r) for r in await db.customer_identities(conn, cid)],
+        "delivery": {
+            "customer": tuple(shown.customer),
+            "identities": [tuple(r) for r in shown.identities],
+            "recent": [r.id for r in shown.recent],  # the first conversation
+            "transcript": shown.transcript,
+            "suggestions": shown.suggestions,
+            "promises": shown.promises,
+        },
         "recent": len(await db.recent_conversations(conn, cid, T0, "other")),
         "transcript": await db.transcript(conn, conv.id, 5),
         "taken": (taken, full),
@@ -89,15 +112,22 @@ async def test_lean_and_sqlalchemy_give_the_same_results(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[str] = []
-    real = lean.run
+    real, together = lean.run, lean.run_together
 
     def counted(*args: Any) -> Any:
         ran.append("lean")
         return real(*args)
 
+    def counted_together(runs: Any, sync: Any) -> Any:
+        ran.append(f"together {len(runs)}")
+        return together(runs, sync)
+
     monkeypatch.setattr(lean, "run", counted)
+    monkeypatch.setattr(lean, "run_together", counted_together)
     fast = await store.work(story)
     assert len(ran) > 15  # the built statements did go the lean way
+    assert "together 6" in ran  # and a delivery's reads together
+    assert fast["delivery"]["recent"] == [fast["conv"][0]]
     fast_rows = await rows(store)
 
     await store.work(clear)
@@ -132,6 +162,24 @@ async def test_a_driver_error_is_a_store_error_without_its_values(store: Store) 
     assert "Eve" not in str(caught.value) and "Eve" not in str(caught.value.__cause__)
     # The connection (and the cursor the lean path keeps on it) serves the next unit.
     assert await store.work(lambda c: db.identity_owner(c, "email", "x@example.com")) is None
+    assert (await rows(store))["customers"] == []
+
+
+async def test_an_error_among_statements_run_together_is_a_store_error(store: Store) -> None:
+    async def together(conn: Conn) -> None:
+        row = {"id": "c1", "display_name": "Eve", "tier": "standard", "tags": []}
+        stamps = {"created_at": T0, "updated_at": T0}
+        lookup = (db._customer(conn), {"b_id": "c1"})
+        await execute_together(conn, [(db._create_customer(conn), row | stamps), lookup])
+        await execute_together(conn, [lookup, (db._create_customer(conn), row | stamps)])
+
+    with pytest.raises(StoreError) as caught:
+        await store.work(together)
+    assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
+    assert "Eve" not in str(caught.value) and "Eve" not in str(caught.value.__cause__)
+    # The connection, out of pipeline mode, serves the next unit; nothing was kept.
+    found = await store.work(lambda c: execute_together(c, [(db._customer(c), {"b_id": "c1"})] * 2))
+    assert [r.all() for r in found] == [[], []]
     assert (await rows(store))["customers"] == []
 
 
