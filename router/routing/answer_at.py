@@ -109,12 +109,16 @@ def _alias(channel: str, thread_key: str) -> str:
     return f"thread:{len(channel)}:{channel}{thread_key}"
 
 
-async def joined(ctx: Routing, unit: Unit, env: Envelope) -> Any | None:
+def alias_of(env: Envelope) -> tuple[str, str]:
+    """The checkpoint (name, key) that names the conversation whose answer thread `env`'s
+    thread is, if it is one."""
+    return OWNER, _alias(env.channel, env.thread_key)
+
+
+async def joined(ctx: Routing, unit: Unit, env: Envelope, conv_id: str | None) -> Any | None:
     """The conversation whose answer thread `env` is in (None: none), when it comes from
-    the address the customer agreed to: a stranger who has the thread joins nothing."""
-    conv_id = await ctx.store.get_checkpoint(
-        OWNER, _alias(env.channel, env.thread_key), conn=unit.conn
-    )
+    the address the customer agreed to: a stranger who has the thread joins nothing.
+    `conv_id`: the conversation the checkpoint `alias_of(env)` names."""
     conv = await db.conversation(unit.conn, conv_id) if conv_id else None
     if conv is None:
         return None

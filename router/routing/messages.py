@@ -19,14 +19,17 @@ from router.routing.classify import CustomerFacts, classify
 from router.routing.context import Routing, Unit
 from router.routing.conversations import open_conversation
 from router.routing.delivery import REPLY_CONTEXT, UNREACHABLE, deliver, to_customer
-from router.routing.identity import IdentityError
+from router.routing.identity import Identity, IdentityError
 from router.routing.queueing import LEVEL_NAMES, PRIORITY_LEVELS
 from router.routing.timers import customer_text, satisfaction_answer, schedule_sla, sla_due
 from router.store import routing as db
 
 
-async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
-    """The customer behind the sender; links only what is safe to link.
+async def resolve_customer(
+    ctx: Routing, unit: Unit, env: Envelope, ident: Identity, owner: str | None
+) -> str:
+    """The customer behind the sender (`ident`, whose customer is `owner`, None: none
+    yet); links only what is safe to link.
 
     A new sender identity joins the customer that owns an identity the
     sender stated themselves (their own Telegram contact, a chat form);
@@ -34,8 +37,6 @@ async def resolve_customer(ctx: Routing, unit: Unit, env: Envelope) -> str:
     link becomes a suggestion for agents.
     """
     conn, now = unit.conn, unit.now
-    ident = ctx.sender_identity(env)
-    owner = await db.identity_owner(conn, ident.kind, ident.value)
     stated = [
         (s, await db.identity_owner(conn, s.kind, s.value))
         for s in ctx.stated_identities(env)
@@ -107,17 +108,21 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
             reason={"detail": "automatic mail", "why": list(env.automated.reasons)},
         )
         return
+    conn, now = unit.conn, unit.now
     try:
-        customer_id = await resolve_customer(ctx, unit, env)
+        ident = ctx.sender_identity(env)
+        arrival = await db.arrival_reads(
+            conn, (ident.kind, ident.value), answer_at.alias_of(env), env.channel, env.thread_key
+        )
+        customer_id = await resolve_customer(ctx, unit, env, ident, arrival.owner)
     except IdentityError as exc:
         raise EnvelopeError(f"sender: {exc}") from exc
-    conn, now = unit.conn, unit.now
     # The customer's answer in the thread we started elsewhere for a conversation: first,
     # so one that someone else's answer in that thread opened cannot take it over.
-    conv = await answer_at.joined(ctx, unit, env)
+    conv = await answer_at.joined(ctx, unit, env, arrival.alias_of)
     elsewhere = conv is not None
     if conv is None:
-        conv = await db.conversation_by_thread(conn, env.channel, env.thread_key)
+        conv = arrival.by_thread
     current = conv.thread_meta if conv is not None else {}
     thread_meta = merged_thread_meta(ctx, env, current, elsewhere=elsewhere)
     fresh = conv is None

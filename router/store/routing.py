@@ -40,6 +40,7 @@ from router.store.schema import (
 )
 from router.store.statements import built
 from router.store.statements import insert as dialect_insert
+from router.store.store import checkpoint_query
 
 # A result row (SQLAlchemy 2.1 types rows by their column tuple; these vary by query).
 Row = Any
@@ -247,6 +248,40 @@ def _conversation_by_thread(dialect: str) -> sa.Select[Any]:
 async def conversation_by_thread(conn: Conn, channel: str, thread_key: str) -> Row | None:
     params = {"b_channel": channel, "b_thread": thread_key}
     return (await conn.execute(_conversation_by_thread(conn), params)).first()
+
+
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """What a customer's message first needs from the store."""
+
+    owner: str | None  # the customer who owns the sender's identity
+    alias_of: str | None  # the conversation whose answer thread the message is in
+    by_thread: Row | None  # the conversation of the message's own thread (locked)
+
+
+async def arrival_reads(
+    conn: Conn,
+    sender: tuple[str, str],
+    alias: tuple[str, str],
+    channel: str,
+    thread_key: str,
+) -> Arrival:
+    """`identity_owner` of the `sender` (kind, value), the checkpoint `alias` (name,
+    key) and `conversation_by_thread`, read together: one round trip on PostgreSQL."""
+    owner, alias_of, by_thread = await execute_together(
+        conn,
+        [
+            (_identity_owner(conn), {"b_kind": sender[0], "b_value": sender[1]}),
+            (checkpoint_query(conn), {"b_name": alias[0], "b_key": alias[1]}),
+            (_conversation_by_thread(conn), {"b_channel": channel, "b_thread": thread_key}),
+        ],
+    )
+    found, target = owner.scalar(), alias_of.scalar()
+    return Arrival(
+        owner=None if found is None else str(found),
+        alias_of=None if target is None else str(target),
+        by_thread=by_thread.first(),
+    )
 
 
 @built

@@ -399,7 +399,7 @@ class Store:
     async def get_checkpoint(self, name: str, key: str, *, conn: Conn | None = None) -> str | None:
         """The value connector `name` saved under `key`, or None."""
         async with self._unit(conn, readonly=True) as c:
-            value = await c.scalar(_checkpoint(c), {"b_name": name, "b_key": key})
+            value = await c.scalar(checkpoint_query(c), {"b_name": name, "b_key": key})
         return value if value is None else str(value)
 
     async def set_checkpoint(
@@ -483,7 +483,8 @@ def _mark_processed(dialect: str) -> Any:
 
 
 @built
-def _checkpoint(_: str) -> Any:
+def checkpoint_query(_: str) -> Any:
+    """A saved checkpoint's value (`b_name`, `b_key`)."""
     return select(checkpoints.c.value).where(
         checkpoints.c.connector == sa_bind("b_name"), checkpoints.c.key == sa_bind("b_key")
     )

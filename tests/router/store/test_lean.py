@@ -14,7 +14,7 @@ from router.errors import StoreError
 from router.store import Store, lean
 from router.store import routing as db
 from router.store.conn import Conn, execute_together
-from router.store.schema import customers
+from router.store.schema import checkpoints, customers
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -80,6 +80,13 @@ async def steps(conn: Conn) -> dict[str, Any]:
             "updated_at": T0,
         },
     )
+    await conn.execute(
+        checkpoints.insert().values(connector="router", key="alias", value=conv.id, updated_at=T0)
+    )
+    arrived = await db.arrival_reads(
+        conn, ("email", "eve@example.com"), ("router", "alias"), "mail", "t1"
+    )
+    unknown = await db.arrival_reads(conn, ("email", "x@example.com"), ("router", "x"), "mail", "x")
     shown = await db.delivery_reads(
         conn, cid, other.id, since=T0, transcript_limit=5, promises_limit=5
     )
@@ -92,6 +99,8 @@ async def steps(conn: Conn) -> dict[str, Any]:
         "changed": tuple(changed),
         "by_thread": (await db.conversation_by_thread(conn, "mail", "t1")) == changed,
         "customer": tuple(await db.customer(conn, cid)),
+        "arrival": [arrived.owner == cid, arrived.alias_of == conv.id, tuple(arrived.by_thread)],
+        "unknown": [unknown.owner, unknown.alias_of, unknown.by_thread],
         "delivery": {
             "customer": tuple(shown.customer),
             "identities": [tuple(r) for r in shown.identities],
@@ -126,7 +135,8 @@ async def test_lean_and_sqlalchemy_give_the_same_results(
     monkeypatch.setattr(lean, "run_together", counted_together)
     fast = await store.work(story)
     assert len(ran) > 15  # the built statements did go the lean way
-    assert "together 6" in ran  # and a delivery's reads together
+    assert "together 6" in ran and "together 3" in ran  # and reads together
+    assert fast["arrival"][:2] == [True, True] and fast["unknown"] == [None, None, None]
     assert fast["delivery"]["recent"] == [fast["conv"][0]]
     fast_rows = await rows(store)
 
@@ -215,7 +225,7 @@ async def rows(store: Store) -> dict[str, list[dict[str, Any]]]:
 
 
 async def clear(conn: Conn) -> None:
-    names = ("assignments", "timers", "outbox", "agent_load", *TABLES[:3][::-1])
+    names = ("assignments", "timers", "outbox", "agent_load", "checkpoints", *TABLES[:3][::-1])
     if conn.dialect.name == "postgresql":  # the outbox's ids start again, as SQLite's do
         await conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
         return
