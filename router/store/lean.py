@@ -5,8 +5,9 @@ the cursor) costs about 15 µs per statement on top of SQLite's own 4 µs, and
 the routing runs about twenty statements per message. For statements built
 once (`router.store.statements.built`) the plan is made once per statement and
 set of parameter names, with SQLAlchemy's own compiler and types: the SQL
-string, its parameters (SQLite's `?` in order, psycopg's `%(name)s` by name, with
-the casts SQLAlchemy renders), the Python-side defaults (`updated_at`), the bind
+string, its parameters (SQLite's `?`, PostgreSQL's own `$1` for psycopg's raw cursor,
+which then has no `%(name)s` to rewrite on every run; in order, with the casts
+SQLAlchemy renders), the Python-side defaults (`updated_at`), the bind
 and result processors (aware datetimes, JSON), and on PostgreSQL the primary key
 an INSERT returns. Each execution then only binds, runs and converts. psycopg
 prepares a statement on the server once it has run a few times on a connection
@@ -19,6 +20,7 @@ leave as SQLAlchemy's exceptions, as they would from `Connection.execute`.
 
 from __future__ import annotations
 
+import copy
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +40,7 @@ _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
 _READERS: dict[int, tuple[Processor, ...]] = {}  # by id of a plan (plans are kept)
 _CURSOR = "omnirouter_lean_cursor"
 _CURSORS = "omnirouter_lean_cursors"  # for statements run together
+_RAW_DIALECTS: dict[int, Dialect] = {}  # by id of the engine's dialect (kept with it)
 
 
 def register(statement: object) -> None:
@@ -77,7 +80,7 @@ def plan(statement: Executable, parameters: object, dialect: Dialect) -> Plan | 
 
 
 def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Plan | None:
-    compiled = statement.compile(dialect=dialect, column_keys=list(keys))  # type: ignore[attr-defined]
+    compiled = statement.compile(dialect=_compiling(dialect), column_keys=list(keys))  # type: ignore[attr-defined]
     assert isinstance(compiled, SQLCompiler)
     if compiled.post_compile_params or compiled.escaped_bind_names:
         return None  # expanding IN, or names the SQL spells otherwise: SQLAlchemy's work
@@ -121,6 +124,21 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
         tuple(columns),
         bool(key),
     )
+
+
+def _compiling(dialect: Dialect) -> Dialect:
+    """The dialect to compile plans with. psycopg: PostgreSQL's own `$1` placeholders, as
+    its raw cursor takes them (no `%(name)s` to rewrite on every run)."""
+    if dialect.name != "postgresql":
+        return dialect
+    try:
+        return _RAW_DIALECTS[id(dialect)]
+    except KeyError:
+        raw = copy.copy(dialect)
+        raw.paramstyle, raw.positional = "numeric_dollar", True
+        raw.identifier_preparer = raw.preparer(raw)
+        _RAW_DIALECTS[id(dialect)] = raw
+        return raw
 
 
 def _python_default(column: Column[Any], update: bool) -> Callable[[], Any] | None:
@@ -218,8 +236,17 @@ def _cursor(sync: Connection) -> Any:
     info = sync.connection.info
     cursor = info.get(_CURSOR)
     if cursor is None:
-        cursor = info[_CURSOR] = sync.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = info[_CURSOR] = _new_cursor(sync)
     return cursor
+
+
+def _new_cursor(sync: Connection) -> Any:
+    raw: Any = sync.connection.dbapi_connection
+    if sync.dialect.name == "postgresql":
+        from psycopg import RawCursor  # psycopg is the `postgres` extra's
+
+        return RawCursor(raw)
+    return raw.cursor()
 
 
 def _cursors(sync: Connection, count: int) -> list[Any]:
@@ -227,7 +254,7 @@ def _cursors(sync: Connection, count: int) -> list[Any]:
     info = sync.connection.info
     cursors: list[Any] = info.setdefault(_CURSORS, [])
     while len(cursors) < count:
-        cursors.append(sync.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
+        cursors.append(_new_cursor(sync))
     return cursors
 
 
