@@ -28,13 +28,21 @@ async def write(
             await hold.wait()
 
 
+async def holding(
+    store: Store, name: str, order: list[str]
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """A writer that holds its turn until released (a batch in hand)."""
+    release = asyncio.Event()
+    holder = asyncio.create_task(write(store, name, order, release))
+    await eventually(lambda: order == [name], 2)
+    return holder, release
+
+
 async def test_a_waiting_writer_goes_before_the_holder_asks_again(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     try:
         order: list[str] = []
-        release = asyncio.Event()
-        holder = asyncio.create_task(write(store, "batch 1", order, release))
-        await eventually(lambda: order == ["batch 1"], 2)
+        holder, release = await holding(store, "batch 1", order)
         clock = asyncio.create_task(write(store, "clock", order))
         await eventually(lambda: store.writers_waiting == 1, 2)
 
@@ -54,10 +62,8 @@ async def test_a_waiting_writer_goes_before_the_holder_asks_again(tmp_path: Path
 async def test_a_turn_waited_for_too_long_is_a_retriable_error(tmp_path: Path) -> None:
     store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}", lock_timeout=0.2)
     try:
-        release = asyncio.Event()
         order: list[str] = []
-        holder = asyncio.create_task(write(store, "holder", order, release))
-        await eventually(lambda: order == ["holder"], 2)
+        holder, release = await holding(store, "holder", order)
         with pytest.raises(StoreError, match="for a turn to write") as raised:
             await write(store, "late", order)
         assert raised.value.retriable
@@ -78,9 +84,7 @@ async def test_the_clock_goes_ahead_of_the_writers_already_waiting(tmp_path: Pat
     store = await open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     try:
         order: list[str] = []
-        release = asyncio.Event()
-        holder = asyncio.create_task(write(store, "batch 1", order, release))
-        await eventually(lambda: order == ["batch 1"], 2)
+        holder, release = await holding(store, "batch 1", order)
 
         def unit(name: str) -> Callable[[Conn], Coroutine[Any, Any, None]]:
             async def run(conn: Conn) -> None:
