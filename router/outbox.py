@@ -30,6 +30,7 @@ One row never holds up the others:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -194,10 +195,8 @@ class OutboxPublisher:
         written, rows = await self._store.work(write_and_claim, ahead=True)
         if rows:
             result = FlushResult()
-            if any((row.topic, bytes(row.key)) in self._scanning for row in rows):
-                async with self._lock:
-                    await self._publish_rows(rows, result, ahead=True)
-            else:
+            older = any((row.topic, bytes(row.key)) in self._scanning for row in rows)
+            async with self._lock if older else contextlib.nullcontext():
                 await self._publish_rows(rows, result, ahead=True)
             self._report(result)
         return written
