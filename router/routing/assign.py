@@ -158,7 +158,7 @@ async def handed_back(unit: Unit, conv: Any, choice: Choice) -> bool:
     """True when the choice is the agent who transferred this conversation away, and
     nobody has had it since: it waits for someone else instead (docs/routing.md, Agents).
     Not when they are chosen as its preferred agent: someone transferred it to them."""
-    if choice.agent_id is None or choice.rule == "last_agent":
+    if choice.agent_id is None or choice.rule == "last_agent" or unit.unassigned(conv.id):
         return False
     return await db.transferred_away_by(unit.conn, conv.id) == choice.agent_id
 
@@ -199,7 +199,7 @@ async def assign(ctx: Routing, unit: Unit, conv: Any, choice: Choice) -> bool:
     board.add_load(agent_id, conv.channel_type, 1, at=at)
     if conv.waiting_since is not None:  # it leaves its line: everyone behind moves up
         standing.moved(ctx, unit, conv)
-    await db.start_assignment(unit.conn, conv.id, agent_id, choice.reason, unit.now)
+    await unit.start_assignment(conv.id, agent_id, choice.reason)
     await cancel_overflow(unit, conv)
     conv = await owned_by(unit, conv, agent_id)
     # An agent whose tool can say "I take it" (a button, a command) and does not

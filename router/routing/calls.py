@@ -276,7 +276,7 @@ async def _make_owner(ctx: Routing, unit: Unit, conv: Any, agent_id: str, facts:
     if conv.owner_agent_id is not None:
         _, conv = await release(ctx, unit, conv, f"call answered by {agent_id}")
     reason = {"rule": "answered_call", "call": facts.id}
-    await db.start_assignment(unit.conn, conv.id, agent_id, reason, unit.now)
+    await unit.start_assignment(conv.id, agent_id, reason)
     await db.accept_assignment(unit.conn, conv.id, unit.now)
     await db.cancel_timers(unit.conn, conv.id, ("widen", "assignment_timeout"), unit.now)
     conv = await owned_by(unit, conv, agent_id)

@@ -65,6 +65,10 @@ class Unit:
         # told where they now stand at the end of the unit (router.routing.standing).
         self.moved: set[tuple[str | None, str]] = set()
         self.incidents: list[str] = []  # kinds recorded, counted once the unit commits
+        # Customers and conversations this unit created. Nobody else sees them before it
+        # commits, so the store holds only what this unit wrote of them (`unassigned`).
+        self.opened: set[str] = set()
+        self.assigned = False  # an assignment started in this unit (`start_assignment`)
 
     async def incident(
         self,
@@ -82,6 +86,19 @@ class Unit:
 
     def decide(self, action: str, **kw: Any) -> None:
         self.decisions.append(Decision(input=self.input_id, action=action, **kw))
+
+    def unassigned(self, opened_id: str) -> bool:
+        """True when `opened_id` (a customer or a conversation) was created by this unit,
+        which has assigned nothing yet: the store can hold no assignment of it, so a query
+        for one need not run."""
+        return opened_id in self.opened and not self.assigned
+
+    async def start_assignment(
+        self, conversation_id: str, agent_id: str, reason: Mapping[str, Any]
+    ) -> None:
+        """Give the conversation to the agent, in this unit's transaction."""
+        await db.start_assignment(self.conn, conversation_id, agent_id, reason, self.now)
+        self.assigned = True
 
 
 class Routing:

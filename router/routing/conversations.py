@@ -19,7 +19,7 @@ async def open_conversation(
     thread_meta: dict[str, Any] | None = None,
 ) -> Any:
     """A new open conversation on `channel`'s `thread_key`, at the default priority."""
-    return await db.create_conversation(
+    conv = await db.create_conversation(
         unit.conn,
         {
             "channel": channel,
@@ -36,3 +36,5 @@ async def open_conversation(
             "thread_meta": thread_meta or {},
         },
     )
+    unit.opened.add(conv.id)
+    return conv

@@ -53,9 +53,12 @@ async def resolve_customer(
                     "source": "sender stated an identity of a known customer",
                 },
             )
+            owner = await db.add_identity(conn, ident.kind, ident.value, owner, "auto", now)
         else:
-            owner = await db.create_customer(conn, env.sender.name, now)
-        owner = await db.add_identity(conn, ident.kind, ident.value, owner, "auto", now)
+            created = await db.create_customer(conn, env.sender.name, now)
+            owner = await db.add_identity(conn, ident.kind, ident.value, created, "auto", now)
+            if owner == created:  # not a sender another router process linked meanwhile
+                unit.opened.add(owner)
     for s, current in stated:
         if current is None:
             await db.add_identity(conn, s.kind, s.value, owner, "stated", now)
@@ -254,7 +257,9 @@ async def classify_and_route(
     level = PRIORITY_LEVELS[result.priority]
     due = sla_due(ctx, conv.channel, conv.channel_type, result.priority, now)
     window_start = now - ctx.config.routing.last_agent_window
-    last = await db.last_agent_of(conn, customer_id, window_start)
+    last = None
+    if not unit.unassigned(customer_id):  # a customer new in this unit has had no agent
+        last = await db.last_agent_of(conn, customer_id, window_start)
     conv = await db.update_conversation(
         conn,
         conv.id,

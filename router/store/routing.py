@@ -639,6 +639,8 @@ async def start_assignment(
     reason: Mapping[str, Any],
     now: datetime,
 ) -> None:
+    """A new active assignment. The routing calls it through `Unit.start_assignment`,
+    which notes it (see `Unit.unassigned`)."""
     row = {
         "conversation_id": conversation_id,
         "agent_id": agent_id,
