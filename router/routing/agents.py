@@ -243,7 +243,7 @@ async def command(ctx: Routing, unit: Unit, env: Envelope) -> None:
 
 async def remember(ctx: Routing, unit: Unit, env: Envelope, conv: Any, text: str) -> None:
     """Keep an applied command in the conversation's transcript, as what it did."""
-    await ctx.store.record_message(
+    await ctx.store.add_message(
         env.model_copy(update={"conversation_id": conv.id, "text": text}), conn=unit.conn
     )
 

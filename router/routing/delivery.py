@@ -360,7 +360,7 @@ async def to_customer(
     )
     unit.outputs += 1
     if record:
-        await ctx.store.record_message(env, conn=unit.conn)
+        await ctx.store.add_message(env, conn=unit.conn)
     row = await db.add_outbox(
         unit.conn, ctx.topics.outbound(conv.channel), env.bus_key(), encode(env), unit.now
     )

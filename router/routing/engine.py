@@ -202,7 +202,7 @@ class Engine:
         elif envelope.kind == "timer":
             await timers.timer(ctx, unit, envelope)
         else:
-            await self.store.record_message(envelope, conn=unit.conn)
+            await self.store.add_message(envelope, conn=unit.conn)
             unit.decide(
                 "ignore",
                 reason={"detail": f"{envelope.kind} from {envelope.sender.role} not routed"},

@@ -99,13 +99,13 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
     report = bounce_report(env)
     if report is not None:
         # A delivery report, not a customer: an incident for the message it bounces.
-        await ctx.store.record_message(env, conn=unit.conn)
+        await ctx.store.add_message(env, conn=unit.conn)
         if not await failures.bounce(ctx, unit, env, report):
             unit.decide("ignore", reason={"detail": "bounce of a message that is not ours"})
         return
     if env.automated is not None and machine_mail(env):
         # Lists, bulk and other machine mail: no conversation, no acknowledgement (no loops).
-        await ctx.store.record_message(env, conn=unit.conn)
+        await ctx.store.add_message(env, conn=unit.conn)
         unit.decide(
             "ignore",
             reason={"detail": "automatic mail", "why": list(env.automated.reasons)},
@@ -136,7 +136,7 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         )
     else:
         conv = await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
-    await ctx.store.record_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
+    await ctx.store.add_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
     if env.call is not None and calls.requested(env.call):
         # Asked here, owed on the channel that carries callbacks (to the customer whose
         # number it is): calls.py decides.

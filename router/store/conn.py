@@ -79,24 +79,36 @@ class SyncConn:
         plan = lean.plan(statement, parameters, self.sync.dialect)
         if plan is not None:
             return lean.run(plan, parameters, self.sync)
+        lean.settle(self.sync)  # what was sent ahead runs first
         return self.sync.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
         plan = lean.plan(statement, parameters, self.sync.dialect)
         if plan is not None:
             return lean.run(plan, parameters, self.sync).scalar()
+        lean.settle(self.sync)
         return self.sync.scalar(statement, parameters)
 
     async def scalars(self, statement: Executable, parameters: Any = None) -> ScalarResult[Any]:
+        lean.settle(self.sync)
         return self.sync.scalars(statement, parameters)
 
     def execute_together(self, queries: Sequence[tuple[Executable, Any]]) -> list[Rows]:
         dialect = self.sync.dialect
         plans = [lean.plan(statement, parameters, dialect) for statement, parameters in queries]
         if any(plan is None for plan in plans):
+            lean.settle(self.sync)
             return [self.sync.execute(statement, parameters) for statement, parameters in queries]
         runs = [(plan, parameters) for plan, (_, parameters) in zip(plans, queries, strict=True)]
         return list(lean.run_together(runs, self.sync))  # type: ignore[arg-type]
+
+    def send(self, statement: Executable, parameters: Any = None) -> None:
+        plan = lean.plan(statement, parameters, self.sync.dialect)
+        if plan is not None:
+            lean.send(plan, parameters, self.sync)
+            return
+        lean.settle(self.sync)
+        self.sync.execute(statement, parameters)
 
 
 async def execute_together(conn: Conn, queries: Sequence[tuple[Executable, Any]]) -> list[Rows]:
@@ -106,6 +118,17 @@ async def execute_together(conn: Conn, queries: Sequence[tuple[Executable, Any]]
     if isinstance(conn, SyncConn):
         return conn.execute_together(queries)
     return [await conn.execute(statement, parameters) for statement, parameters in queries]
+
+
+async def send(conn: Conn, statement: Executable, parameters: Any = None) -> None:
+    """Run a statement whose result nobody reads (a write the unit does not look back at).
+    A unit of work's PostgreSQL connection does not wait for it: it reaches the server with
+    the next statement that waits for an answer, in the same round trip, and its error, if
+    any, is raised there (see `lean.send`). Otherwise it runs at once."""
+    if isinstance(conn, SyncConn):
+        conn.send(statement, parameters)
+        return
+    await conn.execute(statement, parameters)
 
 
 class SuspendedError(RuntimeError):

@@ -40,6 +40,8 @@ _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
 _READERS: dict[int, tuple[Processor, ...]] = {}  # by id of a plan (plans are kept)
 _CURSOR = "omnirouter_lean_cursor"
 _CURSORS = "omnirouter_lean_cursors"  # for statements run together
+_SEND_CURSOR = "omnirouter_lean_send_cursor"  # for statements sent ahead (`send`)
+_PIPELINE = "omnirouter_lean_pipeline"  # the pipeline `send` opened, until `settle`
 _RAW_DIALECTS: dict[int, Dialect] = {}  # by id of the engine's dialect (kept with it)
 
 
@@ -161,11 +163,17 @@ def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> L
     values = _bind(plan, parameters)
     cursor = _cursor(sync)
     _announce(sync, cursor, plan, values)
+    pipelined = _PIPELINE in sync.connection.info  # statements were sent ahead (`send`)
     try:
         cursor.execute(plan.sql, values)
+        if pipelined:
+            _settle(sync)  # one round trip for them and this one
         raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
     except sync.dialect.loaded_dbapi.Error as error:
-        raise _error(plan, values, error, sync) from error
+        if not pipelined:
+            raise _error(plan.sql, values, error, sync) from error
+        _settle(sync, error)
+        raise _error(_TOGETHER, None, error, sync) from error
     return _result(plan, cursor, raw, sync.dialect)
 
 
@@ -173,27 +181,89 @@ def run_together(
     runs: Sequence[tuple[Plan, Mapping[str, Any] | None]], sync: Connection
 ) -> list[LeanResult]:
     """Run statements that do not depend on each other's results (reads) in one exchange
-    with the server: psycopg's pipeline mode sends them all, then reads every result, so
-    they cost one round trip instead of one each. SQLite (in process) runs them in turn."""
-    if sync.dialect.name != "postgresql" or len(runs) < 2:
+    with the server: psycopg's pipeline mode sends them all (after what was sent ahead),
+    then one sync reads every result, so they cost one round trip instead of one each.
+    SQLite (in process) runs them in turn."""
+    if sync.dialect.name != "postgresql" or (len(runs) < 2 and _PIPELINE not in _info(sync)):
         return [run(plan, parameters, sync) for plan, parameters in runs]
-    raw_conn: Any = sync.connection.dbapi_connection
     cursors = _cursors(sync, len(runs))
     bound = [(plan, _bind(plan, parameters)) for plan, parameters in runs]
     results: list[LeanResult] = []
     at = 0  # the statement an error belongs to
     try:
-        with raw_conn.pipeline():
-            for at, (plan, values) in enumerate(bound):
-                _announce(sync, cursors[at], plan, values)
-                cursors[at].execute(plan.sql, values)
-            for at, (plan, _) in enumerate(bound):
-                cursor = cursors[at]
-                raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
-                results.append(_result(plan, cursor, raw, sync.dialect))
+        _pipeline(sync)
+        for at, (plan, values) in enumerate(bound):
+            _announce(sync, cursors[at], plan, values)
+            cursors[at].execute(plan.sql, values)
     except sync.dialect.loaded_dbapi.Error as error:
-        raise _error(*bound[at], error, sync) from error
+        _settle(sync, error)
+        raise _error(bound[at][0].sql, bound[at][1], error, sync) from error
+    try:
+        _settle(sync)
+    except sync.dialect.loaded_dbapi.Error as error:
+        raise _error(_TOGETHER, None, error, sync) from error
+    for (plan, _), cursor in zip(bound, cursors, strict=False):
+        raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
+        results.append(_result(plan, cursor, raw, sync.dialect))
     return results
+
+
+# What an error names when it came from one of several statements sent together.
+_TOGETHER = "(statements sent together)"
+
+
+def send(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> None:
+    """Run a statement whose result nobody reads. On PostgreSQL it goes into the pipeline
+    (psycopg's pipeline mode) and the connection moves on without waiting: the next
+    statement that does wait for an answer (`run`, `run_together`, anything else through
+    the connection, or the end of the unit of work: `settle`) takes it to the server in
+    the same round trip, and raises its error, if it failed. SQLite runs it at once."""
+    if sync.dialect.name != "postgresql":
+        run(plan, parameters, sync)
+        return
+    values = _bind(plan, parameters)
+    info = _info(sync)
+    cursor = info.get(_SEND_CURSOR)
+    if cursor is None:
+        cursor = info[_SEND_CURSOR] = _new_cursor(sync)
+    try:
+        _pipeline(sync)
+        _announce(sync, cursor, plan, values)
+        cursor.execute(plan.sql, values)  # its result, when it comes, replaces the last one's
+    except sync.dialect.loaded_dbapi.Error as error:
+        _settle(sync, error)
+        raise _error(plan.sql, values, error, sync) from error
+
+
+def settle(sync: Connection, failed: BaseException | None = None) -> None:
+    """Take what was sent ahead to the server and wait for it (one round trip): before
+    the connection is used otherwise, and before the unit of work commits. The first error
+    among those statements is raised, as SQLAlchemy's exception (without the values);
+    with `failed` (the unit is failing already) none is, and the pipeline only closes."""
+    try:
+        _settle(sync, failed)
+    except sync.dialect.loaded_dbapi.Error as error:
+        raise _error(_TOGETHER, None, error, sync) from error
+
+
+def _settle(sync: Connection, failed: BaseException | None = None) -> None:
+    pipeline = _info(sync).pop(_PIPELINE, None)
+    if pipeline is not None:
+        pipeline.__exit__(None if failed is None else type(failed), failed, None)
+
+
+def _pipeline(sync: Connection) -> None:
+    """Open the connection's pipeline, unless it is open (entering sends nothing)."""
+    info = _info(sync)
+    if _PIPELINE not in info:
+        raw_conn: Any = sync.connection.dbapi_connection
+        pipeline = raw_conn.pipeline()
+        pipeline.__enter__()
+        info[_PIPELINE] = pipeline
+
+
+def _info(sync: Connection) -> dict[Any, Any]:
+    return sync.connection.info
 
 
 def _bind(plan: Plan, parameters: Mapping[str, Any] | None) -> Sequence[Any] | dict[str, Any]:
@@ -260,11 +330,13 @@ def _cursors(sync: Connection, count: int) -> list[Any]:
     return cursors
 
 
-def _error(plan: Plan, values: Sequence[Any] | dict[str, Any], error: Any, sync: Connection) -> Any:
+def _error(
+    sql: str, values: Sequence[Any] | dict[str, Any] | None, error: Any, sync: Connection
+) -> Any:
     """SQLAlchemy's exception for a driver error, without the values (personal data). A lost
     connection fails the rollback that follows, which invalidates it, as SQLAlchemy's would."""
     return sa_exc.DBAPIError.instance(
-        plan.sql, values, error, sync.dialect.loaded_dbapi.Error, hide_parameters=True
+        sql, values, error, sync.dialect.loaded_dbapi.Error, hide_parameters=True
     )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from router.store.conn import Conn, execute_together
+from router.store.conn import Conn, execute_together, send
 from router.store.schema import (
     agent_load,
     agents,
@@ -118,7 +118,8 @@ def _create_customer(_: str) -> sa.Insert:
 
 async def create_customer(conn: Conn, name: str | None, now: datetime) -> str:
     cid = new_id()
-    await conn.execute(
+    await send(
+        conn,
         _create_customer(conn),
         {
             "id": cid,
@@ -230,7 +231,7 @@ def _update_customer(_: str) -> sa.Update:
 
 
 async def set_customer_language(conn: Conn, customer_id: str, language: str) -> None:
-    await conn.execute(_update_customer(conn), {"b_id": customer_id, "language": language})
+    await send(conn, _update_customer(conn), {"b_id": customer_id, "language": language})
 
 
 # --- conversations and messages --------------------------------------------------------
@@ -591,7 +592,7 @@ async def take_capacity(
     params = {"b_agent": agent_id, "b_type": channel_type, "b_capacity": capacity}
     if (await conn.execute(_take_capacity(conn), params)).first() is None:
         return False
-    await conn.execute(_update_agent(conn), {"b_id": agent_id, "last_assigned_at": now})
+    await send(conn, _update_agent(conn), {"b_id": agent_id, "last_assigned_at": now})
     return True
 
 
@@ -647,7 +648,7 @@ async def start_assignment(
         "reason": dict(reason),
         "assigned_at": now,
     }
-    await conn.execute(_start_assignment(conn), row)
+    await send(conn, _start_assignment(conn), row)
 
 
 @built
@@ -753,7 +754,7 @@ async def schedule_timer(
         "payload": dict(payload),
         "created_at": now,
     }
-    await conn.execute(_schedule_timer(conn), row)
+    await send(conn, _schedule_timer(conn), row)
 
 
 @built

@@ -53,8 +53,9 @@ from sqlalchemy.sql.schema import Table
 from router.envelope import Envelope
 from router.errors import StoreError
 from router.sqlite import enable_wal
+from router.store import lean
 from router.store import migrate as migrations
-from router.store.conn import Conn, SyncConn, run_now
+from router.store.conn import Conn, SyncConn, run_now, send
 from router.store.schema import checkpoints, messages, processed, utcnow
 from router.store.statements import built
 from router.store.statements import insert as dialect_insert
@@ -260,7 +261,13 @@ class Store:
 
     def _work_now(self, unit: Callable[[Conn], Coroutine[Any, Any, T]]) -> T:
         with self._writer.connect() as sync, sync.begin():
-            return run_now(unit(SyncConn(sync)))
+            try:
+                done = run_now(unit(SyncConn(sync)))
+            except BaseException as exc:
+                lean.settle(sync, exc)  # statements sent ahead: closed, not waited for
+                raise
+            lean.settle(sync)  # before the commit: their errors fail the unit
+            return done
 
     @asynccontextmanager
     async def _turn(
@@ -318,7 +325,19 @@ class Store:
 
         A non-null `envelope.conversation_id` must name a stored conversation.
         """
-        row: dict[str, Any] = {
+        row = self._message_row(envelope)
+        async with self._unit(conn) as c:
+            inserted = (await c.execute(_record_message(c), row)).first()
+        return inserted is not None
+
+    async def add_message(self, envelope: Envelope, *, conn: Conn) -> None:
+        """`record_message` in the caller's unit of work, for a caller that does not ask
+        whether it was new: the unit need not wait for it (`router.store.conn.send`)."""
+        await send(conn, _record_message(conn), self._message_row(envelope))
+
+    @staticmethod
+    def _message_row(envelope: Envelope) -> dict[str, Any]:
+        return {
             "id": envelope.id,
             "conversation_id": envelope.conversation_id,
             "channel": envelope.channel,
@@ -336,9 +355,6 @@ class Store:
             "envelope": envelope.model_dump(mode="json"),
             "stored_at": utcnow(),
         }
-        async with self._unit(conn) as c:
-            inserted = (await c.execute(_record_message(c), row)).first()
-        return inserted is not None
 
     async def mark_processed(
         self, consumer: str, envelope_id: str, *, conn: Conn | None = None

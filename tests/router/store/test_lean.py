@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from router.errors import StoreError
 from router.store import Store, lean
 from router.store import routing as db
-from router.store.conn import Conn, execute_together
+from router.store.conn import Conn, execute_together, send
 from router.store.schema import checkpoints, customers
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -191,6 +191,50 @@ async def test_an_error_among_statements_run_together_is_a_store_error(store: St
     found = await store.work(lambda c: execute_together(c, [(db._customer(c), {"b_id": "c1"})] * 2))
     assert [r.all() for r in found] == [[], []]
     assert (await rows(store))["customers"] == []
+
+
+async def test_what_was_sent_ahead_is_there_for_the_next_statement(store: Store) -> None:
+    async def unit(conn: Conn) -> Any:
+        row = {"id": "c1", "display_name": "Eve", "tier": "standard", "tags": []}
+        await send(conn, db._create_customer(conn), row | {"created_at": T0, "updated_at": T0})
+        await send(conn, db._update_customer(conn), {"b_id": "c1", "language": "es"})
+        [read] = await execute_together(conn, [(db._customer(conn), {"b_id": "c1"})])
+        first = read.one().language
+        await send(conn, db._update_customer(conn), {"b_id": "c1", "language": "fr"})
+        return first, (await conn.execute(db._customer(conn), {"b_id": "c1"})).one().language
+
+    assert await store.work(unit) == ("es", "fr")
+    # Sent last, then committed: the unit's end takes it to the server first.
+    await store.work(lambda c: send(c, db._update_customer(c), {"b_id": "c1", "language": "de"}))
+    assert [r["language"] for r in (await rows(store))["customers"]] == ["de"]
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["then a read", "then the commit"])
+async def test_a_failed_statement_sent_ahead_fails_its_unit(store: Store, last: bool) -> None:
+    """PostgreSQL does not wait for a statement sent ahead: its error comes with the next
+    statement that waits, or at the end of the unit, before anything is committed."""
+    reached: list[str] = []
+
+    async def unit(conn: Conn) -> None:
+        row = {"id": "c1", "display_name": "Eve", "tier": "standard", "tags": []}
+        stamps = {"created_at": T0, "updated_at": T0}
+        await send(conn, db._create_customer(conn), row | stamps)
+        await send(conn, db._create_customer(conn), row | stamps)  # the same key again
+        reached.append("sent")
+        if not last:
+            await conn.execute(db._customer(conn), {"b_id": "c1"})
+            reached.append("read")
+
+    with pytest.raises(StoreError) as caught:
+        await store.work(unit)
+    assert isinstance(caught.value.__cause__, sa.exc.IntegrityError)
+    assert "Eve" not in str(caught.value) and "Eve" not in str(caught.value.__cause__)
+    # SQLite runs a statement at once, so it fails there; PostgreSQL goes on to the read.
+    assert reached == ([] if store.backend == "sqlite" else ["sent"])
+    assert (await rows(store))["customers"] == []
+    # The connection, out of pipeline mode, serves the next unit.
+    await store.work(lambda c: db.create_customer(c, "Ann", T0))
+    assert [r["display_name"] for r in (await rows(store))["customers"]] == ["Ann"]
 
 
 async def test_statement_counters_still_see_lean_statements(store: Store) -> None:
