@@ -195,7 +195,7 @@ async def _send(
         meta={"conversation_ref": conv.ref, "purpose": purpose, "language": conv.language},
     )
     unit.outputs += 1
-    await db.add_outbox(unit.conn, ctx.topics.outbound(name), env.bus_key(), encode(env), unit.now)
+    await db.send_outbox(unit.conn, ctx.topics.outbound(name), env.bus_key(), encode(env), unit.now)
     unit.decide(ANSWER_AT, conversation_id=conv.id, reason={"channel": name, "purpose": purpose})
 
 

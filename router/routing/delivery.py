@@ -9,7 +9,7 @@ the conversation's own channel and thread.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -239,7 +239,7 @@ async def deliver(
         if len(value) <= budget or not _shrink(context):
             break
     unit.outputs += 1
-    await db.add_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), value, unit.now)
+    await db.send_outbox(conn, ctx.topics.agent(sink_name), env.bus_key(), value, unit.now)
     return True
 
 
@@ -278,7 +278,7 @@ async def notice(
             in_reply_to=in_reply_to,
         ),
     )
-    await db.add_outbox(
+    await db.send_outbox(
         unit.conn,
         ctx.topics.agent(agent.sink.channel or agent.sink.type),
         env.bus_key(),
@@ -322,11 +322,12 @@ async def to_customer(
     at: datetime | None = None,
     record: bool = True,
     attachments: Sequence[Attachment] = (),
-) -> tuple[int, Envelope]:
+) -> tuple[Callable[[], int], Envelope]:
     """Write a message to the customer on the conversation's own channel and thread (with
-    the agent's files, by reference: the channel sends what it can); its outbox row and
-    envelope. `record`: kept in the transcript (a standing update is not). `at`: the
-    moment it speaks of (default: now; a `seen` is as of the agent's word)."""
+    the agent's files, by reference: the channel sends what it can); its outbox row (its
+    id when asked: `db.send_outbox`) and envelope. `record`: kept in the transcript (a
+    standing update is not). `at`: the moment it speaks of (default: now; a `seen` is as
+    of the agent's word)."""
     meta = dict(conv.thread_meta or {})
     subject = meta.get("subject") or ""
     env = Envelope(
@@ -361,7 +362,7 @@ async def to_customer(
     unit.outputs += 1
     if record:
         await ctx.store.add_message(env, conn=unit.conn)
-    row = await db.add_outbox(
+    row = await db.send_outbox(
         unit.conn, ctx.topics.outbound(conv.channel), env.bus_key(), encode(env), unit.now
     )
     return row, env

@@ -247,7 +247,7 @@ class Engine:
                 sent_at=row.due_at,
                 meta={"timer": row.kind, "key": row.key, "payload": row.payload},
             )
-            await db.add_outbox(conn, self.topics.inbound, env.bus_key(), encode(env), now)
+            await db.send_outbox(conn, self.topics.inbound, env.bus_key(), encode(env), now)
         return len(rows)
 
     async def next_timer_due(self) -> datetime | None:

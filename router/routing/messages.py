@@ -7,7 +7,7 @@ linked to the same customer, whose routing sees the others.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -309,7 +309,7 @@ async def classify_and_route(
 
 async def acknowledge(
     ctx: Routing, unit: Unit, conv: Any, cust: Any, due: datetime | None
-) -> tuple[int, Envelope] | None:
+) -> tuple[Callable[[], int], Envelope] | None:
     """Acknowledge at once with the promised wait; its outbox row and envelope (None: the
     channel sends none), so the position can join it once the conversation is routed."""
     channel = ctx.channels.get(conv.channel)

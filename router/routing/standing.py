@@ -24,6 +24,7 @@ conversation nothing more is told.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -70,7 +71,9 @@ def waits(conv: Any) -> bool:
     return conv.status == "open" and conv.owner_agent_id is None and conv.waiting_since is not None
 
 
-async def amend_ack(ctx: Routing, unit: Unit, conv_id: str, ack: tuple[int, Envelope]) -> None:
+async def amend_ack(
+    ctx: Routing, unit: Unit, conv_id: str, ack: tuple[Callable[[], int], Envelope]
+) -> None:
     """The conversation was acknowledged, then routed, in this unit: if it waits, its
     acknowledgement (still in this transaction's outbox) carries where it stands."""
     conv = await db.reload(unit.conn, conv_id)
@@ -78,7 +81,7 @@ async def amend_ack(ctx: Routing, unit: Unit, conv_id: str, ack: tuple[int, Enve
         return
     standing = await standing_of(unit, conv)
     row, env = ack
-    await db.amend_outbox(unit.conn, row, encode(env.model_copy(update={"standing": standing})))
+    await db.amend_outbox(unit.conn, row(), encode(env.model_copy(update={"standing": standing})))
     if live(ctx, conv.channel_type):
         told = {**_told(conv), "position": standing.position, "at": unit.now.isoformat()}
         await _remember(unit, conv, told)

@@ -13,7 +13,7 @@ Two things satisfy `Conn`:
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Dialect, ScalarResult
@@ -46,6 +46,10 @@ class Rows(Protocol):
     def scalar(self) -> Any: ...
 
     def scalar_one(self) -> Any: ...
+
+
+# What a statement sent ahead returned, when asked for (`send_kept`).
+Later = Callable[[], Rows]
 
 
 class Conn(Protocol):
@@ -102,13 +106,16 @@ class SyncConn:
         runs = [(plan, parameters) for plan, (_, parameters) in zip(plans, queries, strict=True)]
         return list(lean.run_together(runs, self.sync))  # type: ignore[arg-type]
 
-    def send(self, statement: Executable, parameters: Any = None) -> None:
+    def send(
+        self, statement: Executable, parameters: Any = None, *, keep: bool = False
+    ) -> Callable[[], Rows] | None:
         plan = lean.plan(statement, parameters, self.sync.dialect)
         if plan is not None:
-            lean.send(plan, parameters, self.sync)
-            return
+            answer = lean.send(plan, parameters, self.sync, keep=keep)
+            return answer.result if answer is not None else None
         lean.settle(self.sync)
-        self.sync.execute(statement, parameters)
+        done = self.sync.execute(statement, parameters)
+        return (lambda: done) if keep else None
 
 
 async def execute_together(conn: Conn, queries: Sequence[tuple[Executable, Any]]) -> list[Rows]:
@@ -129,6 +136,17 @@ async def send(conn: Conn, statement: Executable, parameters: Any = None) -> Non
         conn.send(statement, parameters)
         return
     await conn.execute(statement, parameters)
+
+
+async def send_kept(conn: Conn, statement: Executable, parameters: Any = None) -> Later:
+    """`send`, keeping what the statement returns: the function given back returns it, and
+    waits for it (one round trip) if nothing has waited for the server since."""
+    if isinstance(conn, SyncConn):
+        later = conn.send(statement, parameters, keep=True)
+        assert later is not None
+        return later
+    done = await conn.execute(statement, parameters)
+    return lambda: done
 
 
 class SuspendedError(RuntimeError):

@@ -42,6 +42,8 @@ _CURSOR = "omnirouter_lean_cursor"
 _CURSORS = "omnirouter_lean_cursors"  # for statements run together
 _SEND_CURSOR = "omnirouter_lean_send_cursor"  # for statements sent ahead (`send`)
 _PIPELINE = "omnirouter_lean_pipeline"  # the pipeline `send` opened, until `settle`
+_KEPT = "omnirouter_lean_kept"  # answers to statements sent ahead, until `settle`
+_KEPT_CURSORS = "omnirouter_lean_kept_cursors"  # one per kept answer, made once
 _RAW_DIALECTS: dict[int, Dialect] = {}  # by id of the engine's dialect (kept with it)
 
 
@@ -212,27 +214,63 @@ def run_together(
 _TOGETHER = "(statements sent together)"
 
 
-def send(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> None:
-    """Run a statement whose result nobody reads. On PostgreSQL it goes into the pipeline
-    (psycopg's pipeline mode) and the connection moves on without waiting: the next
-    statement that does wait for an answer (`run`, `run_together`, anything else through
-    the connection, or the end of the unit of work: `settle`) takes it to the server in
-    the same round trip, and raises its error, if it failed. SQLite runs it at once."""
+class Answer:
+    """What a statement sent ahead with `keep` returned, once it is in: asked for before
+    that, the connection settles first (one round trip)."""
+
+    __slots__ = ("_cursor", "_plan", "_result", "_sync")
+
+    def __init__(
+        self, plan: Plan, cursor: Any, sync: Connection, result: LeanResult | None = None
+    ) -> None:
+        self._plan, self._cursor, self._sync, self._result = plan, cursor, sync, result
+
+    def result(self) -> LeanResult:
+        if self._result is None:
+            settle(self._sync)
+        if self._result is None:
+            raise RuntimeError("the statement's unit of work failed before its answer came")
+        return self._result
+
+    def _take(self) -> None:
+        plan, cursor = self._plan, self._cursor
+        raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
+        self._result = _result(plan, cursor, raw, self._sync.dialect)
+
+
+def send(
+    plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection, *, keep: bool = False
+) -> Answer | None:
+    """Run a statement without waiting for it. On PostgreSQL it goes into the pipeline
+    (psycopg's pipeline mode) and the connection moves on: the next statement that does
+    wait for an answer (`run`, `run_together`, anything else through the connection, or
+    the end of the unit of work: `settle`) takes it to the server in the same round trip,
+    and raises its error, if it failed. SQLite runs it at once. With `keep`, what it
+    returns is kept (its `Answer`); otherwise nobody reads it."""
     if sync.dialect.name != "postgresql":
-        run(plan, parameters, sync)
-        return
+        done = run(plan, parameters, sync)
+        return Answer(plan, None, sync, done) if keep else None
     values = _bind(plan, parameters)
     info = _info(sync)
-    cursor = info.get(_SEND_CURSOR)
-    if cursor is None:
-        cursor = info[_SEND_CURSOR] = _new_cursor(sync)
+    answer = None
+    if keep:
+        kept: list[Answer] = info.setdefault(_KEPT, [])
+        cursor = _pooled(sync, _KEPT_CURSORS, len(kept) + 1)[len(kept)]
+        answer = Answer(plan, cursor, sync)
+    else:
+        cursor = info.get(_SEND_CURSOR)
+        if cursor is None:
+            cursor = info[_SEND_CURSOR] = _new_cursor(sync)
     try:
         _pipeline(sync)
         _announce(sync, cursor, plan, values)
-        cursor.execute(plan.sql, values)  # its result, when it comes, replaces the last one's
+        cursor.execute(plan.sql, values)  # unkept: its result replaces the last one's
     except sync.dialect.loaded_dbapi.Error as error:
         _settle(sync, error)
         raise _error(plan.sql, values, error, sync) from error
+    if answer is not None:
+        info[_KEPT].append(answer)
+    return answer
 
 
 def settle(sync: Connection, failed: BaseException | None = None) -> None:
@@ -247,9 +285,15 @@ def settle(sync: Connection, failed: BaseException | None = None) -> None:
 
 
 def _settle(sync: Connection, failed: BaseException | None = None) -> None:
-    pipeline = _info(sync).pop(_PIPELINE, None)
-    if pipeline is not None:
-        pipeline.__exit__(None if failed is None else type(failed), failed, None)
+    info = _info(sync)
+    pipeline = info.pop(_PIPELINE, None)
+    if pipeline is None:
+        return
+    kept: list[Answer] = info.pop(_KEPT, [])
+    pipeline.__exit__(None if failed is None else type(failed), failed, None)
+    if failed is None:
+        for answer in kept:  # in before their cursors serve again
+            answer._take()
 
 
 def _pipeline(sync: Connection) -> None:
@@ -323,8 +367,12 @@ def _new_cursor(sync: Connection) -> Any:
 
 def _cursors(sync: Connection, count: int) -> list[Any]:
     """`count` cursors of the connection's own for statements run together, made once."""
-    info = sync.connection.info
-    cursors: list[Any] = info.setdefault(_CURSORS, [])
+    return _pooled(sync, _CURSORS, count)
+
+
+def _pooled(sync: Connection, pool: str, count: int) -> list[Any]:
+    """At least `count` cursors of the connection's own `pool`, made once."""
+    cursors: list[Any] = sync.connection.info.setdefault(pool, [])
     while len(cursors) < count:
         cursors.append(_new_cursor(sync))
     return cursors

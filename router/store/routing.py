@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from router.store.conn import Conn, execute_together, send
+from router.store.conn import Conn, Later, execute_together, send, send_kept
 from router.store.schema import (
     agent_load,
     agents,
@@ -987,7 +987,17 @@ class Handover:
     not, they are gone with it)."""
 
     lease_until: datetime
-    written: list[Output] = field(default_factory=list)
+    # In the order written: an output, or one whose row id comes with the unit's next wait
+    # for the server (`send_outbox`), with its topic, key and value.
+    outputs: list[Output | tuple[Later, str, bytes, bytes]] = field(default_factory=list)
+
+    @property
+    def written(self) -> list[Output]:
+        """The rows, in the order written (once the unit of work committed)."""
+        return [
+            o if isinstance(o, Output) else Output(int(o[0]().inserted_primary_key[0]), *o[1:])
+            for o in self.outputs
+        ]
 
 
 _handover: ContextVar[Handover | None] = ContextVar("omnirouter_handover", default=None)
@@ -1013,8 +1023,27 @@ async def add_outbox(conn: Conn, topic: str, key: bytes, value: bytes, now: date
     row_id = result.inserted_primary_key
     assert row_id is not None
     if handover is not None:
-        handover.written.append(Output(int(row_id[0]), topic, key, value))
+        handover.outputs.append(Output(int(row_id[0]), topic, key, value))
     return int(row_id[0])
+
+
+async def send_outbox(
+    conn: Conn, topic: str, key: bytes, value: bytes, now: datetime
+) -> Callable[[], int]:
+    """`add_outbox` without waiting for the row's id (`router.store.conn.send`): the
+    function given back returns it, and waits for it if the unit has not waited since."""
+    handover = _handover.get()
+    row: dict[str, Any] = {"topic": topic, "key": key, "value": value, "created_at": now}
+    if handover is not None:
+        row["claimed_until"] = handover.lease_until
+    later = await send_kept(conn, _add_outbox(conn), row)
+    if handover is not None:
+        handover.outputs.append((later, topic, key, value))
+
+    def row_id() -> int:
+        return int(later().inserted_primary_key[0])
+
+    return row_id
 
 
 @built
@@ -1026,9 +1055,13 @@ async def amend_outbox(conn: Conn, row_id: int, value: bytes) -> None:
     """Rewrite a record queued in this same transaction (never one already published)."""
     handover = _handover.get()
     if handover is not None:
-        handover.written = [
-            Output(o.id, o.topic, o.key, value) if o.id == row_id else o for o in handover.written
+        handover.outputs = [
+            Output(o.id, o.topic, o.key, value) if isinstance(o, Output) and o.id == row_id else o
+            for o in handover.outputs
         ]
+        for at, o in enumerate(handover.outputs):
+            if not isinstance(o, Output) and int(o[0]().inserted_primary_key[0]) == row_id:
+                handover.outputs[at] = (o[0], o[1], o[2], value)
     await conn.execute(
         outbox.update().where(outbox.c.id == row_id, outbox.c.sent_at.is_(None)).values(value=value)
     )

@@ -67,6 +67,7 @@ async def steps(conn: Conn) -> dict[str, Any]:
     await db.schedule_timer(conn, "k1", conv.id, "sla", T0 + timedelta(hours=9), {"n": 2}, T0)
     first = await db.add_outbox(conn, "out", b"k", b"v1", T0)
     second = await db.add_outbox(conn, "out", b"k", b"v2", T0)
+    third = await db.send_outbox(conn, "out", b"k", b"v3", T0)  # its id comes later
     other = await db.create_conversation(
         conn,
         {
@@ -113,7 +114,7 @@ async def steps(conn: Conn) -> dict[str, Any]:
         "transcript": await db.transcript(conn, conv.id, 5),
         "taken": (taken, full),
         "last_agent": await db.last_agent_of(conn, cid, T0 - timedelta(days=1)),
-        "outbox": second - first,
+        "outbox": [second - first, third() - second],
     }
 
 
@@ -145,7 +146,7 @@ async def test_lean_and_sqlalchemy_give_the_same_results(
     slow = await store.work(story)
     assert fast == slow
     assert fast_rows == await rows(store)
-    assert fast["taken"] == [True, False] and fast["outbox"] == 1
+    assert fast["taken"] == [True, False] and fast["outbox"] == [1, 1]
 
 
 async def test_python_side_defaults_are_filled_in(store: Store) -> None:
@@ -235,6 +236,30 @@ async def test_a_failed_statement_sent_ahead_fails_its_unit(store: Store, last: 
     # The connection, out of pipeline mode, serves the next unit.
     await store.work(lambda c: db.create_customer(c, "Ann", T0))
     assert [r["display_name"] for r in (await rows(store))["customers"]] == ["Ann"]
+
+
+async def test_a_units_outputs_keep_their_order_sent_ahead_or_not(store: Store) -> None:
+    """The rows a unit keeps for publishing from memory: in the order written, with their
+    ids, amended in place, whether their ids came at once or with a later round trip."""
+    handover = db.Handover(lease_until=T0 + timedelta(minutes=1))
+
+    async def unit(conn: Conn) -> list[int]:
+        with db.keeping_outputs(handover):
+            first = await db.send_outbox(conn, "out", b"a", b"1", T0)
+            second = await db.add_outbox(conn, "out", b"b", b"2", T0)
+            third = await db.send_outbox(conn, "out", b"a", b"3", T0)
+            await db.amend_outbox(conn, third(), b"3!")
+            fourth = await db.send_outbox(conn, "out", b"b", b"4", T0)
+        return [first(), second, third(), fourth()]
+
+    ids = await store.work(unit)
+    assert ids == sorted(ids)
+    assert [(o.id, o.key, o.value) for o in handover.written] == list(
+        zip(ids, [b"a", b"b", b"a", b"b"], [b"1", b"2", b"3!", b"4"], strict=True)
+    )
+    async with store.transaction(readonly=True) as conn:
+        stored = (await conn.execute(sa.text("SELECT id, value FROM outbox ORDER BY id"))).all()
+    assert [(r.id, bytes(r.value)) for r in stored] == [(o.id, o.value) for o in handover.written]
 
 
 async def test_statement_counters_still_see_lean_statements(store: Store) -> None:
