@@ -13,6 +13,12 @@ an INSERT returns. Each execution then only binds, runs and converts. psycopg
 prepares a statement on the server once it has run a few times on a connection
 (`prepare_threshold`), as it does under SQLAlchemy.
 
+On PostgreSQL, reads that do not depend on each other run together
+(`run_together`), and writes whose results the unit does not read are sent
+ahead (`send`): both ride psycopg's pipeline mode, so a round trip carries
+several statements; the pipeline is closed (`settle`) before the connection
+is used any other way and before the unit commits.
+
 Anything else (an executemany, another driver, a statement with SQL-side
 defaults) returns no plan and goes through SQLAlchemy as usual. Driver errors
 leave as SQLAlchemy's exceptions, as they would from `Connection.execute`.
