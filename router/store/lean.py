@@ -296,10 +296,18 @@ def _settle(sync: Connection, failed: BaseException | None = None) -> None:
     if pipeline is None:
         return
     kept: list[Answer] = info.pop(_KEPT, [])
-    pipeline.__exit__(None if failed is None else type(failed), failed, None)
-    if failed is None:
-        for answer in kept:  # in before their cursors serve again
-            answer._take()
+    if failed is not None:
+        # Closed as psycopg closes it when its block raises: a stand-in is thrown in, so
+        # the unit's own exception keeps its traceback (contextlib resets the thrown one's).
+        pipeline.__exit__(_Abandoned, _Abandoned(), None)
+        return
+    pipeline.__exit__(None, None, None)
+    for answer in kept:  # in before their cursors serve again
+        answer._take()
+
+
+class _Abandoned(Exception):
+    """The unit of work failed while statements were sent ahead (see `_settle`)."""
 
 
 def _pipeline(sync: Connection) -> None:

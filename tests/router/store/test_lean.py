@@ -238,6 +238,24 @@ async def test_a_failed_statement_sent_ahead_fails_its_unit(store: Store, last: 
     assert [r["display_name"] for r in (await rows(store))["customers"]] == ["Ann"]
 
 
+async def test_a_unit_failing_after_sending_ahead_raises_its_own_error(store: Store) -> None:
+    class Boom(Exception):
+        pass
+
+    async def unit(conn: Conn) -> None:
+        await send(conn, db._update_customer(conn), {"b_id": "c0", "language": "es"})
+        await db.create_customer(conn, "Eve", T0)
+        raise Boom("after sending ahead")
+
+    with pytest.raises(Boom) as caught:
+        await store.work(unit)
+    # Its own traceback, down to the raise (closing the pipeline did not replace it).
+    assert caught.traceback[-1].name == "unit"
+    assert (await rows(store))["customers"] == []
+    await store.work(lambda c: db.create_customer(c, "Ann", T0))
+    assert [r["display_name"] for r in (await rows(store))["customers"]] == ["Ann"]
+
+
 async def test_a_units_outputs_keep_their_order_sent_ahead_or_not(store: Store) -> None:
     """The rows a unit keeps for publishing from memory: in the order written, with their
     ids, amended in place, whether their ids came at once or with a later round trip."""
