@@ -134,8 +134,12 @@ async def customer_message(ctx: Routing, unit: Unit, env: Envelope) -> None:
         conv = await open_conversation(
             ctx, unit, env.channel, env.thread_key, customer_id, thread_meta=thread_meta
         )
-    else:
+    elif elsewhere:
         conv = await db.update_conversation(conn, conv.id, thread_meta=thread_meta, updated_at=now)
+    else:  # the thread's own conversation, which the arrival reads locked
+        conv = await db.change_held_conversation(
+            conn, conv, thread_meta=thread_meta, updated_at=now
+        )
     await ctx.store.add_message(env.model_copy(update={"conversation_id": conv.id}), conn=conn)
     if env.call is not None and calls.requested(env.call):
         # Asked here, owed on the channel that carries callbacks (to the customer whose

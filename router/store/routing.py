@@ -16,14 +16,16 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from router.store.conn import Conn, Later, execute_together, send, send_kept
 from router.store.schema import (
+    UTCDateTime,
     agent_load,
     agents,
     assignments,
@@ -37,6 +39,7 @@ from router.store.schema import (
     praise,
     promises,
     timers,
+    utcnow,
 )
 from router.store.statements import built
 from router.store.statements import insert as dialect_insert
@@ -335,6 +338,39 @@ async def update_conversation(conn: Conn, conversation_id: str, **values: Any) -
     """Change a conversation and return it as it now is (one statement, no re-read)."""
     params = {"b_id": conversation_id, **values}
     return (await conn.execute(_update_conversation(conn), params)).one()
+
+
+async def change_held_conversation(conn: Conn, conv: Row, **values: Any) -> Row:
+    """`update_conversation` for a conversation the unit holds: read locked in it (or on
+    SQLite, whose writer holds the whole store), so nobody else changes it before the
+    unit commits. It comes back as `conv` with `values` as the store keeps them (JSON as
+    written and read back, times in UTC), made here, and the UPDATE is sent ahead
+    (`send`): on PostgreSQL it needs no round trip of its own."""
+    if not hasattr(conv, "_replace"):  # not a row the lean path read: ask the store
+        return await update_conversation(conn, conv.id, **values)
+    values.setdefault("updated_at", utcnow())  # as the column's onupdate would set it
+    await send(conn, _set_conversation(conn), {"b_id": conv.id, **values})
+    changed: Row = conv._replace(**{k: _as_stored(k, v) for k, v in values.items()})
+    return changed
+
+
+def _as_stored(column: str, value: Any) -> Any:
+    """`value` of a conversation's `column` as reading it back gives it."""
+    kind = conversations.c[column].type
+    if value is None:
+        return None
+    if isinstance(kind, sa.JSON):
+        return orjson.loads(orjson.dumps(value))
+    if isinstance(kind, UTCDateTime):
+        if value.utcoffset() is None:  # refused by the UPDATE before this is used
+            raise ValueError(f"naive datetime {value!r}: store timezone-aware times only")
+        return value.astimezone(UTC)
+    return value
+
+
+@built
+def _set_conversation(_: str) -> sa.Update:
+    return conversations.update().where(conversations.c.id == sa.bindparam("b_id"))
 
 
 @built

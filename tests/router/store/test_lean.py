@@ -4,7 +4,7 @@ both backends (the `store` fixture)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -236,6 +236,38 @@ async def test_a_failed_statement_sent_ahead_fails_its_unit(store: Store, last: 
     # The connection, out of pipeline mode, serves the next unit.
     await store.work(lambda c: db.create_customer(c, "Ann", T0))
     assert [r["display_name"] for r in (await rows(store))["customers"]] == ["Ann"]
+
+
+async def test_a_held_conversation_changed_reads_as_the_store_keeps_it(store: Store) -> None:
+    """`change_held_conversation` makes the changed row itself (its UPDATE sent ahead): the
+    same row, value for value, as reading it back, JSON and times included."""
+    values = {
+        "channel": "mail",
+        "channel_type": "email",
+        "thread_key": "t1",
+        "status": "open",
+        "priority": 1,
+        "opened_at": T0,
+        "updated_at": T0,
+    }
+
+    async def unit(conn: Conn) -> tuple[Any, Any]:
+        cid = await db.create_customer(conn, "Eve", T0)
+        await db.create_conversation(conn, {**values, "customer_id": cid})
+        held = await db.conversation_by_thread(conn, "mail", "t1")
+        changed = await db.change_held_conversation(
+            conn,
+            held,
+            thread_meta={"subject": "Hi", "reply": {"to": ["a@b"], "n": 2, "z": None}},
+            tags=("vip", "late"),
+            sla_due_at=T0.astimezone(timezone(timedelta(hours=-5))),
+        )
+        return changed, await db.conversation(conn, held.id)
+
+    changed, stored = await store.work(unit)
+    assert tuple(changed) == tuple(stored)
+    assert changed.tags == ["vip", "late"] and changed.sla_due_at.tzinfo == UTC
+    assert changed.updated_at > T0 + timedelta(days=30)  # set as the column's onupdate does
 
 
 async def test_a_unit_failing_after_sending_ahead_raises_its_own_error(store: Store) -> None:
