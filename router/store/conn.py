@@ -9,6 +9,11 @@ Two things satisfy `Conn`:
   Its coroutines finish without ever suspending, so `run_now` drives a whole unit
   of work (a batch of records routed, dozens of statements) to its end in that
   thread: the event loop hands off once per unit, not once or more per statement.
+
+Two ways past one statement, one answer: `execute_together` (reads that do not
+depend on each other) and `send` / `send_kept` (writes the unit does not wait
+for). On a unit of work's PostgreSQL connection they share round trips
+(`router.store.lean`); anywhere else they run one statement at a time.
 """
 
 from __future__ import annotations
@@ -108,7 +113,7 @@ class SyncConn:
 
     def send(
         self, statement: Executable, parameters: Any = None, *, keep: bool = False
-    ) -> Callable[[], Rows] | None:
+    ) -> Later | None:
         plan = lean.plan(statement, parameters, self.sync.dialect)
         if plan is not None:
             answer = lean.send(plan, parameters, self.sync, keep=keep)
