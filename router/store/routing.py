@@ -23,7 +23,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from router.store.conn import Conn, Later, execute_together, send, send_kept
+from router.store.conn import Conn, execute_together, send, send_kept
 from router.store.schema import (
     UTCDateTime,
     agent_load,
@@ -361,9 +361,7 @@ def _as_stored(column: str, value: Any) -> Any:
         return None
     if isinstance(kind, sa.JSON):
         return orjson.loads(orjson.dumps(value))
-    if isinstance(kind, UTCDateTime):
-        if value.utcoffset() is None:  # refused by the UPDATE before this is used
-            raise ValueError(f"naive datetime {value!r}: store timezone-aware times only")
+    if isinstance(kind, UTCDateTime):  # a naive one was refused when the UPDATE was bound
         return value.astimezone(UTC)
     return value
 
@@ -1024,16 +1022,15 @@ class Handover:
 
     lease_until: datetime
     # In the order written: an output, or one whose row id comes with the unit's next wait
-    # for the server (`send_outbox`), with its topic, key and value.
-    outputs: list[Output | tuple[Later, str, bytes, bytes]] = field(default_factory=list)
+    # for the server (`send_outbox`: the function that gives it), with its topic, key, value.
+    outputs: list[Output | tuple[Callable[[], int], str, bytes, bytes]] = field(
+        default_factory=list
+    )
 
     @property
     def written(self) -> list[Output]:
         """The rows, in the order written (once the unit of work committed)."""
-        return [
-            o if isinstance(o, Output) else Output(int(o[0]().inserted_primary_key[0]), *o[1:])
-            for o in self.outputs
-        ]
+        return [o if isinstance(o, Output) else Output(o[0](), *o[1:]) for o in self.outputs]
 
 
 _handover: ContextVar[Handover | None] = ContextVar("omnirouter_handover", default=None)
@@ -1073,12 +1070,12 @@ async def send_outbox(
     if handover is not None:
         row["claimed_until"] = handover.lease_until
     later = await send_kept(conn, _add_outbox(conn), row)
-    if handover is not None:
-        handover.outputs.append((later, topic, key, value))
 
     def row_id() -> int:
         return int(later().inserted_primary_key[0])
 
+    if handover is not None:
+        handover.outputs.append((row_id, topic, key, value))
     return row_id
 
 
@@ -1092,12 +1089,8 @@ async def amend_outbox(conn: Conn, row_id: int, value: bytes) -> None:
     handover = _handover.get()
     if handover is not None:
         handover.outputs = [
-            Output(o.id, o.topic, o.key, value) if isinstance(o, Output) and o.id == row_id else o
-            for o in handover.outputs
+            Output(o.id, o.topic, o.key, value) if o.id == row_id else o for o in handover.written
         ]
-        for at, o in enumerate(handover.outputs):
-            if not isinstance(o, Output) and int(o[0]().inserted_primary_key[0]) == row_id:
-                handover.outputs[at] = (o[0], o[1], o[2], value)
     await conn.execute(
         outbox.update().where(outbox.c.id == row_id, outbox.c.sent_at.is_(None)).values(value=value)
     )
