@@ -27,6 +27,7 @@ leave as SQLAlchemy's exceptions, as they would from `Connection.execute`.
 from __future__ import annotations
 
 import copy
+import operator
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,8 @@ Processor = Callable[[Any], Any] | None
 _BUILT: set[int] = set()  # ids of statements `built` made (it keeps them alive)
 _DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
 _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
-_READERS: dict[int, tuple[Processor, ...]] = {}  # by id of a plan (plans are kept)
+Reading = tuple[tuple[int, Callable[[Any], Any]], ...]  # a column's place, its processor
+_READERS: dict[int, Reading] = {}  # by id of a plan (plans are kept)
 _CURSOR = "omnirouter_lean_cursor"
 _CURSORS = "omnirouter_lean_cursors"  # for statements run together
 _SEND_CURSOR = "omnirouter_lean_send_cursor"  # for statements sent ahead (`send`)
@@ -67,6 +69,10 @@ class Plan:
     # Where each bind's value comes from, in `names`' order: the caller's parameter of that
     # key, a Python-side default to call (`updated_at`), or the value the statement holds.
     sources: tuple[tuple[int, Any], ...]
+    # The values in `names`' order when every one is the caller's (most statements): one
+    # call, not a step per value.
+    gather: Callable[[Mapping[str, Any]], list[Any]] | None
+    binding: tuple[tuple[int, Callable[[Any], Any]], ...]  # the binders there are, by place
     row: type[tuple[Any, ...]] | None  # None: the statement returns no rows
     columns: tuple[Column[Any], ...]  # what it returns
     returns_key: bool  # an INSERT whose RETURNING is only its primary key (PostgreSQL)
@@ -130,10 +136,22 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
         positional,
         binders,
         tuple(sources),
+        _gathering(sources),
+        tuple((i, bind) for i, bind in enumerate(binders) if bind is not None),
         row,
         tuple(columns),
         bool(key),
     )
+
+
+def _gathering(sources: list[tuple[int, Any]]) -> Callable[[Mapping[str, Any]], list[Any]] | None:
+    if not sources or any(how != _GIVEN for how, _ in sources):
+        return None
+    if len(sources) == 1:
+        key = sources[0][1]
+        return lambda given: [given[key]]
+    get = operator.itemgetter(*(key for _, key in sources))
+    return lambda given: list(get(given))
 
 
 def _compiling(dialect: Dialect) -> Dialect:
@@ -325,14 +343,16 @@ def _info(sync: Connection) -> dict[Any, Any]:
 
 
 def _bind(plan: Plan, parameters: Mapping[str, Any] | None) -> Sequence[Any] | dict[str, Any]:
-    given = parameters or {}
-    bound = [
-        (given[what] if how == _GIVEN else what() if how == _DEFAULT else what)
-        for how, what in plan.sources
-    ]
-    for i, bind in enumerate(plan.binders):
-        if bind is not None:
-            bound[i] = bind(bound[i])
+    if plan.gather is not None and parameters is not None:
+        bound = plan.gather(parameters)
+    else:
+        given = parameters or {}
+        bound = [
+            (given[what] if how == _GIVEN else what() if how == _DEFAULT else what)
+            for how, what in plan.sources
+        ]
+    for i, bind in plan.binding:
+        bound[i] = bind(bound[i])
     return tuple(bound) if plan.positional else dict(zip(plan.names, bound, strict=True))
 
 
@@ -349,13 +369,18 @@ def _announce(
 def _result(plan: Plan, cursor: Any, raw: list[Any], dialect: Dialect) -> LeanResult:
     if plan.returns_key:
         return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
-    rows = []
+    rows: list[Any] = []
     if plan.row is not None:
-        readers = _readers(plan, cursor, dialect)
-        rows = [
-            plan.row(*[v if read is None else read(v) for read, v in zip(readers, r, strict=True)])
-            for r in raw
-        ]
+        make = plan.row._make  # type: ignore[attr-defined]  # a namedtuple's
+        reading = _readers(plan, cursor, dialect)
+        if not reading:
+            rows = [make(r) for r in raw]
+        else:
+            for r in raw:
+                values = list(r)
+                for i, read in reading:
+                    values[i] = read(values[i])
+                rows.append(make(values))
     key = (cursor.lastrowid,) if dialect.name == "sqlite" else None
     return LeanResult(rows, cursor.rowcount, key)
 
@@ -403,15 +428,19 @@ def _error(
     )
 
 
-def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> tuple[Processor, ...]:
-    """The result processors of `plan`'s columns, made at its first run: some (psycopg's
-    numbers) depend on the type the server says it sent, as in SQLAlchemy's own results."""
+def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> Reading:
+    """The result processors of `plan`'s columns there are, by place, made at its first run:
+    some (psycopg's numbers) depend on the type the server says it sent, as in SQLAlchemy's
+    own results."""
     try:
         return _READERS[id(plan)]
     except KeyError:
-        made = _READERS[id(plan)] = tuple(
+        readers = [
             column.type.dialect_impl(dialect).result_processor(dialect, described[1])
             for column, described in zip(plan.columns, cursor.description, strict=True)
+        ]
+        made = _READERS[id(plan)] = tuple(
+            (i, read) for i, read in enumerate(readers) if read is not None
         )
         return made
 
