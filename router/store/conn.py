@@ -75,26 +75,27 @@ class SyncConn:
     Statements built once run straight through the driver (`router.store.lean`).
     """
 
-    __slots__ = ("sync",)
+    __slots__ = ("lane", "sync")
 
     def __init__(self, sync: Connection) -> None:
         self.sync = sync
+        self.lane = lean.Lane(sync)
 
     @property
     def dialect(self) -> Dialect:
-        return self.sync.dialect
+        return self.lane.dialect
 
     async def execute(self, statement: Executable, parameters: Any = None) -> Rows:
-        plan = lean.plan(statement, parameters, self.sync.dialect)
+        plan = lean.plan(statement, parameters, self.lane.dialect)
         if plan is not None:
-            return lean.run(plan, parameters, self.sync)
+            return lean.run(plan, parameters, self.lane)
         lean.settle(self.sync)  # what was sent ahead runs first
         return self.sync.execute(statement, parameters)
 
     async def scalar(self, statement: Executable, parameters: Any = None) -> Any:
-        plan = lean.plan(statement, parameters, self.sync.dialect)
+        plan = lean.plan(statement, parameters, self.lane.dialect)
         if plan is not None:
-            return lean.run(plan, parameters, self.sync).scalar()
+            return lean.run(plan, parameters, self.lane).scalar()
         lean.settle(self.sync)
         return self.sync.scalar(statement, parameters)
 
@@ -103,20 +104,20 @@ class SyncConn:
         return self.sync.scalars(statement, parameters)
 
     def execute_together(self, queries: Sequence[tuple[Executable, Any]]) -> list[Rows]:
-        dialect = self.sync.dialect
+        dialect = self.lane.dialect
         plans = [lean.plan(statement, parameters, dialect) for statement, parameters in queries]
         if any(plan is None for plan in plans):
             lean.settle(self.sync)
             return [self.sync.execute(statement, parameters) for statement, parameters in queries]
         runs = [(plan, parameters) for plan, (_, parameters) in zip(plans, queries, strict=True)]
-        return list(lean.run_together(runs, self.sync))  # type: ignore[arg-type]
+        return list(lean.run_together(runs, self.lane))  # type: ignore[arg-type]
 
     def send(
         self, statement: Executable, parameters: Any = None, *, keep: bool = False
     ) -> Later | None:
-        plan = lean.plan(statement, parameters, self.sync.dialect)
+        plan = lean.plan(statement, parameters, self.lane.dialect)
         if plan is not None:
-            answer = lean.send(plan, parameters, self.sync, keep=keep)
+            answer = lean.send(plan, parameters, self.lane, keep=keep)
             return answer.result if answer is not None else None
         lean.settle(self.sync)
         done = self.sync.execute(statement, parameters)

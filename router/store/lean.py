@@ -185,33 +185,58 @@ def _python_default(column: Column[Any], update: bool) -> Callable[[], Any] | No
 _GIVEN, _DEFAULT, _HELD = 0, 1, 2
 
 
-def run(plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection) -> LeanResult:
+class Lane:
+    """A unit of work's way to the driver, made once per unit (by `SyncConn`): what every
+    statement of the unit would otherwise look up again (the connection's own cursor, its
+    `info`, whether someone listens for statements), about a third of the wrapping's cost
+    of a short statement."""
+
+    __slots__ = ("announce", "cursor", "dialect", "error", "info", "postgres", "sync")
+
+    def __init__(self, sync: Connection) -> None:
+        self.sync = sync
+        self.dialect = sync.dialect
+        self.info = _info(sync)
+        self.postgres = self.dialect.name == "postgresql"
+        self.error: type[Exception] = self.dialect.loaded_dbapi.Error
+        lean = (self.dialect.name, self.dialect.driver) in _DRIVERS
+        self.cursor: Any = _cursor(sync) if lean else None  # no plan runs on another driver
+        # Someone counts statements (the bench): listeners are added when a store is set
+        # up, so asking once per unit is enough. Two attributes first, as SQLAlchemy checks
+        # for events itself; SQLite's store has events (BEGIN IMMEDIATE), not this one.
+        events = sync._has_events or sync.engine._has_events
+        self.announce = bool(events and sync.dispatch.before_cursor_execute)
+
+
+def run(plan: Plan, parameters: Mapping[str, Any] | None, lane: Lane) -> LeanResult:
     values = _bind(plan, parameters)
-    cursor = _cursor(sync)
-    _announce(sync, cursor, plan, values)
-    pipelined = _PIPELINE in sync.connection.info  # statements were sent ahead (`send`)
+    cursor = lane.cursor
+    if lane.announce:
+        _announce(lane.sync, cursor, plan, values)
+    pipelined = lane.postgres and _PIPELINE in lane.info  # statements were sent ahead
     try:
         cursor.execute(plan.sql, values)
         if pipelined:
-            _settle(sync)  # one round trip for them and this one
+            _settle(lane.sync)  # one round trip for them and this one
         raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
-    except sync.dialect.loaded_dbapi.Error as error:
+    except lane.error as error:
         if not pipelined:
-            raise _error(plan.sql, values, error, sync) from error
-        _settle(sync, error)
-        raise _error(_TOGETHER, None, error, sync) from error
-    return _result(plan, cursor, raw, sync.dialect)
+            raise _error(plan.sql, values, error, lane.sync) from error
+        _settle(lane.sync, error)
+        raise _error(_TOGETHER, None, error, lane.sync) from error
+    return _result(plan, cursor, raw, lane)
 
 
 def run_together(
-    runs: Sequence[tuple[Plan, Mapping[str, Any] | None]], sync: Connection
+    runs: Sequence[tuple[Plan, Mapping[str, Any] | None]], lane: Lane
 ) -> list[LeanResult]:
     """Run statements that do not depend on each other's results (reads) in one exchange
     with the server: psycopg's pipeline mode sends them all (after what was sent ahead),
     then one sync reads every result, so they cost one round trip instead of one each.
     SQLite (in process) runs them in turn."""
-    if sync.dialect.name != "postgresql" or (len(runs) < 2 and _PIPELINE not in _info(sync)):
-        return [run(plan, parameters, sync) for plan, parameters in runs]
+    if not lane.postgres or (len(runs) < 2 and _PIPELINE not in lane.info):
+        return [run(plan, parameters, lane) for plan, parameters in runs]
+    sync = lane.sync
     cursors = _cursors(sync, len(runs))
     bound = [(plan, _bind(plan, parameters)) for plan, parameters in runs]
     results: list[LeanResult] = []
@@ -219,18 +244,19 @@ def run_together(
     try:
         _pipeline(sync)
         for at, (plan, values) in enumerate(bound):
-            _announce(sync, cursors[at], plan, values)
+            if lane.announce:
+                _announce(sync, cursors[at], plan, values)
             cursors[at].execute(plan.sql, values)
-    except sync.dialect.loaded_dbapi.Error as error:
+    except lane.error as error:
         _settle(sync, error)
         raise _error(bound[at][0].sql, bound[at][1], error, sync) from error
     try:
         _settle(sync)
-    except sync.dialect.loaded_dbapi.Error as error:
+    except lane.error as error:
         raise _error(_TOGETHER, None, error, sync) from error
     for (plan, _), cursor in zip(bound, cursors, strict=False):
         raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
-        results.append(_result(plan, cursor, raw, sync.dialect))
+        results.append(_result(plan, cursor, raw, lane))
     return results
 
 
@@ -242,16 +268,16 @@ class Answer:
     """What a statement sent ahead with `keep` returned, once it is in: asked for before
     that, the connection settles first (one round trip)."""
 
-    __slots__ = ("_cursor", "_plan", "_result", "_sync")
+    __slots__ = ("_cursor", "_lane", "_plan", "_result")
 
     def __init__(
-        self, plan: Plan, cursor: Any, sync: Connection, result: LeanResult | None = None
+        self, plan: Plan, cursor: Any, lane: Lane, result: LeanResult | None = None
     ) -> None:
-        self._plan, self._cursor, self._sync, self._result = plan, cursor, sync, result
+        self._plan, self._cursor, self._lane, self._result = plan, cursor, lane, result
 
     def result(self) -> LeanResult:
         if self._result is None:
-            settle(self._sync)
+            settle(self._lane.sync)
         if self._result is None:
             raise RuntimeError("the statement's unit of work failed before its answer came")
         return self._result
@@ -259,11 +285,11 @@ class Answer:
     def _take(self) -> None:
         plan, cursor = self._plan, self._cursor
         raw = cursor.fetchall() if plan.row is not None or plan.returns_key else []
-        self._result = _result(plan, cursor, raw, self._sync.dialect)
+        self._result = _result(plan, cursor, raw, self._lane)
 
 
 def send(
-    plan: Plan, parameters: Mapping[str, Any] | None, sync: Connection, *, keep: bool = False
+    plan: Plan, parameters: Mapping[str, Any] | None, lane: Lane, *, keep: bool = False
 ) -> Answer | None:
     """Run a statement without waiting for it. On PostgreSQL it goes into the pipeline
     (psycopg's pipeline mode) and the connection moves on: the next statement that does
@@ -271,25 +297,27 @@ def send(
     the end of the unit of work: `settle`) takes it to the server in the same round trip,
     and raises its error, if it failed. SQLite runs it at once. With `keep`, what it
     returns is kept (its `Answer`); otherwise nobody reads it."""
-    if sync.dialect.name != "postgresql":
-        done = run(plan, parameters, sync)
-        return Answer(plan, None, sync, done) if keep else None
+    if not lane.postgres:
+        done = run(plan, parameters, lane)
+        return Answer(plan, None, lane, done) if keep else None
+    sync = lane.sync
     values = _bind(plan, parameters)
-    info = _info(sync)
+    info = lane.info
     answer = None
     if keep:
         kept: list[Answer] = info.setdefault(_KEPT, [])
         cursor = _pooled(sync, _KEPT_CURSORS, len(kept) + 1)[len(kept)]
-        answer = Answer(plan, cursor, sync)
+        answer = Answer(plan, cursor, lane)
     else:
         cursor = info.get(_SEND_CURSOR)
         if cursor is None:
             cursor = info[_SEND_CURSOR] = _new_cursor(sync)
     try:
         _pipeline(sync)
-        _announce(sync, cursor, plan, values)
+        if lane.announce:
+            _announce(sync, cursor, plan, values)
         cursor.execute(plan.sql, values)  # unkept: its result replaces the last one's
-    except sync.dialect.loaded_dbapi.Error as error:
+    except lane.error as error:
         _settle(sync, error)
         raise _error(plan.sql, values, error, sync) from error
     if answer is not None:
@@ -359,20 +387,17 @@ def _bind(plan: Plan, parameters: Mapping[str, Any] | None) -> Sequence[Any] | d
 def _announce(
     sync: Connection, cursor: Any, plan: Plan, values: Sequence[Any] | dict[str, Any]
 ) -> None:
-    # Two attributes first, as SQLAlchemy checks for events itself (the dispatch lookup
-    # costs 0.8 µs); SQLite's store has events (BEGIN IMMEDIATE), not this one, as a rule.
-    events = sync._has_events or sync.engine._has_events
-    if events and sync.dispatch.before_cursor_execute:  # someone counts statements (the bench)
-        sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
+    """Tell those who listen for statements (`Lane.announce`) of this one."""
+    sync.dispatch.before_cursor_execute(sync, cursor, plan.sql, values, None, False)
 
 
-def _result(plan: Plan, cursor: Any, raw: list[Any], dialect: Dialect) -> LeanResult:
+def _result(plan: Plan, cursor: Any, raw: list[Any], lane: Lane) -> LeanResult:
     if plan.returns_key:
         return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
     rows: list[Any] = []
     if plan.row is not None:
         make = plan.row._make  # type: ignore[attr-defined]  # a namedtuple's
-        reading = _readers(plan, cursor, dialect)
+        reading = _readers(plan, cursor, lane.dialect)
         if not reading:
             rows = [make(r) for r in raw]
         else:
@@ -381,7 +406,7 @@ def _result(plan: Plan, cursor: Any, raw: list[Any], dialect: Dialect) -> LeanRe
                 for i, read in reading:
                     values[i] = read(values[i])
                 rows.append(make(values))
-    key = (cursor.lastrowid,) if dialect.name == "sqlite" else None
+    key = None if lane.postgres else (cursor.lastrowid,)
     return LeanResult(rows, cursor.rowcount, key)
 
 
