@@ -43,7 +43,15 @@ def test_the_text_written_and_the_value_read_are_sqlalchemys(moment: datetime) -
 
 
 @pytest.mark.parametrize(
-    "text", ["2026-03-02 09:30:00", "2026-03-02T09:30:00+02:00", "2026-03-02", None]
+    # the last but one is as long as our own text, with a zone of its own
+    "text",
+    [
+        "2026-03-02 09:30:00",
+        "2026-03-02T09:30:00+02:00",
+        "2026-03-02",
+        "2026-03-02T09:30:00.1+0200",
+        None,
+    ],
 )
 def test_text_written_otherwise_reads_as_sqlalchemy_reads_it(text: str | None) -> None:
     assert ours("result")(text) == sqlalchemys("result")(text)
