@@ -134,7 +134,9 @@ async def deliver(
         conv.id,
         since=since,
         transcript_limit=TRANSCRIPT_WINDOW,
-        promises_limit=PROMISES_LIMIT,
+        # Promises are made on a delivered conversation, with the token its delivery
+        # carries: one opened in this unit, not yet committed, has none.
+        promises_limit=0 if conv.id in unit.opened else PROMISES_LIMIT,
     )
     cust, idents, recent = stored.customer, stored.identities, stored.recent
     others = []

@@ -396,16 +396,18 @@ def _result(plan: Plan, cursor: Any, raw: list[Any], lane: Lane) -> LeanResult:
         return LeanResult([], cursor.rowcount, tuple(raw[0]) if raw else None)
     rows: list[Any] = []
     if plan.row is not None:
-        make = plan.row._make  # type: ignore[attr-defined]  # a namedtuple's
+        # The row type's own tuple, made as `_make` makes it, without its call (the driver
+        # gives every row the statement's columns).
+        row, make = plan.row, tuple.__new__
         reading = _readers(plan, cursor, lane.dialect)
         if not reading:
-            rows = [make(r) for r in raw]
+            rows = [make(row, r) for r in raw]
         else:
             for r in raw:
                 values = list(r)
                 for i, read in reading:
                     values[i] = read(values[i])
-                rows.append(make(values))
+                rows.append(make(row, values))
     key = None if lane.postgres else (cursor.lastrowid,)
     return LeanResult(rows, cursor.rowcount, key)
 

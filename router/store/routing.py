@@ -450,30 +450,30 @@ async def delivery_reads(
     promises_limit: int,
 ) -> DeliveryReads:
     """A delivery's reads, run together: one round trip on PostgreSQL instead of six (see
-    `execute_together`); each is the query of the function of its name."""
+    `execute_together`); each is the query of the function of its name. With
+    `promises_limit` 0 the promises are not read (a conversation the unit opened has none)."""
     customer_id_param = {"b_id": customer_id}
-    found = await execute_together(
-        conn,
-        [
-            (_customer(conn), customer_id_param),
-            (_customer_identities(conn), customer_id_param),
-            (
-                _recent_conversations(conn),
-                _recent_params(customer_id, since, conversation_id, RECENT_LIMIT),
-            ),
-            (_transcript(conn), {"b_id": conversation_id, "b_limit": transcript_limit}),
-            (_pending_suggestions(conn), customer_id_param),
-            (_promises(conn), {"b_id": conversation_id, "b_limit": promises_limit}),
-        ],
-    )
-    customer_rows, identity_rows, recent, transcript_rows, suggestions, promise_rows = found
+    reads = [
+        (_customer(conn), customer_id_param),
+        (_customer_identities(conn), customer_id_param),
+        (
+            _recent_conversations(conn),
+            _recent_params(customer_id, since, conversation_id, RECENT_LIMIT),
+        ),
+        (_transcript(conn), {"b_id": conversation_id, "b_limit": transcript_limit}),
+        (_pending_suggestions(conn), customer_id_param),
+    ]
+    if promises_limit:
+        reads.append((_promises(conn), {"b_id": conversation_id, "b_limit": promises_limit}))
+    found = await execute_together(conn, reads)
+    customer_rows, identity_rows, recent, transcript_rows, suggestions = found[:5]
     return DeliveryReads(
         customer=customer_rows.one(),
         identities=list(identity_rows.all()),
         recent=list(recent.all()),
         transcript=list(reversed(transcript_rows.all())),
         suggestions=list(suggestions.all()),
-        promises=list(reversed(promise_rows.all())),
+        promises=list(reversed(found[5].all())) if promises_limit else [],
     )
 
 

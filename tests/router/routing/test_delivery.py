@@ -238,3 +238,27 @@ async def test_the_summary_is_in_the_agents_language_with_times_in_their_zone(
         assert line in text, (line, text)
     assert not RAW_TIMESTAMP.search(text), text  # the ISO times stay in the context
     assert sent["sla_due"] and sent["context"]["conversation"]["sla_due_at"]
+
+
+async def test_a_conversation_opened_in_its_unit_has_its_promises_not_asked_for(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Promises are made with the token a delivery carries, so a conversation that the
+    record's own unit opened has none: its first delivery does not read them. A later
+    delivery of the conversation does."""
+    from router.store import routing as stored
+
+    asked: list[str] = []
+    real = stored._promises
+
+    def counted(conn: Any) -> Any:
+        asked.append("promises")
+        return real(conn)
+
+    monkeypatch.setattr(stored, "_promises", counted)
+    await run.step(**mail("eva@shop.test", "<a@x>", "My invoice is wrong"))
+    assert len(run.out(".agent.mail")) == 1
+    assert asked == []
+    await run.step(**mail("eva@shop.test", "<a@x>", "Any news?", message_id="<b@x>"))
+    assert len(run.out(".agent.mail")) == 2
+    assert asked == ["promises"]
