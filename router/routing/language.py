@@ -69,7 +69,7 @@ class FastTextDetector:
     def scores(self, text: str) -> dict[str, float]:
         """The model's likeliest languages and their probabilities; empty for a short text."""
         cleaned = _clean(text)
-        if sum(c.isalpha() for c in cleaned) < self._min_letters:
+        if not _has_letters(cleaned, self._min_letters):
             return {}
         if cleaned.isupper():
             cleaned = cleaned.lower()  # the model takes shouting for another language
@@ -94,6 +94,18 @@ class FastTextDetector:
         if best_score < self._min_score or best_score < self._min_ratio * runner_up:
             return None
         return best
+
+
+def _has_letters(text: str, count: int) -> bool:
+    """Whether `text` has at least `count` letters (counted until there are enough)."""
+    if count <= 0:
+        return True
+    for c in text:
+        if c.isalpha():
+            count -= 1
+            if count == 0:
+                return True
+    return False
 
 
 def _clean(text: str) -> str:

@@ -54,3 +54,12 @@ def test_never_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_primary() -> None:
     assert primary("pt-BR") == "pt"
     assert primary("EN") == "en"
+
+
+def test_a_text_needs_min_letters_letters_to_be_read() -> None:
+    # Digits, spaces and punctuation are not letters; letters of any script are.
+    detector = FastTextDetector(min_letters=8)
+    assert detector.scores("abc 1234 defg !!") == {}  # 7 letters
+    assert detector.scores("abc 1234 defgh !!") != {}  # 8
+    assert detector.scores("пример 12 да") != {}  # 8, Cyrillic
+    assert FastTextDetector(min_letters=0).scores("12 34") != {}
