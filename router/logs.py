@@ -211,7 +211,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
     if kind in _PLAIN_TYPES:  # most values of a line: nothing to read in them
         return value
     if kind is str or isinstance(value, str):
-        return _scrubbed_short(value) if len(value) <= _SHORT else _scrubbed(value)
+        return redact_text(value)
     if depth > 8:  # deeper than any event we write: not worth reading, so not shown
         return REDACTED
     # `type(...) is` first: an ABC's isinstance costs more than the rest of a plain value.
@@ -225,7 +225,7 @@ def _redact(value: Any, depth: int = 0) -> Any:
 def _redact_fields(fields: Mapping[Any, Any], depth: int, own: frozenset[str] = frozenset()) -> Any:
     """Each field redacted by its key's rule; `own` keys (the line's level, time) kept.
     A line has about ten fields, most a number or a short repeated text: those are done
-    here, not in a call each (the calls were half of a line's redaction)."""
+    here, not through `_redact` (a call each was half of a line's redaction)."""
     out = {}
     for key, value in fields.items():
         if key in own:
@@ -238,8 +238,8 @@ def _redact_fields(fields: Mapping[Any, Any], depth: int, own: frozenset[str] = 
         kind = type(value)
         if kind in _PLAIN_TYPES:
             out[key] = value
-        elif kind is str and len(value) <= _SHORT:
-            out[key] = _scrubbed_short(value)
+        elif kind is str:
+            out[key] = redact_text(value)
         else:
             out[key] = _redact(value, depth + 1)
     return out

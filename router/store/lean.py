@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections import namedtuple
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +44,9 @@ Processor = Callable[[Any], Any] | None
 _BUILT: set[int] = set()  # ids of statements `built` made (it keeps them alive)
 _DRIVERS = {("sqlite", "pysqlite"), ("postgresql", "psycopg")}
 _PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
-Reading = tuple[tuple[int, Callable[[Any], Any]], ...]  # a column's place, its processor
-_READERS: dict[int, Reading] = {}  # by id of a plan (plans are kept)
+# The processors a statement's values or columns have, by place (those without one skipped).
+ByPlace = tuple[tuple[int, Callable[[Any], Any]], ...]
+_READERS: dict[int, ByPlace] = {}  # by id of a plan (plans are kept)
 _CURSOR = "omnirouter_lean_cursor"
 _CURSORS = "omnirouter_lean_cursors"  # for statements run together
 _SEND_CURSOR = "omnirouter_lean_send_cursor"  # for statements sent ahead (`send`)
@@ -65,14 +66,13 @@ class Plan:
     sql: str
     names: tuple[str, ...]  # bind names (positional: in the order of the SQL's `?`)
     positional: bool  # values as a tuple (`?`), else as a dict (`%(name)s`)
-    binders: tuple[Processor, ...]
     # Where each bind's value comes from, in `names`' order: the caller's parameter of that
     # key, a Python-side default to call (`updated_at`), or the value the statement holds.
     sources: tuple[tuple[int, Any], ...]
     # The values in `names`' order when every one is the caller's (most statements): one
     # call, not a step per value.
     gather: Callable[[Mapping[str, Any]], list[Any]] | None
-    binding: tuple[tuple[int, Callable[[Any], Any]], ...]  # the binders there are, by place
+    binding: ByPlace
     row: type[tuple[Any, ...]] | None  # None: the statement returns no rows
     columns: tuple[Column[Any], ...]  # what it returns
     returns_key: bool  # an INSERT whose RETURNING is only its primary key (PostgreSQL)
@@ -108,7 +108,7 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
             return None
         defaults[column.key] = made
     names = tuple(compiled.positiontup or compiled.bind_names.values())
-    binders = tuple(_binder(compiled.binds[name].type, dialect) for name in names)
+    binders = [_binder(compiled.binds[name].type, dialect) for name in names]
     sources: list[tuple[int, Any]] = []
     for name in names:
         bind = compiled.binds[name]
@@ -134,10 +134,9 @@ def _make(statement: Executable, keys: tuple[str, ...], dialect: Dialect) -> Pla
         compiled.string,
         names,
         positional,
-        binders,
         tuple(sources),
         _gathering(sources),
-        tuple((i, bind) for i, bind in enumerate(binders) if bind is not None),
+        _by_place(binders),
         row,
         tuple(columns),
         bool(key),
@@ -455,21 +454,22 @@ def _error(
     )
 
 
-def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> Reading:
+def _readers(plan: Plan, cursor: Any, dialect: Dialect) -> ByPlace:
     """The result processors of `plan`'s columns there are, by place, made at its first run:
     some (psycopg's numbers) depend on the type the server says it sent, as in SQLAlchemy's
     own results."""
     try:
         return _READERS[id(plan)]
     except KeyError:
-        readers = [
+        made = _READERS[id(plan)] = _by_place(
             column.type.dialect_impl(dialect).result_processor(dialect, described[1])
             for column, described in zip(plan.columns, cursor.description, strict=True)
-        ]
-        made = _READERS[id(plan)] = tuple(
-            (i, read) for i, read in enumerate(readers) if read is not None
         )
         return made
+
+
+def _by_place(processors: Iterable[Processor]) -> ByPlace:
+    return tuple((i, process) for i, process in enumerate(processors) if process is not None)
 
 
 class LeanResult:

@@ -76,11 +76,11 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         def write(value: Any) -> Any:
             if value is None:
                 return None
-            if type(value) is datetime and value.tzinfo is UTC:  # most: text less "+00:00"
-                return value.isoformat(" ", "microseconds")[:-6]
-            if not isinstance(value, datetime) or value.utcoffset() is None:
-                return slow(value)  # refused, or not a datetime: as SQLAlchemy does it
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            if type(value) is not datetime or value.tzinfo is not UTC:  # most are UTC
+                if not isinstance(value, datetime) or value.utcoffset() is None:
+                    return slow(value)  # refused, or not a datetime: as SQLAlchemy does it
+                value = value.astimezone(UTC)
+            return value.isoformat(" ", "microseconds")[:-6]  # less its zone, "+00:00"
 
         return write
 
