@@ -290,7 +290,7 @@ async def _import_row(conn: Any, row: CustomerRow, now: datetime, report: Import
         current = await db.customer(conn, customer_id)
         changed = {k: v for k, v in values.items() if getattr(current, k) != v}
     else:
-        customer_id = await db.create_customer(conn, row.name, now)
+        customer_id = (await db.create_customer(conn, row.name, now)).id
         changed = values
     linked = suggested = 0
     for ident, owner in owners.items():

@@ -397,9 +397,7 @@ async def link(
         said += " (it belongs to another customer: suggested, not merged)"
     await remember(ctx, unit, env, conv, said)
     if owner is None:
-        await db.add_identity(
-            unit.conn, ident.kind, ident.value, conv.customer_id, f"agent:{agent_id}", unit.now
-        )
+        await unit.add_identity(ident.kind, ident.value, conv.customer_id, f"agent:{agent_id}")
         unit.decide(
             "link",
             conversation_id=conv.id,
@@ -407,14 +405,8 @@ async def link(
             reason={"identity": ident.kind, "source": f"agent {agent_id}"},
         )
     elif owner != conv.customer_id:
-        await db.suggest_link(
-            unit.conn,
-            ident.kind,
-            ident.value,
-            owner,
-            conv.customer_id,
-            f"agent:{agent_id}",
-            unit.now,
+        await unit.suggest_link(
+            ident.kind, ident.value, owner, conv.customer_id, f"agent:{agent_id}"
         )
         unit.decide(
             "suggest_link",

@@ -129,10 +129,10 @@ async def _thread_of(
 ) -> tuple[Any, bool]:
     """The conversation in the thread of `number` on `channel`, opened (or reopened) for
     the callback; whether it was resolved until now."""
-    conn, now = unit.conn, unit.now
+    conn = unit.conn
     owner = await db.identity_owner(conn, PHONE, number)
     if owner is None:
-        owner = await db.add_identity(conn, PHONE, number, conv.customer_id, "stated", now)
+        owner = await unit.add_identity(PHONE, number, conv.customer_id, "stated")
     target = await db.conversation_by_thread(conn, channel, number)
     if target is None:
         target = await open_conversation(ctx, unit, channel, number, owner)
@@ -372,7 +372,7 @@ async def _tell_elsewhere(ctx: Routing, unit: Unit, conv: Any, attempts: int) ->
     other = next((o for o in others if _elsewhere(ctx, conv, o)), None)
     if other is None:
         return None
-    cust = await db.customer(unit.conn, conv.customer_id)
+    cust = await unit.customer(conv.customer_id)
     fields = {
         "customer_name": cust.display_name or "",
         "conversation_ref": other.ref or "",

@@ -52,6 +52,29 @@ class Decision:
         }
 
 
+@dataclass(slots=True)
+class Created:
+    """A customer a unit created, and what it wrote of them. Nobody else sees them before
+    the unit commits, so this is all the store holds of them: a delivery reads none of it
+    again (`known`). Every write of theirs in the unit goes through the unit's methods."""
+
+    row: Any  # as written (`db.Customer`)
+    identities: list[db.IdentityRow] = field(default_factory=list)
+    conversations: list[str] = field(default_factory=list)
+    suggested: bool = False  # a link suggestion names them: read those
+
+    def known(self, conversation_id: str) -> db.Known:
+        """What a delivery of `conversation_id` would read of them."""
+        others = [c for c in self.conversations if c != conversation_id]
+        return db.Known(
+            customer=self.row,
+            # Two or more are read: their order is the database's collation's.
+            identities=self.identities if len(self.identities) < 2 else None,
+            suggestions=None if self.suggested else [],
+            recent=None if others else [],
+        )
+
+
 class Unit:
     """One record's unit of work: the connection, the clock, and what it decided."""
 
@@ -68,6 +91,8 @@ class Unit:
         # Customers and conversations this unit created. Nobody else sees them before it
         # commits, so the store holds only what this unit wrote of them (`unassigned`).
         self.opened: set[str] = set()
+        # The customers it created, with what it wrote of them (see `Created`).
+        self.created: dict[str, Created] = {}
         self.assigned = False  # an assignment started in this unit (`start_assignment`)
 
     async def incident(
@@ -83,6 +108,45 @@ class Unit:
             self.conn, kind, conversation_id, customer_id, cause, details, self.now
         )
         self.incidents.append(kind)
+
+    async def create_customer(self, name: str | None) -> str:
+        row = await db.create_customer(self.conn, name, self.now)
+        self.created[row.id] = Created(row)
+        return row.id
+
+    async def customer(self, customer_id: str) -> Any:
+        """The customer's row: as this unit wrote it, or read."""
+        created = self.created.get(customer_id)
+        return created.row if created is not None else await db.customer(self.conn, customer_id)
+
+    async def set_customer_language(self, customer_id: str, language: str) -> None:
+        await db.set_customer_language(self.conn, customer_id, language, self.now)
+        created = self.created.get(customer_id)
+        if created is not None:
+            created.row = created.row._replace(language=language, updated_at=self.now)
+
+    async def add_identity(self, kind: str, value: str, customer_id: str, source: str) -> str:
+        """Link an identity to a customer unless it is linked already; its owner."""
+        owner = await db.add_identity(self.conn, kind, value, customer_id, source, self.now)
+        created = self.created.get(owner)
+        if created is not None:
+            created.identities.append(db.IdentityRow(kind, value, source))
+        return owner
+
+    async def suggest_link(
+        self, kind: str, value: str, current: str, proposed: str, source: str
+    ) -> bool:
+        """Suggest to agents that an identity of `current` is `proposed`'s; False: already."""
+        for customer_id in (current, proposed):
+            if customer_id in self.created:
+                self.created[customer_id].suggested = True
+        return await db.suggest_link(self.conn, kind, value, current, proposed, source, self.now)
+
+    def opened_conversation(self, conversation_id: str, customer_id: str) -> None:
+        self.opened.add(conversation_id)
+        created = self.created.get(customer_id)
+        if created is not None:
+            created.conversations.append(conversation_id)
 
     def decide(self, action: str, **kw: Any) -> None:
         self.decisions.append(Decision(input=self.input_id, action=action, **kw))

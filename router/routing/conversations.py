@@ -36,5 +36,5 @@ async def open_conversation(
             "thread_meta": thread_meta or {},
         },
     )
-    unit.opened.add(conv.id)
+    unit.opened_conversation(conv.id, customer_id)
     return conv

@@ -128,6 +128,7 @@ async def deliver(
         return False
     conn = unit.conn
     since = unit.now - timedelta(days=ctx.config.routing.context_days)
+    created = unit.created.get(conv.customer_id)
     stored = await db.delivery_reads(
         conn,
         conv.customer_id,
@@ -137,6 +138,7 @@ async def deliver(
         # Promises are made on a delivered conversation, with the token its delivery
         # carries: one opened in this unit, not yet committed, has none.
         promises_limit=0 if conv.id in unit.opened else PROMISES_LIMIT,
+        known=created.known(conv.id) if created is not None else None,
     )
     cust, idents, recent = stored.customer, stored.identities, stored.recent
     others = []

@@ -36,7 +36,7 @@ async def resolve_customer(
     two customers that both exist already are never merged: a conflicting
     link becomes a suggestion for agents.
     """
-    conn, now = unit.conn, unit.now
+    conn = unit.conn
     stated = [
         (s, await db.identity_owner(conn, s.kind, s.value))
         for s in ctx.stated_identities(env)
@@ -53,18 +53,18 @@ async def resolve_customer(
                     "source": "sender stated an identity of a known customer",
                 },
             )
-            owner = await db.add_identity(conn, ident.kind, ident.value, owner, "auto", now)
+            owner = await unit.add_identity(ident.kind, ident.value, owner, "auto")
         else:
-            created = await db.create_customer(conn, env.sender.name, now)
-            owner = await db.add_identity(conn, ident.kind, ident.value, created, "auto", now)
+            created = await unit.create_customer(env.sender.name)
+            owner = await unit.add_identity(ident.kind, ident.value, created, "auto")
             if owner == created:  # not a sender another router process linked meanwhile
                 unit.opened.add(owner)
     for s, current in stated:
         if current is None:
-            await db.add_identity(conn, s.kind, s.value, owner, "stated", now)
+            await unit.add_identity(s.kind, s.value, owner, "stated")
             unit.decide("link", reason={"identity": s.kind, "source": "stated by the customer"})
-        elif current != owner and await db.suggest_link(
-            conn, s.kind, s.value, current, owner, "stated", now
+        elif current != owner and await unit.suggest_link(
+            s.kind, s.value, current, owner, "stated"
         ):
             unit.decide(
                 "suggest_link",
@@ -246,7 +246,7 @@ async def classify_and_route(
     ctx: Routing, unit: Unit, conv: Any, env: Envelope, customer_id: str
 ) -> None:
     conn, now = unit.conn, unit.now
-    cust = await db.customer(conn, customer_id)
+    cust = await unit.customer(customer_id)
     facts = CustomerFacts(tier=cust.tier, tags=frozenset(cust.tags or ()), language=cust.language)
     result = classify(
         env,
@@ -257,7 +257,7 @@ async def classify_and_route(
         hours=ctx.config.business_hours,
     )
     if result.language and result.language != cust.language:
-        await db.set_customer_language(conn, customer_id, result.language)
+        await unit.set_customer_language(customer_id, result.language)
     level = PRIORITY_LEVELS[result.priority]
     due = sla_due(ctx, conv.channel, conv.channel_type, result.priority, now)
     window_start = now - ctx.config.routing.last_agent_window

@@ -200,7 +200,7 @@ async def broken(ctx: Routing, unit: Unit, conv: Any, row: Any) -> None:
 
 async def tell_customer(ctx: Routing, unit: Unit, conv: Any, row: Any) -> None:
     """ "We promised X by Y; we are still on it", in the customer's language."""
-    cust = await db.customer(unit.conn, conv.customer_id)
+    cust = await unit.customer(conv.customer_id)
     default = ctx.config.routing.default_language
     name = ctx.config.routing.promises.broken_template
     wanted = conv.language or cust.language or default

@@ -243,7 +243,7 @@ async def sla_warning(ctx: Routing, unit: Unit, conv: Any) -> None:
         return
     sla = ctx.config.sla
     if sla.warning_template and sla.warning_template in ctx.config.templates:
-        cust = await db.customer(unit.conn, conv.customer_id)
+        cust = await unit.customer(conv.customer_id)
         used, text = customer_text(
             ctx, conv, cust.display_name or "", sla.warning_template, unit.now, conv.sla_due_at
         )
@@ -297,7 +297,7 @@ async def follow_up(ctx: Routing, unit: Unit, conv: Any, env: Envelope) -> None:
     if conv.status != "resolved" or template is None or template not in ctx.config.templates:
         return
     agent = ctx.agents.get(str(env.meta.get("payload", {}).get("agent", "")))
-    cust = await db.customer(unit.conn, conv.customer_id)
+    cust = await unit.customer(conv.customer_id)
     used, text = render(
         ctx.config.templates,
         template,

@@ -96,7 +96,7 @@ async def tell(ctx: Routing, unit: Unit, conv: Any) -> None:
 
 
 async def _message(ctx: Routing, unit: Unit, conv: Any) -> dict[str, Any]:
-    cust = await db.customer(unit.conn, conv.customer_id)
+    cust = await unit.customer(conv.customer_id)
     default = ctx.config.routing.default_language
     language = conv.language or default
     due = conv.sla_due_at if conv.sla_due_at and conv.sla_due_at > unit.now else None

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -119,21 +119,31 @@ def _create_customer(_: str) -> sa.Insert:
     return customers.insert()
 
 
-async def create_customer(conn: Conn, name: str | None, now: datetime) -> str:
-    cid = new_id()
-    await send(
-        conn,
-        _create_customer(conn),
-        {
-            "id": cid,
-            "display_name": name,
-            "tier": "standard",
-            "tags": [],
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    return cid
+class Customer(NamedTuple):
+    """A customer's row (the columns of `customers`), as a new one is written."""
+
+    id: str
+    display_name: str | None
+    tier: str
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    language: str | None
+
+
+class IdentityRow(NamedTuple):
+    """An identity as a customer's identities are read (`_customer_identities`)."""
+
+    kind: str
+    value: str
+    source: str
+
+
+async def create_customer(conn: Conn, name: str | None, now: datetime) -> Customer:
+    """A new customer; their row as written, which is what the store holds of them."""
+    row = Customer(new_id(), name, "standard", [], now, now, None)
+    await send(conn, _create_customer(conn), row._asdict())
+    return row
 
 
 @built
@@ -233,8 +243,9 @@ def _update_customer(_: str) -> sa.Update:
     return customers.update().where(customers.c.id == sa.bindparam("b_id"))
 
 
-async def set_customer_language(conn: Conn, customer_id: str, language: str) -> None:
-    await send(conn, _update_customer(conn), {"b_id": customer_id, "language": language})
+async def set_customer_language(conn: Conn, customer_id: str, language: str, now: datetime) -> None:
+    values = {"b_id": customer_id, "language": language, "updated_at": now}
+    await send(conn, _update_customer(conn), values)
 
 
 # --- conversations and messages --------------------------------------------------------
@@ -440,6 +451,17 @@ class DeliveryReads:
     promises: list[Row]  # the latest, oldest first
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What a delivery's caller knows the store holds, having written all of it in this
+    transaction (a customer it created): not read again. None: read it."""
+
+    customer: Row
+    identities: list[Row] | None
+    suggestions: list[Row] | None
+    recent: list[Row] | None
+
+
 async def delivery_reads(
     conn: Conn,
     customer_id: str,
@@ -448,32 +470,40 @@ async def delivery_reads(
     since: datetime,
     transcript_limit: int,
     promises_limit: int,
+    known: Known | None = None,
 ) -> DeliveryReads:
     """A delivery's reads, run together: one round trip on PostgreSQL instead of six (see
     `execute_together`); each is the query of the function of its name. With
-    `promises_limit` 0 the promises are not read (a conversation the unit opened has none)."""
+    `promises_limit` 0 the promises are not read (a conversation the unit opened has none);
+    what is `known` is not read either."""
     customer_id_param = {"b_id": customer_id}
-    reads = [
-        (_customer(conn), customer_id_param),
-        (_customer_identities(conn), customer_id_param),
-        (
-            _recent_conversations(conn),
-            _recent_params(customer_id, since, conversation_id, RECENT_LIMIT),
-        ),
-        (_transcript(conn), {"b_id": conversation_id, "b_limit": transcript_limit}),
-        (_pending_suggestions(conn), customer_id_param),
-    ]
+    reads: dict[str, tuple[Any, Mapping[str, Any]]] = {
+        "transcript": (_transcript(conn), {"b_id": conversation_id, "b_limit": transcript_limit})
+    }
+    if known is None:
+        reads["customer"] = (_customer(conn), customer_id_param)
+    if getattr(known, "identities", None) is None:
+        reads["identities"] = (_customer_identities(conn), customer_id_param)
+    if getattr(known, "recent", None) is None:
+        params = _recent_params(customer_id, since, conversation_id, RECENT_LIMIT)
+        reads["recent"] = (_recent_conversations(conn), params)
+    if getattr(known, "suggestions", None) is None:
+        reads["suggestions"] = (_pending_suggestions(conn), customer_id_param)
     if promises_limit:
-        reads.append((_promises(conn), {"b_id": conversation_id, "b_limit": promises_limit}))
-    found = await execute_together(conn, reads)
-    customer_rows, identity_rows, recent, transcript_rows, suggestions = found[:5]
+        reads["promises"] = (_promises(conn), {"b_id": conversation_id, "b_limit": promises_limit})
+    found = dict(zip(reads, await execute_together(conn, list(reads.values())), strict=True))
+
+    def rows(name: str) -> list[Row]:
+        given = getattr(known, name, None)  # None: read (nothing is known)
+        return list(found[name].all()) if given is None else list(given)
+
     return DeliveryReads(
-        customer=customer_rows.one(),
-        identities=list(identity_rows.all()),
-        recent=list(recent.all()),
-        transcript=list(reversed(transcript_rows.all())),
-        suggestions=list(suggestions.all()),
-        promises=list(reversed(found[5].all())) if promises_limit else [],
+        customer=found["customer"].one() if known is None else known.customer,
+        identities=rows("identities"),
+        recent=rows("recent"),
+        transcript=list(reversed(found["transcript"].all())),
+        suggestions=rows("suggestions"),
+        promises=list(reversed(found["promises"].all())) if promises_limit else [],
     )
 
 

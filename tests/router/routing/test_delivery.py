@@ -4,14 +4,20 @@ conversation whose agent left the config reaches another agent."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from router.config import load_config
 from router.config.people import BusinessHoursConfig
 from router.envelope import Attachment, encode
 from router.routing.delivery import PREVIEW_CHARS, RECORD_SHARE, TEXT_LIMIT, TRANSCRIPT_WINDOW
-from tests.router.routing.scenarios import Run, at, mail
+from router.simulate import Simulation
+from router.store import open_store
+from tests.router.routing.scenarios import CONFIG, T0, Run, at, mail
 
 
 def deliveries(run: Run) -> list[tuple[bytes, dict[str, Any]]]:
@@ -262,3 +268,92 @@ async def test_a_conversation_opened_in_its_unit_has_its_promises_not_asked_for(
     await run.step(**mail("eva@shop.test", "<a@x>", "Any news?", message_id="<b@x>"))
     assert len(run.out(".agent.mail")) == 2
     assert asked == ["promises"]
+
+
+async def _new_customers(where: Path, monkeypatch: pytest.MonkeyPatch, *, knowing: bool) -> Any:
+    """The deliveries of new customers' first messages, and the reads they asked for."""
+    from router.routing import context
+    from router.store import routing as stored
+
+    asked: list[str] = []
+    for name in (
+        "_customer",
+        "_customer_identities",
+        "_recent_conversations",
+        "_pending_suggestions",
+    ):
+        real = getattr(stored, name)
+
+        def counted(conn: Any, real: Any = real, name: str = name) -> Any:
+            asked.append(name)
+            return real(conn)
+
+        monkeypatch.setattr(stored, name, counted)
+    if not knowing:  # what the store holds of them is read, as of a customer seen before
+        monkeypatch.setattr(context.Created, "known", lambda self, conversation_id: None)
+    store = await open_store(f"sqlite:///{where / 'store.sqlite3'}")
+    try:
+        sim = Simulation(load_config(CONFIG, env={}), store)
+        await sim.start(datetime.fromisoformat(T0))
+        sim.engine.ctx.signing_key = b"the same key for both runs"
+        run = Run(sim, [])
+        steps = [
+            mail("eva@shop.test", "<a@x>", "My invoice is wrong"),  # one identity
+            mail("max@shop.test", "<b@x>", "Refund please"),
+            # A new visitor stating an email nobody has: two identities, read back.
+            {
+                "channel": "chat",
+                "from": "v-1",
+                "thread": "s1",
+                "text": "hello",
+                "identities": [{"kind": "email", "value": "zoe@shop.test"}],
+            },
+            # One stating the emails of two customers: a new one (the emails stay theirs),
+            # with link suggestions.
+            {
+                "channel": "chat",
+                "from": "v-2",
+                "thread": "s2",
+                "text": "hi",
+                "identities": [
+                    {"kind": "email", "value": "eva@shop.test"},
+                    {"kind": "email", "value": "max@shop.test"},
+                ],
+            },
+        ]
+        seen = []
+        with stored.seeded_ids("the same ids for both runs"):
+            for i, event in enumerate(steps):
+                before = len(asked)
+                await run.step(at=at(i), **event)
+                seen.append(asked[before:])
+        return [encode(e) for t, e in sim.published if ".agent." in t], seen
+    finally:
+        await store.close()
+        monkeypatch.undo()
+
+
+async def test_a_new_customer_is_not_read_back_and_their_delivery_is_as_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer the record itself created has in the store only what it wrote: their
+    first delivery does not read their row, identities, other conversations or link
+    suggestions again, and is byte for byte the delivery that reading them gives. Two
+    identities are read (their order is the database's); suggestions naming them too."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    known, asked = await _new_customers(tmp_path / "a", monkeypatch, knowing=True)
+    read, asked_reading = await _new_customers(tmp_path / "b", monkeypatch, knowing=False)
+    assert len(known) == 4 and known == read
+    everything = [
+        "_customer",
+        "_customer_identities",
+        "_recent_conversations",
+        "_pending_suggestions",
+    ]
+    assert asked_reading == [everything] * 4
+    assert asked[:2] == [[], []]  # one identity each: nothing read
+    assert asked[2] == ["_customer_identities"]
+    assert asked[3] == ["_pending_suggestions"]  # the emails stay their owners'
+    suggestions = orjson.loads(known[3])["delivery"]["context"]["customer"]
+    assert len(suggestions["link_suggestions"]) == 2

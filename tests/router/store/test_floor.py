@@ -16,7 +16,7 @@ async def test_queues_agents_load_and_unsent_outputs(store: Store) -> None:
         await db.ensure_agents(conn, {"ana": "available", "ben": "away", "gone": "available"}, NOW)
         assert await db.take_capacity(conn, "ana", "email", 5, NOW)
         assert await db.take_capacity(conn, "ana", "email", 5, NOW)
-        customer = await db.create_customer(conn, "Ana", NOW)
+        customer = (await db.create_customer(conn, "Ana", NOW)).id
 
         async def waiting(thread: str, queue: str | None, minutes: int, due: int | None) -> None:
             await db.create_conversation(

@@ -40,7 +40,7 @@ def plain(value: Any) -> Any:
 
 async def steps(conn: Conn) -> dict[str, Any]:
     await db.ensure_agents(conn, {"ana": "available"}, T0)
-    cid = await db.create_customer(conn, "Eve", T0)
+    cid = (await db.create_customer(conn, "Eve", T0)).id
     owner = await db.add_identity(conn, "email", "eve@example.com", cid, "message", T0)
     again = await db.add_identity(conn, "email", "eve@example.com", "someone-else", "x", T0)
     conv = await db.create_conversation(
@@ -59,7 +59,7 @@ async def steps(conn: Conn) -> dict[str, Any]:
         },
     )
     changed = await db.update_conversation(conn, conv.id, queue="billing", sla_due_at=T0)
-    await db.set_customer_language(conn, cid, "es")
+    await db.set_customer_language(conn, cid, "es", T0)
     taken = await db.take_capacity(conn, "ana", "email", 1, T0)
     full = await db.take_capacity(conn, "ana", "email", 1, T0)
     await db.start_assignment(conn, conv.id, "ana", {"why": "skills"}, T0)
@@ -151,11 +151,18 @@ async def test_lean_and_sqlalchemy_give_the_same_results(
 
 async def test_python_side_defaults_are_filled_in(store: Store) -> None:
     await store.work(story)
+
+    async def relabel(conn: Conn) -> None:
+        [cid] = (await conn.execute(sa.select(customers.c.id))).scalars().all()
+        await send(conn, db._update_customer(conn), {"b_id": cid, "language": "fr"})
+
+    await store.work(relabel)
     async with store.transaction(readonly=True) as conn:
         [customer] = (await conn.execute(sa.select(customers))).all()
-    # `updated_at` has an onupdate default: the lean UPDATE sets it as SQLAlchemy would.
+    # `updated_at` has an onupdate default, and the UPDATE gave none: the lean UPDATE sets
+    # it as SQLAlchemy would.
     assert customer.updated_at > T0 + timedelta(days=30)
-    assert (customer.language, customer.tags) == ("es", [])
+    assert (customer.language, customer.tags) == ("fr", [])
 
 
 async def test_a_driver_error_is_a_store_error_without_its_values(store: Store) -> None:
@@ -252,7 +259,7 @@ async def test_a_held_conversation_changed_reads_as_the_store_keeps_it(store: St
     }
 
     async def unit(conn: Conn) -> tuple[Any, Any]:
-        cid = await db.create_customer(conn, "Eve", T0)
+        cid = (await db.create_customer(conn, "Eve", T0)).id
         await db.create_conversation(conn, {**values, "customer_id": cid})
         held = await db.conversation_by_thread(conn, "mail", "t1")
         changed = await db.change_held_conversation(

@@ -69,8 +69,8 @@ async def test_concurrent_takes_never_pass_capacity(store: Store) -> None:
 
 async def test_an_identity_keeps_its_first_owner(store: Store) -> None:
     async with store.transaction() as conn:
-        first = await db.create_customer(conn, "Ana", NOW)
-        second = await db.create_customer(conn, "Someone", NOW)
+        first = (await db.create_customer(conn, "Ana", NOW)).id
+        second = (await db.create_customer(conn, "Someone", NOW)).id
         assert await db.add_identity(conn, "email", "ana@example.com", first, "auto", NOW) == first
         assert await db.add_identity(conn, "email", "ana@example.com", second, "auto", NOW) == first
         assert await db.identity_owner(conn, "email", "ana@example.com") == first
@@ -78,7 +78,7 @@ async def test_an_identity_keeps_its_first_owner(store: Store) -> None:
 
 async def mail_conversations(conn: AsyncConnection, n: int) -> list[Any]:
     """`n` new conversations of one new customer, on threads t0, t1, ..."""
-    customer = await db.create_customer(conn, None, NOW)
+    customer = (await db.create_customer(conn, None, NOW)).id
     values = {"channel": "mail", "channel_type": "email", "customer_id": customer}
     return [
         await db.create_conversation(
