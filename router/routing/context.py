@@ -59,7 +59,8 @@ class Created:
     again (`known`). Every write of theirs in the unit goes through the unit's methods."""
 
     row: Any  # as written (`db.Customer`)
-    identities: list[db.IdentityRow] = field(default_factory=list)
+    # By (kind, value), the identity's key: the first link of one is the one kept.
+    identities: dict[tuple[str, str], db.IdentityRow] = field(default_factory=dict)
     conversations: list[str] = field(default_factory=list)
     suggested: bool = False  # a link suggestion names them: read those
 
@@ -69,7 +70,7 @@ class Created:
         return db.Known(
             customer=self.row,
             # Two or more are read: their order is the database's collation's.
-            identities=self.identities if len(self.identities) < 2 else None,
+            identities=list(self.identities.values()) if len(self.identities) < 2 else None,
             suggestions=None if self.suggested else [],
             recent=None if others else [],
         )
@@ -128,9 +129,9 @@ class Unit:
     async def add_identity(self, kind: str, value: str, customer_id: str, source: str) -> str:
         """Link an identity to a customer unless it is linked already; its owner."""
         owner = await db.add_identity(self.conn, kind, value, customer_id, source, self.now)
-        created = self.created.get(owner)
-        if created is not None:
-            created.identities.append(db.IdentityRow(kind, value, source))
+        created = self.created.get(customer_id)
+        if created is not None and owner == customer_id:  # linked to them, now or before
+            created.identities.setdefault((kind, value), db.IdentityRow(kind, value, source))
         return owner
 
     async def suggest_link(
