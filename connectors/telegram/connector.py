@@ -444,8 +444,10 @@ class TelegramConnector:
         if chat_id is None or message_id is None:
             return None
         key = f"{CARD_PREFIX}{chat_id}:{message_id}"
-        token = await self._checkpoints.get_checkpoint(self.name, key)
+        # Taken before the read: a write that ends while the read runs has dropped its
+        # event by the time the read answers (not found), and must still be waited for.
         storing = self._storing.get(chat_id)
+        token = await self._checkpoints.get_checkpoint(self.name, key)
         if token is None and storing is not None:
             # The card is in the chat before its token is stored: a quick agent's
             # press or reply waits for that write rather than finding no card.

@@ -244,6 +244,46 @@ async def test_a_press_on_a_card_whose_token_is_being_stored_waits_for_it(
     assert isinstance(item, Incoming) and item.envelope.meta["token"] == TOKEN
 
 
+async def test_a_reply_whose_card_token_is_stored_during_the_lookup_finds_it(
+    api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The lookup reads before the write commits, and answers after the write has ended
+    # (and dropped its event): the reply must still find its card, not ask which one.
+    async with wired(api, tmp_path) as w:
+        looked_up, written = asyncio.Event(), asyncio.Event()
+        get, put = w.checkpoints.get_checkpoint, w.checkpoints.set_checkpoint
+
+        async def stale(name: str, key: str) -> str | None:
+            value = await get(name, key)
+            if key.startswith("card:") and not looked_up.is_set():
+                looked_up.set()
+                await written.wait()  # the answer read before the write arrives after it
+            return value
+
+        async def after_the_read(name: str, key: str, value: str) -> None:
+            if key.startswith("card:"):
+                await looked_up.wait()
+            await put(name, key, value)
+            if key.startswith("card:"):
+                written.set()
+
+        monkeypatch.setattr(w.checkpoints, "get_checkpoint", stale)
+        monkeypatch.setattr(w.checkpoints, "set_checkpoint", after_the_read)
+        await w.connector.start()
+        sending = asyncio.create_task(w.connector.send(delivery()))
+        try:
+            await eventually(lambda: len(api.to(AGENT_USER)) == 1, WAIT)
+            [card] = api.to(AGENT_USER)
+            answered = {"message_id": card.message_id, "date": 0, "chat": {"id": AGENT_USER}}
+            api.add_update(message(api, AGENT_USER, "Here to help", reply_to_message=answered))
+            [item] = await items_until(w, api, 1)
+            assert (await sending).status == "sent"
+        finally:
+            sending.cancel()
+    assert isinstance(item, Incoming) and item.envelope.meta["token"] == TOKEN
+    assert len(api.to(AGENT_USER)) == 1  # no "which conversation?" in the agent's chat
+
+
 def keyboards(api: FakeBotApi) -> list[list[str]]:
     """The callback data of each keyboard the card was changed to, in order."""
     out = []
