@@ -108,6 +108,7 @@ from router.bus.base import Record, Topics  # noqa: E402
 from router.config import Config, parse_config  # noqa: E402
 from router.connector import load_registry  # noqa: E402
 from router.consume import ConsumeLoop, Part  # noqa: E402
+from router.daemon import settle_heap  # noqa: E402
 from router.envelope import Envelope, Sender, encode, envelope_id  # noqa: E402
 from router.inbound import BACKLOG_CHUNK, CHUNK, InboundProcessor  # noqa: E402
 from router.logs import setup_logging  # noqa: E402
@@ -1007,6 +1008,7 @@ async def router_e2e(
             after_batch=after_batch,
             handle_batch=handle_batch,
         )
+        settle_heap()  # as the daemon does once ready
         task = asyncio.create_task(loop.run())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(done.wait(), limit_s)
@@ -1395,6 +1397,7 @@ async def open_loop_step(
             after_batch=processor.after_batch,
             handle_batch=processor.handle_batch,
         )
+        settle_heap()  # as the daemon does once ready
         task = asyncio.create_task(loop.run())
         try:
             params = load_params(args, bootstrap, topics, rate)

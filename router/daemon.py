@@ -14,6 +14,7 @@ the daemon could not start (a supervisor should start it again).
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import ssl
 from collections.abc import Awaitable, Callable, Collection, Sequence
@@ -93,6 +94,16 @@ def open_bus(config: Config) -> Bus:
         )
     path = Path(bus.embedded.path)
     return EmbeddedBus(path, partitions=bus.partitions, max_record_bytes=bus.max_record_bytes)
+
+
+def settle_heap() -> None:
+    """Collect the start-up garbage, then leave what is left (config, models, the language
+    model, the agents' board) out of every later collection. Without it a full collection
+    walks those 200,000-odd objects each time, about 120 ms with the process held; after,
+    it walks only what the work itself keeps. Once per process: the frozen objects are
+    never collected, so a process that starts many daemons (the tests) must not."""
+    gc.collect()
+    gc.freeze()
 
 
 class Daemon:
@@ -224,7 +235,8 @@ class Daemon:
         """Run until stopped; `EXIT_STOPPED` after a requested stop, `EXIT_FAILED` when a
         component failed or start-up did. A config this build cannot run raises
         `ConfigError` (the command line exits 2), an HTTP address it cannot take
-        `ListenError` (one line, exit 1)."""
+        `ListenError` (one line, exit 1). A run that owns the process's signals (the
+        command line's) also freezes its start-up heap once ready (see `settle_heap`)."""
         loop = asyncio.get_running_loop()
         if install_signals:
             loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -234,6 +246,8 @@ class Daemon:
             await self._start_all()
             self._ready = True
             log.info("daemon ready", bus=self.config.bus.backend, store=self.store_backend)
+            if install_signals:
+                settle_heap()
             await self._stop.wait()
         except (ConfigError, ListenError):
             raise  # the command line says what to fix, in one line or a list

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import secrets
+from collections import namedtuple
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -29,6 +30,7 @@ from router.store.schema import (
     agent_load,
     agents,
     assignments,
+    checkpoints,
     conversations,
     customers,
     identities,
@@ -282,21 +284,65 @@ async def arrival_reads(
     thread_key: str,
 ) -> Arrival:
     """`identity_owner` of the `sender` (kind, value), the checkpoint `alias` (name,
-    key) and `conversation_by_thread`, read together: one round trip on PostgreSQL."""
-    owner, alias_of, by_thread = await execute_together(
-        conn,
-        [
-            (_identity_owner(conn), {"b_kind": sender[0], "b_value": sender[1]}),
-            (checkpoint_query(conn), {"b_name": alias[0], "b_key": alias[1]}),
-            (_conversation_by_thread(conn), {"b_channel": channel, "b_thread": thread_key}),
-        ],
-    )
-    found, target = owner.scalar(), alias_of.scalar()
+    key) and `conversation_by_thread`, read together: one round trip on PostgreSQL, one
+    statement on SQLite (where a statement costs its wrapping more than its reading)."""
+    if conn.dialect.name == "sqlite":
+        params = {
+            "b_kind": sender[0],
+            "b_value": sender[1],
+            "b_name": alias[0],
+            "b_key": alias[1],
+            "b_channel": channel,
+            "b_thread": thread_key,
+        }
+        row = (await conn.execute(_arrival(conn), params)).first()
+        assert row is not None  # the join keeps its one row when the thread has none
+        found, target, thread = row[0], row[1], row[2:]
+        by_thread = None if thread[_CONVERSATION_ID] is None else _Conversation._make(thread)
+    else:
+        owner, alias_of, read = await execute_together(
+            conn,
+            [
+                (_identity_owner(conn), {"b_kind": sender[0], "b_value": sender[1]}),
+                (checkpoint_query(conn), {"b_name": alias[0], "b_key": alias[1]}),
+                (_conversation_by_thread(conn), {"b_channel": channel, "b_thread": thread_key}),
+            ],
+        )
+        found, target, by_thread = owner.scalar(), alias_of.scalar(), read.first()
     return Arrival(
         owner=None if found is None else str(found),
         alias_of=None if target is None else str(target),
-        by_thread=by_thread.first(),
+        by_thread=by_thread,
     )
+
+
+# A conversation's row as `sa.select(conversations)` gives it, for the arrival's own.
+_Conversation: Any = namedtuple("Row", [c.key for c in conversations.c], rename=True)  # type: ignore[misc]
+_CONVERSATION_ID = [c.key for c in conversations.c].index("id")
+
+
+@built
+def _arrival(_: str) -> sa.Select[Any]:
+    """SQLite: the three arrival reads as one statement. The sender's owner and the alias
+    are scalar subqueries beside the thread's conversation, which is joined to a one-row
+    table so the row is there (its columns NULL) when the thread has no conversation."""
+    owner = sa.select(identities.c.customer_id).where(
+        identities.c.kind == sa.bindparam("b_kind"), identities.c.value == sa.bindparam("b_value")
+    )
+    one = sa.select(sa.literal_column("1").label("one")).subquery("one")
+    thread = sa.and_(
+        conversations.c.channel == sa.bindparam("b_channel"),
+        conversations.c.thread_key == sa.bindparam("b_thread"),
+    )
+    alias = sa.select(checkpoints.c.value).where(
+        checkpoints.c.connector == sa.bindparam("b_name"),
+        checkpoints.c.key == sa.bindparam("b_key"),
+    )
+    return sa.select(
+        owner.scalar_subquery().label("owner"),
+        alias.scalar_subquery().label("alias_of"),
+        *conversations.c,
+    ).select_from(one.outerjoin(conversations, thread))
 
 
 @built

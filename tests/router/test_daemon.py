@@ -611,3 +611,42 @@ async def test_only_the_router_names_no_channel_and_does_not_warn(tmp_path: Path
         "log_level": "info",
     } in logs
     assert not [e for e in logs if e["log_level"] == "warning"]
+
+
+@pytest.mark.parametrize("owns_process", [True, False])
+async def test_the_start_up_heap_is_frozen_only_by_a_run_that_owns_the_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owns_process: bool
+) -> None:
+    # The command line's run (its signals) freezes the heap once ready; a run inside a
+    # process that starts many (the tests') must not, or nothing of theirs is collected.
+    import router.daemon as daemon_module
+
+    settled: list[bool] = []
+    monkeypatch.setattr(daemon_module, "settle_heap", lambda: settled.append(True))
+    reg = Registry()
+    cfg = parse_config(config_text(tmp_path), registry=reg.specs)
+    daemon = Daemon(cfg, registry=reg.specs)
+    task = asyncio.create_task(daemon.run(install_signals=owns_process))
+    try:
+        await eventually(lambda: daemon._ready or task.done())
+        assert daemon._ready
+        assert settled == ([True] if owns_process else [])
+    finally:
+        daemon.request_stop()
+        assert await task == 0
+
+
+def test_settle_heap_leaves_the_live_objects_out_of_later_collections() -> None:
+    # In its own process: frozen objects are never collected again.
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from router.daemon import settle_heap; before = len(gc.get_objects());"
+        " settle_heap(); print(gc.get_freeze_count() >= before // 2, len(gc.get_objects()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split()
+    assert out[0] == "True"  # the import's objects are frozen...
+    assert int(out[1]) < 100  # ...and no longer walked by a collection
