@@ -100,8 +100,9 @@ def settle_heap() -> None:
     """Collect the start-up garbage, then leave what is left (config, models, the language
     model, the agents' board) out of every later collection. Without it a full collection
     walks those 200,000-odd objects each time, about 120 ms with the process held; after,
-    it walks only what the work itself keeps. Once per process: the frozen objects are
-    never collected, so a process that starts many daemons (the tests) must not."""
+    it walks only what the work itself keeps. Frozen objects are still freed when their
+    last reference goes (a reload's old config), but a cycle among them never is: once per
+    process, so a process that starts many daemons (the tests) must not."""
     gc.collect()
     gc.freeze()
 
