@@ -30,7 +30,6 @@ from router.store.schema import (
     agent_load,
     agents,
     assignments,
-    checkpoints,
     conversations,
     customers,
     identities,
@@ -45,7 +44,7 @@ from router.store.schema import (
 )
 from router.store.statements import built
 from router.store.statements import insert as dialect_insert
-from router.store.store import checkpoint_query
+from router.store.store import checkpoint_query, checkpoint_select
 
 # A result row (SQLAlchemy 2.1 types rows by their column tuple; these vary by query).
 Row = Any
@@ -104,11 +103,15 @@ def _locked_on(dialect: str, stmt: sa.Select[Any]) -> sa.Select[Any]:
 # --- customers and identities ---------------------------------------------------------
 
 
-@built
-def _identity_owner(_: str) -> sa.Select[Any]:
+def _identity_owner_select() -> sa.Select[Any]:
     return sa.select(identities.c.customer_id).where(
         identities.c.kind == sa.bindparam("b_kind"), identities.c.value == sa.bindparam("b_value")
     )
+
+
+@built
+def _identity_owner(_: str) -> sa.Select[Any]:
+    return _identity_owner_select()
 
 
 async def identity_owner(conn: Conn, kind: str, value: str) -> str | None:
@@ -253,13 +256,17 @@ async def set_customer_language(conn: Conn, customer_id: str, language: str, now
 # --- conversations and messages --------------------------------------------------------
 
 
-@built
-def _conversation_by_thread(dialect: str) -> sa.Select[Any]:
-    stmt = sa.select(conversations).where(
+def _in_thread() -> sa.ColumnElement[bool]:
+    """The conversation of the thread `b_channel`, `b_thread`."""
+    return sa.and_(
         conversations.c.channel == sa.bindparam("b_channel"),
         conversations.c.thread_key == sa.bindparam("b_thread"),
     )
-    return _locked_on(dialect, stmt)
+
+
+@built
+def _conversation_by_thread(dialect: str) -> sa.Select[Any]:
+    return _locked_on(dialect, sa.select(conversations).where(_in_thread()))
 
 
 async def conversation_by_thread(conn: Conn, channel: str, thread_key: str) -> Row | None:
@@ -318,7 +325,7 @@ async def arrival_reads(
 
 # A conversation's row as `sa.select(conversations)` gives it, for the arrival's own.
 _Conversation: Any = namedtuple("Row", [c.key for c in conversations.c], rename=True)  # type: ignore[misc]
-_CONVERSATION_ID = [c.key for c in conversations.c].index("id")
+_CONVERSATION_ID = _Conversation._fields.index("id")
 
 
 @built
@@ -326,23 +333,12 @@ def _arrival(_: str) -> sa.Select[Any]:
     """SQLite: the three arrival reads as one statement. The sender's owner and the alias
     are scalar subqueries beside the thread's conversation, which is joined to a one-row
     table so the row is there (its columns NULL) when the thread has no conversation."""
-    owner = sa.select(identities.c.customer_id).where(
-        identities.c.kind == sa.bindparam("b_kind"), identities.c.value == sa.bindparam("b_value")
-    )
     one = sa.select(sa.literal_column("1").label("one")).subquery("one")
-    thread = sa.and_(
-        conversations.c.channel == sa.bindparam("b_channel"),
-        conversations.c.thread_key == sa.bindparam("b_thread"),
-    )
-    alias = sa.select(checkpoints.c.value).where(
-        checkpoints.c.connector == sa.bindparam("b_name"),
-        checkpoints.c.key == sa.bindparam("b_key"),
-    )
     return sa.select(
-        owner.scalar_subquery().label("owner"),
-        alias.scalar_subquery().label("alias_of"),
+        _identity_owner_select().scalar_subquery().label("owner"),
+        checkpoint_select().scalar_subquery().label("alias_of"),
         *conversations.c,
-    ).select_from(one.outerjoin(conversations, thread))
+    ).select_from(one.outerjoin(conversations, _in_thread()))
 
 
 @built

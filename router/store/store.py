@@ -498,12 +498,17 @@ def _mark_processed(dialect: str) -> Any:
     )
 
 
-@built
-def checkpoint_query(_: str) -> Any:
-    """A saved checkpoint's value (`b_name`, `b_key`)."""
+def checkpoint_select() -> Any:
+    """A saved checkpoint's value (`b_name`, `b_key`), for statements built on it."""
     return select(checkpoints.c.value).where(
         checkpoints.c.connector == sa_bind("b_name"), checkpoints.c.key == sa_bind("b_key")
     )
+
+
+@built
+def checkpoint_query(_: str) -> Any:
+    """A saved checkpoint's value (`b_name`, `b_key`)."""
+    return checkpoint_select()
 
 
 def _create_engine(url: StoreURL, lock_timeout: float) -> AsyncEngine:
