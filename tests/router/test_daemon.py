@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import subprocess
+import sys
 import urllib.request
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -15,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 import structlog.testing
 
+import router.daemon as daemon_module
 from router.bus import EmbeddedBus
 from router.config import parse_config
 from router.connector import DONE, Connector, Services, load_registry
@@ -619,8 +622,6 @@ async def test_the_start_up_heap_is_frozen_only_by_a_run_that_owns_the_process(
 ) -> None:
     # The command line's run (its signals) freezes the heap once ready; a run inside a
     # process that starts many (the tests') must not, or nothing of theirs is collected.
-    import router.daemon as daemon_module
-
     settled: list[bool] = []
     monkeypatch.setattr(daemon_module, "settle_heap", lambda: settled.append(True))
     reg = Registry()
@@ -638,9 +639,6 @@ async def test_the_start_up_heap_is_frozen_only_by_a_run_that_owns_the_process(
 
 def test_settle_heap_leaves_the_live_objects_out_of_later_collections() -> None:
     # In its own process: frozen objects are never collected again.
-    import subprocess
-    import sys
-
     code = (
         "import gc; from router.daemon import settle_heap; before = len(gc.get_objects());"
         " settle_heap(); print(gc.get_freeze_count() >= before // 2, len(gc.get_objects()))"

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -212,6 +213,25 @@ async def test_buttons_are_commands_for_the_cards_conversation(
     assert answers[0] == "Accept: sent" and "/transfer" in answers[1]
 
 
+async def answered_while_sent(
+    w: Wired, api: FakeBotApi, answer: Callable[[int], dict[str, Any]]
+) -> Incoming | Rejected:
+    """Start the connector and send a card; once it is in the agent's chat, the agent's
+    `answer(card message id)` comes in while the send may still be storing its token. The
+    item it gives; the send must have succeeded."""
+    await w.connector.start()
+    sending = asyncio.create_task(w.connector.send(delivery()))
+    try:
+        await eventually(lambda: len(api.to(AGENT_USER)) == 1, WAIT)
+        [card] = api.to(AGENT_USER)
+        api.add_update(answer(card.message_id))
+        [item] = await items_until(w, api, 1)
+        assert (await sending).status == "sent"
+    finally:
+        sending.cancel()
+    return item
+
+
 async def test_a_press_on_a_card_whose_token_is_being_stored_waits_for_it(
     api: FakeBotApi, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,16 +251,9 @@ async def test_a_press_on_a_card_whose_token_is_being_stored_waits_for_it(
 
         monkeypatch.setattr(w.checkpoints, "get_checkpoint", looking)
         monkeypatch.setattr(w.checkpoints, "set_checkpoint", slow)
-        await w.connector.start()
-        sending = asyncio.create_task(w.connector.send(delivery()))
-        try:
-            await eventually(lambda: len(api.to(AGENT_USER)) == 1, WAIT)
-            [card] = api.to(AGENT_USER)
-            api.add_update(press(api, AGENT_USER, card.message_id, "accept"))
-            [item] = await items_until(w, api, 1)
-            assert (await sending).status == "sent"
-        finally:
-            sending.cancel()
+        item = await answered_while_sent(
+            w, api, lambda card_id: press(api, AGENT_USER, card_id, "accept")
+        )
     assert isinstance(item, Incoming) and item.envelope.meta["token"] == TOKEN
 
 
@@ -269,17 +282,12 @@ async def test_a_reply_whose_card_token_is_stored_during_the_lookup_finds_it(
 
         monkeypatch.setattr(w.checkpoints, "get_checkpoint", stale)
         monkeypatch.setattr(w.checkpoints, "set_checkpoint", after_the_read)
-        await w.connector.start()
-        sending = asyncio.create_task(w.connector.send(delivery()))
-        try:
-            await eventually(lambda: len(api.to(AGENT_USER)) == 1, WAIT)
-            [card] = api.to(AGENT_USER)
-            answered = {"message_id": card.message_id, "date": 0, "chat": {"id": AGENT_USER}}
-            api.add_update(message(api, AGENT_USER, "Here to help", reply_to_message=answered))
-            [item] = await items_until(w, api, 1)
-            assert (await sending).status == "sent"
-        finally:
-            sending.cancel()
+
+        def reply(card_id: int) -> dict[str, Any]:
+            answered = {"message_id": card_id, "date": 0, "chat": {"id": AGENT_USER}}
+            return message(api, AGENT_USER, "Here to help", reply_to_message=answered)
+
+        item = await answered_while_sent(w, api, reply)
     assert isinstance(item, Incoming) and item.envelope.meta["token"] == TOKEN
     assert len(api.to(AGENT_USER)) == 1  # no "which conversation?" in the agent's chat
 
