@@ -51,6 +51,8 @@ Row = Any
 RECENT_LIMIT = 20  # other conversations a delivery shows, at most
 # Conversation references customers quote: no 0/O or 1/I to misread.
 _REF_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+REF_LENGTH = 7
+_REFS = len(_REF_ALPHABET) ** REF_LENGTH  # references there are
 
 
 # Where new customer and conversation ids and references come from: random in the
@@ -69,8 +71,15 @@ def new_ref() -> str:
     draw = _draw.get()
     if draw is not None:
         digest = bytes.fromhex(draw("ref"))
-        return "".join(_REF_ALPHABET[b % len(_REF_ALPHABET)] for b in digest[:7])
-    return "".join(secrets.choice(_REF_ALPHABET) for _ in range(7))
+        return "".join(_REF_ALPHABET[b % len(_REF_ALPHABET)] for b in digest[:REF_LENGTH])
+    # One draw for the whole reference, read as its digits in the alphabet's base (each
+    # `secrets.choice` would be a draw of its own from the system's random source).
+    number = secrets.randbelow(_REFS)
+    symbols = []
+    for _ in range(REF_LENGTH):
+        number, at = divmod(number, len(_REF_ALPHABET))
+        symbols.append(_REF_ALPHABET[at])
+    return "".join(symbols)
 
 
 @contextmanager

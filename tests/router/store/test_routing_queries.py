@@ -96,6 +96,17 @@ async def test_new_conversations_get_distinct_references(store: Store) -> None:
     assert rows[0].status == "open" and rows[0].opened_at == NOW
 
 
+def test_a_reference_uses_every_symbol_in_every_place() -> None:
+    """A reference is drawn at once and read as digits: each place must still take every
+    symbol of the alphabet (a wrong base or shift would leave some out, or repeat one)."""
+    refs = [db.new_ref() for _ in range(4000)]
+    alphabet = set("23456789ABCDEFGHJKLMNPQRSTUVWXYZ")
+    assert all(len(ref) == db.REF_LENGTH and set(ref) <= alphabet for ref in refs)
+    for place in range(db.REF_LENGTH):
+        assert {ref[place] for ref in refs} == alphabet
+    assert len(set(refs)) == len(refs)
+
+
 async def test_last_texts_gives_each_conversations_newest_message(store: Store) -> None:
     async with store.transaction() as conn:
         convs = await mail_conversations(conn, 3)
