@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from typing import Any
 
 import structlog
 
@@ -101,7 +102,7 @@ class InboundProcessor:
             letter = DeadLetter.of_record(record, f"invalid envelope: {exc}")
             await dead_letter(self._bus, self._topics, letter)
             return
-        self._report(record, envelope, decisions, started)
+        self._report(log.bind(), record, envelope, decisions, started)
 
     def _refusal(self, envelope: Envelope) -> str | None:
         return refusal(self._engine.ctx, envelope)
@@ -144,9 +145,12 @@ class InboundProcessor:
                     yield run, False
                     break
                 done = len(decided)
+                # One logger for the part's lines: the module's lazy proxy makes a new one
+                # for every line, about 12 µs each, a third of what a decision's line costs.
+                reporting = log.bind()
                 for record, envelope, decisions in zip(run, envelopes, decided, strict=False):
                     try:
-                        self._report(record, envelope, decisions, started)
+                        self._report(reporting, record, envelope, decisions, started)
                     except Exception:  # committed already: a logging fault must not redo it
                         log.exception("could not report decisions", record_id=envelope.id)
                 self._publish(handover.written)
@@ -154,14 +158,20 @@ class InboundProcessor:
                 run, envelopes = run[done:], envelopes[done:]
 
     def _report(
-        self, record: Record, envelope: Envelope, decisions: list[Decision], started: float
+        self,
+        logger: Any,
+        record: Record,
+        envelope: Envelope,
+        decisions: list[Decision],
+        started: float,
     ) -> None:
-        """Log and count one envelope's decisions, once they are committed."""
+        """Log (with `logger`, bound from the module's) and count one envelope's decisions,
+        once they are committed."""
         self._metrics.messages_in.labels(channel=envelope.channel, kind=envelope.kind).inc()
         duplicate = any(d.action == "duplicate" for d in decisions)
         if duplicate:
             self._metrics.duplicates.inc()
-        log.info(
+        logger.info(
             "inbound record consumed",
             record_id=envelope.id,
             channel=envelope.channel,
@@ -185,7 +195,7 @@ class InboundProcessor:
                     decision.reason.get("owner"),
                     bool(decision.reason["first_contact"]),
                 )
-            log.info(
+            logger.info(
                 "routing decision",
                 record_id=envelope.id,
                 action=decision.action,
