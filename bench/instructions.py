@@ -10,6 +10,15 @@ message, without the start (imports, migrations) the two runs share. The
 baseline, measured the same way in the same run: one bare SQLite INSERT through
 `sqlite3`, so the engine's figure also reads as that many bare statements.
 
+`--traffic new` counts first messages only (each opens a conversation);
+`--traffic follow-ups` counts follow-ups only, on `--warm + --messages`
+conversations both runs open first. `--by-library` also says where a message's
+instructions ran, by the shared object that ran them (callgrind's own cost of
+each function, summed by its object): the Python interpreter (our code,
+SQLAlchemy's and the standard library's Python), SQLite with its `sqlite3`
+module, pydantic-core, fasttext, orjson, the C and C++ libraries, and the
+other compiled modules.
+
 Wall time under valgrind is about 50 times the usual; the four runs take 4-6
 minutes, two at a time. Counts repeat within about 0.5% (ids and times differ).
 """
@@ -28,8 +37,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,9 +50,27 @@ def _import_from(root: Path) -> None:
     sys.path[:0] = [str(root), str(root / "bench")]
 
 
-def route(count: int, batch: int) -> None:
-    """Route `count` messages of the end-to-end traffic through the engine, `batch` a unit."""
-    from routing import bench_config, quiet_logs, traffic
+TRAFFIC = ("mixed", "new", "follow-ups")
+
+
+def messages(kind: str, count: int, opened: int) -> list[Any]:
+    """What a run routes: `count` messages of the end-to-end traffic (`mixed`), `count`
+    first messages (`new`), or `opened` first messages and then `count` follow-ups on
+    those conversations (`follow-ups`)."""
+    from routing import follow_up, opening, traffic
+
+    if kind == "mixed":
+        return traffic(max(count, 1), 0.5, random.Random(5))[0]
+    if kind == "new":
+        return [opening(k, k)[1] for k in range(count)]
+    threads, firsts = zip(*(opening(k, k) for k in range(opened)), strict=True)
+    rng = random.Random(5)
+    return [*firsts, *(follow_up(rng.choice(threads), opened + i) for i in range(count))]
+
+
+def route(envelopes: list[Any], batch: int) -> None:
+    """Route `envelopes` through the engine, `batch` a unit."""
+    from routing import bench_config, quiet_logs
 
     from router.bus.base import Topics
     from router.routing.engine import Engine
@@ -52,7 +81,6 @@ def route(count: int, batch: int) -> None:
 
     async def run() -> None:
         quiet_logs()
-        envelopes, _ = traffic(max(count, 1), 0.5, random.Random(5))
         with tempfile.TemporaryDirectory() as where:
             url = f"sqlite:///{where}/store.sqlite3"
             store = await open_store(url)
@@ -63,7 +91,7 @@ def route(count: int, batch: int) -> None:
                 )
                 await engine.start(now())
                 done = 0
-                while done < count:
+                while done < len(envelopes):
                     done += len(await engine.handle_batch(envelopes[done : done + batch], now))
             finally:
                 await store.close()
@@ -84,33 +112,114 @@ def bare(count: int) -> None:
         db.close()
 
 
-def counted(kind: str, count: int, batch: int, root: Path) -> int:
+@dataclass
+class Counted:
+    """What callgrind counted for one run: all instructions, and (with `by_library`)
+    each function's own instructions summed by the group of its shared object."""
+
+    total: int
+    by_library: dict[str, int]
+
+
+def counted(kind: str, count: int, args: argparse.Namespace) -> Counted:
     """Instructions callgrind counts for this script routing (or inserting) `count`."""
-    command = [
-        "valgrind",
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--child",
-        kind,
-        "--batch",
-        str(batch),
-        "--root",
-        str(root),
-        str(count),
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
-    if done.returncode != 0 or found is None:
-        raise SystemExit(f"callgrind run failed ({done.returncode}): {done.stderr[-2000:]}")
-    return int(found.group(1))
+    with tempfile.TemporaryDirectory() as where:
+        split = args.by_library and kind == "route"
+        out = f"{where}/callgrind.out" if split else "/dev/null"
+        command = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--child",
+            kind,
+            "--traffic",
+            args.traffic,
+            "--opened",
+            str(args.warm + args.messages),
+            "--batch",
+            str(args.batch),
+            "--root",
+            str(args.root),
+            str(count),
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        found = re.search(r"Collected\s*:\s*(\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            raise SystemExit(f"callgrind run failed ({done.returncode}): {done.stderr[-2000:]}")
+        total = int(found.group(1))
+        return Counted(total, by_library(Path(out), total) if split else {})
 
 
-def per_item(kind: str, warm: int, more: int, batch: int, root: Path) -> float:
+# The groups `--by-library` reports, by what their shared objects' paths contain (the
+# first that matches); anything else is "other compiled modules".
+LIBRARIES = (
+    ("Python interpreter", ("/bin/python", "/libpython")),
+    ("SQLite and sqlite3", ("libsqlite3", "/_sqlite3.")),
+    ("pydantic-core", ("pydantic_core",)),
+    ("fasttext", ("fasttext",)),
+    ("orjson", ("orjson",)),
+    (
+        "C and C++ libraries",
+        ("/libc.", "/libm.", "/ld-linux", "/libstdc++", "/libgcc_s", "/libpthread", "vgpreload"),
+    ),
+)
+OTHER = "other compiled modules"
+
+
+def library(path: str) -> str:
+    for name, marks in LIBRARIES:
+        if any(mark in path for mark in marks):
+            return name
+    return OTHER
+
+
+def by_library(out: Path, total: int) -> dict[str, int]:
+    """Each function's own instructions in a callgrind output file, summed by library.
+
+    In the format, `ob=` names the object of the cost lines that follow (its path given
+    once, then its number), and the cost line after `calls=` is the call's inclusive
+    cost, already counted in the callee: it is skipped."""
+    names: dict[str, str] = {}
+    costs: dict[str, int] = {}
+    current = "???"
+    after_call = False
+    with out.open() as lines:
+        for line in lines:
+            head = line[:1]
+            if head.isdigit() or head in "+-*":
+                if after_call:
+                    after_call = False
+                    continue
+                parts = line.split()
+                if len(parts) > 1:
+                    group = library(current)
+                    costs[group] = costs.get(group, 0) + int(parts[1])
+            elif line.startswith(("ob=", "cob=")):
+                spec = line.split("=", 1)[1].strip()
+                number, _, path = spec.partition(" ")
+                if path:
+                    names[number] = path
+                if line.startswith("ob="):
+                    current = names.get(number, number) if number.startswith("(") else spec
+            elif line.startswith("calls="):
+                after_call = True
+    if sum(costs.values()) != total:  # a misread file: say so rather than print wrong shares
+        raise SystemExit(
+            f"{out}: {sum(costs.values()):,} instructions by library, {total:,} in all"
+        )
+    return costs
+
+
+def per_item(kind: str, warm: int, more: int, args: argparse.Namespace) -> Counted:
     with ThreadPoolExecutor(2) as pool:
-        low, high = pool.map(lambda n: counted(kind, n, batch, root), (warm, warm + more))
-    return (high - low) / more
+        low, high = pool.map(lambda n: counted(kind, n, args), (warm, warm + more))
+    groups = {
+        name: (high.by_library.get(name, 0) - low.by_library.get(name, 0)) / more
+        for name in {*low.by_library, *high.by_library}
+    }
+    return Counted(round((high.total - low.total) / more), {k: round(v) for k, v in groups.items()})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,13 +237,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="the checkout whose routing is counted (default: this one), e.g. a worktree"
         " of the version before, to compare",
     )
+    parser.add_argument(
+        "--traffic",
+        choices=TRAFFIC,
+        default="mixed",
+        help="what is counted: the end-to-end traffic (default), first messages only, or"
+        " follow-ups only",
+    )
+    parser.add_argument(
+        "--by-library",
+        action="store_true",
+        help="also say where a routed message's instructions ran, by library",
+    )
     parser.add_argument("--child", choices=["route", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--opened", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("count", type=int, nargs="?", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         _import_from(args.root.resolve())
     if args.child == "route":
-        route(args.count, args.batch)
+        route(messages(args.traffic, args.count, args.opened), args.batch)
         return 0
     if args.child == "bare":
         bare(args.count)
@@ -143,18 +265,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     statements = 20 * args.messages
+    counting = {
+        "mixed": "messages of the end-to-end traffic",
+        "new": "first messages (new conversations)",
+        "follow-ups": f"follow-ups (on {args.warm + args.messages:,} conversations opened first)",
+    }[args.traffic]
     print(
-        f"instructions counted by callgrind; {args.messages:,} messages after {args.warm:,},"
+        f"instructions counted by callgrind; {args.messages:,} {counting} after {args.warm:,},"
         f" units of {args.batch}; the routing of {args.root.resolve()};"
         f" load average {os.getloadavg()[0]:.2f}"
     )
-    base = per_item("bare", 20 * args.warm, statements, args.batch, args.root)
-    print(f"baseline: one bare SQLite INSERT through sqlite3      {base:>12,.0f}")
-    routed = per_item("route", args.warm, args.messages, args.batch, args.root)
+    base = per_item("bare", 20 * args.warm, statements, args).total
+    print(f"baseline: one bare SQLite INSERT through sqlite3      {base:>12,}")
+    routed = per_item("route", args.warm, args.messages, args)
     print(
-        f"one routed message (engine, SQLite store)            {routed:>12,.0f}"
-        f"   = {routed / base:,.0f} bare INSERTs"
+        f"one routed message (engine, SQLite store)            {routed.total:>12,}"
+        f"   = {routed.total / base:,.0f} bare INSERTs"
     )
+    if args.by_library:
+        print("  of which, by the library that ran them (each function's own instructions):")
+        for name, count in sorted(routed.by_library.items(), key=lambda kv: -kv[1]):
+            print(f"    {name:<28} {count:>12,}  {100 * count / routed.total:5.1f}%")
     return 0
 
 

@@ -729,20 +729,35 @@ def traffic(n: int, followups: float, rng: random.Random) -> tuple[list[Envelope
     """`n` customer messages: new conversations, and follow-ups on ones opened before them."""
     n_new = max(1, round(n * (1 - followups)))
     new_at = {0, *rng.sample(range(1, n), n_new - 1)} if n > 1 else {0}
-    convs: list[tuple[str, str, str, str]] = []
+    convs: list[Thread] = []
     out = []
     for i in range(n):
         if i in new_at:
-            k = len(convs)
-            subject, text = CORPUS[k % len(CORPUS)]
-            channel = list(CHANNELS)[k % len(CHANNELS)]
-            convs.append((channel, f"c{k}", f"t{k}", subject))
-            out.append(customer_message(channel, f"c{k}", f"t{k}", f"m{i}", text, subject or None))
+            thread, first = opening(len(convs), i)
+            convs.append(thread)
+            out.append(first)
         else:
-            channel, cust, thread, subject = rng.choice(convs)
-            text = f"Any news? I am still waiting (message {i})."
-            out.append(customer_message(channel, cust, thread, f"m{i}", text, subject or None))
+            out.append(follow_up(rng.choice(convs), i))
     return out, len(convs)
+
+
+# A conversation of the traffic: its channel, customer, thread and subject.
+Thread = tuple[str, str, str, str]
+
+
+def opening(k: int, i: int) -> tuple[Thread, Envelope]:
+    """The `k`-th conversation of the traffic, and its first message (the `i`-th)."""
+    subject, text = CORPUS[k % len(CORPUS)]
+    channel = list(CHANNELS)[k % len(CHANNELS)]
+    thread = (channel, f"c{k}", f"t{k}", subject)
+    return thread, customer_message(channel, f"c{k}", f"t{k}", f"m{i}", text, subject or None)
+
+
+def follow_up(thread: Thread, i: int) -> Envelope:
+    """A customer's follow-up (the `i`-th message) on a conversation opened before it."""
+    channel, cust, key, subject = thread
+    text = f"Any news? I am still waiting (message {i})."
+    return customer_message(channel, cust, key, f"m{i}", text, subject or None)
 
 
 @contextlib.contextmanager
