@@ -59,8 +59,9 @@ CONFIG_POLL_SECONDS = 2.0
 PRUNE_EVERY_TICKS = 300  # published outbox rows are pruned every few minutes
 LAG_EVERY_TICKS = 10
 FLOOR_EVERY_TICKS = 5  # queues, agents and the outbox, for the metrics: 4 grouped counts
-# Sections that are read once at start-up; a change to them needs a restart.
-RESTART_SECTIONS = ("bus", "store", "http", "channels")
+# Sections that are read once at start-up; a change to them needs a restart (logging is
+# set up before the daemon starts; the connectors take the blobs settings when made).
+RESTART_SECTIONS = ("bus", "store", "http", "logging", "blobs", "channels")
 EXIT_STOPPED = 0  # stopped on request (SIGTERM, SIGINT)
 EXIT_FAILED = 1  # a component failed, or start-up did: restart me
 

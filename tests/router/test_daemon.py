@@ -277,6 +277,25 @@ async def test_reload_swaps_valid_config_and_keeps_running_one_on_error(tmp_path
         assert daemon.metrics.config_reloads.labels(result="invalid")._value.get() == 1
 
 
+async def test_a_reload_says_which_start_up_sections_changed(tmp_path: Path) -> None:
+    """Logging and attachment storage are set up at start: a reload that changes them
+    says a restart applies them, as it does for the bus, store, listener and channels."""
+    reg = Registry()
+    path = tmp_path / "channels.yaml"
+    path.write_text(config_text(tmp_path))
+    async with running_chat(tmp_path, reg, config_path=path, watch_config=None) as daemon:
+        blobs = f'blobs: {{path: "{tmp_path}/blobs"}}'
+        assert blobs in config_text(tmp_path)
+        moved = config_text(tmp_path).replace(blobs, f'blobs: {{path: "{tmp_path}/moved"}}')
+        path.write_text(moved + "logging:\n  level: error\n")
+        assert await daemon.reload() is True
+        assert daemon.last_reload is not None
+        assert daemon.last_reload.detail == (
+            "logging changed: a restart applies it",
+            "blobs changed: a restart applies it",
+        )
+
+
 async def test_connectors_see_the_queues_of_the_running_config(tmp_path: Path) -> None:
     reg = Registry()
     path = tmp_path / "channels.yaml"
