@@ -148,9 +148,9 @@ class Reader:
             id=facts.call_id,
             direction=facts.direction,
             disposition=facts.disposition,  # type: ignore[arg-type]  # checked above
-            started_at=facts.started,
-            answered_at=facts.answered,
-            ended_at=facts.ended,
+            started_at=_utc(facts.started),
+            answered_at=_utc(facts.answered),
+            ended_at=_utc(facts.ended),
             duration=max(duration, 0),
             talk=max(talk, 0),
             wait=max(wait, 0),
@@ -169,7 +169,7 @@ class Reader:
             channel_type=TYPE,
             thread_key=number,
             sender=Sender(address=number, name=facts.customer_name or None, role="customer"),
-            sent_at=facts.ended or facts.started,
+            sent_at=_utc(facts.ended or facts.started),
             received_at=received_at,
             text=(facts.transcript or "")[:MAX_TEXT] or _summary(call),
             call=call,
@@ -464,6 +464,11 @@ def _row_hash(row: Mapping[str, str]) -> str:
     """A row without a uniqueid: its id from what identifies a call (stable across re-reads)."""
     key = "\x1f".join(row.get(c, "") for c in ("channel", "src", "dst", "start", "dstchannel"))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _utc(when: datetime | None) -> datetime | None:
+    """A call's moment as the bus carries it: in UTC, whatever zone the PBX wrote."""
+    return when.astimezone(UTC) if when is not None else None
 
 
 def _rfc2822(text: str) -> datetime | None:

@@ -160,6 +160,19 @@ def test_a_json_call_event():
     assert call.started_at == datetime(2026, 3, 10, 9, 0, tzinfo=UTC)  # no offset: the PBX's zone
 
 
+def test_a_call_s_moments_are_in_utc_on_the_bus():
+    """docs/phone.md: the times are in UTC on the bus, whatever offset or zone the PBX
+    wrote (the instant alone compares equal across zones: the encoded text is checked)."""
+    given = {**EVENT, "started_at": "2026-03-10T10:00:00+01:00", "ended_at": "2026-03-10T10:00:35"}
+    env = reader().event(orjson.dumps(given), NOW)
+    call = orjson.loads(encode(env))["call"]
+    assert (call["started_at"], call["ended_at"]) == (
+        "2026-03-10T09:00:00+00:00",
+        "2026-03-10T09:00:35+00:00",
+    )
+    assert orjson.loads(encode(env))["sent_at"] == "2026-03-10T09:00:35+00:00"
+
+
 def test_the_same_call_from_the_file_and_the_webhook_is_one_envelope():
     by_file = from_line(cdr_line(uniqueid="1741597200.7", disposition="NO ANSWER"))
     by_hook = reader().event(orjson.dumps({**EVENT, "call_id": "1741597200.7"}), NOW)
