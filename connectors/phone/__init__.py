@@ -32,6 +32,7 @@ spec = ConnectorSpec(
     identity_kind="phone",  # the caller's number
     default_region=_region,
     carries_callbacks=True,  # its thread is the customer's number
+    http_routes=PhoneChannelConfig.http_routes,
 )
 
 __all__ = ["PhoneChannelConfig", "spec"]

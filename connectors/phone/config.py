@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 
 from router.config.types import Duration, Secret, Section, require_secret
+from router.connector import HttpRoute
 
 # Asterisk cdr_csv's Master.csv, in order; the last five only when the PBX logs them.
 ASTERISK_COLUMNS = (
@@ -172,6 +173,15 @@ class PhoneChannelConfig(Section):
         if self.webhook_path is not None:
             require_secret(self, "hmac_secret", "call events are signed")
         return self
+
+    def http_routes(self, channel: str) -> list[HttpRoute]:
+        """The call-event webhook and Twilio's callbacks, each when configured."""
+        routes = []
+        if self.webhook_path is not None:
+            routes.append(HttpRoute("POST", self.webhook_path, ("webhook_path",)))
+        if self.twilio is not None:
+            routes.append(HttpRoute("POST", self.twilio.path, ("twilio", "path")))
+        return routes
 
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)

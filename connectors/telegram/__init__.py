@@ -29,6 +29,7 @@ spec = ConnectorSpec(
     identity_kind="telegram",
     normalize_identity=user_id,
     factory=build,
+    http_routes=TelegramChannelConfig.http_routes,
 )
 
 __all__ = ["TelegramChannelConfig", "spec"]

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from router.config.types import Duration, Secret, Section, fail, require_secret
+from router.connector import HttpRoute
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # what Telegram accepts as secret_token
 
@@ -95,3 +96,9 @@ class TelegramChannelConfig(Section):
         if self.mode == "webhook" and self.webhook is None:
             raise fail(title, ("webhook",), "mode: webhook needs a webhook block")
         return self
+
+    def http_routes(self, channel: str) -> list[HttpRoute]:
+        """The webhook's route; polling adds none."""
+        if self.mode != "webhook" or self.webhook is None:
+            return []
+        return [HttpRoute("POST", self.webhook.path, ("webhook", "path"))]

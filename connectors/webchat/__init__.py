@@ -20,6 +20,7 @@ spec = ConnectorSpec(
     live_standing=True,  # the widget shows the queue position and updates it
     live_signals=True,  # the widget shows "typing" and marks messages seen
     answer_channel=lambda block: block.answer_by_email,  # a visitor answered by email too
+    http_routes=WebchatChannelConfig.http_routes,
 )
 
 __all__ = ["WebchatChannelConfig", "spec"]

@@ -17,6 +17,7 @@ from router.config.types import (
     check_secret_chars,
     require_secret,
 )
+from router.connector import HttpRoute
 
 MIN_SECRET_CHARS = 16
 MIN_CONTRAST = 4.5  # WCAG AA for normal text
@@ -191,6 +192,20 @@ class WebchatChannelConfig(Section):
                     f"texts.{lang}: unknown {', '.join(unknown)}; known: {', '.join(TEXT_KEYS)}"
                 )
         return value
+
+    def http_routes(self, channel: str) -> list[HttpRoute]:
+        """What the connector mounts under `path`: the socket and its sub-paths."""
+        base = self.path.rstrip("/")
+        mounts = [
+            ("GET", base or "/"),
+            ("POST", f"{base}/http"),
+            ("POST", f"{base}/poll"),
+            ("GET", f"{base}/widget.js"),
+            ("POST", f"{base}/upload"),
+            ("GET", f"{base}/file/{{visitor}}/{{sha}}/{{sig}}/{{name}}"),
+            ("GET", f"{base}/v/{{version}}/{{file}}"),
+        ]
+        return [HttpRoute(method, path, ("path",)) for method, path in mounts]
 
     def widget(self) -> dict[str, object]:
         """What the widget shows from this block (the `welcome` frame's `look`)."""

@@ -40,6 +40,7 @@ spec = ConnectorSpec(
     # The tool names the agent by id: no address; deliveries go to the sink's url.
     sink_url=True,
     factory=build,
+    http_routes=WebhookChannelConfig.http_routes,
 )
 
 __all__ = ["WebhookChannelConfig", "spec"]

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pydantic import Field, model_validator
 
 from router.config.types import Duration, Secret, Section, check_secret_chars, require_secret
+from router.connector import HttpRoute
 
 MIN_SECRET_CHARS = 16
 
@@ -53,6 +54,10 @@ class WebhookChannelConfig(Section):
     def events_path(self, channel: str) -> str:
         """Where the tool POSTs its events for the channel named `channel`."""
         return self.path or f"/webhook/{channel}/events"
+
+    def http_routes(self, channel: str) -> list[HttpRoute]:
+        """The events route of the channel named `channel`."""
+        return [HttpRoute("POST", self.events_path(channel), ("path",))]
 
     def key(self) -> bytes:
         """The signing key (from `${VAR}`, or from `secret_file` at load time)."""

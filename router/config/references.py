@@ -13,6 +13,7 @@ from typing import Any
 
 from router.config.model import Config
 from router.connector import ConnectorSpec
+from router.http import RESERVED
 from router.routing.identity import EMAIL
 
 Loc = tuple[str | int, ...]
@@ -142,6 +143,7 @@ def reference_problems(
             ("channels", i, "update_template"), "template", channel.update_template, names.templates
         )
         problems.extend(_answer_channel(config, registry, i))
+    problems.extend(_route_clashes(config, registry))
 
     for i, queue in enumerate(config.queues):
         for skill in queue.skills:
@@ -254,6 +256,45 @@ def _answer_channel(
     if not target.enabled:
         return [(loc, f"channel {name!r} is disabled: nothing would send the answers")]
     return []
+
+
+def _route_clashes(config: Config, registry: Mapping[str, ConnectorSpec]) -> list[tuple[Loc, str]]:
+    """Routes the daemon could not add at start: one two enabled channels add (each
+    declares its routes through its spec), or one of the daemon's own paths. A later
+    channel is reported once per earlier channel it clashes with."""
+    taken: dict[tuple[str, str], tuple[int, Loc]] = {}  # (method, path) -> first channel
+    problems: list[tuple[Loc, str]] = []
+    reported: set[tuple[Loc, int]] = set()
+    for i, channel in enumerate(config.channels):
+        spec = registry.get(channel.type)
+        if not channel.enabled or spec is None or spec.http_routes is None:
+            continue
+        if channel.settings is None:
+            continue
+        for route in spec.http_routes(channel.settings, channel.name):
+            loc: Loc = ("channels", i, channel.type, *route.key)
+            if route.path in RESERVED:
+                if (loc, -1) not in reported:
+                    reported.add((loc, -1))
+                    problems.append((loc, f"{route.path} is the daemon's own path"))
+                continue
+            first = taken.setdefault((route.method.upper(), route.path), (i, loc))
+            j, first_loc = first
+            if first_loc == loc or (loc, j) in reported:
+                continue
+            reported.add((loc, j))
+            where = config.channels[j].name
+            by = (
+                f"channels[{i}].{_dotted(first_loc[2:])}"
+                if j == i
+                else f"channel {where!r} (channels[{j}])"
+            )
+            problems.append((loc, f"{route.path} is already served by {by}"))
+    return problems
+
+
+def _dotted(keys: Loc) -> str:
+    return ".".join(str(k) for k in keys)
 
 
 def _overflow_cycles(config: Config) -> list[tuple[Loc, str]]:

@@ -100,6 +100,17 @@ class Connector(Intake, Sender, Protocol):
     async def stop(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class HttpRoute:
+    """A route a channel adds on the daemon's HTTP listener (`HttpRoutes.add`), and the
+    key of its block that sets the path (`("twilio", "path")`), for the problem `check`
+    reports when two channels would add the same route (the daemon could not start)."""
+
+    method: str
+    path: str
+    key: tuple[str, ...]
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ConnectorSpec:
     """What a connector package declares about itself."""
@@ -167,6 +178,10 @@ class ConnectorSpec:
     # customer's answers in that thread) and the reply context of the first message.
     # None: the type cannot write first.
     start_thread: Callable[[Any, str, str], tuple[str, dict[str, Any]]] | None = None
+    # The routes a channel of this type adds on the daemon's HTTP listener when it
+    # starts, from its validated block and its name: exactly those its factory adds.
+    # None: the type adds none.
+    http_routes: Callable[[Any, str], Sequence[HttpRoute]] | None = None
 
     @property
     def sender_kind(self) -> str:
