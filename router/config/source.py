@@ -48,6 +48,11 @@ class Interpolated(str):
         self.env_only = env_only
         return self
 
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:
+        # Pickle (a config sent to a child process) would call `__new__` with the
+        # value alone; the keyword-only arguments must travel with it.
+        return (str(self),), {"raw": self.raw, "env_only": self.env_only}
+
 
 class Unresolved(str):
     """A `${NAME}` whose variable is not set and has no default.

@@ -25,7 +25,13 @@ from pydantic import ValidationError
 
 from router.bus.base import Topics
 from router.config import Config
-from router.customers import ImportReport, import_customers, parse_rows, read_file
+from router.customers import (
+    ImportReport,
+    default_region,
+    import_customers,
+    parse_rows,
+    read_file,
+)
 from router.envelope import (
     Automated,
     Command,
@@ -75,10 +81,12 @@ class Simulation:
         await self.engine.start(self.clock)
         await self._tick()
 
-    async def load_customers(self, path: Path, default_region: str | None = None) -> None:
-        """Known customers and their identities, as `omnirouter import-customers` loads them."""
+    async def load_customers(self, path: Path) -> None:
+        """Known customers and their identities, as `omnirouter import-customers` loads them:
+        national phone numbers in the configured phone channel's region."""
         report = ImportReport()
-        rows = parse_rows(read_file(path), default_region=default_region, report=report)
+        region = default_region(self.config)
+        rows = parse_rows(read_file(path), default_region=region, report=report)
         if report.problems:  # a customer left out would change what is recognised
             raise SimulationError(f"{path}: " + "; ".join(report.problems))
         await import_customers(self.store, rows, self.clock, report)

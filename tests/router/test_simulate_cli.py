@@ -186,6 +186,24 @@ def test_known_customers_are_recognised(tmp_path: Path) -> None:
     assert delivery["context"]["identities"] == ["telegram 777"]
 
 
+def test_customers_national_numbers_read_in_the_phone_channel_s_region(tmp_path: Path) -> None:
+    # As `import-customers` reads the same file: the phone channel's `default_region`.
+    phone = {"default_region": "ES", "webhook_path": None}
+    config = config_variant(
+        tmp_path,
+        "with-phone.yaml",
+        lambda data: data["channels"].append(
+            {"name": "line", "type": "phone", "enabled": False, "phone": phone}
+        ),
+    )
+    customers = tmp_path / "customers.csv"
+    customers.write_text("name,tier,email,phone\nEva Known,gold,eva@shop.test,612 345 678\n")
+    result = simulate(INVOICE, tmp_path, "-c", str(config), "--customers", str(customers))
+    [delivery] = [o for o in lines(result) if o.get("output") == "delivery"]
+    assert delivery["context"]["customer"] == "Eva Known"
+    assert "phone +34612345678" in delivery["context"]["identities"]
+
+
 def test_simulate_reports_bad_lines(tmp_path: Path) -> None:
     result = simulate('{"channel": "fax", "from": "x"}\n', tmp_path)
     assert result.returncode == 2

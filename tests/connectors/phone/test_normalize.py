@@ -39,9 +39,10 @@ def test_a_cdr_row_reads_with_the_channel_s_settings(
     args = ["normalize", "--type", "phone", "--channel", "line", "-c", str(config), str(row)]
     assert cli(args) == 0
     out = orjson.loads(capsys.readouterr().out)
-    # The national number in the channel's region, the time in its zone, the agent mapped.
+    # The national number in the channel's region, the time read in its zone (10:00 in
+    # Madrid) and given in UTC on the bus, the agent mapped.
     assert (out["channel"], out["thread_key"]) == ("line", "+34600112233")
-    assert out["call"]["started_at"] == "2026-03-10T10:00:00+01:00"
+    assert out["call"]["started_at"] == "2026-03-10T09:00:00+00:00"
     assert (out["call"]["disposition"], out["call"]["agent"]) == ("answered", "ana")
 
 
@@ -80,3 +81,41 @@ def test_a_json_call_event_and_bad_input(
     assert "expected one CDR row or one JSON call event; got 2 lines" in capsys.readouterr().err
     assert cli(["normalize", "--type", "phone", "--channel", "nope", "-c", str(config), "x"]) == 2
     assert "no channel 'nope' of type 'phone'" in capsys.readouterr().err
+
+
+def test_a_channel_with_a_secret_from_the_environment_normalizes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The settings go to a child process by pickle; an interpolated secret must survive it.
+    monkeypatch.setenv("PHONE_HMAC_SECRET", "a-webhook-signing-secret-of-32-chars")
+    config = tmp_path / "channels.yaml"
+    config.write_text(
+        """version: 1
+channels:
+  - name: main-line
+    type: phone
+    phone:
+      default_region: ES
+      timezone: Europe/Madrid
+      webhook_path: /phone/cdr
+      hmac_secret: ${PHONE_HMAC_SECRET}
+""",
+        encoding="utf-8",
+    )
+    event = tmp_path / "event.json"
+    event.write_bytes(
+        orjson.dumps(
+            {
+                "call_id": "1741597200.7",
+                "from": "600112233",
+                "to": "+34910000000",
+                "direction": "inbound",
+                "disposition": "abandoned",
+                "started_at": "2026-03-10T10:00:00+01:00",
+            }
+        )
+    )
+    args = ["normalize", "--type", "phone", "--channel", "main-line", "-c", str(config)]
+    assert cli([*args, str(event)]) == 0
+    out = orjson.loads(capsys.readouterr().out)
+    assert (out["channel"], out["thread_key"]) == ("main-line", "+34600112233")
