@@ -424,9 +424,12 @@ def _simulate(args: argparse.Namespace) -> int:
         return 2
 
 
-def _with_store(args: argparse.Namespace, action: Any, *, channel_secrets: bool = False) -> int:
+def _with_store(
+    args: argparse.Namespace, action: Any, *, channel_secrets: bool = False, create: bool = False
+) -> int:
     """Run `action(args, config, store)`. Commands that start no channel load the config
-    without the channels' secrets (the default here)."""
+    without the channels' secrets (the default here); only commands that write
+    (`create=True`) create a SQLite store that does not exist."""
     from router.errors import OmniError
     from router.logs import setup_logging
     from router.store import open_store
@@ -443,7 +446,7 @@ def _with_store(args: argparse.Namespace, action: Any, *, channel_secrets: bool 
     )
 
     async def go() -> int:
-        store = await open_store(config.store.dsn())
+        store = await open_store(config.store.dsn(), create=create)
         try:
             code: int = await action(args, config, store)
             return code
@@ -577,7 +580,7 @@ def _staffing(args: argparse.Namespace) -> int:
             return asyncio.run(run_staffing(config, sys.stdout, events=events, **options))
 
         async def from_store() -> int:
-            store = await open_store(config.store.dsn())
+            store = await open_store(config.store.dsn(), create=False)
             try:
                 return await run_staffing(config, sys.stdout, store=store, **options)
             finally:
@@ -612,11 +615,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dlq":
         # Replaying writes to the bus and the store, after the cause is fixed: the
         # whole config must be valid then (listing only reads).
-        return _with_store(args, _dlq, channel_secrets=args.action == "replay")
+        replay = args.action == "replay"
+        return _with_store(args, _dlq, channel_secrets=replay, create=replay)
     if args.command == "incidents":
         return _with_store(args, _incidents)
     if args.command == "import-customers":
-        return _with_store(args, _import_customers, channel_secrets=True)
+        return _with_store(args, _import_customers, channel_secrets=True, create=True)
     if args.command == "status":
         from router.status.command import run as status
 

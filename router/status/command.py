@@ -81,7 +81,7 @@ async def _gather(config: Any, url: str | None) -> Any:
     from router.status.snapshot import Status, take_floor
     from router.store import open_store
 
-    store = await open_store(config.store.dsn())
+    store = await open_store(config.store.dsn(), create=False)
     try:
         floor = await take_floor(config, store, now_utc(), registry=load_registry())
     finally:

@@ -70,15 +70,21 @@ _READONLY = "omnirouter_readonly"
 T = TypeVar("T")
 
 
-async def open_store(url: str, *, migrate: bool = True, lock_timeout: float = 5.0) -> Store:
+async def open_store(
+    url: str, *, migrate: bool = True, create: bool = True, lock_timeout: float = 5.0
+) -> Store:
     """Connect to the store at `url` and, unless `migrate=False`, migrate it to head.
 
-    `lock_timeout` (seconds) bounds every wait for a lock (SQLite busy timeout,
+    `create=False` (the commands that only read the store) refuses a SQLite file that
+    does not exist, creating nothing: a mistyped path would otherwise read as an empty
+    store. `lock_timeout` (seconds) bounds every wait for a lock (SQLite busy timeout,
     PostgreSQL `lock_timeout`); running out raises a retriable `StoreError`.
     """
     parsed = parse(url)
     path = parsed.sqlite_path
-    if path is not None:
+    if path is not None and not create and not path.is_file():
+        raise StoreError(f"the store cannot be read: no SQLite database at {path}", retriable=False)
+    if path is not None and create:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

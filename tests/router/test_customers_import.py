@@ -96,7 +96,11 @@ def test_bad_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_incidents_lists_table_and_json(tmp_path: Path) -> None:
+    async def create() -> None:  # `incidents` only reads the store: it must exist
+        await (await open_store(f"sqlite:///{tmp_path}/store.sqlite3")).close()
+
     config = config_for(tmp_path)
+    asyncio.run(create())
     assert "no incidents" in omnirouter("incidents", "-c", str(config)).stdout
 
     async def add() -> None:

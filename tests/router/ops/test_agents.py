@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 
+from router.store import open_store
 from tests.router.ops.conftest import Cli, Floor
 
 
@@ -44,8 +47,12 @@ def test_a_scheduled_agent_shows_their_shift_and_when_it_changes(
         data["agents"][0]["schedule"] = "never"
         data["agents"][1]["schedule"] = "always"
 
+    async def create() -> None:  # `agents` only reads the store: it must exist
+        await (await open_store(f"sqlite:///{tmp_path}/store.sqlite3")).close()
+
     monkeypatch.delenv("P", raising=False)
     config = floor_config(tmp_path, schedule)
+    asyncio.run(create())
     code, out, err = cli("agents", "-c", config, "--json")
     assert (code, err) == (0, ""), err
     agents = {a["id"]: a for a in map(orjson.loads, out.splitlines())}

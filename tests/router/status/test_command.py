@@ -104,3 +104,17 @@ def test_status_with_an_invalid_config_exits_2(
     bad.write_text("version: 1\nqueues: [{name: 'Not A Name'}]\n", encoding="utf-8")
     assert main(["status", "-c", str(bad)]) == 2
     assert "Not A Name" in capsys.readouterr().err
+
+
+def test_status_on_a_missing_sqlite_store_exits_2_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped path must not read as a new, empty floor.
+    missing = tmp_path / "nodir" / "typo.sqlite3"
+    config = tmp_path / "channels.yaml"
+    config.write_text(f"version: 1\nstore: {{url: 'sqlite:///{missing}'}}\n", encoding="utf-8")
+    assert main(["status", "-c", str(config), "--json"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == f"status: the store cannot be read: no SQLite database at {missing}\n"
+    assert not missing.parent.exists()
