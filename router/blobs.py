@@ -21,9 +21,17 @@ class BlobError(OmniError):
     """A blob could not be stored or found."""
 
 
+DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024  # `blobs.max_attachment_bytes` unless set
+
+
 class BlobStore:
-    def __init__(self, root: str | Path) -> None:
+    def __init__(
+        self, root: str | Path, max_attachment_bytes: int = DEFAULT_MAX_ATTACHMENT
+    ) -> None:
         self.root = Path(root)
+        # `blobs.max_attachment_bytes`: the largest attachment a channel without a limit
+        # of its own keeps (the store itself takes any size).
+        self.max_attachment_bytes = max_attachment_bytes
 
     @staticmethod
     def ref_for(sha256: str) -> str:

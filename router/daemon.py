@@ -303,7 +303,7 @@ class Daemon:
         self._sinks.update(sinks_of(self.config))
         self._queues[:] = queues_of(self.config)
         services = Services(
-            blobs=BlobStore(self.config.blobs.path),
+            blobs=BlobStore(self.config.blobs.path, self.config.blobs.max_attachment_bytes),
             checkpoints=self.store,
             http=routes,
             sinks=self._sinks,

@@ -88,7 +88,7 @@ class SmtpSender:
         cfg = self.cfg
         password = None
         if cfg.username is not None and cfg.password is not None:
-            password = cfg.password.get_secret_value()
+            password = cfg.password.current()  # a rotated password_file: used from now on
         tls = None
         if cfg.security != "none":
             tls = client_context(

@@ -141,15 +141,6 @@ class ImapConfig(Section):
             raise fail(title, ("processed_folder",), "processed: move needs processed_folder")
         return self
 
-    # Where the secrets came from: the IMAP client re-reads a file on every login.
-    @property
-    def password_file(self) -> Path | None:
-        return None if self.password is None else self.password.path
-
-    @property
-    def oauth2_token_file(self) -> Path | None:
-        return None if self.oauth2_token is None else self.oauth2_token.path
-
 
 class SmtpConfig(Section):
     """How replies to customers are sent."""
@@ -163,7 +154,10 @@ class SmtpConfig(Section):
     verify_certificate: bool = Field(True, description=_VERIFY_DOC)
     ca_file: Path | None = Field(None, description=_CA_FILE_DOC)
     username: str | None = Field(None, description="Login name (null: no authentication).")
-    password: Secret | None = Field(None, description="Password for `username`.")
+    password: Secret | None = Field(
+        None,
+        description="Password for `username` (from `password_file`: re-read on every login).",
+    )
     from_address: EmailAddress = Field(
         description="Address replies are sent from (usually the mailbox's own).",
     )
@@ -319,8 +313,7 @@ class EmailChannelConfig(Section):
         None,
         ge=1,
         description="Largest attachment kept; larger ones are recorded in the envelope"
-        " as skipped, with the reason (null: 25 MiB, the default of"
-        " `blobs.max_attachment_bytes`).",
+        " as skipped, with the reason (null: `blobs.max_attachment_bytes`).",
     )
     limits: EmailLimits = Field(
         default_factory=EmailLimits,

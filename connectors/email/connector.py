@@ -28,8 +28,9 @@ from connectors.email.client import SmtpSender
 from connectors.email.config import EmailChannelConfig
 from connectors.email.errors import OutboundError
 from connectors.email.imap import ImapIntake
-from connectors.email.inbound import DEFAULT_MAX_ATTACHMENT, Options
+from connectors.email.inbound import Options
 from connectors.email.outbound import agent_address, build_notification, delivery_of
+from router.blobs import BlobStore
 from router.budget import Budget
 from router.connector import DONE, Incoming, Outcome, Rejected, SendResult, Services, cancelled
 from router.envelope import Envelope
@@ -45,10 +46,10 @@ HOUSEKEEPING_SECONDS = 3600.0  # how often old markers are pruned
 BUDGET = Budget("normalizing mail")
 
 
-def options_for(cfg: EmailChannelConfig) -> Options:
+def options_for(cfg: EmailChannelConfig, blobs: BlobStore) -> Options:
     return Options(
         limits=cfg.limits,
-        max_attachment_bytes=cfg.max_attachment_bytes or DEFAULT_MAX_ATTACHMENT,
+        max_attachment_bytes=cfg.max_attachment_bytes or blobs.max_attachment_bytes,
         strip_quoted_history=cfg.strip_quoted_history,
         own_address=cfg.smtp.from_address,
     )
@@ -64,7 +65,7 @@ class EmailConnector:
     def __init__(self, name: str, cfg: EmailChannelConfig, services: Services) -> None:
         self.name = name
         self.cfg = cfg
-        options = options_for(cfg)
+        options = options_for(cfg, services.blobs)
         intake = functools.partial(
             ImapIntake, name, cfg, services.blobs, services.checkpoints, options, budget=BUDGET
         )

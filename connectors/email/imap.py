@@ -36,7 +36,6 @@ import re
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aioimaplib
@@ -50,6 +49,7 @@ from connectors.email.threads import resolve_token
 from connectors.email.tls import TlsSetupError, client_context, describe_tls_failure, tls_failure
 from router.blobs import BlobStore
 from router.budget import Budget, BudgetExceeded
+from router.config.secrets import SecretRef
 from router.connector import DONE, Checkpoints, Incoming, Outcome, Rejected
 from router.envelope import Envelope
 
@@ -245,7 +245,7 @@ class ImapIntake:
         cfg = self.cfg
         what = f"login as {cfg.username!r}"
         if cfg.auth == "xoauth2":
-            token = _secret(cfg.oauth2_token_file, cfg.oauth2_token)
+            token = _secret(cfg.oauth2_token)
             response, challenge = await _xoauth2(client, cfg.username, token)
             if response.result != "OK" and challenge:
                 try:
@@ -262,7 +262,7 @@ class ImapIntake:
                     " (LOGINDISABLED); use security: tls or starttls",
                     retriable=False,
                 )
-            response = await client.login(cfg.username, _secret(cfg.password_file, cfg.password))
+            response = await client.login(cfg.username, _secret(cfg.password))
         # A refused login is not retried (a wrong password stays wrong), except where the
         # server says its own authentication is failing for now (RFC 5530 UNAVAILABLE).
         _check(response, what, retriable=_temporary(response))
@@ -564,16 +564,14 @@ def _decode_challenge(line: bytes) -> str:
     return text[:200]
 
 
-def _secret(path: Path | None, value: Any) -> str:
-    """A secret, re-read from its file when one is configured (rotation without reload)."""
-    if path is not None:
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ImapError(f"cannot read {path}: {exc.strerror}") from exc
-    if value is None:
+def _secret(ref: SecretRef | None) -> str:
+    """A secret, read again from its file when it came from one (rotation without reload)."""
+    if ref is None:
         raise ImapError("no credentials configured", retriable=False)
-    return str(value.get_secret_value())
+    try:
+        return ref.current()
+    except OSError as exc:
+        raise ImapError(f"cannot read {ref.path}: {exc.strerror}") from exc
 
 
 def _temporary(response: Any) -> bool:

@@ -49,7 +49,7 @@ from connectors.email.threads import (
     subject_token,
     thread_from_headers,
 )
-from router.blobs import BlobStore
+from router.blobs import DEFAULT_MAX_ATTACHMENT, BlobStore
 from router.budget import cpu_seconds_for
 from router.envelope import (
     MAX_ADDRESS,
@@ -68,7 +68,6 @@ from router.envelope import (
 )
 from router.errors import OmniError
 
-DEFAULT_MAX_ATTACHMENT = 25 * 1024 * 1024
 MAX_REFERENCES = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 

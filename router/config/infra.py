@@ -13,6 +13,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from router.blobs import DEFAULT_MAX_ATTACHMENT
 from router.config.types import (
     Secret,
     Section,
@@ -251,7 +252,9 @@ class BlobsConfig(Section):
 
     path: Path = Field(Path("var/blobs"), description="Directory of the blob store.")
     max_attachment_bytes: int = Field(
-        25 * 1024 * 1024,
+        DEFAULT_MAX_ATTACHMENT,
         ge=1,
-        description="Largest attachment accepted; larger ones are replaced by a note.",
+        description="Largest attachment an email channel keeps when its own"
+        " `max_attachment_bytes` is null; larger ones are replaced by a note"
+        " (`meta.skipped_parts`, with the reason). Web chat has its own limit.",
     )

@@ -40,7 +40,7 @@ class SecretRef:
     @classmethod
     def from_file(cls, path: Path) -> SecretRef:
         """The secret in `path`; raises OSError or UnicodeDecodeError."""
-        return cls(path.read_text(encoding="utf-8").rstrip("\r\n"), path=path)
+        return cls(_read(path), path=path)
 
     @property
     def known(self) -> bool:
@@ -52,6 +52,12 @@ class SecretRef:
         if self._value is None:
             raise ValueError(f"secret {self!r} was not read (is its channel disabled?)")
         return str(self._value)
+
+    def current(self) -> str:
+        """The secret as it is now: read again from its file when it came from one, so a
+        rotated file is used from the next login on, without a reload; raises OSError or
+        UnicodeDecodeError."""
+        return self.get_secret_value() if self.path is None else _read(self.path)
 
     def __repr__(self) -> str:
         where = f", file={str(self.path)!r}" if self.path is not None else ""
@@ -74,6 +80,10 @@ class SecretRef:
             _validate,
             serialization=core_schema.plain_serializer_function_ser_schema(str, when_used="json"),
         )
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8").rstrip("\r\n")
 
 
 def _validate(value: Any, info: ValidationInfo) -> SecretRef:

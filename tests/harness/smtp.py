@@ -14,7 +14,9 @@ TLS variants, presenting the session's test certificate (`tests.harness.certs`;
   `require_starttls`: MAIL before STARTTLS is answered 530);
 - `smtp_tls_server`: implicit TLS from the first byte (port-465 style).
 
-`start_smtp(...)` starts one with any certificate, e.g. one for another name.
+`start_smtp(...)` starts one with any certificate, e.g. one for another name,
+or, given `passwords` (login → password), one that offers AUTH (in clear text
+too) and records each attempt's login and password in `logins`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.harness.common import free_port
 
@@ -65,7 +68,19 @@ class CapturingSmtp:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_attempts: int = 0
     ca_file: Path | None = None  # with TLS: the CA that signed the server's certificate
+    passwords: dict[str, str] = field(default_factory=dict)  # with AUTH: login -> password
+    logins: list[tuple[str, str]] = field(default_factory=list)  # each AUTH attempt
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        """aiosmtpd's `authenticator`: records the attempt, accepts a known password."""
+        assert isinstance(auth_data, LoginPassword)
+        login, password = auth_data.login.decode(), auth_data.password.decode()
+        with self.lock:
+            self.logins.append((login, password))
+            return AuthResult(success=self.passwords.get(login) == password)
 
     # aiosmtpd handler hooks (run in the server's own thread and loop)
     async def handle_RCPT(
@@ -134,19 +149,23 @@ def start_smtp(
     tls: Literal["none", "starttls", "tls"] = "none",
     cert: CertFiles | None = None,
     ca_file: Path | None = None,
+    passwords: dict[str, str] | None = None,
 ) -> Iterator[CapturingSmtp]:
-    """A running capturing server; with `tls`, presenting `cert` (signed by `ca_file`)."""
-    server = CapturingSmtp(port=free_port(), ca_file=ca_file)
+    """A running capturing server; with `tls`, presenting `cert` (signed by `ca_file`);
+    with `passwords`, offering AUTH."""
+    server = CapturingSmtp(port=free_port(), ca_file=ca_file, passwords=dict(passwords or {}))
     kwargs: dict[str, Any] = {}
+    if passwords is not None:
+        kwargs = {"authenticator": server.authenticate, "auth_require_tls": False}
     if tls != "none":
         from tests.harness.certs import server_context
 
         assert cert is not None
         context = server_context(cert)
         if tls == "starttls":
-            kwargs = {"tls_context": context, "require_starttls": True}
+            kwargs |= {"tls_context": context, "require_starttls": True}
         else:
-            kwargs = {"ssl_context": context}
+            kwargs |= {"ssl_context": context}
     controller = ClosingController(server, hostname=server.host, port=server.port, **kwargs)
     controller.start()
     try:

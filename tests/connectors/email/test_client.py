@@ -9,7 +9,7 @@ from router.blobs import BlobStore
 from router.connector.testing import MemoryCheckpoints
 from router.envelope import Attachment
 from tests.connectors.email.helpers import reply, sender_for
-from tests.harness.smtp import CapturingSmtp
+from tests.harness.smtp import CapturingSmtp, start_smtp
 
 
 async def test_delivered_and_ref_remembered(smtp_server: CapturingSmtp) -> None:
@@ -24,6 +24,20 @@ async def test_delivered_and_ref_remembered(smtp_server: CapturingSmtp) -> None:
     )
     ref = checkpoints.values[("support-email", "ref:k7m2q9ta")]
     assert "customer@example.net" in ref and "<root@example.net>" in ref
+
+
+async def test_a_rotated_password_file_is_used_at_the_next_login(tmp_path: Path) -> None:
+    secret = tmp_path / "smtp-password"
+    secret.write_text("first\n")
+    with start_smtp(passwords={"support": "first"}) as server:
+        sender = sender_for(server, username="support", password_file=str(secret))
+        assert (await sender.send(reply("r1"))).status == "sent"
+        secret.write_text("second\n")  # rotated on both sides; no reload
+        server.passwords["support"] = "second"
+        result = await sender.send(reply("r2"))
+        assert result.status == "sent", result.detail
+        assert server.logins == [("support", "first"), ("support", "second")]
+        assert len(server.messages) == 2
 
 
 def attached(blobs: BlobStore, data: bytes, name: str, content_type: str) -> Attachment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -77,6 +78,50 @@ async def test_mail_reaches_the_store_and_replies_go_out(
             assert got["Subject"] == "Re: message 1"
         finally:
             await store.close()
+
+
+async def test_blobs_max_attachment_bytes_limits_an_email_channel_without_its_own(
+    imap_account: ImapAccount,
+    smtp_server: CapturingSmtp,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", imap_account.password)
+    blobs = f'blobs: {{path: "{tmp_path}/blobs"}}'
+    text = config_text(tmp_path, imap_account, smtp_server)
+    assert blobs in text
+    cfg = parse_config(text.replace(blobs, blobs[:-1] + ", max_attachment_bytes: 100}"))
+    zipped = (
+        b"From: ana@example.net\r\nTo: support@shop.example\r\nSubject: the file\r\n"
+        b"Message-ID: <big@example.net>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+        b'Content-Type: application/zip\r\nContent-Disposition: attachment; filename="big.zip"'
+        b"\r\n\r\n" + b"x" * 1000 + b"\r\n--b--\r\n"
+    )
+    async with running(cfg):
+        store = await open_store(f"sqlite:///{tmp_path}/store.sqlite3", migrate=False)
+        try:
+            await asyncio.to_thread(imap_account.append, zipped)
+            expected = envelope_id("support-email", "<big@example.net>")
+
+            async def stored() -> dict[str, Any] | None:
+                async with store.transaction(readonly=True) as conn:
+                    row = await conn.execute(
+                        sa.text("SELECT envelope FROM messages WHERE id = :id"), {"id": expected}
+                    )
+                    found = row.scalar()
+                return None if found is None else dict(orjson.loads(found))
+
+            await eventually(stored)
+            envelope = await stored()
+        finally:
+            await store.close()
+    assert envelope is not None
+    assert envelope["attachments"] == []
+    [skipped] = envelope["meta"]["skipped_parts"]
+    assert skipped["name"] == "big.zip" and skipped["size"] == 1000
+    assert skipped["reason"] == "larger than max_attachment_bytes (100)"
 
 
 async def test_a_wrong_password_is_said_once_and_not_retried_within_the_minute(

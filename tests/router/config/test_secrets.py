@@ -85,11 +85,10 @@ def test_connectors_keep_the_file_a_secret_came_from(tmp_path: Path) -> None:
     path = tmp_path / "pw"
     path.write_text("pw")
     imap = ImapConfig.model_validate({"host": "h", "username": "u", "password_file": str(path)})
-    assert imap.password_file == path  # the IMAP client re-reads it on every login
-    assert (
-        ImapConfig.model_validate({"host": "h", "username": "u", "password": "pw"}).password_file
-        is None
-    )
+    assert imap.password is not None
+    assert imap.password.path == path  # the email clients re-read it on every login
+    literal = ImapConfig.model_validate({"host": "h", "username": "u", "password": "pw"})
+    assert literal.password is not None and literal.password.path is None
     hooks = WebhookChannelConfig.model_validate(
         {"secret_file": str(path.with_name("none"))}, context={"channel_enabled": False}
     )
