@@ -42,7 +42,8 @@ Everything an operator changes lives in one YAML file, `config/channels.yaml`
 problem as `FILE:LINE: key.path: message` and exits with status 2. A running
 daemon reloads the file on SIGHUP and when the file changes (checked every two
 seconds); an invalid file is refused and the running configuration stays in
-place. The bus, store, HTTP listener and channels take effect on restart.
+place. The bus, store, HTTP listener, logging, attachment storage and channels take
+effect on restart.
 
 ## Conventions
 
