@@ -23,6 +23,27 @@ channels:
 """
 
 
+def call_event(
+    tmp_path: Path,
+    *,
+    call_id: str = "c-1",
+    caller: str = "+34600112233",
+    disposition: str = "missed",
+) -> Path:
+    """A JSON call event as the PBX posts it, in a file for `normalize`."""
+    event = tmp_path / "event.json"
+    fields = {
+        "call_id": call_id,
+        "from": caller,
+        "to": "+34910000000",
+        "direction": "inbound",
+        "disposition": disposition,
+        "started_at": "2026-03-10T10:00:00+01:00",
+    }
+    event.write_bytes(orjson.dumps(fields))
+    return event
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> tuple[Path, Path]:
     config = tmp_path / "channels.yaml"
@@ -59,19 +80,7 @@ def test_a_json_call_event_and_bad_input(
     tmp_path: Path, files: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     config, _ = files
-    event = tmp_path / "event.json"
-    event.write_bytes(
-        orjson.dumps(
-            {
-                "call_id": "c-1",
-                "from": "+34600112233",
-                "to": "+34910000000",
-                "direction": "inbound",
-                "disposition": "missed",
-                "started_at": "2026-03-10T10:00:00+01:00",
-            }
-        )
-    )
+    event = call_event(tmp_path)
     base = ["normalize", "--type", "phone", "--channel", "line", "-c", str(config)]
     assert cli([*base, str(event)]) == 0
     assert orjson.loads(capsys.readouterr().out)["call"]["disposition"] == "missed"
@@ -102,18 +111,9 @@ channels:
 """,
         encoding="utf-8",
     )
-    event = tmp_path / "event.json"
-    event.write_bytes(
-        orjson.dumps(
-            {
-                "call_id": "1741597200.7",
-                "from": "600112233",
-                "to": "+34910000000",
-                "direction": "inbound",
-                "disposition": "abandoned",
-                "started_at": "2026-03-10T10:00:00+01:00",
-            }
-        )
+    # A national number: read in the channel's region.
+    event = call_event(
+        tmp_path, call_id="1741597200.7", caller="600112233", disposition="abandoned"
     )
     args = ["normalize", "--type", "phone", "--channel", "main-line", "-c", str(config)]
     assert cli([*args, str(event)]) == 0
