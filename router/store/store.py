@@ -83,7 +83,11 @@ async def open_store(
     parsed = parse(url)
     path = parsed.sqlite_path
     if path is not None and not create and not path.is_file():
-        raise StoreError(f"the store cannot be read: no SQLite database at {path}", retriable=False)
+        raise StoreError(
+            f"the store cannot be read: no SQLite database at {path}"
+            " (omnirouter run creates it; is the path right?)",
+            retriable=False,
+        )
     if path is not None and create:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,5 +27,8 @@ def test_a_read_of_a_missing_sqlite_store_exits_2_and_creates_nothing(
     config = floor_config(tmp_path, lambda data: data.update(store={"url": f"sqlite:///{missing}"}))
     code, out, err = cli(*command, "-c", config)
     assert (code, out) == (2, "")
-    assert err == f"{command[0]}: the store cannot be read: no SQLite database at {missing}\n"
+    assert err == (
+        f"{command[0]}: the store cannot be read: no SQLite database at {missing}"
+        " (omnirouter run creates it; is the path right?)\n"
+    )
     assert not missing.parent.exists()

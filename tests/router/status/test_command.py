@@ -116,5 +116,8 @@ def test_status_on_a_missing_sqlite_store_exits_2_and_creates_nothing(
     assert main(["status", "-c", str(config), "--json"]) == 2
     out, err = capsys.readouterr()
     assert out == ""
-    assert err == f"status: the store cannot be read: no SQLite database at {missing}\n"
+    assert err == (
+        f"status: the store cannot be read: no SQLite database at {missing}"
+        " (omnirouter run creates it; is the path right?)\n"
+    )
     assert not missing.parent.exists()
