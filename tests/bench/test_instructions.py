@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -41,14 +42,21 @@ totals: 900
 
 
 @pytest.fixture
-def instructions(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def instructions(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    before = set(sys.modules)
     monkeypatch.syspath_prepend(str(BENCH))  # as `python bench/instructions.py` runs
     spec = importlib.util.spec_from_file_location("bench_instructions", BENCH / "instructions.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass looks itself up
     spec.loader.exec_module(module)
-    return module
+    yield module
+    # The bench scripts it imported (`routing`) leave with bench/ on the path: a later
+    # test must not find them as modules (tests/test_bench_names.py).
+    for name in set(sys.modules) - before:
+        where = getattr(sys.modules[name], "__file__", None)
+        if where is not None and Path(where).parent == BENCH:
+            del sys.modules[name]
 
 
 def test_each_functions_own_instructions_are_summed_by_library(
