@@ -200,8 +200,8 @@ def choose_agent(
         if examined <= MAX_EXPLAINED:
             if why is None:
                 unable[agent.id] = busy or ""
-            else:
-                unfit[agent.id] = busy or why
+            else:  # unqualified: that is why, busy or not (busy would read as qualified)
+                unfit[agent.id] = why
     # Nobody: the qualified agents who are not here (away, offline, off shift) say why
     # it waits; looked for only now, and only until the explanation is full.
     if len(skipped) + len(unreached) + len(unable) < MAX_EXPLAINED:

@@ -180,6 +180,23 @@ def test_nobody_free_queues_with_the_reason() -> None:
     assert choice.reason["present"] == 1
 
 
+def test_a_busy_agent_who_does_not_qualify_is_named_for_what_they_lack() -> None:
+    """docs/routing.md: the qualified agents who could not take it first, then the
+    unqualified ones with why; a full agent without the language is not a qualified one."""
+    board = AgentBoard(
+        [
+            view("full-en", load={"webchat": 1}, last_assigned_at=None),
+            view("full-es", languages=frozenset({"es"}), load={"webchat": 1}, last_assigned_at=T0),
+        ]
+    )
+    choice = choose_agent(board, Need(channel="chat", channel_type="webchat", language="es"))
+    assert choice.agent_id is None
+    assert list(choice.reason["skipped"].items()) == [
+        ("full-es", "at capacity on webchat (1)"),
+        ("full-en", "does not speak es"),
+    ]
+
+
 def test_the_last_agent_comes_first_and_is_waited_for_while_busy() -> None:
     board = AgentBoard([view("idle", last_assigned_at=None), view("known", last_assigned_at=T0)])
     need = Need(channel="mail", channel_type="email")
