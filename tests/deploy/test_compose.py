@@ -60,6 +60,16 @@ def test_attachments_live_in_a_named_volume_where_the_shipped_config_puts_them()
     assert volume in data["volumes"]
 
 
+def test_kafka_keeps_its_log_in_its_named_volume() -> None:
+    # apache/kafka writes to /tmp/kraft-combined-logs unless KAFKA_LOG_DIRS says otherwise:
+    # the volume would stay empty and a new container would start with no topics.
+    data = compose()
+    kafka = data["services"]["kafka"]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in kafka["volumes"]}  # path -> volume
+    volume = mounts[kafka["environment"]["KAFKA_LOG_DIRS"]]
+    assert volume in data["volumes"]
+
+
 def test_every_secret_file_it_reads_has_an_example() -> None:
     data = compose()
     files = [Path(s["file"]) for s in data["secrets"].values()]
