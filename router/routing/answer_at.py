@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -152,7 +151,9 @@ async def _thread(
     if state.get("channel") == name and state.get("thread_key"):
         return state
     assert spec.start_thread is not None
-    key, context = spec.start_thread(settings, str(state["value"]), secrets.token_hex(16))
+    # An id of the store's draw: random in the daemon, seeded in `simulate` (same input,
+    # same output).
+    key, context = spec.start_thread(settings, str(state["value"]), db.new_id())
     state.update(channel=name, thread_key=key, reply_context=context)
     meta[ANSWER_AT] = state
     await db.update_conversation(unit.conn, conv.id, thread_meta=meta)

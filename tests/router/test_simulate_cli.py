@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import yaml
 
 from tests.harness.daemon import ROOT
@@ -128,6 +129,40 @@ def test_the_same_run_twice_is_byte_identical(tmp_path: Path) -> None:
         assert first.returncode == 0, first.stderr
         assert first.stdout == second.stdout
     assert '"output":"customer_message"' in first.stdout or "followup" in first.stdout
+
+
+def test_a_run_that_starts_an_answer_thread_is_byte_identical_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chat visitor answered by email too: the router starts an email thread for them,
+    whose key must come from simulate's seeded draw, not a random one."""
+
+    def answered_by_email(data: dict[str, Any]) -> None:
+        mail, _, chat = data["channels"]
+        mail["enabled"] = True  # what sends the answers
+        chat["webchat"]["answer_by_email"] = "mail"
+
+    monkeypatch.setenv("P", "mailbox-password")
+    config = config_variant(tmp_path, "answer-by-email.yaml", answered_by_email)
+    visitor = {
+        "v": 1,
+        "id": "m1",
+        "kind": "message",
+        "direction": "in",
+        "channel": "chat",
+        "channel_type": "webchat",
+        "thread_key": "sess1",
+        "sender": {"address": "vis-1", "role": "customer", "name": "Eva"},
+        "received_at": "2026-03-02T10:00:00Z",
+        "text": "Hello, where is my order?",
+        "answer_at": {"kind": "email", "value": "eva@shop.test"},
+    }
+    reply = {"agent": "ana", "reply": "It ships today.", "conversation": "chat/sess1"}
+    events = orjson.dumps(visitor).decode() + "\n" + orjson.dumps(reply).decode() + "\n"
+    first = simulate(events, tmp_path, "-c", str(config))
+    second = simulate(events, tmp_path, "-c", str(config))
+    assert "omni.thread." in first.stdout, first.stderr  # the thread was started
+    assert first.stdout == second.stdout
 
 
 def test_compare_shows_changed_assignments_and_figures(tmp_path: Path) -> None:
