@@ -285,7 +285,15 @@ async def _import_row(conn: Any, row: CustomerRow, now: datetime, report: Import
         values["tags"] = sorted(set(row.tags))
     if row.language:
         values["language"] = row.language
-    if known:
+    if len(known) > 1:
+        # Identities of several customers: which one the row describes is for agents to
+        # say (the suggestions below); none of them takes its name, tier or tags, or two
+        # rows of one file would rename a customer back and forth on every import.
+        customer_id, changed = known[0], {}
+        report.notes.append(
+            f"line {row.line}: identities of {len(known)} customers; their details left as they are"
+        )
+    elif known:
         customer_id = known[0]
         current = await db.customer(conn, customer_id)
         changed = {k: v for k, v in values.items() if getattr(current, k) != v}

@@ -84,6 +84,10 @@ def test_conflicting_row_is_suggested_not_merged(tmp_path: Path) -> None:
     assert "not merged" in result.stderr
     assert len(asyncio.run(table(tmp_path, customers))) == 2
     assert len(asyncio.run(table(tmp_path, link_suggestions))) == 1
+    # Neither customer takes the row's name, and the same file again changes nothing.
+    assert sorted(r.display_name for r in asyncio.run(table(tmp_path, customers))) == ["A", "B"]
+    again = omnirouter("import-customers", "-c", str(config), str(data))
+    assert "created 0, updated 0, unchanged 1" in again.stdout
 
 
 def test_bad_file_is_a_clear_error(tmp_path: Path) -> None:
