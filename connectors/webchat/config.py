@@ -194,7 +194,8 @@ class WebchatChannelConfig(Section):
         return value
 
     def http_routes(self, channel: str) -> list[HttpRoute]:
-        """What the connector mounts under `path`: the socket and its sub-paths."""
+        """What the connector mounts under `path`, in the order its handlers take them: the
+        socket and its sub-paths."""
         base = self.path.rstrip("/")
         mounts = [
             ("GET", base or "/"),

@@ -108,16 +108,20 @@ class WebchatConnector:
         if services.http is None:
             log.warning("no HTTP listener: the web chat cannot be reached", channel=name)
         else:
-            path = cfg.path.rstrip("/") or ""
-            services.http.add("GET", path or "/", self.socket)
-            services.http.add("POST", f"{path}/http", self.http_frame)
-            services.http.add("POST", f"{path}/poll", self.poll)
-            services.http.add("GET", f"{path}/widget.js", static.latest)
-            services.http.add("POST", f"{path}/upload", self.upload)
-            services.http.add(
-                "GET", f"{path}/file/{{visitor}}/{{sha}}/{{sig}}/{{name}}", self.download
+            # The routes as the config declares them (what `check` holds against other
+            # channels'), in its order: the socket, frames over HTTP, polling, the widget,
+            # uploads, downloads, versioned static files.
+            handlers = (
+                self.socket,
+                self.http_frame,
+                self.poll,
+                static.latest,
+                self.upload,
+                self.download,
+                static.versioned,
             )
-            services.http.add("GET", f"{path}/v/{{version}}/{{file}}", static.versioned)
+            for route, handler in zip(cfg.http_routes(name), handlers, strict=True):
+                services.http.add(route.method, route.path, handler)
 
     # --- lifecycle ------------------------------------------------------------------------
 
